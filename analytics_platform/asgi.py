@@ -1,0 +1,19 @@
+"""ASGI entry point: HTTP goes to Django, WebSocket through origin and auth checks to Channels consumers."""
+
+import os
+
+from channels.routing import ProtocolTypeRouter, URLRouter
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics_platform.settings.dev")
+django_asgi_app = get_asgi_application()
+
+from apps.access.websocket import secure_websocket_application  # noqa: E402  (needs Django set up)
+from apps.dashboards.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": secure_websocket_application(URLRouter(websocket_urlpatterns)),
+    }
+)

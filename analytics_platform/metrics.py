@@ -1,0 +1,57 @@
+"""Prometheus metrics: request counts and latencies, served at GET /metrics."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+
+HTTP_REQUESTS = Counter(
+    "analytics_http_requests_total",
+    "HTTP requests answered, by method, view and status code.",
+    ["method", "view", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "analytics_http_request_duration_seconds",
+    "Time from request to response, by method and view.",
+    ["method", "view"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+_KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+class RequestMetricsMiddleware:
+    """Count and time every request, labelled by the resolved view name (bounded cardinality)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        view = match.view_name if match and match.view_name else "unmatched"
+        method = request.method if request.method in _KNOWN_METHODS else "OTHER"
+        HTTP_LATENCY.labels(method, view).observe(time.perf_counter() - started)
+        HTTP_REQUESTS.labels(method, view, str(response.status_code)).inc()
+        return response
+
+
+@never_cache
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Expose metrics; when METRICS_TOKEN is set, require it as a Bearer token."""
+    expected = settings.METRICS_TOKEN
+    if expected:
+        supplied = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(supplied.encode(), expected.encode()):
+            response = HttpResponse("Missing or wrong metrics token.\n", status=401, content_type="text/plain")
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

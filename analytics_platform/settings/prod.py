@@ -1,0 +1,67 @@
+"""Production: every secret and host comes from the environment; nothing insecure by default."""
+
+from django.core.exceptions import ImproperlyConfigured
+
+from analytics_platform.settings.base import *  # noqa: F403
+from analytics_platform.settings.base import build_logging
+from analytics_platform.settings.environment import (
+    env_bool,
+    env_database,
+    env_int,
+    env_list,
+    env_redis_url,
+    env_str,
+)
+
+DEBUG = False
+
+SECRET_KEY = env_str(
+    "DJANGO_SECRET_KEY",
+    help_text=("a long random string; generate one with python -c 'import secrets; print(secrets.token_urlsafe(50))'"),
+)
+if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure"):
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is too weak: use at least 50 random characters "
+        "(python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+    )
+ALLOWED_HOSTS = env_list(
+    "DJANGO_ALLOWED_HOSTS", help_text="comma-separated host names this site is served under, e.g. analytics.example.com"
+)
+DATABASES = {
+    "default": {
+        **env_database("DATABASE_URL"),
+        "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        "CONN_HEALTH_CHECKS": True,
+    }
+}
+DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1))
+REDIS_URL = env_redis_url("REDIS_URL")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "analytics",
+    }
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "analytics:channels"},
+    }
+}
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+if not SECURE_HSTS_PRELOAD:
+    # Preloading is an opt-in commitment for a whole domain (SECURE_HSTS_PRELOAD=true), not a default.
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
+LOGGING = build_logging(level=LOG_LEVEL, log_format=LOG_FORMAT)  # noqa: F405

@@ -1,0 +1,34 @@
+"""Settings for the test suite: real PostgreSQL and Redis, separate Redis database."""
+
+from analytics_platform.settings.base import *  # noqa: F403
+from analytics_platform.settings.base import build_logging
+from analytics_platform.settings.environment import env_redis_url
+
+DEBUG = False
+SECRET_KEY = "test-only-secret-key-not-used-anywhere-else-0123456789abcdef"  # noqa: S105 (tests only)
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; tests only
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT = None  # tests serve static files from the finders; nothing is collected
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+REDIS_URL = env_redis_url("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "analytics-test",
+    }
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "analytics-test:channels"},
+    }
+}
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+LOGGING = build_logging(level="WARNING", log_format="text")

@@ -1,0 +1,39 @@
+"""URL configuration: pages, the REST API under /api/v1/, health and metrics."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from analytics_platform.health import healthz
+from analytics_platform.metrics import metrics_view
+from analytics_platform.views import home
+from apps.access import api as access_api
+from apps.access import views as access_views
+
+admin.site.site_header = "Analytics Platform administration"
+admin.site.site_title = "Analytics Platform admin"
+admin.site.index_title = "Administration"
+
+api_v1 = [
+    path("me", access_api.MeView.as_view(), name="me"),
+    path("tokens/", access_api.ApiTokenListCreateView.as_view(), name="api-token-list"),
+    path("tokens/<int:token_id>/", access_api.ApiTokenRevokeView.as_view(), name="api-token-detail"),
+]
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    path("account/tokens/", access_views.api_tokens, name="api-tokens"),
+    path("account/tokens/<int:token_id>/revoke/", access_views.api_token_revoke_view, name="api-token-revoke"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include((api_v1, "api"), namespace="api")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
+]

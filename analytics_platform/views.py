@@ -1,0 +1,22 @@
+"""The home page: what exists on this platform and where to go next."""
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from analytics_platform.health import database_check, redis_check, worker_heartbeat_last
+from apps.access.selectors import api_token_list
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """List what exists: the user's tokens, service status, and the platform's areas."""
+    tokens = api_token_list(user=request.user)
+    context = {
+        "token_count": tokens.count(),
+        "active_token_count": sum(1 for token in tokens if token.status == "active"),
+        "database": database_check(),
+        "redis": redis_check(),
+        "worker_last_heartbeat": worker_heartbeat_last(),
+    }
+    return render(request, "home.html", context)

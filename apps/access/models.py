@@ -1,0 +1,45 @@
+"""Access models: personal API tokens (organisations, teams and data policies come later)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class ApiToken(models.Model):
+    """A personal API token. Only the SHA-256 digest of the secret is stored; the secret is shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. 'grafana-import' or 'notebook'.")
+    key_prefix = models.CharField(max_length=16, help_text="The first characters, to recognise a token in lists.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty means it never expires.")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        """Whether the token was revoked."""
+        return self.revoked_at is not None
+
+    def is_expired(self, *, now=None) -> bool:
+        """Whether the expiry time has passed."""
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+    @property
+    def status(self) -> str:
+        """active, expired or revoked."""
+        if self.is_revoked:
+            return "revoked"
+        if self.is_expired():
+            return "expired"
+        return "active"

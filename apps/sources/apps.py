@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class SourcesConfig(AppConfig):
+    """Data sources, their versioned schemas and write keys."""
+
+    name = "apps.sources"
+    label = "sources"
+    verbose_name = "Sources"

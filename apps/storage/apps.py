@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class StorageConfig(AppConfig):
+    """Series, points, rollup tiers, retention and the query engine."""
+
+    name = "apps.storage"
+    label = "storage"
+    verbose_name = "Storage"

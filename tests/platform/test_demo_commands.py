@@ -1,0 +1,76 @@
+"""The demo's commands: clear messages when a service is down, and an idempotent setup."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+
+from tests.conftest import REPO_ROOT, closed_port
+
+
+def _run_manage(args: list[str], **environment: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "analytics_platform.settings.dev", **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_check_services_names_missing_redis_without_traceback():
+    result = _run_manage(["check_services"], REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0")
+    assert result.returncode == 1
+    assert "Redis is not available" in result.stderr
+    assert "redis-server --daemonize yes" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "PostgreSQL is not available" not in result.stderr
+
+
+def test_check_services_names_missing_postgres_without_traceback():
+    result = _run_manage(["check_services"], DATABASE_URL=f"postgres://postgres@127.0.0.1:{closed_port()}/analytics")
+    assert result.returncode == 1
+    assert "PostgreSQL is not available" in result.stderr
+    assert "pg_ctlcluster" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_prepare_creates_database_and_admin():
+    database = f"analytics_demo_test_{os.getpid()}"
+    try:
+        result = _run_manage(
+            ["demo", "--prepare-only"],
+            DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{database}",
+            DEMO_PASSWORD="demo-password-123",
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Login: admin / demo-password-123" in result.stdout
+        check = _run_manage(
+            [
+                "shell",
+                "-c",
+                "from django.contrib.auth import authenticate; "
+                "print(authenticate(username='admin', password='demo-password-123').is_superuser)",
+            ],
+            DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{database}",
+        )
+        assert check.stdout.strip().splitlines()[-1] == "True", check.stderr
+    finally:
+        subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", database], check=False)
+
+
+@pytest.mark.django_db
+def test_demo_prepare_is_idempotent_in_process(monkeypatch, settings, tmp_path):
+    settings.STATIC_ROOT = tmp_path
+    monkeypatch.setenv("DEMO_PASSWORD", "first-password-1")
+    call_command("demo", "--prepare-only")
+    monkeypatch.setenv("DEMO_PASSWORD", "second-password-2")
+    call_command("demo", "--prepare-only")
+    assert authenticate(username="admin", password="second-password-2") is not None
+    assert authenticate(username="admin", password="first-password-1") is None

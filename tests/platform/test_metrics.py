@@ -1,0 +1,46 @@
+"""GET /metrics: Prometheus text with request counts and latencies."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+
+def _sample(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+        if all(found.get(key) == value for key, value in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+@pytest.mark.django_db
+def test_requests_are_counted_and_timed(client):
+    before = _sample(client.get("/metrics").content.decode(), "analytics_http_requests_total", view="healthz") or 0
+    client.get("/healthz")
+    client.get("/healthz")
+    text = client.get("/metrics").content.decode()
+    assert _sample(text, "analytics_http_requests_total", method="GET", view="healthz", status="200") == before + 2
+    assert _sample(text, "analytics_http_request_duration_seconds_count", method="GET", view="healthz") >= 2
+    assert "text/plain" in client.get("/metrics")["Content-Type"]
+
+
+@pytest.mark.django_db
+def test_unmatched_paths_share_one_label(client):
+    client.get("/no/such/page/12345")
+    text = client.get("/metrics").content.decode()
+    assert _sample(text, "analytics_http_requests_total", view="unmatched", status="404") >= 1
+    assert "12345" not in text
+
+
+@pytest.mark.django_db
+def test_metrics_token_required_when_configured(client, settings):
+    settings.METRICS_TOKEN = "scrape-secret"
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret")
+    assert response.status_code == 200
+    assert b"analytics_http_requests_total" in response.content

@@ -1,0 +1,57 @@
+"""Sign-in, home page, admin and the API docs."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.django_db
+def test_home_requires_sign_in(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.django_db
+def test_sign_in_then_home_lists_services(client, user):
+    page = client.get("/accounts/login/")
+    assert page.status_code == 200
+    assert b'name="username"' in page.content
+    response = client.post("/accounts/login/", {"username": "alice", "password": "correct horse battery staple"})
+    assert response.status_code == 302
+    home = client.get("/")
+    assert home.status_code == 200
+    text = home.content.decode()
+    assert "PostgreSQL up" in text
+    assert "Redis up" in text
+    assert "no API tokens yet" in text
+
+
+@pytest.mark.django_db
+def test_wrong_password_shows_error(client, user):
+    response = client.post("/accounts/login/", {"username": "alice", "password": "nope"})
+    assert response.status_code == 200
+    assert b"Please enter a correct username and password" in response.content
+
+
+@pytest.mark.django_db
+def test_admin_is_branded(admin_client):
+    response = admin_client.get("/admin/")
+    assert response.status_code == 200
+    assert b"Analytics Platform administration" in response.content
+    assert b"css/admin.css" in response.content
+
+
+@pytest.mark.django_db
+def test_openapi_schema_and_docs(client, user):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert schema.status_code == 200
+    document = schema.json()
+    assert document["openapi"].startswith("3.")
+    assert "/api/v1/tokens/" in document["paths"]
+    assert "/api/v1/me" in document["paths"]
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    # Swagger UI is served from the installed sidecar package, not a CDN.
+    assert b"drf_spectacular_sidecar/swagger-ui-dist" in docs.content
+    assert b"cdn" not in docs.content.lower()
