@@ -79,3 +79,10 @@ def test_redis_check_times_out_quickly(settings):
     result = redis_check()
     assert result.ok is False
     assert result.latency_ms < 2000
+
+
+@pytest.mark.django_db
+def test_healthz_answers_probes_addressed_by_ip(client):
+    """Probes address the container directly; health must not depend on ALLOWED_HOSTS."""
+    assert client.get("/healthz", HTTP_HOST="10.1.2.3:8000").status_code == 200
+    assert client.get("/accounts/login/", HTTP_HOST="10.1.2.3:8000").status_code == 400

@@ -1,0 +1,1 @@
+"""Deterministic demo data: factory sensors, marketing events and ERP documents, sent to a pluggable sink."""
