@@ -11,13 +11,28 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["analytics_platform"])
 app.autodiscover_tasks()
 
-# Queues: "default" for housekeeping. Later domains add their own queue names here.
-app.conf.task_routes = {"platform.*": {"queue": "default"}}
+# Queues: "default" for housekeeping, "storage" for rollups, partitions and retention.
+app.conf.task_routes = {"platform.*": {"queue": "default"}, "storage.*": {"queue": "storage"}}
 
 app.conf.beat_schedule = {
     "platform-worker-heartbeat": {
         "task": "platform.worker_heartbeat",
         "schedule": 30.0,
         "options": {"queue": "default", "expires": 25},
+    },
+    "storage-rollups-refresh": {
+        "task": "storage.rollups_refresh",
+        "schedule": 10.0,
+        "options": {"queue": "storage", "expires": 30},
+    },
+    "storage-partitions-prepare": {
+        "task": "storage.partitions_prepare",
+        "schedule": 3600.0,
+        "options": {"queue": "storage", "expires": 3000},
+    },
+    "storage-retention-apply": {
+        "task": "storage.retention_apply",
+        "schedule": 3600.0,
+        "options": {"queue": "storage", "expires": 3000},
     },
 }

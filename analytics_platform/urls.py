@@ -10,6 +10,7 @@ from analytics_platform.metrics import metrics_view
 from analytics_platform.views import home
 from apps.access import api as access_api
 from apps.access import views as access_views
+from apps.storage import api as storage_api
 
 admin.site.site_header = "Analytics Platform administration"
 admin.site.site_title = "Analytics Platform admin"
@@ -19,6 +20,10 @@ api_v1 = [
     path("me", access_api.MeView.as_view(), name="me"),
     path("tokens/", access_api.ApiTokenListCreateView.as_view(), name="api-token-list"),
     path("tokens/<int:token_id>/", access_api.ApiTokenRevokeView.as_view(), name="api-token-detail"),
+    path("query", storage_api.QueryView.as_view(), name="query"),
+    path("series", storage_api.SeriesListView.as_view(), name="series-list"),
+    path("series/metrics", storage_api.SeriesMetricsView.as_view(), name="series-metrics"),
+    path("series/label-values", storage_api.SeriesLabelValuesView.as_view(), name="series-label-values"),
 ]
 
 urlpatterns = [

@@ -19,6 +19,19 @@ from tests.factories import user_create
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _storage_caches_cleared():
+    """Tests roll back their data, so ids and partitions cached in the process must not leak between them."""
+    from apps.storage.backends import base as backends_base
+    from apps.storage.services import series_cache_clear
+
+    series_cache_clear()
+    backends_base._backends.clear()
+    yield
+    series_cache_clear()
+    backends_base._backends.clear()
+
+
 @pytest.fixture
 def user(db):
     return user_create(username="alice")

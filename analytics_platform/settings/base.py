@@ -27,6 +27,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -160,6 +161,23 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # Optional shared secret for GET /metrics; when set, scrapers send "Authorization: Bearer <token>".
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
+# Time-series storage. STORAGE_BACKEND: "auto" picks TimescaleDB when the database offers the extension.
+STORAGE_BACKEND = env_str("STORAGE_BACKEND", "auto")
+# Retention in days; per-source overrides live on Source. Raw defaults to 90 days on TimescaleDB
+# (compressed after STORAGE_COMPRESS_AFTER_DAYS) and to 7 days on plain PostgreSQL, which cannot compress.
+STORAGE_RAW_RETENTION_DAYS = env_int("STORAGE_RAW_RETENTION_DAYS", 0, minimum=0)  # 0 = backend default
+STORAGE_COMPRESS_AFTER_DAYS = env_int("STORAGE_COMPRESS_AFTER_DAYS", 7, minimum=1)
+STORAGE_ROLLUP_1M_RETENTION_DAYS = env_int("STORAGE_ROLLUP_1M_RETENTION_DAYS", 90, minimum=1)
+STORAGE_ROLLUP_1H_RETENTION_DAYS = env_int("STORAGE_ROLLUP_1H_RETENTION_DAYS", 1825, minimum=1)
+STORAGE_ROLLUP_1D_RETENTION_DAYS = env_int("STORAGE_ROLLUP_1D_RETENTION_DAYS", 1825, minimum=1)
+# Points older than this (seconds) when they arrive are "late" and re-aggregate their buckets at once.
+STORAGE_ROLLUP_GRACE_SECONDS = env_int("STORAGE_ROLLUP_GRACE_SECONDS", 60, minimum=0)
+STORAGE_PARTITION_DAYS_AHEAD = env_int("STORAGE_PARTITION_DAYS_AHEAD", 3, minimum=1)
+# Query guard rails.
+STORAGE_MAX_SERIES_PER_QUERY = env_int("STORAGE_MAX_SERIES_PER_QUERY", 10_000, minimum=1)
+STORAGE_DEFAULT_MAX_POINTS = env_int("STORAGE_DEFAULT_MAX_POINTS", 1_000, minimum=10)
+STORAGE_MAX_POINTS_PER_SERIES = env_int("STORAGE_MAX_POINTS_PER_SERIES", 10_000, minimum=10)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOG_FORMAT = env_str("LOG_FORMAT", "text")

@@ -10,7 +10,8 @@ def test_beat_schedule_targets_registered_tasks():
     assert app.conf.beat_schedule, "no periodic tasks declared"
     for name, entry in app.conf.beat_schedule.items():
         assert entry["task"] in app.tasks, f"{name} schedules unknown task {entry['task']}"
-        assert entry["options"]["queue"] == "default"
+        routed = app.amqp.router.route({}, entry["task"])["queue"].name
+        assert entry["options"]["queue"] == routed, f"{name} sends to a queue its route does not name"
 
 
 def test_platform_tasks_are_late_acked_with_expiry():

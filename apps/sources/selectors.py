@@ -1,0 +1,10 @@
+"""Reads for sources."""
+
+from __future__ import annotations
+
+from apps.sources.models import Source
+
+
+def source_get_by_slug(*, slug: str) -> Source | None:
+    """The source with this slug, or None."""
+    return Source.objects.filter(slug=slug).first()

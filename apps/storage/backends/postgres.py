@@ -1,0 +1,254 @@
+"""Plain PostgreSQL: daily range partitions, rollup tables maintained from a watermark, retention by drop.
+
+Consistency rule: rollup rows exist exactly for buckets that end at or before the watermark (floored to
+the tier), and always equal an aggregate of the raw points. Two things keep it so:
+- the refresh job takes the watermark row FOR UPDATE, aggregates [old, new) and moves it;
+- every write takes the same row FOR SHARE, so it either commits before the job aggregates or sees
+  the new watermark; a write below the watermark (a late point, a redelivery) re-aggregates the
+  buckets it touched in the same transaction.
+So a query can read rollups below the watermark and raw points above it, and never be stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from psycopg import sql
+
+from apps.storage.backends.base import BACKEND_POSTGRES, ROLLUP_COLUMNS, Point, RetentionResult, StorageBackend
+from apps.storage.tiers import BUCKET_ORIGIN, TIER_1D, TIER_1H, TIER_1M, TIERS_FINE_TO_COARSE, Tier, bucket_floor
+
+logger = logging.getLogger(__name__)
+
+_PARTITION_NAME = re.compile(r"^points_p(\d{8})$")
+# At most this much raw time is aggregated per refresh transaction (catch-up after downtime runs in steps).
+MAX_REFRESH_STEP = timedelta(hours=1)
+
+
+def _partition_name(day: date) -> str:
+    return f"points_p{day:%Y%m%d}"
+
+
+def _aggregate_from(tier: Tier) -> sql.Composed:
+    """SELECT list that builds `tier` rows from its source table, grouped by bucket and series."""
+    if tier.source_table == "points":
+        return sql.SQL(
+            "SELECT date_bin({width}, time, {origin}) AS bucket, series_id, count(*) AS count, sum(value) AS sum, "
+            "min(value) AS min, max(value) AS max, (array_agg(value ORDER BY time DESC))[1] AS last, "
+            "max(time) AS last_time FROM points"
+        ).format(width=sql.Literal(tier.interval), origin=sql.Literal(BUCKET_ORIGIN))
+    return sql.SQL(
+        "SELECT date_bin({width}, bucket, {origin}) AS bucket, series_id, sum(count)::bigint AS count, "
+        "sum(sum) AS sum, min(min) AS min, max(max) AS max, (array_agg(last ORDER BY last_time DESC))[1] AS last, "
+        "max(last_time) AS last_time FROM {source}"
+    ).format(
+        width=sql.Literal(tier.interval), origin=sql.Literal(BUCKET_ORIGIN), source=sql.Identifier(tier.source_table)
+    )
+
+
+def _upsert_suffix() -> sql.SQL:
+    return sql.SQL(
+        " ON CONFLICT (series_id, bucket) DO UPDATE SET count = EXCLUDED.count, sum = EXCLUDED.sum, "
+        "min = EXCLUDED.min, max = EXCLUDED.max, last = EXCLUDED.last, last_time = EXCLUDED.last_time"
+    )
+
+
+class PostgresBackend(StorageBackend):
+    """Storage on any PostgreSQL 14+ without extensions."""
+
+    name = BACKEND_POSTGRES
+
+    def __init__(self, alias: str = "default") -> None:
+        super().__init__(alias)
+        self._known_partitions: set[date] = set()
+
+    # --- schema -------------------------------------------------------------------------------
+    def install(self) -> None:
+        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE TABLE IF NOT EXISTS points (time timestamptz NOT NULL, series_id integer NOT NULL, "
+                "value double precision NOT NULL, PRIMARY KEY (series_id, time)) PARTITION BY RANGE (time)"
+            )
+            for tier in TIERS_FINE_TO_COARSE:
+                cursor.execute(
+                    sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY (series_id, bucket))").format(
+                        sql.Identifier(tier.table), sql.SQL(ROLLUP_COLUMNS)
+                    )
+                )
+                cursor.execute(
+                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (bucket)").format(
+                        sql.Identifier(f"{tier.table}_bucket_idx"), sql.Identifier(tier.table)
+                    )
+                )
+            cursor.execute(
+                "CREATE TABLE IF NOT EXISTS storage_rollup_watermark (singleton boolean PRIMARY KEY DEFAULT true "
+                "CHECK (singleton), watermark timestamptz NOT NULL)"
+            )
+            cursor.execute(
+                "INSERT INTO storage_rollup_watermark (singleton, watermark) "
+                "VALUES (true, date_trunc('minute', now())) ON CONFLICT DO NOTHING"
+            )
+        self.partitions_ensure(start=timezone.now().date() - timedelta(days=1))
+
+    def partitions_ensure(self, *, start: date, end: date | None = None) -> list[str]:
+        """Create daily partitions from `start` through `end` (default: STORAGE_PARTITION_DAYS_AHEAD ahead)."""
+        end = end or timezone.now().date() + timedelta(days=settings.STORAGE_PARTITION_DAYS_AHEAD)
+        wanted = [start + timedelta(days=offset) for offset in range((end - start).days + 1)]
+        missing = [day for day in wanted if day not in self._known_partitions]
+        if not missing:
+            return []
+        created = []
+        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            # Serialise partition creation between processes; IF NOT EXISTS alone races.
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('storage.points.partitions'))")
+            cursor.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'points'::regclass"
+            )
+            existing = {row[0] for row in cursor.fetchall()}
+            for day in missing:
+                name = _partition_name(day)
+                if name not in existing:
+                    lower = datetime(day.year, day.month, day.day, tzinfo=UTC)
+                    cursor.execute(
+                        sql.SQL("CREATE TABLE {} PARTITION OF points FOR VALUES FROM ({}) TO ({})").format(
+                            sql.Identifier(name), sql.Literal(lower), sql.Literal(lower + timedelta(days=1))
+                        )
+                    )
+                    created.append(name)
+        self._known_partitions.update(missing)
+        return created
+
+    def partitions_list(self) -> list[str]:
+        """Names of the daily partitions, oldest first."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'points'::regclass ORDER BY c.relname"
+            )
+            return [row[0] for row in cursor.fetchall()]
+
+    # --- writes -------------------------------------------------------------------------------
+    def points_write(self, points: Sequence[Point]):
+        if points:
+            earliest = min(point[1] for point in points)
+            latest = max(point[1] for point in points)
+            self.partitions_ensure(start=earliest.astimezone(UTC).date(), end=latest.astimezone(UTC).date())
+        return super().points_write(points)
+
+    def _write_begin(self, cursor, points: Sequence[Point]) -> datetime:
+        cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR SHARE")
+        return cursor.fetchone()[0]
+
+    def _write_end(self, cursor, points: Sequence[Point], watermark: datetime | None) -> int:
+        late = {(series_id, bucket_floor(moment, 60)) for series_id, moment, _ in points if moment < watermark}
+        if late:
+            self._reaggregate(cursor, late, watermark)
+        return len(late)
+
+    def _reaggregate(self, cursor, minutes: set[tuple[int, datetime]], watermark: datetime) -> None:
+        """Recompute the materialized buckets that late points touched, tier by tier.
+
+        Late writers serialise here: each INSERT ... SELECT then runs after any earlier late writer
+        committed, and (READ COMMITTED) sees its points, so no rollup row misses a concurrent point.
+        """
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('storage.rollup.late'))")
+        touched = minutes
+        for tier in TIERS_FINE_TO_COARSE:
+            materialized_until = bucket_floor(watermark, tier.seconds)
+            if tier is not TIER_1M:
+                touched = {(series_id, bucket_floor(moment, tier.seconds)) for series_id, moment in touched}
+            touched = {(series_id, bucket) for series_id, bucket in touched if bucket < materialized_until}
+            if not touched:
+                return
+            time_column = "time" if tier.source_table == "points" else "bucket"
+            series_ids, buckets = zip(*sorted(touched), strict=True)
+            cursor.execute(
+                sql.SQL(
+                    "INSERT INTO {table} (bucket, series_id, count, sum, min, max, last, last_time) "
+                    "SELECT bucket, series_id, count, sum, min, max, last, last_time FROM ("
+                    "{aggregate} JOIN unnest(%s::int[], %s::timestamptz[]) AS d(d_series, d_bucket) "
+                    "ON series_id = d.d_series AND {time} >= d.d_bucket AND {time} < d.d_bucket + {width} "
+                    "GROUP BY 1, 2) AS fresh"
+                ).format(
+                    table=sql.Identifier(tier.table),
+                    aggregate=_aggregate_from(tier),
+                    time=sql.Identifier(time_column),
+                    width=sql.Literal(tier.interval),
+                )
+                + _upsert_suffix(),
+                [list(series_ids), list(buckets)],
+            )
+
+    # --- rollups ------------------------------------------------------------------------------
+    def watermark(self) -> datetime:
+        """Raw points before this time are reflected in the rollup tables."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT watermark FROM storage_rollup_watermark")
+            return cursor.fetchone()[0]
+
+    def tier_materialized_until(self, tier: Tier) -> datetime:
+        return bucket_floor(self.watermark(), tier.seconds)
+
+    def rollup_refresh(self, *, now: datetime | None = None) -> dict:
+        """Advance the watermark to now minus the grace period, one bounded step per transaction."""
+        now = now or timezone.now()
+        target = bucket_floor(now - timedelta(seconds=settings.STORAGE_ROLLUP_GRACE_SECONDS), 60)
+        steps = 0
+        while True:
+            with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+                cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR UPDATE")
+                old = cursor.fetchone()[0]
+                if old >= target:
+                    return {"watermark": old.isoformat(), "steps": steps}
+                new = min(target, old + MAX_REFRESH_STEP)
+                self._materialize(cursor, old, new)
+                cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s", [new])
+                steps += 1
+
+    def _materialize(self, cursor, old: datetime, new: datetime) -> None:
+        for tier in TIERS_FINE_TO_COARSE:
+            lower, upper = bucket_floor(old, tier.seconds), bucket_floor(new, tier.seconds)
+            if lower >= upper:
+                return  # coarser tiers cannot have completed either
+            time_column = "time" if tier.source_table == "points" else "bucket"
+            cursor.execute(
+                sql.SQL(
+                    "INSERT INTO {table} (bucket, series_id, count, sum, min, max, last, last_time) "
+                    "{aggregate} WHERE {time} >= %s AND {time} < %s GROUP BY 1, 2"
+                ).format(
+                    table=sql.Identifier(tier.table), aggregate=_aggregate_from(tier), time=sql.Identifier(time_column)
+                )
+                + _upsert_suffix(),
+                [lower, upper],
+            )
+
+    # --- retention ----------------------------------------------------------------------------
+    def retention_apply(self, *, now: datetime | None = None) -> RetentionResult:
+        """Drop raw partitions older than every source's retention; delete the rest row by row."""
+        now = now or timezone.now()
+        result = RetentionResult()
+        keep_days = self.max_retention_days("points")
+        cutoff = (now - timedelta(days=keep_days)).astimezone(UTC).date()
+        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            for name in self.partitions_list():
+                match = _PARTITION_NAME.match(name)
+                # A partition holds one day; it goes when its whole day is older than the cutoff.
+                if match and datetime.strptime(match.group(1), "%Y%m%d").date() < cutoff:
+                    cursor.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+                    result.dropped_partitions.append(name)
+                    self._known_partitions.discard(datetime.strptime(match.group(1), "%Y%m%d").date())
+            deleted = self._delete_expired_rows(cursor, table="points", now=now, shorter_than_days=keep_days)
+            if deleted:
+                result.deleted_rows["points"] = deleted
+            for tier in (TIER_1M, TIER_1H, TIER_1D):
+                deleted = self._delete_expired_rows(cursor, table=tier.table, now=now)
+                if deleted:
+                    result.deleted_rows[tier.table] = deleted
+        return result

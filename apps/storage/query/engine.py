@@ -1,0 +1,427 @@
+"""The query engine: select series under the principal's data scope, plan tiers, run one SQL query, fill gaps.
+
+Planning: the range is cut into segments. The interior that whole buckets of the coarsest usable tier
+cover (and that tier has materialized) is read from that tier; the edges are planned again with the
+next finer tier, down to raw points. A tier is usable when the output bucket is a whole multiple of it.
+Every segment yields rows (series, time, count, sum, min, max, last) that merge exactly, so the answer
+equals one computed from raw points, and the newest bucket always includes points not yet rolled up.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import DataError, OperationalError, connections, transaction
+from psycopg import sql
+
+from apps.storage.backends import backend_for
+from apps.storage.policies import DataScope, data_scope_for
+from apps.storage.query.spec import RAW, QuerySpec, QuerySpecError
+from apps.storage.tiers import (
+    BUCKET_ORIGIN,
+    TIERS_COARSE_TO_FINE,
+    Tier,
+    bucket_ceil,
+    bucket_floor,
+    duration_format,
+    nice_bucket_at_least,
+)
+
+STATEMENT_TIMEOUT_MS = 15_000
+
+# Per aggregation: the columns a segment must provide, and how merged rows become one value.
+AGGREGATE_SQL: dict[str, tuple[tuple[str, ...], str]] = {
+    "count": (("c",), "sum(x.c)::float8"),
+    "sum": (("s",), "sum(x.s)"),
+    "avg": (("c", "s"), "sum(x.s) / nullif(sum(x.c), 0)"),
+    "min": (("mn",), "min(x.mn)"),
+    "max": (("mx",), "max(x.mx)"),
+    "last": (("lv",), "(array_agg(x.lv ORDER BY x.t DESC))[1]"),
+}
+# How raw points and rollup rows provide each column.
+RAW_COLUMNS = {"c": "1::bigint", "s": "value", "mn": "value", "mx": "value", "lv": "value"}
+ROLLUP_COLUMNS = {"c": "count", "s": "sum", "mn": "min", "mx": "max", "lv": "last"}
+
+
+class QueryTimeout(Exception):
+    """The database gave up on the query; the client should narrow it."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A half-open time range read from one relation: a rollup tier, or None for raw points."""
+
+    tier: Tier | None
+    start: datetime
+    end: datetime
+
+
+@dataclass
+class QueryResult:
+    """What the engine answers; `as_dict` is the public JSON shape."""
+
+    spec: QuerySpec
+    tier: str
+    bucket_seconds: int | None
+    series: list[dict] = field(default_factory=list)
+    downsampled: bool = False
+    truncated: bool = False
+    sql: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "tier": self.tier,
+            "bucket": duration_format(self.bucket_seconds) if self.bucket_seconds else None,
+            "aggregation": self.spec.aggregation,
+            "start": _iso(self.spec.start),
+            "end": _iso(self.spec.end),
+            "downsampled": self.downsampled,
+            "truncated": self.truncated,
+            "series": self.series,
+        }
+
+
+def segments_plan(
+    *,
+    start: datetime,
+    end: datetime,
+    bucket_seconds: int,
+    materialized_until: Callable[[Tier], datetime | None],
+    tiers: Sequence[Tier] = TIERS_COARSE_TO_FINE,
+) -> list[Segment]:
+    """Cover [start, end) with the coarsest usable tiers, finer tiers at the edges, raw points last."""
+    if start >= end:
+        return []
+    usable = [tier for tier in tiers if bucket_seconds % tier.seconds == 0]
+    if not usable:
+        return [Segment(None, start, end)]
+    tier, finer = usable[0], usable[1:]
+    limit = materialized_until(tier)
+    interior_end = bucket_floor(end if limit is None else min(end, limit), tier.seconds)
+    interior_start = bucket_ceil(start, tier.seconds)
+    if interior_start >= interior_end:
+        return segments_plan(
+            start=start, end=end, bucket_seconds=bucket_seconds, materialized_until=materialized_until, tiers=finer
+        )
+    return [
+        *segments_plan(
+            start=start, end=interior_start, bucket_seconds=bucket_seconds,
+            materialized_until=materialized_until, tiers=finer,
+        ),
+        Segment(tier, interior_start, interior_end),
+        *segments_plan(
+            start=interior_end, end=end, bucket_seconds=bucket_seconds,
+            materialized_until=materialized_until, tiers=finer,
+        ),
+    ]  # fmt: skip
+
+
+def query_execute(*, spec: QuerySpec, principal, alias: str = "default") -> QueryResult:
+    """Answer a query for a principal; the only way points are read."""
+    scope = data_scope_for(principal)
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        cursor.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        try:
+            return _execute(cursor, spec, scope, alias)
+        except OperationalError as error:
+            if "statement timeout" in str(error):
+                raise QueryTimeout(
+                    "The query took too long; use a shorter range, a coarser bucket, or fewer series."
+                ) from None
+            raise
+
+
+def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResult:
+    series = _series_select(cursor, spec, scope)
+    if len(series) > settings.STORAGE_MAX_SERIES_PER_QUERY:
+        raise QuerySpecError(
+            "filters",
+            f"this query matches more than {settings.STORAGE_MAX_SERIES_PER_QUERY:,} series; "
+            "add filters (e.g. a facility or device) or a source.",
+        )
+    groups, series_groups = _groups(spec, series)
+    truncated = len(groups) > spec.limit
+    if truncated:
+        groups = groups[: spec.limit]
+        series_groups = [(series_id, index) for series_id, index in series_groups if index < spec.limit]
+    result = QueryResult(spec=spec, tier="raw", bucket_seconds=None, truncated=truncated)
+    if not series_groups:
+        return result
+    series_ids = [series_id for series_id, _ in series_groups]
+    group_indexes = [index for _, index in series_groups]
+
+    if spec.aggregation == RAW:
+        rows = _raw_rows(cursor, spec, series_ids, group_indexes)
+        if rows is not None:
+            result.series = [
+                {**groups[index], "points": [[_iso(moment), value] for moment, value in points]}
+                for index, points in _by_group(rows, len(groups))
+            ]
+            return result
+        result.downsampled = True  # too many raw points for the budget: fall back to averages
+        spec = replace(spec, aggregation="avg", bucket_seconds=None)
+
+    bucket = _bucket_for(spec)
+    result.bucket_seconds = bucket
+    result.downsampled = result.downsampled or (spec.bucket_seconds is not None and bucket != spec.bucket_seconds)
+    parameters: dict = {
+        "bucket": _interval(bucket),
+        "origin": BUCKET_ORIGIN,
+        "ids": series_ids,
+        "groups": group_indexes,
+    }
+    if spec.percentile is not None:
+        query = _percentile_sql()
+        parameters.update(q=spec.percentile, start=spec.start, end=spec.end)
+    else:
+        backend = backend_for(alias)
+        cache: dict[str, datetime | None] = {}
+
+        def materialized_until(tier: Tier) -> datetime | None:
+            if tier.name not in cache:
+                cache[tier.name] = backend.tier_materialized_until(tier)
+            return cache[tier.name]
+
+        segments = segments_plan(
+            start=spec.start, end=spec.end, bucket_seconds=bucket, materialized_until=materialized_until
+        )
+        used = [segment.tier for segment in segments if segment.tier is not None]
+        result.tier = max(used, key=lambda tier: tier.seconds).name if used else "raw"
+        query = _aggregate_sql(spec.aggregation, segments, parameters)
+    try:
+        cursor.execute(query, parameters)
+    except DataError as error:
+        raise QuerySpecError("filters", f"the database refused a filter: {error}".strip()) from None
+    rows = cursor.fetchall()
+    result.sql = query.as_string(cursor.connection) if hasattr(query, "as_string") else str(query)
+    result.series = _fill(spec, bucket, groups, rows)
+    return result
+
+
+def _series_select(cursor, spec: QuerySpec, scope: DataScope) -> list[tuple[int, dict, str]]:
+    conditions = [sql.SQL("s.metric = %(metric)s")]
+    parameters: dict = {"metric": spec.metric}
+    if spec.source:
+        cursor.execute("SELECT id FROM sources_source WHERE slug = %s", [spec.source])
+        if cursor.fetchone() is None:
+            raise QuerySpecError("source", f"no source with slug {spec.source!r}.")
+        conditions.append(sql.SQL("src.slug = %(source)s"))
+        parameters["source"] = spec.source
+    scope_conditions = _scope_conditions(scope, parameters)
+    for index, label_filter in enumerate(spec.filters):
+        key, value = f"fk{index}", f"fv{index}"
+        parameters[key] = label_filter.label
+        label = sql.SQL("s.labels->>%({})s").format(sql.SQL(key))
+        if label_filter.operator == "eq":
+            conditions.append(sql.SQL("s.labels @> %({})s::jsonb").format(sql.SQL(value)))
+            parameters[value] = json.dumps({label_filter.label: label_filter.values[0]})
+            continue
+        placeholder = sql.SQL("%({})s").format(sql.SQL(value))
+        if label_filter.operator == "ne":
+            conditions.append(sql.SQL("{} IS DISTINCT FROM {}").format(label, placeholder))
+            parameters[value] = label_filter.values[0]
+        elif label_filter.operator == "in":
+            conditions.append(sql.SQL("{} = ANY({}::text[])").format(label, placeholder))
+            parameters[value] = list(label_filter.values)
+        elif label_filter.operator == "not_in":
+            conditions.append(sql.SQL("NOT coalesce({} = ANY({}::text[]), false)").format(label, placeholder))
+            parameters[value] = list(label_filter.values)
+        else:
+            conditions.append(sql.SQL("{} ~ {}").format(label, placeholder))
+            parameters[value] = label_filter.values[0]
+    parameters["cap"] = settings.STORAGE_MAX_SERIES_PER_QUERY + 1
+    query = sql.SQL(
+        "SELECT s.id, s.labels::text, src.slug FROM storage_series s "
+        "JOIN sources_source src ON src.id = s.source_id WHERE {} ORDER BY s.id LIMIT %(cap)s"
+    ).format(sql.SQL(" AND ").join([*conditions, *scope_conditions]))
+    try:
+        cursor.execute(query, parameters)
+    except DataError as error:
+        raise QuerySpecError("filters", f"the database refused a filter: {error}".strip()) from None
+    rows = [(series_id, json.loads(labels), slug) for series_id, labels, slug in cursor.fetchall()]
+    if not rows:
+        _metric_must_exist(cursor, spec, scope)
+    return rows
+
+
+def _scope_conditions(scope: DataScope, parameters: dict) -> list[sql.Composable]:
+    """The row-level data policy as SQL conditions on the series (src) selected."""
+    conditions: list[sql.Composable] = []
+    if scope.source_ids is not None:
+        conditions.append(sql.SQL("src.id = ANY(%(scope_sources)s::bigint[])"))
+        parameters["scope_sources"] = sorted(scope.source_ids)
+    for index, (label, values) in enumerate(sorted(scope.label_values.items())):
+        key, value = f"sk{index}", f"sv{index}"
+        conditions.append(sql.SQL("s.labels->>%({})s = ANY(%({})s::text[])").format(sql.SQL(key), sql.SQL(value)))
+        parameters[key], parameters[value] = label, list(values)
+    return conditions
+
+
+def _metric_must_exist(cursor, spec: QuerySpec, scope: DataScope) -> None:
+    """Raise a helpful error when the metric does not exist (in what the principal may see)."""
+    parameters: dict = {}
+    conditions = [sql.SQL("TRUE"), *_scope_conditions(scope, parameters)]
+    if spec.source:
+        conditions.append(sql.SQL("src.slug = %(source)s"))
+        parameters["source"] = spec.source
+    cursor.execute(
+        sql.SQL(
+            "SELECT DISTINCT s.metric FROM storage_series s JOIN sources_source src ON src.id = s.source_id "
+            "WHERE {} LIMIT 5000"
+        ).format(sql.SQL(" AND ").join(conditions)),
+        parameters,
+    )
+    metrics = [row[0] for row in cursor.fetchall()]
+    if spec.metric in metrics:
+        return
+    where = f" in source {spec.source!r}" if spec.source else ""
+    suggestions = difflib.get_close_matches(spec.metric, metrics, n=3)
+    hint = f" Did you mean {', '.join(repr(name) for name in suggestions)}?" if suggestions else ""
+    if not metrics:
+        hint = " No data has been stored yet." if not spec.source else " That source has no data yet."
+    raise QuerySpecError("metric", f"no metric named {spec.metric!r}{where}.{hint}")
+
+
+def _groups(spec: QuerySpec, series: list[tuple[int, dict, str]]) -> tuple[list[dict], list[tuple[int, int]]]:
+    """Output series (labels, and the source when not grouped) and which group each input series feeds."""
+    index_of: dict[tuple, int] = {}
+    groups: list[dict] = []
+    keyed = []
+    for series_id, labels, slug in series:
+        if spec.group_by:
+            key = tuple(labels.get(label) for label in spec.group_by)
+            header = {"labels": dict(zip(spec.group_by, key, strict=True))}
+        else:
+            key = (slug, tuple(sorted(labels.items())), series_id)
+            header = {"labels": labels, "source": slug}
+        keyed.append((key, series_id, header))
+    keyed.sort(key=lambda item: _sort_key(item[0]))
+    pairs = []
+    for key, series_id, header in keyed:
+        if key not in index_of:
+            index_of[key] = len(groups)
+            groups.append(header)
+        pairs.append((series_id, index_of[key]))
+    return groups, pairs
+
+
+def _sort_key(key: tuple) -> tuple:
+    return tuple((value is None, "" if value is None else str(value)) for value in key)
+
+
+def _bucket_for(spec: QuerySpec) -> int:
+    """The bucket: as asked, unless it exceeds the point budget; chosen from the budget when not given."""
+    per_point = spec.range_seconds / spec.max_points
+    if spec.bucket_seconds is None:
+        return nice_bucket_at_least(max(per_point, 1))
+    if spec.range_seconds / spec.bucket_seconds > spec.max_points:
+        return nice_bucket_at_least(per_point, multiple_of=spec.bucket_seconds)
+    return spec.bucket_seconds
+
+
+def _aggregate_sql(aggregation: str, segments: list[Segment], parameters: dict) -> sql.Composed:
+    columns, final = AGGREGATE_SQL[aggregation]
+    parts = []
+    for index, segment in enumerate(segments):
+        lower, upper = f"lo{index}", f"hi{index}"
+        parameters[lower], parameters[upper] = segment.start, segment.end
+        if segment.tier is None:
+            table, time_column, order_column, mapping = "points", "time", "time", RAW_COLUMNS
+        else:
+            # A rollup row's last_time lies inside its bucket, so it bins to the same output bucket
+            # and orders "last" exactly across series and segments.
+            table, time_column, order_column, mapping = segment.tier.table, "bucket", "last_time", ROLLUP_COLUMNS
+        selected = [sql.SQL("series_id"), sql.SQL("{} AS t").format(sql.Identifier(order_column))]
+        selected += [sql.SQL("{} AS {}").format(sql.SQL(mapping[column]), sql.Identifier(column)) for column in columns]
+        parts.append(
+            sql.SQL(
+                "SELECT {columns} FROM {table} WHERE series_id = ANY(%(ids)s::int[]) "
+                "AND {time} >= %({lower})s AND {time} < %({upper})s"
+            ).format(
+                columns=sql.SQL(", ").join(selected),
+                table=sql.Identifier(table),
+                time=sql.Identifier(time_column),
+                lower=sql.SQL(lower),
+                upper=sql.SQL(upper),
+            )
+        )
+    return sql.SQL(
+        "SELECT g.gi, date_bin(%(bucket)s::interval, x.t, %(origin)s::timestamptz) AS b, {final} AS v "
+        "FROM ({segments}) AS x JOIN unnest(%(ids)s::int[], %(groups)s::int[]) AS g(sid, gi) ON g.sid = x.series_id "
+        "GROUP BY 1, 2 ORDER BY 1, 2"
+    ).format(final=sql.SQL(final), segments=sql.SQL(" UNION ALL ").join(parts))
+
+
+def _percentile_sql() -> sql.Composed:
+    return sql.SQL(
+        "SELECT g.gi, date_bin(%(bucket)s::interval, p.time, %(origin)s::timestamptz) AS b, "
+        "percentile_cont(%(q)s) WITHIN GROUP (ORDER BY p.value) AS v "
+        "FROM points p JOIN unnest(%(ids)s::int[], %(groups)s::int[]) AS g(sid, gi) ON g.sid = p.series_id "
+        "WHERE p.series_id = ANY(%(ids)s::int[]) AND p.time >= %(start)s AND p.time < %(end)s "
+        "GROUP BY 1, 2 ORDER BY 1, 2"
+    ).format()
+
+
+def _raw_rows(cursor, spec: QuerySpec, series_ids: list[int], group_indexes: list[int]) -> list | None:
+    """Raw points per series, or None when a series has more than the point budget."""
+    cursor.execute(
+        "SELECT g.gi, p.time, p.value FROM unnest(%(ids)s::int[], %(groups)s::int[]) AS g(sid, gi) "
+        "CROSS JOIN LATERAL (SELECT time, value FROM points WHERE series_id = g.sid AND time >= %(start)s "
+        "AND time < %(end)s ORDER BY time DESC LIMIT %(cap)s) AS p ORDER BY 1, 2",
+        {"ids": series_ids, "groups": group_indexes, "start": spec.start, "end": spec.end, "cap": spec.max_points + 1},
+    )
+    rows = cursor.fetchall()
+    counts: dict[int, int] = {}
+    for index, _, _ in rows:
+        counts[index] = counts.get(index, 0) + 1
+    if any(count > spec.max_points for count in counts.values()):
+        return None
+    return rows
+
+
+def _by_group(rows: list, group_count: int):
+    points: list[list] = [[] for _ in range(group_count)]
+    for index, moment, value in rows:
+        points[index].append((moment, value))
+    return enumerate(points)
+
+
+def _fill(spec: QuerySpec, bucket: int, groups: list[dict], rows: list) -> list[dict]:
+    """One output series per group, buckets from the start's bucket to the end, gaps per `fill`."""
+    values: list[dict[datetime, float]] = [{} for _ in groups]
+    for index, moment, value in rows:
+        values[index][moment] = value
+    first = bucket_floor(spec.start, bucket)
+    count = math.ceil((spec.end - first).total_seconds() / bucket)
+    step = timedelta(seconds=bucket)
+    output = []
+    for header, by_bucket in zip(groups, values, strict=True):
+        points = []
+        previous = None
+        for offset in range(count):
+            moment = first + offset * step
+            value = by_bucket.get(moment)
+            if value is None:
+                if spec.fill == "none":
+                    continue
+                if spec.fill == "previous":
+                    value = previous
+            else:
+                previous = value
+            points.append([_iso(moment), value])
+        output.append({**header, "points": points})
+    return output
+
+
+def _interval(seconds: int) -> str:
+    return f"{seconds} seconds"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,230 @@
+"""The query spec: parsing and validating what a client asks for, with errors that name the field."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils.dateparse import parse_datetime
+
+from apps.storage.tiers import UNIT_SECONDS, duration_format, duration_parse, nice_bucket_at_least
+
+AGGREGATIONS = ("avg", "sum", "count", "min", "max", "last")
+PERCENTILES = {"p50": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+RAW = "raw"
+FILL_MODES = ("null", "previous", "none")
+FILTER_OPERATORS = ("eq", "ne", "in", "not_in", "regex")
+MAX_FILTERS = 20
+MAX_GROUP_BY = 5
+MAX_REGEX_LENGTH = 200
+MAX_LIMIT = 1_000
+DEFAULT_LIMIT = 100
+_RELATIVE = re.compile(r"^(?:now)?\s*-\s*(\d+)\s*([smhdw])$")
+_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
+
+
+class QuerySpecError(ValueError):
+    """A spec a client must fix; `field` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class LabelFilter:
+    """A condition on one label: eq/ne take one value, in/not_in several, regex a pattern."""
+
+    label: str
+    operator: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """A validated query."""
+
+    metric: str
+    start: datetime
+    end: datetime
+    aggregation: str = "avg"
+    source: str | None = None
+    filters: tuple[LabelFilter, ...] = ()
+    bucket_seconds: int | None = None
+    group_by: tuple[str, ...] = ()
+    limit: int = DEFAULT_LIMIT
+    fill: str = "null"
+    max_points: int = 1_000
+
+    @property
+    def percentile(self) -> float | None:
+        return PERCENTILES.get(self.aggregation)
+
+    @property
+    def range_seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+def time_parse(value: Any, *, field: str, now: datetime) -> datetime:
+    """'now', a relative time like '-24h' or 'now-15m', or ISO 8601 (UTC when no offset is given)."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str) or not value.strip():
+        raise QuerySpecError(field, "give 'now', a relative time such as '-24h', or an ISO 8601 time.")
+    text = value.strip()
+    if text == "now":
+        return now
+    relative = _RELATIVE.match(text)
+    if relative:
+        return now - timedelta(seconds=int(relative.group(1)) * UNIT_SECONDS[relative.group(2)])
+    try:
+        parsed = parse_datetime(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise QuerySpecError(
+            field, f"{text!r} is not a time; use 'now', '-15m', '-24h', '-7d' or ISO 8601 like 2026-01-01T00:00:00Z."
+        )
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _filters_parse(raw: Any) -> tuple[LabelFilter, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise QuerySpecError("filters", 'must be an object of label conditions, e.g. {"facility": "f1"}.')
+    if len(raw) > MAX_FILTERS:
+        raise QuerySpecError("filters", f"at most {MAX_FILTERS} label conditions.")
+    parsed = []
+    for label, condition in raw.items():
+        field = f"filters.{label}"
+        if not isinstance(label, str) or not _LABEL_NAME.match(label):
+            raise QuerySpecError(field, "label names start with a letter or _ and use letters, digits, _ . -")
+        if isinstance(condition, str | int | float) and not isinstance(condition, bool):
+            parsed.append(LabelFilter(label, "eq", (str(condition),)))
+        elif isinstance(condition, list):
+            parsed.append(LabelFilter(label, "in", _values(condition, field)))
+        elif isinstance(condition, Mapping) and len(condition) == 1:
+            operator, operand = next(iter(condition.items()))
+            if operator not in FILTER_OPERATORS:
+                raise QuerySpecError(field, f"unknown operator {operator!r}; use one of {', '.join(FILTER_OPERATORS)}.")
+            if operator in ("in", "not_in"):
+                values = _values(operand, field)
+            elif isinstance(operand, str | int | float) and not isinstance(operand, bool):
+                values = (str(operand),)
+            else:
+                raise QuerySpecError(field, f"{operator} takes one value.")
+            if operator == "regex":
+                if len(values[0]) > MAX_REGEX_LENGTH:
+                    raise QuerySpecError(field, f"regular expressions are limited to {MAX_REGEX_LENGTH} characters.")
+                try:
+                    re.compile(values[0])
+                except re.error as error:
+                    raise QuerySpecError(field, f"invalid regular expression: {error}.") from None
+            parsed.append(LabelFilter(label, operator, values))
+        else:
+            raise QuerySpecError(
+                field, 'use a value, a list of values, or one of {"ne": v}, {"not_in": [...]}, {"regex": "..."}.'
+            )
+    return tuple(parsed)
+
+
+def _values(raw: Any, field: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise QuerySpecError(field, "give a non-empty list of values.")
+    if len(raw) > 1_000:
+        raise QuerySpecError(field, "at most 1,000 values.")
+    if any(isinstance(item, bool) or not isinstance(item, str | int | float) for item in raw):
+        raise QuerySpecError(field, "values must be strings or numbers.")
+    return tuple(str(item) for item in raw)
+
+
+def _positive_int(data: Mapping, key: str, default: int, maximum: int) -> int:
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise QuerySpecError(key, "must be a positive whole number.")
+    if value > maximum:
+        raise QuerySpecError(key, f"must be at most {maximum:,}.")
+    return value
+
+
+def query_spec_parse(data: Any, *, now: datetime | None = None) -> QuerySpec:
+    """Validate a client's query (the JSON body of POST /api/v1/query) into a QuerySpec."""
+    now = now or datetime.now(UTC)
+    if not isinstance(data, Mapping):
+        raise QuerySpecError("body", "send a JSON object.")
+    known = {
+        "source", "metric", "filters", "aggregation", "start", "end", "bucket",
+        "group_by", "limit", "fill", "max_points",
+    }  # fmt: skip
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise QuerySpecError(unknown[0], f"unknown field; the fields are {', '.join(sorted(known))}.")
+    metric = data.get("metric")
+    if not isinstance(metric, str) or not metric.strip():
+        raise QuerySpecError("metric", "required: the metric to read, e.g. 'temperature'.")
+    source = data.get("source")
+    if source is not None and (not isinstance(source, str) or not source.strip()):
+        raise QuerySpecError("source", "must be a source slug.")
+    aggregation = data.get("aggregation", "avg")
+    allowed = (*AGGREGATIONS, *PERCENTILES, RAW)
+    if aggregation not in allowed:
+        raise QuerySpecError("aggregation", f"unknown aggregation {aggregation!r}; use one of {', '.join(allowed)}.")
+    start = time_parse(data.get("start", "-1h"), field="start", now=now)
+    end = time_parse(data.get("end", "now"), field="end", now=now)
+    if end <= start:
+        raise QuerySpecError("end", "must be after start.")
+    bucket_seconds = None
+    bucket = data.get("bucket")
+    if bucket not in (None, "auto"):
+        if not isinstance(bucket, str):
+            raise QuerySpecError("bucket", "a duration such as '1m', '1h' or '1d', or 'auto'.")
+        try:
+            bucket_seconds = duration_parse(bucket)
+        except ValueError as error:
+            raise QuerySpecError("bucket", f"{error}; the smallest bucket is 1s.") from None
+        buckets = (end - start).total_seconds() / bucket_seconds
+        if buckets > settings.STORAGE_MAX_POINTS_PER_SERIES:
+            suggestion = duration_format(
+                nice_bucket_at_least((end - start).total_seconds() / settings.STORAGE_MAX_POINTS_PER_SERIES)
+            )
+            raise QuerySpecError(
+                "bucket",
+                f"{bucket} over this range makes {buckets:,.0f} points per series; the most is "
+                f"{settings.STORAGE_MAX_POINTS_PER_SERIES:,}. Use a bucket of at least {suggestion}, "
+                "a shorter range, or 'auto'.",
+            )
+    group_by = data.get("group_by") or []
+    if not isinstance(group_by, list) or any(
+        not isinstance(label, str) or not _LABEL_NAME.match(label) for label in group_by
+    ):
+        raise QuerySpecError("group_by", 'a list of label names, e.g. ["facility"].')
+    if len(group_by) > MAX_GROUP_BY:
+        raise QuerySpecError("group_by", f"at most {MAX_GROUP_BY} labels.")
+    if aggregation == RAW and group_by:
+        raise QuerySpecError("group_by", "raw points cannot be grouped; choose an aggregation such as avg.")
+    fill = data.get("fill", "null")
+    if fill not in FILL_MODES:
+        raise QuerySpecError("fill", f"use one of {', '.join(FILL_MODES)}.")
+    return QuerySpec(
+        metric=metric.strip(),
+        source=source.strip() if source else None,
+        filters=_filters_parse(data.get("filters")),
+        aggregation=aggregation,
+        start=start,
+        end=end,
+        bucket_seconds=bucket_seconds,
+        group_by=tuple(dict.fromkeys(group_by)),
+        limit=_positive_int(data, "limit", DEFAULT_LIMIT, MAX_LIMIT),
+        fill=fill,
+        max_points=_positive_int(
+            data, "max_points", settings.STORAGE_DEFAULT_MAX_POINTS, settings.STORAGE_MAX_POINTS_PER_SERIES
+        ),
+    )

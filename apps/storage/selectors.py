@@ -1,0 +1,60 @@
+"""Reads of series metadata for pickers and browsing, under the principal's data scope."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from django.db.models import Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
+
+from apps.storage.models import Series
+from apps.storage.policies import DataScope, data_scope_for
+
+
+def _scoped(scope: DataScope) -> QuerySet[Series]:
+    queryset = Series.objects.select_related("source")
+    if scope.source_ids is not None:
+        queryset = queryset.filter(source_id__in=scope.source_ids)
+    for label, values in scope.label_values.items():
+        queryset = queryset.filter(**{f"labels__{label}__in": list(values)})
+    return queryset
+
+
+def series_list(
+    *, principal, source: str | None = None, metric: str | None = None, labels: Mapping[str, str] | None = None
+) -> QuerySet[Series]:
+    """Series the principal may see, filtered by source slug, metric and exact label values."""
+    queryset = _scoped(data_scope_for(principal))
+    if source:
+        queryset = queryset.filter(source__slug=source)
+    if metric:
+        queryset = queryset.filter(metric=metric)
+    if labels:
+        queryset = queryset.filter(labels__contains=dict(labels))
+    return queryset.order_by("source__slug", "metric", "id")
+
+
+def series_metrics_list(*, principal, source: str | None = None) -> list[str]:
+    """Distinct metric names the principal may see."""
+    queryset = _scoped(data_scope_for(principal))
+    if source:
+        queryset = queryset.filter(source__slug=source)
+    return list(queryset.order_by("metric").values_list("metric", flat=True).distinct())
+
+
+def series_label_values_list(
+    *, principal, label: str, metric: str | None = None, source: str | None = None, limit: int = 1000
+) -> list[str]:
+    """Distinct values of one label (e.g. every facility) among the series the principal may see."""
+    queryset = _scoped(data_scope_for(principal)).filter(Q(**{"labels__has_key": label}))
+    if metric:
+        queryset = queryset.filter(metric=metric)
+    if source:
+        queryset = queryset.filter(source__slug=source)
+    values = (
+        queryset.annotate(value=KeyTextTransform(label, "labels"))
+        .order_by("value")
+        .values_list("value", flat=True)
+        .distinct()[:limit]
+    )
+    return list(values)

@@ -1,0 +1,81 @@
+"""Writes for storage: resolve series ids (creating missing series in bulk) and write points."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+
+from django.db import connections
+
+from apps.storage.backends import backend_for
+from apps.storage.backends.base import Point, WriteResult
+
+SeriesKey = tuple[int, str, str]  # (source id, metric, canonical labels JSON)
+_SERIES_CACHE_LIMIT = 200_000
+_series_cache: dict[SeriesKey, int] = {}
+
+
+def series_key(*, source_id: int, metric: str, labels: Mapping[str, str]) -> SeriesKey:
+    """The cache key of a series: labels as sorted, compact JSON."""
+    return (source_id, metric, json.dumps(labels, sort_keys=True, separators=(",", ":")))
+
+
+def series_resolve(*, keys: Iterable[SeriesKey], alias: str = "default") -> dict[SeriesKey, int]:
+    """Ids for series keys, from the in-process cache or the database; missing series are created in bulk."""
+    wanted = set(keys)
+    found = {key: _series_cache[key] for key in wanted if key in _series_cache}
+    missing = sorted(wanted - found.keys())
+    if missing:
+        source_ids, metrics, labels = (list(column) for column in zip(*missing, strict=True))
+        with connections[alias].cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO storage_series (source_id, metric, labels, created_at) "
+                "SELECT s, m, l::jsonb, now() FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS k(s, m, l) "
+                "ON CONFLICT ON CONSTRAINT storage_series_unique_key DO NOTHING",
+                [source_ids, metrics, labels],
+            )
+            cursor.execute(
+                "SELECT s.id, s.source_id, s.metric, s.labels::text FROM storage_series s "
+                "JOIN unnest(%s::bigint[], %s::text[], %s::text[]) AS k(s, m, l) "
+                "ON s.source_id = k.s AND s.metric = k.m AND s.labels = k.l::jsonb",
+                [source_ids, metrics, labels],
+            )
+            rows = cursor.fetchall()
+        if len(_series_cache) + len(rows) > _SERIES_CACHE_LIMIT:
+            _series_cache.clear()
+        for series_id, source_id, metric, labels_text in rows:
+            key = series_key(source_id=source_id, metric=metric, labels=json.loads(labels_text))
+            _series_cache[key] = series_id
+            found[key] = series_id
+    return found
+
+
+def series_cache_clear() -> None:
+    """Forget cached series ids (after series are deleted)."""
+    _series_cache.clear()
+
+
+def points_write(*, points: Sequence[Point], alias: str = "default") -> WriteResult:
+    """Write (series_id, time, value) points; writing the same series and time again replaces the value."""
+    return backend_for(alias).points_write(points)
+
+
+def rollups_refresh(*, alias: str = "default") -> dict:
+    """Bring the rollup tiers up to date (periodic task)."""
+    return backend_for(alias).rollup_refresh()
+
+
+def retention_apply(*, alias: str = "default") -> dict:
+    """Apply retention to raw points and every rollup tier (periodic task)."""
+    result = backend_for(alias).retention_apply()
+    return {"dropped_partitions": result.dropped_partitions, "deleted_rows": result.deleted_rows}
+
+
+def partitions_prepare(*, alias: str = "default") -> list[str]:
+    """Create the coming days' partitions ahead of time (plain PostgreSQL only)."""
+    backend = backend_for(alias)
+    if not hasattr(backend, "partitions_ensure"):
+        return []
+    from django.utils import timezone
+
+    return backend.partitions_ensure(start=timezone.now().date())

@@ -1,0 +1,203 @@
+"""The query engine: tiers and the raw tail, aggregations, filters, grouping, gaps, budgets, scope, errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+
+from apps.storage.backends import backend_for
+from apps.storage.policies import DataAccessDenied, DataScope, data_scope_provider_get, data_scope_provider_set
+from apps.storage.query.engine import query_execute
+from apps.storage.query.spec import QuerySpecError, query_spec_parse
+from tests.storage.factories import points_store, series_create, source_create
+
+T0 = datetime(2026, 2, 2, 0, 0, tzinfo=UTC)
+
+
+def _query(user, **body):
+    spec = query_spec_parse(body, now=T0 + timedelta(days=1))
+    return query_execute(spec=spec, principal=user)
+
+
+def _points(result, index=0):
+    return [value for _, value in result.series[index]["points"]]
+
+
+@pytest.fixture
+def plant(db, settings):
+    """Two facilities, four devices, one point a minute of temperature for 3 hours, rolled up to T0+2h."""
+    settings.STORAGE_ROLLUP_GRACE_SECONDS = 0
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s", [T0])
+    source = source_create(slug="plant")
+    ids = {}
+    for number in range(4):
+        device, facility = f"d{number}", f"f{number % 2 + 1}"
+        ids[device] = series_create(source=source, metric="temperature", device=device, facility=facility)
+        points_store(ids[device], [(T0 + timedelta(minutes=m), float(number * 100 + m)) for m in range(180)])
+    backend_for().rollup_refresh(now=T0 + timedelta(hours=2))
+    return {"source": source, "ids": ids}
+
+
+def test_rollups_and_raw_tail_give_the_newest_bucket(plant, user):
+    result = _query(user, metric="temperature", filters={"device": "d0"}, aggregation="sum", bucket="1h",
+                    start=T0.isoformat(), end=(T0 + timedelta(hours=3)).isoformat())  # fmt: skip
+    assert result.tier == "1h"
+    # Hour 3 is not rolled up yet: it comes from raw points, complete.
+    assert _points(result) == [float(sum(range(60))), float(sum(range(60, 120))), float(sum(range(120, 180)))]
+    # A point written now shows up at once, without a refresh.
+    points_store(plant["ids"]["d0"], [(T0 + timedelta(hours=2, minutes=30, seconds=30), 1000.0)])
+    again = _query(user, metric="temperature", filters={"device": "d0"}, aggregation="sum", bucket="1h",
+                   start=T0.isoformat(), end=(T0 + timedelta(hours=3)).isoformat())  # fmt: skip
+    assert _points(again)[2] == float(sum(range(120, 180))) + 1000.0
+
+
+@pytest.mark.parametrize(
+    ("aggregation", "expected"),
+    [("avg", 29.5), ("sum", 1770.0), ("count", 60.0), ("min", 0.0), ("max", 59.0), ("last", 59.0), ("p50", 29.5)],
+)
+def test_aggregations(plant, user, aggregation, expected):
+    result = _query(user, metric="temperature", filters={"device": "d0"}, aggregation=aggregation, bucket="1h",
+                    start=T0.isoformat(), end=(T0 + timedelta(hours=1)).isoformat())  # fmt: skip
+    assert _points(result) == [expected]
+    assert result.tier == ("raw" if aggregation == "p50" else "1h")
+
+
+def test_group_by_merges_series_exactly(plant, user):
+    result = _query(user, metric="temperature", aggregation="avg", bucket="1h", group_by=["facility"],
+                    start=T0.isoformat(), end=(T0 + timedelta(hours=1)).isoformat())  # fmt: skip
+    by_facility = {item["labels"]["facility"]: _points(result, index) for index, item in enumerate(result.series)}
+    # f1 = d0 and d2 (values m and 200+m), f2 = d1 and d3 (100+m and 300+m).
+    assert by_facility == {"f1": [129.5], "f2": [229.5]}
+    assert [item["labels"] for item in result.series] == [{"facility": "f1"}, {"facility": "f2"}]
+
+
+def test_last_across_series_uses_the_latest_point(plant, user):
+    # d3's last point in hour 1 is at 00:59; make d1's later (00:59:30) so it must win for f2.
+    points_store(plant["ids"]["d1"], [(T0 + timedelta(minutes=59, seconds=30), -5.0)])
+    result = _query(user, metric="temperature", aggregation="last", bucket="1h", group_by=["facility"],
+                    start=T0.isoformat(), end=(T0 + timedelta(hours=1)).isoformat())  # fmt: skip
+    assert _points(result, 1) == [-5.0]
+
+
+@pytest.mark.parametrize(
+    ("filters", "devices"),
+    [
+        ({"device": "d1"}, ["d1"]),
+        ({"device": ["d1", "d2"]}, ["d1", "d2"]),
+        ({"device": {"regex": "^d[23]$"}}, ["d2", "d3"]),
+        ({"device": {"ne": "d0"}}, ["d1", "d2", "d3"]),
+        ({"device": {"not_in": ["d0", "d1"]}}, ["d2", "d3"]),
+        ({"facility": "f2", "device": {"ne": "d3"}}, ["d1"]),
+    ],
+)
+def test_filters(plant, user, filters, devices):
+    result = _query(user, metric="temperature", filters=filters, bucket="1h", start=T0.isoformat(),
+                    end=(T0 + timedelta(hours=1)).isoformat())  # fmt: skip
+    assert sorted(item["labels"]["device"] for item in result.series) == devices
+    assert all(item["source"] == "plant" for item in result.series)
+
+
+def test_gap_fill_modes(plant, user):
+    body = {"metric": "temperature", "filters": {"device": "d0"}, "bucket": "1h", "aggregation": "max",
+            "start": (T0 - timedelta(hours=1)).isoformat(), "end": (T0 + timedelta(hours=5)).isoformat()}  # fmt: skip
+    assert _points(_query(user, **body, fill="null")) == [None, 59.0, 119.0, 179.0, None, None]
+    assert _points(_query(user, **body, fill="previous")) == [None, 59.0, 119.0, 179.0, 179.0, 179.0]
+    assert _points(_query(user, **body, fill="none")) == [59.0, 119.0, 179.0]
+
+
+def test_downsamples_to_the_point_budget(plant, user):
+    result = _query(user, metric="temperature", filters={"device": "d0"}, bucket="1m", max_points=10,
+                    start=T0.isoformat(), end=(T0 + timedelta(hours=3)).isoformat())  # fmt: skip
+    assert result.downsampled is True
+    assert result.bucket_seconds == 1800  # 3 h / 10 points -> 18 min -> the next nice width, 30 min
+    assert len(result.series[0]["points"]) <= 10
+    auto = _query(user, metric="temperature", filters={"device": "d0"}, max_points=100,
+                  start=T0.isoformat(), end=(T0 + timedelta(hours=3)).isoformat())  # fmt: skip
+    assert auto.bucket_seconds == 120
+    assert auto.downsampled is False
+
+
+def test_raw_points_and_their_budget(plant, user):
+    result = _query(user, metric="temperature", filters={"device": "d2"}, aggregation="raw",
+                    start=T0.isoformat(), end=(T0 + timedelta(minutes=15)).isoformat())  # fmt: skip
+    assert result.tier == "raw"
+    assert [point[1] for point in result.series[0]["points"]] == [200.0 + m for m in range(15)]
+    assert result.series[0]["points"][0][0] == "2026-02-02T00:00:00Z"
+    over = _query(user, metric="temperature", filters={"device": "d2"}, aggregation="raw", max_points=20,
+                  start=T0.isoformat(), end=(T0 + timedelta(hours=3)).isoformat())  # fmt: skip
+    assert over.downsampled is True
+    assert len(over.series[0]["points"]) <= 20
+
+
+def test_limit_truncates_output_series(plant, user):
+    result = _query(user, metric="temperature", limit=3, bucket="1h", start=T0.isoformat(),
+                    end=(T0 + timedelta(hours=1)).isoformat())  # fmt: skip
+    assert result.truncated is True
+    assert [item["labels"]["device"] for item in result.series] == ["d0", "d1", "d2"]
+
+
+def test_data_scope_limits_what_is_read(plant, user):
+    original = data_scope_provider_get()
+    data_scope_provider_set(lambda principal: DataScope(label_values={"facility": ("f2",)}))
+    try:
+        result = _query(user, metric="temperature", bucket="1h", start=T0.isoformat(),
+                        end=(T0 + timedelta(hours=1)).isoformat())  # fmt: skip
+        assert sorted(item["labels"]["device"] for item in result.series) == ["d1", "d3"]
+        grouped = _query(user, metric="temperature", bucket="1h", group_by=["facility"], aggregation="count",
+                         start=T0.isoformat(), end=(T0 + timedelta(hours=1)).isoformat())  # fmt: skip
+        assert [(item["labels"], _points(grouped, i)) for i, item in enumerate(grouped.series)] == [
+            ({"facility": "f2"}, [120.0])
+        ]
+        data_scope_provider_set(lambda principal: DataScope(source_ids=frozenset({-1})))
+        with pytest.raises(QuerySpecError, match="metric"):
+            _query(user, metric="temperature", start=T0.isoformat(), end=(T0 + timedelta(hours=1)).isoformat())
+    finally:
+        data_scope_provider_set(original)
+
+
+def test_anonymous_may_not_read(plant):
+    from django.contrib.auth.models import AnonymousUser
+
+    with pytest.raises(DataAccessDenied):
+        _query(AnonymousUser(), metric="temperature")
+
+
+def test_unknown_metric_suggests_close_names(plant, user):
+    with pytest.raises(QuerySpecError) as error:
+        _query(user, metric="temprature")
+    assert error.value.field == "metric"
+    assert "Did you mean 'temperature'" in error.value.message
+
+
+def test_unknown_source(plant, user):
+    with pytest.raises(QuerySpecError, match="source: no source with slug 'nope'"):
+        _query(user, metric="temperature", source="nope")
+
+
+def test_too_many_series(plant, user, settings):
+    settings.STORAGE_MAX_SERIES_PER_QUERY = 3
+    with pytest.raises(QuerySpecError, match="matches more than 3 series"):
+        _query(user, metric="temperature")
+
+
+def test_filters_matching_nothing_is_empty_not_an_error(plant, user):
+    assert _query(user, metric="temperature", filters={"device": "zzz"}).series == []
+
+
+def test_last_through_the_hour_tier_orders_by_the_real_last_time(db, user, settings):
+    settings.STORAGE_ROLLUP_GRACE_SECONDS = 0
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s", [T0])
+    source = source_create(slug="sparse")
+    early_late = series_create(source=source, metric="level", tank="a", site="s1")
+    middle = series_create(source=source, metric="level", tank="b", site="s1")
+    points_store(early_late, [(T0 + timedelta(minutes=10), 1.0), (T0 + timedelta(minutes=50), 2.0)])
+    points_store(middle, [(T0 + timedelta(minutes=30), 3.0)])
+    backend_for().rollup_refresh(now=T0 + timedelta(hours=2))
+    result = _query(user, metric="level", aggregation="last", bucket="1h", group_by=["site"],
+                    start=T0.isoformat(), end=(T0 + timedelta(hours=1)).isoformat())  # fmt: skip
+    assert result.tier == "1h"
+    assert _points(result) == [2.0]
