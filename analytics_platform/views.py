@@ -6,6 +6,8 @@ from django.shortcuts import render
 
 from analytics_platform.health import database_check, redis_check, worker_heartbeat_last
 from apps.access.selectors import api_token_list
+from apps.sources.selectors import source_list
+from apps.storage.selectors import storage_summary
 
 
 @login_required
@@ -18,5 +20,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "database": database_check(),
         "redis": redis_check(),
         "worker_last_heartbeat": worker_heartbeat_last(),
+        "sources": source_list(),
+        "storage": storage_summary(),
     }
     return render(request, "home.html", context)

@@ -58,3 +58,8 @@ def series_label_values_list(
         .distinct()[:limit]
     )
     return list(values)
+
+
+def storage_summary() -> dict[str, int]:
+    """Counts for the home page."""
+    return {"series": Series.objects.count(), "metrics": Series.objects.values("metric").distinct().count()}

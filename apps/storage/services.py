@@ -9,6 +9,7 @@ from django.db import connections
 
 from apps.storage.backends import backend_for
 from apps.storage.backends.base import Point, WriteResult
+from apps.storage.metrics import POINTS_WRITTEN
 
 SeriesKey = tuple[int, str, str]  # (source id, metric, canonical labels JSON)
 _SERIES_CACHE_LIMIT = 200_000
@@ -57,7 +58,9 @@ def series_cache_clear() -> None:
 
 def points_write(*, points: Sequence[Point], alias: str = "default") -> WriteResult:
     """Write (series_id, time, value) points; writing the same series and time again replaces the value."""
-    return backend_for(alias).points_write(points)
+    result = backend_for(alias).points_write(points)
+    POINTS_WRITTEN.inc(result.written)
+    return result
 
 
 def rollups_refresh(*, alias: str = "default") -> dict:

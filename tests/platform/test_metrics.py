@@ -44,3 +44,16 @@ def test_metrics_token_required_when_configured(client, settings):
     response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret")
     assert response.status_code == 200
     assert b"analytics_http_requests_total" in response.content
+
+
+@pytest.mark.django_db
+def test_query_figures_exported(client, user):
+    from tests.storage.factories import series_create, source_create
+
+    series_create(source=source_create(slug="s"), metric="m", device="d1")
+    client.force_login(user)
+    client.post("/api/v1/query", {"metric": "m"}, content_type="application/json")
+    client.post("/api/v1/query", {"metric": "mm"}, content_type="application/json")
+    text = client.get("/metrics").content.decode()
+    assert _sample(text, "analytics_query_duration_seconds_count", tier="raw") >= 1
+    assert _sample(text, "analytics_query_refused_total", field="metric") >= 1

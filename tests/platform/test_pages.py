@@ -25,6 +25,20 @@ def test_sign_in_then_home_lists_services(client, user):
     assert "PostgreSQL up" in text
     assert "Redis up" in text
     assert "no API tokens yet" in text
+    assert "No sources yet" in text
+
+
+@pytest.mark.django_db
+def test_home_lists_sources_and_series(client, user):
+    from tests.storage.factories import series_create, source_create
+
+    source = source_create(slug="plant-sensors", name="Plant sensors")
+    series_create(source=source, metric="temperature", device="d1")
+    series_create(source=source, metric="vibration", device="d1")
+    client.force_login(user)
+    text = client.get("/").content.decode()
+    assert "Plant sensors" in text
+    assert "2 series across 2 metrics" in text
 
 
 @pytest.mark.django_db

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from django.db import DataError, OperationalError, connections, transaction
 from psycopg import sql
 
 from apps.storage.backends import backend_for
+from apps.storage.metrics import QUERY_DURATION, QUERY_REFUSED
 from apps.storage.policies import DataScope, data_scope_for
 from apps.storage.query.spec import RAW, QuerySpec, QuerySpecError
 from apps.storage.tiers import (
@@ -125,16 +127,23 @@ def segments_plan(
 def query_execute(*, spec: QuerySpec, principal, alias: str = "default") -> QueryResult:
     """Answer a query for a principal; the only way points are read."""
     scope = data_scope_for(principal)
+    started = time.perf_counter()
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
         cursor.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
         try:
-            return _execute(cursor, spec, scope, alias)
+            result = _execute(cursor, spec, scope, alias)
+        except QuerySpecError as error:
+            QUERY_REFUSED.labels(error.field.split(".")[0]).inc()
+            raise
         except OperationalError as error:
             if "statement timeout" in str(error):
+                QUERY_REFUSED.labels("timeout").inc()
                 raise QueryTimeout(
                     "The query took too long; use a shorter range, a coarser bucket, or fewer series."
                 ) from None
             raise
+    QUERY_DURATION.labels(result.tier).observe(time.perf_counter() - started)
+    return result
 
 
 def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResult:
