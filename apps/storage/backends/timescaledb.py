@@ -1,17 +1,31 @@
 """TimescaleDB: a hypertable, hierarchical continuous aggregates with real-time aggregation,
-compression and retention policies. Policies run in TimescaleDB's own job scheduler."""
+compression and retention policies. Policies run in TimescaleDB's own job scheduler.
+
+Retention and the aggregates: when raw data goes (a retention policy drops chunks, or retention_apply
+deletes a source's rows), TimescaleDB logs the range as changed, and a refresh over it would recompute
+those buckets from the data that is gone, losing rollups that have their own, longer retention. So:
+- rollup_refresh never reaches further back than the data its source table still keeps (the retention
+  horizon; see `_refresh_start`), as TimescaleDB's documentation on retention with continuous
+  aggregates requires. Late points older than that horizon are not rolled up;
+- retention_apply's row deletes are not logged as changes (see `_invalidation_logging_off`).
+"""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from psycopg import sql
 
-from apps.storage.backends.base import BACKEND_TIMESCALEDB, RetentionResult, StorageBackend
-from apps.storage.tiers import TIER_1D, TIER_1H, TIER_1M, TIERS_FINE_TO_COARSE, Tier, bucket_floor
+from apps.storage.backends.base import BACKEND_TIMESCALEDB, RETENTION_FIELDS, RetentionResult, StorageBackend
+from apps.storage.tiers import TIER_1D, TIER_1H, TIER_1M, TIERS_FINE_TO_COARSE, Tier, bucket_ceil, bucket_floor
+
+logger = logging.getLogger(__name__)
+
+TABLES = ("points", "points_1m", "points_1h", "points_1d")
 
 # Refresh policy per tier: how far back to look for changes, how close to now, how often.
 REFRESH_POLICIES = {
@@ -19,6 +33,11 @@ REFRESH_POLICIES = {
     TIER_1H: (timedelta(days=3), timedelta(hours=1), timedelta(minutes=30)),
     TIER_1D: (timedelta(days=30), timedelta(days=1), timedelta(hours=1)),
 }
+
+# Turns off TimescaleDB's invalidation trigger (and every other ordinary trigger; points has none) for the
+# rest of the transaction. Needs superuser, or on PostgreSQL 15+: GRANT SET ON PARAMETER
+# session_replication_role TO <the app's role>.
+INVALIDATION_LOGGING_OFF = "SET LOCAL session_replication_role = replica"
 
 
 def _cagg_definition(tier: Tier) -> sql.Composed:
@@ -36,7 +55,7 @@ def _cagg_definition(tier: Tier) -> sql.Composed:
         )
     return sql.SQL(
         "CREATE MATERIALIZED VIEW IF NOT EXISTS {table} WITH (timescaledb.continuous, "
-        "timescaledb.materialized_only = false) AS " + body + " WITH NO DATA"
+        "timescaledb.materialized_only = true) AS " + body + " WITH NO DATA"
     ).format(
         table=sql.Identifier(tier.table), width=sql.Literal(tier.interval), source=sql.Identifier(tier.source_table)
     )
@@ -62,9 +81,15 @@ class TimescaleBackend(StorageBackend):
                 "if_not_exists => TRUE)"
             )
             cursor.execute(
-                "ALTER TABLE points SET (timescaledb.compress, timescaledb.compress_segmentby = 'series_id', "
-                "timescaledb.compress_orderby = 'time DESC')"
+                "SELECT compression_enabled FROM timescaledb_information.hypertables "
+                "WHERE hypertable_schema = current_schema() AND hypertable_name = 'points'"
             )
+            # Compression settings cannot change once chunks are compressed: set them once.
+            if not cursor.fetchone()[0]:
+                cursor.execute(
+                    "ALTER TABLE points SET (timescaledb.compress, timescaledb.compress_segmentby = 'series_id', "
+                    "timescaledb.compress_orderby = 'time DESC')"
+                )
             cursor.execute(
                 "SELECT add_compression_policy('points', make_interval(days => %s), if_not_exists => TRUE)",
                 [settings.STORAGE_COMPRESS_AFTER_DAYS],
@@ -85,32 +110,44 @@ class TimescaleBackend(StorageBackend):
         return None
 
     def rollup_refresh(self, *, now: datetime | None = None) -> dict:
-        """Refresh each tier up to its last complete bucket, finest first (the coarser read the finer)."""
+        """Refresh each tier up to its last complete bucket, finest first (the coarser read the finer).
+
+        The window starts at the source table's retention horizon, so it covers every late point and
+        redelivery TimescaleDB logged there, and never a range whose data retention has removed.
+        """
         now = now or timezone.now()
-        refreshed = {}
+        refreshed, starts = {}, {}
         with self.connection.cursor() as cursor:
             for tier in TIERS_FINE_TO_COARSE:
+                start = bucket_ceil(self._refresh_start(cursor, tier.source_table, now), tier.seconds)
                 until = bucket_floor(now, tier.seconds)
-                # NULL start: everything TimescaleDB recorded as invalidated, late points included.
-                cursor.execute("CALL refresh_continuous_aggregate(%s, NULL, %s)", [tier.table, until])
-                refreshed[tier.name] = until.isoformat()
-        return {"refreshed_until": refreshed}
+                if start >= until:
+                    continue  # a retention shorter than one bucket: nothing can be refreshed safely
+                cursor.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", [tier.table, start, until])
+                refreshed[tier.name], starts[tier.name] = until.isoformat(), start.isoformat()
+        return {"refreshed_until": refreshed, "refreshed_from": starts}
+
+    def _refresh_start(self, cursor, table: str, now: datetime) -> datetime:
+        """The oldest time whose data in `table` no retention has removed (nor will before `now`)."""
+        keep = timedelta(days=self.max_retention_days(table))
+        policy = self._retention_policy(cursor, table)
+        start = now - (keep if policy is None else min(keep, policy))
+        floor = self._meta_time(cursor, _floor_key(table))
+        return max(start, floor) if floor else start
 
     # --- retention ----------------------------------------------------------------------------
     def retention_policies_sync(self) -> dict[str, int]:
         """Keep each table's retention policy at the longest retention any source asks for."""
-        wanted = {table: self.max_retention_days(table) for table in ("points", "points_1m", "points_1h", "points_1d")}
+        wanted = {table: self.max_retention_days(table) for table in TABLES}
         with self.connection.cursor() as cursor:
             for table, days in wanted.items():
-                cursor.execute(
-                    "SELECT config->>'drop_after' FROM timescaledb_information.jobs "
-                    "WHERE proc_name = 'policy_retention' AND hypertable_name = %s",
-                    [table],
-                )
-                row = cursor.fetchone()
-                if row is not None and row[0] == _interval_text(days):
+                current = self._retention_policy(cursor, table)
+                if current == timedelta(days=days):
                     continue
-                if row is not None:
+                if current is not None:
+                    if timedelta(days=days) > current:
+                        # What the shorter policy dropped stays dropped: refreshes must not reach back there.
+                        self._meta_time_raise(cursor, _floor_key(table), timezone.now() - current)
                     cursor.execute("SELECT remove_retention_policy(%s)", [table])
                 cursor.execute(
                     "SELECT add_retention_policy(%s, drop_after => make_interval(days => %s))", [table, days]
@@ -118,17 +155,40 @@ class TimescaleBackend(StorageBackend):
         return wanted
 
     def retention_apply(self, *, now: datetime | None = None) -> RetentionResult:
-        """Sync the policies (chunk drops happen in TimescaleDB's scheduler) and delete for shorter overrides."""
+        """Sync the policies (chunk drops happen in TimescaleDB's scheduler) and delete for shorter overrides.
+
+        Rollup rows are deleted from the aggregates' materialization hypertables (a continuous aggregate
+        is a view). The deletes are not logged as changes: each tier keeps its own retention.
+        """
         now = now or timezone.now()
         result = RetentionResult()
         self.retention_policies_sync()
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
-            for table in ("points", "points_1m", "points_1h", "points_1d"):
+            self._invalidation_logging_off(cursor)
+            for table in TABLES:
                 keep = self.max_retention_days(table)
-                deleted = self._delete_expired_rows(cursor, table=table, now=now, shorter_than_days=keep)
+                relation = self._storage_relation(cursor, table)
+                deleted = _delete_expired_rows(
+                    cursor, self, table=table, relation=relation, now=now, shorter_than_days=keep
+                )
                 if deleted:
                     result.deleted_rows[table] = deleted
         return result
+
+    def _invalidation_logging_off(self, cursor) -> bool:
+        try:
+            with transaction.atomic(using=self.alias):
+                cursor.execute(INVALIDATION_LOGGING_OFF)
+        except DatabaseError as error:
+            logger.warning(
+                "storage: cannot turn off TimescaleDB invalidation logging for retention deletes (%s). "
+                "Rollups of sources whose retention is shorter than the longest will be recomputed without "
+                "their deleted points at the next refresh. Grant it with: GRANT SET ON PARAMETER "
+                "session_replication_role TO <role> (PostgreSQL 15+).",
+                str(error).strip(),
+            )
+            return False
+        return True
 
     def compression_job_run(self) -> None:
         """Run the compression policy now (it normally runs on TimescaleDB's schedule)."""
@@ -144,10 +204,69 @@ class TimescaleBackend(StorageBackend):
                 "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = %s AND hypertable_name = %s",
                 [proc_name, table],
             )
-            (job_id,) = cursor.fetchone()
-            cursor.execute(sql.SQL("CALL run_job({})").format(sql.Literal(job_id)))
+            row = cursor.fetchone()
+            if row is None:
+                raise LookupError(f"TimescaleDB has no {proc_name} job for {table}; is storage installed?")
+            cursor.execute("CALL run_job(%s)", [row[0]])
+
+    # --- catalog ------------------------------------------------------------------------------
+    def _retention_policy(self, cursor, table: str) -> timedelta | None:
+        """The drop_after of a table's retention policy, if it has one."""
+        cursor.execute(
+            "SELECT (config->>'drop_after')::interval FROM timescaledb_information.jobs "
+            "WHERE proc_name = 'policy_retention' AND hypertable_schema = current_schema() "
+            "AND hypertable_name = %s",
+            [table],
+        )
+        row = cursor.fetchone()
+        return row[0] if row else None
+
+    def _storage_relation(self, cursor, table: str) -> sql.Composable:
+        """Where a table's rows are stored: points itself, or a continuous aggregate's materialization."""
+        if table == "points":
+            return sql.Identifier(table)
+        cursor.execute(
+            "SELECT materialization_hypertable_schema, materialization_hypertable_name "
+            "FROM timescaledb_information.continuous_aggregates "
+            "WHERE view_schema = current_schema() AND view_name = %s",
+            [table],
+        )
+        schema, name = cursor.fetchone()
+        return sql.Identifier(schema, name)
+
+    def _meta_time(self, cursor, key: str) -> datetime | None:
+        cursor.execute("SELECT value::timestamptz FROM storage_meta WHERE key = %s", [key])
+        row = cursor.fetchone()
+        return row[0] if row else None
+
+    def _meta_time_raise(self, cursor, key: str, moment: datetime) -> None:
+        cursor.execute(
+            "INSERT INTO storage_meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE "
+            "SET value = greatest(storage_meta.value::timestamptz, EXCLUDED.value::timestamptz)::text",
+            [key, moment.isoformat()],
+        )
 
 
-def _interval_text(days: int) -> str:
-    """How TimescaleDB prints a drop_after of `days` days in its job config."""
-    return f"{days} days"
+def _floor_key(table: str) -> str:
+    return f"timescaledb.refresh_floor.{table}"
+
+
+def _delete_expired_rows(
+    cursor, backend: StorageBackend, *, table: str, relation: sql.Composable, now: datetime, shorter_than_days: int
+) -> int:
+    """Delete rows of sources whose retention for `table` is shorter than `shorter_than_days` and expired.
+
+    StorageBackend._delete_expired_rows, but on `relation` (a materialization hypertable for the tiers).
+    """
+    field_name, time_column = RETENTION_FIELDS[table]
+    default_days = backend.retention_days()[table]
+    cursor.execute(
+        sql.SQL(
+            "DELETE FROM {relation} t USING storage_series s JOIN sources_source src ON src.id = s.source_id "
+            "WHERE t.series_id = s.id "
+            "AND t.{time} < %s::timestamptz - make_interval(days => coalesce(src.{field}, %s)) "
+            "AND coalesce(src.{field}, %s) < %s"
+        ).format(relation=relation, time=sql.Identifier(time_column), field=sql.Identifier(field_name)),
+        [now, default_days, default_days, shorter_than_days],
+    )
+    return cursor.rowcount or 0

@@ -36,6 +36,7 @@ from apps.storage.tiers import (
 )
 
 STATEMENT_TIMEOUT_MS = 15_000
+QUERY_WORK_MEM = "64MB"
 
 # Per aggregation: the columns a segment must provide, and how merged rows become one value.
 AGGREGATE_SQL: dict[str, tuple[tuple[str, ...], str]] = {
@@ -46,6 +47,11 @@ AGGREGATE_SQL: dict[str, tuple[tuple[str, ...], str]] = {
     "max": (("mx",), "max(x.mx)"),
     "last": (("lv",), "(array_agg(x.lv ORDER BY x.t DESC))[1]"),
 }
+# Buckets come back as their index from the first bucket: cheaper to transfer and to place than timestamps.
+BUCKET_INDEX_SQL = (
+    "((extract(epoch FROM date_bin(%(bucket)s::interval, {time}, %(origin)s::timestamptz) - %(first)s::timestamptz))"
+    "::bigint / %(bucket_seconds)s)::int"
+)
 # How raw points and rollup rows provide each column.
 RAW_COLUMNS = {"c": "1::bigint", "s": "value", "mn": "value", "mx": "value", "lv": "value"}
 ROLLUP_COLUMNS = {"c": "count", "s": "sum", "mn": "min", "mx": "max", "lv": "last"}
@@ -130,6 +136,8 @@ def query_execute(*, spec: QuerySpec, principal, alias: str = "default") -> Quer
     started = time.perf_counter()
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
         cursor.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        # Dashboard aggregates group up to millions of rows: let them hash and sort in memory.
+        cursor.execute(f"SET LOCAL work_mem = '{QUERY_WORK_MEM}'")
         try:
             result = _execute(cursor, spec, scope, alias)
         except QuerySpecError as error:
@@ -179,8 +187,11 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
     bucket = _bucket_for(spec)
     result.bucket_seconds = bucket
     result.downsampled = result.downsampled or (spec.bucket_seconds is not None and bucket != spec.bucket_seconds)
+    first_bucket = bucket_floor(spec.start, bucket)
     parameters: dict = {
         "bucket": _interval(bucket),
+        "bucket_seconds": bucket,
+        "first": first_bucket,
         "origin": BUCKET_ORIGIN,
         "ids": series_ids,
         "groups": group_indexes,
@@ -361,7 +372,7 @@ def _aggregate_sql(aggregation: str, segments: list[Segment], parameters: dict) 
             )
         )
     return sql.SQL(
-        "SELECT g.gi, date_bin(%(bucket)s::interval, x.t, %(origin)s::timestamptz) AS b, {final} AS v "
+        "SELECT g.gi, " + BUCKET_INDEX_SQL.format(time="x.t") + " AS b, {final} AS v "
         "FROM ({segments}) AS x JOIN unnest(%(ids)s::int[], %(groups)s::int[]) AS g(sid, gi) ON g.sid = x.series_id "
         "GROUP BY 1, 2 ORDER BY 1, 2"
     ).format(final=sql.SQL(final), segments=sql.SQL(" UNION ALL ").join(parts))
@@ -369,7 +380,7 @@ def _aggregate_sql(aggregation: str, segments: list[Segment], parameters: dict) 
 
 def _percentile_sql() -> sql.Composed:
     return sql.SQL(
-        "SELECT g.gi, date_bin(%(bucket)s::interval, p.time, %(origin)s::timestamptz) AS b, "
+        "SELECT g.gi, " + BUCKET_INDEX_SQL.format(time="p.time") + " AS b, "
         "percentile_cont(%(q)s) WITHIN GROUP (ORDER BY p.value) AS v "
         "FROM points p JOIN unnest(%(ids)s::int[], %(groups)s::int[]) AS g(sid, gi) ON g.sid = p.series_id "
         "WHERE p.series_id = ANY(%(ids)s::int[]) AND p.time >= %(start)s AND p.time < %(end)s "
@@ -403,27 +414,27 @@ def _by_group(rows: list, group_count: int):
 
 def _fill(spec: QuerySpec, bucket: int, groups: list[dict], rows: list) -> list[dict]:
     """One output series per group, buckets from the start's bucket to the end, gaps per `fill`."""
-    values: list[dict[datetime, float]] = [{} for _ in groups]
-    for index, moment, value in rows:
-        values[index][moment] = value
     first = bucket_floor(spec.start, bucket)
     count = math.ceil((spec.end - first).total_seconds() / bucket)
     step = timedelta(seconds=bucket)
+    # Every group shares the bucket times: format them once.
+    times = [_iso(first + index * step) for index in range(count)]
+    columns: list[list[float | None]] = [[None] * count for _ in groups]
+    for group_index, bucket_index, value in rows:
+        columns[group_index][bucket_index] = value
     output = []
-    for header, by_bucket in zip(groups, values, strict=True):
-        points = []
-        previous = None
-        for offset in range(count):
-            moment = first + offset * step
-            value = by_bucket.get(moment)
-            if value is None:
-                if spec.fill == "none":
-                    continue
-                if spec.fill == "previous":
-                    value = previous
-            else:
-                previous = value
-            points.append([_iso(moment), value])
+    for header, values in zip(groups, columns, strict=True):
+        if spec.fill == "none":
+            points = [[moment, value] for moment, value in zip(times, values, strict=True) if value is not None]
+        else:
+            if spec.fill == "previous":
+                previous = None
+                for index, value in enumerate(values):
+                    if value is None:
+                        values[index] = previous
+                    else:
+                        previous = value
+            points = [list(pair) for pair in zip(times, values, strict=True)]
         output.append({**header, "points": points})
     return output
 
