@@ -63,3 +63,11 @@ def series_label_values_list(
 def storage_summary() -> dict[str, int]:
     """Counts for the home page."""
     return {"series": Series.objects.count(), "metrics": Series.objects.values("metric").distinct().count()}
+
+
+def retention_defaults() -> dict:
+    """Global retention in days per table, and which backend applies it."""
+    from apps.storage.backends import backend_for
+
+    backend = backend_for()
+    return {"backend": backend.name, **backend.retention_days()}

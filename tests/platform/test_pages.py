@@ -69,3 +69,12 @@ def test_openapi_schema_and_docs(client, user):
     # Swagger UI is served from the installed sidecar package, not a CDN.
     assert b"drf_spectacular_sidecar/swagger-ui-dist" in docs.content
     assert b"cdn" not in docs.content.lower()
+
+
+@pytest.mark.django_db
+def test_source_admin_shows_retention_defaults_and_overrides(admin_client):
+    response = admin_client.get("/admin/sources/source/add/")
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "postgres backend): raw points 7 days, 1-minute rollups 90 days" in text
+    assert 'name="raw_retention_days"' in text

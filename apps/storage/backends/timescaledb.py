@@ -55,7 +55,7 @@ def _cagg_definition(tier: Tier) -> sql.Composed:
         )
     return sql.SQL(
         "CREATE MATERIALIZED VIEW IF NOT EXISTS {table} WITH (timescaledb.continuous, "
-        "timescaledb.materialized_only = true) AS " + body + " WITH NO DATA"
+        "timescaledb.materialized_only = false) AS " + body + " WITH NO DATA"
     ).format(
         table=sql.Identifier(tier.table), width=sql.Literal(tier.interval), source=sql.Identifier(tier.source_table)
     )
@@ -118,7 +118,7 @@ class TimescaleBackend(StorageBackend):
         now = now or timezone.now()
         refreshed, starts = {}, {}
         with self.connection.cursor() as cursor:
-            for tier in TIERS_FINE_TO_COARSE:
+            for tier in reversed(TIERS_FINE_TO_COARSE):
                 start = bucket_ceil(self._refresh_start(cursor, tier.source_table, now), tier.seconds)
                 until = bucket_floor(now, tier.seconds)
                 if start >= until:
