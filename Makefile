@@ -16,13 +16,20 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-install: $(VENV)/.installed  ## Create the virtualenv and install pinned dependencies
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed  ## Create the virtualenv and install pinned dependencies
 
 demo: install  ## Migrate, create admin + demo data, run web/worker/beat/connectors (Ctrl-C stops all)
 	@$(BIN)/python manage.py demo --port $(PORT)
 
-test: install  ## Run the whole test suite against the real PostgreSQL and Redis
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: install  ## Run the whole test suite against the real PostgreSQL and Redis, then TimescaleDB on PGlite
+	status=0; \
+	$(BIN)/pytest --ignore=tests/timescaledb $(PYTEST_ARGS) || status=$$?; \
+	$(BIN)/python -m tests.timescaledb $(TIMESCALEDB_PYTEST_ARGS) || status=$$?; \
+	exit $$status
 
 bench: install  ## Run the benchmarks; JSON results go to bench/results/
 	$(BIN)/python -m bench

@@ -118,11 +118,20 @@ class StorageBackend(ABC):
             "points_1d": settings.STORAGE_ROLLUP_1D_RETENTION_DAYS,
         }
 
-    def _delete_expired_rows(self, cursor, *, table: str, now: datetime, shorter_than_days: int | None = None) -> int:
+    def _delete_expired_rows(
+        self,
+        cursor,
+        *,
+        table: str,
+        now: datetime,
+        shorter_than_days: int | None = None,
+        relation: sql.Composable | None = None,
+    ) -> int:
         """Delete rows older than their source's retention (its override, else the global default).
 
         With `shorter_than_days`, only sources whose retention is shorter are touched: the rest is
-        left to partition or chunk drops, which are much cheaper than DELETE.
+        left to partition or chunk drops, which are much cheaper than DELETE. `relation` is where
+        `table`'s rows are stored when that differs (a continuous aggregate's materialization).
         """
         field_name, time_column = RETENTION_FIELDS[table]
         default_days = self.retention_days()[table]
@@ -137,7 +146,7 @@ class StorageBackend(ABC):
                 "WHERE t.series_id = s.id "
                 "AND t.{time} < %s::timestamptz - make_interval(days => coalesce(src.{field}, %s)){condition}"
             ).format(
-                table=sql.Identifier(table),
+                table=relation or sql.Identifier(table),
                 time=sql.Identifier(time_column),
                 field=sql.Identifier(field_name),
                 condition=condition,

@@ -1,12 +1,15 @@
 """TimescaleDB: a hypertable, hierarchical continuous aggregates with real-time aggregation,
 compression and retention policies. Policies run in TimescaleDB's own job scheduler.
 
-Retention and the aggregates: when raw data goes (a retention policy drops chunks, or retention_apply
+Retention and the aggregates: when data goes (a retention policy drops chunks, or retention_apply
 deletes a source's rows), TimescaleDB logs the range as changed, and a refresh over it would recompute
 those buckets from the data that is gone, losing rollups that have their own, longer retention. So:
-- rollup_refresh never reaches further back than the data its source table still keeps (the retention
-  horizon; see `_refresh_start`), as TimescaleDB's documentation on retention with continuous
-  aggregates requires. Late points older than that horizon are not rolled up;
+- rollup_refresh never reaches further back than its source table keeps data (the retention horizon,
+  see `_refresh_start`), as TimescaleDB's documentation on retention with continuous aggregates asks.
+  Points written later than the refresh that covered their time and older than that horizon (e.g. a
+  backfill of old history) are therefore never rolled up; raw queries still see them;
+- when a retention policy moves further back, the range the old policy may have dropped stays out of
+  refreshes (a floor kept in storage_meta): also a backfill there is not rolled up automatically;
 - retention_apply's row deletes are not logged as changes (see `_invalidation_logging_off`).
 """
 
@@ -20,7 +23,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 from psycopg import sql
 
-from apps.storage.backends.base import BACKEND_TIMESCALEDB, RETENTION_FIELDS, RetentionResult, StorageBackend
+from apps.storage.backends.base import BACKEND_TIMESCALEDB, RetentionResult, StorageBackend
 from apps.storage.tiers import TIER_1D, TIER_1H, TIER_1M, TIERS_FINE_TO_COARSE, Tier, bucket_ceil, bucket_floor
 
 logger = logging.getLogger(__name__)
@@ -118,7 +121,7 @@ class TimescaleBackend(StorageBackend):
         now = now or timezone.now()
         refreshed, starts = {}, {}
         with self.connection.cursor() as cursor:
-            for tier in reversed(TIERS_FINE_TO_COARSE):
+            for tier in TIERS_FINE_TO_COARSE:
                 start = bucket_ceil(self._refresh_start(cursor, tier.source_table, now), tier.seconds)
                 until = bucket_floor(now, tier.seconds)
                 if start >= until:
@@ -168,14 +171,14 @@ class TimescaleBackend(StorageBackend):
             for table in TABLES:
                 keep = self.max_retention_days(table)
                 relation = self._storage_relation(cursor, table)
-                deleted = _delete_expired_rows(
-                    cursor, self, table=table, relation=relation, now=now, shorter_than_days=keep
+                deleted = self._delete_expired_rows(
+                    cursor, table=table, relation=relation, now=now, shorter_than_days=keep
                 )
                 if deleted:
                     result.deleted_rows[table] = deleted
         return result
 
-    def _invalidation_logging_off(self, cursor) -> bool:
+    def _invalidation_logging_off(self, cursor) -> None:
         try:
             with transaction.atomic(using=self.alias):
                 cursor.execute(INVALIDATION_LOGGING_OFF)
@@ -187,8 +190,6 @@ class TimescaleBackend(StorageBackend):
                 "session_replication_role TO <role> (PostgreSQL 15+).",
                 str(error).strip(),
             )
-            return False
-        return True
 
     def compression_job_run(self) -> None:
         """Run the compression policy now (it normally runs on TimescaleDB's schedule)."""
@@ -249,24 +250,3 @@ class TimescaleBackend(StorageBackend):
 
 def _floor_key(table: str) -> str:
     return f"timescaledb.refresh_floor.{table}"
-
-
-def _delete_expired_rows(
-    cursor, backend: StorageBackend, *, table: str, relation: sql.Composable, now: datetime, shorter_than_days: int
-) -> int:
-    """Delete rows of sources whose retention for `table` is shorter than `shorter_than_days` and expired.
-
-    StorageBackend._delete_expired_rows, but on `relation` (a materialization hypertable for the tiers).
-    """
-    field_name, time_column = RETENTION_FIELDS[table]
-    default_days = backend.retention_days()[table]
-    cursor.execute(
-        sql.SQL(
-            "DELETE FROM {relation} t USING storage_series s JOIN sources_source src ON src.id = s.source_id "
-            "WHERE t.series_id = s.id "
-            "AND t.{time} < %s::timestamptz - make_interval(days => coalesce(src.{field}, %s)) "
-            "AND coalesce(src.{field}, %s) < %s"
-        ).format(relation=relation, time=sql.Identifier(time_column), field=sql.Identifier(field_name)),
-        [now, default_days, default_days, shorter_than_days],
-    )
-    return cursor.rowcount or 0
