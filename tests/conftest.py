@@ -27,6 +27,10 @@ def _storage_caches_cleared():
 
     series_cache_clear()
     backends_base._backends.clear()
+    # The query cache lives in the test Redis database; rolled-back data must not be served from it.
+    from django.core.cache import cache
+
+    cache.clear()
     yield
     series_cache_clear()
     backends_base._backends.clear()

@@ -178,6 +178,8 @@ STORAGE_PARTITION_DAYS_AHEAD = env_int("STORAGE_PARTITION_DAYS_AHEAD", 3, minimu
 STORAGE_MAX_SERIES_PER_QUERY = env_int("STORAGE_MAX_SERIES_PER_QUERY", 10_000, minimum=1)
 STORAGE_DEFAULT_MAX_POINTS = env_int("STORAGE_DEFAULT_MAX_POINTS", 1_000, minimum=10)
 STORAGE_MAX_POINTS_PER_SERIES = env_int("STORAGE_MAX_POINTS_PER_SERIES", 10_000, minimum=10)
+# Seconds to keep complete, stable buckets of aggregate queries in Redis (0 turns the cache off).
+STORAGE_QUERY_CACHE_SECONDS = env_int("STORAGE_QUERY_CACHE_SECONDS", 600, minimum=0)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOG_FORMAT = env_str("LOG_FORMAT", "text")

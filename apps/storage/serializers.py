@@ -44,6 +44,7 @@ class QueryResponseSerializer(serializers.Serializer):
     end = serializers.DateTimeField()
     downsampled = serializers.BooleanField(help_text="The bucket was widened to fit max_points.")
     truncated = serializers.BooleanField(help_text="More output series matched than `limit`.")
+    cached_buckets = serializers.IntegerField(help_text="Buckets answered from the query cache.")
     series = QueryPointSeriesSerializer(many=True)
 
 

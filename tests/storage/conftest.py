@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 
 
 def storage_tables_reset(*, watermark=None) -> None:
     """Empty points and rollups (not Django models, so a transactional test's flush leaves them)."""
+    cache.clear()
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE points, points_1m, points_1h, points_1d")
         if watermark is not None:

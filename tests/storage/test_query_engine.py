@@ -201,3 +201,40 @@ def test_last_through_the_hour_tier_orders_by_the_real_last_time(db, user, setti
                     start=T0.isoformat(), end=(T0 + timedelta(hours=1)).isoformat())  # fmt: skip
     assert result.tier == "1h"
     assert _points(result) == [2.0]
+
+
+def test_stable_buckets_come_from_the_cache_until_a_late_write(plant, user, django_capture_on_commit_callbacks):
+    body = {"metric": "temperature", "aggregation": "sum", "bucket": "1m", "group_by": ["facility"],
+            "start": (T0 + timedelta(seconds=30)).isoformat(),
+            "end": (T0 + timedelta(hours=3)).isoformat()}  # fmt: skip
+    first = _query(user, **body)
+    assert first.cached_buckets == 0
+    second = _query(user, **body)
+    # Complete buckets below the watermark (T0+2h): all but the partial first one.
+    assert second.cached_buckets == 119
+    assert second.series == first.series
+    # A late point below the watermark invalidates the cache once it commits; the answer includes it.
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        points_store(plant["ids"]["d0"], [(T0 + timedelta(minutes=10, seconds=30), 1000.0)])
+    assert len(callbacks) == 1
+    third = _query(user, **body)
+    assert third.cached_buckets == 0
+    f1 = dict(third.series[0]["points"])
+    assert f1[_iso_z(T0 + timedelta(minutes=10))] == 10.0 + 210.0 + 1000.0
+    # New points past the watermark are read from storage even while the cache is used.
+    points_store(plant["ids"]["d0"], [(T0 + timedelta(hours=2, minutes=30, seconds=5), 5.0)])
+    fourth = _query(user, **body)
+    assert fourth.cached_buckets == 119
+    assert dict(fourth.series[0]["points"])[_iso_z(T0 + timedelta(hours=2, minutes=30))] == 150.0 + 350.0 + 5.0
+
+
+def test_cache_can_be_switched_off(plant, user, settings):
+    settings.STORAGE_QUERY_CACHE_SECONDS = 0
+    body = {"metric": "temperature", "bucket": "1m", "start": T0.isoformat(),
+            "end": (T0 + timedelta(hours=3)).isoformat()}  # fmt: skip
+    _query(user, **body)
+    assert _query(user, **body).cached_buckets == 0
+
+
+def _iso_z(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

@@ -22,6 +22,7 @@ from django.utils import timezone
 from psycopg import sql
 
 from apps.storage.backends.base import BACKEND_POSTGRES, ROLLUP_COLUMNS, Point, RetentionResult, StorageBackend
+from apps.storage.query.cache import generation_bump
 from apps.storage.tiers import BUCKET_ORIGIN, TIER_1D, TIER_1H, TIER_1M, TIERS_FINE_TO_COARSE, Tier, bucket_floor
 
 logger = logging.getLogger(__name__)
@@ -156,6 +157,8 @@ class PostgresBackend(StorageBackend):
         late = {(series_id, bucket_floor(moment, 60)) for series_id, moment, _ in points if moment < watermark}
         if late:
             self._reaggregate(cursor, late, watermark)
+            # Stored buckets below the watermark changed: cached query buckets are stale once this commits.
+            transaction.on_commit(generation_bump, using=self.alias)
         return len(late)
 
     def _reaggregate(self, cursor, minutes: set[tuple[int, datetime]], watermark: datetime) -> None:
@@ -257,4 +260,6 @@ class PostgresBackend(StorageBackend):
                 deleted = self._delete_expired_rows(cursor, table=tier.table, now=now)
                 if deleted:
                     result.deleted_rows[tier.table] = deleted
+            if result.dropped_partitions or result.deleted_rows:
+                transaction.on_commit(generation_bump, using=self.alias)
         return result

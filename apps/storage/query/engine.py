@@ -24,10 +24,18 @@ from psycopg import sql
 from apps.storage.backends import backend_for
 from apps.storage.metrics import QUERY_DURATION, QUERY_REFUSED
 from apps.storage.policies import DataScope, data_scope_for
+from apps.storage.query.cache import (
+    CachedBuckets,
+    cache_key,
+    cached_buckets_get,
+    cached_buckets_set,
+    generation_current,
+)
 from apps.storage.query.spec import RAW, QuerySpec, QuerySpecError
 from apps.storage.tiers import (
     BUCKET_ORIGIN,
     TIERS_COARSE_TO_FINE,
+    TIERS_FINE_TO_COARSE,
     Tier,
     bucket_ceil,
     bucket_floor,
@@ -80,6 +88,7 @@ class QueryResult:
     series: list[dict] = field(default_factory=list)
     downsampled: bool = False
     truncated: bool = False
+    cached_buckets: int = 0
     sql: str = ""
 
     def as_dict(self) -> dict:
@@ -91,6 +100,7 @@ class QueryResult:
             "end": _iso(self.spec.end),
             "downsampled": self.downsampled,
             "truncated": self.truncated,
+            "cached_buckets": self.cached_buckets,
             "series": self.series,
         }
 
@@ -196,32 +206,90 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
         "ids": series_ids,
         "groups": group_indexes,
     }
+    rows: list = []
+    cached: tuple[CachedBuckets, datetime, datetime] | None = None
     if spec.percentile is not None:
         query = _percentile_sql()
         parameters.update(q=spec.percentile, start=spec.start, end=spec.end)
+        rows = _run(cursor, query, parameters, result)
     else:
         backend = backend_for(alias)
-        cache: dict[str, datetime | None] = {}
+        materialized: dict[str, datetime | None] = {}
 
         def materialized_until(tier: Tier) -> datetime | None:
-            if tier.name not in cache:
-                cache[tier.name] = backend.tier_materialized_until(tier)
-            return cache[tier.name]
+            if tier.name not in materialized:
+                materialized[tier.name] = backend.tier_materialized_until(tier)
+            return materialized[tier.name]
 
-        segments = segments_plan(
-            start=spec.start, end=spec.end, bucket_seconds=bucket, materialized_until=materialized_until
-        )
+        # Buckets that end at or before the watermark change only with a generation bump (late writes,
+        # retention); they may come from the cache. TimescaleDB has no such watermark: no cache there.
+        watermark = materialized_until(TIERS_FINE_TO_COARSE[0])
+        stable = None
+        if watermark is not None and settings.STORAGE_QUERY_CACHE_SECONDS:
+            generation = generation_current()
+            if generation is not None:
+                key = cache_key(
+                    aggregation=spec.aggregation,
+                    bucket_seconds=bucket,
+                    series_ids=series_ids,
+                    group_indexes=group_indexes,
+                )
+                stable = (
+                    key,
+                    generation,
+                    bucket_ceil(spec.start, bucket),
+                    min(bucket_floor(spec.end, bucket), bucket_floor(watermark, bucket)),
+                )
+                entry = cached_buckets_get(key)
+                if entry is not None and entry.generation == generation and len(entry.values) == len(groups):
+                    reuse_start, reuse_end = max(entry.first, stable[2]), min(entry.end, stable[3])
+                    if reuse_start < reuse_end:
+                        cached = (entry, reuse_start, reuse_end)
+        pieces = [(spec.start, spec.end)] if cached is None else [(spec.start, cached[1]), (cached[2], spec.end)]
+        segments = [
+            segment
+            for piece_start, piece_end in pieces
+            for segment in segments_plan(
+                start=piece_start, end=piece_end, bucket_seconds=bucket, materialized_until=materialized_until
+            )
+        ]
         used = [segment.tier for segment in segments if segment.tier is not None]
         result.tier = max(used, key=lambda tier: tier.seconds).name if used else "raw"
-        query = _aggregate_sql(spec.aggregation, segments, parameters)
+        if segments:
+            rows = _run(cursor, _aggregate_sql(spec.aggregation, segments, parameters), parameters, result)
+    times, columns = _columns(spec, bucket, len(groups), rows)
+    if cached is not None:
+        entry, reuse_start, reuse_end = cached
+        offset = int((reuse_start - first_bucket).total_seconds()) // bucket
+        source_offset = int((reuse_start - entry.first).total_seconds()) // bucket
+        width = int((reuse_end - reuse_start).total_seconds()) // bucket
+        for column, stored in zip(columns, entry.values, strict=True):
+            column[offset : offset + width] = stored[source_offset : source_offset + width]
+        result.cached_buckets = width
+        if result.tier == "raw" and not segments:
+            result.tier = "cache"
+    if spec.percentile is None and stable is not None and stable[2] < stable[3]:
+        key, generation, stable_start, stable_end = stable
+        offset = int((stable_start - first_bucket).total_seconds()) // bucket
+        width = int((stable_end - stable_start).total_seconds()) // bucket
+        cached_buckets_set(
+            key,
+            CachedBuckets(
+                generation, stable_start, stable_end, [column[offset : offset + width] for column in columns]
+            ),
+            timeout=settings.STORAGE_QUERY_CACHE_SECONDS,
+        )
+    result.series = _series_output(spec, groups, times, columns)
+    return result
+
+
+def _run(cursor, query: sql.Composed, parameters: dict, result: QueryResult) -> list:
     try:
         cursor.execute(query, parameters)
     except DataError as error:
         raise QuerySpecError("filters", f"the database refused a filter: {error}".strip()) from None
-    rows = cursor.fetchall()
-    result.sql = query.as_string(cursor.connection) if hasattr(query, "as_string") else str(query)
-    result.series = _fill(spec, bucket, groups, rows)
-    return result
+    result.sql = query.as_string(cursor.connection)
+    return cursor.fetchall()
 
 
 def _series_select(cursor, spec: QuerySpec, scope: DataScope) -> list[tuple[int, dict, str]]:
@@ -412,22 +480,27 @@ def _by_group(rows: list, group_count: int):
     return enumerate(points)
 
 
-def _fill(spec: QuerySpec, bucket: int, groups: list[dict], rows: list) -> list[dict]:
-    """One output series per group, buckets from the start's bucket to the end, gaps per `fill`."""
+def _columns(spec: QuerySpec, bucket: int, group_count: int, rows: list) -> tuple[list[str], list[list]]:
+    """Bucket times (formatted once, shared by every group) and one column of values per group."""
     first = bucket_floor(spec.start, bucket)
     count = math.ceil((spec.end - first).total_seconds() / bucket)
     step = timedelta(seconds=bucket)
-    # Every group shares the bucket times: format them once.
     times = [_iso(first + index * step) for index in range(count)]
-    columns: list[list[float | None]] = [[None] * count for _ in groups]
+    columns: list[list[float | None]] = [[None] * count for _ in range(group_count)]
     for group_index, bucket_index, value in rows:
         columns[group_index][bucket_index] = value
+    return times, columns
+
+
+def _series_output(spec: QuerySpec, groups: list[dict], times: list[str], columns: list[list]) -> list[dict]:
+    """One output series per group, gaps per `fill`."""
     output = []
     for header, values in zip(groups, columns, strict=True):
         if spec.fill == "none":
             points = [[moment, value] for moment, value in zip(times, values, strict=True) if value is not None]
         else:
             if spec.fill == "previous":
+                values = list(values)
                 previous = None
                 for index, value in enumerate(values):
                     if value is None:
