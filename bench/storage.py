@@ -90,31 +90,52 @@ def _database_recreate(url: str, *, drop_only: bool = False) -> None:
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+def _run_lock(url: str):
+    """Hold a server-wide advisory lock for the run: two runs would drop each other's database (and skew timings)."""
+    import psycopg
+    from psycopg import conninfo
+
+    connection = psycopg.connect(conninfo.make_conninfo(url, dbname="postgres"), autocommit=True)
+    name = conninfo.conninfo_to_dict(url)["dbname"]
+    locked = connection.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [f"bench.storage:{name}"]).fetchone()[0]
+    if not locked:
+        connection.close()
+        raise RuntimeError(
+            f"another storage benchmark is running against {name!r} on this server; wait for it, "
+            "or give this run its own database with BENCH_STORAGE_DATABASE_URL."
+        )
+    return connection
+
+
 def run(*, quick: bool = False) -> dict:
     """Recreate and migrate the bench database, run the body in a child process, return its result."""
     url = os.environ.get("BENCH_STORAGE_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}")
     environment = _environment(url)
-    _log(f"recreating {url}")
-    _database_recreate(url)
-    migrate = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=REPO_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-    )
-    if migrate.returncode != 0:
-        raise RuntimeError(f"migrate failed:\n{migrate.stderr}")
-    with tempfile.TemporaryDirectory(prefix="bench-storage-") as directory:
-        output = Path(directory) / "result.json"
-        command = [sys.executable, "-m", "bench.storage", "--worker", "--output", str(output)]
-        subprocess.run([*command, *(["--quick"] if quick else [])], cwd=REPO_ROOT, env=environment, check=True)
-        result = json.loads(output.read_text())
-    if os.environ.get("BENCH_STORAGE_KEEP_DATABASE") == "1":
-        result["database_kept"] = url
-    else:
-        _database_recreate(url, drop_only=True)
-    return result
+    lock = _run_lock(url)
+    try:
+        _log(f"recreating {url}")
+        _database_recreate(url)
+        migrate = subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput"],
+            cwd=REPO_ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+        )
+        if migrate.returncode != 0:
+            raise RuntimeError(f"migrate failed:\n{migrate.stderr}")
+        with tempfile.TemporaryDirectory(prefix="bench-storage-") as directory:
+            output = Path(directory) / "result.json"
+            command = [sys.executable, "-m", "bench.storage", "--worker", "--output", str(output)]
+            subprocess.run([*command, *(["--quick"] if quick else [])], cwd=REPO_ROOT, env=environment, check=True)
+            result = json.loads(output.read_text())
+        if os.environ.get("BENCH_STORAGE_KEEP_DATABASE") == "1":
+            result["database_kept"] = url
+        else:
+            _database_recreate(url, drop_only=True)
+        return result
+    finally:
+        lock.close()
 
 
 # --- data ----------------------------------------------------------------------------------------------------
