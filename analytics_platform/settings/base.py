@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from analytics_platform.settings.environment import (
+    REQUIRED,
     env_database,
     env_float,
     env_int,
@@ -75,30 +77,39 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": {
-        **env_database("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/analytics_platform"),
+
+def database_settings(database_url_default: Any = REQUIRED) -> dict:
+    """DATABASES from DATABASE_URL (required unless a default is given) and the connection variables."""
+    default = {
+        **env_database("DATABASE_URL", database_url_default),
         "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
         "CONN_HEALTH_CHECKS": True,
     }
-}
-DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1))
+    default["OPTIONS"].setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1))
+    return {"default": default}
+
+
+DATABASES = database_settings("postgres://postgres@127.0.0.1:5432/analytics_platform")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_redis_url("REDIS_URL", "redis://127.0.0.1:6379/0")
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "analytics",
+
+
+def redis_settings(url: str, *, prefix: str) -> tuple[dict, dict]:
+    """CACHES and CHANNEL_LAYERS on one Redis URL, keys under `prefix`."""
+    caches = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "KEY_PREFIX": prefix}
     }
-}
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "analytics:channels"},
+    channel_layers = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [url], "prefix": f"{prefix}:channels"},
+        }
     }
-}
+    return caches, channel_layers
+
+
+CACHES, CHANNEL_LAYERS = redis_settings(REDIS_URL, prefix="analytics")
 
 # Health checks must answer quickly even when a dependency hangs.
 HEALTHCHECK_TIMEOUT_SECONDS = env_float("HEALTHCHECK_TIMEOUT_SECONDS", 1.0, minimum=0.05)

@@ -3,10 +3,9 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from analytics_platform.settings.base import *  # noqa: F403
-from analytics_platform.settings.base import build_logging
+from analytics_platform.settings.base import build_logging, database_settings, redis_settings
 from analytics_platform.settings.environment import (
     env_bool,
-    env_database,
     env_int,
     env_list,
     env_redis_url,
@@ -27,28 +26,9 @@ if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("dj
 ALLOWED_HOSTS = env_list(
     "DJANGO_ALLOWED_HOSTS", help_text="comma-separated host names this site is served under, e.g. analytics.example.com"
 )
-DATABASES = {
-    "default": {
-        **env_database("DATABASE_URL"),
-        "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
-        "CONN_HEALTH_CHECKS": True,
-    }
-}
-DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1))
+DATABASES = database_settings()
 REDIS_URL = env_redis_url("REDIS_URL")
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "analytics",
-    }
-}
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "analytics:channels"},
-    }
-}
+CACHES, CHANNEL_LAYERS = redis_settings(REDIS_URL, prefix="analytics")
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)

@@ -1,7 +1,7 @@
 """Settings for the test suite: real PostgreSQL and Redis, separate Redis database."""
 
 from analytics_platform.settings.base import *  # noqa: F403
-from analytics_platform.settings.base import build_logging
+from analytics_platform.settings.base import build_logging, redis_settings
 from analytics_platform.settings.environment import env_redis_url
 
 DEBUG = False
@@ -15,19 +15,7 @@ STORAGES = {
 }
 
 REDIS_URL = env_redis_url("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "analytics-test",
-    }
-}
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "analytics-test:channels"},
-    }
-}
+CACHES, CHANNEL_LAYERS = redis_settings(REDIS_URL, prefix="analytics-test")
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
