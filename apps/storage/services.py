@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 
 from django.db import connections
+from django.utils import timezone
 
 from apps.storage.backends import backend_for
 from apps.storage.backends.base import Point, WriteResult
@@ -79,6 +80,4 @@ def partitions_prepare(*, alias: str = "default") -> list[str]:
     backend = backend_for(alias)
     if not hasattr(backend, "partitions_ensure"):
         return []
-    from django.utils import timezone
-
     return backend.partitions_ensure(start=timezone.now().date())
