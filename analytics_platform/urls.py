@@ -10,6 +10,8 @@ from analytics_platform.metrics import metrics_view
 from analytics_platform.views import home
 from apps.access import api as access_api
 from apps.access import views as access_views
+from apps.ingestion import api as ingestion_api
+from apps.sources import api as sources_api
 from apps.storage import api as storage_api
 
 admin.site.site_header = "Analytics Platform administration"
@@ -24,6 +26,33 @@ api_v1 = [
     path("series", storage_api.SeriesListView.as_view(), name="series-list"),
     path("series/metrics", storage_api.SeriesMetricsView.as_view(), name="series-metrics"),
     path("series/label-values", storage_api.SeriesLabelValuesView.as_view(), name="series-label-values"),
+    path("sources/", sources_api.SourceListCreateView.as_view(), name="source-list"),
+    path("sources/<slug:slug>/", sources_api.SourceDetailView.as_view(), name="source-detail"),
+    path("sources/<slug:slug>/pause", sources_api.SourcePauseView.as_view(), name="source-pause"),
+    path("sources/<slug:slug>/resume", sources_api.SourceResumeView.as_view(), name="source-resume"),
+    path("sources/<slug:slug>/keys/", sources_api.WriteKeyListCreateView.as_view(), name="source-key-list"),
+    path(
+        "sources/<slug:slug>/keys/<int:key_id>/revoke",
+        sources_api.WriteKeyRevokeView.as_view(),
+        name="source-key-revoke",
+    ),
+    path("sources/<slug:slug>/schemas/", sources_api.SchemaListCreateView.as_view(), name="source-schema-list"),
+    path(
+        "sources/<slug:slug>/schemas/<int:version>", sources_api.SchemaDetailView.as_view(), name="source-schema-detail"
+    ),
+    path("sources/<slug:slug>/stats", ingestion_api.SourceStatsView.as_view(), name="source-stats"),
+    path("sources/<slug:slug>/ingest", ingestion_api.SourceIngestView.as_view(), name="source-ingest"),
+    path("sources/<slug:slug>/dead-letters/", ingestion_api.DeadLetterListView.as_view(), name="dead-letter-list"),
+    path(
+        "sources/<slug:slug>/dead-letters/replay",
+        ingestion_api.DeadLetterReplayView.as_view(),
+        name="dead-letter-replay",
+    ),
+    path(
+        "sources/<slug:slug>/dead-letters/discard",
+        ingestion_api.DeadLetterDiscardView.as_view(),
+        name="dead-letter-discard",
+    ),
 ]
 
 urlpatterns = [
@@ -39,6 +68,11 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    # InfluxDB-compatible writes, at the paths InfluxDB clients and Telegraf use.
+    path("api/v2/write", ingestion_api.InfluxV2WriteView.as_view(), name="influx-v2-write"),
+    path("write", ingestion_api.InfluxV1WriteView.as_view(), name="influx-v1-write"),
+    path("ping", ingestion_api.InfluxPingView.as_view(), name="influx-ping"),
+    path("api/v2/ping", ingestion_api.InfluxPingView.as_view(), name="influx-v2-ping"),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
 ]

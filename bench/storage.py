@@ -186,16 +186,20 @@ def _summary(values: list[float]) -> dict:
 def _series_setup() -> tuple[list[int], object]:
     from django.contrib.auth import get_user_model
 
+    from apps.access.models import Organization
     from apps.sources.models import Source
     from apps.storage.services import series_key, series_resolve
 
-    source = Source.objects.create(name="Bench plant", slug="bench-plant")
+    organization, _ = Organization.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
+    source = Source.objects.create(name="Bench plant", slug="bench-plant", organization=organization)
     keys = [
         series_key(source_id=source.pk, metric=METRIC, labels={"device": device, "facility": facility})
         for device, facility in _devices()
     ]
     resolved = series_resolve(keys=keys)
     user = get_user_model().objects.create_user(username="bench-storage", password=secrets.token_urlsafe(16))
+    # A member of the source's organisation, so the query engine's data scope lets it read the bench series.
+    organization.memberships.create(user=user, role="viewer")
     return [resolved[key] for key in keys], user
 
 

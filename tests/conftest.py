@@ -22,11 +22,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def _storage_caches_cleared():
     """Tests roll back their data, so ids and partitions cached in the process must not leak between them."""
+    from apps.ingestion.services import ingest_targets_forget
+    from apps.sources.services import write_key_cache_clear
     from apps.storage.backends import base as backends_base
     from apps.storage.services import series_cache_clear
 
     series_cache_clear()
     backends_base._backends.clear()
+    ingest_targets_forget()
+    write_key_cache_clear()
     # The query cache lives in the test Redis database; rolled-back data must not be served from it.
     from django.core.cache import cache
 
@@ -34,6 +38,8 @@ def _storage_caches_cleared():
     yield
     series_cache_clear()
     backends_base._backends.clear()
+    ingest_targets_forget()
+    write_key_cache_clear()
 
 
 @pytest.fixture

@@ -159,6 +159,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"SchemaModeEnum": "apps.sources.models.SchemaMode"},
 }
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
@@ -191,6 +192,23 @@ STORAGE_DEFAULT_MAX_POINTS = env_int("STORAGE_DEFAULT_MAX_POINTS", 1_000, minimu
 STORAGE_MAX_POINTS_PER_SERIES = env_int("STORAGE_MAX_POINTS_PER_SERIES", 10_000, minimum=10)
 # Seconds to keep complete, stable buckets of aggregate queries in Redis (0 turns the cache off).
 STORAGE_QUERY_CACHE_SECONDS = env_int("STORAGE_QUERY_CACHE_SECONDS", 600, minimum=0)
+
+# Ingestion. MQTT_URL is the broker MQTT sources subscribe to (mqtt://user:password@host:1883).
+MQTT_URL = env_str("MQTT_URL", "mqtt://127.0.0.1:1883")
+KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS", "")
+# Largest request body (bytes, after gzip decompression too): bigger answers 413.
+INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 25 * 1024 * 1024, minimum=1024)
+# Points per second one source may write (0 = no limit); a source's own limit overrides it.
+INGEST_SOURCE_RATE_LIMIT = env_int("INGEST_SOURCE_RATE_LIMIT", 0, minimum=0)
+# Ingest requests one web process works on at once; more answer 429 with Retry-After.
+INGEST_MAX_IN_FLIGHT = env_int("INGEST_MAX_IN_FLIGHT", 8, minimum=1)
+# Guard rails for inferred schemas: distinct series per source (a source's own limit overrides it).
+INGEST_MAX_SERIES_PER_SOURCE = env_int("INGEST_MAX_SERIES_PER_SOURCE", 100_000, minimum=1)
+# Points stamped further ahead of the server clock than this are refused (a clock or unit error).
+INGEST_MAX_FUTURE_SECONDS = env_int("INGEST_MAX_FUTURE_SECONDS", 3600, minimum=0)
+# Records per transaction for MQTT/Kafka batches and file-upload chunks.
+INGEST_CONNECTOR_BATCH_SIZE = env_int("INGEST_CONNECTOR_BATCH_SIZE", 5000, minimum=1)
+INGEST_CONNECTOR_FLUSH_SECONDS = env_float("INGEST_CONNECTOR_FLUSH_SECONDS", 0.2, minimum=0.01)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOG_FORMAT = env_str("LOG_FORMAT", "text")

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.access.models import ApiToken
+from apps.access.models import ApiToken, Membership, Organization
 
 
 @admin.register(ApiToken)
@@ -14,3 +14,17 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         # The secret must be shown to its owner once; tokens are created from the tokens page or the CLI.
         return False
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]

@@ -1,4 +1,4 @@
-"""Access models: personal API tokens (organisations, teams and data policies come later)."""
+"""Access models: personal API tokens, organisations and memberships (teams and data policies come later)."""
 
 from __future__ import annotations
 
@@ -43,3 +43,39 @@ class ApiToken(models.Model):
         if self.is_expired():
             return "expired"
         return "active"
+
+
+class Organization(models.Model):
+    """A tenant: it owns sources (and later dashboards, alerts, reports); people belong to it by membership."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="organizations")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MembershipRole(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    EDITOR = "editor", "Editor"
+    VIEWER = "viewer", "Viewer"
+
+
+class Membership(models.Model):
+    """A user's role in an organisation: admins and editors manage its sources, viewers read."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=MembershipRole.choices, default=MembershipRole.VIEWER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "user"], name="access_membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization} ({self.role})"

@@ -1,4 +1,4 @@
-"""Writes for access: create, revoke and authenticate API tokens."""
+"""Writes for access: API tokens (create, revoke, authenticate), organisations and memberships."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
-from apps.access.models import ApiToken
+from apps.access.models import ApiToken, Membership, MembershipRole, Organization
 
 TOKEN_PREFIX = "apt_"  # noqa: S105 (a public marker, not a secret)
 _DISPLAY_PREFIX_LENGTH = 12
@@ -84,3 +84,17 @@ def api_token_authenticate(*, raw_key: str) -> ApiToken:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
     return token
+
+
+def organization_create(*, name: str, slug: str, admin: AbstractBaseUser | None = None) -> Organization:
+    """Create an organisation, optionally with its first admin."""
+    organization = Organization.objects.create(name=name, slug=slug)
+    if admin is not None:
+        Membership.objects.create(organization=organization, user=admin, role=MembershipRole.ADMIN)
+    return organization
+
+
+def membership_set(*, organization: Organization, user: AbstractBaseUser, role: str) -> Membership:
+    """Give the user this role in the organisation (adding them if needed)."""
+    membership, _ = Membership.objects.update_or_create(organization=organization, user=user, defaults={"role": role})
+    return membership

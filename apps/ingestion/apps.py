@@ -7,3 +7,8 @@ class IngestionConfig(AppConfig):
     name = "apps.ingestion"
     label = "ingestion"
     verbose_name = "Ingestion"
+
+    def ready(self) -> None:
+        from apps.ingestion.metrics import collector_register
+
+        collector_register()

@@ -7,3 +7,9 @@ class SourcesConfig(AppConfig):
     name = "apps.sources"
     label = "sources"
     verbose_name = "Sources"
+
+    def ready(self) -> None:
+        from apps.sources.policies import organization_data_scope
+        from apps.storage.policies import data_scope_provider_set
+
+        data_scope_provider_set(organization_data_scope)

@@ -22,20 +22,24 @@ def series_key(*, source_id: int, metric: str, labels: Mapping[str, str]) -> Ser
     return (source_id, metric, json.dumps(labels, sort_keys=True, separators=(",", ":")))
 
 
-def series_resolve(*, keys: Iterable[SeriesKey], alias: str = "default") -> dict[SeriesKey, int]:
-    """Ids for series keys, from the in-process cache or the database; missing series are created in bulk."""
+def series_resolve(*, keys: Iterable[SeriesKey], create: bool = True, alias: str = "default") -> dict[SeriesKey, int]:
+    """Ids for series keys, from the in-process cache or the database; missing series are created in bulk.
+
+    With `create=False` only existing series are returned (the caller checks guard rails before creating).
+    """
     wanted = set(keys)
     found = {key: _series_cache[key] for key in wanted if key in _series_cache}
     missing = sorted(wanted - found.keys())
     if missing:
         source_ids, metrics, labels = (list(column) for column in zip(*missing, strict=True))
         with connections[alias].cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO storage_series (source_id, metric, labels, created_at) "
-                "SELECT s, m, l::jsonb, now() FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS k(s, m, l) "
-                "ON CONFLICT ON CONSTRAINT storage_series_unique_key DO NOTHING",
-                [source_ids, metrics, labels],
-            )
+            if create:
+                cursor.execute(
+                    "INSERT INTO storage_series (source_id, metric, labels, created_at) "
+                    "SELECT s, m, l::jsonb, now() FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS k(s, m, l) "
+                    "ON CONFLICT ON CONSTRAINT storage_series_unique_key DO NOTHING",
+                    [source_ids, metrics, labels],
+                )
             cursor.execute(
                 "SELECT s.id, s.source_id, s.metric, s.labels::text FROM storage_series s "
                 "JOIN unnest(%s::bigint[], %s::text[], %s::text[]) AS k(s, m, l) "
@@ -52,14 +56,24 @@ def series_resolve(*, keys: Iterable[SeriesKey], alias: str = "default") -> dict
     return found
 
 
+def series_count(*, source_id: int, alias: str = "default") -> int:
+    """How many series a source has (for the per-source series limit)."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM storage_series WHERE source_id = %s", [source_id])
+        return cursor.fetchone()[0]
+
+
 def series_cache_clear() -> None:
     """Forget cached series ids (after series are deleted)."""
     _series_cache.clear()
 
 
-def points_write(*, points: Sequence[Point], alias: str = "default") -> WriteResult:
-    """Write (series_id, time, value) points; writing the same series and time again replaces the value."""
-    result = backend_for(alias).points_write(points)
+def points_write(*, points: Sequence[Point], schema_id: int | None = None, alias: str = "default") -> WriteResult:
+    """Write (series_id, time, value) points; writing the same series and time again replaces the value.
+
+    `schema_id` is the source schema version that accepted the points, kept per point for tracing.
+    """
+    result = backend_for(alias).points_write(points, schema_id=schema_id)
     POINTS_WRITTEN.inc(result.written)
     return result
 

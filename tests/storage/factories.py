@@ -6,11 +6,14 @@ from datetime import datetime
 
 from apps.sources.models import Source
 from apps.storage.services import points_write, series_key, series_resolve
+from tests.factories import DEFAULT_ORGANIZATION_SLUG, organization_get
 
 
-def source_create(*, slug: str = "plant", **fields) -> Source:
-    """A source."""
-    return Source.objects.create(name=fields.pop("name", slug.title()), slug=slug, **fields)
+def source_create(*, slug: str = "plant", organization: str = DEFAULT_ORGANIZATION_SLUG, **fields) -> Source:
+    """A source owned by `organization` (the shared test organisation by default)."""
+    return Source.objects.create(
+        name=fields.pop("name", slug.title()), slug=slug, organization=organization_get(slug=organization), **fields
+    )
 
 
 def series_create(*, source: Source, metric: str, **labels: str) -> int:

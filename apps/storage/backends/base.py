@@ -61,11 +61,12 @@ class StorageBackend(ABC):
         """Create points, rollup tiers and policies (idempotent)."""
 
     # --- writes -------------------------------------------------------------------------------
-    def points_write(self, points: Sequence[Point]) -> WriteResult:
+    def points_write(self, points: Sequence[Point], *, schema_id: int | None = None) -> WriteResult:
         """Write points idempotently in one transaction: the same (series, time) again replaces the value.
 
         Fast path: binary COPY straight into points. A batch that hits the primary key (a redelivery)
         rolls back to a savepoint and goes through a staging table and INSERT ... ON CONFLICT DO UPDATE.
+        `schema_id` records which source schema version accepted the batch (None for direct writes).
         """
         result = WriteResult(written=len(points))
         if not points:
@@ -74,10 +75,10 @@ class StorageBackend(ABC):
             watermark = self._write_begin(cursor, points)
             try:
                 with transaction.atomic(using=self.alias):
-                    _copy_points(cursor, "points", points)
+                    _copy_points(cursor, points, schema_id)
             except UniqueViolation:
                 result.upserted = True
-                _upsert_points(cursor, points)
+                _upsert_points(cursor, points, schema_id)
             result.late_buckets = self._write_end(cursor, points, watermark)
         return result
 
@@ -172,15 +173,20 @@ RETENTION_FIELDS = {
 }
 
 
-def _copy_points(cursor, table: str, points: Iterable[Point]) -> None:
-    statement = sql.SQL("COPY {} (series_id, time, value) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(table))
-    with cursor.copy(statement) as copy:
-        copy.set_types(["int4", "timestamptz", "float8"])
-        for row in points:
-            copy.write_row(row)
+def _copy_points(cursor, points: Iterable[Point], schema_id: int | None) -> None:
+    if schema_id is None:
+        with cursor.copy("COPY points (series_id, time, value) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["int4", "timestamptz", "float8"])
+            for row in points:
+                copy.write_row(row)
+        return
+    with cursor.copy("COPY points (series_id, time, value, schema_id) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["int4", "timestamptz", "float8", "int4"])
+        for series_id, moment, value in points:
+            copy.write_row((series_id, moment, value, schema_id))
 
 
-def _upsert_points(cursor, points: Sequence[Point]) -> None:
+def _upsert_points(cursor, points: Sequence[Point], schema_id: int | None) -> None:
     """Replace-or-insert through a staging table; within a batch, the last point for a key wins."""
     cursor.execute(
         "CREATE TEMP TABLE IF NOT EXISTS points_staging "
@@ -191,10 +197,11 @@ def _upsert_points(cursor, points: Sequence[Point]) -> None:
         for ordinal, (series_id, moment, value) in enumerate(points):
             copy.write_row((ordinal, series_id, moment, value))
     cursor.execute(
-        "INSERT INTO points (series_id, time, value) "
-        "SELECT DISTINCT ON (series_id, time) series_id, time, value FROM points_staging "
+        "INSERT INTO points (series_id, time, value, schema_id) "
+        "SELECT DISTINCT ON (series_id, time) series_id, time, value, %s::integer FROM points_staging "
         "ORDER BY series_id, time, ord DESC "
-        "ON CONFLICT (series_id, time) DO UPDATE SET value = EXCLUDED.value"
+        "ON CONFLICT (series_id, time) DO UPDATE SET value = EXCLUDED.value, schema_id = EXCLUDED.schema_id",
+        [schema_id],
     )
     cursor.execute("TRUNCATE points_staging")
 

@@ -60,6 +60,10 @@ def _upsert_suffix() -> sql.SQL:
     )
 
 
+# A write whose points span at most this many days gets every partition in its range; wider ones only their days.
+_PARTITION_RANGE_DAYS = 7
+
+
 class PostgresBackend(StorageBackend):
     """Storage on any PostgreSQL 14+ without extensions."""
 
@@ -74,7 +78,8 @@ class PostgresBackend(StorageBackend):
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
             cursor.execute(
                 "CREATE TABLE IF NOT EXISTS points (time timestamptz NOT NULL, series_id integer NOT NULL, "
-                "value double precision NOT NULL, PRIMARY KEY (series_id, time)) PARTITION BY RANGE (time)"
+                "schema_id integer, value double precision NOT NULL, PRIMARY KEY (series_id, time)) "
+                "PARTITION BY RANGE (time)"
             )
             # Rows arrive roughly in time order, so a BRIN index finds a time range (the rollup refresh
             # reads the last minute or two of a day's partition) for a few kilobytes of index.
@@ -142,12 +147,17 @@ class PostgresBackend(StorageBackend):
             return [row[0] for row in cursor.fetchall()]
 
     # --- writes -------------------------------------------------------------------------------
-    def points_write(self, points: Sequence[Point]):
+    def points_write(self, points: Sequence[Point], *, schema_id: int | None = None):
         if points:
-            earliest = min(point[1] for point in points)
-            latest = max(point[1] for point in points)
-            self.partitions_ensure(start=earliest.astimezone(UTC).date(), end=latest.astimezone(UTC).date())
-        return super().points_write(points)
+            earliest = min(point[1] for point in points).astimezone(UTC).date()
+            latest = max(point[1] for point in points).astimezone(UTC).date()
+            if (latest - earliest).days <= _PARTITION_RANGE_DAYS:
+                self.partitions_ensure(start=earliest, end=latest)
+            else:
+                # A backfill that spans years must not create a partition for every day in between.
+                for day in sorted({point[1].astimezone(UTC).date() for point in points}):
+                    self.partitions_ensure(start=day, end=day)
+        return super().points_write(points, schema_id=schema_id)
 
     def _write_begin(self, cursor, points: Sequence[Point]) -> datetime:
         cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR SHARE")

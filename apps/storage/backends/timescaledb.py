@@ -77,7 +77,7 @@ class TimescaleBackend(StorageBackend):
             cursor.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
             cursor.execute(
                 "CREATE TABLE IF NOT EXISTS points (time timestamptz NOT NULL, series_id integer NOT NULL, "
-                "value double precision NOT NULL, PRIMARY KEY (series_id, time))"
+                "schema_id integer, value double precision NOT NULL, PRIMARY KEY (series_id, time))"
             )
             cursor.execute(
                 "SELECT create_hypertable('points', 'time', chunk_time_interval => INTERVAL '1 day', "

@@ -1,0 +1,19 @@
+"""One Redis client per process for the platform's own keys (ingest stats, rate limits, change events)."""
+
+from __future__ import annotations
+
+import functools
+
+import redis
+from django.conf import settings
+
+
+@functools.cache
+def redis_client() -> redis.Redis:
+    """A pooled client on REDIS_URL; short timeouts so a Redis outage fails a request instead of hanging it."""
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+
+
+def redis_key(*parts: object) -> str:
+    """A namespaced key, so the platform's keys never collide with the cache's or Celery's."""
+    return ":".join(["analytics", *(str(part) for part in parts)])

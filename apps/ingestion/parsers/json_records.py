@@ -1,0 +1,172 @@
+"""JSON payloads into `Record`s: an array of objects, a single object, or NDJSON (one object per line).
+
+Decoding uses ujson (several times faster than the standard library here) and falls back to the standard library
+only to word an error with its line and column, or for the rare document ujson refuses and the standard library
+takes. Both accept a few things strict JSON does not; notably `NaN`, `Infinity`, `-Infinity` and overflowing
+literals such as `1e999` decode to non-finite floats. The parser leaves them in the record on purpose: the schema
+validator refuses every non-finite number with `invalid_number` and the field's name, which says more than a
+payload-wide JSON error would, and costs the hot path nothing. Integers of any size stay exact Python ints (the
+validator checks ranges), nested objects and arrays stay as they are (the validator refuses them), and a repeated
+key keeps its last value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import ujson
+
+from apps.ingestion.records import ParseResult, PayloadError, Record, RecordError
+
+_LEADING_WHITESPACE = re.compile(r"[ \t\r\n]*")  # JSON's whitespace, and only it
+
+
+class _DecodeError(Exception):
+    """A JSON text did not decode: a sentence with the line and column where it went wrong."""
+
+    def __init__(self, reason: str, line: int | None = None, column: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.line = line
+        self.column = column
+
+
+def json_records_parse(body: bytes | str, *, ndjson: bool | None = None) -> ParseResult:
+    """Parse a JSON array of objects, a single object or NDJSON (ndjson=None: detect) into records and errors."""
+    text = _payload_text(body)
+    if ndjson:
+        return _ndjson_parse(text)
+    match = _LEADING_WHITESPACE.match(text)
+    start = match.end() if match else 0
+    if start == len(text):
+        if ndjson is None:
+            return ParseResult()  # an empty body is empty NDJSON: nothing to store, nothing wrong
+        raise PayloadError("invalid_json", "invalid JSON: the body is empty; expected an object or an array.")
+    if text[start] == "[":
+        return _array_records(_document_decode(text))
+    if ndjson is None:
+        try:
+            value = ujson.loads(text)
+        except ValueError as error:
+            # ujson stops after the first complete value and says so: that is NDJSON (or several objects).
+            if str(error).startswith("Trailing data") or _looks_like_ndjson(text, start):
+                return _ndjson_parse(text)
+            value = _document_decode(text)
+    else:
+        value = _document_decode(text)
+    if isinstance(value, dict):
+        return ParseResult([Record(0, value)], [])
+    return ParseResult([], [_not_an_object(0, value, _raw_dump(value))])
+
+
+def _looks_like_ndjson(text: str, start: int) -> bool:
+    """Whether a body that is not one JSON document is NDJSON whose first line is bad: "{...}" then more lines.
+
+    Only consulted once the whole body failed to decode, so a valid multi-line object is never split; without it
+    one bad first line would refuse a whole NDJSON batch.
+    """
+    end = text.find("\n", start)
+    if end < 0 or not text[end:].strip(" \t\r\n"):
+        return False
+    first = text[start:end].rstrip(" \t\r")
+    return first.startswith("{") and first.endswith("}")
+
+
+def _payload_text(body: bytes | str) -> str:
+    """The body as text: UTF-8 strictly, without a leading byte-order mark."""
+    if isinstance(body, str):
+        text = body
+    else:
+        try:
+            text = str(body, "utf-8")
+        except UnicodeDecodeError as error:
+            raise PayloadError(
+                "invalid_encoding", f"the body is not valid UTF-8 (byte {error.start}: {error.reason})."
+            ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text
+
+
+def _decode(text: str) -> object:
+    """One JSON value; raises _DecodeError with the standard library's wording and position."""
+    try:
+        return ujson.loads(text)
+    except ValueError:
+        pass  # ujson's messages carry no position; decode again only to explain (or to take what it refused)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise _DecodeError(error.msg, error.lineno, error.colno) from None
+    except RecursionError:
+        raise _DecodeError("nesting too deep") from None
+    except ValueError as error:  # e.g. an integer of more than 4,300 digits
+        raise _DecodeError(str(error)) from None
+
+
+def _document_decode(text: str) -> object:
+    """The whole body as one JSON value; a payload error if it is not one."""
+    try:
+        return _decode(text)
+    except _DecodeError as error:
+        where = f" at line {error.line}, column {error.column}" if error.line is not None else ""
+        raise PayloadError("invalid_json", f"invalid JSON: {error.reason}{where}.") from None
+
+
+def _array_records(value: object) -> ParseResult:
+    """One record per object in a decoded array; an error for each element that is not an object."""
+    records: list[Record] = []
+    errors: list[RecordError] = []
+    if not isinstance(value, list):  # a body starting with "[" decodes to a list; this guards the contract
+        return ParseResult([], [_not_an_object(0, value, _raw_dump(value))])
+    for index, element in enumerate(value):
+        if isinstance(element, dict):
+            records.append(Record(index, element))
+        else:
+            errors.append(_not_an_object(index, element, _raw_dump(element)))
+    return ParseResult(records, errors)
+
+
+def _ndjson_parse(text: str) -> ParseResult:
+    """One record per non-blank line; an error for each line that is not a JSON object."""
+    records: list[Record] = []
+    errors: list[RecordError] = []
+    record_append = records.append
+    loads = ujson.loads
+    for index, line in enumerate(text.split("\n")):
+        if line.endswith("\r"):
+            line = line[:-1]
+        if not line.strip(" \t\r"):
+            continue
+        try:
+            value = loads(line)
+        except ValueError:
+            try:
+                value = _decode(line)
+            except _DecodeError as error:
+                where = f" at column {error.column}" if error.column is not None else ""
+                errors.append(RecordError(index, "invalid_json", f"invalid JSON: {error.reason}{where}.", None, line))
+                continue
+        if isinstance(value, dict):
+            record_append(Record(index, value, None, None, None, line))
+        else:
+            errors.append(_not_an_object(index, value, line))
+    return ParseResult(records, errors)
+
+
+_KINDS: dict[type, str] = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+
+
+def _not_an_object(index: int, value: object, raw: str) -> RecordError:
+    """The error for a record that decoded to something other than an object."""
+    kind = "null" if value is None else _KINDS.get(type(value), type(value).__name__)
+    return RecordError(index, "not_an_object", f"expected a JSON object, got {kind}.", None, raw)
+
+
+def _raw_dump(value: object) -> str:
+    """A decoded element as JSON text for the dead-letter store (array elements have no cheap raw text)."""
+    try:
+        return json.dumps(value)
+    except RecursionError:  # ujson decodes deeper nesting than json.dumps can encode
+        return "(a value nested too deeply to show)"

@@ -1,0 +1,440 @@
+"""The batch writer every ingest path ends in, and dead-letter replay and discard.
+
+parse (caller) -> validate against the source's current schema -> series ids (guard rails) -> binary COPY and
+dead letters in one transaction -> commit -> publish what changed -> count -> the caller acknowledges.
+A record is either stored or in the dead-letter store with its reason; nothing is acknowledged before the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from apps.ingestion.events import changes_publish
+from apps.ingestion.metrics import INGEST_BATCH_SECONDS, INGEST_POINTS, INGEST_RECORDS_REJECTED
+from apps.ingestion.models import DeadLetter, DeadLetterStatus, PayloadFormat, Transport
+from apps.ingestion.records import ParseResult, PayloadError, Record, RecordError
+from apps.ingestion.stats import rate_limit_take, stats_record
+from apps.ingestion.validation import RecordValidator, SeriesLocalKey, ValidatedPoint
+from apps.sources.models import Source, SourceSchema
+from apps.storage.services import points_write, series_count, series_key, series_resolve
+
+logger = logging.getLogger(__name__)
+
+# Source settings and the compiled schema are re-read at most this often, so pausing a source or adding a
+# schema version takes effect within this many seconds in every process.
+TARGET_CACHE_SECONDS = 2.0
+_SERIES_CACHE_LIMIT_PER_SOURCE = 200_000
+
+
+class IngestRefused(Exception):
+    """The batch as a whole was refused before anything was stored; the sender keeps it and may retry."""
+
+    def __init__(self, status: int, code: str, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass
+class IngestTarget:
+    """What the writer needs to know about a source, cached briefly per process."""
+
+    source_id: int
+    slug: str
+    enabled: bool
+    schema_id: int
+    schema_version: int
+    validator: RecordValidator
+    rate_limit: int
+    max_series: int
+    loaded_at: float
+    series_ids: dict[SeriesLocalKey, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class IngestResult:
+    """What happened to a batch: records accepted and refused, points written, and the refusals."""
+
+    accepted: int = 0
+    rejected: int = 0
+    points: int = 0
+    errors: list[RecordError] = field(default_factory=list)
+    upserted: bool = False
+    dead_letter_ids: list[int] = field(default_factory=list)
+
+    def as_response(self, *, max_errors: int = 20) -> dict[str, Any]:
+        """The JSON body ingest endpoints answer with (the first `max_errors` refusals)."""
+        return {
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "points": self.points,
+            "errors": [error.as_dict() for error in self.errors[:max_errors]],
+        }
+
+
+_targets: dict[int, IngestTarget] = {}
+_targets_lock = threading.Lock()
+
+
+def _validator_for(schema: SourceSchema) -> RecordValidator:
+    return RecordValidator(
+        mode=schema.mode,
+        definition=schema.definition,
+        max_future=timedelta(seconds=settings.INGEST_MAX_FUTURE_SECONDS),
+    )
+
+
+def ingest_target_get(*, source_id: int) -> IngestTarget:
+    """The source's settings and compiled current schema (re-read after TARGET_CACHE_SECONDS)."""
+    now = time.monotonic()
+    cached = _targets.get(source_id)
+    if cached is not None and now - cached.loaded_at < TARGET_CACHE_SECONDS:
+        return cached
+    source = Source.objects.filter(id=source_id).first()
+    if source is None:
+        raise IngestRefused(404, "unknown_source", "This source no longer exists.")
+    schema = SourceSchema.objects.filter(source_id=source_id).order_by("-version").first()
+    if schema is None:
+        raise IngestRefused(409, "no_schema", f"Source {source.slug!r} has no schema version; add one first.")
+    with _targets_lock:
+        cached = _targets.get(source_id)
+        if cached is not None and cached.schema_id == schema.id:
+            validator, series_ids = cached.validator, cached.series_ids
+        else:
+            validator, series_ids = _validator_for(schema), (cached.series_ids if cached else {})
+        target = IngestTarget(
+            source_id=source.id,
+            slug=source.slug,
+            enabled=source.enabled,
+            schema_id=schema.id,
+            schema_version=schema.version,
+            validator=validator,
+            rate_limit=source.rate_limit_points_per_second or settings.INGEST_SOURCE_RATE_LIMIT,
+            max_series=source.max_series or settings.INGEST_MAX_SERIES_PER_SOURCE,
+            loaded_at=now,
+            series_ids=series_ids,
+        )
+        _targets[source_id] = target
+    return target
+
+
+def ingest_targets_forget(*, source_id: int | None = None) -> None:
+    """Drop cached targets (after a source or schema change in this process; tests)."""
+    with _targets_lock:
+        if source_id is None:
+            _targets.clear()
+        else:
+            _targets.pop(source_id, None)
+
+
+def _series_ids(
+    target: IngestTarget, points: list[ValidatedPoint]
+) -> tuple[dict[SeriesLocalKey, int], set[SeriesLocalKey]]:
+    """Ids for every series in the batch, creating new ones within the source's series limit.
+
+    Returns the ids and the keys refused by the limit.
+    """
+    known = target.series_ids
+    wanted = {point[0] for point in points}
+    missing = [key for key in wanted if key not in known]
+    if not missing:
+        return known, set()
+    storage_keys = {key: series_key(source_id=target.source_id, metric=key[0], labels=dict(key[1])) for key in missing}
+    existing = series_resolve(keys=storage_keys.values(), create=False)
+    new_keys = [key for key in missing if storage_keys[key] not in existing]
+    refused: set[SeriesLocalKey] = set()
+    if new_keys:
+        room = target.max_series - series_count(source_id=target.source_id)
+        if room < len(new_keys):
+            new_keys.sort()
+            refused = set(new_keys[max(room, 0) :])
+            new_keys = new_keys[: max(room, 0)]
+        created = series_resolve(keys=[storage_keys[key] for key in new_keys]) if new_keys else {}
+        existing.update(created)
+    with target.lock:
+        if len(known) > _SERIES_CACHE_LIMIT_PER_SOURCE:
+            known.clear()
+        for key in missing:
+            series_id = existing.get(storage_keys[key])
+            if series_id is not None:
+                known[key] = series_id
+    return known, refused
+
+
+def _series_limit_errors(
+    target: IngestTarget, records: Sequence[Record], points: list[ValidatedPoint], refused: set[SeriesLocalKey]
+) -> tuple[list[ValidatedPoint], list[RecordError]]:
+    """Drop every point of a record that needs a refused series; each such record becomes one error."""
+    from apps.ingestion.validation import record_raw
+
+    bad_positions = {point[3] for point in points if point[0] in refused}
+    errors = [
+        RecordError(
+            index=records[position].index,
+            code="series_limit",
+            message=(
+                f"Source {target.slug!r} has reached its limit of {target.max_series} series; this record would "
+                "create a new one. Raise the source's max_series or send fewer distinct label values."
+            ),
+            raw=record_raw(records[position]),
+        )
+        for position in sorted(bad_positions)
+    ]
+    return [point for point in points if point[3] not in bad_positions], errors
+
+
+def dead_letters_store(
+    *,
+    source_id: int,
+    schema_id: int | None,
+    schema_version: int | None,
+    transport: str,
+    payload_format: str,
+    errors: Iterable[RecordError],
+    received_at: datetime,
+    context: dict[str, Any] | None = None,
+) -> list[int]:
+    """Keep refused records with their reason (in the caller's transaction)."""
+    rows = [
+        DeadLetter(
+            source_id=source_id,
+            schema_id=schema_id,
+            schema_version=schema_version,
+            transport=transport,
+            payload_format=payload_format,
+            raw=error.raw,
+            record_index=error.index,
+            error_code=error.code,
+            error_field=error.field or "",
+            error_message=error.message,
+            context=context or {},
+            received_at=received_at,
+        )
+        for error in errors
+    ]
+    if not rows:
+        return []
+    created = DeadLetter.objects.bulk_create(rows, batch_size=1000)
+    return [row.pk for row in created]
+
+
+def batch_ingest(
+    *,
+    source_id: int,
+    parsed: ParseResult,
+    transport: str,
+    payload_format: str,
+    received_at: datetime | None = None,
+    context: dict[str, Any] | None = None,
+    enforce_rate_limit: bool = True,
+) -> IngestResult:
+    """Validate and store one batch; refused records go to dead letters in the same transaction.
+
+    Raises IngestRefused (nothing stored) when the source is paused or over its rate limit.
+    Returns after the commit: the caller may acknowledge the batch.
+    """
+    started = time.perf_counter()
+    received_at = received_at or timezone.now()
+    target = ingest_target_get(source_id=source_id)
+    if not target.enabled:
+        raise IngestRefused(409, "source_paused", f"Source {target.slug!r} is paused; resume it to accept data.")
+    validated = target.validator.validate(parsed.records, received_at=received_at)
+    points = validated.points
+    errors = parsed.errors + validated.errors
+    accepted = validated.accepted_records
+    if enforce_rate_limit and target.rate_limit and points:
+        wait = rate_limit_take(source_id=source_id, points=len(points), limit_per_second=target.rate_limit)
+        if wait is not None:
+            raise IngestRefused(
+                429,
+                "rate_limited",
+                f"Source {target.slug!r} may write {target.rate_limit} points per second; this batch of "
+                f"{len(points)} is over it. Retry after {wait:.0f} s or send smaller batches.",
+                retry_after=wait,
+            )
+    result = IngestResult()
+    with transaction.atomic():
+        ids, refused = _series_ids(target, points)
+        if refused:
+            points, limit_errors = _series_limit_errors(target, parsed.records, points, refused)
+            errors += limit_errors
+            accepted -= len(limit_errors)
+        rows = [(ids[key], moment, value) for key, moment, value, _ in points]
+        if rows:
+            write = points_write(points=rows, schema_id=target.schema_id)
+            result.upserted = write.upserted
+        result.dead_letter_ids = dead_letters_store(
+            source_id=source_id,
+            schema_id=target.schema_id,
+            schema_version=target.schema_version,
+            transport=transport,
+            payload_format=payload_format,
+            errors=errors,
+            received_at=received_at,
+            context=context,
+        )
+        if rows:
+            transaction.on_commit(lambda: changes_publish(source_id=source_id, rows=rows))
+    result.accepted, result.rejected, result.points, result.errors = accepted, len(errors), len(rows), errors
+    try:
+        stats_record(source_id=source_id, points=len(rows), records=accepted, rejected=len(errors))
+    except Exception:  # the data is committed; a Redis hiccup must not turn that into an error for the sender
+        logger.warning("ingest stats not recorded for source %s", source_id, exc_info=True)
+    INGEST_POINTS.labels(source=target.slug, transport=transport).inc(len(rows))
+    for error in errors:
+        INGEST_RECORDS_REJECTED.labels(source=target.slug, code=error.code).inc()
+    INGEST_BATCH_SECONDS.labels(transport=transport).observe(time.perf_counter() - started)
+    return result
+
+
+def payload_dead_letter(
+    *,
+    source_id: int,
+    error: PayloadError,
+    raw: str,
+    transport: str,
+    payload_format: str,
+    context: dict[str, Any] | None = None,
+) -> int:
+    """Keep a whole payload that could not be split into records (bad JSON, bad encoding) with its reason."""
+    target = ingest_target_get(source_id=source_id)
+    with transaction.atomic():
+        ids = dead_letters_store(
+            source_id=source_id,
+            schema_id=target.schema_id,
+            schema_version=target.schema_version,
+            transport=transport,
+            payload_format=payload_format,
+            errors=[RecordError(index=-1, code=error.code, message=error.message, raw=raw)],
+            received_at=timezone.now(),
+            context={**(context or {}), "whole_payload": True},
+        )
+    INGEST_RECORDS_REJECTED.labels(source=target.slug, code=error.code).inc()
+    try:
+        stats_record(source_id=source_id, points=0, records=0, rejected=1)
+    except Exception:
+        logger.warning("ingest stats not recorded for source %s", source_id, exc_info=True)
+    return ids[0]
+
+
+def payload_parse(*, body: bytes | str, payload_format: str, context: dict[str, Any]) -> ParseResult:
+    """Split a payload into records with the parser for its format."""
+    if payload_format == PayloadFormat.LINE:
+        from apps.ingestion.parsers.line_protocol import line_protocol_parse
+
+        return line_protocol_parse(body, precision=context.get("precision", "ns"))
+    if payload_format == PayloadFormat.JSON:
+        from apps.ingestion.parsers.json_records import json_records_parse
+
+        return json_records_parse(body)
+    if payload_format == PayloadFormat.CSV:
+        from apps.ingestion.parsers.json_records import json_records_parse
+
+        # A CSV row is kept in the dead-letter store as a JSON object of its columns.
+        return json_records_parse(body, ndjson=True)
+    raise PayloadError("unknown_format", f"Cannot parse {payload_format!r} payloads.")
+
+
+@dataclass
+class ReplayOutcome:
+    """What a replay did: dead letters now stored, still refused (with their new reason), skipped."""
+
+    replayed: int = 0
+    still_failing: int = 0
+    skipped: int = 0
+
+
+def dead_letters_replay(
+    *, source: Source, ids: Sequence[int] | None = None, user: AbstractBaseUser | None = None
+) -> ReplayOutcome:
+    """Run pending dead letters through the current schema again; stored ones are marked replayed.
+
+    A record that still fails stays pending with its new reason. `ids=None` replays every pending one.
+    """
+    outcome = ReplayOutcome()
+    letters = DeadLetter.objects.filter(source=source, status=DeadLetterStatus.PENDING).order_by("id")
+    if ids is not None:
+        letters = letters.filter(id__in=list(ids))
+    for letter in letters.iterator(chunk_size=500):
+        context = dict(letter.context or {})
+        try:
+            parsed = payload_parse(body=letter.raw, payload_format=letter.payload_format, context=context)
+        except PayloadError as error:
+            _replay_failed(letter, RecordError(index=-1, code=error.code, message=error.message))
+            outcome.still_failing += 1
+            continue
+        target = ingest_target_get(source_id=source.id)
+        validated = target.validator.validate(parsed.records, received_at=letter.received_at)
+        failure = (parsed.errors or validated.errors or [None])[0]
+        if failure is not None:
+            _replay_failed(letter, failure, schema_id=target.schema_id, schema_version=target.schema_version)
+            outcome.still_failing += 1
+            continue
+        with transaction.atomic():
+            ids_by_key, refused = _series_ids(target, validated.points)
+            if refused:
+                transaction.set_rollback(True)
+                outcome.still_failing += 1
+                continue
+            rows = [(ids_by_key[key], moment, value) for key, moment, value, _ in validated.points]
+            if rows:
+                points_write(points=rows, schema_id=target.schema_id)
+                transaction.on_commit(lambda rows=rows: changes_publish(source_id=source.id, rows=rows))
+            DeadLetter.objects.filter(id=letter.id).update(
+                status=DeadLetterStatus.REPLAYED,
+                resolved_at=timezone.now(),
+                resolved_by=user if user is not None and user.is_authenticated else None,
+                replay_attempts=letter.replay_attempts + 1,
+            )
+        outcome.replayed += 1
+    return outcome
+
+
+def _replay_failed(
+    letter: DeadLetter, error: RecordError, *, schema_id: int | None = None, schema_version: int | None = None
+) -> None:
+    DeadLetter.objects.filter(id=letter.id).update(
+        error_code=error.code,
+        error_field=error.field or "",
+        error_message=error.message,
+        replay_attempts=letter.replay_attempts + 1,
+        schema_id=schema_id or letter.schema_id,
+        schema_version=schema_version or letter.schema_version,
+    )
+
+
+def dead_letters_discard(
+    *, source: Source, ids: Sequence[int] | None = None, user: AbstractBaseUser | None = None
+) -> int:
+    """Mark pending dead letters discarded (kept for the record, no longer offered for replay)."""
+    letters = DeadLetter.objects.filter(source=source, status=DeadLetterStatus.PENDING)
+    if ids is not None:
+        letters = letters.filter(id__in=list(ids))
+    return letters.update(
+        status=DeadLetterStatus.DISCARDED,
+        resolved_at=timezone.now(),
+        resolved_by=user if user is not None and user.is_authenticated else None,
+    )
+
+
+def raw_json(fields: dict[str, Any]) -> str:
+    """A record's fields as compact JSON (for CSV rows and other records without their own text)."""
+    return json.dumps(fields, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
+__all__ = ["Transport", "batch_ingest", "dead_letters_discard", "dead_letters_replay", "payload_dead_letter"]

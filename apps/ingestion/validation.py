@@ -1,0 +1,333 @@
+"""Schema validation: records in, points (series key, time, value) or per-record errors out.
+
+A record is all or nothing: if any field fails, none of its points are stored and the whole record goes to the
+dead-letter store with the first reason. One compiled `RecordValidator` per schema version is cached.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apps.ingestion.records import Record, RecordError
+from apps.sources.schemas import INFER_TIME_FIELDS
+
+LabelSet = tuple[tuple[str, str], ...]  # sorted (name, value) pairs
+SeriesLocalKey = tuple[str, LabelSet]  # (metric, labels) within one source
+ValidatedPoint = tuple[SeriesLocalKey, datetime, float, int]  # (..., position of its record in the batch)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2262, 1, 1, tzinfo=UTC)  # InfluxDB's int64-nanosecond horizon; beyond is surely a unit error
+MAX_LABEL_VALUE_LENGTH = 256
+MAX_METRIC_NAME_LENGTH = 200
+_EPOCH_SCALES = {"epoch_s": 1.0, "epoch_ms": 1e3, "epoch_us": 1e6, "epoch_ns": 1e9}
+_TRUE_TEXT = frozenset({"true", "t", "yes", "1", "on"})
+_FALSE_TEXT = frozenset({"false", "f", "no", "0", "off"})
+
+
+class _Reject(Exception):
+    """Raised inside validation of one record; becomes its RecordError."""
+
+    def __init__(self, code: str, field_name: str | None, message: str) -> None:
+        self.code = code
+        self.field = field_name
+        self.message = message
+
+
+@dataclass(slots=True)
+class ValidationResult:
+    """Points from the records that passed, how many records passed, and an error per record that did not."""
+
+    points: list[ValidatedPoint] = field(default_factory=list)
+    accepted_records: int = 0
+    errors: list[RecordError] = field(default_factory=list)
+
+
+def _epoch_seconds_auto(number: float) -> float:
+    """Seconds from an epoch number whose unit is guessed from its size (as most agents' docs describe)."""
+    magnitude = abs(number)
+    if magnitude < 1e11:  # seconds until the year 5138
+        return number
+    if magnitude < 1e14:
+        return number / 1e3
+    if magnitude < 1e17:
+        return number / 1e6
+    return number / 1e9
+
+
+def _iso_parse(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:  # no offset means UTC, never the server's zone
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+class RecordValidator:
+    """Checks records against one schema version and turns them into points."""
+
+    def __init__(self, *, mode: str, definition: dict[str, Any], max_future: timedelta) -> None:
+        self.infer = mode == "infer"
+        time_spec = definition["time"]
+        self.time_field: str | None = time_spec["field"]
+        self.time_format: str = time_spec["format"]
+        self.time_required: bool = time_spec["required"]
+        self.measures: dict[str, dict[str, Any]] = definition["measures"]
+        self.labels: dict[str, dict[str, bool]] = definition["labels"]
+        self.required_measures = [name for name, spec in self.measures.items() if spec["required"]]
+        self.required_labels = [name for name, spec in self.labels.items() if spec["required"]]
+        self.unknown_fields: str = definition["unknown_fields"]
+        self.metric_with_measurement = definition["line_protocol_metric"] == "measurement.field"
+        self.max_labels: int = definition["max_labels"]
+        self.max_future = max_future
+
+    # --- time -------------------------------------------------------------------------------------
+    def _time_from_value(self, value: Any, name: str) -> datetime:
+        fmt = self.time_format
+        try:
+            if isinstance(value, bool):
+                raise _Reject("invalid_time", name, f"{name} is a boolean, not a time.")
+            if isinstance(value, str):
+                if fmt in ("auto", "iso8601"):
+                    try:
+                        return _iso_parse(value)
+                    except ValueError:
+                        if fmt == "iso8601":
+                            raise
+                        value = float(value)  # auto: "1767225600" is an epoch too
+                else:
+                    value = float(value)
+            elif fmt == "iso8601":
+                raise _Reject("invalid_time", name, f"{name} must be an ISO 8601 text such as 2026-01-01T00:00:00Z.")
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                raise _Reject("invalid_time", name, f"{name} must be ISO 8601 text or an epoch number; got {value!r}.")
+            seconds = _epoch_seconds_auto(value) if fmt in ("auto", "iso8601") else value / _EPOCH_SCALES[fmt]
+            return EPOCH + timedelta(seconds=seconds)
+        except _Reject:
+            raise
+        except (ValueError, OverflowError) as error:
+            raise _Reject(
+                "invalid_time", name, f"{name} {value!r} is not a time ({self.time_format}): {error}."
+            ) from error
+
+    def _time_check(self, moment: datetime, received_at: datetime, name: str) -> datetime:
+        if moment < EPOCH or moment >= LATEST_TIME:
+            raise _Reject(
+                "time_out_of_range", name, f"{name} {moment.isoformat()} is outside 1970 to 2262; check its unit."
+            )
+        if moment - received_at > self.max_future:
+            raise _Reject(
+                "time_in_future",
+                name,
+                f"{name} {moment.isoformat()} is more than {int(self.max_future.total_seconds())} s ahead of the "
+                "server clock; fix the sender's clock or its time unit.",
+            )
+        return moment
+
+    # --- values -----------------------------------------------------------------------------------
+    def _measure_value(self, name: str, value: Any, spec: dict[str, Any]) -> float | None:
+        kind = spec["type"]
+        if value is None:
+            return None
+        if kind == "number":
+            if isinstance(value, bool):
+                number = 1.0 if value else 0.0
+            elif isinstance(value, int | float):
+                number = float(value)
+            elif isinstance(value, str):
+                try:
+                    number = float(value)
+                except ValueError:
+                    raise _Reject("wrong_type", name, f"{name} must be a number; got {value!r}.") from None
+            else:
+                raise _Reject("wrong_type", name, f"{name} must be a number; got {type(value).__name__}.")
+            if not math.isfinite(number):
+                raise _Reject("invalid_number", name, f"{name} is {value!r}; only finite numbers are stored.")
+            low, high = spec.get("min"), spec.get("max")
+            if (low is not None and number < low) or (high is not None and number > high):
+                raise _Reject("out_of_range", name, f"{name} {number:g} is outside the allowed range {low} to {high}.")
+            return number
+        if kind == "boolean":
+            if isinstance(value, bool):
+                return 1.0 if value else 0.0
+            if isinstance(value, int | float) and value in (0, 1):
+                return float(value)
+            if isinstance(value, str) and value.lower() in _TRUE_TEXT | _FALSE_TEXT:
+                return 1.0 if value.lower() in _TRUE_TEXT else 0.0
+            raise _Reject("wrong_type", name, f"{name} must be true or false; got {value!r}.")
+        mapping = spec["values"]
+        if isinstance(value, str) and value in mapping:
+            return float(mapping[value])
+        allowed = ", ".join(sorted(mapping))
+        raise _Reject("invalid_enum", name, f"{name} {value!r} is not one of: {allowed}.")
+
+    @staticmethod
+    def _inferred_value(name: str, value: Any) -> float:
+        if isinstance(value, bool):
+            return 1.0 if value else 0.0
+        number = float(value)
+        if not math.isfinite(number):
+            raise _Reject("invalid_number", name, f"{name} is {value!r}; only finite numbers are stored.")
+        return number
+
+    @staticmethod
+    def _label_value(name: str, value: Any) -> str:
+        if isinstance(value, dict | list):
+            raise _Reject("nested_value", name, f"{name} holds a nested {type(value).__name__}; send flat fields.")
+        text = value if isinstance(value, str) else json.dumps(value)
+        if len(text) > MAX_LABEL_VALUE_LENGTH:
+            raise _Reject(
+                "label_too_long",
+                name,
+                f"{name} is {len(text)} characters; labels hold at most {MAX_LABEL_VALUE_LENGTH}.",
+            )
+        return text
+
+    def _finish(
+        self, measures: list[tuple[str, float]], labels: dict[str, str], present: set[str] | dict[str, Any]
+    ) -> LabelSet:
+        for name in self.required_measures:
+            if name not in present:
+                raise _Reject("missing_field", name, f"required measure {name} is missing.")
+        for name in self.required_labels:
+            if name not in labels:
+                raise _Reject("missing_field", name, f"required label {name} is missing.")
+        if not measures:
+            raise _Reject("no_measures", None, "the record has no numeric or boolean field to store as a metric.")
+        if len(labels) > self.max_labels:
+            raise _Reject(
+                "too_many_labels",
+                None,
+                f"the record has {len(labels)} labels; this source allows {self.max_labels} (schema max_labels). "
+                "Declare high-cardinality fields as measures or drop them.",
+            )
+        return tuple(sorted(labels.items()))
+
+    # --- records ----------------------------------------------------------------------------------
+    def _object_points(self, record: Record, position: int, received_at: datetime, out: list[ValidatedPoint]) -> None:
+        """Points of a JSON object or CSV row: one per measure, the other fields as labels."""
+        fields = record.fields
+        time_name = self.time_field
+        if time_name is None:
+            time_name = next((name for name in INFER_TIME_FIELDS if name in fields), INFER_TIME_FIELDS[0])
+        raw_time = fields.get(time_name)
+        if raw_time is None:
+            if self.time_required:
+                raise _Reject("missing_field", time_name, f"required time field {time_name} is missing.")
+            moment = received_at
+        else:
+            moment = self._time_check(self._time_from_value(raw_time, time_name), received_at, time_name)
+        measures: list[tuple[str, float]] = []
+        labels: dict[str, str] = {}
+        for name, value in fields.items():
+            if name == time_name:
+                continue
+            spec = self.measures.get(name)
+            if spec is not None:
+                number = self._measure_value(name, value, spec)
+                if number is not None:
+                    measures.append((name, number))
+                continue
+            if name in self.labels:
+                if value is not None:
+                    labels[name] = self._label_value(name, value)
+                continue
+            if value is None:
+                continue
+            if self.infer:
+                if isinstance(value, bool | int | float):
+                    measures.append((name, self._inferred_value(name, value)))
+                elif isinstance(value, str):
+                    labels[name] = self._label_value(name, value)
+                else:
+                    raise _Reject(
+                        "nested_value", name, f"{name} holds a nested {type(value).__name__}; send flat fields."
+                    )
+            elif self.unknown_fields == "reject":
+                raise _Reject(
+                    "unknown_field", name, f"{name} is not in the schema and this source rejects unknown fields."
+                )
+            elif self.unknown_fields == "labels":
+                labels[name] = self._label_value(name, value)
+        label_set = self._finish(measures, labels, fields)
+        for metric, number in measures:
+            out.append(((metric, label_set), moment, number, position))
+
+    def _line_points(self, record: Record, position: int, received_at: datetime, out: list[ValidatedPoint]) -> None:
+        """Points of a line-protocol line: one per field; tags are labels; the metric carries the measurement."""
+        if record.time_ns is None:
+            moment = received_at
+        else:
+            moment = self._time_check(EPOCH + timedelta(microseconds=record.time_ns // 1000), received_at, "timestamp")
+        measures: list[tuple[str, float]] = []
+        for name, value in record.fields.items():
+            spec = self.measures.get(name)
+            if spec is not None:
+                number = self._measure_value(name, value, spec)
+                if number is not None:
+                    measures.append((name, number))
+            elif isinstance(value, bool | int | float):
+                if not self.infer and self.unknown_fields == "reject":
+                    raise _Reject(
+                        "unknown_field",
+                        name,
+                        f"field {name} is not in the schema and this source rejects unknown fields.",
+                    )
+                if self.infer or self.unknown_fields != "ignore":
+                    measures.append((name, self._inferred_value(name, value)))
+            elif not self.infer and self.unknown_fields == "reject":
+                raise _Reject("unknown_field", name, f"string field {name} is not in the schema.")
+            # Undeclared string fields cannot be numbers and are not identity (tags are): they are not stored.
+        labels: dict[str, str] = {}
+        for name, value in (record.tags or {}).items():
+            if name in self.labels or self.infer or self.unknown_fields == "labels":
+                labels[name] = self._label_value(name, value)
+            elif self.unknown_fields == "reject":
+                raise _Reject(
+                    "unknown_field", name, f"tag {name} is not in the schema and this source rejects unknown fields."
+                )
+        label_set = self._finish(measures, labels, record.fields)
+        measurement = record.measurement or ""
+        for name, number in measures:
+            if self.metric_with_measurement and measurement:
+                metric = measurement if name == "value" else f"{measurement}.{name}"
+            else:
+                metric = name
+            if len(metric) > MAX_METRIC_NAME_LENGTH:
+                raise _Reject(
+                    "metric_too_long",
+                    name,
+                    f"metric {metric[:40]}… is longer than {MAX_METRIC_NAME_LENGTH} characters.",
+                )
+            out.append(((metric, label_set), moment, number, position))
+
+    def validate(self, records: Sequence[Record], *, received_at: datetime) -> ValidationResult:
+        """Validate records; records without a time get `received_at` (the time the server took the batch)."""
+        result = ValidationResult()
+        points = result.points
+        for position, record in enumerate(records):
+            mark = len(points)
+            try:
+                if record.measurement is not None:
+                    self._line_points(record, position, received_at, points)
+                else:
+                    self._object_points(record, position, received_at, points)
+            except _Reject as reject:
+                del points[mark:]
+                result.errors.append(
+                    RecordError(index=record.index, code=reject.code, field=reject.field, message=reject.message,
+                                raw=record_raw(record))
+                )  # fmt: skip
+            else:
+                result.accepted_records += 1
+        return result
+
+
+def record_raw(record: Record) -> str:
+    """The record as text for the dead-letter store: the line as received, or the object re-serialised."""
+    if record.raw is not None:
+        return record.raw
+    return json.dumps(record.fields, default=str, ensure_ascii=False)

@@ -1,0 +1,266 @@
+"""Writes for sources: create, edit, pause; write keys (create, revoke, authenticate); schema versions."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.access.models import Organization
+from apps.sources.models import SchemaChange, SchemaMode, Source, SourceKind, SourceSchema, SourceWriteKey
+from apps.sources.schemas import SchemaDefinitionError, schema_breaking_changes, schema_definition_clean
+
+WRITE_KEY_PREFIX = "swk_"
+_DISPLAY_PREFIX_LENGTH = 12
+# Authentication answers from memory for this long, so a revoked key stops working within this many seconds
+# while a busy agent's thousands of requests cost one database lookup per interval.
+WRITE_KEY_CACHE_SECONDS = 5.0
+_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class SourceError(ValueError):
+    """A source change was refused; `field` names the offending input, `status` the HTTP status to answer with."""
+
+    def __init__(self, field: str, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.status = status
+
+
+class SchemaBreakingChange(SourceError):
+    """A new schema version would break senders and was not declared breaking."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__(
+            "breaking",
+            "This version is not compatible with the current one: "
+            + "; ".join(reasons)
+            + '. Fix the definition, or send "breaking": true to make it a breaking version on purpose.',
+            status=409,
+        )
+        self.reasons = reasons
+
+
+@dataclass(frozen=True, slots=True)
+class WriteKeyGrant:
+    """What an authenticated write key may do: write to one source."""
+
+    key_id: int
+    source_id: int
+
+
+def write_key_hash(raw_key: str) -> str:
+    """SHA-256 hex digest of a raw write key (256 random bits, so a fast digest is safe)."""
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def write_key_create(
+    *, source: Source, name: str, created_by: AbstractBaseUser | None = None
+) -> tuple[SourceWriteKey, str]:
+    """Create a write key; returns it and the raw secret, which is never stored and cannot be shown again."""
+    if not name.strip():
+        raise SourceError("name", "Give the key a name that says where it is used.")
+    raw_key = WRITE_KEY_PREFIX + secrets.token_urlsafe(32)
+    key = SourceWriteKey.objects.create(
+        source=source,
+        name=name.strip(),
+        key_prefix=raw_key[:_DISPLAY_PREFIX_LENGTH],
+        key_hash=write_key_hash(raw_key),
+        created_by=created_by if created_by is not None and created_by.is_authenticated else None,
+    )
+    return key, raw_key
+
+
+def write_key_revoke(*, key: SourceWriteKey) -> SourceWriteKey:
+    """Revoke a key; agents using it are refused within WRITE_KEY_CACHE_SECONDS."""
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+    _write_key_cache.pop(key.key_hash, None)
+    return key
+
+
+_write_key_cache: dict[str, tuple[float, WriteKeyGrant | None]] = {}
+_write_key_cache_lock = threading.Lock()
+_last_used_written: dict[int, float] = {}
+
+
+def write_key_authenticate(*, raw_key: str) -> WriteKeyGrant | None:
+    """The grant for a raw key, or None if it is unknown or revoked (answers from a short in-process cache)."""
+    if not raw_key.startswith(WRITE_KEY_PREFIX):
+        return None
+    digest = write_key_hash(raw_key)
+    now = time.monotonic()
+    cached = _write_key_cache.get(digest)
+    if cached is not None and now - cached[0] < WRITE_KEY_CACHE_SECONDS:
+        grant = cached[1]
+    else:
+        row = (
+            SourceWriteKey.objects.filter(key_hash=digest, revoked_at__isnull=True)
+            .values_list("id", "source_id")
+            .first()
+        )
+        grant = WriteKeyGrant(key_id=row[0], source_id=row[1]) if row else None
+        with _write_key_cache_lock:
+            if len(_write_key_cache) > 10_000:
+                _write_key_cache.clear()
+            _write_key_cache[digest] = (now, grant)
+    if grant is not None and now - _last_used_written.get(grant.key_id, -1e9) > _LAST_USED_RESOLUTION.total_seconds():
+        _last_used_written[grant.key_id] = now
+        SourceWriteKey.objects.filter(id=grant.key_id).update(last_used_at=timezone.now())
+    return grant
+
+
+def write_key_cache_clear() -> None:
+    """Forget cached key lookups (tests, and after bulk revocation)."""
+    _write_key_cache.clear()
+    _last_used_written.clear()
+
+
+def _config_clean(*, kind: str, config: Any) -> dict[str, Any]:
+    """Check connection settings for the kind; MQTT needs a topic filter and a payload format."""
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise SourceError("config", "must be a JSON object.")
+    if kind == SourceKind.MQTT:
+        topic = config.get("topic")
+        if not isinstance(topic, str) or not topic.strip():
+            raise SourceError("config.topic", 'An MQTT source needs a topic filter, e.g. "plant/+/telemetry".')
+        if "#" in topic[:-1] or any(("+" in part and part != "+") for part in topic.split("/")):
+            raise SourceError(
+                "config.topic", f"{topic!r} is not a valid MQTT topic filter (+ and # fill whole levels, # only last)."
+            )
+        payload_format = config.get("format", "json")
+        if payload_format not in ("json", "line"):
+            raise SourceError("config.format", 'must be "json" or "line".')
+        qos = config.get("qos", 1)
+        if qos not in (0, 1):
+            raise SourceError("config.qos", "must be 0 or 1 (1 is the default: at least once).")
+        return {**config, "topic": topic.strip(), "format": payload_format, "qos": qos}
+    if kind == SourceKind.KAFKA:
+        topics = config.get("topics") or ([config["topic"]] if isinstance(config.get("topic"), str) else None)
+        if not topics or not all(isinstance(topic, str) and topic for topic in topics):
+            raise SourceError("config.topics", 'A Kafka source needs "topics": ["name", ...].')
+        payload_format = config.get("format", "json")
+        if payload_format not in ("json", "line"):
+            raise SourceError("config.format", 'must be "json" or "line".')
+        group_id = config.get("group_id") or None
+        if group_id is not None and not isinstance(group_id, str):
+            raise SourceError("config.group_id", "must be text.")
+        return {**config, "topics": list(topics), "format": payload_format}
+    return config
+
+
+@transaction.atomic
+def source_create(
+    *,
+    organization: Organization,
+    name: str,
+    slug: str,
+    kind: str = SourceKind.HTTP,
+    schema_mode: str = SchemaMode.INFER,
+    schema_definition: dict | None = None,
+    config: dict | None = None,
+    created_by: AbstractBaseUser | None = None,
+    **options: Any,
+) -> tuple[Source, str]:
+    """Create a source with schema version 1 and a first write key; returns the source and the raw key."""
+    if kind not in SourceKind.values:
+        raise SourceError("kind", f"must be one of {', '.join(SourceKind.values)}.")
+    if schema_mode not in SchemaMode.values:
+        raise SourceError("schema_mode", f"must be one of {', '.join(SchemaMode.values)}.")
+    if Source.objects.filter(slug=slug).exists():
+        raise SourceError("slug", f"A source with slug {slug!r} already exists; pick another.", status=409)
+    cleaned_config = _config_clean(kind=kind, config=config)
+    try:
+        definition = schema_definition_clean(schema_definition, mode=schema_mode)
+    except SchemaDefinitionError as error:
+        raise SourceError(error.field, error.message) from error
+    try:
+        with transaction.atomic():
+            source = Source.objects.create(
+                organization=organization, name=name, slug=slug, kind=kind, config=cleaned_config, **options
+            )
+    except IntegrityError as error:
+        raise SourceError("slug", f"A source with slug {slug!r} already exists; pick another.", status=409) from error
+    SourceSchema.objects.create(
+        source=source,
+        version=1,
+        mode=schema_mode,
+        definition=definition,
+        change=SchemaChange.INITIAL,
+        created_by=_user_or_none(created_by),
+    )
+    _, raw_key = write_key_create(source=source, name="default", created_by=created_by)
+    return source, raw_key
+
+
+def _user_or_none(user: AbstractBaseUser | None) -> AbstractBaseUser | None:
+    return user if user is not None and user.is_authenticated else None
+
+
+def source_update(*, source: Source, **changes: Any) -> Source:
+    """Edit name, config, enabled, retention and limits; the slug and kind are fixed once data exists."""
+    editable = {
+        "name", "enabled", "config", "raw_retention_days", "rollup_1m_retention_days", "rollup_1h_retention_days",
+        "rollup_1d_retention_days", "rate_limit_points_per_second", "max_series",
+    }  # fmt: skip
+    for field_name in changes:
+        if field_name not in editable:
+            raise SourceError(field_name, f"cannot be changed here; editable: {', '.join(sorted(editable))}.")
+    if "config" in changes:
+        changes["config"] = _config_clean(kind=source.kind, config=changes["config"])
+    for field_name, value in changes.items():
+        setattr(source, field_name, value)
+    source.full_clean(exclude=["organization", "slug"])
+    source.save()
+    return source
+
+
+def source_set_enabled(*, source: Source, enabled: bool) -> Source:
+    """Pause (writes refused with 409, connectors stop) or resume a source."""
+    if source.enabled != enabled:
+        source.enabled = enabled
+        source.save(update_fields=["enabled", "updated_at"])
+    return source
+
+
+@transaction.atomic
+def schema_version_create(
+    *,
+    source: Source,
+    mode: str,
+    definition: dict | None,
+    breaking: bool = False,
+    note: str = "",
+    created_by: AbstractBaseUser | None = None,
+) -> SourceSchema:
+    """Add a schema version. Compatible changes go through; a breaking one must say `breaking=True` (else 409)."""
+    if mode not in SchemaMode.values:
+        raise SourceError("mode", f"must be one of {', '.join(SchemaMode.values)}.")
+    try:
+        cleaned = schema_definition_clean(definition, mode=mode)
+    except SchemaDefinitionError as error:
+        raise SourceError(error.field, error.message) from error
+    current = SourceSchema.objects.select_for_update().filter(source=source).order_by("-version").first()
+    if current is None:
+        version, change = 1, SchemaChange.INITIAL
+    else:
+        reasons = schema_breaking_changes(old_mode=current.mode, old=current.definition, new_mode=mode, new=cleaned)
+        if reasons and not breaking:
+            raise SchemaBreakingChange(reasons)
+        version, change = current.version + 1, (SchemaChange.BREAKING if reasons else SchemaChange.COMPATIBLE)
+    return SourceSchema.objects.create(
+        source=source, version=version, mode=mode, definition=cleaned, change=change, note=note,
+        created_by=_user_or_none(created_by),
+    )  # fmt: skip
