@@ -69,9 +69,10 @@ def closed_port() -> int:
     return free_port()
 
 
-@pytest.fixture
-def daphne_server(transactional_db) -> Iterator[str]:
-    """Run the real ASGI app under daphne against the test database; yields its base URL."""
+def daphne_start(
+    *, database_name: str, extra_environment: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    """Start the real ASGI app under daphne against `database_name`; returns the process and host:port."""
     port = free_port()
     settings_dict = connection.settings_dict
     environment = {
@@ -79,9 +80,10 @@ def daphne_server(transactional_db) -> Iterator[str]:
         "DJANGO_SETTINGS_MODULE": "analytics_platform.settings.test",
         "DATABASE_URL": (
             f"postgres://{settings_dict['USER'] or 'postgres'}@{settings_dict['HOST'] or '127.0.0.1'}:"
-            f"{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}"
+            f"{settings_dict['PORT'] or 5432}/{database_name}"
         ),
         "PYTHONUNBUFFERED": "1",
+        **(extra_environment or {}),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "analytics_platform.asgi:application"],
@@ -102,11 +104,26 @@ def daphne_server(transactional_db) -> Iterator[str]:
     else:
         process.kill()
         raise RuntimeError("daphne did not start listening within 30 s")
+    return process, f"127.0.0.1:{port}"
+
+
+def daphne_stop(process: subprocess.Popen) -> None:
+    """Stop a daphne started by daphne_start (politely, then by force)."""
+    if process.poll() is not None:
+        return
+    process.terminate()
     try:
-        yield f"127.0.0.1:{port}"
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def daphne_server(transactional_db) -> Iterator[str]:
+    """Run the real ASGI app under daphne against the test database; yields its host:port."""
+    process, address = daphne_start(database_name=connection.settings_dict["NAME"])
+    try:
+        yield address
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        daphne_stop(process)

@@ -73,13 +73,13 @@ def _grant_from_request(request: HttpRequest, *, schemes: tuple[str, ...]) -> Wr
     header = request.META.get("HTTP_AUTHORIZATION", "")
     raw_key = ""
     scheme, _, credentials = header.partition(" ")
-    if scheme.lower() in schemes:
-        raw_key = credentials.strip()
-    elif scheme.lower() == "basic" and "basic" in schemes:
+    if scheme.lower() == "basic" and "basic" in schemes:
         try:
             raw_key = base64.b64decode(credentials.strip()).decode().partition(":")[2]
         except (binascii.Error, UnicodeDecodeError):
             raw_key = ""
+    elif scheme.lower() in schemes:
+        raw_key = credentials.strip()
     elif not header and "query" in schemes:
         raw_key = request.GET.get("p", "")
     if not raw_key:
@@ -190,6 +190,10 @@ _V2_CODES = {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not fo
              503: "unavailable"}  # fmt: skip
 
 
+_V2_PRECISIONS = ("ns", "us", "ms", "s")
+_V1_PRECISIONS = ("n", "ns", "u", "us", "ms", "s", "m", "h")
+
+
 def _influx_v2_refusal(refusal: _Refusal) -> HttpResponse:
     return JsonResponse({"code": _V2_CODES.get(refusal.status, "internal error"), "message": refusal.message},
                         status=refusal.status)  # fmt: skip
@@ -211,6 +215,9 @@ def _influx_write(request: HttpRequest, *, slug: str, precision: str, transport:
     if ingest_target_get(source_id=grant.source_id).slug != slug:
         raise _Refusal(404, "not found", f'bucket "{slug}" not found' if transport == Transport.INFLUX_V2
                        else f"database not found: \"{slug}\"")  # fmt: skip
+    allowed = _V2_PRECISIONS if transport == Transport.INFLUX_V2 else _V1_PRECISIONS
+    if precision not in allowed:
+        raise _Refusal(400, "invalid", f"invalid precision {precision!r}: use one of {', '.join(allowed)}")
     body = _read_body(request)
     context = {"precision": precision}
 
