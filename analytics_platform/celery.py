@@ -12,7 +12,11 @@ app.autodiscover_tasks(["analytics_platform"])
 app.autodiscover_tasks()
 
 # Queues: "default" for housekeeping, "storage" for rollups, partitions and retention.
-app.conf.task_routes = {"platform.*": {"queue": "default"}, "storage.*": {"queue": "storage"}}
+app.conf.task_routes = {
+    "platform.*": {"queue": "default"},
+    "storage.*": {"queue": "storage"},
+    "ingestion.*": {"queue": "default"},
+}
 
 app.conf.beat_schedule = {
     "platform-worker-heartbeat": {

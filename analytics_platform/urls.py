@@ -11,6 +11,7 @@ from analytics_platform.views import home
 from apps.access import api as access_api
 from apps.access import views as access_views
 from apps.ingestion import api as ingestion_api
+from apps.ingestion import upload_api
 from apps.sources import api as sources_api
 from apps.storage import api as storage_api
 
@@ -47,6 +48,18 @@ api_v1 = [
         "sources/<slug:slug>/dead-letters/replay",
         ingestion_api.DeadLetterReplayView.as_view(),
         name="dead-letter-replay",
+    ),
+    path("sources/<slug:slug>/uploads/", upload_api.UploadListCreateView.as_view(), name="upload-list"),
+    path("sources/<slug:slug>/uploads/<int:upload_id>", upload_api.UploadDetailView.as_view(), name="upload-detail"),
+    path(
+        "sources/<slug:slug>/uploads/<int:upload_id>/cancel",
+        upload_api.UploadCancelView.as_view(),
+        name="upload-cancel",
+    ),
+    path(
+        "sources/<slug:slug>/uploads/<int:upload_id>/resume",
+        upload_api.UploadResumeView.as_view(),
+        name="upload-resume",
     ),
     path(
         "sources/<slug:slug>/dead-letters/discard",

@@ -131,6 +131,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "var" / "static")))
+# Uploaded files (CSV/Parquet backfills): web writes them, the Celery worker reads them, so share this directory.
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
+MEDIA_URL = "media/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -207,6 +210,8 @@ INGEST_MAX_SERIES_PER_SOURCE = env_int("INGEST_MAX_SERIES_PER_SOURCE", 100_000, 
 # Points stamped further ahead of the server clock than this are refused (a clock or unit error).
 INGEST_MAX_FUTURE_SECONDS = env_int("INGEST_MAX_FUTURE_SECONDS", 3600, minimum=0)
 # Records per transaction for MQTT/Kafka batches and file-upload chunks.
+# Largest CSV/Parquet upload for a backfill.
+INGEST_MAX_UPLOAD_BYTES = env_int("INGEST_MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1)
 INGEST_CONNECTOR_BATCH_SIZE = env_int("INGEST_CONNECTOR_BATCH_SIZE", 5000, minimum=1)
 INGEST_CONNECTOR_FLUSH_SECONDS = env_float("INGEST_CONNECTOR_FLUSH_SECONDS", 0.2, minimum=0.01)
 

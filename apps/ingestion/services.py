@@ -22,8 +22,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.ingestion.events import changes_publish
+from apps.ingestion.line_protocol_fast import LineCache, line_cache_learn, line_protocol_rows
 from apps.ingestion.metrics import INGEST_BATCH_SECONDS, INGEST_POINTS, INGEST_RECORDS_REJECTED
 from apps.ingestion.models import DeadLetter, DeadLetterStatus, PayloadFormat, Transport
+from apps.ingestion.parsers.line_protocol import PRECISION_NS, line_protocol_parse
+from apps.ingestion.parsers.line_protocol import _payload_text as line_protocol_text
 from apps.ingestion.records import ParseResult, PayloadError, Record, RecordError
 from apps.ingestion.stats import rate_limit_take, stats_record
 from apps.ingestion.validation import RecordValidator, SeriesLocalKey, ValidatedPoint
@@ -63,6 +66,7 @@ class IngestTarget:
     max_series: int
     loaded_at: float
     series_ids: dict[SeriesLocalKey, int] = field(default_factory=dict)
+    line_cache: LineCache = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -114,9 +118,10 @@ def ingest_target_get(*, source_id: int) -> IngestTarget:
     with _targets_lock:
         cached = _targets.get(source_id)
         if cached is not None and cached.schema_id == schema.id:
-            validator, series_ids = cached.validator, cached.series_ids
+            validator, series_ids, line_cache = cached.validator, cached.series_ids, cached.line_cache
         else:
-            validator, series_ids = _validator_for(schema), (cached.series_ids if cached else {})
+            # A new schema version may judge known series differently: the fast path relearns them.
+            validator, series_ids, line_cache = _validator_for(schema), (cached.series_ids if cached else {}), {}
         target = IngestTarget(
             source_id=source.id,
             slug=source.slug,
@@ -128,6 +133,7 @@ def ingest_target_get(*, source_id: int) -> IngestTarget:
             max_series=source.max_series or settings.INGEST_MAX_SERIES_PER_SOURCE,
             loaded_at=now,
             series_ids=series_ids,
+            line_cache=line_cache,
         )
         _targets[source_id] = target
     return target
@@ -166,14 +172,22 @@ def _series_ids(
             new_keys = new_keys[: max(room, 0)]
         created = series_resolve(keys=[storage_keys[key] for key in new_keys]) if new_keys else {}
         existing.update(created)
-    with target.lock:
-        if len(known) > _SERIES_CACHE_LIMIT_PER_SOURCE:
-            known.clear()
-        for key in missing:
-            series_id = existing.get(storage_keys[key])
-            if series_id is not None:
-                known[key] = series_id
-    return known, refused
+    resolved = dict(known)
+    learned = {}
+    for key in missing:
+        series_id = existing.get(storage_keys[key])
+        if series_id is not None:
+            resolved[key] = learned[key] = series_id
+
+    def remember() -> None:
+        # Only after the commit: a rolled-back batch must not leave ids of series that do not exist.
+        with target.lock:
+            if len(known) > _SERIES_CACHE_LIMIT_PER_SOURCE:
+                known.clear()
+            known.update(learned)
+
+    transaction.on_commit(remember)
+    return resolved, refused
 
 
 def _series_limit_errors(
@@ -250,31 +264,109 @@ def batch_ingest(
     """
     started = time.perf_counter()
     received_at = received_at or timezone.now()
+    target = _target_enabled(source_id)
+    validated = target.validator.validate(parsed.records, received_at=received_at)
+    return _batch_store(
+        target=target, ready_rows=[], ready_records=0, records=parsed.records, validated=validated,
+        errors=parsed.errors + validated.errors, transport=transport, payload_format=payload_format,
+        received_at=received_at, context=context, enforce_rate_limit=enforce_rate_limit, started=started,
+    )  # fmt: skip
+
+
+def batch_ingest_line_protocol(
+    *,
+    source_id: int,
+    body: bytes | str,
+    precision: str,
+    transport: str,
+    received_at: datetime | None = None,
+    context: dict[str, Any] | None = None,
+    enforce_rate_limit: bool = True,
+) -> IngestResult:
+    """Store a line-protocol payload: known series through the fast path, the rest parsed and validated.
+
+    Raises PayloadError when the body is not UTF-8 or the precision is unknown (nothing stored), and
+    IngestRefused like batch_ingest.
+    """
+    started = time.perf_counter()
+    received_at = received_at or timezone.now()
+    text = line_protocol_text(body)
+    if precision not in PRECISION_NS:
+        line_protocol_parse("", precision=precision)  # raises PayloadError worded like the parser's
+    target = _target_enabled(source_id)
+    fast = line_protocol_rows(
+        text=text, precision=precision, cache=target.line_cache, validator=target.validator, received_at=received_at
+    )
+    careful_lines = [line for _, line in fast.careful]
+    parsed = line_protocol_parse("\n".join(careful_lines), precision=precision)
+    # The careful path numbered lines within its own text; give records and errors their place in the body.
+    numbers = [number for number, _ in fast.careful]
+    lines_of_records = []
+    for record in parsed.records:
+        lines_of_records.append(careful_lines[record.index])
+        record.index = numbers[record.index]
+    for error in parsed.errors:
+        error.index = numbers[error.index]
+    validated = target.validator.validate(parsed.records, received_at=received_at)
+    result = _batch_store(
+        target=target, ready_rows=fast.rows, ready_records=fast.accepted, records=parsed.records,
+        validated=validated, errors=parsed.errors + validated.errors, transport=transport,
+        payload_format=PayloadFormat.LINE, received_at=received_at, context=context,
+        enforce_rate_limit=enforce_rate_limit, started=started,
+        learn=lambda series_ids: line_cache_learn(
+            cache=target.line_cache, validator=target.validator, lines=lines_of_records, records=parsed.records,
+            points=validated.points, series_ids=series_ids,
+        ),
+    )  # fmt: skip
+    return result
+
+
+def _target_enabled(source_id: int) -> IngestTarget:
     target = ingest_target_get(source_id=source_id)
     if not target.enabled:
         raise IngestRefused(409, "source_paused", f"Source {target.slug!r} is paused; resume it to accept data.")
-    validated = target.validator.validate(parsed.records, received_at=received_at)
+    return target
+
+
+def _batch_store(
+    *,
+    target: IngestTarget,
+    ready_rows: list[tuple[int, datetime, float]],
+    ready_records: int,
+    records: Sequence[Record],
+    validated: Any,
+    errors: list[RecordError],
+    transport: str,
+    payload_format: str,
+    received_at: datetime,
+    context: dict[str, Any] | None,
+    enforce_rate_limit: bool,
+    started: float,
+    learn: Any = None,
+) -> IngestResult:
+    """Series ids, COPY and dead letters in one transaction; publish, count and learn after the commit."""
+    source_id = target.source_id
     points = validated.points
-    errors = parsed.errors + validated.errors
-    accepted = validated.accepted_records
-    if enforce_rate_limit and target.rate_limit and points:
-        wait = rate_limit_take(source_id=source_id, points=len(points), limit_per_second=target.rate_limit)
+    accepted = validated.accepted_records + ready_records
+    point_count = len(points) + len(ready_rows)
+    if enforce_rate_limit and target.rate_limit and point_count:
+        wait = rate_limit_take(source_id=source_id, points=point_count, limit_per_second=target.rate_limit)
         if wait is not None:
             raise IngestRefused(
                 429,
                 "rate_limited",
                 f"Source {target.slug!r} may write {target.rate_limit} points per second; this batch of "
-                f"{len(points)} is over it. Retry after {wait:.0f} s or send smaller batches.",
+                f"{point_count} is over it. Retry after {wait:.0f} s or send smaller batches.",
                 retry_after=wait,
             )
     result = IngestResult()
     with transaction.atomic():
         ids, refused = _series_ids(target, points)
         if refused:
-            points, limit_errors = _series_limit_errors(target, parsed.records, points, refused)
-            errors += limit_errors
+            points, limit_errors = _series_limit_errors(target, records, points, refused)
+            errors = errors + limit_errors
             accepted -= len(limit_errors)
-        rows = [(ids[key], moment, value) for key, moment, value, _ in points]
+        rows = ready_rows + [(ids[key], moment, value) for key, moment, value, _ in points]
         if rows:
             write = points_write(points=rows, schema_id=target.schema_id)
             result.upserted = write.upserted
@@ -290,6 +382,8 @@ def batch_ingest(
         )
         if rows:
             transaction.on_commit(lambda: changes_publish(source_id=source_id, rows=rows))
+        if learn is not None:
+            transaction.on_commit(lambda: learn(ids))
     result.accepted, result.rejected, result.points, result.errors = accepted, len(errors), len(rows), errors
     try:
         stats_record(source_id=source_id, points=len(rows), records=accepted, rejected=len(errors))
@@ -342,10 +436,10 @@ def payload_parse(*, body: bytes | str, payload_format: str, context: dict[str, 
         from apps.ingestion.parsers.json_records import json_records_parse
 
         return json_records_parse(body)
-    if payload_format == PayloadFormat.CSV:
+    if payload_format in (PayloadFormat.CSV, PayloadFormat.PARQUET):
         from apps.ingestion.parsers.json_records import json_records_parse
 
-        # A CSV row is kept in the dead-letter store as a JSON object of its columns.
+        # A CSV or Parquet row is kept in the dead-letter store as a JSON object of its columns.
         return json_records_parse(body, ndjson=True)
     raise PayloadError("unknown_format", f"Cannot parse {payload_format!r} payloads.")
 

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apps.ingestion.records import Record, RecordError
-from apps.sources.schemas import INFER_TIME_FIELDS
 
 LabelSet = tuple[tuple[str, str], ...]  # sorted (name, value) pairs
 SeriesLocalKey = tuple[str, LabelSet]  # (metric, labels) within one source
@@ -25,6 +24,7 @@ LATEST_TIME = datetime(2262, 1, 1, tzinfo=UTC)  # InfluxDB's int64-nanosecond ho
 MAX_LABEL_VALUE_LENGTH = 256
 MAX_METRIC_NAME_LENGTH = 200
 _EPOCH_SCALES = {"epoch_s": 1.0, "epoch_ms": 1e3, "epoch_us": 1e6, "epoch_ns": 1e9}
+_CACHE_LIMIT = 100_000
 _TRUE_TEXT = frozenset({"true", "t", "yes", "1", "on"})
 _FALSE_TEXT = frozenset({"false", "f", "no", "0", "off"})
 
@@ -83,6 +83,9 @@ class RecordValidator:
         self.metric_with_measurement = definition["line_protocol_metric"] == "measurement.field"
         self.max_labels: int = definition["max_labels"]
         self.max_future = max_future
+        # Validated label sets and metric names: a source repeats a few thousand of them in every batch.
+        self._label_sets: dict[tuple, LabelSet] = {}
+        self._metric_names: dict[tuple[str, str], str] = {}
 
     # --- time -------------------------------------------------------------------------------------
     def _time_from_value(self, value: Any, name: str) -> datetime:
@@ -166,10 +169,10 @@ class RecordValidator:
 
     @staticmethod
     def _inferred_value(name: str, value: Any) -> float:
-        if isinstance(value, bool):
+        if value is True or value is False:
             return 1.0 if value else 0.0
         number = float(value)
-        if not math.isfinite(number):
+        if number - number != 0.0:  # NaN or ±inf, faster than math.isfinite on the hot path
             raise _Reject("invalid_number", name, f"{name} is {value!r}; only finite numbers are stored.")
         return number
 
@@ -186,17 +189,15 @@ class RecordValidator:
             )
         return text
 
-    def _finish(
-        self, measures: list[tuple[str, float]], labels: dict[str, str], present: set[str] | dict[str, Any]
-    ) -> LabelSet:
-        for name in self.required_measures:
-            if name not in present:
-                raise _Reject("missing_field", name, f"required measure {name} is missing.")
+    def _labels_checked(self, items: tuple[tuple[str, Any], ...]) -> LabelSet:
+        """Validated, sorted labels for a record's label items (cached: a source has few distinct label sets)."""
+        cached = self._label_sets.get(items)
+        if cached is not None:
+            return cached
+        labels = {name: self._label_value(name, value) for name, value in items}
         for name in self.required_labels:
             if name not in labels:
                 raise _Reject("missing_field", name, f"required label {name} is missing.")
-        if not measures:
-            raise _Reject("no_measures", None, "the record has no numeric or boolean field to store as a metric.")
         if len(labels) > self.max_labels:
             raise _Reject(
                 "too_many_labels",
@@ -204,117 +205,156 @@ class RecordValidator:
                 f"the record has {len(labels)} labels; this source allows {self.max_labels} (schema max_labels). "
                 "Declare high-cardinality fields as measures or drop them.",
             )
-        return tuple(sorted(labels.items()))
+        label_set = tuple(sorted(labels.items()))
+        if len(self._label_sets) > _CACHE_LIMIT:
+            self._label_sets.clear()
+        self._label_sets[items] = label_set
+        return label_set
+
+    def _measures_checked(self, measures: list[tuple[str, float]], present: Any) -> None:
+        for name in self.required_measures:
+            if name not in present:
+                raise _Reject("missing_field", name, f"required measure {name} is missing.")
+        if not measures:
+            raise _Reject("no_measures", None, "the record has no numeric or boolean field to store as a metric.")
 
     # --- records ----------------------------------------------------------------------------------
-    def _object_points(self, record: Record, position: int, received_at: datetime, out: list[ValidatedPoint]) -> None:
+    def _object_points(
+        self, record: Record, position: int, received_at: datetime, out: list[ValidatedPoint], times: dict
+    ) -> None:
         """Points of a JSON object or CSV row: one per measure, the other fields as labels."""
         fields = record.fields
         time_name = self.time_field
         if time_name is None:
-            time_name = next((name for name in INFER_TIME_FIELDS if name in fields), INFER_TIME_FIELDS[0])
+            time_name = "time" if "time" in fields else ("timestamp" if "timestamp" in fields else "time")
         raw_time = fields.get(time_name)
         if raw_time is None:
             if self.time_required:
                 raise _Reject("missing_field", time_name, f"required time field {time_name} is missing.")
             moment = received_at
         else:
-            moment = self._time_check(self._time_from_value(raw_time, time_name), received_at, time_name)
+            # Records of one batch share few distinct times; each is parsed and checked once.
+            moment = times.get(raw_time) if type(raw_time) is not bool else None
+            if moment is None:
+                moment = self._time_check(self._time_from_value(raw_time, time_name), received_at, time_name)
+                if type(raw_time) is not bool:
+                    times[raw_time] = moment
         measures: list[tuple[str, float]] = []
-        labels: dict[str, str] = {}
+        label_items: list[tuple[str, Any]] = []
+        declared_measures, declared_labels, infer = self.measures, self.labels, self.infer
         for name, value in fields.items():
-            if name == time_name:
+            if name == time_name or value is None:
                 continue
-            spec = self.measures.get(name)
-            if spec is not None:
-                number = self._measure_value(name, value, spec)
-                if number is not None:
-                    measures.append((name, number))
+            kind = type(value)
+            if declared_measures:
+                spec = declared_measures.get(name)
+                if spec is not None:
+                    measures.append((name, self._measure_value(name, value, spec)))
+                    continue
+            if declared_labels and name in declared_labels:
+                label_items.append((name, value))
                 continue
-            if name in self.labels:
-                if value is not None:
-                    labels[name] = self._label_value(name, value)
-                continue
-            if value is None:
-                continue
-            if self.infer:
-                if isinstance(value, bool | int | float):
+            if infer:
+                if kind is float or kind is int or kind is bool:
                     measures.append((name, self._inferred_value(name, value)))
-                elif isinstance(value, str):
-                    labels[name] = self._label_value(name, value)
+                elif kind is str:
+                    label_items.append((name, value))
                 else:
-                    raise _Reject(
-                        "nested_value", name, f"{name} holds a nested {type(value).__name__}; send flat fields."
-                    )
+                    raise _Reject("nested_value", name, f"{name} holds a nested {kind.__name__}; send flat fields.")
             elif self.unknown_fields == "reject":
                 raise _Reject(
                     "unknown_field", name, f"{name} is not in the schema and this source rejects unknown fields."
                 )
             elif self.unknown_fields == "labels":
-                labels[name] = self._label_value(name, value)
-        label_set = self._finish(measures, labels, fields)
+                label_items.append((name, value))
+        self._measures_checked(measures, fields)
+        label_set = self._labels_checked(tuple(label_items))
         for metric, number in measures:
             out.append(((metric, label_set), moment, number, position))
 
-    def _line_points(self, record: Record, position: int, received_at: datetime, out: list[ValidatedPoint]) -> None:
+    def _line_points(
+        self, record: Record, position: int, received_at: datetime, out: list[ValidatedPoint], times: dict
+    ) -> None:
         """Points of a line-protocol line: one per field; tags are labels; the metric carries the measurement."""
-        if record.time_ns is None:
+        time_ns = record.time_ns
+        if time_ns is None:
             moment = received_at
         else:
-            moment = self._time_check(EPOCH + timedelta(microseconds=record.time_ns // 1000), received_at, "timestamp")
+            moment = times.get(time_ns)
+            if moment is None:
+                moment = self._time_check(EPOCH + timedelta(microseconds=time_ns // 1000), received_at, "timestamp")
+                times[time_ns] = moment
         measures: list[tuple[str, float]] = []
+        declared_measures = self.measures
         for name, value in record.fields.items():
-            spec = self.measures.get(name)
+            kind = type(value)
+            spec = declared_measures.get(name) if declared_measures else None
             if spec is not None:
-                number = self._measure_value(name, value, spec)
-                if number is not None:
-                    measures.append((name, number))
-            elif isinstance(value, bool | int | float):
-                if not self.infer and self.unknown_fields == "reject":
+                measures.append((name, self._measure_value(name, value, spec)))
+            elif kind is float or kind is int or kind is bool:
+                if self.infer:
+                    measures.append((name, self._inferred_value(name, value)))
+                elif self.unknown_fields == "reject":
                     raise _Reject(
                         "unknown_field",
                         name,
                         f"field {name} is not in the schema and this source rejects unknown fields.",
                     )
-                if self.infer or self.unknown_fields != "ignore":
+                elif self.unknown_fields == "labels":
                     measures.append((name, self._inferred_value(name, value)))
             elif not self.infer and self.unknown_fields == "reject":
                 raise _Reject("unknown_field", name, f"string field {name} is not in the schema.")
             # Undeclared string fields cannot be numbers and are not identity (tags are): they are not stored.
-        labels: dict[str, str] = {}
-        for name, value in (record.tags or {}).items():
-            if name in self.labels or self.infer or self.unknown_fields == "labels":
-                labels[name] = self._label_value(name, value)
-            elif self.unknown_fields == "reject":
-                raise _Reject(
-                    "unknown_field", name, f"tag {name} is not in the schema and this source rejects unknown fields."
-                )
-        label_set = self._finish(measures, labels, record.fields)
+        self._measures_checked(measures, record.fields)
+        tags = record.tags
+        if tags and not self.infer and self.unknown_fields != "labels":
+            kept = []
+            for name, value in tags.items():
+                if name in self.labels:
+                    kept.append((name, value))
+                elif self.unknown_fields == "reject":
+                    raise _Reject(
+                        "unknown_field",
+                        name,
+                        f"tag {name} is not in the schema and this source rejects unknown fields.",
+                    )
+            label_set = self._labels_checked(tuple(kept))
+        else:
+            label_set = self._labels_checked(tuple(tags.items()) if tags else ())
         measurement = record.measurement or ""
+        metric_names = self._metric_names
         for name, number in measures:
-            if self.metric_with_measurement and measurement:
-                metric = measurement if name == "value" else f"{measurement}.{name}"
-            else:
-                metric = name
-            if len(metric) > MAX_METRIC_NAME_LENGTH:
-                raise _Reject(
-                    "metric_too_long",
-                    name,
-                    f"metric {metric[:40]}… is longer than {MAX_METRIC_NAME_LENGTH} characters.",
-                )
+            metric = metric_names.get((measurement, name))
+            if metric is None:
+                metric = self._metric_name(measurement, name)
             out.append(((metric, label_set), moment, number, position))
+
+    def _metric_name(self, measurement: str, name: str) -> str:
+        if self.metric_with_measurement and measurement:
+            metric = measurement if name == "value" else f"{measurement}.{name}"
+        else:
+            metric = name
+        if len(metric) > MAX_METRIC_NAME_LENGTH:
+            raise _Reject(
+                "metric_too_long", name, f"metric {metric[:40]}... is longer than {MAX_METRIC_NAME_LENGTH} characters."
+            )
+        if len(self._metric_names) > _CACHE_LIMIT:
+            self._metric_names.clear()
+        self._metric_names[(measurement, name)] = metric
+        return metric
 
     def validate(self, records: Sequence[Record], *, received_at: datetime) -> ValidationResult:
         """Validate records; records without a time get `received_at` (the time the server took the batch)."""
         result = ValidationResult()
         points = result.points
+        times: dict = {}
         for position, record in enumerate(records):
             mark = len(points)
             try:
                 if record.measurement is not None:
-                    self._line_points(record, position, received_at, points)
+                    self._line_points(record, position, received_at, points, times)
                 else:
-                    self._object_points(record, position, received_at, points)
+                    self._object_points(record, position, received_at, points, times)
             except _Reject as reject:
                 del points[mark:]
                 result.errors.append(

@@ -23,7 +23,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from apps.ingestion.metrics import INGEST_REQUESTS_REFUSED
 from apps.ingestion.models import PayloadFormat, Transport
 from apps.ingestion.records import ParseResult, PayloadError
-from apps.ingestion.services import IngestRefused, IngestResult, batch_ingest, payload_dead_letter
+from apps.ingestion.services import (
+    IngestRefused,
+    IngestResult,
+    batch_ingest,
+    batch_ingest_line_protocol,
+    payload_dead_letter,
+)
 from apps.sources.services import WriteKeyGrant, write_key_authenticate
 
 logger = logging.getLogger(__name__)
@@ -220,20 +226,16 @@ def _influx_write(request: HttpRequest, *, slug: str, precision: str, transport:
         raise _Refusal(400, "invalid", f"invalid precision {precision!r}: use one of {', '.join(allowed)}")
     body = _read_body(request)
     context = {"precision": precision}
-
-    def parse() -> ParseResult:
-        from apps.ingestion.parsers.line_protocol import line_protocol_parse
-
-        return line_protocol_parse(body, precision=precision)
-
-    parsed = _parse_or_dead_letter(
-        source_id=grant.source_id, body=body, parse=parse, transport=transport,
-        payload_format=PayloadFormat.LINE, context=context,
-    )  # fmt: skip
-    result = batch_ingest(
-        source_id=grant.source_id, parsed=parsed, transport=transport, payload_format=PayloadFormat.LINE,
-        context=context,
-    )  # fmt: skip
+    try:
+        result = batch_ingest_line_protocol(
+            source_id=grant.source_id, body=body, precision=precision, transport=transport, context=context
+        )
+    except PayloadError as error:
+        payload_dead_letter(
+            source_id=grant.source_id, error=error, raw=body.decode("utf-8", errors="replace"), transport=transport,
+            payload_format=PayloadFormat.LINE, context=context,
+        )  # fmt: skip
+        raise _Refusal(400, error.code, error.message) from error
     if result.errors:
         first = result.errors[0]
         # InfluxDB stores the good lines and answers 400 "partial write" naming the first bad one.

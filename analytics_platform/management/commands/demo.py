@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from analytics_platform.management.commands.demo_data import simulator_write_keys
 from analytics_platform.service_checks import postgres_problem, redis_problem
 
 
@@ -68,6 +69,8 @@ class Command(BaseCommand):
             "WEB_PORT": str(port),
             "WEB_HOST": host,
             "DEMO_PASSWORD": password,
+            # The simulator writes through the real ingest API with keys made for this run.
+            "SIMULATE_WRITE_KEYS": ",".join(f"{slug}={key}" for slug, key in simulator_write_keys().items()),
         }
         procfile = str(settings.BASE_DIR / "Procfile")
         self.stdout.write(f"Starting web, worker, beat, connectors and the simulator on http://{host}:{port}/ ...")

@@ -1,13 +1,71 @@
-"""Create the demo's objects. Each domain adds its part here as it lands (sources, dashboards, alerts)."""
+"""Create the demo's objects: an organisation, the simulator's three sources. Domains add theirs here as they land."""
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+
+from apps.access.models import Membership, MembershipRole, Organization
+
+DEMO_ORGANIZATION = ("demo", "Demo Manufacturing")
+# slug -> (name, schema definition). The factory declares sensor ranges so out-of-range readings show up as dead
+# letters; the event sources infer their fields.
+DEMO_SOURCES: dict[str, tuple[str, dict]] = {
+    "demo-factory": (
+        "Factory sensors",
+        {
+            "measures": {
+                "temperature": {"type": "number", "min": -40, "max": 250},
+                "vibration": {"type": "number", "min": 0, "max": 100},
+                "pressure": {"type": "number", "min": 0, "max": 1000},
+            },
+            "labels": {"device": {"required": True}, "facility": {"required": True}},
+        },
+    ),
+    "demo-marketing": ("Web and app events", {}),
+    "demo-business": ("ERP and finance events", {}),
+}
+SIMULATOR_KEY_NAME = "demo simulator"
 
 
 class Command(BaseCommand):
     help = "Create demo objects (idempotent)."
 
     def handle(self, *args, **options) -> None:
-        # Nothing beyond the admin user exists yet; sources and dashboards add their demo objects here.
-        self.stdout.write("Demo data is up to date.")
+        from apps.sources.models import Source
+        from apps.sources.services import source_create
+
+        slug, name = DEMO_ORGANIZATION
+        organization, _ = Organization.objects.get_or_create(slug=slug, defaults={"name": name})
+        admin = get_user_model().objects.filter(username="admin").first()
+        if admin is not None:
+            Membership.objects.get_or_create(
+                organization=organization, user=admin, defaults={"role": MembershipRole.ADMIN}
+            )
+        created = []
+        for source_slug, (source_name, schema) in DEMO_SOURCES.items():
+            if Source.objects.filter(slug=source_slug).exists():
+                continue
+            source_create(
+                organization=organization,
+                name=source_name,
+                slug=source_slug,
+                schema_definition=schema,
+                created_by=admin,
+            )
+            created.append(source_slug)
+        self.stdout.write(f"Demo data is up to date (new sources: {', '.join(created) or 'none'}).")
+
+
+def simulator_write_keys() -> dict[str, str]:
+    """Fresh write keys for the demo simulator, one per demo source; the previous run's keys are revoked."""
+    from apps.sources.models import Source, SourceWriteKey
+    from apps.sources.services import write_key_create, write_key_revoke
+
+    for key in SourceWriteKey.objects.filter(name=SIMULATOR_KEY_NAME, revoked_at__isnull=True):
+        write_key_revoke(key=key)
+    keys = {}
+    for source in Source.objects.filter(slug__in=list(DEMO_SOURCES)):
+        _, raw_key = write_key_create(source=source, name=SIMULATOR_KEY_NAME)
+        keys[source.slug] = raw_key
+    return keys

@@ -17,6 +17,9 @@ class Command(BaseCommand):
         parser.add_argument("--poll-seconds", type=float, default=5.0, help="How often to look for source changes.")
 
     def handle(self, *args, poll_seconds: float, **options) -> None:
+        # Importing registers the MQTT and Kafka providers; only this process runs connectors.
+        import apps.ingestion.connectors.providers  # noqa: F401
+
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())

@@ -170,7 +170,7 @@ def line_protocol_parse(body: bytes | str, *, precision: str = "ns", now_ns: int
         try:
             measurement, tags, fields, time_ns = _line_parse_slow(content, multiplier)
         except _LineError as error:
-            quoted = content if len(content) <= _MESSAGE_LINE_MAX_CHARS else content[:_MESSAGE_LINE_MAX_CHARS] + "…"
+            quoted = _clip(content, _MESSAGE_LINE_MAX_CHARS)
             errors.append(
                 RecordError(index, ERROR_CODE, f"unable to parse '{quoted}': {error.reason}", error.field, line)
             )
@@ -348,7 +348,7 @@ def _field_value(value: str, field_key: str) -> object:
         kind = "integer" if suffix == "i" else "unsigned"
         # int() refuses over 4,300 digits, and nothing over 20 significant digits fits anyway.
         if len(digits.lstrip("0")) > 20:
-            raise _LineError(f"unable to parse {kind} {body}: value out of range", field_key)
+            raise _LineError(f"unable to parse {kind} {_clip(body, 40)}: value out of range", field_key)
         number = int(body)
         if (suffix == "i" and not _INT_MIN <= number <= _INT_MAX) or (suffix == "u" and number > _UINT_MAX):
             raise _LineError(f"unable to parse {kind} {body}: value out of range", field_key)
@@ -360,8 +360,13 @@ def _field_value(value: str, field_key: str) -> object:
     except ValueError:
         raise _LineError("invalid number", field_key) from None
     if number_float - number_float:  # inf - inf is NaN, which is truthy
-        raise _LineError(f"invalid float {value}: value out of range", field_key)
+        raise _LineError(f"invalid float {_clip(value, 40)}: value out of range", field_key)
     return number_float
+
+
+def _clip(text: str, limit: int) -> str:
+    """Text cut to a length fit for an error message."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _timestamp_ns(text: str, multiplier: int) -> int:

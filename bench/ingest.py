@@ -1,0 +1,338 @@
+"""Ingest throughput: line protocol (/api/v2/write) and JSON (/api/v1/sources/<slug>/ingest) vs InfluxDB 1.x.
+
+Same run, same machine, same bodies: 1,000 series (device x facility, like the factory), one field per line,
+batches of 5,000 points, several concurrent keep-alive clients. Our endpoints answer only after PostgreSQL's
+commit (synchronous_commit on); InfluxDB 1.x answers after its WAL write. Bodies are built before the clock
+starts, so the client measures the servers, not itself.
+
+The server is the production setup: daphne with prod settings. `BENCH_INGEST_WEB_PROCESSES` (default 1) runs
+several daphne processes on one port (SO_REUSEPORT via --fd is not available in daphne, so each gets its own
+port and clients spread over them round-robin, as a load balancer would).
+
+A stage profile runs the same batches in-process through each step of the write path (parse, validate, series
+ids, COPY + commit) to say where the time goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bench.influx import Influx, InfluxUnavailable, process_cpu_seconds
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BENCH_DATABASE = "analytics_bench_ingest"
+BATCH_POINTS = 5_000
+SERIES = 1_000
+FACILITIES = 5
+# Live data: points start at the whole minute the module is loaded, so they land after the rollup watermark like
+# a live feed does (older points would take the late-data path, which re-aggregates their buckets at once).
+START_EPOCH = int(time.time()) // 60 * 60
+
+
+def _log(message: str) -> None:
+    print(f"[bench ingest] {message}", file=sys.stderr, flush=True)
+
+
+def _environment() -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "analytics_platform.settings.prod",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}"),
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"),
+        "SECURE_SSL_REDIRECT": "false",
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
+        "LOG_LEVEL": "WARNING",
+        "STATIC_ROOT": str(REPO_ROOT / "var" / "bench-static"),
+        # A run writes up to an hour of 1 Hz data ahead of the clock; the future guard must not refuse it.
+        "INGEST_MAX_FUTURE_SECONDS": str(86400),
+        "INGEST_MAX_IN_FLIGHT": "16",
+    }
+
+
+def _manage(environment: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=environment, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def _prepare(environment: dict[str, str]) -> str:
+    """A fresh database with one inferred source; returns its write key."""
+    subprocess.run(
+        ["dropdb", "--if-exists", "-h", "127.0.0.1", "-U", "postgres", BENCH_DATABASE], check=True, capture_output=True
+    )
+    _manage(environment, "check_services", "--create-database")
+    _manage(environment, "migrate", "--noinput")
+    script = (
+        "from apps.access.models import Organization; from apps.sources.services import source_create; "
+        "o, _ = Organization.objects.get_or_create(slug='bench', defaults={'name': 'Bench'}); "
+        "s, key = source_create(organization=o, name='Bench', slug='bench'); print(key)"
+    )
+    return _manage(environment, "shell", "-c", script).strip().splitlines()[-1]
+
+
+def _series_tags() -> list[str]:
+    return [f"device=d{index:04d},facility=f{index % FACILITIES + 1}" for index in range(SERIES)]
+
+
+def _line_bodies(batches: int, *, first_second: int) -> list[bytes]:
+    """Line protocol, 5,000 points a batch: 5 seconds of 1,000 series, one float field each."""
+    tags = _series_tags()
+    seconds_per_batch = BATCH_POINTS // SERIES
+    bodies = []
+    for batch in range(batches):
+        lines = []
+        for offset in range(seconds_per_batch):
+            second = START_EPOCH + first_second + batch * seconds_per_batch + offset
+            stamp = second * 1_000_000_000
+            for index, tag in enumerate(tags):
+                value = 20.0 + (index % 17) * 0.5 + (second % 60) * 0.01
+                lines.append(f"factory,{tag} temperature={value} {stamp}")
+        bodies.append(("\n".join(lines) + "\n").encode())
+    return bodies
+
+
+def _json_bodies(batches: int, *, first_second: int) -> list[bytes]:
+    """The same kind of points as JSON records (epoch-second times), 5,000 a batch."""
+    seconds_per_batch = BATCH_POINTS // SERIES
+    bodies = []
+    for batch in range(batches):
+        records = []
+        for offset in range(seconds_per_batch):
+            second = START_EPOCH + first_second + batch * seconds_per_batch + offset
+            for index in range(SERIES):
+                records.append(
+                    {"time": second, "device": f"d{index:04d}", "facility": f"f{index % FACILITIES + 1}",
+                     "temperature": 20.0 + (index % 17) * 0.5 + (second % 60) * 0.01}
+                )  # fmt: skip
+        bodies.append(json.dumps(records, separators=(",", ":")).encode())
+    return bodies
+
+
+def _send_all(
+    *, ports: list[int], path: str, headers: dict[str, str], bodies: list[bytes], clients: int, expect: int
+) -> dict:
+    """Send bodies from `clients` threads (each its own keep-alive connection); points/s and latency."""
+    next_body = iter(range(len(bodies)))
+    lock = threading.Lock()
+    latencies: list[float] = []
+    failures: list[str] = []
+
+    def client(number: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", ports[number % len(ports)], timeout=300)
+        while True:
+            with lock:
+                index = next(next_body, None)
+            if index is None:
+                break
+            started = time.perf_counter()
+            connection.request("POST", path, body=bodies[index], headers=headers)
+            response = connection.getresponse()
+            text = response.read()
+            elapsed = time.perf_counter() - started
+            with lock:
+                latencies.append(elapsed * 1000)
+                if response.status != expect:
+                    failures.append(f"{response.status}: {text[:300]!r}")
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(number,)) for number in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    if failures:
+        raise RuntimeError(f"{len(failures)} requests failed, first: {failures[0]}")
+    ordered = sorted(latencies)
+    points = len(bodies) * BATCH_POINTS
+    return {
+        "points": points,
+        "seconds": round(seconds, 2),
+        "points_per_second": round(points / seconds),
+        "batch_latency_ms": {
+            "median": round(statistics.median(ordered), 1),
+            "p95": round(ordered[int(len(ordered) * 0.95) - 1], 1),
+        },
+    }
+
+
+def _start_web(environment: dict[str, str], count: int) -> list[tuple[subprocess.Popen, int]]:
+    servers = []
+    for _ in range(count):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "analytics_platform.asgi:application"],
+            cwd=REPO_ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        servers.append((process, port))
+    deadline = time.monotonic() + 60
+    for process, port in servers:
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                connection.request("GET", "/ping")
+                if connection.getresponse().status == 204:
+                    break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("daphne did not start")
+            time.sleep(0.2)
+    return servers
+
+
+def _database_cpu_seconds(database: str) -> float:
+    """CPU seconds of every PostgreSQL backend connected to the bench database (for the split of work)."""
+    result = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-Atc",
+         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    total = 0.0
+    for pid in result.stdout.split():
+        with contextlib.suppress(OSError, ValueError):  # a backend may exit between listing and reading
+            total += process_cpu_seconds(int(pid))
+    return total
+
+
+def _stage_profile(environment: dict[str, str], key: str) -> dict:
+    """Run batches through each stage in a child process with prod settings; seconds per 5,000 points each."""
+    script = r"""
+import json, time
+import django
+django.setup()
+from django.db import transaction
+from apps.ingestion.parsers.line_protocol import line_protocol_parse
+from apps.ingestion.parsers.json_records import json_records_parse
+from apps.ingestion.services import ingest_target_get, _series_ids
+from apps.sources.models import Source
+from apps.storage.services import points_write
+from django.utils import timezone
+from bench.ingest import _line_bodies, _json_bodies
+source = Source.objects.get(slug="bench")
+target = ingest_target_get(source_id=source.id)
+result = {}
+for name, bodies, parse in (("line", _line_bodies(8, first_second=4_000), line_protocol_parse),
+                            ("json", _json_bodies(8, first_second=4_100), json_records_parse)):
+    stages = {"parse": [], "validate": [], "series_ids": [], "copy_commit": []}
+    for body in bodies:
+        t0 = time.perf_counter(); parsed = parse(body)
+        t1 = time.perf_counter(); validated = target.validator.validate(parsed.records, received_at=timezone.now())
+        t2 = time.perf_counter()
+        with transaction.atomic():
+            ids, _ = _series_ids(target, validated.points)
+            rows = [(ids[k], m, v) for k, m, v, _ in validated.points]
+            t3 = time.perf_counter()
+            points_write(points=rows, schema_id=target.schema_id)
+        t4 = time.perf_counter()
+        for stage, seconds in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            stages[stage].append(seconds)
+    medians = {stage: sorted(values)[len(values) // 2] for stage, values in stages.items()}
+    total = sum(medians.values())
+    result[name] = {stage: {"ms_per_batch": round(seconds * 1000, 1), "share": round(seconds / total, 3)}
+                    for stage, seconds in medians.items()}
+    result[name]["points_per_second_one_core"] = round(5000 / total)
+print(json.dumps(result))
+"""
+    output = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, check=False
+    )
+    if output.returncode != 0:
+        return {"error": output.stderr[-2000:]}
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def run(*, quick: bool = False) -> dict:
+    """Points per second through our line-protocol and JSON endpoints and into InfluxDB 1.x, same bodies."""
+    batches = 40 if quick else 300
+    clients = int(os.environ.get("BENCH_INGEST_CLIENTS", "4"))
+    web_processes = int(os.environ.get("BENCH_INGEST_WEB_PROCESSES", "1"))
+    environment = _environment()
+    _log("preparing database")
+    key = _prepare(environment)
+    _log(f"building {batches} bodies per endpoint")
+    line_bodies = _line_bodies(batches, first_second=0)
+    json_bodies = _json_bodies(batches, first_second=batches * 5)
+    warmup_line = _line_bodies(4, first_second=3_800)  # after every measured batch (at most 3,000 s)
+    result: dict = {
+        "batch_points": BATCH_POINTS,
+        "series": SERIES,
+        "clients": clients,
+        "web_processes": web_processes,
+        "durability": "ours: answered after PostgreSQL COMMIT (synchronous_commit=on); InfluxDB: after its WAL write",
+    }
+    servers = _start_web(environment, web_processes)
+    ports = [port for _, port in servers]
+    try:
+        auth = {"Authorization": f"Token {key}", "Content-Type": "text/plain"}
+        _send_all(ports=ports, path="/api/v2/write?bucket=bench&precision=ns", headers=auth, bodies=warmup_line,
+                  clients=clients, expect=204)  # fmt: skip
+        for name, path, headers, bodies, expect in (
+            ("ours_line_protocol", "/api/v2/write?bucket=bench&precision=ns", auth, line_bodies, 204),
+            ("ours_json", "/api/v1/sources/bench/ingest",
+             {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}, json_bodies, 200),
+        ):  # fmt: skip
+            _log(f"{name}: {len(bodies)} batches, {clients} clients")
+            web_cpu = sum(process_cpu_seconds(process.pid) for process, _ in servers)
+            database_cpu = _database_cpu_seconds(BENCH_DATABASE)
+            measured = _send_all(ports=ports, path=path, headers=headers, bodies=bodies, clients=clients, expect=expect)
+            measured["web_cpu_seconds"] = round(sum(process_cpu_seconds(p.pid) for p, _ in servers) - web_cpu, 1)
+            measured["postgres_cpu_seconds"] = round(_database_cpu_seconds(BENCH_DATABASE) - database_cpu, 1)
+            result[name] = measured
+            _log(f"{name}: {measured['points_per_second']:,} points/s")
+    finally:
+        for process, _ in servers:
+            process.terminate()
+            process.wait(timeout=20)
+    try:
+        influx = Influx()
+    except InfluxUnavailable as error:
+        result["influxdb"] = {"error": str(error)}
+        influx = None
+    if influx is not None:
+        try:
+            result["influxdb_version"] = influx.version
+            connection = influx.connection()
+            connection.request("POST", "/query?q=CREATE+DATABASE+bench")
+            connection.getresponse().read()
+            _send_all(ports=[influx.port], path="/write?db=bench&precision=ns", headers={}, bodies=warmup_line,
+                      clients=clients, expect=204)  # fmt: skip
+            _log(f"influxdb: {len(line_bodies)} batches, {clients} clients")
+            cpu_before = influx.cpu_seconds()
+            measured = _send_all(ports=[influx.port], path="/write?db=bench&precision=ns", headers={},
+                                 bodies=line_bodies, clients=clients, expect=204)  # fmt: skip
+            measured["influxd_cpu_seconds"] = round(influx.cpu_seconds() - cpu_before, 1)
+            result["influxdb"] = measured
+            _log(f"influxdb: {measured['points_per_second']:,} points/s")
+        finally:
+            influx.stop()
+        reference = result["influxdb"]["points_per_second"]
+        result["reference"] = "influxdb"
+        result["ratio_line_protocol_to_influxdb"] = round(
+            result["ours_line_protocol"]["points_per_second"] / reference, 3
+        )
+        result["ratio_json_to_influxdb"] = round(result["ours_json"]["points_per_second"] / reference, 3)
+    _log("stage profile")
+    result["stage_profile"] = _stage_profile(environment, key)
+    result["load_average"] = os.getloadavg()
+    return result

@@ -1,0 +1,98 @@
+"""MQTT and Kafka sources become connector specs: enabling, pausing and editing a source changes what runs."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import pytest
+from django.core.management import call_command
+
+from apps.ingestion.connectors import providers
+from apps.ingestion.connectors.kafka import KafkaConnector
+from apps.ingestion.connectors.mqtt import MqttConnector
+from apps.sources.services import source_set_enabled, source_update
+from tests.ingestion.factories import source_with_key
+from worker.connectors import ConnectorSupervisor, connector_providers
+
+# The providers close stale connections (they run for days in the supervisor), which a test transaction forbids.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _specs(provider) -> dict[str, str]:
+    return {spec.key: spec.fingerprint for spec in provider()}
+
+
+def test_mqtt_specs_follow_enabling_pausing_and_editing(settings):
+    settings.MQTT_URL = "mqtt://127.0.0.1:1883"
+    source, _ = source_with_key(slug="plant", kind="mqtt", config={"topic": "plant/+/telemetry"})
+    source_with_key(slug="web", kind="http")
+    first = _specs(providers.mqtt_connector_specs)
+    assert list(first) == ["mqtt:plant"]
+    assert _specs(providers.mqtt_connector_specs) == first  # nothing changed: same fingerprint, keeps running
+
+    source_update(source=source, config={"topic": "plant/+/telemetry", "format": "line"})
+    edited = _specs(providers.mqtt_connector_specs)
+    assert edited["mqtt:plant"] != first["mqtt:plant"]
+
+    settings.MQTT_URL = "mqtt://broker.internal:1883"
+    assert _specs(providers.mqtt_connector_specs)["mqtt:plant"] != edited["mqtt:plant"]
+
+    source_set_enabled(source=source, enabled=False)
+    assert _specs(providers.mqtt_connector_specs) == {}
+    source_set_enabled(source=source, enabled=True)
+    assert list(_specs(providers.mqtt_connector_specs)) == ["mqtt:plant"]
+
+
+def test_mqtt_spec_builds_a_connector_for_the_source(settings):
+    settings.MQTT_URL = "mqtt://user:secret@127.0.0.1:1884"
+    source, _ = source_with_key(slug="plant", kind="mqtt", config={"topic": "plant/#", "qos": 0, "topic_label": True})
+    (spec,) = providers.mqtt_connector_specs()
+    connector = spec.build()
+    assert isinstance(connector, MqttConnector)
+    assert (connector.source_id, connector.topic, connector.qos, connector.topic_label) == (
+        source.id,
+        "plant/#",
+        0,
+        True,
+    )
+    assert (connector.broker.host, connector.broker.port, connector.broker.username) == ("127.0.0.1", 1884, "user")
+    assert connector.client_id.startswith("analytics-plant-")
+
+
+def test_kafka_specs_need_bootstrap_servers_and_warn_once(settings, caplog, monkeypatch):
+    monkeypatch.setattr(providers, "_kafka_unconfigured_warned", False)
+    settings.KAFKA_BOOTSTRAP_SERVERS = ""
+    source, _ = source_with_key(slug="orders", kind="kafka", config={"topics": ["orders"], "group_id": "g1"})
+    with caplog.at_level(logging.WARNING, logger=providers.__name__):
+        assert providers.kafka_connector_specs() == []
+        assert providers.kafka_connector_specs() == []
+    warnings = [record for record in caplog.records if "KAFKA_BOOTSTRAP_SERVERS" in record.getMessage()]
+    assert len(warnings) == 1
+    assert "orders" in warnings[0].getMessage()
+
+    settings.KAFKA_BOOTSTRAP_SERVERS = "kafka-1:9092"
+    first = _specs(providers.kafka_connector_specs)
+    assert list(first) == ["kafka:orders"]
+    (spec,) = providers.kafka_connector_specs()
+    connector = spec.build()
+    assert isinstance(connector, KafkaConnector)
+    assert connector.consumer_config()["group.id"] == "g1"
+    assert connector.consumer_config()["bootstrap.servers"] == "kafka-1:9092"
+
+    settings.KAFKA_BOOTSTRAP_SERVERS = "kafka-1:9092,kafka-2:9092"
+    assert _specs(providers.kafka_connector_specs)["kafka:orders"] != first["kafka:orders"]
+    source_update(source=source, config={"topics": ["orders", "refunds"]})
+    assert _specs(providers.kafka_connector_specs)["kafka:orders"] != first["kafka:orders"]
+    source_set_enabled(source=source, enabled=False)
+    assert providers.kafka_connector_specs() == []
+
+
+def test_run_connectors_supervises_the_mqtt_and_kafka_providers(monkeypatch):
+    seen: list[list] = []
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # keep pytest's own SIGINT handling
+    monkeypatch.setattr(ConnectorSupervisor, "serve", lambda self, *, stop: seen.append(self.providers))
+    call_command("run_connectors", poll_seconds=0.1)
+    assert providers.mqtt_connector_specs in seen[0]
+    assert providers.kafka_connector_specs in seen[0]
+    assert providers.mqtt_connector_specs in connector_providers()
