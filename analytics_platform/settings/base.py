@@ -80,12 +80,17 @@ TEMPLATES = [
 
 def database_settings(database_url_default: Any = REQUIRED) -> dict:
     """DATABASES from DATABASE_URL (required unless a default is given) and the connection variables."""
-    default = {
-        **env_database("DATABASE_URL", database_url_default),
-        "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
-        "CONN_HEALTH_CHECKS": True,
-    }
+    default = {**env_database("DATABASE_URL", database_url_default), "CONN_HEALTH_CHECKS": True}
     default["OPTIONS"].setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1))
+    pool_size = env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=0)
+    if pool_size:
+        # Under ASGI every request runs its sync code in a fresh thread, so per-thread persistent connections
+        # (CONN_MAX_AGE) would open a connection per request and leave the old ones behind. A psycopg pool
+        # shared by the process's threads hands connections back at the end of each request instead.
+        default["CONN_MAX_AGE"] = 0
+        default["OPTIONS"]["pool"] = {"min_size": min(2, pool_size), "max_size": pool_size, "timeout": 10}
+    else:
+        default["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0)
     return {"default": default}
 
 

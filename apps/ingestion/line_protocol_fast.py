@@ -33,6 +33,7 @@ class FastLines:
     """Rows from lines of known series, and the lines (with their number) that need the careful path."""
 
     rows: list[tuple[int, datetime, float]] = field(default_factory=list)
+    row_lines: list[int] = field(default_factory=list)  # the line number of each row, to keep body order
     accepted: int = 0
     careful: list[tuple[int, str]] = field(default_factory=list)
 
@@ -43,7 +44,7 @@ def line_protocol_rows(
     """Split a decoded line-protocol body: known-series lines become rows, the rest are handed back."""
     result = FastLines()
     careful = result.careful
-    rows = result.rows
+    rows, row_lines = result.rows, result.row_lines
     multiplier = PRECISION_NS[precision]
     if validator.required_measures or not cache:
         # Required measures need a whole-record check; an empty cache means nothing is known yet.
@@ -103,6 +104,7 @@ def line_protocol_rows(
             careful.append((index, line))
             continue
         rows.extend(line_rows)
+        row_lines.extend([index] * len(line_rows))
         result.accepted += 1
     return result
 

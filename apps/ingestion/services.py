@@ -309,7 +309,8 @@ def batch_ingest_line_protocol(
         error.index = numbers[error.index]
     validated = target.validator.validate(parsed.records, received_at=received_at)
     result = _batch_store(
-        target=target, ready_rows=fast.rows, ready_records=fast.accepted, records=parsed.records,
+        target=target, ready_rows=fast.rows, ready_records=fast.accepted, ready_lines=fast.row_lines,
+        records=parsed.records,
         validated=validated, errors=parsed.errors + validated.errors, transport=transport,
         payload_format=PayloadFormat.LINE, received_at=received_at, context=context,
         enforce_rate_limit=enforce_rate_limit, started=started,
@@ -333,6 +334,7 @@ def _batch_store(
     target: IngestTarget,
     ready_rows: list[tuple[int, datetime, float]],
     ready_records: int,
+    ready_lines: list[int] | None = None,
     records: Sequence[Record],
     validated: Any,
     errors: list[RecordError],
@@ -366,7 +368,15 @@ def _batch_store(
             points, limit_errors = _series_limit_errors(target, records, points, refused)
             errors = errors + limit_errors
             accepted -= len(limit_errors)
-        rows = ready_rows + [(ids[key], moment, value) for key, moment, value, _ in points]
+        rows = [(ids[key], moment, value) for key, moment, value, _ in points]
+        if ready_rows and rows and ready_lines is not None:
+            # Within a batch the last point for a series and time wins, in body order: interleave by line.
+            numbered = [(line, row) for line, row in zip(ready_lines, ready_rows, strict=True)]
+            numbered += [(records[point[3]].index, row) for point, row in zip(points, rows, strict=True)]
+            numbered.sort(key=lambda pair: pair[0])
+            rows = [row for _, row in numbered]
+        else:
+            rows = ready_rows + rows
         if rows:
             write = points_write(points=rows, schema_id=target.schema_id)
             result.upserted = write.upserted

@@ -114,6 +114,8 @@ def main(argv: list[str]) -> int:
             environment = {
                 **os.environ,
                 "DATABASE_URL": url,
+                # PGlite serves one connection at a time; a pool would hold two.
+                "DATABASE_POOL_MAX_SIZE": "0",
                 "STORAGE_BACKEND": "timescaledb",
                 SESSION_FLAG: "1",
                 "PYTHONUNBUFFERED": "1",
