@@ -1,0 +1,48 @@
+"""Ingest figures on /metrics: per-process counters, and rates and connector lag read from Redis."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from apps.ingestion.metrics import connector_state_publish
+from apps.ingestion.stats import WINDOW_SECONDS, stats_record
+from tests.ingestion.factories import source_with_key
+
+pytestmark = pytest.mark.django_db
+
+
+def _value(text: str, name: str, **labels: str) -> float | None:
+    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    match = re.search(rf"^{re.escape(name)}\{{{re.escape(wanted)}\}} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def test_ingested_and_refused_records_show_on_metrics(client):
+    _, key = source_with_key(slug="metered", schema_mode="strict", schema={"measures": {"t": {"max": 5}}})
+    before = client.get("/metrics").content.decode()
+    stored_before = _value(before, "analytics_ingest_points_total", source="metered", transport="http") or 0
+    records = [{"time": "2026-01-01T00:00:00Z", "t": 1}, {"time": "2026-01-01T00:00:01Z", "t": 9}]
+    response = client.post("/api/v1/sources/metered/ingest", json.dumps(records), content_type="application/json",
+                           headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    assert response.json()["rejected"] == 1, response.content
+    text = client.get("/metrics").content.decode()
+    assert _value(text, "analytics_ingest_points_total", source="metered", transport="http") == stored_before + 1
+    assert (_value(text, "analytics_ingest_rejected_total", code="out_of_range", source="metered") or 0) >= 1
+
+
+def test_rates_and_connector_lag_come_from_redis(client):
+    source, _ = source_with_key(slug="rated")
+    # A full minute of windows, so the rate is 600 points over 60 s.
+    import time
+
+    now = time.time()
+    for back in range(1, 7):
+        stats_record(source_id=source.pk, points=100, records=100, rejected=0, now=now - back * WINDOW_SECONDS)
+    connector_state_publish(connector="mqtt:rated", lag=12, lag_seconds=0.5, batches=3)
+    text = client.get("/metrics").content.decode()
+    assert _value(text, "analytics_ingest_points_per_second", source="rated") == pytest.approx(10.0)
+    assert _value(text, "analytics_connector_lag", connector="mqtt:rated") == 12.0
+    assert _value(text, "analytics_connector_lag_seconds", connector="mqtt:rated") == 0.5
