@@ -212,6 +212,11 @@ def _series_limit_errors(
     return [point for point in points if point[3] not in bad_positions], errors
 
 
+def _storable(text: str) -> str:
+    """PostgreSQL text cannot hold NUL characters; keep them visible as the JSON escape \\u0000."""
+    return text.replace("\x00", "\\u0000") if "\x00" in text else text
+
+
 def dead_letters_store(
     *,
     source_id: int,
@@ -231,11 +236,11 @@ def dead_letters_store(
             schema_version=schema_version,
             transport=transport,
             payload_format=payload_format,
-            raw=error.raw,
+            raw=_storable(error.raw),
             record_index=error.index,
             error_code=error.code,
-            error_field=error.field or "",
-            error_message=error.message,
+            error_field=_storable(error.field or "")[:200],
+            error_message=_storable(error.message),
             context=context or {},
             received_at=received_at,
         )

@@ -86,6 +86,7 @@ class RecordValidator:
         # Validated label sets and metric names: a source repeats a few thousand of them in every batch.
         self._label_sets: dict[tuple, LabelSet] = {}
         self._metric_names: dict[tuple[str, str], str] = {}
+        self._metric_names_ok: set[str] = set()
 
     # --- time -------------------------------------------------------------------------------------
     def _time_from_value(self, value: Any, name: str) -> datetime:
@@ -195,6 +196,9 @@ class RecordValidator:
         if cached is not None:
             return cached
         labels = {name: self._label_value(name, value) for name, value in items}
+        for name, value in labels.items():
+            if "\x00" in name or "\x00" in value:
+                raise _Reject("invalid_text", name, "label names and values cannot contain NUL (\\u0000) characters.")
         for name in self.required_labels:
             if name not in labels:
                 raise _Reject("missing_field", name, f"required label {name} is missing.")
@@ -210,6 +214,22 @@ class RecordValidator:
             self._label_sets.clear()
         self._label_sets[items] = label_set
         return label_set
+
+    def _metric_names_checked(self, measures: list[tuple[str, float]]) -> None:
+        """Field names become metric names: no NUL characters, bounded length (each name checked once)."""
+        known = self._metric_names_ok
+        for name, _ in measures:
+            if name in known:
+                continue
+            if "\x00" in name:
+                raise _Reject("invalid_text", name, "field names cannot contain NUL (\\u0000) characters.")
+            if len(name) > MAX_METRIC_NAME_LENGTH:
+                raise _Reject(
+                    "metric_too_long", name, f"field name {name[:40]}... is longer than {MAX_METRIC_NAME_LENGTH}."
+                )
+            if len(known) > _CACHE_LIMIT:
+                known.clear()
+            known.add(name)
 
     def _measures_checked(self, measures: list[tuple[str, float]], present: Any) -> None:
         for name in self.required_measures:
@@ -268,6 +288,7 @@ class RecordValidator:
             elif self.unknown_fields == "labels":
                 label_items.append((name, value))
         self._measures_checked(measures, fields)
+        self._metric_names_checked(measures)
         label_set = self._labels_checked(tuple(label_items))
         for metric, number in measures:
             out.append(((metric, label_set), moment, number, position))
@@ -334,6 +355,8 @@ class RecordValidator:
             metric = measurement if name == "value" else f"{measurement}.{name}"
         else:
             metric = name
+        if "\x00" in metric:
+            raise _Reject("invalid_text", name, "measurement and field names cannot contain NUL (\\u0000) characters.")
         if len(metric) > MAX_METRIC_NAME_LENGTH:
             raise _Reject(
                 "metric_too_long", name, f"metric {metric[:40]}... is longer than {MAX_METRIC_NAME_LENGTH} characters."
