@@ -10,6 +10,7 @@ from analytics_platform.metrics import metrics_view
 from analytics_platform.views import home
 from apps.access import api as access_api
 from apps.access import views as access_views
+from apps.dashboards import api as dashboards_api
 from apps.ingestion import api as ingestion_api
 from apps.ingestion import upload_api
 from apps.sources import api as sources_api
@@ -27,6 +28,26 @@ api_v1 = [
     path("series", storage_api.SeriesListView.as_view(), name="series-list"),
     path("series/metrics", storage_api.SeriesMetricsView.as_view(), name="series-metrics"),
     path("series/label-values", storage_api.SeriesLabelValuesView.as_view(), name="series-label-values"),
+    path("dashboards/", dashboards_api.DashboardListCreateView.as_view(), name="dashboard-list"),
+    path("dashboards/import", dashboards_api.DashboardImportView.as_view(), name="dashboard-import"),
+    path("dashboards/<slug:uid>/", dashboards_api.DashboardDetailView.as_view(), name="dashboard-detail"),
+    path(
+        "dashboards/<slug:uid>/versions/", dashboards_api.DashboardVersionListView.as_view(), name="dashboard-versions"
+    ),
+    path(
+        "dashboards/<slug:uid>/versions/<int:version>",
+        dashboards_api.DashboardVersionDetailView.as_view(),
+        name="dashboard-version-detail",
+    ),
+    path(
+        "dashboards/<slug:uid>/versions/<int:version>/restore",
+        dashboards_api.DashboardRestoreView.as_view(),
+        name="dashboard-restore",
+    ),
+    path(
+        "dashboards/<slug:uid>/duplicate", dashboards_api.DashboardDuplicateView.as_view(), name="dashboard-duplicate"
+    ),
+    path("dashboards/<slug:uid>/export", dashboards_api.DashboardExportView.as_view(), name="dashboard-export"),
     path("sources/", sources_api.SourceListCreateView.as_view(), name="source-list"),
     path("sources/<slug:slug>/", sources_api.SourceDetailView.as_view(), name="source-detail"),
     path("sources/<slug:slug>/pause", sources_api.SourcePauseView.as_view(), name="source-pause"),

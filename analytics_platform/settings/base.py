@@ -139,7 +139,12 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "var" / "static")))
 # Uploaded files (CSV/Parquet backfills): web writes them, the Celery worker reads them, so share this directory.
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 MEDIA_URL = "media/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    # Browser libraries from package.json (installed by `npm ci`), served as published under static/vendor/.
+    ("vendor/gridstack", BASE_DIR / "node_modules" / "gridstack" / "dist"),
+    ("vendor/plotly", BASE_DIR / "node_modules" / "plotly.js-dist-min"),
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -167,7 +172,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"SchemaModeEnum": "apps.sources.models.SchemaMode"},
+    "ENUM_NAME_OVERRIDES": {
+        "SchemaModeEnum": "apps.sources.models.SchemaMode",
+        "PanelTypeEnum": "apps.dashboards.models.PanelType",
+        "RefreshEnum": "apps.dashboards.models.Refresh",
+    },
 }
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)

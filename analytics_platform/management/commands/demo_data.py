@@ -1,4 +1,4 @@
-"""Create the demo's objects: an organisation, the simulator's three sources. Domains add theirs here as they land."""
+"""Create the demo's objects: an organisation, the simulator's three sources, three dashboards."""
 
 from __future__ import annotations
 
@@ -54,7 +54,15 @@ class Command(BaseCommand):
                 created_by=admin,
             )
             created.append(source_slug)
-        self.stdout.write(f"Demo data is up to date (new sources: {', '.join(created) or 'none'}).")
+        dashboards = []
+        if admin is not None:
+            from apps.dashboards.demo import demo_dashboards_create
+
+            dashboards = demo_dashboards_create(organization=organization, owner=admin)
+        self.stdout.write(
+            f"Demo data is up to date (new sources: {', '.join(created) or 'none'}; "
+            f"dashboards: {', '.join(dashboard.title for dashboard in dashboards) or 'none'})."
+        )
 
 
 def simulator_write_keys() -> dict[str, str]:

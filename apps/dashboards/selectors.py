@@ -1,0 +1,84 @@
+"""Reads for dashboards: lists and look-ups scoped to what a user may see, permissions, and the export document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, QuerySet
+
+from apps.access.models import MembershipRole
+from apps.access.selectors import organization_ids_for_user
+from apps.dashboards.documents import SCHEMA_VERSION
+from apps.dashboards.models import Dashboard, DashboardVersion
+
+EDITOR_ROLES = (MembershipRole.ADMIN, MembershipRole.EDITOR)
+
+
+def dashboard_list_for_user(
+    *, user: AbstractBaseUser, q: str | None = None, tag: str | None = None, folder: str | None = None
+) -> QuerySet[Dashboard]:
+    """Dashboards of the user's organisations (every one for superusers), by title; optionally filtered."""
+    dashboards = (
+        Dashboard.objects.select_related("organization", "owner")
+        .annotate(panel_count=Count("panels"))
+        .order_by("title", "id")
+    )
+    if not user.is_superuser:
+        dashboards = dashboards.filter(organization_id__in=organization_ids_for_user(user=user))
+    if q:
+        dashboards = dashboards.filter(title__icontains=q.strip())
+    if tag:
+        dashboards = dashboards.filter(tags__contains=[tag.strip()])
+    if folder is not None:
+        dashboards = dashboards.filter(folder=folder.strip())
+    return dashboards
+
+
+def dashboard_get_for_user(*, user: AbstractBaseUser, uid: str) -> Dashboard | None:
+    """The dashboard with this uid if the user may see it, else None."""
+    dashboards = Dashboard.objects.select_related("organization", "owner").filter(uid=uid)
+    if not user.is_superuser:
+        dashboards = dashboards.filter(organization_id__in=organization_ids_for_user(user=user))
+    return dashboards.first()
+
+
+def dashboard_can_edit(*, user: AbstractBaseUser, dashboard: Dashboard) -> bool:
+    """Whether the user may change the dashboard (organisation admin or editor, or superuser)."""
+    if user.is_superuser:
+        return True
+    return dashboard.organization_id in organization_ids_for_user(user=user, roles=EDITOR_ROLES)
+
+
+def dashboard_document(*, dashboard: Dashboard) -> dict[str, Any]:
+    """The dashboard as a document (the export format of `apps.dashboards.documents`)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "title": dashboard.title,
+        "folder": dashboard.folder,
+        "tags": list(dashboard.tags),
+        "variables": list(dashboard.variables),
+        "time_range": dict(dashboard.time_range),
+        "refresh": dashboard.refresh,
+        "panels": [
+            {
+                "key": panel.key,
+                "title": panel.title,
+                "type": panel.type,
+                "queries": panel.queries,
+                "options": panel.options,
+                "grid": panel.grid,
+            }
+            for panel in dashboard.panels.order_by("position", "id")
+        ],
+    }
+
+
+def dashboard_version_list(*, dashboard: Dashboard) -> QuerySet[DashboardVersion]:
+    """The saved versions of a dashboard, newest first."""
+    return dashboard.versions.select_related("created_by").order_by("-version")
+
+
+def dashboard_version_get(*, dashboard: Dashboard, version: int) -> DashboardVersion | None:
+    """One saved version of a dashboard, or None."""
+    return dashboard.versions.select_related("created_by").filter(version=version).first()
