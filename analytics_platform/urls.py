@@ -11,6 +11,7 @@ from analytics_platform.views import home
 from apps.access import api as access_api
 from apps.access import views as access_views
 from apps.dashboards import api as dashboards_api
+from apps.dashboards import views as dashboards_views
 from apps.ingestion import api as ingestion_api
 from apps.ingestion import upload_api
 from apps.sources import api as sources_api
@@ -97,6 +98,8 @@ urlpatterns = [
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("account/tokens/", access_views.api_tokens, name="api-tokens"),
     path("account/tokens/<int:token_id>/revoke/", access_views.api_token_revoke_view, name="api-token-revoke"),
+    path("dashboards/", dashboards_views.dashboard_list, name="dashboard-list"),
+    path("dashboards/<slug:uid>/", dashboards_views.dashboard_detail, name="dashboard-detail"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -7,12 +7,8 @@ import io
 import json
 
 import pytest
-from django.urls import include, path, resolve
-from django.urls.exceptions import Resolver404
 from rest_framework.test import APIClient
 
-from analytics_platform import urls as project_urls
-from apps.dashboards import api as dashboards_api
 from apps.dashboards.demo import demo_dashboards_create
 from apps.dashboards.documents import dashboard_document_clean
 from apps.dashboards.models import Dashboard, DashboardVersion, Panel
@@ -23,43 +19,6 @@ from tests.dashboards.factories import dashboard_make
 from tests.factories import organization_get, user_create
 
 pytestmark = pytest.mark.django_db
-
-# The routes analytics_platform/urls.py gets; these tests use them from here until it has them.
-DASHBOARD_ROUTES = [
-    path("dashboards/", dashboards_api.DashboardListCreateView.as_view(), name="dashboard-list"),
-    path("dashboards/import", dashboards_api.DashboardImportView.as_view(), name="dashboard-import"),
-    path("dashboards/<slug:uid>/", dashboards_api.DashboardDetailView.as_view(), name="dashboard-detail"),
-    path(
-        "dashboards/<slug:uid>/versions/", dashboards_api.DashboardVersionListView.as_view(), name="dashboard-versions"
-    ),
-    path(
-        "dashboards/<slug:uid>/versions/<int:version>",
-        dashboards_api.DashboardVersionDetailView.as_view(),
-        name="dashboard-version-detail",
-    ),
-    path(
-        "dashboards/<slug:uid>/versions/<int:version>/restore",
-        dashboards_api.DashboardRestoreView.as_view(),
-        name="dashboard-restore",
-    ),
-    path(
-        "dashboards/<slug:uid>/duplicate", dashboards_api.DashboardDuplicateView.as_view(), name="dashboard-duplicate"
-    ),
-    path("dashboards/<slug:uid>/export", dashboards_api.DashboardExportView.as_view(), name="dashboard-export"),
-]
-urlpatterns = [path("api/v1/", include((DASHBOARD_ROUTES, "api"), namespace="api")), *project_urls.urlpatterns]
-
-
-@pytest.fixture(autouse=True)
-def _dashboard_urls(settings):
-    """The project's URLconf if it routes dashboards already, else this module's (project routes plus dashboards)."""
-    try:
-        routed = resolve("/api/v1/dashboards/", urlconf="analytics_platform.urls")
-        has_routes = getattr(routed.func, "view_class", None) is dashboards_api.DashboardListCreateView
-    except Resolver404:
-        has_routes = False
-    if not has_routes:
-        settings.ROOT_URLCONF = __name__
 
 
 @pytest.fixture

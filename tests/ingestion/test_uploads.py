@@ -13,12 +13,9 @@ import pytest
 from celery.exceptions import Retry
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import OperationalError
-from django.urls import include, path, resolve
-from django.urls.exceptions import Resolver404
 from rest_framework.test import APIClient
 
-from analytics_platform import urls as project_urls
-from apps.ingestion import services, tasks, upload_api, uploads
+from apps.ingestion import services, tasks, uploads
 from apps.ingestion.models import DeadLetter, FileUpload, UploadStatus
 from apps.ingestion.parsers.tabular import csv_count_rows, csv_records, parquet_records
 from apps.ingestion.records import ParseResult, PayloadError
@@ -36,39 +33,10 @@ STRICT_SCHEMA = {
     "unknown_fields": "reject",
 }
 
-# The routes analytics_platform/urls.py gets; the API tests use them from here until it has them.
-UPLOAD_ROUTES = [
-    path("sources/<slug:slug>/uploads/", upload_api.UploadListCreateView.as_view(), name="upload-list"),
-    path("sources/<slug:slug>/uploads/<int:upload_id>", upload_api.UploadDetailView.as_view(), name="upload-detail"),
-    path(
-        "sources/<slug:slug>/uploads/<int:upload_id>/cancel",
-        upload_api.UploadCancelView.as_view(),
-        name="upload-cancel",
-    ),
-    path(
-        "sources/<slug:slug>/uploads/<int:upload_id>/resume",
-        upload_api.UploadResumeView.as_view(),
-        name="upload-resume",
-    ),
-]
-urlpatterns = [path("api/v1/", include((UPLOAD_ROUTES, "api"), namespace="api")), *project_urls.urlpatterns]
-
 
 @pytest.fixture(autouse=True)
 def _media(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")
-
-
-@pytest.fixture
-def upload_urls(settings):
-    """The project's URLconf if it routes uploads already, else this module's (project routes plus uploads)."""
-    try:
-        routed = resolve("/api/v1/sources/x/uploads/", urlconf="analytics_platform.urls")
-        has_routes = getattr(routed.func, "view_class", None) is upload_api.UploadListCreateView
-    except Resolver404:
-        has_routes = False
-    if not has_routes:
-        settings.ROOT_URLCONF = __name__
 
 
 # --- builders --------------------------------------------------------------------------------------
@@ -442,7 +410,7 @@ def _post_file(client: APIClient, slug: str, content: bytes, name: str = "readin
     )
 
 
-def test_api_upload_progress_list_cancel_resume(upload_urls, django_capture_on_commit_callbacks):
+def test_api_upload_progress_list_cancel_resume(django_capture_on_commit_callbacks):
     source, _ = source_with_key()
     editor = user_create(username="erin", role="editor")
     client = APIClient()
@@ -492,7 +460,7 @@ def test_api_upload_progress_list_cancel_resume(upload_urls, django_capture_on_c
     assert no_file.json()["field"] == "file"
 
 
-def test_api_cancel_a_queued_upload(upload_urls):
+def test_api_cancel_a_queued_upload():
     source, _ = source_with_key()
     client = APIClient()
     client.force_authenticate(user_create(username="erin", role="editor"))
@@ -503,7 +471,7 @@ def test_api_cancel_a_queued_upload(upload_urls):
     assert uploads.upload_process(upload_id=upload.id).rows_done == 0  # the late task does nothing
 
 
-def test_api_permissions(upload_urls, settings):
+def test_api_permissions(settings):
     source, _ = source_with_key()
     upload = _upload(source, _csv_bytes(_rows(3)))
     outsider = user_create(username="mallory", organization="other-org", role="admin")

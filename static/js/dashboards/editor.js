@@ -1,0 +1,386 @@
+// The panel editor: title, type and style options, and a visual query builder per query
+// (source → metric → label filters → aggregation → bucket → group by) with a live preview.
+
+import { get, query as queryString, results as listResults } from "./api.js";
+import { PANEL_TYPES } from "./panels.js";
+
+const AGGREGATIONS = ["avg", "sum", "count", "min", "max", "last", "p50", "p75", "p90", "p95", "p99", "raw"];
+const BUCKETS = ["auto", "1s", "10s", "30s", "1m", "5m", "15m", "1h", "6h", "1d"];
+const STYLES = [["lines", "Lines"], ["areas", "Areas"], ["bars", "Bars"]];
+const REFS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+const cache = new Map();
+function cachedGet(url) {
+  if (!cache.has(url)) cache.set(url, get(url).catch((error) => { cache.delete(url); throw error; }));
+  return cache.get(url);
+}
+
+export const catalog = {
+  sources: () => cachedGet("/api/v1/sources/?limit=500").then((data) => listResults(data)),
+  metrics: (source) => cachedGet(`/api/v1/series/metrics${queryString({ source })}`).then((data) => data.metrics ?? []),
+  labelValues: (label, { source, metric } = {}) =>
+    cachedGet(`/api/v1/series/label-values${queryString({ label, source, metric })}`).then((data) => data.values ?? []),
+  // Label names are read from a page of the metric's series.
+  labelKeys: (source, metric) =>
+    cachedGet(`/api/v1/series${queryString({ source, metric, limit: 200 })}`).then((data) => {
+      const keys = new Set();
+      for (const series of listResults(data)) for (const key of Object.keys(series.labels ?? {})) keys.add(key);
+      return [...keys].sort();
+    }),
+};
+
+function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key in node && typeof value !== "string") node[key] = value;
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  node.append(...children.filter((child) => child !== null && child !== undefined));
+  return node;
+}
+
+function field(labelText, control, help) {
+  const id = control.id || `f-${Math.random().toString(36).slice(2, 9)}`;
+  control.id = id;
+  return element("div", { class: "field" }, element("label", { for: id, text: labelText }), control, help ? element("small", { class: "help", text: help }) : null);
+}
+
+function select(options, value, attributes = {}) {
+  const node = element("select", attributes);
+  for (const option of options) {
+    const [optionValue, label] = Array.isArray(option) ? option : [option, option];
+    node.append(element("option", { value: optionValue, text: label, selected: String(optionValue) === String(value ?? "") }));
+  }
+  return node;
+}
+
+// "50:#e0752d, 80:#c4162a" <-> [{value: 50, color: "#e0752d"}, ...]; a bare colour is the base colour.
+export function thresholdsParse(text) {
+  return String(text ?? "")
+    .split(",")
+    .map((part) => part.trim())
+    .filter(Boolean)
+    .map((part) => {
+      const [value, color] = part.includes(":") ? part.split(":") : [null, part];
+      return { value: value === null || value.trim() === "" ? null : Number(value), color: color.trim() };
+    })
+    .filter((item) => item.color && (item.value === null || Number.isFinite(item.value)))
+    .sort((a, b) => (a.value ?? -Infinity) - (b.value ?? -Infinity));
+}
+
+export function thresholdsFormat(thresholds) {
+  return (thresholds ?? []).map((item) => (item.value === null || item.value === undefined ? item.color : `${item.value}:${item.color}`)).join(", ");
+}
+
+// "0:off:#888888, 1:on:#56a64b" <-> {"0": {label, color}, "1": {label, color}}
+export function statesParse(text) {
+  const states = {};
+  for (const part of String(text ?? "").split(",")) {
+    const [value, label, color] = part.trim().split(":").map((piece) => piece.trim());
+    if (value === undefined || value === "" || !Number.isFinite(Number(value)) || !label) continue;
+    states[String(Number(value))] = { label, color: color || "grey" };
+  }
+  return states;
+}
+
+export function statesFormat(states) {
+  return Object.entries(states ?? {})
+    .sort(([a], [b]) => Number(a) - Number(b))
+    .map(([value, state]) => `${value}:${state.label}:${state.color}`)
+    .join(", ");
+}
+
+// Drops what the API would refuse: empty filters, a source of "any", queries of text panels.
+export function panelClean(panel) {
+  const clean = structuredClone(panel);
+  if (clean.type === "text") clean.queries = [];
+  for (const item of clean.queries ?? []) {
+    const spec = item.query;
+    if (!spec.source) delete spec.source;
+    for (const [label, condition] of Object.entries(spec.filters ?? {})) {
+      if (condition === "" || (Array.isArray(condition) && !condition.length)) delete spec.filters[label];
+    }
+    if (!spec.group_by?.length) delete spec.group_by;
+  }
+  for (const [key, value] of Object.entries(clean.options ?? {})) if (value === undefined || value === "") delete clean.options[key];
+  return clean;
+}
+
+export class PanelEditor {
+  // preview(panel, container) draws the panel being edited; variables lists the dashboard's variable names.
+  constructor(dialog, { preview, variables = () => [] }) {
+    this.dialog = dialog;
+    this.preview = preview;
+    this.variables = variables;
+    this.form = dialog.querySelector("form");
+    this.fields = dialog.querySelector(".editor-fields");
+    this.queriesBox = dialog.querySelector(".editor-queries");
+    this.previewBox = dialog.querySelector(".editor-preview");
+    this.errorBox = dialog.querySelector(".editor-error");
+    this.previewTimer = null;
+    dialog.querySelector(".editor-add-query").addEventListener("click", () => {
+      const used = new Set(this.panel.queries.map((item) => item.ref));
+      const ref = [...REFS].find((letter) => !used.has(letter)) ?? `Q${this.panel.queries.length + 1}`;
+      const previous = this.panel.queries[this.panel.queries.length - 1]?.query ?? {};
+      this.panel.queries.push({ ref, axis: "left", query: { source: previous.source, metric: "", filters: {}, aggregation: "avg", bucket: "auto", group_by: [] } });
+      this.renderQueries();
+      this.schedulePreview();
+    });
+    for (const button of dialog.querySelectorAll(".editor-cancel")) button.addEventListener("click", () => dialog.close("cancel"));
+    this.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const problem = this.validate();
+      if (problem) {
+        this.showError(problem);
+        return;
+      }
+      dialog.close("apply");
+      this.resolve?.(panelClean(this.panel));
+      this.resolve = null;
+    });
+    dialog.addEventListener("close", () => {
+      clearTimeout(this.previewTimer);
+      if (this.resolve) this.resolve(null);
+      this.resolve = null;
+    });
+  }
+
+  // Resolves with the edited panel, or null when cancelled.
+  open(panel) {
+    this.panel = structuredClone(panel);
+    this.panel.options ??= {};
+    this.panel.queries ??= [];
+    this.showError("");
+    this.renderFields();
+    this.renderQueries();
+    this.dialog.showModal();
+    this.dialog.querySelector("input, select, textarea")?.focus();
+    this.schedulePreview(0);
+    return new Promise((resolve) => {
+      this.resolve = resolve;
+    });
+  }
+
+  showError(text) {
+    this.errorBox.textContent = text;
+    this.errorBox.hidden = !text;
+  }
+
+  validate() {
+    if (this.panel.type === "text") return "";
+    const missing = this.panel.queries.find((item) => !item.query.metric);
+    return missing ? `Query ${missing.ref}: choose a metric.` : "";
+  }
+
+  changed() {
+    this.schedulePreview();
+  }
+
+  schedulePreview(delay = 400) {
+    clearTimeout(this.previewTimer);
+    this.previewTimer = setTimeout(() => this.preview(panelClean(this.panel), this.previewBox), delay);
+  }
+
+  renderFields() {
+    const panel = this.panel;
+    const options = panel.options;
+    const bindText = (control, apply) => {
+      control.addEventListener("input", () => {
+        apply(control.value);
+        this.changed();
+      });
+      return control;
+    };
+    const title = bindText(element("input", { type: "text", name: "title", value: panel.title ?? "", required: true, maxlength: "200" }), (value) => (panel.title = value));
+    const type = select(PANEL_TYPES, panel.type, { name: "type" });
+    type.addEventListener("change", () => {
+      panel.type = type.value;
+      this.renderFields();
+      this.renderQueries();
+      this.changed();
+    });
+    const rows = [field("Title", title), field("Type", type)];
+    if (panel.type === "text") {
+      const markdown = bindText(element("textarea", { name: "markdown", rows: "8" }), (value) => (options.markdown = value));
+      markdown.value = options.markdown ?? "";
+      rows.push(field("Text (markdown)", markdown, "Headings (#), **bold**, *italics*, lists (- item) and [links](https://…). HTML is shown as text."));
+    } else {
+      if (panel.type === "timeseries") {
+        const style = select(STYLES, options.style ?? "lines", { name: "style" });
+        style.addEventListener("change", () => {
+          options.style = style.value;
+          this.changed();
+        });
+        rows.push(field("Draw as", style));
+      }
+      rows.push(field("Unit", bindText(element("input", { type: "text", name: "unit", value: options.unit ?? "", placeholder: "°C, %, req/s", maxlength: "20" }), (value) => (options.unit = value.trim() || undefined))));
+      const decimals = bindText(element("input", { type: "number", name: "decimals", min: "0", max: "10", value: options.decimals ?? "" }), (value) => (options.decimals = value === "" ? undefined : Math.max(0, Math.min(10, Number.parseInt(value, 10)))));
+      rows.push(field("Decimals", decimals));
+      if (["stat", "gauge", "bar"].includes(panel.type)) {
+        const thresholds = bindText(element("input", { type: "text", name: "thresholds", value: thresholdsFormat(options.thresholds), placeholder: "#56a64b, 70:#d6a21d, 90:#c4162a" }), (value) => (options.thresholds = thresholdsParse(value)));
+        rows.push(field("Thresholds", thresholds, "Base colour, then value:colour pairs from low to high."));
+      }
+      if (panel.type === "gauge") {
+        rows.push(field("Minimum", bindText(element("input", { type: "number", name: "min", value: options.min ?? "" }), (value) => (options.min = value === "" ? undefined : Number(value)))));
+        rows.push(field("Maximum", bindText(element("input", { type: "number", name: "max", value: options.max ?? "" }), (value) => (options.max = value === "" ? undefined : Number(value)))));
+      }
+      if (panel.type === "pie") {
+        const donut = element("input", { type: "checkbox", name: "donut", checked: options.donut !== false });
+        donut.addEventListener("change", () => {
+          options.donut = donut.checked;
+          this.changed();
+        });
+        rows.push(element("div", { class: "field checkbox" }, element("label", {}, donut, " Donut")));
+      }
+      if (panel.type === "state_timeline") {
+        const states = bindText(element("input", { type: "text", name: "states", value: statesFormat(options.states), placeholder: "0:off:#888888, 1:on:#56a64b" }), (value) => (options.states = statesParse(value)));
+        rows.push(field("States", states, "value:label:colour, comma separated."));
+      }
+    }
+    this.fields.replaceChildren(...rows);
+    this.dialog.querySelector(".editor-query-section").hidden = panel.type === "text";
+  }
+
+  renderQueries() {
+    if (this.panel.type !== "text" && !this.panel.queries.length) {
+      this.panel.queries.push({ ref: "A", axis: "left", query: { metric: "", filters: {}, aggregation: "avg", bucket: "auto", group_by: [] } });
+    }
+    this.queriesBox.replaceChildren(...this.panel.queries.map((item, index) => this.queryBuilder(item, index)));
+  }
+
+  queryBuilder(item, index) {
+    const spec = item.query;
+    spec.filters ??= {};
+    spec.group_by ??= [];
+    const box = element("fieldset", { class: "query-builder", "data-ref": item.ref });
+    box.append(element("legend", { text: `Query ${item.ref}` }));
+    const sourceSelect = select([["", "Any source"]], spec.source ?? "", { name: "source" });
+    const metricSelect = select([["", "Choose a metric…"]], spec.metric ?? "", { name: "metric", required: true });
+    const filtersBox = element("div", { class: "filters" });
+    const groupBox = element("div", { class: "group-by" });
+    const aggregation = select(AGGREGATIONS, spec.aggregation ?? "avg", { name: "aggregation" });
+    const bucket = select(BUCKETS, spec.bucket ?? "auto", { name: "bucket" });
+    const status = element("small", { class: "help query-status", "aria-live": "polite" });
+
+    catalog.sources().then((sources) => {
+      for (const source of sources) sourceSelect.append(element("option", { value: source.slug, text: source.name ? `${source.name} (${source.slug})` : source.slug, selected: source.slug === spec.source }));
+    }).catch((error) => (status.textContent = `Sources: ${error.message}`));
+
+    const loadMetrics = () => {
+      metricSelect.replaceChildren(element("option", { value: "", text: "Loading metrics…" }));
+      catalog.metrics(spec.source || undefined).then((metrics) => {
+        const list = spec.metric && !metrics.includes(spec.metric) ? [spec.metric, ...metrics] : metrics;
+        metricSelect.replaceChildren(element("option", { value: "", text: list.length ? "Choose a metric…" : "No metrics yet" }), ...list.map((metric) => element("option", { value: metric, text: metric, selected: metric === spec.metric })));
+      }).catch((error) => {
+        metricSelect.replaceChildren(element("option", { value: spec.metric ?? "", text: spec.metric || "—" }));
+        status.textContent = `Metrics: ${error.message}`;
+      });
+    };
+
+    const renderLabels = () => {
+      filtersBox.replaceChildren();
+      groupBox.replaceChildren();
+      if (!spec.metric) return;
+      catalog.labelKeys(spec.source || undefined, spec.metric).then((keys) => {
+        const allKeys = [...new Set([...keys, ...Object.keys(spec.filters), ...spec.group_by])];
+        for (const [label, condition] of Object.entries(spec.filters)) filtersBox.append(this.filterRow(spec, label, condition, allKeys, renderLabels));
+        const addFilter = element("button", { type: "button", class: "link", text: "+ Add label filter" });
+        addFilter.addEventListener("click", () => {
+          const free = allKeys.find((key) => !(key in spec.filters));
+          if (!free) {
+            status.textContent = "Every label already has a filter.";
+            return;
+          }
+          spec.filters[free] = [];
+          renderLabels();
+        });
+        filtersBox.append(addFilter);
+        if (allKeys.length) groupBox.append(element("span", { class: "help", text: "Group by: " }));
+        for (const key of allKeys) {
+          const box = element("input", { type: "checkbox", name: `group_by_${key}`, value: key, checked: spec.group_by.includes(key) });
+          box.addEventListener("change", () => {
+            spec.group_by = box.checked ? [...spec.group_by, key] : spec.group_by.filter((name) => name !== key);
+            this.changed();
+          });
+          groupBox.append(element("label", { class: "inline-check" }, box, ` ${key}`));
+        }
+      }).catch((error) => (status.textContent = `Labels: ${error.message}`));
+    };
+
+    sourceSelect.addEventListener("change", () => {
+      spec.source = sourceSelect.value || undefined;
+      loadMetrics();
+      renderLabels();
+      this.changed();
+    });
+    metricSelect.addEventListener("change", () => {
+      spec.metric = metricSelect.value;
+      renderLabels();
+      this.changed();
+    });
+    aggregation.addEventListener("change", () => {
+      spec.aggregation = aggregation.value;
+      this.changed();
+    });
+    bucket.addEventListener("change", () => {
+      spec.bucket = bucket.value;
+      this.changed();
+    });
+    const axis = select([["left", "Left axis"], ["right", "Right axis"]], item.axis ?? "left", { name: "axis" });
+    axis.addEventListener("change", () => {
+      item.axis = axis.value;
+      this.changed();
+    });
+    const remove = element("button", { type: "button", class: "danger small", text: "Remove query", disabled: this.panel.queries.length < 2 });
+    remove.addEventListener("click", () => {
+      this.panel.queries.splice(index, 1);
+      this.renderQueries();
+      this.changed();
+    });
+    box.append(
+      element("div", { class: "query-row" }, field("Source", sourceSelect), field("Metric", metricSelect)),
+      filtersBox,
+      element("div", { class: "query-row" }, field("Aggregation", aggregation), field("Bucket", bucket), this.panel.type === "timeseries" ? field("Axis", axis) : null),
+      groupBox,
+      element("div", { class: "query-row" }, remove, status),
+    );
+    loadMetrics();
+    renderLabels();
+    return box;
+  }
+
+  filterRow(spec, label, condition, keys, rerender) {
+    const row = element("div", { class: "filter-row" });
+    const keySelect = select(keys, label, { name: "filter_label", "aria-label": "Label" });
+    keySelect.addEventListener("change", () => {
+      delete spec.filters[label];
+      spec.filters[keySelect.value] = [];
+      rerender();
+      this.changed();
+    });
+    const values = element("select", { name: "filter_values", multiple: true, size: "4", "aria-label": `Values of ${label}` });
+    const chosen = new Set([].concat(condition ?? []).map(String));
+    for (const name of this.variables()) {
+      values.append(element("option", { value: `$${name}`, text: `$${name} (variable)`, selected: chosen.has(`$${name}`) }));
+    }
+    catalog.labelValues(label, { source: spec.source || undefined, metric: spec.metric }).then((list) => {
+      for (const value of list) values.append(element("option", { value, text: value, selected: chosen.has(String(value)) }));
+    }).catch(() => {});
+    values.addEventListener("change", () => {
+      const selected = [...values.selectedOptions].map((option) => option.value);
+      spec.filters[label] = selected.length === 1 ? selected[0] : selected;
+      this.changed();
+    });
+    const remove = element("button", { type: "button", class: "link danger", text: "Remove", "aria-label": `Remove filter on ${label}` });
+    remove.addEventListener("click", () => {
+      delete spec.filters[label];
+      rerender();
+      this.changed();
+    });
+    row.append(keySelect, element("span", { text: "=" }), values, remove);
+    return row;
+  }
+}
