@@ -16,10 +16,12 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from apps.access.models import Membership
 from apps.storage.backends import backend_for
 from apps.storage.query.engine import query_execute
 from apps.storage.query.spec import LabelFilter, QuerySpec
 from apps.storage.services import points_write, series_cache_clear
+from tests.factories import organization_get
 from tests.storage.factories import series_create, source_create
 from tests.storage.oracle import close, oracle_answer, parse_iso
 
@@ -167,6 +169,8 @@ def _source():
 
 def _principal():
     user, _ = get_user_model().objects.get_or_create(username="property")
+    # A member of the organisation that owns the test sources, so the data scope lets it read them.
+    Membership.objects.get_or_create(organization=organization_get(), user=user)
     return user
 
 

@@ -16,7 +16,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
 
+from apps.access.models import Membership
 from apps.storage.backends.timescaledb import TimescaleBackend
+from tests.factories import organization_get
 from tests.timescaledb import SESSION_FLAG
 from tests.timescaledb.helpers import storage_reinstall
 
@@ -54,4 +56,6 @@ def tsdb(transactional_db) -> TimescaleBackend:
 @pytest.fixture
 def principal(transactional_db):
     user, _ = get_user_model().objects.get_or_create(username="timescale-reader")
+    # A member of the organisation that owns the test sources, so the data scope lets it read them.
+    Membership.objects.get_or_create(organization=organization_get(), user=user)
     return user

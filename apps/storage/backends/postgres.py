@@ -53,6 +53,39 @@ def _aggregate_from(tier: Tier) -> sql.Composed:
     )
 
 
+def _materialize_from(tier: Tier) -> sql.Composed:
+    """SELECT that builds `tier` rows for buckets in [%(lower)s, %(upper)s) of its source table.
+
+    `last` is read back by primary key from the source row holding max(time) (max(last_time) for rollup
+    sources), instead of array_agg(... ORDER BY time DESC), which sorted every group and doubled the cost of
+    aggregating raw points. LIMIT 1 keeps that lookup a nested-loop index probe per output row.
+    """
+    if tier.source_table == "points":
+        return sql.SQL(
+            "SELECT a.bucket, a.series_id, a.count, a.sum, a.min, a.max, l.value, a.last_time FROM ("
+            "SELECT date_bin({width}, time, {origin}) AS bucket, series_id, count(*) AS count, sum(value) AS sum, "
+            "min(value) AS min, max(value) AS max, max(time) AS last_time FROM points "
+            "WHERE time >= %(lower)s AND time < %(upper)s GROUP BY 1, 2) AS a "
+            "CROSS JOIN LATERAL (SELECT p.value FROM points p WHERE p.series_id = a.series_id "
+            "AND p.time = a.last_time AND p.time >= %(lower)s AND p.time < %(upper)s LIMIT 1) AS l"
+        ).format(width=sql.Literal(tier.interval), origin=sql.Literal(BUCKET_ORIGIN))
+    source = next(candidate for candidate in TIERS_FINE_TO_COARSE if candidate.table == tier.source_table)
+    # A source row's last_time lies inside its own bucket, so that bucket is where the group's last value is.
+    return sql.SQL(
+        "SELECT a.bucket, a.series_id, a.count, a.sum, a.min, a.max, l.last, a.last_time FROM ("
+        "SELECT date_bin({width}, bucket, {origin}) AS bucket, series_id, sum(count)::bigint AS count, "
+        "sum(sum) AS sum, min(min) AS min, max(max) AS max, max(last_time) AS last_time FROM {source} "
+        "WHERE bucket >= %(lower)s AND bucket < %(upper)s GROUP BY 1, 2) AS a "
+        "CROSS JOIN LATERAL (SELECT r.last FROM {source} r WHERE r.series_id = a.series_id "
+        "AND r.bucket = date_bin({source_width}, a.last_time, {origin}) LIMIT 1) AS l"
+    ).format(
+        width=sql.Literal(tier.interval),
+        origin=sql.Literal(BUCKET_ORIGIN),
+        source=sql.Identifier(tier.source_table),
+        source_width=sql.Literal(source.interval),
+    )
+
+
 def _upsert_suffix() -> sql.SQL:
     return sql.SQL(
         " ON CONFLICT (series_id, bucket) DO UPDATE SET count = EXCLUDED.count, sum = EXCLUDED.sum, "
@@ -236,16 +269,16 @@ class PostgresBackend(StorageBackend):
             lower, upper = bucket_floor(old, tier.seconds), bucket_floor(new, tier.seconds)
             if lower >= upper:
                 return  # coarser tiers cannot have completed either
-            time_column = "time" if tier.source_table == "points" else "bucket"
+            # Inserted in bucket order, so a tier's heap stays ordered by time: a dashboard's range (say the
+            # last 49 minutes of a 1-minute tier) reads a few contiguous pages instead of visiting each
+            # page of the step many times (16k buffer visits for 49k rows in hash-aggregate order).
             cursor.execute(
                 sql.SQL(
-                    "INSERT INTO {table} (bucket, series_id, count, sum, min, max, last, last_time) "
-                    "{aggregate} WHERE {time} >= %s AND {time} < %s GROUP BY 1, 2"
-                ).format(
-                    table=sql.Identifier(tier.table), aggregate=_aggregate_from(tier), time=sql.Identifier(time_column)
-                )
+                    "INSERT INTO {table} (bucket, series_id, count, sum, min, max, last, last_time) {select} "
+                    "ORDER BY 1, 2"
+                ).format(table=sql.Identifier(tier.table), select=_materialize_from(tier))
                 + _upsert_suffix(),
-                [lower, upper],
+                {"lower": lower, "upper": upper},
             )
 
     # --- retention ----------------------------------------------------------------------------
