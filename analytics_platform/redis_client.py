@@ -15,5 +15,9 @@ def redis_client() -> redis.Redis:
 
 
 def redis_key(*parts: object) -> str:
-    """A namespaced key, so the platform's keys never collide with the cache's or Celery's."""
-    return ":".join(["analytics", *(str(part) for part in parts)])
+    """A namespaced key, so the platform's keys never collide with the cache's or Celery's.
+
+    The prefix (REDIS_KEY_PREFIX) also names pub/sub channels, which Redis shares across its databases: two
+    deployments (or a demo and a test run) on one Redis server keep apart by using different prefixes.
+    """
+    return ":".join([settings.REDIS_KEY_PREFIX, *(str(part) for part in parts)])

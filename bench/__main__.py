@@ -10,9 +10,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import http_api, ingest, storage
+from bench import http_api, ingest, live, storage
 
-BENCHMARKS = {"http_api": http_api.run, "ingest": ingest.run, "storage": storage.run}
+BENCHMARKS = {"http_api": http_api.run, "ingest": ingest.run, "live": live.run, "storage": storage.run}
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

@@ -115,6 +115,8 @@ def redis_settings(url: str, *, prefix: str) -> tuple[dict, dict]:
 
 
 CACHES, CHANNEL_LAYERS = redis_settings(REDIS_URL, prefix="analytics")
+# Prefix of the platform's own Redis keys and pub/sub channels (ingest figures, rate limits, change events).
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "analytics")
 
 # Health checks must answer quickly even when a dependency hangs.
 HEALTHCHECK_TIMEOUT_SECONDS = env_float("HEALTHCHECK_TIMEOUT_SECONDS", 1.0, minimum=0.05)
@@ -209,6 +211,9 @@ STORAGE_DEFAULT_MAX_POINTS = env_int("STORAGE_DEFAULT_MAX_POINTS", 1_000, minimu
 STORAGE_MAX_POINTS_PER_SERIES = env_int("STORAGE_MAX_POINTS_PER_SERIES", 10_000, minimum=10)
 # Seconds to keep complete, stable buckets of aggregate queries in Redis (0 turns the cache off).
 STORAGE_QUERY_CACHE_SECONDS = env_int("STORAGE_QUERY_CACHE_SECONDS", 600, minimum=0)
+
+# Live dashboards: how often a live panel's changes are sent at most (seconds).
+LIVE_FLUSH_INTERVAL_SECONDS = env_float("LIVE_FLUSH_INTERVAL_SECONDS", 0.2, minimum=0.02)
 
 # Ingestion. MQTT_URL is the broker MQTT sources subscribe to (mqtt://user:password@host:1883).
 MQTT_URL = env_str("MQTT_URL", "mqtt://127.0.0.1:1883")

@@ -16,6 +16,8 @@ STORAGES = {
 
 REDIS_URL = env_redis_url("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CACHES, CHANNEL_LAYERS = redis_settings(REDIS_URL, prefix="analytics-test")
+# Pub/sub channels cross Redis databases; tests must not hear a running demo's change events (or vice versa).
+REDIS_KEY_PREFIX = f"analytics-test-{REDIS_URL.rsplit('/', 1)[-1]}"
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -1,4 +1,8 @@
-"""The live WebSocket endpoint, /ws/live/. Consumers only authenticate, join groups and forward."""
+"""The live WebSocket endpoint, /ws/live/. Consumers only authenticate, join feeds and forward.
+
+Protocol (docs/live.md): `subscribe` {id, query, since?} -> `data` {id, series, initial?} messages;
+`unsubscribe` {id}; `ping` -> `pong`; refused subscriptions get `error` {id, field, message}.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,17 @@ from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from apps.dashboards.live import MAX_SUBSCRIPTIONS_PER_CONNECTION, LiveRefused, LiveSubscription, live_hub
+
 CLOSE_UNAUTHENTICATED = 4401
+MAX_CLIENT_ID_LENGTH = 100
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
-    """One connection per page. Today it answers pings (for the client's connection indicator);
-    panel subscriptions are added with live dashboards."""
+    """One connection per page: subscriptions to panel queries, answered by the process's live hub."""
 
     async def connect(self) -> None:
+        self.subscriptions: dict[str, LiveSubscription] = {}
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             # Closing before accept refuses the handshake (HTTP 403).
@@ -24,16 +31,65 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         await self.send_json({"type": "hello", "user": user.get_username(), "time": _now()})
 
+    async def disconnect(self, code: int) -> None:
+        for subscription in getattr(self, "subscriptions", {}).values():
+            live_hub().unsubscribe(subscription)
+        self.subscriptions = {}
+
     async def receive_json(self, content: Any, **kwargs) -> None:
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
             await self.send_json({"type": "error", "message": "Messages must be JSON objects with a 'type' field."})
             return
-        if content["type"] == "ping":
+        kind = content["type"]
+        if kind == "ping":
             await self.send_json({"type": "pong", "id": content.get("id"), "time": _now()})
+        elif kind == "subscribe":
+            await self._subscribe(content)
+        elif kind == "unsubscribe":
+            await self._unsubscribe(content)
+        else:
+            message = f"Unknown message type {kind!r}; use subscribe, unsubscribe or ping."
+            await self.send_json({"type": "error", "id": content.get("id"), "message": message})
+
+    async def _subscribe(self, content: dict) -> None:
+        client_id = content.get("id")
+        if not isinstance(client_id, str | int) or isinstance(client_id, bool) or len(str(client_id)) > 100:
+            message = f"give the subscription an id (a string of at most {MAX_CLIENT_ID_LENGTH} characters)."
+            await self._refuse(client_id if isinstance(client_id, str | int) else None, "id", message)
             return
-        await self.send_json(
-            {"type": "error", "id": content.get("id"), "message": f"Unknown message type {content['type']!r}."}
-        )
+        if client_id in self.subscriptions:
+            live_hub().unsubscribe(self.subscriptions.pop(client_id))  # re-subscribing an id replaces it
+        if len(self.subscriptions) >= MAX_SUBSCRIPTIONS_PER_CONNECTION:
+            await self._refuse(
+                client_id, "id", f"at most {MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection."
+            )
+            return
+        try:
+            subscription = await live_hub().subscribe(
+                sink=self._forward,
+                user=self.scope["user"],
+                client_id=client_id,
+                query=content.get("query"),
+                since=content.get("since"),
+            )
+        except LiveRefused as error:
+            await self._refuse(client_id, error.field, error.message)
+            return
+        self.subscriptions[client_id] = subscription
+
+    async def _unsubscribe(self, content: dict) -> None:
+        subscription = self.subscriptions.pop(content.get("id"), None)
+        if subscription is None:
+            await self._refuse(content.get("id"), "id", "no subscription with this id.")
+            return
+        live_hub().unsubscribe(subscription)
+        await self.send_json({"type": "unsubscribed", "id": content.get("id")})
+
+    async def _forward(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    async def _refuse(self, client_id: Any, field: str, message: str) -> None:
+        await self.send_json({"type": "error", "id": client_id, "field": field, "message": f"{field}: {message}"})
 
     @classmethod
     async def decode_json(cls, text_data: str) -> Any:

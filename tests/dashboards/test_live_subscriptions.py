@@ -1,0 +1,296 @@
+"""Live subscriptions through Channels' WebsocketCommunicator: snapshot, deltas, refusals, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from analytics_platform.asgi import application
+from apps.access.services import api_token_create
+from apps.dashboards import live
+from apps.dashboards.live import live_bucket_seconds, live_hub
+from apps.storage.query.engine import query_execute
+from apps.storage.query.spec import query_spec_parse
+from tests.factories import user_create
+from tests.ingestion.factories import source_with_key
+from tests.storage.conftest import storage_committed_cleanup  # noqa: F401 (fixture)
+
+live_test = [pytest.mark.asyncio, pytest.mark.usefixtures("storage_committed_cleanup")]
+
+
+def _live(function):
+    for mark in live_test:
+        function = mark(function)
+    return function
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _ingest(key: str, records: list[dict], slug: str = "plant") -> None:
+    response = Client().post(
+        f"/api/v1/sources/{slug}/ingest",
+        data=json.dumps(records),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 200, response.content
+
+
+def _setup(username: str = "olive") -> tuple[str, str]:
+    """A user of the test organisation with an API token, and a source there with a write key."""
+    user = user_create(username=username)
+    _, token = api_token_create(user=user, name="live")
+    _, key = source_with_key(slug="plant")
+    return token, key
+
+
+async def _connect(token: str) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(
+        application, "/ws/live/", headers=[(b"authorization", f"Bearer {token}".encode())]
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    assert (await communicator.receive_json_from())["type"] == "hello"
+    return communicator
+
+
+async def _close(communicator: WebsocketCommunicator) -> None:
+    await communicator.disconnect()
+    await live_hub().stop()
+
+
+def _points(message: dict) -> list[tuple[str, float]]:
+    return [(moment, value) for series in message["series"] for moment, value in series["points"]]
+
+
+RAW_QUERY = {"source": "plant", "metric": "temperature", "aggregation": "raw", "start": "-10m"}
+
+
+@_live
+async def test_snapshot_then_delta_of_new_points_only():
+    token, key = await database_sync_to_async(_setup)()
+    now = datetime.now(UTC).replace(microsecond=0)
+    first = [{"time": _iso(now - timedelta(seconds=30)), "device": "d1", "facility": "f1", "temperature": 20.0}]
+    await database_sync_to_async(_ingest)(key, first)
+    communicator = await _connect(token)
+    try:
+        await communicator.send_json_to({"type": "subscribe", "id": "p1", "query": RAW_QUERY})
+        snapshot = await communicator.receive_json_from(timeout=5)
+        assert snapshot["type"] == "data"
+        assert snapshot["id"] == "p1"
+        assert snapshot["initial"] is True
+        assert _points(snapshot) == [(_iso(now - timedelta(seconds=30)), 20.0)]
+        assert snapshot["series"][0]["labels"] == {"device": "d1", "facility": "f1"}
+
+        later = [{"time": _iso(now - timedelta(seconds=5)), "device": "d1", "facility": "f1", "temperature": 21.5}]
+        await database_sync_to_async(_ingest)(key, later)
+        delta = await communicator.receive_json_from(timeout=3)
+        assert delta["type"] == "data"
+        assert "initial" not in delta
+        assert _points(delta) == [(_iso(now - timedelta(seconds=5)), 21.5)]
+
+        # A new device appears after the subscription: picked up without re-subscribing.
+        new_device = [{"time": _iso(now - timedelta(seconds=4)), "device": "d9", "facility": "f1", "temperature": 30.0}]
+        await database_sync_to_async(_ingest)(key, new_device)
+        delta = await communicator.receive_json_from(timeout=3)
+        assert delta["series"][0]["labels"]["device"] == "d9"
+        assert _points(delta) == [(_iso(now - timedelta(seconds=4)), 30.0)]
+        assert live_hub().tail_queries >= 2
+    finally:
+        await _close(communicator)
+
+
+@_live
+async def test_bucketed_delta_updates_the_last_bucket_and_clients_share_a_feed():
+    token, key = await database_sync_to_async(_setup)()
+    now = datetime.now(UTC)
+    query = {"source": "plant", "metric": "temperature", "aggregation": "avg", "bucket": "1m", "start": "-10m"}
+    minute = now.replace(second=0, microsecond=0)
+    if now - minute < timedelta(seconds=2):
+        minute -= timedelta(minutes=1)
+    base = minute + timedelta(milliseconds=200)
+    await database_sync_to_async(_ingest)(key, [{"time": _iso(base), "device": "d1", "temperature": 10.0}])
+    first, second = await _connect(token), await _connect(token)
+    try:
+        for communicator in (first, second):
+            await communicator.send_json_to({"type": "subscribe", "id": "avg", "query": query})
+            snapshot = await communicator.receive_json_from(timeout=5)
+            assert snapshot["initial"] is True
+            assert snapshot["bucket_seconds"] == 60
+        assert len(live_hub().feeds) == 1  # identical spec and scope: one feed, one tail query per flush
+        moment = base + timedelta(milliseconds=500)
+        await database_sync_to_async(_ingest)(key, [{"time": _iso(moment), "device": "d1", "temperature": 20.0}])
+        bucket = _iso(moment.replace(second=0, microsecond=0))
+        for communicator in (first, second):
+            delta = await communicator.receive_json_from(timeout=3)
+            # The bucket holding both points is sent again with its new average.
+            assert _points(delta) == [(bucket, 15.0)]
+    finally:
+        await first.disconnect()
+        await _close(second)
+    assert live_hub().feeds == {}
+
+
+@_live
+async def test_bad_spec_is_refused_naming_the_field():
+    token, _ = await database_sync_to_async(_setup)()
+    communicator = await _connect(token)
+    try:
+        await communicator.send_json_to(
+            {"type": "subscribe", "id": "bad", "query": {"metric": "temperature", "aggregation": "median"}}
+        )
+        error = await communicator.receive_json_from(timeout=5)
+        assert error["type"] == "error"
+        assert error["id"] == "bad"
+        assert error["field"] == "query.aggregation"
+        assert "aggregation" in error["message"]
+        await communicator.send_json_to({"type": "subscribe", "id": "since", "query": RAW_QUERY, "since": "yesterday"})
+        error = await communicator.receive_json_from(timeout=5)
+        assert error["field"] == "since"
+        await communicator.send_json_to({"type": "subscribe", "query": RAW_QUERY})
+        assert (await communicator.receive_json_from(timeout=5))["field"] == "id"
+    finally:
+        await _close(communicator)
+
+
+@_live
+async def test_another_organisations_source_is_refused_not_empty():
+    def setup() -> tuple[str, str]:
+        token, _ = _setup()
+        _, foreign_key = source_with_key(slug="rival-plant", organization="rival-org")
+        _ingest(
+            foreign_key,
+            [{"time": _iso(datetime.now(UTC)), "device": "x", "temperature": 1.0}],
+            slug="rival-plant",
+        )
+        return token, foreign_key
+
+    token, _ = await database_sync_to_async(setup)()
+    communicator = await _connect(token)
+    try:
+        query = {**RAW_QUERY, "source": "rival-plant"}
+        await communicator.send_json_to({"type": "subscribe", "id": "spy", "query": query})
+        error = await communicator.receive_json_from(timeout=5)
+        assert error["type"] == "error"
+        assert error["field"] == "query.source"
+        assert "may not read" in error["message"]
+        # Without a source the query spans only the user's own sources: the rival's series never appear.
+        await communicator.send_json_to({"type": "subscribe", "id": "all", "query": {**RAW_QUERY, "source": None}})
+        message = await communicator.receive_json_from(timeout=5)
+        assert message["type"] == "error"  # no temperature in the user's own sources yet: refused, not empty
+        assert message["field"] == "query.metric"
+    finally:
+        await _close(communicator)
+
+
+@_live
+async def test_unsubscribe_stops_deltas_and_limits_apply(monkeypatch):
+    token, key = await database_sync_to_async(_setup)()
+    now = datetime.now(UTC)
+    await database_sync_to_async(_ingest)(key, [{"time": _iso(now), "device": "d1", "temperature": 1.0}])
+    communicator = await _connect(token)
+    try:
+        await communicator.send_json_to({"type": "subscribe", "id": "p", "query": RAW_QUERY})
+        assert (await communicator.receive_json_from(timeout=5))["initial"] is True
+        await communicator.send_json_to({"type": "unsubscribe", "id": "p"})
+        assert await communicator.receive_json_from(timeout=5) == {"type": "unsubscribed", "id": "p"}
+        assert live_hub().feeds == {}
+        await database_sync_to_async(_ingest)(
+            key, [{"time": _iso(now + timedelta(milliseconds=1)), "device": "d1", "temperature": 2.0}]
+        )
+        assert await communicator.receive_nothing(timeout=0.6)
+        await communicator.send_json_to({"type": "unsubscribe", "id": "p"})
+        assert (await communicator.receive_json_from(timeout=5))["type"] == "error"
+
+        monkeypatch.setattr("apps.dashboards.consumers.MAX_SUBSCRIPTIONS_PER_CONNECTION", 2)
+        for index in range(3):
+            await communicator.send_json_to({"type": "subscribe", "id": f"s{index}", "query": RAW_QUERY})
+            answer = await communicator.receive_json_from(timeout=5)
+        assert answer["type"] == "error"
+        assert "at most 2" in answer["message"]
+    finally:
+        await _close(communicator)
+
+
+def test_messages_are_split_at_the_point_limit(monkeypatch):
+    monkeypatch.setattr(live, "MAX_POINTS_PER_MESSAGE", 3)
+    series = [
+        {"labels": {"d": "1"}, "points": [[str(index), index] for index in range(5)]},
+        {"labels": {}, "points": []},
+    ]
+    messages = [
+        json.loads(live._with_id("x", text)) for text in live._encoded(live._chunks(series, extra={"initial": True}))
+    ]
+    assert messages[0]["id"] == "x"
+    assert [len(_points(message)) for message in messages] == [3, 2]
+    assert messages[0]["initial"] is True
+    assert "initial" not in messages[1]
+    assert messages[1]["series"][-1] == {"labels": {}, "points": []}
+
+
+@pytest.mark.parametrize(
+    ("filters", "labels", "expected"),
+    [
+        ({"facility": "f1"}, {"facility": "f1"}, True),
+        ({"facility": "f1"}, {}, False),
+        ({"facility": {"ne": "f1"}}, {}, True),
+        ({"facility": {"not_in": ["f1"]}}, {"facility": "f1"}, False),
+        ({"device": {"regex": "^d0+1$"}}, {"device": "d001"}, True),
+        ({"device": {"regex": "^x"}}, {}, False),
+    ],
+)
+def test_label_filters_match_like_the_engine(filters, labels, expected):
+    spec = query_spec_parse({"metric": "m", "filters": filters})
+    assert live._labels_match(spec, labels) is expected
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"metric": "temperature", "start": "-1h"},
+        {"metric": "temperature", "start": "-7d", "bucket": "1h", "max_points": 100},
+        {"metric": "temperature", "start": "-15m", "bucket": "10s", "max_points": 50},
+    ],
+)
+def test_live_bucket_is_the_engines_bucket(body):
+    user = user_create(username="bucket")
+    _, key = source_with_key(slug="plant")
+    _ingest(key, [{"time": _iso(datetime.now(UTC)), "device": "d1", "temperature": 1.0}])
+    spec = query_spec_parse(body)
+    assert live_bucket_seconds(spec) == query_execute(spec=spec, principal=user).bucket_seconds
+
+
+@pytest.mark.asyncio
+async def test_changes_messages_mark_only_the_feeds_of_their_series():
+    hub = live.LiveHub(redis_url="redis://unused")
+    feed = live.LiveFeed(
+        key="k", body=RAW_QUERY, principal=None, scope=live.DataScope(), source_id=1, bucket_seconds=None
+    )
+    other = live.LiveFeed(
+        key="o", body=RAW_QUERY, principal=None, scope=live.DataScope(), source_id=2, bucket_seconds=None
+    )
+    hub.feeds = {"k": feed, "o": other}
+    hub.series_index = {10: {feed}, 20: {other}}
+    hub.known_series = {10, 11, 20}
+    hub.changes_apply(json.dumps({"source": 1, "series": [10, 11], "start": "2026-01-01T00:00:00+00:00",
+                                  "end": "2026-01-01T00:00:01+00:00", "points": 2}))  # fmt: skip
+    assert feed.dirty_start is not None
+    assert other.dirty_start is None
+    assert not feed.needs_resolve
+    # An unknown series of source 2: only feeds covering source 2 re-resolve and re-read.
+    hub.changes_apply(json.dumps({"source": 2, "series": [99], "start": "2026-01-01T00:00:00+00:00",
+                                  "end": "2026-01-01T00:00:00+00:00", "points": 1}))  # fmt: skip
+    assert other.needs_resolve
+    assert other.dirty_start is not None
+    assert not feed.needs_resolve
+    hub.changes_apply(b"not json")  # logged and ignored
+    await asyncio.sleep(0)
