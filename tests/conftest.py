@@ -25,9 +25,11 @@ def _storage_caches_cleared():
     from apps.ingestion.services import ingest_targets_forget
     from apps.sources.services import write_key_cache_clear
     from apps.storage.backends import base as backends_base
+    from apps.storage.query.engine import series_plans_clear
     from apps.storage.services import series_cache_clear
 
     series_cache_clear()
+    series_plans_clear()
     backends_base._backends.clear()
     ingest_targets_forget()
     write_key_cache_clear()

@@ -12,7 +12,9 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -173,7 +175,28 @@ def query_execute(*, spec: QuerySpec, principal, alias: str = "default") -> Quer
     return result
 
 
-def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResult:
+def _series_plan(cursor, spec: QuerySpec, scope: DataScope) -> tuple[list[dict], list[tuple[int, int]]]:
+    """The query's output groups and which group each matching series feeds, cached per process.
+
+    Selecting and grouping thousands of series costs far more than a live panel's tail query, and dashboards
+    repeat the same selections every second. The cache key includes the newest series id, so a series created
+    anywhere (a new device) changes the key and is never missed; series are never renamed in place.
+    """
+    cursor.execute("SELECT coalesce(max(id), 0) FROM storage_series")
+    newest_series = cursor.fetchone()[0]
+    key = (
+        newest_series,
+        spec.metric,
+        spec.source,
+        tuple((item.label, item.operator, item.values) for item in spec.filters),
+        spec.group_by,
+        None if scope.source_ids is None else frozenset(scope.source_ids),
+        tuple(sorted((label, tuple(values)) for label, values in scope.label_values.items())),
+    )
+    cached = _series_plans.get(key)
+    if cached is not None:
+        _series_plans.move_to_end(key)
+        return cached
     series = _series_select(cursor, spec, scope)
     if len(series) > settings.STORAGE_MAX_SERIES_PER_QUERY:
         raise QuerySpecError(
@@ -181,7 +204,26 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
             f"this query matches more than {settings.STORAGE_MAX_SERIES_PER_QUERY:,} series; "
             "add filters (e.g. a facility or device) or a source.",
         )
-    groups, series_groups = _groups(spec, series)
+    plan = _groups(spec, series)
+    with _series_plans_lock:
+        _series_plans[key] = plan
+        while len(_series_plans) > _SERIES_PLAN_CACHE_SIZE:
+            _series_plans.popitem(last=False)
+    return plan
+
+
+_SERIES_PLAN_CACHE_SIZE = 256
+_series_plans: OrderedDict[tuple, tuple[list[dict], list[tuple[int, int]]]] = OrderedDict()
+_series_plans_lock = threading.Lock()
+
+
+def series_plans_clear() -> None:
+    """Forget cached series selections (tests; after series are deleted)."""
+    _series_plans.clear()
+
+
+def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResult:
+    groups, series_groups = _series_plan(cursor, spec, scope)
     truncated = len(groups) > spec.limit
     if truncated:
         groups = groups[: spec.limit]
