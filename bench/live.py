@@ -12,7 +12,8 @@ subscribes to the raw probe series, so each arrival gives the time from the star
 A second phase sends batches as fast as the server takes them (saturation) and counts delivered messages.
 
 Production setup: daphne with prod settings (BENCH_LIVE_WEB_PROCESSES, default 1; clients and ingest spread
-over them round-robin as a load balancer would), own database, Redis db 9. BENCH_LIVE_DASHBOARDS=0 leaves
+over them round-robin as a load balancer would, or with BENCH_LIVE_SPLIT=1 ingest on the first process and
+WebSockets on the rest), own database, Redis db 9. BENCH_LIVE_DASHBOARDS=0 leaves
 the dashboard panels out (probe and per-client device panels only), to separate the fan-out from the engine.
 """
 
@@ -358,10 +359,13 @@ def run(*, quick: bool = False) -> dict:
     token, key = _prepare(environment)
     servers = _start_web(environment, web_processes)
     ports = [port for _, port in servers]
-    ingest = Ingest(ports=ports, key=key)
+    # BENCH_LIVE_SPLIT=1 (with 2+ processes): the first process takes the ingest calls and the others hold the
+    # WebSockets, as a deployment routing /ws/ and the write API to different web processes would.
+    split = os.environ.get("BENCH_LIVE_SPLIT", "0") == "1" and len(ports) > 1
+    ingest = Ingest(ports=ports[:1] if split else ports, key=key)
     try:
         measured = asyncio.run(
-            _scenario(ports=ports, token=token, ingest=ingest, paced_seconds=paced_seconds,
+            _scenario(ports=ports[1:] if split else ports, token=token, ingest=ingest, paced_seconds=paced_seconds,
                       flat_seconds=flat_seconds, servers=servers)
         )  # fmt: skip
     finally:
@@ -375,6 +379,7 @@ def run(*, quick: bool = False) -> dict:
         "clients": CLIENTS,
         "panels_per_client": len(DASHBOARD_1) + 2,
         "web_processes": web_processes,
+        "ingest_and_websockets_split": split,
         "latency": "from the start of a batch's HTTP ingest call to the data message carrying its probe point",
         "target_p99_ms": 250,
         **measured,
