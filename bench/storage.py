@@ -594,10 +594,13 @@ def _statement_split(total_ms: float, calls: list) -> dict:
 
 
 def _cache_clear() -> None:
-    """Empty the Django cache (the benchmark's own Redis database), so the engine answers from storage."""
+    """Empty the query cache (the benchmark's own Redis database) and the process's series plans: a first load."""
     from django.core.cache import cache
 
+    from apps.storage.query.engine import series_plans_clear
+
     cache.clear()
+    series_plans_clear()
 
 
 def _split_summary(splits: list[dict]) -> dict:
