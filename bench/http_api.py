@@ -3,50 +3,22 @@
 from __future__ import annotations
 
 import http.client
-import os
-import secrets
 import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from bench.django_server import REPO_ROOT, manage, prod_environment
+
 BENCH_DATABASE = "analytics_bench"
-
-
-def _environment(port: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "analytics_platform.settings.prod",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}"),
-        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
-        "SECURE_SSL_REDIRECT": "false",
-        "SESSION_COOKIE_SECURE": "false",
-        "CSRF_COOKIE_SECURE": "false",
-        "LOG_LEVEL": "WARNING",
-        "STATIC_ROOT": str(REPO_ROOT / "var" / "bench-static"),
-        "WEB_PORT": str(port),
-    }
-
-
-def _manage(environment: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=environment, capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
-    return result.stdout
 
 
 def _prepare(environment: dict[str, str]) -> tuple[str, str]:
     """Create the database, migrate, and return (token, session id) for a bench user."""
-    _manage(environment, "check_services", "--create-database")
-    _manage(environment, "migrate", "--noinput")
+    manage(environment, "check_services", "--create-database")
+    manage(environment, "migrate", "--noinput")
     script = (
         "from django.contrib.auth import get_user_model; from django.test import Client; "
         "from apps.access.services import api_token_create; "
@@ -54,7 +26,7 @@ def _prepare(environment: dict[str, str]) -> tuple[str, str]:
         "t, raw = api_token_create(user=u, name='bench'); c = Client(); c.force_login(u); "
         "print(raw); print(c.cookies['sessionid'].value)"
     )
-    lines = _manage(environment, "shell", "-c", script).strip().splitlines()
+    lines = manage(environment, "shell", "-c", script).strip().splitlines()
     return lines[-2], lines[-1]
 
 
@@ -122,7 +94,7 @@ def run(*, quick: bool = False) -> dict:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    environment = _environment(port)
+    environment = prod_environment(database=BENCH_DATABASE, redis_db=14, WEB_PORT=str(port))
     token, session_id = _prepare(environment)
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "analytics_platform.asgi:application"],

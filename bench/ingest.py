@@ -19,18 +19,16 @@ import contextlib
 import http.client
 import json
 import os
-import secrets
 import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
+from bench.django_server import REPO_ROOT, manage, prod_environment
 from bench.influx import Influx, InfluxUnavailable, process_cpu_seconds
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE = "analytics_bench_ingest"
 BATCH_POINTS = 5_000
 SERIES = 1_000
@@ -44,47 +42,19 @@ def _log(message: str) -> None:
     print(f"[bench ingest] {message}", file=sys.stderr, flush=True)
 
 
-def _environment() -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "analytics_platform.settings.prod",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}"),
-        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"),
-        "SECURE_SSL_REDIRECT": "false",
-        "SESSION_COOKIE_SECURE": "false",
-        "CSRF_COOKIE_SECURE": "false",
-        "LOG_LEVEL": "WARNING",
-        "STATIC_ROOT": str(REPO_ROOT / "var" / "bench-static"),
-        # A run writes up to an hour of 1 Hz data ahead of the clock; the future guard must not refuse it.
-        "INGEST_MAX_FUTURE_SECONDS": str(86400),
-        "INGEST_MAX_IN_FLIGHT": "16",
-    }
-
-
-def _manage(environment: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=environment, capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
-    return result.stdout
-
-
 def _prepare(environment: dict[str, str]) -> str:
     """A fresh database with one inferred source; returns its write key."""
     subprocess.run(
         ["dropdb", "--if-exists", "-h", "127.0.0.1", "-U", "postgres", BENCH_DATABASE], check=True, capture_output=True
     )
-    _manage(environment, "check_services", "--create-database")
-    _manage(environment, "migrate", "--noinput")
+    manage(environment, "check_services", "--create-database")
+    manage(environment, "migrate", "--noinput")
     script = (
         "from apps.access.models import Organization; from apps.sources.services import source_create; "
         "o, _ = Organization.objects.get_or_create(slug='bench', defaults={'name': 'Bench'}); "
         "s, key = source_create(organization=o, name='Bench', slug='bench'); print(key)"
     )
-    return _manage(environment, "shell", "-c", script).strip().splitlines()[-1]
+    return manage(environment, "shell", "-c", script).strip().splitlines()[-1]
 
 
 def _series_tags() -> list[str]:
@@ -291,7 +261,13 @@ def run(*, quick: bool = False) -> dict:
     batches = 40 if quick else 300
     clients = int(os.environ.get("BENCH_INGEST_CLIENTS", "4"))
     web_processes = int(os.environ.get("BENCH_INGEST_WEB_PROCESSES", "1"))
-    environment = _environment()
+    environment = prod_environment(
+        database=BENCH_DATABASE,
+        redis_db=11,
+        # A run writes up to an hour of 1 Hz data ahead of the clock; the future guard must not refuse it.
+        INGEST_MAX_FUTURE_SECONDS=str(86400),
+        INGEST_MAX_IN_FLIGHT="16",
+    )
     _log("preparing database")
     key = _prepare(environment)
     _log(f"building {batches} bodies per endpoint")

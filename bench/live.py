@@ -24,7 +24,6 @@ import contextlib
 import http.client
 import json
 import os
-import secrets
 import statistics
 import subprocess
 import sys
@@ -32,14 +31,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 
 import websockets
 
+from bench.django_server import manage, prod_environment
 from bench.influx import process_cpu_seconds
 from bench.ingest import _database_cpu_seconds, _start_web
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE = "analytics_bench_live"
 SENSORS = 10_000
 FACILITIES = 5
@@ -66,39 +64,13 @@ def _log(message: str) -> None:
     print(f"[bench live] {message}", file=sys.stderr, flush=True)
 
 
-def _environment() -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "analytics_platform.settings.prod",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}"),
-        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"),
-        "SECURE_SSL_REDIRECT": "false",
-        "SESSION_COOKIE_SECURE": "false",
-        "CSRF_COOKIE_SECURE": "false",
-        "LOG_LEVEL": "WARNING",
-        "STATIC_ROOT": str(REPO_ROOT / "var" / "bench-static"),
-        "INGEST_MAX_IN_FLIGHT": "16",
-    }
-
-
-def _manage(environment: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=environment, capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
-    return result.stdout
-
-
 def _prepare(environment: dict[str, str]) -> tuple[str, str]:
     """A fresh database, an organisation with a source and a (non-superuser) member; returns (token, write key)."""
     subprocess.run(
         ["dropdb", "--if-exists", "-h", "127.0.0.1", "-U", "postgres", BENCH_DATABASE], check=True, capture_output=True
     )
-    _manage(environment, "check_services", "--create-database")
-    _manage(environment, "migrate", "--noinput")
+    manage(environment, "check_services", "--create-database")
+    manage(environment, "migrate", "--noinput")
     script = (
         "from django.contrib.auth import get_user_model; "
         "from apps.access.models import Membership, Organization; "
@@ -109,7 +81,7 @@ def _prepare(environment: dict[str, str]) -> tuple[str, str]:
         "Membership.objects.create(organization=o, user=u, role='viewer'); "
         "t, raw = api_token_create(user=u, name='live'); print(raw); print(key)"
     )
-    lines = _manage(environment, "shell", "-c", script).strip().splitlines()
+    lines = manage(environment, "shell", "-c", script).strip().splitlines()
     return lines[-2], lines[-1]
 
 
@@ -354,7 +326,7 @@ def run(*, quick: bool = False) -> dict:
     web_processes = int(os.environ.get("BENCH_LIVE_WEB_PROCESSES", "1"))
     paced_seconds = 15.0 if quick else 60.0
     flat_seconds = 5.0 if quick else 20.0
-    environment = _environment()
+    environment = prod_environment(database=BENCH_DATABASE, redis_db=9, INGEST_MAX_IN_FLIGHT="16")
     _log("preparing database")
     token, key = _prepare(environment)
     servers = _start_web(environment, web_processes)

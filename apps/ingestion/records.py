@@ -66,3 +66,19 @@ def raw_truncate(text: str) -> str:
         return text
     cut = len(text) - RAW_PAYLOAD_MAX_CHARS
     return f"{text[:RAW_PAYLOAD_MAX_CHARS]}… [{cut} more characters not kept]"
+
+
+def payload_text(body: bytes | str) -> str:
+    """The body as text: UTF-8 strictly, without a leading byte-order mark; PayloadError names the bad byte."""
+    if isinstance(body, str):
+        text = body
+    else:
+        try:
+            text = str(body, "utf-8")
+        except UnicodeDecodeError as error:
+            raise PayloadError(
+                "invalid_encoding", f"the body is not valid UTF-8 (byte {error.start}: {error.reason})."
+            ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text

@@ -26,8 +26,7 @@ from apps.ingestion.line_protocol_fast import LineCache, line_cache_learn, line_
 from apps.ingestion.metrics import INGEST_BATCH_SECONDS, INGEST_POINTS, INGEST_RECORDS_REJECTED
 from apps.ingestion.models import DeadLetter, DeadLetterStatus, PayloadFormat, Transport
 from apps.ingestion.parsers.line_protocol import PRECISION_NS, line_protocol_parse
-from apps.ingestion.parsers.line_protocol import _payload_text as line_protocol_text
-from apps.ingestion.records import ParseResult, PayloadError, Record, RecordError
+from apps.ingestion.records import ParseResult, PayloadError, Record, RecordError, payload_text
 from apps.ingestion.stats import rate_limit_take, stats_record
 from apps.ingestion.validation import RecordValidator, SeriesLocalKey, ValidatedPoint
 from apps.sources.models import Source, SourceSchema
@@ -295,7 +294,7 @@ def batch_ingest_line_protocol(
     """
     started = time.perf_counter()
     received_at = received_at or timezone.now()
-    text = line_protocol_text(body)
+    text = payload_text(body)
     if precision not in PRECISION_NS:
         line_protocol_parse("", precision=precision)  # raises PayloadError worded like the parser's
     target = _target_enabled(source_id)

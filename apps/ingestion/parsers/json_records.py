@@ -17,7 +17,7 @@ import re
 
 import ujson
 
-from apps.ingestion.records import ParseResult, PayloadError, Record, RecordError
+from apps.ingestion.records import ParseResult, PayloadError, Record, RecordError, payload_text
 
 _LEADING_WHITESPACE = re.compile(r"[ \t\r\n]*")  # JSON's whitespace, and only it
 
@@ -34,7 +34,7 @@ class _DecodeError(Exception):
 
 def json_records_parse(body: bytes | str, *, ndjson: bool | None = None) -> ParseResult:
     """Parse a JSON array of objects, a single object or NDJSON (ndjson=None: detect) into records and errors."""
-    text = _payload_text(body)
+    text = payload_text(body)
     if ndjson:
         return _ndjson_parse(text)
     match = _LEADING_WHITESPACE.match(text)
@@ -71,22 +71,6 @@ def _looks_like_ndjson(text: str, start: int) -> bool:
         return False
     first = text[start:end].rstrip(" \t\r")
     return first.startswith("{") and first.endswith("}")
-
-
-def _payload_text(body: bytes | str) -> str:
-    """The body as text: UTF-8 strictly, without a leading byte-order mark."""
-    if isinstance(body, str):
-        text = body
-    else:
-        try:
-            text = str(body, "utf-8")
-        except UnicodeDecodeError as error:
-            raise PayloadError(
-                "invalid_encoding", f"the body is not valid UTF-8 (byte {error.start}: {error.reason})."
-            ) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    return text
 
 
 def _decode(text: str) -> object:

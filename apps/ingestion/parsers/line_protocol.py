@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from apps.ingestion.records import ParseResult, PayloadError, Record, RecordError
+from apps.ingestion.records import ParseResult, PayloadError, Record, RecordError, payload_text
 
 ERROR_CODE = "invalid_line_protocol"
 
@@ -98,7 +98,7 @@ def line_protocol_parse(body: bytes | str, *, precision: str = "ns", now_ns: int
             "invalid_precision",
             f"invalid precision {precision!r}: use one of ns, us, ms, s (v2) or n, u, ms, s, m, h (v1).",
         )
-    text = _payload_text(body)
+    text = payload_text(body)
     # InfluxDB stamps untimed points with the server time truncated to the write precision.
     default_ns = None if now_ns is None else now_ns - now_ns % multiplier
     # Whole-body scans are memchr-fast and spare most lines their own checks.
@@ -177,22 +177,6 @@ def line_protocol_parse(body: bytes | str, *, precision: str = "ns", now_ns: int
             continue
         record_append(Record(index, fields, tags, measurement, default_ns if time_ns is None else time_ns, line))
     return ParseResult(records, errors)
-
-
-def _payload_text(body: bytes | str) -> str:
-    """The body as text: UTF-8 strictly, without a leading byte-order mark."""
-    if isinstance(body, str):
-        text = body
-    else:
-        try:
-            text = str(body, "utf-8")
-        except UnicodeDecodeError as error:
-            raise PayloadError(
-                "invalid_encoding", f"the body is not valid UTF-8 (byte {error.start}: {error.reason})."
-            ) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    return text
 
 
 def _key_parse_fast(key: str) -> tuple[str, dict[str, str]] | None:
