@@ -275,10 +275,14 @@ class RecordValidator:
                 label_items.append((name, value))
                 continue
             if infer:
-                if kind is float or kind is int or kind is bool:
-                    measures.append((name, self._inferred_value(name, value)))
+                if kind is float:
+                    if value - value != 0.0:  # NaN or ±inf
+                        raise _Reject("invalid_number", name, f"{name} is {value!r}; only finite numbers are stored.")
+                    measures.append((name, value))
                 elif kind is str:
                     label_items.append((name, value))
+                elif kind is int or kind is bool:
+                    measures.append((name, self._inferred_value(name, value)))
                 else:
                     raise _Reject("nested_value", name, f"{name} holds a nested {kind.__name__}; send flat fields.")
             elif self.unknown_fields == "reject":
@@ -287,9 +291,17 @@ class RecordValidator:
                 )
             elif self.unknown_fields == "labels":
                 label_items.append((name, value))
-        self._measures_checked(measures, fields)
-        self._metric_names_checked(measures)
-        label_set = self._labels_checked(tuple(label_items))
+        if not measures or self.required_measures:
+            self._measures_checked(measures, fields)
+        known_names = self._metric_names_ok
+        for name, _ in measures:
+            if name not in known_names:
+                self._metric_names_checked(measures)
+                break
+        items = tuple(label_items)
+        label_set = self._label_sets.get(items)
+        if label_set is None:
+            label_set = self._labels_checked(items)
         for metric, number in measures:
             out.append(((metric, label_set), moment, number, position))
 
