@@ -34,10 +34,10 @@ from django.db import close_old_connections
 from apps.ingestion.events import CHANGES_CHANNEL
 from apps.sources.selectors import source_get_by_slug
 from apps.storage.policies import DataAccessDenied, DataScope, data_scope_for
-from apps.storage.query.engine import QueryTimeout, query_execute
+from apps.storage.query.engine import QueryTimeout, query_bucket_seconds, query_execute
 from apps.storage.query.spec import RAW, QuerySpec, QuerySpecError, query_spec_parse
 from apps.storage.selectors import series_list
-from apps.storage.tiers import bucket_floor, nice_bucket_at_least
+from apps.storage.tiers import bucket_floor
 
 logger = logging.getLogger(__name__)
 
@@ -549,14 +549,7 @@ def _tail(*, feed: LiveFeed, span: tuple[datetime, datetime]) -> list[dict] | No
 
 def live_bucket_seconds(spec: QuerySpec) -> int | None:
     """The bucket the engine answers this spec with (None for raw points); deltas must use the same one."""
-    if spec.aggregation == RAW:
-        return None
-    per_point = spec.range_seconds / spec.max_points
-    if spec.bucket_seconds is None:
-        return nice_bucket_at_least(max(per_point, 1))
-    if spec.range_seconds / spec.bucket_seconds > spec.max_points:
-        return nice_bucket_at_least(per_point, multiple_of=spec.bucket_seconds)
-    return spec.bucket_seconds
+    return None if spec.aggregation == RAW else query_bucket_seconds(spec)
 
 
 # Deltas ------------------------------------------------------------------------------------------------

@@ -245,7 +245,7 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
         result.downsampled = True  # too many raw points for the budget: fall back to averages
         spec = replace(spec, aggregation="avg", bucket_seconds=None)
 
-    bucket = _bucket_for(spec)
+    bucket = query_bucket_seconds(spec)
     result.bucket_seconds = bucket
     result.downsampled = result.downsampled or (spec.bucket_seconds is not None and bucket != spec.bucket_seconds)
     first_bucket = bucket_floor(spec.start, bucket)
@@ -458,8 +458,8 @@ def _sort_key(key: tuple) -> tuple:
     return tuple((value is None, "" if value is None else str(value)) for value in key)
 
 
-def _bucket_for(spec: QuerySpec) -> int:
-    """The bucket: as asked, unless it exceeds the point budget; chosen from the budget when not given."""
+def query_bucket_seconds(spec: QuerySpec) -> int:
+    """The bucket an aggregate answers with: as asked, unless it exceeds the point budget; else from the budget."""
     per_point = spec.range_seconds / spec.max_points
     if spec.bucket_seconds is None:
         return nice_bucket_at_least(max(per_point, 1))
