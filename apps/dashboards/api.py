@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from analytics_platform.field_errors import field_error_response
 from apps.access.models import Organization
 from apps.access.selectors import organization_ids_for_user, organization_list_for_user
 from apps.dashboards.documents import DashboardDocumentError
@@ -77,7 +78,7 @@ _EXAMPLE_DOCUMENT = {
 
 def field_error(error: DashboardError | DashboardDocumentError) -> Response:
     """A refused change as {"detail": "<field>: <message>", "field": ...} with the error's status."""
-    return Response({"detail": f"{error.field}: {error.message}", "field": error.field}, status=error.status)
+    return field_error_response(error.field, error.message, error.status)
 
 
 def dashboard_for_request(request: Request, uid: str, *, edit: bool = False) -> Dashboard:

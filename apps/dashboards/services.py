@@ -10,6 +10,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from analytics_platform.field_errors import FieldError
 from apps.access.models import Organization
 from apps.dashboards.documents import dashboard_document_clean
 from apps.dashboards.models import Dashboard, DashboardVersion, Panel
@@ -26,14 +27,8 @@ __all__ = [
 ]
 
 
-class DashboardError(ValueError):
+class DashboardError(FieldError):
     """A dashboard change was refused; `field` names the offending input, `status` the HTTP status to answer with."""
-
-    def __init__(self, field: str, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-        self.status = status
 
 
 def _user_or_none(user: AbstractBaseUser | None) -> AbstractBaseUser | None:

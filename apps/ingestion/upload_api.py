@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from analytics_platform.field_errors import field_error_response
 from apps.ingestion.models import FileUpload
 from apps.ingestion.uploads import (
     UploadError,
@@ -61,7 +62,7 @@ class UploadSerializer(serializers.ModelSerializer):
 
 
 def _error(error: UploadError) -> Response:
-    return Response({"detail": f"{error.field}: {error.message}", "field": error.field}, status=error.status)
+    return field_error_response(error.field, error.message, error.status)
 
 
 def _enqueue(upload: FileUpload) -> None:

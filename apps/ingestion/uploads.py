@@ -22,6 +22,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from analytics_platform.field_errors import FieldError
 from apps.ingestion.models import DeadLetter, FileUpload, PayloadFormat, Transport, UploadStatus
 from apps.ingestion.parsers.tabular import tabular_readers, tabular_sniff
 from apps.ingestion.records import ParseResult, PayloadError
@@ -39,14 +40,8 @@ RESUMABLE_STATUSES = (UploadStatus.FAILED, UploadStatus.CANCELLED, UploadStatus.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
 
-class UploadError(ValueError):
+class UploadError(FieldError):
     """An upload or an action on one was refused; `field` names the input at fault, `status` the HTTP status."""
-
-    def __init__(self, field: str, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-        self.status = status
 
 
 def upload_max_bytes() -> int:

@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from analytics_platform.field_errors import field_error_response
 from apps.access.models import Organization
 from apps.access.selectors import organization_list_for_user
 from apps.sources.models import Source, SourceSchema
@@ -45,10 +46,8 @@ _FIELD_ERROR = inline_serializer(
 
 def field_error(error: SourceError) -> Response:
     """A refused change as {"detail": "<field>: <message>", "field": ...} with the error's status."""
-    body = {"detail": f"{error.field}: {error.message}", "field": error.field}
-    if isinstance(error, SchemaBreakingChange):
-        body["reasons"] = error.reasons
-    return Response(body, status=error.status)
+    extra = {"reasons": error.reasons} if isinstance(error, SchemaBreakingChange) else {}
+    return field_error_response(error.field, error.message, error.status, **extra)
 
 
 def _with_current_schema(sources):

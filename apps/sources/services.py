@@ -14,6 +14,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from analytics_platform.field_errors import FieldError
 from apps.access.models import Organization
 from apps.sources.models import SchemaChange, SchemaMode, Source, SourceKind, SourceSchema, SourceWriteKey
 from apps.sources.schemas import SchemaDefinitionError, schema_breaking_changes, schema_definition_clean
@@ -26,14 +27,8 @@ WRITE_KEY_CACHE_SECONDS = 5.0
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-class SourceError(ValueError):
+class SourceError(FieldError):
     """A source change was refused; `field` names the offending input, `status` the HTTP status to answer with."""
-
-    def __init__(self, field: str, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-        self.status = status
 
 
 class SchemaBreakingChange(SourceError):

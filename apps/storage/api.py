@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from analytics_platform.field_errors import field_error_response
 from apps.storage.policies import DataAccessDenied
 from apps.storage.query.engine import QueryTimeout, query_execute
 from apps.storage.query.spec import QuerySpecError, query_spec_parse
@@ -24,7 +25,7 @@ LABEL_PREFIX = "label."
 
 
 def _error(field: str, message: str, code: int) -> Response:
-    return Response({"detail": f"{field}: {message}", "field": field}, status=code)
+    return field_error_response(field, message, code)
 
 
 class QueryView(APIView):
