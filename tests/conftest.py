@@ -55,6 +55,25 @@ def other_user(db):
 
 
 @pytest.fixture
+def editor(db):
+    """An editor of the shared test organisation (manages its sources and dashboards)."""
+    return user_create(username="erin", role="editor")
+
+
+@pytest.fixture
+def viewer(db):
+    """A viewer of the shared test organisation (reads only)."""
+    return user_create(username="vic", role="viewer")
+
+
+def api_client_for(user) -> APIClient:
+    """A DRF client authenticated as `user`."""
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
 def api_client() -> APIClient:
     return APIClient()
 

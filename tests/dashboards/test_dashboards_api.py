@@ -14,6 +14,7 @@ from apps.dashboards.documents import dashboard_document_clean
 from apps.dashboards.models import Dashboard, DashboardVersion, Panel
 from apps.dashboards.selectors import dashboard_document
 from apps.sources.services import source_create
+from tests.conftest import api_client_for
 from tests.dashboards.factories import dashboard_document as document_build
 from tests.dashboards.factories import dashboard_make
 from tests.factories import organization_get, user_create
@@ -22,24 +23,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def editor():
-    return user_create(username="erin", role="editor")
-
-
-@pytest.fixture
-def viewer():
-    return user_create(username="vic", role="viewer")
-
-
-@pytest.fixture
 def outsider():
     return user_create(username="olga", organization="other-org", role="admin")
-
-
-def _client(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def _create(client: APIClient, **changes) -> dict:
@@ -52,7 +37,7 @@ def _create(client: APIClient, **changes) -> dict:
 
 
 def test_create_answers_201_with_the_dashboard_and_its_document(editor):
-    body = _create(_client(editor), title="Plant")
+    body = _create(api_client_for(editor), title="Plant")
     assert len(body["uid"]) >= 10
     assert (body["version"], body["organization"], body["owner"], body["can_edit"]) == (1, "test-org", "erin", True)
     assert body["document"] == document_build(title="Plant")
@@ -66,7 +51,7 @@ def test_create_answers_201_with_the_dashboard_and_its_document(editor):
 def test_an_invalid_document_answers_400_naming_the_json_path(editor):
     document = document_build()
     document["panels"][1]["grid"] = {"x": 10, "y": 0, "w": 4, "h": 4}
-    response = _client(editor).post("/api/v1/dashboards/", document, format="json")
+    response = api_client_for(editor).post("/api/v1/dashboards/", document, format="json")
     assert response.status_code == 400
     assert response.json()["field"] == "panels[1].grid.w"
     assert response.json()["detail"].startswith("panels[1].grid.w: x + w is 14")
@@ -74,11 +59,13 @@ def test_an_invalid_document_answers_400_naming_the_json_path(editor):
 
 
 def test_create_needs_an_editor_role_and_a_known_organisation(editor, viewer):
-    response = _client(viewer).post("/api/v1/dashboards/", document_build(), format="json")
+    response = api_client_for(viewer).post("/api/v1/dashboards/", document_build(), format="json")
     assert (response.status_code, response.json()["field"]) == (403, "organization")
-    response = _client(editor).post("/api/v1/dashboards/", {**document_build(), "organization": "nope"}, format="json")
+    response = api_client_for(editor).post(
+        "/api/v1/dashboards/", {**document_build(), "organization": "nope"}, format="json"
+    )
     assert (response.status_code, response.json()["field"]) == (400, "organization")
-    response = _client(editor).post(
+    response = api_client_for(editor).post(
         "/api/v1/dashboards/", {**document_build(), "organization": "test-org"}, format="json"
     )
     assert response.status_code == 201
@@ -88,7 +75,7 @@ def test_list_shows_your_organisations_dashboards_filtered_and_paginated(editor,
     dashboard_make(title="Plant overview", tags=["factory", "ops"], folder="Ops")
     dashboard_make(title="Marketing funnel", tags=["web"], folder="")
     dashboard_make(title="Other plant", organization="other-org")
-    client = _client(editor)
+    client = api_client_for(editor)
     body = client.get("/api/v1/dashboards/").json()
     assert body["count"] == 2
     assert [row["title"] for row in body["results"]] == ["Marketing funnel", "Plant overview"]
@@ -101,14 +88,16 @@ def test_list_shows_your_organisations_dashboards_filtered_and_paginated(editor,
     ]
     page = client.get("/api/v1/dashboards/?limit=1&offset=1").json()
     assert (page["count"], [row["title"] for row in page["results"]]) == (2, ["Plant overview"])
-    assert [row["title"] for row in _client(outsider).get("/api/v1/dashboards/").json()["results"]] == ["Other plant"]
+    assert [row["title"] for row in api_client_for(outsider).get("/api/v1/dashboards/").json()["results"]] == [
+        "Other plant"
+    ]
 
 
 # --- save, versions, restore -----------------------------------------------------------------------------------
 
 
 def test_save_replaces_the_document_and_keeps_every_version(editor):
-    client = _client(editor)
+    client = api_client_for(editor)
     created = _create(client)
     uid = created["uid"]
     document = copy.deepcopy(created["document"])
@@ -135,7 +124,7 @@ def test_save_replaces_the_document_and_keeps_every_version(editor):
 
 
 def test_a_stale_version_answers_409_and_changes_nothing(editor):
-    client = _client(editor)
+    client = api_client_for(editor)
     created = _create(client)
     uid = created["uid"]
     first = {**created["document"], "title": "First writer"}
@@ -153,7 +142,7 @@ def test_a_stale_version_answers_409_and_changes_nothing(editor):
 
 
 def test_an_invalid_save_answers_400_and_keeps_the_current_version(editor):
-    client = _client(editor)
+    client = api_client_for(editor)
     created = _create(client)
     document = copy.deepcopy(created["document"])
     document["panels"][0]["queries"][0]["query"]["filters"] = {"facility": "$site"}
@@ -164,7 +153,7 @@ def test_an_invalid_save_answers_400_and_keeps_the_current_version(editor):
 
 
 def test_restore_saves_the_old_document_as_a_new_version(editor):
-    client = _client(editor)
+    client = api_client_for(editor)
     created = _create(client)
     uid = created["uid"]
     changed = {**created["document"], "title": "Changed", "panels": []}
@@ -185,7 +174,7 @@ def test_restore_saves_the_old_document_as_a_new_version(editor):
 
 def test_duplicate_copies_the_document_under_a_new_uid_owned_by_you(editor):
     original = dashboard_make(title="Plant")
-    client = _client(editor)
+    client = api_client_for(editor)
     response = client.post(f"/api/v1/dashboards/{original.uid}/duplicate", {}, format="json")
     assert response.status_code == 201, response.content
     duplicate = response.json()
@@ -198,7 +187,7 @@ def test_duplicate_copies_the_document_under_a_new_uid_owned_by_you(editor):
 
 def test_export_then_import_round_trips_the_document(editor):
     original = dashboard_make(title="Plant", owner=editor)
-    client = _client(editor)
+    client = api_client_for(editor)
     response = client.get(f"/api/v1/dashboards/{original.uid}/export")
     assert response.status_code == 200
     assert response["Content-Disposition"] == f'attachment; filename="plant-{original.uid}.json"'
@@ -222,15 +211,15 @@ def test_export_then_import_round_trips_the_document(editor):
 def test_import_of_a_broken_file_names_the_problem(editor):
     upload = io.BytesIO(b"{not json")
     upload.name = "broken.json"
-    response = _client(editor).post("/api/v1/dashboards/import", {"file": upload}, format="multipart")
+    response = api_client_for(editor).post("/api/v1/dashboards/import", {"file": upload}, format="multipart")
     assert (response.status_code, response.json()["field"]) == (400, "file")
-    response = _client(editor).post("/api/v1/dashboards/import", {"title": "X", "panels": "none"}, format="json")
+    response = api_client_for(editor).post("/api/v1/dashboards/import", {"title": "X", "panels": "none"}, format="json")
     assert (response.status_code, response.json()["field"]) == (400, "panels")
 
 
 def test_delete_removes_the_dashboard_with_its_panels_and_versions(editor):
     dashboard = dashboard_make()
-    response = _client(editor).delete(f"/api/v1/dashboards/{dashboard.uid}/")
+    response = api_client_for(editor).delete(f"/api/v1/dashboards/{dashboard.uid}/")
     assert response.status_code == 204
     assert not Dashboard.objects.exists()
     assert not Panel.objects.exists()
@@ -242,7 +231,7 @@ def test_delete_removes_the_dashboard_with_its_panels_and_versions(editor):
 
 def test_viewers_read_but_cannot_change(viewer):
     dashboard = dashboard_make()
-    client = _client(viewer)
+    client = api_client_for(viewer)
     body = client.get(f"/api/v1/dashboards/{dashboard.uid}/").json()
     assert (body["can_edit"], body["version"]) == (False, 1)
     assert client.get(f"/api/v1/dashboards/{dashboard.uid}/export").status_code == 200
@@ -257,7 +246,7 @@ def test_viewers_read_but_cannot_change(viewer):
 
 def test_outsiders_get_404_for_everything(outsider):
     dashboard = dashboard_make()
-    client = _client(outsider)
+    client = api_client_for(outsider)
     uid = dashboard.uid
     assert client.get(f"/api/v1/dashboards/{uid}/").status_code == 404
     assert client.put(f"/api/v1/dashboards/{uid}/", {"document": document_build()}, format="json").status_code == 404
@@ -301,7 +290,7 @@ def test_demo_dashboards_are_valid_and_idempotent(editor):
     }
     assert sources == {"demo-factory", "demo-marketing", "demo-business"}
     # Every panel query runs as is through the query API (variables substituted by the front end).
-    client = _client(editor)
+    client = api_client_for(editor)
     for panel in document["panels"]:
         for query in panel["queries"]:
             spec = {**document["time_range"], **query["query"]}
@@ -317,7 +306,7 @@ def test_demo_dashboards_are_valid_and_idempotent(editor):
 def test_list_and_detail_query_counts_do_not_grow_with_dashboards(editor, django_assert_num_queries):
     for index in range(5):
         dashboard_make(title=f"Plant {index}")
-    client = _client(editor)
+    client = api_client_for(editor)
     # Memberships, count, page (panel counts are annotated, organisation and owner joined).
     with django_assert_num_queries(3):
         assert client.get("/api/v1/dashboards/").json()["count"] == 5

@@ -6,19 +6,8 @@ import pytest
 from django.contrib.staticfiles import finders
 
 from tests.dashboards.factories import dashboard_make
-from tests.factories import user_create
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def editor():
-    return user_create(username="erin", role="editor")
-
-
-@pytest.fixture
-def viewer():
-    return user_create(username="vic", role="viewer")
 
 
 def test_pages_require_sign_in(client):

@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.test import APIClient
 
 from apps.sources.models import Source
+from tests.conftest import api_client_for
 from tests.factories import user_create
 from tests.ingestion.factories import source_with_key
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def editor():
-    return user_create(username="erin", role="editor")
-
-
-@pytest.fixture
-def viewer():
-    return user_create(username="vic", role="viewer")
-
-
-def _client(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
 def test_create_answers_201_with_the_source_and_its_first_write_key_once(editor):
-    response = _client(editor).post(
+    response = api_client_for(editor).post(
         "/api/v1/sources/",
         {"name": "Plant", "slug": "plant", "kind": "mqtt", "schema_mode": "infer",
          "config": {"topic": "plant/+/telemetry", "format": "json"}},
@@ -41,7 +25,7 @@ def test_create_answers_201_with_the_source_and_its_first_write_key_once(editor)
     assert (body["slug"], body["kind"], body["schema_mode"], body["schema_version"]) == ("plant", "mqtt", "infer", 1)
     assert body["config"] == {"topic": "plant/+/telemetry", "format": "json", "qos": 1}
     assert body["organization"] == "test-org"
-    keys = _client(editor).get("/api/v1/sources/plant/keys/").json()
+    keys = api_client_for(editor).get("/api/v1/sources/plant/keys/").json()
     assert len(keys) == 1
     assert "write_key" not in keys[0]
     assert body["write_key"].startswith(keys[0]["key_prefix"])
@@ -59,7 +43,7 @@ def test_create_answers_201_with_the_source_and_its_first_write_key_once(editor)
     ],
 )
 def test_bad_create_requests_name_the_field(editor, payload, field):
-    response = _client(editor).post("/api/v1/sources/", payload, format="json")
+    response = api_client_for(editor).post("/api/v1/sources/", payload, format="json")
     assert response.status_code == 400
     body = response.json()
     assert body.get("field") == field or field in body, body
@@ -67,14 +51,14 @@ def test_bad_create_requests_name_the_field(editor, payload, field):
 
 def test_duplicate_slug_is_409(editor):
     source_with_key(slug="plant")
-    response = _client(editor).post("/api/v1/sources/", {"name": "P", "slug": "plant"}, format="json")
+    response = api_client_for(editor).post("/api/v1/sources/", {"name": "P", "slug": "plant"}, format="json")
     assert response.status_code == 409
     assert response.json()["field"] == "slug"
 
 
 def test_viewers_read_but_cannot_create_or_change(viewer):
     source_with_key(slug="plant")
-    client = _client(viewer)
+    client = api_client_for(viewer)
     assert [s["slug"] for s in client.get("/api/v1/sources/").json()["results"]] == ["plant"]
     assert client.post("/api/v1/sources/", {"name": "P", "slug": "p2"}, format="json").status_code == 403
     assert client.post("/api/v1/sources/plant/pause").status_code == 403
@@ -84,7 +68,7 @@ def test_viewers_read_but_cannot_create_or_change(viewer):
 def test_other_organisations_sources_are_invisible():
     source_with_key(slug="theirs", organization="other-org")
     outsider = user_create(username="olga", role="admin")
-    client = _client(outsider)
+    client = api_client_for(outsider)
     assert client.get("/api/v1/sources/").json()["results"] == []
     assert client.get("/api/v1/sources/theirs/").status_code == 404
     assert client.get("/api/v1/sources/theirs/dead-letters/").status_code == 404
@@ -92,7 +76,7 @@ def test_other_organisations_sources_are_invisible():
 
 def test_pause_resume_and_edit(editor):
     source_with_key(slug="plant")
-    client = _client(editor)
+    client = api_client_for(editor)
     assert client.post("/api/v1/sources/plant/pause").json()["enabled"] is False
     assert client.post("/api/v1/sources/plant/resume").json()["enabled"] is True
     edited = client.patch("/api/v1/sources/plant/", {"name": "Plant 2", "raw_retention_days": 3}, format="json")
@@ -103,7 +87,7 @@ def test_pause_resume_and_edit(editor):
 
 def test_write_keys_create_and_revoke(editor):
     source_with_key(slug="plant")
-    client = _client(editor)
+    client = api_client_for(editor)
     created = client.post("/api/v1/sources/plant/keys/", {"name": "telegraf"}, format="json")
     assert created.status_code == 201
     key_id = created.json()["id"]
@@ -115,7 +99,7 @@ def test_write_keys_create_and_revoke(editor):
 def test_schema_versions_compatible_breaking_and_explicit(editor):
     strict = {"measures": {"temperature": {"type": "number", "max": 100}}, "labels": ["device"]}
     source_with_key(slug="plant", schema_mode="strict", schema=strict)
-    client = _client(editor)
+    client = api_client_for(editor)
     widened = {"measures": {"temperature": {"type": "number", "max": 200}, "rpm": {"type": "number"}},
                "labels": ["device"]}  # fmt: skip
     response = client.post("/api/v1/sources/plant/schemas/", {"mode": "strict", "definition": widened}, format="json")
@@ -141,7 +125,7 @@ def test_dead_letters_list_filter_replay_and_discard(editor, client):
                {"time": "2026-01-01T00:00:02Z", "t": 1, "x": "y"}]  # fmt: skip
     client.post("/api/v1/sources/plant/ingest", records, content_type="application/json",
                 headers={"Authorization": f"Bearer {key}"})  # fmt: skip
-    api = _client(editor)
+    api = api_client_for(editor)
     listed = api.get("/api/v1/sources/plant/dead-letters/").json()
     assert listed["count"] == 3
     assert {row["error_code"] for row in listed["results"]} == {"out_of_range", "unknown_field"}
