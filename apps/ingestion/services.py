@@ -28,7 +28,7 @@ from apps.ingestion.models import DeadLetter, DeadLetterStatus, PayloadFormat, T
 from apps.ingestion.parsers.line_protocol import PRECISION_NS, line_protocol_parse
 from apps.ingestion.records import ParseResult, PayloadError, Record, RecordError, payload_text
 from apps.ingestion.stats import rate_limit_take, stats_record
-from apps.ingestion.validation import RecordValidator, SeriesLocalKey, ValidatedPoint
+from apps.ingestion.validation import RecordValidator, SeriesLocalKey, ValidatedPoint, record_raw
 from apps.sources.models import Source, SourceSchema
 from apps.storage.services import points_write, series_count, series_key, series_resolve
 
@@ -193,8 +193,6 @@ def _series_limit_errors(
     target: IngestTarget, records: Sequence[Record], points: list[ValidatedPoint], refused: set[SeriesLocalKey]
 ) -> tuple[list[ValidatedPoint], list[RecordError]]:
     """Drop every point of a record that needs a refused series; each such record becomes one error."""
-    from apps.ingestion.validation import record_raw
-
     bad_positions = {point[3] for point in points if point[0] in refused}
     errors = [
         RecordError(
