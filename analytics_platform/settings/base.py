@@ -206,6 +206,9 @@ STORAGE_ROLLUP_1D_RETENTION_DAYS = env_int("STORAGE_ROLLUP_1D_RETENTION_DAYS", 1
 STORAGE_ROLLUP_GRACE_SECONDS = env_int("STORAGE_ROLLUP_GRACE_SECONDS", 60, minimum=0)
 STORAGE_PARTITION_DAYS_AHEAD = env_int("STORAGE_PARTITION_DAYS_AHEAD", 3, minimum=1)
 # Query guard rails.
+# Label rollups (plain PostgreSQL): every label key with at most this many values per (source, metric) also
+# gets its tiers pre-aggregated per label value, so "group by facility" reads a few rows per bucket. 0 = off.
+STORAGE_LABEL_ROLLUP_MAX_VALUES = env_int("STORAGE_LABEL_ROLLUP_MAX_VALUES", 100, minimum=0)
 STORAGE_MAX_SERIES_PER_QUERY = env_int("STORAGE_MAX_SERIES_PER_QUERY", 10_000, minimum=1)
 STORAGE_DEFAULT_MAX_POINTS = env_int("STORAGE_DEFAULT_MAX_POINTS", 1_000, minimum=10)
 STORAGE_MAX_POINTS_PER_SERIES = env_int("STORAGE_MAX_POINTS_PER_SERIES", 10_000, minimum=10)

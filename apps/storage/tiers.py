@@ -27,6 +27,11 @@ class Tier:
     def interval(self) -> timedelta:
         return timedelta(seconds=self.seconds)
 
+    @property
+    def labels_table(self) -> str:
+        """The tier's label rollup: the same aggregates per (source, metric, label key, label value)."""
+        return f"{self.table}_labels"
+
 
 TIER_1M = Tier("1m", 60, "points_1m", "points")
 TIER_1H = Tier("1h", 3600, "points_1h", "points_1m")

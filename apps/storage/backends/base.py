@@ -47,9 +47,16 @@ class StorageBackend(ABC):
     """Schema, writes, rollup maintenance and retention for one database."""
 
     name: str
+    # Whether the tiers also keep rows per label value (see PostgresBackend); the query engine uses them
+    # only when this is true and `label_keys_registered` says so.
+    label_rollups: bool = False
 
     def __init__(self, alias: str = "default") -> None:
         self.alias = alias
+
+    def label_keys_registered(self, cursor, *, metric: str, key: str, source_ids: Sequence[int]) -> bool:
+        """Whether every one of these sources keeps label rollups for (metric, key)."""
+        return False
 
     @property
     def connection(self):

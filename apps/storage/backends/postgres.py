@@ -7,6 +7,14 @@ the tier), and always equal an aggregate of the raw points. Two things keep it s
   the new watermark; a write below the watermark (a late point, a redelivery) re-aggregates the
   buckets it touched in the same transaction.
 So a query can read rollups below the watermark and raw points above it, and never be stale.
+
+Label rollups: for every (source, metric, label key) in `storage_label_rollup` (keys with at most
+STORAGE_LABEL_ROLLUP_MAX_VALUES values), each tier also has rows per label value (`points_1m_labels`, ...),
+built from the tier's own rows in the same transactions that build or re-aggregate them, so they follow
+the same rule. "Average by facility over 24 hours by minute" then reads 5 rows per minute instead of one
+per device. A key is registered (and its history built) by the refresh job when series appear, and dropped
+with its rows when it grows past the limit. Queries read the watermark, the registry and the rows in one
+snapshot (REPEATABLE READ), so they see a key's rows complete or not at all.
 """
 
 from __future__ import annotations
@@ -21,7 +29,14 @@ from django.db import transaction
 from django.utils import timezone
 from psycopg import sql
 
-from apps.storage.backends.base import BACKEND_POSTGRES, ROLLUP_COLUMNS, Point, RetentionResult, StorageBackend
+from apps.storage.backends.base import (
+    BACKEND_POSTGRES,
+    RETENTION_FIELDS,
+    ROLLUP_COLUMNS,
+    Point,
+    RetentionResult,
+    StorageBackend,
+)
 from apps.storage.query.cache import generation_bump
 from apps.storage.tiers import BUCKET_ORIGIN, TIER_1D, TIER_1H, TIER_1M, TIERS_FINE_TO_COARSE, Tier, bucket_floor
 
@@ -93,6 +108,29 @@ def _upsert_suffix() -> sql.SQL:
     )
 
 
+_LABEL_ROLLUP_SOURCE_COLUMNS = "source_id integer NOT NULL, metric text NOT NULL, label_key text NOT NULL, " \
+    "label_value text NOT NULL, "  # fmt: skip
+
+
+def _label_aggregate(tier: Tier, condition: sql.Composable) -> sql.Composed:
+    """(Re)build `tier`'s label rows from its per-series rows that match `condition`, for registered keys.
+
+    Groups are whole (source, metric, key, value, bucket) cells: the condition must select every series row
+    of a cell (conditions are on source, metric and bucket only), so an upsert replaces the cell exactly.
+    """
+    return sql.SQL(
+        "INSERT INTO {labels} (source_id, metric, label_key, label_value, bucket, count, sum, min, max, last, "
+        "last_time) SELECT s.source_id, s.metric, r.label_key, s.labels->>r.label_key, t.bucket, "
+        "sum(t.count)::bigint, sum(t.sum), min(t.min), max(t.max), (array_agg(t.last ORDER BY t.last_time DESC))[1], "
+        "max(t.last_time) FROM {table} t JOIN storage_series s ON s.id = t.series_id "
+        "JOIN storage_label_rollup r ON r.source_id = s.source_id AND r.metric = s.metric AND s.labels ? r.label_key "
+        "WHERE {condition} GROUP BY 1, 2, 3, 4, 5 ORDER BY 5 "
+        "ON CONFLICT (source_id, metric, label_key, label_value, bucket) DO UPDATE SET count = EXCLUDED.count, "
+        "sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max, last = EXCLUDED.last, "
+        "last_time = EXCLUDED.last_time"
+    ).format(labels=sql.Identifier(tier.labels_table), table=sql.Identifier(tier.table), condition=condition)
+
+
 # A write whose points span at most this many days gets every partition in its range; wider ones only their days.
 _PARTITION_RANGE_DAYS = 7
 
@@ -101,6 +139,7 @@ class PostgresBackend(StorageBackend):
     """Storage on any PostgreSQL 14+ without extensions."""
 
     name = BACKEND_POSTGRES
+    label_rollups = True
 
     def __init__(self, alias: str = "default") -> None:
         super().__init__(alias)
@@ -139,7 +178,37 @@ class PostgresBackend(StorageBackend):
                 "INSERT INTO storage_rollup_watermark (singleton, watermark) "
                 "VALUES (true, date_trunc('minute', now())) ON CONFLICT DO NOTHING"
             )
+        self.label_rollups_install()
         self.partitions_ensure(start=timezone.now().date() - timedelta(days=1))
+
+    def label_rollups_install(self) -> None:
+        """The label rollup tables and their registry (idempotent; databases installed before them get them too)."""
+        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            for tier in TIERS_FINE_TO_COARSE:
+                cursor.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {} ({}{}, PRIMARY KEY (source_id, metric, label_key, label_value, "
+                        "bucket))"
+                    ).format(
+                        sql.Identifier(tier.labels_table),
+                        sql.SQL(_LABEL_ROLLUP_SOURCE_COLUMNS),
+                        sql.SQL(ROLLUP_COLUMNS.replace("series_id integer NOT NULL, ", "")),
+                    )
+                )
+            cursor.execute(
+                "CREATE TABLE IF NOT EXISTS storage_label_rollup (source_id integer NOT NULL, metric text NOT NULL, "
+                "label_key text NOT NULL, registered_at timestamptz NOT NULL DEFAULT now(), "
+                "PRIMARY KEY (source_id, metric, label_key))"
+            )
+
+    def label_keys_registered(self, cursor, *, metric: str, key: str, source_ids: Sequence[int]) -> bool:
+        """Whether every one of these sources has label rollups for (metric, key)."""
+        cursor.execute(
+            "SELECT count(*) FROM storage_label_rollup WHERE metric = %s AND label_key = %s "
+            "AND source_id = ANY(%s::int[])",
+            [metric, key, list(source_ids)],
+        )
+        return cursor.fetchone()[0] == len(set(source_ids))
 
     def partitions_ensure(self, *, start: date, end: date | None = None) -> list[str]:
         """Create daily partitions from `start` through `end` (default: STORAGE_PARTITION_DAYS_AHEAD ahead)."""
@@ -237,6 +306,18 @@ class PostgresBackend(StorageBackend):
                 + _upsert_suffix(),
                 [list(series_ids), list(buckets)],
             )
+            # Whole label cells (every series of the touched source, metric and bucket) are rebuilt.
+            cursor.execute(
+                _label_aggregate(
+                    tier,
+                    sql.SQL(
+                        "(s.source_id, s.metric, t.bucket) IN (SELECT DISTINCT d_s.source_id, d_s.metric, d.d_bucket "
+                        "FROM unnest(%s::int[], %s::timestamptz[]) AS d(d_series, d_bucket) "
+                        "JOIN storage_series d_s ON d_s.id = d.d_series)"
+                    ),
+                ),
+                [list(series_ids), list(buckets)],
+            )
 
     # --- rollups ------------------------------------------------------------------------------
     def watermark(self) -> datetime:
@@ -257,6 +338,8 @@ class PostgresBackend(StorageBackend):
             with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
                 cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR UPDATE")
                 old = cursor.fetchone()[0]
+                if steps == 0:
+                    self._label_rollups_sync(cursor)
                 if old >= target:
                     return {"watermark": old.isoformat(), "steps": steps}
                 new = min(target, old + MAX_REFRESH_STEP)
@@ -280,6 +363,76 @@ class PostgresBackend(StorageBackend):
                 + _upsert_suffix(),
                 {"lower": lower, "upper": upper},
             )
+            cursor.execute(
+                _label_aggregate(tier, sql.SQL("t.bucket >= %(lower)s AND t.bucket < %(upper)s")),
+                {"lower": lower, "upper": upper},
+            )
+
+    def _label_rollups_sync(self, cursor) -> dict:
+        """Register label keys with few values, build their history, unregister keys that grew past the limit.
+
+        Runs inside the refresh transaction (the watermark row is locked, so no write re-aggregates meanwhile).
+        Only new series change the answer, so it is skipped while the newest series id and the limit are as
+        at the last sync.
+        """
+        limit = settings.STORAGE_LABEL_ROLLUP_MAX_VALUES
+        cursor.execute("SELECT coalesce(max(id), 0) FROM storage_series")
+        state = f"{cursor.fetchone()[0]}:{limit}"
+        cursor.execute("SELECT value FROM storage_meta WHERE key = 'label_rollup_sync'")
+        row = cursor.fetchone()
+        if row is not None and row[0] == state:
+            return {"added": 0, "removed": 0}
+        wanted: set[tuple[int, str, str]] = set()
+        if limit:
+            cursor.execute(
+                "SELECT s.source_id, s.metric, k.key FROM storage_series s CROSS JOIN jsonb_object_keys(s.labels) "
+                "AS k(key) GROUP BY 1, 2, 3 HAVING count(DISTINCT s.labels->>k.key) <= %s",
+                [limit],
+            )
+            wanted = {tuple(item) for item in cursor.fetchall()}
+        cursor.execute("SELECT source_id, metric, label_key FROM storage_label_rollup")
+        registered = {tuple(item) for item in cursor.fetchall()}
+        for source_id, metric, key in sorted(registered - wanted):
+            # Queries read the registry and the rows in one snapshot, so both can go at once.
+            parameters = {"source": source_id, "metric": metric, "key": key}
+            cursor.execute(
+                "DELETE FROM storage_label_rollup WHERE source_id = %(source)s AND metric = %(metric)s "
+                "AND label_key = %(key)s",
+                parameters,
+            )
+            for tier in TIERS_FINE_TO_COARSE:
+                cursor.execute(
+                    sql.SQL(
+                        "DELETE FROM {} WHERE source_id = %(source)s AND metric = %(metric)s AND label_key = %(key)s"
+                    ).format(sql.Identifier(tier.labels_table)),
+                    parameters,
+                )
+        for source_id, metric, key in sorted(wanted - registered):
+            cursor.execute(
+                "INSERT INTO storage_label_rollup (source_id, metric, label_key) VALUES (%s, %s, %s)",
+                [source_id, metric, key],
+            )
+            parameters = {"source": source_id, "metric": metric, "key": key}
+            for tier in TIERS_FINE_TO_COARSE:
+                cursor.execute(
+                    sql.SQL(
+                        "DELETE FROM {} WHERE source_id = %(source)s AND metric = %(metric)s AND label_key = %(key)s"
+                    ).format(sql.Identifier(tier.labels_table)),
+                    parameters,
+                )
+                cursor.execute(
+                    _label_aggregate(
+                        tier,
+                        sql.SQL("s.source_id = %(source)s AND s.metric = %(metric)s AND r.label_key = %(key)s"),
+                    ),
+                    parameters,
+                )
+        cursor.execute(
+            "INSERT INTO storage_meta (key, value) VALUES ('label_rollup_sync', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            [state],
+        )
+        return {"added": len(wanted - registered), "removed": len(registered - wanted)}
 
     # --- retention ----------------------------------------------------------------------------
     def retention_apply(self, *, now: datetime | None = None) -> RetentionResult:
@@ -303,6 +456,21 @@ class PostgresBackend(StorageBackend):
                 deleted = self._delete_expired_rows(cursor, table=tier.table, now=now)
                 if deleted:
                     result.deleted_rows[tier.table] = deleted
+                deleted = self._delete_expired_label_rows(cursor, tier=tier, now=now)
+                if deleted:
+                    result.deleted_rows[tier.labels_table] = deleted
             if result.dropped_partitions or result.deleted_rows:
                 transaction.on_commit(generation_bump, using=self.alias)
         return result
+
+    def _delete_expired_label_rows(self, cursor, *, tier: Tier, now: datetime) -> int:
+        """A tier's label rows go with the same per-source cutoff as its per-series rows."""
+        field_name, _ = RETENTION_FIELDS[tier.table]
+        cursor.execute(
+            sql.SQL(
+                "DELETE FROM {labels} t USING sources_source src WHERE src.id = t.source_id "
+                "AND t.bucket < %s::timestamptz - make_interval(days => coalesce(src.{field}, %s))"
+            ).format(labels=sql.Identifier(tier.labels_table), field=sql.Identifier(field_name)),
+            [now, self.retention_days()[tier.table]],
+        )
+        return cursor.rowcount or 0

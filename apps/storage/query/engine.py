@@ -70,6 +70,19 @@ RAW_COLUMNS = {"c": "1::bigint", "s": "value", "mn": "value", "mx": "value", "lv
 ROLLUP_COLUMNS = {"c": "count", "s": "sum", "mn": "min", "mx": "max", "lv": "last"}
 
 
+@dataclass(frozen=True)
+class LabelPlan:
+    """How a query grouped by one label can read the tiers' label rollups instead of per-series rows.
+
+    Only when the selected series are exactly every series of `source_ids` and `metric` whose `key` is one of
+    `values`: then each output group is one label value, summed over those sources.
+    """
+
+    key: str
+    source_ids: tuple[int, ...]
+    values: tuple[str, ...]  # the label value of each output group, in group order
+
+
 class QueryTimeout(Exception):
     """The database gave up on the query; the client should narrow it."""
 
@@ -94,6 +107,7 @@ class QueryResult:
     downsampled: bool = False
     truncated: bool = False
     cached_buckets: int = 0
+    label_rollups: bool = False  # rollup segments were read per label value (not part of the JSON answer)
     sql: str = ""
 
     def as_dict(self) -> dict:
@@ -149,7 +163,12 @@ def query_execute(*, spec: QuerySpec, principal, alias: str = "default") -> Quer
     """Answer a query for a principal; the only way points are read."""
     scope = data_scope_for(principal)
     started = time.perf_counter()
+    outermost = not connections[alias].in_atomic_block
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        if outermost:
+            # One snapshot for every statement: the watermark, the label rollup registry, rollup rows and raw
+            # points agree with each other even while the refresh job commits in between.
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         cursor.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
         # Dashboard aggregates group up to millions of rows: let them hash and sort in memory.
         cursor.execute(f"SET LOCAL work_mem = '{QUERY_WORK_MEM}'")
@@ -175,8 +194,11 @@ def query_execute(*, spec: QuerySpec, principal, alias: str = "default") -> Quer
     return result
 
 
-def _series_plan(cursor, spec: QuerySpec, scope: DataScope) -> tuple[list[dict], list[tuple[int, int]]]:
-    """The query's output groups and which group each matching series feeds, cached per process.
+SeriesPlan = tuple[list[dict], list[tuple[int, int]], LabelPlan | None]
+
+
+def _series_plan(cursor, spec: QuerySpec, scope: DataScope) -> SeriesPlan:
+    """The query's output groups, which group each matching series feeds, and its label plan; cached per process.
 
     Selecting and grouping thousands of series costs far more than a live panel's tail query, and dashboards
     repeat the same selections every second. The cache key includes the newest series id, so a series created
@@ -204,7 +226,8 @@ def _series_plan(cursor, spec: QuerySpec, scope: DataScope) -> tuple[list[dict],
             f"this query matches more than {settings.STORAGE_MAX_SERIES_PER_QUERY:,} series; "
             "add filters (e.g. a facility or device) or a source.",
         )
-    plan = _groups(spec, series)
+    groups, pairs = _groups(spec, series)
+    plan = (groups, pairs, _label_plan(cursor, spec, series, groups, pairs))
     with _series_plans_lock:
         _series_plans[key] = plan
         while len(_series_plans) > _SERIES_PLAN_CACHE_SIZE:
@@ -213,8 +236,31 @@ def _series_plan(cursor, spec: QuerySpec, scope: DataScope) -> tuple[list[dict],
 
 
 _SERIES_PLAN_CACHE_SIZE = 256
-_series_plans: OrderedDict[tuple, tuple[list[dict], list[tuple[int, int]]]] = OrderedDict()
+_series_plans: OrderedDict[tuple, SeriesPlan] = OrderedDict()
 _series_plans_lock = threading.Lock()
+
+
+def _label_plan(cursor, spec: QuerySpec, series, groups: list[dict], pairs) -> LabelPlan | None:
+    """A LabelPlan when the selection is whole label groups (say every series of facility f1), else None.
+
+    Filters and data scopes may select any subset of series; label rollups answer only for whole groups,
+    so the selection is checked against every series with the same sources, metric and label values.
+    """
+    if len(spec.group_by) != 1 or not series or spec.percentile is not None:
+        return None
+    key = spec.group_by[0]
+    if not all(isinstance(labels.get(key), str) for _, labels, _, _ in series):
+        return None
+    source_ids = sorted({source_id for _, _, _, source_id in series})
+    values = [group["labels"][key] for group in groups]
+    cursor.execute(
+        "SELECT count(*) FROM storage_series WHERE metric = %s AND source_id = ANY(%s::int[]) "
+        "AND labels->>%s = ANY(%s::text[])",
+        [spec.metric, source_ids, key, values],
+    )
+    if cursor.fetchone()[0] != len(pairs):
+        return None
+    return LabelPlan(key, tuple(source_ids), tuple(values))
 
 
 def series_plans_clear() -> None:
@@ -223,11 +269,13 @@ def series_plans_clear() -> None:
 
 
 def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResult:
-    groups, series_groups = _series_plan(cursor, spec, scope)
+    groups, series_groups, label_plan = _series_plan(cursor, spec, scope)
     truncated = len(groups) > spec.limit
     if truncated:
         groups = groups[: spec.limit]
         series_groups = [(series_id, index) for series_id, index in series_groups if index < spec.limit]
+        if label_plan is not None:
+            label_plan = replace(label_plan, values=label_plan.values[: spec.limit])
     result = QueryResult(spec=spec, tier="raw", bucket_seconds=None, truncated=truncated)
     if not series_groups:
         return result
@@ -309,8 +357,30 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
         ]
         used = [segment.tier for segment in segments if segment.tier is not None]
         result.tier = max(used, key=lambda tier: tier.seconds).name if used else "raw"
+        labelled = (
+            label_plan is not None
+            and backend.label_rollups
+            and any(segment.tier is not None for segment in segments)
+            # Read after every watermark the plan used (one snapshot: see query_execute).
+            and backend.label_keys_registered(
+                cursor, metric=spec.metric, key=label_plan.key, source_ids=label_plan.source_ids
+            )
+        )
+        if labelled:
+            parameters.update(
+                label_key=label_plan.key,
+                label_metric=spec.metric,
+                label_sources=list(label_plan.source_ids),
+                label_values=list(label_plan.values),
+            )
+            result.label_rollups = True
         if segments:
-            query = _aggregate_sql(spec.aggregation, segments, parameters, bucket_seconds=bucket)
+            query = _aggregate_sql(spec.aggregation, segments, parameters, bucket_seconds=bucket, labelled=labelled)
+            # An aggregate reads every row of its ranges in any order: a bitmap scan visits each heap page once,
+            # where an index scan per series revisits them (the newest minute of 1,000 series: 30,000 buffer
+            # visits and 20 ms, against 4,200 and 9 ms). The planner cannot see that for the newest rows, which
+            # are past its statistics (it estimates one row), so plain index scans are off for this statement.
+            cursor.execute("SET LOCAL enable_indexscan = off")
             rows = _run(cursor, query, parameters, result)
     times, columns = _columns(spec, bucket, len(groups), rows)
     if cached is not None:
@@ -347,7 +417,7 @@ def _run(cursor, query: sql.Composed, parameters: dict, result: QueryResult) -> 
     return cursor.fetchall()
 
 
-def _series_select(cursor, spec: QuerySpec, scope: DataScope) -> list[tuple[int, dict, str]]:
+def _series_select(cursor, spec: QuerySpec, scope: DataScope) -> list[tuple[int, dict, str, int]]:
     conditions = [sql.SQL("s.metric = %(metric)s")]
     parameters: dict = {"metric": spec.metric}
     if spec.source:
@@ -380,14 +450,16 @@ def _series_select(cursor, spec: QuerySpec, scope: DataScope) -> list[tuple[int,
             parameters[value] = label_filter.values[0]
     parameters["cap"] = settings.STORAGE_MAX_SERIES_PER_QUERY + 1
     query = sql.SQL(
-        "SELECT s.id, s.labels::text, src.slug FROM storage_series s "
+        "SELECT s.id, s.labels::text, src.slug, s.source_id FROM storage_series s "
         "JOIN sources_source src ON src.id = s.source_id WHERE {} ORDER BY s.id LIMIT %(cap)s"
     ).format(sql.SQL(" AND ").join([*conditions, *scope_conditions]))
     try:
         cursor.execute(query, parameters)
     except DataError as error:
         raise QuerySpecError("filters", f"the database refused a filter: {error}".strip()) from None
-    rows = [(series_id, json.loads(labels), slug) for series_id, labels, slug in cursor.fetchall()]
+    rows = [
+        (series_id, json.loads(labels), slug, source_id) for series_id, labels, slug, source_id in cursor.fetchall()
+    ]
     if not rows:
         _metric_must_exist(cursor, spec, scope)
     return rows
@@ -431,12 +503,12 @@ def _metric_must_exist(cursor, spec: QuerySpec, scope: DataScope) -> None:
     raise QuerySpecError("metric", f"no metric named {spec.metric!r}{where}.{hint}")
 
 
-def _groups(spec: QuerySpec, series: list[tuple[int, dict, str]]) -> tuple[list[dict], list[tuple[int, int]]]:
+def _groups(spec: QuerySpec, series: list[tuple[int, dict, str, int]]) -> tuple[list[dict], list[tuple[int, int]]]:
     """Output series (labels, and the source when not grouped) and which group each input series feeds."""
     index_of: dict[tuple, int] = {}
     groups: list[dict] = []
     keyed = []
-    for series_id, labels, slug in series:
+    for series_id, labels, slug, _ in series:
         if spec.group_by:
             key = tuple(labels.get(label) for label in spec.group_by)
             header = {"labels": dict(zip(spec.group_by, key, strict=True))}
@@ -483,7 +555,14 @@ def _group_map(series_ids: list[int], group_indexes: list[int]) -> tuple[int, li
     return low - 1, slots
 
 
-def _aggregate_sql(aggregation: str, segments: list[Segment], parameters: dict, *, bucket_seconds: int) -> sql.Composed:
+def _aggregate_sql(
+    aggregation: str, segments: list[Segment], parameters: dict, *, bucket_seconds: int, labelled: bool = False
+) -> sql.Composed:
+    """One statement: every segment yields (group, bucket start, columns) rows; they merge per output bucket.
+
+    With `labelled`, rollup segments read the tier's label rows (one per label value and bucket) instead of
+    one row per series; raw segments always read points per series.
+    """
     columns, final = AGGREGATE_SQL[aggregation]
     mapped = "group_map" in parameters
     parts = []
@@ -500,38 +579,44 @@ def _aggregate_sql(aggregation: str, segments: list[Segment], parameters: dict, 
             bucket_start = sql.Identifier("bucket")  # already the output bucket: no per-row date_bin
         else:
             bucket_start = sql.SQL(BUCKET_START_SQL).format(time=sql.Identifier(time_column))
-        if mapped:
-            selected = [sql.SQL("(%(group_map)s::int[])[series_id - %(group_base)s] AS gi")]
+        by_label = labelled and segment.tier is not None
+        if by_label:
+            # Label plans number their groups in the order of their values: the position is the group.
+            group = sql.SQL("array_position(%(label_values)s::text[], label_value) - 1")
+        elif mapped:
+            group = sql.SQL("(%(group_map)s::int[])[series_id - %(group_base)s]")
         else:
-            selected = [sql.SQL("series_id")]
-        selected.append(sql.SQL("{} AS b").format(bucket_start))
+            group = sql.SQL("g.gi")
+        selected = [sql.SQL("{} AS gi").format(group), sql.SQL("{} AS b").format(bucket_start)]
         if aggregation == "last":
             selected.append(sql.SQL("{} AS t").format(sql.Identifier(order_column)))
         selected += [sql.SQL("{} AS {}").format(sql.SQL(mapping[column]), sql.Identifier(column)) for column in columns]
+        if by_label:
+            relation = sql.SQL(
+                "{table} WHERE source_id = ANY(%(label_sources)s::int[]) "
+                "AND metric = %(label_metric)s AND label_key = %(label_key)s "
+                "AND label_value = ANY(%(label_values)s::text[])"
+            ).format(table=sql.Identifier(segment.tier.labels_table))
+        elif mapped:
+            relation = sql.SQL("{table} WHERE series_id = ANY(%(ids)s::int[])").format(table=sql.Identifier(table))
+        else:
+            relation = sql.SQL(
+                "{table} JOIN unnest(%(ids)s::int[], %(groups)s::int[]) AS g(sid, gi) ON g.sid = series_id "
+                "WHERE series_id = ANY(%(ids)s::int[])"
+            ).format(table=sql.Identifier(table))
         parts.append(
-            sql.SQL(
-                "SELECT {columns} FROM {table} WHERE series_id = ANY(%(ids)s::int[]) "
-                "AND {time} >= %({lower})s AND {time} < %({upper})s"
-            ).format(
+            sql.SQL("SELECT {columns} FROM {relation} AND {time} >= %({lower})s AND {time} < %({upper})s").format(
                 columns=sql.SQL(", ").join(selected),
-                table=sql.Identifier(table),
+                relation=relation,
                 time=sql.Identifier(time_column),
                 lower=sql.SQL(lower),
                 upper=sql.SQL(upper),
             )
         )
-    if mapped:
-        source, group = sql.SQL("({segments}) AS x"), sql.SQL("x.gi")
-    else:
-        source = sql.SQL(
-            "({segments}) AS x JOIN unnest(%(ids)s::int[], %(groups)s::int[]) AS g(sid, gi) ON g.sid = x.series_id"
-        )
-        group = sql.SQL("g.gi")
-    return sql.SQL("SELECT {group}, {bucket_index} AS b, {final} AS v FROM {source} GROUP BY {group}, x.b").format(
-        group=group,
+    return sql.SQL("SELECT x.gi, {bucket_index} AS b, {final} AS v FROM ({segments}) AS x GROUP BY x.gi, x.b").format(
         bucket_index=sql.SQL(BUCKET_INDEX_SQL.format(time="x.b")),
         final=sql.SQL(final),
-        source=source.format(segments=sql.SQL(" UNION ALL ").join(parts)),
+        segments=sql.SQL(" UNION ALL ").join(parts),
     )
 
 
