@@ -12,16 +12,20 @@ from apps.ingestion.services import dead_letters_discard, dead_letters_replay
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(admin.ModelAdmin):
-    list_display = ["received_at", "source", "transport", "error_code", "error_field", "short_message", "status"]
+    list_display = [
+        "last_received_at", "source", "transport", "error_code", "error_field", "short_message", "occurrences",
+        "status",
+    ]  # fmt: skip
     list_filter = ["status", "error_code", "transport", "source"]
     search_fields = ["error_message", "raw", "error_field"]
     list_select_related = ["source"]
-    date_hierarchy = "received_at"
+    date_hierarchy = "last_received_at"
     show_full_result_count = False
     actions = ["replay", "discard"]
     readonly_fields = [
         "source", "schema_version", "transport", "payload_format", "record_index", "error_code", "error_field",
-        "error_message", "raw", "context", "received_at", "status", "replay_attempts", "resolved_at", "resolved_by",
+        "error_message", "raw", "context", "received_at", "last_received_at", "occurrences", "status",
+        "replay_attempts", "resolved_at", "resolved_by",
     ]  # fmt: skip
 
     def has_add_permission(self, request) -> bool:

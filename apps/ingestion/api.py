@@ -152,7 +152,8 @@ class DeadLetterSerializer(serializers.ModelSerializer):
         model = DeadLetter
         fields = [
             "id", "schema_version", "transport", "payload_format", "record_index", "error_code", "error_field",
-            "error_message", "raw", "context", "received_at", "status", "replay_attempts", "resolved_at",
+            "error_message", "raw", "context", "received_at", "last_received_at", "occurrences", "status",
+            "replay_attempts", "resolved_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -168,7 +169,11 @@ class DeadLetterActionSerializer(serializers.Serializer):
 
 
 class DeadLetterListView(ListAPIView):
-    """Refused records of a source, newest first; filter by status, error code, transport and time."""
+    """Refused records of a source, most recently received first; filter by status, error code, transport and time.
+
+    A record delivered again while its letter is pending is one letter: `occurrences` says how many times it came,
+    `received_at` when it first came (replay uses it for records without a time), `last_received_at` the latest.
+    """
 
     serializer_class = DeadLetterSerializer
 
@@ -178,7 +183,7 @@ class DeadLetterListView(ListAPIView):
             OpenApiParameter("status", str, enum=DeadLetterStatus.values, description="Default: pending."),
             OpenApiParameter("code", str, description="Error code, e.g. out_of_range."),
             OpenApiParameter("transport", str),
-            OpenApiParameter("since", str, description="ISO 8601: received at or after."),
+            OpenApiParameter("since", str, description="ISO 8601: last received at or after."),
         ],
     )
     def get(self, request: Request, *args, **kwargs) -> Response:
@@ -199,8 +204,8 @@ class DeadLetterListView(ListAPIView):
             since = parse_datetime(params["since"])
             if since is None:
                 raise serializers.ValidationError({"since": ["must be an ISO 8601 time, e.g. 2026-01-01T00:00:00Z."]})
-            letters = letters.filter(received_at__gte=since)
-        return letters.order_by("-received_at", "-id")
+            letters = letters.filter(last_received_at__gte=since)
+        return letters.order_by("-last_received_at", "-id")
 
 
 _REPLAY_RESULT = inline_serializer(
@@ -273,8 +278,12 @@ class SourceStatsView(APIView):
                     "rejected_per_second": serializers.FloatField(),
                     "last_seen": serializers.DateTimeField(allow_null=True),
                     "last_error_at": serializers.DateTimeField(allow_null=True),
-                    "dead_letters_pending": serializers.IntegerField(),
-                    "dead_letters_by_code": serializers.DictField(child=serializers.IntegerField()),
+                    "dead_letters_pending": serializers.IntegerField(
+                        help_text="Pending refused records; a record delivered again is counted once."
+                    ),
+                    "dead_letters_by_code": serializers.DictField(
+                        child=serializers.IntegerField(), help_text="Pending refused records by error code."
+                    ),
                     "series": serializers.IntegerField(),
                 },
             )

@@ -31,7 +31,13 @@ class DeadLetterStatus(models.TextChoices):
 
 
 class DeadLetter(models.Model):
-    """A record that was refused, with its raw text and the reason, kept until replayed or discarded."""
+    """A record that was refused, with its raw text and the reason, kept until replayed or discarded.
+
+    While pending, a letter is unique per source and `dedup_key` (see `services.dead_letter_key`): the same refused
+    record delivered again (HTTP retry, MQTT or Kafka redelivery) bumps `occurrences` and `last_received_at` of the
+    letter it already has instead of adding a row. Replayed and discarded letters are history; a later arrival of
+    the same record is a new letter.
+    """
 
     source = models.ForeignKey("sources.Source", on_delete=models.CASCADE, related_name="dead_letters")
     schema = models.ForeignKey("sources.SourceSchema", on_delete=models.SET_NULL, null=True, blank=True)
@@ -47,7 +53,21 @@ class DeadLetter(models.Model):
         default=dict, blank=True, help_text="What replay needs: precision, MQTT topic, Kafka offset, file name."
     )
     received_at = models.DateTimeField(
-        default=timezone.now, help_text="Records without a time are stored at this time."
+        default=timezone.now,
+        help_text="When the record first arrived; replay stores records without a time of their own at this time.",
+    )
+    last_received_at = models.DateTimeField(
+        default=timezone.now, help_text="When the record last arrived (the latest redelivery, or the first arrival)."
+    )
+    occurrences = models.PositiveIntegerField(
+        default=1, help_text="How many times this record arrived and was refused while the letter was pending."
+    )
+    dedup_key = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="SHA-256 of what identifies the record (services.dead_letter_key); a redelivery has the same one.",
     )
     status = models.CharField(max_length=16, choices=DeadLetterStatus.choices, default=DeadLetterStatus.PENDING)
     replay_attempts = models.PositiveIntegerField(default=0)
@@ -55,10 +75,19 @@ class DeadLetter(models.Model):
     resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
 
     class Meta:
-        ordering = ["-received_at", "-id"]
+        ordering = ["-last_received_at", "-id"]
         indexes = [
-            models.Index(fields=["source", "status", "-received_at"], name="ingestion_dl_source_status"),
+            models.Index(fields=["source", "status", "-last_received_at"], name="ingestion_dl_source_seen"),
             models.Index(fields=["source", "status", "error_code"], name="ingestion_dl_source_code"),
+        ]
+        constraints = [
+            # A redelivered record finds its pending letter through this index (INSERT ... ON CONFLICT), so two
+            # concurrent deliveries of one record cannot both add a row.
+            models.UniqueConstraint(
+                fields=["source", "dedup_key"],
+                condition=models.Q(status=DeadLetterStatus.PENDING),
+                name="ingestion_dl_pending_once",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -7,6 +7,7 @@ A record is either stored or in the dead-letter store with its reason; nothing i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -18,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.ingestion.events import changes_publish
@@ -214,6 +215,56 @@ def _storable(text: str) -> str:
     return text.replace("\x00", "\\u0000") if "\x00" in text else text
 
 
+def dead_letter_key(
+    *, transport: str, payload_format: str, context: dict[str, Any] | None, record_index: int | None, error_code: str,
+    raw: str,
+) -> str:  # fmt: skip
+    """What makes a refused record "the same record" for the dead-letter store, as a SHA-256 hex digest.
+
+    The parts are those a redelivery repeats exactly and a different record does not: the transport and format, the
+    precision (the same line means other times at another precision), the record's position in its payload (record
+    or line number, row of a file, -1 for a whole payload), the error code and the raw text. The source is the other
+    half of the unique index. Left out on purpose is what describes the delivery rather than the record: when it
+    arrived, the connector, the MQTT topics of the batch (a redelivered message is batched with other messages), the
+    upload it came in (uploading a file again is a resend too). Only pending letters are matched, so once a letter
+    is replayed or discarded the next arrival is a new letter. The position keeps two identical lines of one payload
+    apart; what cannot be told apart is a resend from a new send of an identical record without a time of its own
+    while its letter is pending: both count on that letter, and replay stores it once, at its first arrival.
+    MQTT and HTTP carry no delivery id that would tell them apart.
+    The same digest is computed in SQL by migration 0002 for letters that were pending when it ran.
+    """
+    precision = str((context or {}).get("precision", ""))
+    position = "" if record_index is None else str(record_index)
+    parts = (transport, payload_format, precision, position, error_code, raw)
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+# One round trip per batch. A record already pending for the source (same dedup_key) is counted again rather than
+# stored again; it keeps its first arrival (replay stamps timeless records with it) and context, and takes the
+# latest reason. The partial unique index makes a concurrent delivery of the same record wait for this one's
+# commit and then count on its letter. Rows go in key order so two overlapping batches cannot deadlock.
+_DEAD_LETTERS_UPSERT = """
+INSERT INTO ingestion_deadletter (
+    source_id, schema_id, schema_version, transport, payload_format, context, received_at, status, replay_attempts,
+    raw, record_index, error_code, error_field, error_message, occurrences, dedup_key, last_received_at
+)
+SELECT %s, %s, %s, %s, %s, %s::jsonb, %s, 'pending', 0,
+       letter.raw, letter.record_index, letter.error_code, letter.error_field, letter.error_message,
+       letter.occurrences, letter.dedup_key, %s
+FROM unnest(%s::text[], %s::integer[], %s::text[], %s::text[], %s::text[], %s::integer[], %s::text[])
+     AS letter(raw, record_index, error_code, error_field, error_message, occurrences, dedup_key)
+ORDER BY letter.dedup_key
+ON CONFLICT (source_id, dedup_key) WHERE status = 'pending' DO UPDATE SET
+    occurrences = ingestion_deadletter.occurrences + EXCLUDED.occurrences,
+    last_received_at = GREATEST(ingestion_deadletter.last_received_at, EXCLUDED.last_received_at),
+    error_field = EXCLUDED.error_field,
+    error_message = EXCLUDED.error_message,
+    schema_id = EXCLUDED.schema_id,
+    schema_version = EXCLUDED.schema_version
+RETURNING id
+"""
+
+
 def dead_letters_store(
     *,
     source_id: int,
@@ -225,28 +276,33 @@ def dead_letters_store(
     received_at: datetime,
     context: dict[str, Any] | None = None,
 ) -> list[int]:
-    """Keep refused records with their reason (in the caller's transaction)."""
-    rows = [
-        DeadLetter(
-            source_id=source_id,
-            schema_id=schema_id,
-            schema_version=schema_version,
-            transport=transport,
-            payload_format=payload_format,
-            raw=_storable(error.raw),
-            record_index=error.index,
-            error_code=error.code,
-            error_field=_storable(error.field or "")[:200],
-            error_message=_storable(error.message),
-            context=context or {},
-            received_at=received_at,
-        )
-        for error in errors
-    ]
-    if not rows:
+    """Keep refused records with their reason (in the caller's transaction); returns the letters' ids.
+
+    Idempotent while pending: a record that already has a pending letter (same `dead_letter_key`) adds to its
+    `occurrences` and `last_received_at` instead of a second row, also within one batch.
+    """
+    letters: dict[str, list[Any]] = {}
+    for error in errors:
+        raw = _storable(error.raw)
+        key = dead_letter_key(
+            transport=transport, payload_format=payload_format, context=context, record_index=error.index,
+            error_code=error.code, raw=raw,
+        )  # fmt: skip
+        if key in letters:
+            letters[key][5] += 1
+            continue
+        field_name = _storable(error.field or "")[:200]
+        letters[key] = [raw, error.index, error.code, field_name, _storable(error.message), 1, key]
+    if not letters:
         return []
-    created = DeadLetter.objects.bulk_create(rows, batch_size=1000)
-    return [row.pk for row in created]
+    columns = list(zip(*(letters[key] for key in sorted(letters)), strict=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _DEAD_LETTERS_UPSERT,
+            [source_id, schema_id, schema_version, transport, payload_format, json.dumps(context or {}), received_at,
+             received_at, *(list(column) for column in columns)],
+        )  # fmt: skip
+        return [row[0] for row in cursor.fetchall()]
 
 
 def batch_ingest(
@@ -397,15 +453,34 @@ def _batch_store(
         if learn is not None:
             transaction.on_commit(lambda: learn(ids))
     result.accepted, result.rejected, result.points, result.errors = accepted, len(errors), len(rows), errors
-    try:
-        stats_record(source_id=source_id, points=len(rows), records=accepted, rejected=len(errors))
-    except Exception:  # the data is committed; a Redis hiccup must not turn that into an error for the sender
-        logger.warning("ingest stats not recorded for source %s", source_id, exc_info=True)
-    INGEST_POINTS.labels(source=target.slug, transport=transport).inc(len(rows))
-    for error in errors:
-        INGEST_RECORDS_REJECTED.labels(source=target.slug, code=error.code).inc()
+    # Counted once committed: when the caller's own transaction commits (an upload chunk), never if it rolls back.
+    batch_count = _BatchCount(target.slug, source_id, transport, len(rows), accepted, tuple(e.code for e in errors))
+    transaction.on_commit(batch_count.record)
     INGEST_BATCH_SECONDS.labels(transport=transport).observe(time.perf_counter() - started)
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchCount:
+    """What a batch adds to the live figures (Redis) and /metrics, recorded after its commit."""
+
+    slug: str
+    source_id: int
+    transport: str
+    points: int
+    records: int
+    error_codes: tuple[str, ...]
+
+    def record(self) -> None:
+        try:
+            stats_record(
+                source_id=self.source_id, points=self.points, records=self.records, rejected=len(self.error_codes)
+            )
+        except Exception:  # the data is committed; a Redis hiccup must not turn that into an error for the sender
+            logger.warning("ingest stats not recorded for source %s", self.source_id, exc_info=True)
+        INGEST_POINTS.labels(source=self.slug, transport=self.transport).inc(self.points)
+        for code in self.error_codes:
+            INGEST_RECORDS_REJECTED.labels(source=self.slug, code=code).inc()
 
 
 def payload_dead_letter(
@@ -430,11 +505,7 @@ def payload_dead_letter(
             received_at=timezone.now(),
             context={**(context or {}), "whole_payload": True},
         )
-    INGEST_RECORDS_REJECTED.labels(source=target.slug, code=error.code).inc()
-    try:
-        stats_record(source_id=source_id, points=0, records=0, rejected=1)
-    except Exception:
-        logger.warning("ingest stats not recorded for source %s", source_id, exc_info=True)
+    transaction.on_commit(_BatchCount(target.slug, source_id, transport, 0, 0, (error.code,)).record)
     return ids[0]
 
 

@@ -2,8 +2,10 @@
 
 Each chunk's points, dead letters and the upload's counters (`rows_done`, `points_written`, `rows_rejected`)
 commit in one transaction, so a run that dies mid-file resumes exactly after the last committed chunk: no row is
-stored twice and none is skipped. The row lock taken per chunk also makes two runners of one upload harmless
-(the second finds `rows_done` moved and stops) and lets a cancel take effect between chunks.
+stored twice and none is skipped. The live ingest figures count a chunk once it commits (`batch_ingest` counts
+on commit), so a rolled-back chunk is not counted and a resumed upload counts each chunk once. The row lock taken
+per chunk also makes two runners of one upload harmless (the second finds `rows_done` moved and stops) and lets a
+cancel take effect between chunks.
 """
 
 from __future__ import annotations

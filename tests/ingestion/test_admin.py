@@ -17,9 +17,10 @@ def _ingest(client, key, records):
                        headers={"Authorization": f"Bearer {key}"})  # fmt: skip
 
 
-def test_source_pages_show_live_figures_and_errors_by_code(admin_client, client):
+def test_source_pages_show_live_figures_and_errors_by_code(admin_client, client, django_capture_on_commit_callbacks):
     source, key = source_with_key(slug="plant", schema_mode="strict", schema={"measures": {"t": {"max": 5}}})
-    _ingest(client, key, [{"time": "2026-01-01T00:00:00Z", "t": 1}, {"time": "2026-01-01T00:00:00Z", "t": 9}])
+    with django_capture_on_commit_callbacks(execute=True):  # the live figures count a batch once it commits
+        _ingest(client, key, [{"time": "2026-01-01T00:00:00Z", "t": 1}, {"time": "2026-01-01T00:00:00Z", "t": 9}])
     listing = admin_client.get("/admin/sources/source/")
     assert listing.status_code == 200
     assert b"never" not in listing.content  # last seen is known
@@ -43,9 +44,15 @@ def test_create_write_key_action_shows_the_secret_once(admin_client):
 def test_dead_letter_replay_and_discard_actions(admin_client, client):
     _, key = source_with_key(slug="plant", schema_mode="strict", schema={"measures": {"t": {"max": 5}}})
     _ingest(client, key, [{"time": "2026-01-01T00:00:00Z", "t": 9}, {"time": "2026-01-01T00:00:01Z", "t": 8}])
-    first, second = DeadLetter.objects.order_by("id")
+    first, second = DeadLetter.objects.order_by("record_index")
+    _ingest(client, key, [{"time": "2026-01-01T00:00:00Z", "t": 9}])  # the first record again: one letter
+    first.refresh_from_db()
+    assert first.occurrences == 2
     page = admin_client.get("/admin/ingestion/deadletter/?status=pending")
     assert b"out_of_range" in page.content
+    assert b"Occurrences" in page.content
+    detail = admin_client.get(f"/admin/ingestion/deadletter/{first.pk}/change/").content.decode()
+    assert "Last received at" in detail
     replay = admin_client.post(
         "/admin/ingestion/deadletter/", {"action": "replay", "_selected_action": [first.pk]}, follow=True
     )

@@ -223,3 +223,58 @@ def test_series_limit_refuses_records_that_would_create_more_series(client):
     assert (body["accepted"], body["rejected"]) == (2, 1)
     assert body["errors"][0]["code"] == "series_limit"
     assert DeadLetter.objects.get(source=source).error_code == "series_limit"
+
+
+def test_a_resent_batch_keeps_each_refused_record_once_and_still_reports_it(client, editor):
+    """An HTTP retry of a batch: the sender hears about every refusal again, the store keeps one letter each."""
+    from tests.conftest import api_client_for
+
+    source, key = source_with_key(schema_mode="strict", schema=STRICT_SCHEMA)
+    batch = [
+        {"time": T0, "device": "d1", "temperature": 20},
+        {"time": T0, "device": "d2", "temperature": 400},
+        {"time": T0, "temperature": 20},
+    ]
+    answers = [_post(client, "plant", batch, key=key).json() for _ in range(3)]
+    for answer in answers:
+        assert (answer["accepted"], answer["rejected"]) == (1, 2)
+        assert [(error["index"], error["code"]) for error in answer["errors"]] == [(1, "out_of_range"),
+                                                                                   (2, "missing_field")]  # fmt: skip
+    letters = list(DeadLetter.objects.filter(source=source).order_by("record_index"))
+    assert [(letter.record_index, letter.error_code, letter.occurrences) for letter in letters] == [
+        (1, "out_of_range", 3),
+        (2, "missing_field", 3),
+    ]
+    assert all(letter.last_received_at > letter.received_at for letter in letters)
+    api = api_client_for(editor)
+    assert api.get("/api/v1/sources/plant/stats").json()["dead_letters_by_code"] == {
+        "out_of_range": 1,
+        "missing_field": 1,
+    }
+    listed = api.get("/api/v1/sources/plant/dead-letters/").json()
+    assert listed["count"] == 2
+    assert {row["occurrences"] for row in listed["results"]} == {3}
+    assert all(row["last_received_at"] for row in listed["results"])
+
+
+def test_the_same_bad_line_at_another_position_or_after_discard_is_a_new_letter(client, editor):
+    from tests.conftest import api_client_for
+
+    source, key = source_with_key(schema_mode="strict", schema=STRICT_SCHEMA)
+    bad = {"time": T0, "device": "d2", "temperature": 400}
+    assert _post(client, "plant", [bad, bad], key=key).json()["rejected"] == 2
+    assert DeadLetter.objects.filter(source=source, status="pending").count() == 2  # two records, not a resend
+    response = api_client_for(editor).post("/api/v1/sources/plant/dead-letters/discard", {"all": True}, format="json")
+    assert response.json() == {"discarded": 2}
+    _post(client, "plant", [bad, bad], key=key)  # after the discard, a new arrival is a new letter
+    assert DeadLetter.objects.filter(source=source, status="pending").count() == 2
+    assert DeadLetter.objects.filter(source=source, status="discarded").count() == 2
+    assert set(DeadLetter.objects.filter(source=source).values_list("occurrences", flat=True)) == {1}
+
+
+def test_a_resent_unparseable_body_is_kept_once(client):
+    source, key = source_with_key()
+    for _ in range(2):
+        assert _post(client, "plant", '[{"time": "2026-01-01T00:00:00Z", "t": 1', key=key).status_code == 400
+    letter = DeadLetter.objects.get(source=source)
+    assert (letter.record_index, letter.error_code, letter.occurrences) == (-1, "invalid_json", 2)

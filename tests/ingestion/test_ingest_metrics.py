@@ -20,14 +20,20 @@ def _value(text: str, name: str, **labels: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def test_ingested_and_refused_records_show_on_metrics(client):
+def test_ingested_and_refused_records_show_on_metrics(client, django_capture_on_commit_callbacks):
     _, key = source_with_key(slug="metered", schema_mode="strict", schema={"measures": {"t": {"max": 5}}})
     before = client.get("/metrics").content.decode()
     stored_before = _value(before, "analytics_ingest_points_total", source="metered", transport="http") or 0
     records = [{"time": "2026-01-01T00:00:00Z", "t": 1}, {"time": "2026-01-01T00:00:01Z", "t": 9}]
-    response = client.post("/api/v1/sources/metered/ingest", json.dumps(records), content_type="application/json",
-                           headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post("/api/v1/sources/metered/ingest", json.dumps(records), content_type="application/json",
+                               headers={"Authorization": f"Bearer {key}"})  # fmt: skip
     assert response.json()["rejected"] == 1, response.content
+    text = client.get("/metrics").content.decode()
+    # Counted after the commit only: a batch whose transaction rolls back is never counted.
+    assert (_value(text, "analytics_ingest_points_total", source="metered", transport="http") or 0) == stored_before
+    for callback in callbacks:
+        callback()
     text = client.get("/metrics").content.decode()
     assert _value(text, "analytics_ingest_points_total", source="metered", transport="http") == stored_before + 1
     assert (_value(text, "analytics_ingest_rejected_total", code="out_of_range", source="metered") or 0) >= 1

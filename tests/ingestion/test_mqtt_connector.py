@@ -216,3 +216,31 @@ def test_nothing_is_acknowledged_before_the_commit(mqtt_sessions):
     with _running(source) as (third, _):
         time.sleep(0.5)
         assert third.messages_received == 0  # acknowledged once stored: not delivered again
+
+
+def test_a_batch_redelivered_after_a_crash_before_puback_keeps_its_refused_record_once(mqtt_sessions):
+    """Stored and committed, then the connection dies before PUBACK: the broker redelivers the same message."""
+    source, topic = _mqtt_source(mqtt_sessions, format="json")
+    message = json.dumps([
+        {"time": "2026-01-01T00:00:00Z", "device": "d1", "temperature": 7},
+        {"time": "not a time", "device": "d1", "temperature": 8},
+    ])  # fmt: skip
+    with _running(source) as (first, stop), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("LOCK TABLE points IN ACCESS EXCLUSIVE MODE")
+        _publish(topic, message)
+
+        def write_is_waiting() -> bool:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            return cursor.fetchone()[0] > 0
+
+        _wait_for(write_is_waiting, what="the connector's write to wait for the lock")
+        first.client.disconnect()  # the crash: the batch commits once the lock goes, its PUBACK never leaves
+        stop.set()
+    assert first.messages_acked == 0
+    assert DeadLetter.objects.get(source=source).occurrences == 1
+    with _running(source) as (second, _):
+        _wait_for(lambda: second.messages_acked == 1, what="redelivery to the restarted connector")
+    assert stored_points(source=source) == [("temperature", {"device": "d1"}, T0, 7.0, 1)]
+    letter = DeadLetter.objects.get(source=source)
+    assert (letter.error_code, letter.record_index, letter.occurrences) == ("invalid_time", 1, 2)
+    assert letter.transport == "mqtt"

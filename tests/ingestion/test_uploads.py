@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import OperationalError
 from rest_framework.test import APIClient
 
+from analytics_platform.redis_client import redis_client, redis_key
 from apps.ingestion import services, tasks, uploads
+from apps.ingestion.metrics import INGEST_POINTS
 from apps.ingestion.models import DeadLetter, FileUpload, UploadStatus
 from apps.ingestion.parsers.tabular import csv_count_rows, csv_records, parquet_records
 from apps.ingestion.records import ParseResult, PayloadError
@@ -293,6 +296,50 @@ def test_crash_mid_file_resumes_after_the_last_committed_chunk(monkeypatch):
     assert calls[3][0] == 20
     assert upload.points_written == 100
     assert stored_points(source=source) == _expected(rows)
+
+
+def _counted(source) -> dict[str, int]:
+    """What the live figures (Redis) and /metrics counted for a source's file ingest so far."""
+    client = redis_client()
+    totals = {"points": 0, "records": 0, "rejected": 0}
+    for key in client.scan_iter(match=redis_key("ingest", "rate", source.id, "*")):
+        for name, value in client.hgetall(key).items():
+            totals[name.decode()] += int(value)
+    totals["metric_points"] = int(INGEST_POINTS.labels(source=source.slug, transport="file")._value.get())
+    return totals
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_chunk_is_not_counted_and_a_resumed_upload_counts_each_chunk_once(
+    monkeypatch, storage_committed_cleanup
+):
+    """Real commits: the 3rd chunk (with the one bad row) is written, then rolled back; the resume writes it again."""
+    source, _ = source_with_key(slug=f"counted-{uuid.uuid4().hex[:8]}")
+    rows = _rows(50)
+    rows[25]["time"] = "not a time"
+    upload = _upload(source, _csv_bytes(rows))
+    real_batch_ingest = services.batch_ingest
+    calls = 0
+
+    def crashing_batch_ingest(**kwargs):
+        nonlocal calls
+        result = real_batch_ingest(**kwargs)
+        calls += 1
+        if calls == 3:
+            raise OperationalError("server closed the connection unexpectedly")
+        return result
+
+    monkeypatch.setattr(uploads, "batch_ingest", crashing_batch_ingest)
+    with pytest.raises(OperationalError):
+        uploads.upload_process(upload_id=upload.id, chunk_rows=10)
+    assert _counted(source) == {"points": 40, "records": 20, "rejected": 0, "metric_points": 40}
+    assert not DeadLetter.objects.filter(source=source).exists()
+
+    monkeypatch.setattr(uploads, "batch_ingest", real_batch_ingest)
+    upload = uploads.upload_process(upload_id=upload.id, chunk_rows=10)  # what a redelivered task does
+    assert (upload.status, upload.points_written, upload.rows_rejected) == ("done", 98, 1)
+    assert _counted(source) == {"points": 98, "records": 49, "rejected": 1, "metric_points": 98}
+    assert DeadLetter.objects.get(source=source).occurrences == 1
 
 
 def test_cancel_is_honoured_between_chunks_and_resume_finishes(monkeypatch):

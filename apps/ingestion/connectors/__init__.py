@@ -3,7 +3,8 @@
 Each connector collects messages into a batch, stores it with `batch_ingest` (one transaction), and only then
 acknowledges (MQTT PUBACK) or commits offsets (Kafka). A payload that cannot be parsed at all is kept whole with
 `payload_dead_letter` after the batch is stored and is acknowledged with it. Delivery is at least once: a batch that
-was stored but not acknowledged comes again, and writing the same points again replaces them with themselves.
+was stored but not acknowledged comes again: writing the same points again replaces them with themselves, and its
+refused records count on the dead letters they already have.
 """
 
 from __future__ import annotations
