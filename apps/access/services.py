@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta
 
@@ -10,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
+from analytics_platform.keys import key_digest
 from apps.access.models import ApiToken, Membership, MembershipRole, Organization
 
 TOKEN_PREFIX = "apt_"  # noqa: S105 (a public marker, not a secret)
@@ -18,15 +18,6 @@ _DISPLAY_PREFIX_LENGTH = 12
 
 class ApiTokenError(Exception):
     """A token could not be used; the message is safe to show to the caller."""
-
-
-def api_token_hash(raw_key: str) -> str:
-    """SHA-256 hex digest of a raw token.
-
-    Tokens carry 256 bits of randomness, so a fast digest is safe here (unlike passwords),
-    and it keeps per-request authentication to one indexed lookup.
-    """
-    return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
 def api_token_create(*, user: AbstractBaseUser, name: str, expires_at: datetime | None = None) -> tuple[ApiToken, str]:
@@ -41,7 +32,7 @@ def api_token_create(*, user: AbstractBaseUser, name: str, expires_at: datetime 
         user=user,
         name=name[:100],
         key_prefix=raw_key[:_DISPLAY_PREFIX_LENGTH],
-        key_hash=api_token_hash(raw_key),
+        key_hash=key_digest(raw_key),
         expires_at=expires_at,
     )
     return token, raw_key
@@ -68,7 +59,7 @@ def api_token_authenticate(*, raw_key: str) -> ApiToken:
     """Return the active token for a raw key or raise ApiTokenError saying why it is refused."""
     if not raw_key.startswith(TOKEN_PREFIX):
         raise ApiTokenError("Invalid API token.")
-    token = ApiToken.objects.select_related("user").filter(key_hash=api_token_hash(raw_key)).first()
+    token = ApiToken.objects.select_related("user").filter(key_hash=key_digest(raw_key)).first()
     if token is None:
         raise ApiTokenError("Invalid API token.")
     now = timezone.now()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import threading
 import time
@@ -15,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from analytics_platform.field_errors import FieldError
+from analytics_platform.keys import key_digest
 from apps.access.models import Organization
 from apps.sources.models import SchemaChange, SchemaMode, Source, SourceKind, SourceSchema, SourceWriteKey
 from apps.sources.schemas import SchemaDefinitionError, schema_breaking_changes, schema_definition_clean
@@ -53,11 +53,6 @@ class WriteKeyGrant:
     source_id: int
 
 
-def write_key_hash(raw_key: str) -> str:
-    """SHA-256 hex digest of a raw write key (256 random bits, so a fast digest is safe)."""
-    return hashlib.sha256(raw_key.encode()).hexdigest()
-
-
 def write_key_create(
     *, source: Source, name: str, created_by: AbstractBaseUser | None = None
 ) -> tuple[SourceWriteKey, str]:
@@ -69,7 +64,7 @@ def write_key_create(
         source=source,
         name=name.strip(),
         key_prefix=raw_key[:_DISPLAY_PREFIX_LENGTH],
-        key_hash=write_key_hash(raw_key),
+        key_hash=key_digest(raw_key),
         created_by=created_by if created_by is not None and created_by.is_authenticated else None,
     )
     return key, raw_key
@@ -93,7 +88,7 @@ def write_key_authenticate(*, raw_key: str) -> WriteKeyGrant | None:
     """The grant for a raw key, or None if it is unknown or revoked (answers from a short in-process cache)."""
     if not raw_key.startswith(WRITE_KEY_PREFIX):
         return None
-    digest = write_key_hash(raw_key)
+    digest = key_digest(raw_key)
     now = time.monotonic()
     cached = _write_key_cache.get(digest)
     if cached is not None and now - cached[0] < WRITE_KEY_CACHE_SECONDS:
