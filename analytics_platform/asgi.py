@@ -8,6 +8,7 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics_platform.settings.dev")
 django_asgi_app = get_asgi_application()
 
+from analytics_platform.runtime import startup_objects_freeze  # noqa: E402
 from apps.access.websocket import secure_websocket_application  # noqa: E402  (needs Django set up)
 from apps.dashboards.routing import websocket_urlpatterns  # noqa: E402
 
@@ -17,3 +18,6 @@ application = ProtocolTypeRouter(
         "websocket": secure_websocket_application(URLRouter(websocket_urlpatterns)),
     }
 )
+
+# Last: everything imported so far lives as long as the process (see runtime.py).
+startup_objects_freeze()

@@ -966,6 +966,9 @@ def _worker_main() -> int:
     import django
 
     django.setup()
+    from analytics_platform.runtime import startup_objects_freeze
+
+    startup_objects_freeze()  # as the web server does at start-up (analytics_platform/asgi.py)
     result = _body(quick=arguments.quick)
     Path(arguments.output).write_text(json.dumps(result, default=str))
     return 0
