@@ -92,6 +92,7 @@ class Ingest:
         self.ports = ports
         self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         self.sent: dict[int, float] = {}
+        self.answered: dict[int, float] = {}  # when each batch's HTTP response came back
         self.durations: list[float] = []
         self.failures: list[str] = []
         self.sequence = 0
@@ -137,8 +138,10 @@ class Ingest:
             self._local.connection = None
             self.failures.append(str(error))
             return
+        answered = time.time()
         with self._lock:
-            self.durations.append((time.time() - started) * 1000)
+            self.answered[sequence] = answered
+            self.durations.append((answered - started) * 1000)
             if response.status != 200:
                 self.failures.append(f"{response.status}: {text[:200]!r}")
             else:
@@ -179,9 +182,12 @@ class Clients:
         self.token = token
         self.ingest = ingest
         self.latencies: list[tuple[float, float]] = []  # (arrival, milliseconds)
+        # (arrival, probe sequence, client), for the time from the ingest call's response to the message
+        self.arrivals: list[tuple[float, int, int]] = []
         self.messages: list[float] = []  # arrival of every non-initial data message
         self.points = 0
         self.errors: list[str] = []
+        self.crashes: list[str] = []
         self.ready = 0
 
     def _panels(self, number: int) -> list[dict]:
@@ -193,6 +199,13 @@ class Clients:
         return [PROBE, *dashboard, own]
 
     async def client(self, number: int, stop: asyncio.Event) -> None:
+        try:
+            await self._client(number, stop)
+        except Exception as error:  # a client that stops early would otherwise only show as missing deliveries
+            self.crashes.append(f"client {number} at {time.time():.1f}: {error!r}")
+            raise
+
+    async def _client(self, number: int, stop: asyncio.Event) -> None:
         url = f"ws://127.0.0.1:{self.ports[number % len(self.ports)]}/ws/live/"
         seen: set[int] = set()
         async with websockets.connect(
@@ -232,6 +245,7 @@ class Clients:
                         continue
                     seen.add(sequence)
                     self.latencies.append((arrival, (arrival - sent) * 1000))
+                    self.arrivals.append((arrival, sequence, number))
 
 
 def _percentiles(values: list[float]) -> dict:
@@ -250,7 +264,33 @@ def _percentiles(values: list[float]) -> dict:
 def _phase(clients: Clients, ingest: Ingest, start: float, end: float) -> dict:
     latencies = [ms for arrival, ms in clients.latencies if start <= arrival < end]
     messages = sum(1 for arrival in clients.messages if start <= arrival < end)
-    return {"probe_latency": _percentiles(latencies), "delivered_messages_per_second": round(messages / (end - start))}
+    # The part after the ingest call: from its HTTP response to each client's message (negative when the message
+    # overtakes the response: the change is published at commit, before the response is written).
+    after = [
+        (arrival - ingest.answered[sequence]) * 1000
+        for arrival, sequence, _ in clients.arrivals
+        if start <= arrival < end and sequence in ingest.answered
+    ]
+    # Every probe point should reach every client: count the (batch, client) deliveries that never came.
+    batches = [sequence for sequence, sent in ingest.sent.items() if start <= sent < end - 1.0]
+    counts: dict[int, int] = {}
+    per_client: dict[int, set[int]] = {number: set() for number in range(CLIENTS)}
+    for _, sequence, number in clients.arrivals:
+        counts[sequence] = counts.get(sequence, 0) + 1
+        per_client[number].add(sequence)
+    missing = sum(CLIENTS - counts.get(sequence, 0) for sequence in batches)
+    missing_by_client = sorted((len(set(batches) - got) for got in per_client.values()), reverse=True)
+    return {
+        "probe_latency": _percentiles(latencies),
+        "probe_deliveries_missing": {
+            "batches": len(batches),
+            "batches_reaching_no_client": sum(1 for sequence in batches if sequence not in counts),
+            "deliveries_missing": missing,
+            "most_missed_by_one_client": missing_by_client[:5],
+        },
+        "probe_after_ingest_response": _percentiles(after),
+        "delivered_messages_per_second": round(messages / (end - start)),
+    }
 
 
 async def _scenario(*, ports: list[int], token: str, ingest: Ingest, paced_seconds: float, flat_seconds: float,
@@ -312,6 +352,8 @@ async def _scenario(*, ports: list[int], token: str, ingest: Ingest, paced_secon
             result["ingest_failures"] = {"count": len(ingest.failures), "first": ingest.failures[0]}
         if clients.errors:
             result["subscription_errors"] = {"count": len(clients.errors), "first": clients.errors[0]}
+        if clients.crashes:
+            result["client_crashes"] = {"count": len(clients.crashes), "first": clients.crashes[:3]}
     finally:
         stop_ingest.set()
         stop.set()

@@ -21,6 +21,11 @@ MAX_CLIENT_ID_LENGTH = 100
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     """One connection per page: subscriptions to panel queries, answered by the process's live hub."""
 
+    # No channel layer: the hub sends to its consumers directly (docs/live.md says why). Joining one would cost
+    # each connection a Redis receive loop for nothing, and channels_redis's blocking pop (5 s) against
+    # redis-py's default 5 s socket timeout closed one connection every 5 s with code 1011.
+    channel_layer_alias = None
+
     async def connect(self) -> None:
         self.subscriptions: dict[str, LiveSubscription] = {}
         user = self.scope.get("user")

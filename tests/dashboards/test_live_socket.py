@@ -254,3 +254,19 @@ def test_resume_after_reconnect_has_no_gap_and_no_duplicates(daphne_server):
             assert _points(live["sum"]) == [(_iso(start + timedelta(seconds=5)), 5.0)]
 
     asyncio.run(scenario())
+
+
+def test_idle_connection_stays_open(daphne_server):
+    """A connection with nothing to receive for longer than Redis's 5 s socket timeout is still served."""
+    user = user_create(username="ivan")
+    _, raw_key = api_token_create(user=user, name="ws")
+    url = f"ws://{daphne_server}/ws/live/"
+
+    async def scenario() -> None:
+        async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {raw_key}"}) as socket:
+            assert json.loads(await socket.recv())["type"] == "hello"
+            await asyncio.sleep(6.5)
+            await socket.send(json.dumps({"type": "ping", "id": 1}))
+            assert json.loads(await asyncio.wait_for(socket.recv(), 2))["type"] == "pong"
+
+    asyncio.run(scenario())
