@@ -108,7 +108,9 @@ def redis_settings(url: str, *, prefix: str) -> tuple[dict, dict]:
     channel_layers = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [url], "prefix": f"{prefix}:channels"},
+            # channels_redis blocks up to 5 s on a pop; redis-py's default 5 s socket timeout would cut it off
+            # (and daphne closes the consumer with 1011). The live endpoint no longer joins a channel layer.
+            "CONFIG": {"hosts": [{"address": url, "socket_timeout": 15}], "prefix": f"{prefix}:channels"},
         }
     }
     return caches, channel_layers

@@ -167,19 +167,20 @@ def query_execute(*, spec: QuerySpec, principal, alias: str = "default") -> Quer
     started = time.perf_counter()
     outermost = not connections[alias].in_atomic_block
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
-        if outermost:
-            # One snapshot for every statement: the watermark, the label rollup registry, rollup rows and raw
-            # points agree with each other even while the refresh job commits in between.
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        cursor.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
-        # Dashboard aggregates group up to millions of rows: let them hash and sort in memory.
-        cursor.execute(f"SET LOCAL work_mem = '{QUERY_WORK_MEM}'")
-        # JIT compilation cost ~950 ms of a ~1.25 s 24-hour dashboard query in the 100M-point benchmark
-        # (EXPLAIN ANALYZE), more than it ever saves on these short aggregates.
-        cursor.execute("SET LOCAL jit = off")
-        # The planner misjudges the (id, group) list joined to millions of rows and sorts them for a merge
-        # join (720 ms of the 24-hour dashboard query); a hash join costs a fraction of that.
-        cursor.execute("SET LOCAL enable_mergejoin = off")
+        # In one round trip:
+        # - a statement timeout;
+        # - work_mem: dashboard aggregates group up to millions of rows, let them hash in memory;
+        # - no JIT: compiling cost ~950 ms of a ~1.25 s 24-hour dashboard query in the 100M-point benchmark
+        #   (EXPLAIN ANALYZE), more than it ever saves on these short aggregates;
+        # - no merge joins: the planner misjudges the (id, group) list joined to millions of rows and sorted them
+        #   for a merge join (720 ms of the 24-hour dashboard query); a hash join costs a fraction of that.
+        # - outside a caller's transaction, one snapshot for every statement: the watermark, the label rollup
+        #   registry, rollup rows and raw points agree with each other even while the refresh job commits.
+        snapshot = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; " if outermost else ""
+        cursor.execute(
+            f"{snapshot}SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}; SET LOCAL work_mem = '{QUERY_WORK_MEM}'; "
+            "SET LOCAL jit = off; SET LOCAL enable_mergejoin = off"
+        )
         try:
             result = _execute(cursor, spec, scope, alias)
         except QuerySpecError as error:
@@ -390,8 +391,7 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
             # are past its statistics (it estimates one row), so plain index scans are off for this statement.
             # The same misestimate makes it sort the rows for a group aggregate (12 ms for 40,000 rows) where
             # hashing them costs a third of that; sorts inside aggregates (last, percentiles) are unaffected.
-            cursor.execute("SET LOCAL enable_indexscan = off")
-            cursor.execute("SET LOCAL enable_sort = off")
+            cursor.execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_sort = off")
             rows = _run(cursor, query, parameters, result)
     times, columns = _columns(spec, bucket, len(groups), rows)
     if cached is not None:
