@@ -15,6 +15,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from apps.dashboards.live import MAX_SUBSCRIPTIONS_PER_CONNECTION, LiveRefused, LiveSubscription, live_hub
 
 CLOSE_UNAUTHENTICATED = 4401
+# The user's data access may have changed: reconnect and subscribe again (the browser client does so at once).
+CLOSE_SCOPE_CHANGED = 4009
 MAX_CLIENT_ID_LENGTH = 100
 
 
@@ -34,9 +36,17 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         await self.accept()
+        self.user_id = user.pk
+        live_hub().connection_add(self.user_id, self._scope_changed)
         await self.send_json({"type": "hello", "user": user.get_username(), "time": _now()})
 
+    async def _scope_changed(self) -> None:
+        await self.disconnect(CLOSE_SCOPE_CHANGED)  # nothing more reaches this connection from its feeds
+        await self.close(code=CLOSE_SCOPE_CHANGED)
+
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "user_id", None) is not None:
+            live_hub().connection_remove(self.user_id, self._scope_changed)
         for subscription in getattr(self, "subscriptions", {}).values():
             live_hub().unsubscribe(subscription)
         self.subscriptions = {}

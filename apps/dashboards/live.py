@@ -40,6 +40,7 @@ from apps.sources.selectors import source_get_by_slug
 from apps.storage.policies import DataAccessDenied, DataScope, data_scope_for
 from apps.storage.query.engine import QueryTimeout, query_bucket_seconds, query_execute
 from apps.storage.query.spec import RAW, QuerySpec, QuerySpecError, query_spec_parse
+from apps.storage.scope_events import SCOPE_CHANNEL, scope_message_users
 from apps.storage.selectors import series_list
 from apps.storage.tiers import bucket_floor
 
@@ -171,6 +172,8 @@ class LiveHub:
         self._tasks: list[asyncio.Task] = []
         self._flush_task: asyncio.Task | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # Open connections by user id, with how to close one (scope changes; see apps/storage/scope_events.py).
+        self.connections: dict[int, set[Callable[[], Awaitable[None]]]] = {}
 
     # Lifecycle -------------------------------------------------------------------------------------------
 
@@ -307,6 +310,30 @@ class LiveHub:
         feed.resolved = True
         feed.needs_resolve = False
 
+    # Connections and data scope changes ---------------------------------------------------------------
+
+    def connection_add(self, user_id: int, close: Callable[[], Awaitable[None]]) -> None:
+        """Remember an open connection, to close it when its user's data scope may have changed."""
+        self.connections.setdefault(user_id, set()).add(close)
+
+    def connection_remove(self, user_id: int, close: Callable[[], Awaitable[None]]) -> None:
+        closers = self.connections.get(user_id)
+        if closers is not None:
+            closers.discard(close)
+            if not closers:
+                del self.connections[user_id]
+
+    def scope_changed_apply(self, user_ids: set[int] | None) -> int:
+        """Close the connections of these users (None: everyone's); their clients reconnect and resubscribe, so
+        every feed they join again is resolved under the new scope. Returns how many were closed."""
+        if user_ids is None:
+            closers = [close for user_closers in self.connections.values() for close in user_closers]
+        else:
+            closers = [close for user_id in user_ids for close in self.connections.get(user_id, ())]
+        for close in closers:
+            self.loop.create_task(close())
+        return len(closers)
+
     # Changes ---------------------------------------------------------------------------------------------
 
     async def _read_changes(self) -> None:
@@ -316,15 +343,21 @@ class LiveHub:
             client = redis_asyncio.from_url(self.redis_url)
             try:
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(CHANGES_CHANNEL)
+                await pubsub.subscribe(CHANGES_CHANNEL, SCOPE_CHANNEL)
                 if self._started is not None and not self._started.done():
                     self._started.set_result(None)
                 if lost_at is not None:
-                    # Messages published while we were away are gone: re-read what may have changed.
+                    # Messages published while we were away are gone: re-read what may have changed, and since a
+                    # scope change may have been missed too, have every client reconnect under its current scope.
                     self._mark_all_dirty(lost_at - timedelta(seconds=5), datetime.now(UTC))
+                    self.scope_changed_apply(None)
                     lost_at = None
                 async for message in pubsub.listen():
-                    if message.get("type") == "message":
+                    if message.get("type") != "message":
+                        continue
+                    if message.get("channel") in (SCOPE_CHANNEL, SCOPE_CHANNEL.encode()):
+                        self.scope_changed_apply(scope_message_users(message["data"]))
+                    else:
                         self.changes_apply(message["data"])
             except asyncio.CancelledError:
                 raise

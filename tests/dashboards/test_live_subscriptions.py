@@ -296,3 +296,70 @@ async def test_changes_messages_mark_only_the_feeds_of_their_series():
     assert not feed.needs_resolve
     hub.changes_apply(b"not json")  # logged and ignored
     await asyncio.sleep(0)
+
+
+@_live
+async def test_a_user_removed_from_the_organisation_is_disconnected_and_then_refused():
+    from apps.access.models import Membership
+    from apps.dashboards.consumers import CLOSE_SCOPE_CHANGED
+
+    def setup() -> tuple[str, str, str]:
+        token, key = _setup("olive")
+        other = user_create(username="pearl")
+        _, other_token = api_token_create(user=other, name="live")
+        _ingest(key, [{"time": _iso(datetime.now(UTC)), "device": "d1", "temperature": 1.0}])
+        return token, other_token, key
+
+    token, other_token, key = await database_sync_to_async(setup)()
+    removed, stays = await _connect(token), await _connect(other_token)
+    try:
+        for communicator in (removed, stays):
+            await communicator.send_json_to({"type": "subscribe", "id": "raw", "query": RAW_QUERY})
+            assert (await communicator.receive_json_from(timeout=5))["initial"] is True
+        await database_sync_to_async(lambda: Membership.objects.filter(user__username="olive").delete())()
+        closed = await removed.receive_output(timeout=5)
+        assert closed == {"type": "websocket.close", "code": CLOSE_SCOPE_CHANGED}
+        # Pearl keeps her connection and her deltas.
+        await database_sync_to_async(_ingest)(
+            key, [{"time": _iso(datetime.now(UTC)), "device": "d1", "temperature": 2.0}]
+        )
+        delta = await stays.receive_json_from(timeout=5)
+        assert delta["type"] == "data"
+        assert _points(delta)[-1][1] == 2.0
+        # Olive reconnects, as the browser does, and is refused what she may no longer read.
+        again = await _connect(token)
+        await again.send_json_to({"type": "subscribe", "id": "raw", "query": RAW_QUERY})
+        error = await again.receive_json_from(timeout=5)
+        assert error["type"] == "error"
+        assert error["field"] == "query.source"
+        await again.disconnect()
+    finally:
+        await stays.disconnect()
+        await _close(removed)
+
+
+@_live
+async def test_scope_messages_close_only_the_named_users_connections():
+    hub = live_hub()
+    closed: list[str] = []
+
+    def closer(name: str):
+        async def close() -> None:
+            closed.append(name)
+
+        return close
+
+    first, second, third = closer("a1"), closer("a2"), closer("b")
+    hub.connection_add(1, first)
+    hub.connection_add(1, second)
+    hub.connection_add(2, third)
+    assert hub.scope_changed_apply({1}) == 2
+    await asyncio.sleep(0)
+    assert sorted(closed) == ["a1", "a2"]
+    hub.connection_remove(1, first)
+    assert hub.scope_changed_apply(None) == 2  # everyone: a2 and b
+    await asyncio.sleep(0)
+    assert sorted(closed) == ["a1", "a2", "a2", "b"]
+    hub.connection_remove(1, second)
+    hub.connection_remove(2, third)
+    assert hub.connections == {}
