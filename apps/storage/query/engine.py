@@ -305,12 +305,12 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
         "bucket_seconds": bucket,
         "first": first_bucket,
         "origin": BUCKET_ORIGIN,
-        "ids": series_ids,
-        "groups": group_indexes,
+        "ids": _int_array(series_ids),
+        "groups": _int_array(group_indexes),
     }
     group_map = _group_map(series_ids, group_indexes)
     if group_map is not None:
-        parameters["group_base"], parameters["group_map"] = group_map
+        parameters["group_base"], parameters["group_map"] = group_map[0], _int_array(group_map[1])
     rows: list = []
     cached: tuple[CachedBuckets, datetime, datetime] | None = None
     if spec.percentile is not None:
@@ -660,7 +660,13 @@ def _raw_rows(cursor, spec: QuerySpec, series_ids: list[int], group_indexes: lis
         "SELECT g.gi, p.time, p.value FROM unnest(%(ids)s::int[], %(groups)s::int[]) AS g(sid, gi) "
         "CROSS JOIN LATERAL (SELECT time, value FROM points WHERE series_id = g.sid AND time >= %(start)s "
         "AND time < %(end)s ORDER BY time DESC LIMIT %(cap)s) AS p ORDER BY 1, 2",
-        {"ids": series_ids, "groups": group_indexes, "start": spec.start, "end": spec.end, "cap": spec.max_points + 1},
+        {
+            "ids": _int_array(series_ids),
+            "groups": _int_array(group_indexes),
+            "start": spec.start,
+            "end": spec.end,
+            "cap": spec.max_points + 1,
+        },
     )
     rows = cursor.fetchall()
     counts: dict[int, int] = {}
@@ -709,6 +715,16 @@ def _series_output(spec: QuerySpec, groups: list[dict], times: list[str], column
             points = [[moment, value] for moment, value in zip(times, values, strict=True)]
         output.append({**header, "points": points})
     return output
+
+
+def _int_array(values: list[int]) -> str:
+    """An integer array as PostgreSQL's text form, for `%(name)s::int[]`.
+
+    Series ids and group maps run to thousands of elements, repeated in several segments of a statement;
+    psycopg's list dumper inspects every element in Python on every use (4,000 regex searches for one 24-hour
+    dashboard query), where one join costs a fraction of a millisecond.
+    """
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def _interval(seconds: int) -> str:
