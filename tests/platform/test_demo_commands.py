@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from django.conf import settings as settings_module
 from django.contrib.auth import authenticate
 from django.core.management import call_command
 
@@ -24,8 +25,20 @@ def _run_manage(args: list[str], **environment: str) -> subprocess.CompletedProc
     )
 
 
+def _reachable_database_url() -> str:
+    """The configured PostgreSQL server's maintenance database, which exists on every server (the demo's own
+    database may not exist yet on a fresh machine)."""
+    database = settings_module.DATABASES["default"]
+    host, port = database.get("HOST") or "127.0.0.1", database.get("PORT") or "5432"
+    return f"postgres://{database.get('USER') or 'postgres'}@{host}:{port}/postgres"
+
+
 def test_check_services_names_missing_redis_without_traceback():
-    result = _run_manage(["check_services"], REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0")
+    result = _run_manage(
+        ["check_services"],
+        REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0",
+        DATABASE_URL=_reachable_database_url(),
+    )
     assert result.returncode == 1
     assert "Redis is not available" in result.stderr
     assert "redis-server --daemonize yes" in result.stderr
