@@ -10,9 +10,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
-from django.test import Client
 
-from analytics_platform.asgi import application
 from apps.access.services import api_token_create
 from apps.dashboards import live
 from apps.dashboards.live import live_hub
@@ -20,40 +18,19 @@ from apps.ingestion import events
 from apps.storage.policies import DataScope, data_scope_provider_get, data_scope_provider_set
 from apps.storage.query.engine import query_execute
 from apps.storage.query.spec import query_spec_parse
+from tests.dashboards.live_clients import RAW_QUERY
+from tests.dashboards.live_clients import connect as _connect
+from tests.dashboards.live_clients import device_points as _device_points
+from tests.dashboards.live_clients import ingest as _ingest
+from tests.dashboards.live_clients import iso as _iso
 from tests.factories import user_create
 from tests.ingestion.factories import source_with_key
 from tests.storage.conftest import storage_committed_cleanup  # noqa: F401 (fixture)
-
-RAW_QUERY = {"source": "plant", "metric": "temperature", "aggregation": "raw", "start": "-10m"}
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _ingest(key: str, records: list[dict]) -> None:
-    response = Client().post(
-        "/api/v1/sources/plant/ingest",
-        data=json.dumps(records),
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {key}"},
-    )
-    assert response.status_code == 200, response.content
 
 
 def _token(username: str) -> str:
     _, token = api_token_create(user=user_create(username=username), name="live")
     return token
-
-
-async def _connect(token: str) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(
-        application, "/ws/live/", headers=[(b"authorization", f"Bearer {token}".encode())]
-    )
-    connected, _ = await communicator.connect()
-    assert connected
-    assert (await communicator.receive_json_from())["type"] == "hello"
-    return communicator
 
 
 async def _subscribe(communicator: WebsocketCommunicator, query: dict, **extra) -> dict:
@@ -62,12 +39,6 @@ async def _subscribe(communicator: WebsocketCommunicator, query: dict, **extra) 
     assert snapshot["type"] == "data", snapshot
     assert snapshot["initial"] is True
     return snapshot
-
-
-def _device_points(message: dict) -> list[tuple[str, str, float]]:
-    return [
-        (entry["labels"]["device"], moment, value) for entry in message["series"] for moment, value in entry["points"]
-    ]
 
 
 def _engine_points(user, query: dict, start: datetime) -> list[tuple[str, str, float]]:

@@ -17,6 +17,10 @@ from django.test import Client
 
 from analytics_platform.asgi import application
 from apps.access.services import api_token_create, api_token_revoke
+from tests.dashboards.live_clients import RAW_QUERY
+from tests.dashboards.live_clients import device_points as _device_points
+from tests.dashboards.live_clients import iso as _iso
+from tests.dashboards.live_clients import points as _points
 from tests.factories import user_create
 from tests.ingestion.factories import source_with_key
 from tests.storage.conftest import storage_committed_cleanup  # noqa: F401 (fixture)
@@ -132,30 +136,11 @@ def _http_ingest(address: str, key: str, records: list[dict], slug: str = "plant
     return started
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 async def _next_data(socket, *, timeout: float) -> dict:
     while True:
         message = json.loads(await asyncio.wait_for(socket.recv(), timeout))
         if message["type"] != "pong":
             return message
-
-
-def _points(message: dict) -> list[tuple[str, float]]:
-    return [(moment, value) for series in message["series"] for moment, value in series["points"]]
-
-
-def _device_points(message: dict) -> list[tuple[str, str, float]]:
-    return [
-        (series["labels"]["device"], moment, value)
-        for series in message["series"]
-        for moment, value in series["points"]
-    ]
-
-
-RAW_QUERY = {"source": "plant", "metric": "temperature", "aggregation": "raw", "start": "-10m"}
 
 
 @pytest.mark.usefixtures("storage_committed_cleanup")

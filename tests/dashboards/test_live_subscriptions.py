@@ -9,14 +9,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.test import Client
 
-from analytics_platform.asgi import application
 from apps.access.services import api_token_create
 from apps.dashboards import live
 from apps.dashboards.live import live_bucket_seconds, live_hub
 from apps.storage.query.engine import query_execute
 from apps.storage.query.spec import query_spec_parse
+from tests.dashboards.live_clients import RAW_QUERY
+from tests.dashboards.live_clients import connect as _connect
+from tests.dashboards.live_clients import ingest as _ingest
+from tests.dashboards.live_clients import iso as _iso
+from tests.dashboards.live_clients import points as _points
 from tests.factories import user_create
 from tests.ingestion.factories import source_with_key
 from tests.storage.conftest import storage_committed_cleanup  # noqa: F401 (fixture)
@@ -30,20 +33,6 @@ def _live(function):
     return function
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _ingest(key: str, records: list[dict], slug: str = "plant") -> None:
-    response = Client().post(
-        f"/api/v1/sources/{slug}/ingest",
-        data=json.dumps(records),
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {key}"},
-    )
-    assert response.status_code == 200, response.content
-
-
 def _setup(username: str = "olive") -> tuple[str, str]:
     """A user of the test organisation with an API token, and a source there with a write key."""
     user = user_create(username=username)
@@ -52,26 +41,9 @@ def _setup(username: str = "olive") -> tuple[str, str]:
     return token, key
 
 
-async def _connect(token: str) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(
-        application, "/ws/live/", headers=[(b"authorization", f"Bearer {token}".encode())]
-    )
-    connected, _ = await communicator.connect()
-    assert connected
-    assert (await communicator.receive_json_from())["type"] == "hello"
-    return communicator
-
-
 async def _close(communicator: WebsocketCommunicator) -> None:
     await communicator.disconnect()
     await live_hub().stop()
-
-
-def _points(message: dict) -> list[tuple[str, float]]:
-    return [(moment, value) for series in message["series"] for moment, value in series["points"]]
-
-
-RAW_QUERY = {"source": "plant", "metric": "temperature", "aggregation": "raw", "start": "-10m"}
 
 
 @_live
