@@ -187,16 +187,13 @@ def test_unparsable_payload_is_dead_lettered_then_acknowledged(mqtt_sessions):
     assert DeadLetter.objects.filter(source=source).count() == 1
 
 
-def test_nothing_is_acknowledged_before_the_commit(mqtt_sessions):
-    """The write is held on a table lock; the connector is 'killed' (connection dropped) before its commit.
+def _crash_while_writing(source: Source, topic: str, message: str) -> tuple[MqttConnector, int]:
+    """Publish, hold the connector's write on a table lock, then drop its connection (the crash) and stop it.
 
-    Had it acknowledged on receipt, the broker would not send the message again. It does, and the rows are the
-    same ones, stored once.
+    Leaving the block releases the lock first (the write then commits, with no PUBACK sent), then stops and
+    joins the connector. Returns it (for its counters) and how many messages it had received at the crash.
     """
-    source, topic = _mqtt_source(mqtt_sessions, format="json")
-    message = json.dumps({"time": "2026-01-01T00:00:00Z", "device": "d1", "temperature": 7})
-    # Leaving the block releases the lock first (the write then commits), then stops and joins the connector.
-    with _running(source) as (first, stop), transaction.atomic(), connection.cursor() as cursor:
+    with _running(source) as (connector, stop), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("LOCK TABLE points IN ACCESS EXCLUSIVE MODE")
         _publish(topic, message)
 
@@ -205,9 +202,22 @@ def test_nothing_is_acknowledged_before_the_commit(mqtt_sessions):
             return cursor.fetchone()[0] > 0
 
         _wait_for(write_is_waiting, what="the connector's write to wait for the lock")
-        assert first.messages_received == 1
-        first.client.disconnect()  # the crash: the connection goes before the commit
+        received = connector.messages_received
+        connector.client.disconnect()
         stop.set()
+    return connector, received
+
+
+def test_nothing_is_acknowledged_before_the_commit(mqtt_sessions):
+    """The write is held on a table lock; the connector is 'killed' (connection dropped) before its commit.
+
+    Had it acknowledged on receipt, the broker would not send the message again. It does, and the rows are the
+    same ones, stored once.
+    """
+    source, topic = _mqtt_source(mqtt_sessions, format="json")
+    message = json.dumps({"time": "2026-01-01T00:00:00Z", "device": "d1", "temperature": 7})
+    first, received = _crash_while_writing(source, topic, message)
+    assert received == 1
     assert first.messages_acked == 0
     assert stored_points(source=source) == [("temperature", {"device": "d1"}, T0, 7.0, 1)]
     with _running(source) as (second, _):
@@ -225,17 +235,7 @@ def test_a_batch_redelivered_after_a_crash_before_puback_keeps_its_refused_recor
         {"time": "2026-01-01T00:00:00Z", "device": "d1", "temperature": 7},
         {"time": "not a time", "device": "d1", "temperature": 8},
     ])  # fmt: skip
-    with _running(source) as (first, stop), transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("LOCK TABLE points IN ACCESS EXCLUSIVE MODE")
-        _publish(topic, message)
-
-        def write_is_waiting() -> bool:
-            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
-            return cursor.fetchone()[0] > 0
-
-        _wait_for(write_is_waiting, what="the connector's write to wait for the lock")
-        first.client.disconnect()  # the crash: the batch commits once the lock goes, its PUBACK never leaves
-        stop.set()
+    first, _ = _crash_while_writing(source, topic, message)
     assert first.messages_acked == 0
     assert DeadLetter.objects.get(source=source).occurrences == 1
     with _running(source) as (second, _):

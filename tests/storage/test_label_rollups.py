@@ -23,7 +23,7 @@ HOURS = 3
 
 
 @pytest.fixture(autouse=True)
-def _watermark_at_base(db):
+def _watermark_at_base(db, settings):
     with connection.cursor() as cursor:
         cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s", [BASE])
 
@@ -52,6 +52,14 @@ def _write(ids, *, seconds: int = HOURS * 3600, step: int = 37, base: datetime =
             truth[(series_id, moment)] = value
     points_write(points=rows)
     return truth
+
+
+def _plant_refreshed() -> tuple[dict, dict, dict]:
+    """The plant with its points written and every complete minute rolled up."""
+    _, labels, ids = _plant()
+    truth = _write(ids)
+    backend_for().rollup_refresh(now=BASE + timedelta(hours=HOURS + 1))
+    return labels, ids, truth
 
 
 def _spec(**fields) -> QuerySpec:
@@ -107,11 +115,8 @@ def _label_rows(table: str = "points_1m_labels") -> int:
 
 
 @pytest.mark.django_db
-def test_grouped_query_over_whole_groups_reads_label_rows_and_matches_raw(settings):
-    settings.STORAGE_ROLLUP_GRACE_SECONDS = 0
-    _, labels, ids = _plant()
-    truth = _write(ids)
-    backend_for().rollup_refresh(now=BASE + timedelta(hours=HOURS + 1))
+def test_grouped_query_over_whole_groups_reads_label_rows_and_matches_raw():
+    labels, ids, truth = _plant_refreshed()
     assert _registered() == {("t", "device"), ("t", "facility")}
     # Two facilities per minute instead of four devices.
     with connection.cursor() as cursor:
@@ -127,11 +132,8 @@ def test_grouped_query_over_whole_groups_reads_label_rows_and_matches_raw(settin
 
 
 @pytest.mark.django_db
-def test_filters_on_the_grouped_label_still_read_label_rows(settings):
-    settings.STORAGE_ROLLUP_GRACE_SECONDS = 0
-    _, labels, ids = _plant()
-    truth = _write(ids)
-    backend_for().rollup_refresh(now=BASE + timedelta(hours=HOURS + 1))
+def test_filters_on_the_grouped_label_still_read_label_rows():
+    labels, ids, truth = _plant_refreshed()
     spec = _spec(filters=(LabelFilter("facility", "eq", ("f1",)),))
     result = query_execute(spec=spec, principal=_user())
     assert result.label_rollups
@@ -140,11 +142,8 @@ def test_filters_on_the_grouped_label_still_read_label_rows(settings):
 
 
 @pytest.mark.django_db
-def test_a_subset_of_a_group_is_answered_per_series(settings):
-    settings.STORAGE_ROLLUP_GRACE_SECONDS = 0
-    _, labels, ids = _plant()
-    truth = _write(ids)
-    backend_for().rollup_refresh(now=BASE + timedelta(hours=HOURS + 1))
+def test_a_subset_of_a_group_is_answered_per_series():
+    labels, ids, truth = _plant_refreshed()
     spec = _spec(filters=(LabelFilter("device", "in", ("d0", "d1", "d2")),))
     result = query_execute(spec=spec, principal=_user())
     assert not result.label_rollups  # f1 would include d3, which the filter leaves out
@@ -153,11 +152,8 @@ def test_a_subset_of_a_group_is_answered_per_series(settings):
 
 
 @pytest.mark.django_db
-def test_a_data_scope_that_hides_devices_is_answered_per_series(settings):
-    settings.STORAGE_ROLLUP_GRACE_SECONDS = 0
-    _, labels, ids = _plant()
-    truth = _write(ids)
-    backend_for().rollup_refresh(now=BASE + timedelta(hours=HOURS + 1))
+def test_a_data_scope_that_hides_devices_is_answered_per_series():
+    labels, ids, truth = _plant_refreshed()
     previous = data_scope_provider_get()
     data_scope_provider_set(lambda principal: DataScope(label_values={"device": ("d0", "d1")}))
     try:
@@ -170,11 +166,8 @@ def test_a_data_scope_that_hides_devices_is_answered_per_series(settings):
 
 
 @pytest.mark.django_db
-def test_late_points_rebuild_their_label_cells(settings):
-    settings.STORAGE_ROLLUP_GRACE_SECONDS = 0
-    _, labels, ids = _plant()
-    truth = _write(ids)
-    backend_for().rollup_refresh(now=BASE + timedelta(hours=HOURS + 1))
+def test_late_points_rebuild_their_label_cells():
+    labels, ids, truth = _plant_refreshed()
     # Below the watermark: a new value for an existing point and a brand-new point.
     late = [(ids[3], BASE + timedelta(minutes=10, milliseconds=3), 999.0), (ids[1], BASE + timedelta(minutes=70), -7.5)]
     points_write(points=late)
@@ -189,7 +182,6 @@ def test_late_points_rebuild_their_label_cells(settings):
 
 @pytest.mark.django_db
 def test_keys_with_too_many_values_are_not_kept_and_are_dropped_when_they_grow(settings):
-    settings.STORAGE_ROLLUP_GRACE_SECONDS = 0
     settings.STORAGE_LABEL_ROLLUP_MAX_VALUES = 3
     source, labels, ids = _plant(facilities=2, devices=4)
     truth = _write(ids)
@@ -212,7 +204,6 @@ def test_keys_with_too_many_values_are_not_kept_and_are_dropped_when_they_grow(s
 
 @pytest.mark.django_db
 def test_a_key_registered_later_gets_its_history(settings):
-    settings.STORAGE_ROLLUP_GRACE_SECONDS = 0
     settings.STORAGE_LABEL_ROLLUP_MAX_VALUES = 0  # off while the history is written
     _, labels, ids = _plant()
     truth = _write(ids)
@@ -229,8 +220,7 @@ def test_a_key_registered_later_gets_its_history(settings):
 
 
 @pytest.mark.django_db
-def test_retention_removes_label_rows_with_their_tier(settings):
-    settings.STORAGE_ROLLUP_GRACE_SECONDS = 0
+def test_retention_removes_label_rows_with_their_tier():
     source, _, ids = _plant()
     _write(ids)
     backend = backend_for()
@@ -245,11 +235,8 @@ def test_retention_removes_label_rows_with_their_tier(settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_engine_reads_one_snapshot_outside_a_transaction(settings):
-    settings.STORAGE_ROLLUP_GRACE_SECONDS = 0
-    _, labels, ids = _plant()
-    truth = _write(ids)
-    backend_for().rollup_refresh(now=BASE + timedelta(hours=HOURS + 1))
+def test_engine_reads_one_snapshot_outside_a_transaction():
+    labels, ids, truth = _plant_refreshed()
     spec = _spec(bucket_seconds=60)
     assert not connection.in_atomic_block
     result = query_execute(spec=spec, principal=_user())
