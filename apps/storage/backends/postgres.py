@@ -131,6 +131,16 @@ def _label_aggregate(tier: Tier, condition: sql.Composable) -> sql.Composed:
     ).format(labels=sql.Identifier(tier.labels_table), table=sql.Identifier(tier.table), condition=condition)
 
 
+def _label_rows_delete(cursor, tier: Tier, parameters: dict) -> None:
+    """Delete `tier`'s label rows of one (source, metric, label key)."""
+    cursor.execute(
+        sql.SQL("DELETE FROM {} WHERE source_id = %(source)s AND metric = %(metric)s AND label_key = %(key)s").format(
+            sql.Identifier(tier.labels_table)
+        ),
+        parameters,
+    )
+
+
 # A write whose points span at most this many days gets every partition in its range; wider ones only their days.
 _PARTITION_RANGE_DAYS = 7
 
@@ -368,7 +378,7 @@ class PostgresBackend(StorageBackend):
                 {"lower": lower, "upper": upper},
             )
 
-    def _label_rollups_sync(self, cursor) -> dict:
+    def _label_rollups_sync(self, cursor) -> None:
         """Register label keys with few values, build their history, unregister keys that grew past the limit.
 
         Runs inside the refresh transaction (the watermark row is locked, so no write re-aggregates meanwhile).
@@ -381,7 +391,7 @@ class PostgresBackend(StorageBackend):
         cursor.execute("SELECT value FROM storage_meta WHERE key = 'label_rollup_sync'")
         row = cursor.fetchone()
         if row is not None and row[0] == state:
-            return {"added": 0, "removed": 0}
+            return
         wanted: set[tuple[int, str, str]] = set()
         if limit:
             cursor.execute(
@@ -401,12 +411,7 @@ class PostgresBackend(StorageBackend):
                 parameters,
             )
             for tier in TIERS_FINE_TO_COARSE:
-                cursor.execute(
-                    sql.SQL(
-                        "DELETE FROM {} WHERE source_id = %(source)s AND metric = %(metric)s AND label_key = %(key)s"
-                    ).format(sql.Identifier(tier.labels_table)),
-                    parameters,
-                )
+                _label_rows_delete(cursor, tier, parameters)
         for source_id, metric, key in sorted(wanted - registered):
             cursor.execute(
                 "INSERT INTO storage_label_rollup (source_id, metric, label_key) VALUES (%s, %s, %s)",
@@ -414,12 +419,7 @@ class PostgresBackend(StorageBackend):
             )
             parameters = {"source": source_id, "metric": metric, "key": key}
             for tier in TIERS_FINE_TO_COARSE:
-                cursor.execute(
-                    sql.SQL(
-                        "DELETE FROM {} WHERE source_id = %(source)s AND metric = %(metric)s AND label_key = %(key)s"
-                    ).format(sql.Identifier(tier.labels_table)),
-                    parameters,
-                )
+                _label_rows_delete(cursor, tier, parameters)  # rows left from an earlier registration
                 cursor.execute(
                     _label_aggregate(
                         tier,
@@ -432,7 +432,6 @@ class PostgresBackend(StorageBackend):
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             [state],
         )
-        return {"added": len(wanted - registered), "removed": len(registered - wanted)}
 
     # --- retention ----------------------------------------------------------------------------
     def retention_apply(self, *, now: datetime | None = None) -> RetentionResult:
