@@ -19,8 +19,15 @@ def _membership_changed(sender, instance: Membership, **kwargs) -> None:
     scope_changed(user_ids=[instance.user_id])
 
 
-def _user_flags_before(sender, instance, **kwargs) -> None:
-    if instance.pk is None:
+def _saves_any(update_fields, names: set[str]) -> bool:
+    """Whether a save may write one of these fields (`update_fields` None: every field)."""
+    return update_fields is None or bool(names & set(update_fields))
+
+
+def _user_flags_before(sender, instance, update_fields=None, **kwargs) -> None:
+    instance._scope_flags_changed = False
+    # Every sign-in saves last_login alone: no query for those.
+    if instance.pk is None or not _saves_any(update_fields, {"is_active", "is_superuser"}):
         return
     before = sender.objects.filter(pk=instance.pk).values("is_active", "is_superuser").first()
     instance._scope_flags_changed = before is not None and (
@@ -33,8 +40,9 @@ def _user_saved(sender, instance, created: bool, **kwargs) -> None:
         scope_changed(user_ids=[instance.pk])
 
 
-def _source_organization_before(sender, instance: Source, **kwargs) -> None:
-    if instance.pk is None:
+def _source_organization_before(sender, instance: Source, update_fields=None, **kwargs) -> None:
+    instance._scope_organization_changed = False
+    if instance.pk is None or not _saves_any(update_fields, {"organization", "organization_id"}):
         return
     before = sender.objects.filter(pk=instance.pk).values_list("organization_id", flat=True).first()
     instance._scope_organization_changed = before is not None and before != instance.organization_id
