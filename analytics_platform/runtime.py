@@ -19,3 +19,24 @@ def startup_objects_freeze() -> None:
     get_resolver().url_patterns  # noqa: B018 - imports every view module now rather than on the first request
     gc.collect()
     gc.freeze()
+
+
+class SyncMiddlewareChain:
+    """The innermost middleware, sync only, so that Django runs the whole chain in one worker thread under ASGI.
+
+    Django's MiddlewareMixin middlewares (security, sessions, CSRF, auth, messages...) are both sync and async
+    capable. Under ASGI the chain starts async, and in async mode MiddlewareMixin runs each process_request and
+    process_response hook through sync_to_async: a thread hop per hook, 15 per request here. Measured with
+    daphne on GET /ping: 6.1 ms of CPU per request, against 0.6 ms for daphne alone. A sync-only innermost
+    middleware makes every middleware outside it sync, so a request costs three hops: into the worker thread,
+    back to the loop for Django's async view dispatch, and into the thread again for the (sync) view.
+    """
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)

@@ -246,17 +246,34 @@ for body in _line_bodies(8, first_second=4_300):
     for stage, seconds in zip(stages, (t1 - t0, t2 - t1, t3 - t2)):
         stages[stage].append(seconds)
 result["line_fast_path"] = stages_summary(stages)
+# What the endpoint does with a plain body of known series: Arrow columns, sorted by series, COPYed column-wise.
+from apps.ingestion.line_protocol_columnar import line_protocol_columns
+stages = {"columns": [], "copy_commit": []}
+for body in _line_bodies(8, first_second=4_400):
+    t0 = time.perf_counter()
+    columns = line_protocol_columns(body=body, precision="ns", cache=target.line_cache, validator=target.validator,
+                                    received_at=timezone.now())
+    assert columns is not None
+    t1 = time.perf_counter()
+    with transaction.atomic():
+        points_write(points=columns, schema_id=target.schema_id)
+    t2 = time.perf_counter()
+    for stage, seconds in zip(stages, (t1 - t0, t2 - t1)):
+        stages[stage].append(seconds)
+result["line_columnar_path"] = stages_summary(stages)
 # Where PostgreSQL's share goes: the same 5,000 rows COPYed (binary, one transaction each, synchronous commit)
 # into a logged heap without indexes, the same with the (series_id, time) primary key, and into points.
 from datetime import timedelta
 from django.db import connection
-from apps.storage.backends.base import _copy_points
+from apps.storage.columns import EPOCH
 with connection.cursor() as cursor:
     for table, key in (("bench_copy_heap", ""), ("bench_copy_pk", ", PRIMARY KEY (series_id, time)")):
         cursor.execute(f"DROP TABLE IF EXISTS {table}")
         cursor.execute(f"CREATE TABLE {table} (time timestamptz NOT NULL, series_id integer NOT NULL, "
                        f"schema_id integer, value double precision NOT NULL{key})")
-copy = {"heap_no_index": [], "heap_primary_key": [], "points_write": []}
+import pyarrow as pa
+from apps.storage.columns import PointColumns
+copy = {"heap_no_index": [], "heap_primary_key": [], "points_write": [], "points_write_columns_sorted": []}
 rows = fast.rows
 for repetition in range(8):
     shifted = [(series_id, moment + timedelta(hours=2 + repetition), value) for series_id, moment, value in rows]
@@ -271,13 +288,23 @@ for repetition in range(8):
     started = time.perf_counter()
     points_write(points=shifted, schema_id=target.schema_id)
     copy["points_write"].append(time.perf_counter() - started)
+    later = [(series_id, moment + timedelta(minutes=30), value) for series_id, moment, value in shifted]
+    columns = PointColumns.build(
+        pa.array([row[0] for row in later], pa.int32()),
+        pa.array([(row[1] - EPOCH) // timedelta(microseconds=1) for row in later], pa.int64()),
+        pa.array([row[2] for row in later], pa.float64()),
+    )
+    started = time.perf_counter()
+    points_write(points=columns, schema_id=target.schema_id)
+    copy["points_write_columns_sorted"].append(time.perf_counter() - started)
 with connection.cursor() as cursor:
     cursor.execute("DROP TABLE bench_copy_heap, bench_copy_pk")
 result["postgres_copy_ms_per_batch"] = {name: round(sorted(values)[len(values) // 2] * 1000, 1)
                                         for name, values in copy.items()}
 result["postgres_copy_ms_per_batch"]["note"] = (
     "5,000 rows per transaction; heap_primary_key minus heap_no_index is the cost of the primary key that makes "
-    "writes idempotent; points_write adds partition routing, the BRIN index and the watermark lock")
+    "writes idempotent; points_write adds partition routing, the BRIN index and the watermark lock; "
+    "points_write_columns_sorted is the same with the rows sorted by (series, time), as the columnar path sends them")
 print(json.dumps(result))
 """
     output = subprocess.run(

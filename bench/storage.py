@@ -466,13 +466,18 @@ def _influx_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _floor(moment: datetime, seconds: int) -> datetime:
+    return datetime.fromtimestamp(int(moment.timestamp()) // seconds * seconds, tz=UTC)
+
+
 def _cases(end: datetime, repetition: int) -> dict[str, tuple[dict, str]]:
     """Per case: (our JSON spec, equivalent InfluxQL), varying the device and facility per repetition."""
     device = f"d{(42 + repetition * 37) % SERIES:04d}"
     facility = f"f{(2 + repetition) % FACILITIES + 1}"
-    last_15m, last_24h, last_30d = (
-        _influx_time(end - delta) for delta in (timedelta(minutes=15), timedelta(hours=24), timedelta(days=30))
-    )
+    # Our aggregates answer whole buckets (the start rounded down to the bucket); InfluxDB is asked the same range.
+    last_15m = _influx_time(end - timedelta(minutes=15))
+    last_24h = _influx_time(_floor(end - timedelta(hours=24), 60))
+    last_30d = _influx_time(_floor(end - timedelta(days=30), 3600))
     until = _influx_time(end)
     return {
         "a_raw_15m_one_device": (

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from analytics_platform.redis_client import redis_client, redis_key
+from apps.storage.backends.base import Points
+from apps.storage.columns import PointColumns
 
 logger = logging.getLogger(__name__)
 
@@ -25,15 +26,18 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 
 
-def changes_message(*, source_id: int, rows: Sequence[tuple[int, datetime, float]]) -> dict:
+def changes_message(*, source_id: int, rows: Points) -> dict:
     """The compact message for a batch: its source, the series touched, the time span, and small batches' points.
 
     `rows` (when present) holds the points column by column, in the batch's order (a later point for the same
     series and time replaces an earlier one): series ids, times in microseconds since 1970 (UTC), values.
     """
+    if isinstance(rows, PointColumns):
+        return _columns_message(source_id=source_id, columns=rows)
     series_ids = sorted({row[0] for row in rows})
-    start = min(row[1] for row in rows)
-    end = max(row[1] for row in rows)
+    moments = {row[1] for row in rows}  # few distinct times per batch: one pass, then min and max over those
+    start = min(moments)
+    end = max(moments)
     message: dict = {
         "source": source_id,
         "series": series_ids,
@@ -57,6 +61,24 @@ def changes_message(*, source_id: int, rows: Sequence[tuple[int, datetime, float
     return message
 
 
+def _columns_message(*, source_id: int, columns: PointColumns) -> dict:
+    """changes_message for a columnar batch (sorted by series and time, which keeps a key's later point later)."""
+    message: dict = {
+        "source": source_id,
+        "series": columns.series_distinct(),
+        "start": min(columns.moments).isoformat(),
+        "end": max(columns.moments).isoformat(),
+        "points": len(columns),
+    }
+    if len(columns) <= CHANGES_MAX_POINTS:
+        message["rows"] = {
+            "series": columns.series_ids.to_pylist(),
+            "times": columns.micros.to_pylist(),
+            "values": columns.values.to_pylist(),
+        }
+    return message
+
+
 def time_micros(moment: datetime) -> int:
     """Microseconds since 1970 (UTC): exact, unlike a float timestamp."""
     if moment.tzinfo is None:
@@ -64,7 +86,7 @@ def time_micros(moment: datetime) -> int:
     return (moment - EPOCH) // MICROSECOND
 
 
-def changes_publish(*, source_id: int, rows: Sequence[tuple[int, datetime, float]]) -> None:
+def changes_publish(*, source_id: int, rows: Points) -> None:
     """Publish what a committed batch changed (called from transaction.on_commit)."""
     if not rows:
         return

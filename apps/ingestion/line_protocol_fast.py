@@ -54,10 +54,17 @@ def line_protocol_rows(
     time_check = validator._time_check
     measure_value = validator._measure_value
     float_last, float_chars = _FLOAT_LAST, _FLOAT_CHARS
+    rows_append, lines_append = rows.append, row_lines.append
+    # Escapes, quotes and CR line ends send a line to the careful path; most bodies have none at all.
+    special = "\\" in text or '"' in text or "\r" in text
+    accepted = 0
     for index, line in enumerate(text.split("\n")):
-        if not line or line[0] == "#":
+        if not line:
             continue
-        if line[-1] == "\r" or "\\" in line or '"' in line or line[0] in " \t":
+        first = line[0]
+        if first == "#":
+            continue
+        if first in " \t" or (special and (line[-1] == "\r" or "\\" in line or '"' in line)):
             careful.append((index, line))
             continue
         try:
@@ -78,20 +85,27 @@ def line_protocol_rows(
                 moment = received_at
             else:
                 raise ValueError(line)
+            if "," not in field_set:  # one field: the usual agent line, without a list for its rows
+                name, _, value = field_set.partition("=")
+                entry = cache[(key, name)]  # KeyError: not known yet
+                if value[-1] in float_last:  # _number inlined: this line runs for nearly every point
+                    number = float(value)
+                    if number - number or value[0] == "+" or value.strip(float_chars):
+                        raise ValueError(value)
+                else:
+                    number = _number(value, float_last, float_chars)
+                if entry is SKIPPED:
+                    raise ValueError(line)  # no stored field: the careful path says why
+                series_id, spec = entry
+                rows_append((series_id, moment, float(number) if spec is None else measure_value(name, number, spec)))
+                lines_append(index)
+                accepted += 1
+                continue
             line_rows = []
             for item in field_set.split(","):
                 name, _, value = item.partition("=")
                 entry = cache[(key, name)]  # KeyError: not known yet
-                if value[-1] in float_last:
-                    number = float(value)
-                    if number - number or value[0] == "+" or value.strip(float_chars):
-                        raise ValueError(value)  # NaN/inf, "+1" and the like: the careful path words the error
-                elif value[-1] == "i" and value[:-1].lstrip("-").isdigit() and value[:-1].isascii():
-                    number = int(value[:-1])
-                    if not -(2**63) <= number < 2**63:
-                        raise ValueError(value)
-                else:
-                    raise ValueError(value)  # booleans, unsigned and the rest take the careful path
+                number = _number(value, float_last, float_chars)
                 if entry is SKIPPED:
                     continue
                 series_id, spec = entry
@@ -105,8 +119,24 @@ def line_protocol_rows(
             continue
         rows.extend(line_rows)
         row_lines.extend([index] * len(line_rows))
-        result.accepted += 1
+        accepted += 1
+    result.accepted = accepted
     return result
+
+
+def _number(value: str, float_last: frozenset[str], float_chars: str) -> float | int:
+    """A plain float or integer field value; ValueError (or IndexError) for anything the careful path must word."""
+    if value[-1] in float_last:
+        number = float(value)
+        if number - number or value[0] == "+" or value.strip(float_chars):
+            raise ValueError(value)  # NaN/inf, "+1" and the like: the careful path words the error
+        return number
+    if value[-1] == "i" and value[:-1].lstrip("-").isdigit() and value[:-1].isascii():
+        integer = int(value[:-1])
+        if not -(2**63) <= integer < 2**63:
+            raise ValueError(value)
+        return integer
+    raise ValueError(value)  # booleans, unsigned and the rest take the careful path
 
 
 def _lines_numbered(text: str) -> list[tuple[int, str]]:

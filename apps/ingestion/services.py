@@ -23,14 +23,17 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.ingestion.events import changes_publish
+from apps.ingestion.json_columnar import json_columns
+from apps.ingestion.line_protocol_columnar import line_protocol_columns
 from apps.ingestion.line_protocol_fast import LineCache, line_cache_learn, line_protocol_rows
 from apps.ingestion.metrics import INGEST_BATCH_SECONDS, INGEST_POINTS, INGEST_RECORDS_REJECTED
 from apps.ingestion.models import DeadLetter, DeadLetterStatus, PayloadFormat, Transport
 from apps.ingestion.parsers.line_protocol import PRECISION_NS, line_protocol_parse
 from apps.ingestion.records import ParseResult, PayloadError, Record, RecordError, payload_text
 from apps.ingestion.stats import rate_limit_take, stats_record
-from apps.ingestion.validation import RecordValidator, SeriesLocalKey, ValidatedPoint, record_raw
+from apps.ingestion.validation import RecordValidator, SeriesLocalKey, ValidatedPoint, ValidationResult, record_raw
 from apps.sources.models import Source, SourceSchema
+from apps.storage.columns import PointColumns
 from apps.storage.services import points_write, series_count, series_key, series_resolve
 
 logger = logging.getLogger(__name__)
@@ -331,6 +334,34 @@ def batch_ingest(
     )  # fmt: skip
 
 
+def batch_ingest_json_columnar(
+    *,
+    source_id: int,
+    body: bytes,
+    transport: str,
+    received_at: datetime | None = None,
+    enforce_rate_limit: bool = True,
+) -> IngestResult | None:
+    """Store a plain JSON array of records of known series column by column; None when it is not such a body.
+
+    None means nothing was decided or stored: the caller parses and validates the body record by record.
+    """
+    started = time.perf_counter()
+    received_at = received_at or timezone.now()
+    target = ingest_target_get(source_id=source_id)
+    if not target.enabled:
+        return None  # the record path refuses paused sources after its own parse, with its own wording
+    taken = json_columns(body=body, validator=target.validator, series_ids=target.series_ids, received_at=received_at)
+    if taken is None:
+        return None
+    columns, records = taken
+    return _batch_store(
+        target=target, ready_rows=columns, ready_records=records, records=[], validated=ValidationResult(),
+        errors=[], transport=transport, payload_format=PayloadFormat.JSON, received_at=received_at, context=None,
+        enforce_rate_limit=enforce_rate_limit, started=started,
+    )  # fmt: skip
+
+
 def batch_ingest_line_protocol(
     *,
     source_id: int,
@@ -352,6 +383,17 @@ def batch_ingest_line_protocol(
     if precision not in PRECISION_NS:
         line_protocol_parse("", precision=precision)  # raises PayloadError worded like the parser's
     target = _target_enabled(source_id)
+    if isinstance(body, bytes):
+        columns = line_protocol_columns(
+            body=body, precision=precision, cache=target.line_cache, validator=target.validator,
+            received_at=received_at,
+        )  # fmt: skip
+        if columns is not None:  # every line is a plain line of a known series: no per-line Python at all
+            return _batch_store(
+                target=target, ready_rows=columns, ready_records=len(columns), records=[],
+                validated=ValidationResult(), errors=[], transport=transport, payload_format=PayloadFormat.LINE,
+                received_at=received_at, context=context, enforce_rate_limit=enforce_rate_limit, started=started,
+            )  # fmt: skip
     fast = line_protocol_rows(
         text=text, precision=precision, cache=target.line_cache, validator=target.validator, received_at=received_at
     )
@@ -390,7 +432,7 @@ def _target_enabled(source_id: int) -> IngestTarget:
 def _batch_store(
     *,
     target: IngestTarget,
-    ready_rows: list[tuple[int, datetime, float]],
+    ready_rows: list[tuple[int, datetime, float]] | PointColumns,
     ready_records: int,
     ready_lines: list[int] | None = None,
     records: Sequence[Record],
@@ -427,7 +469,9 @@ def _batch_store(
             errors = errors + limit_errors
             accepted -= len(limit_errors)
         rows = [(ids[key], moment, value) for key, moment, value, _ in points]
-        if ready_rows and rows and ready_lines is not None:
+        if isinstance(ready_rows, PointColumns):
+            rows = ready_rows  # the columnar path takes whole bodies only: there are no other rows
+        elif ready_rows and rows and ready_lines is not None:
             # Within a batch the last point for a series and time wins, in body order: interleave by line.
             numbered = [(line, row) for line, row in zip(ready_lines, ready_rows, strict=True)]
             numbered += [(records[point[3]].index, row) for point, row in zip(points, rows, strict=True)]
@@ -435,7 +479,7 @@ def _batch_store(
             rows = [row for _, row in numbered]
         else:
             rows = ready_rows + rows
-        if rows:
+        if len(rows):
             write = points_write(points=rows, schema_id=target.schema_id)
             result.upserted = write.upserted
         result.dead_letter_ids = dead_letters_store(
@@ -448,7 +492,7 @@ def _batch_store(
             received_at=received_at,
             context=context,
         )
-        if rows:
+        if len(rows):
             transaction.on_commit(lambda: changes_publish(source_id=source_id, rows=rows))
         if learn is not None:
             transaction.on_commit(lambda: learn(ids))

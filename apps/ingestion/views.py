@@ -27,6 +27,7 @@ from apps.ingestion.services import (
     IngestRefused,
     IngestResult,
     batch_ingest,
+    batch_ingest_json_columnar,
     batch_ingest_line_protocol,
     payload_dead_letter,
 )
@@ -170,6 +171,11 @@ def source_ingest(request: HttpRequest, slug: str) -> HttpResponse:
         body = _read_body(request)
         content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
         ndjson = True if content_type in ("application/x-ndjson", "application/jsonl", "application/ndjson") else None
+
+        if not ndjson:
+            fast = batch_ingest_json_columnar(source_id=source_id, body=body, transport=Transport.HTTP)
+            if fast is not None:  # a plain array of known series, stored column by column
+                return JsonResponse(fast.as_response(), status=200)
 
         def parse() -> ParseResult:
             from apps.ingestion.parsers.json_records import json_records_parse

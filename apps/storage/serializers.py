@@ -21,7 +21,11 @@ class QueryRequestSerializer(serializers.Serializer):
     aggregation = serializers.ChoiceField(
         choices=[*AGGREGATIONS, *PERCENTILES, RAW], default="avg", help_text="Percentiles and raw read raw points."
     )
-    start = serializers.CharField(default="-1h", help_text="'now', relative ('-24h', 'now-15m') or ISO 8601.")
+    start = serializers.CharField(
+        default="-1h",
+        help_text="'now', relative ('-24h', 'now-15m') or ISO 8601. Aggregates answer whole buckets: the start is "
+        "rounded down to the bucket (the response's start says where it went).",
+    )
     end = serializers.CharField(default="now", help_text="Same forms as start; must be after start.")
     bucket = serializers.CharField(required=False, help_text="'1m', '5m', '1h', '1d' ... or 'auto' (from max_points).")
     group_by = serializers.ListField(child=serializers.CharField(), required=False, help_text="Label names.")
@@ -40,7 +44,7 @@ class QueryResponseSerializer(serializers.Serializer):
     tier = serializers.CharField(help_text="Coarsest storage tier used: raw, 1m, 1h or 1d.")
     bucket = serializers.CharField(allow_null=True)
     aggregation = serializers.CharField()
-    start = serializers.DateTimeField()
+    start = serializers.DateTimeField(help_text="Start of the range answered: for aggregates, of the first bucket.")
     end = serializers.DateTimeField()
     downsampled = serializers.BooleanField(help_text="The bucket was widened to fit max_points.")
     truncated = serializers.BooleanField(help_text="More output series matched than `limit`.")

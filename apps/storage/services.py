@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 from django.db import connections
 from django.utils import timezone
 
 from apps.storage.backends import backend_for
-from apps.storage.backends.base import Point, WriteResult
+from apps.storage.backends.base import Points, WriteResult
 from apps.storage.metrics import POINTS_WRITTEN
 
 SeriesKey = tuple[int, str, str]  # (source id, metric, canonical labels JSON)
@@ -68,7 +68,7 @@ def series_cache_clear() -> None:
     _series_cache.clear()
 
 
-def points_write(*, points: Sequence[Point], schema_id: int | None = None, alias: str = "default") -> WriteResult:
+def points_write(*, points: Points, schema_id: int | None = None, alias: str = "default") -> WriteResult:
     """Write (series_id, time, value) points; writing the same series and time again replaces the value.
 
     `schema_id` is the source schema version that accepted the points, kept per point for tracing.

@@ -20,7 +20,11 @@ def oracle_answer(
     bucket_seconds: int,
     group_by: tuple[str, ...],
 ) -> dict[tuple, dict[datetime, float]]:
-    """{group key: {bucket start: value}} from the final raw points of the selected series."""
+    """{group key: {bucket start: value}} from the final raw points of the selected series.
+
+    Aggregates cover whole buckets: the range starts at the start of the bucket that holds `start`.
+    """
+    start = bucket_floor(start, bucket_seconds)
     cells: dict[tuple, dict[datetime, list[tuple[datetime, float]]]] = defaultdict(lambda: defaultdict(list))
     for (series_id, moment), value in points.items():
         if series_id not in selected or not (start <= moment < end):

@@ -132,6 +132,18 @@ def test_raw_points_and_their_budget(plant, user):
     assert len(over.series[0]["points"]) <= 20
 
 
+def test_raw_point_times_are_written_like_isoformat(plant, user):
+    """PostgreSQL formats raw times: whole seconds without a fraction, others with six digits, always UTC 'Z'."""
+    points_store(plant["ids"]["d2"], [(T0 + timedelta(minutes=20, seconds=1, microseconds=500_000), 1.0),
+                                      (T0 + timedelta(minutes=20, seconds=2, microseconds=7), 2.0)])  # fmt: skip
+    result = _query(user, metric="temperature", filters={"device": "d2"}, aggregation="raw",
+                    start=(T0 + timedelta(minutes=19, seconds=59)).isoformat(),
+                    end=(T0 + timedelta(minutes=21)).isoformat())  # fmt: skip
+    expected = [T0 + timedelta(minutes=20), T0 + timedelta(minutes=20, seconds=1, microseconds=500_000),
+                T0 + timedelta(minutes=20, seconds=2, microseconds=7)]  # fmt: skip
+    assert [point[0] for point in result.series[0]["points"]] == [_iso_z(moment) for moment in expected]
+
+
 def test_limit_truncates_output_series(plant, user):
     result = _query(user, metric="temperature", limit=3, bucket="1h", start=T0.isoformat(),
                     end=(T0 + timedelta(hours=1)).isoformat())  # fmt: skip
@@ -210,8 +222,9 @@ def test_stable_buckets_come_from_the_cache_until_a_late_write(plant, user, djan
     first = _query(user, **body)
     assert first.cached_buckets == 0
     second = _query(user, **body)
-    # Complete buckets below the watermark (T0+2h): all but the partial first one.
-    assert second.cached_buckets == 119
+    # Buckets below the watermark (T0+2h): all 120, the first one whole (the start is rounded down to T0).
+    assert second.cached_buckets == 120
+    assert second.as_dict()["start"] == _iso_z(T0)
     assert second.series == first.series
     # A late point below the watermark invalidates the cache once it commits; the answer includes it.
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
@@ -224,7 +237,7 @@ def test_stable_buckets_come_from_the_cache_until_a_late_write(plant, user, djan
     # New points past the watermark are read from storage even while the cache is used.
     points_store(plant["ids"]["d0"], [(T0 + timedelta(hours=2, minutes=30, seconds=5), 5.0)])
     fourth = _query(user, **body)
-    assert fourth.cached_buckets == 119
+    assert fourth.cached_buckets == 120
     assert dict(fourth.series[0]["points"])[_iso_z(T0 + timedelta(hours=2, minutes=30))] == 150.0 + 350.0 + 5.0
 
 

@@ -3,6 +3,8 @@
 Random series, points, refreshes (which move the watermark), late points and replaced values,
 then random queries (bucket, range, aggregation, filters, grouping) on the plain PostgreSQL backend.
 Queries grouped by facility over whole facilities read the label rollups; device subsets cannot.
+Random grace periods leave provisional minutes past the watermark, and later batches land in them
+(marking them dirty) before and after refreshes, which may also run with a clock that went back.
 The TimescaleDB backend runs the same property in tests/timescaledb/.
 """
 
@@ -14,7 +16,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from apps.access.models import Membership
@@ -23,6 +25,7 @@ from apps.storage.query import engine
 from apps.storage.query.engine import query_execute
 from apps.storage.query.spec import LabelFilter, QuerySpec
 from apps.storage.services import points_write, series_cache_clear
+from apps.storage.tiers import TIER_1M
 from tests.factories import organization_get
 from tests.storage.factories import series_create, source_create
 from tests.storage.oracle import close, oracle_answer, parse_iso
@@ -38,16 +41,32 @@ SPANS = [900, 6 * 3600, SPAN_SECONDS]  # dense minutes, whole hours, whole days
 @st.composite
 def scenarios(draw):
     span = draw(st.sampled_from(SPANS))
-    point = st.tuples(
-        st.integers(0, 3),  # series index
-        st.integers(0, span - 1),  # second offset
-        st.floats(-1000, 1000, allow_nan=False, allow_infinity=False).map(lambda value: round(value, 3)),
-    )
-    batches = [draw(st.lists(point, min_size=1, max_size=150)) for _ in range(3)]
+    grace = draw(st.sampled_from([0, 60, 300, 1800]))
+    provisional_grace = draw(st.sampled_from([0, 5, 45, 120, 7200]))  # at or above the grace: none provisional
+
+    def points(earliest: int = 0, latest: int = span - 1):
+        return st.tuples(
+            st.integers(0, 3),  # series index
+            st.integers(earliest, latest),  # second offset
+            st.floats(-1000, 1000, allow_nan=False, allow_infinity=False).map(lambda value: round(value, 3)),
+        )
+
     # Refreshes happen between batches only, so the last batch always leaves points not yet rolled up.
-    refreshes = sorted(draw(st.lists(st.integers(0, span + 7200), min_size=1, max_size=2)))
+    # Some near the end of the data, so the grace window holds points (provisional minutes, dirty marks).
+    refresh = st.integers(0, span + 7200) | st.integers(max(0, span - 900), span + 900)
+    refreshes = draw(st.lists(refresh, min_size=1, max_size=2))
+    if draw(st.booleans()):
+        refreshes.sort()  # else the second refresh may see an earlier "now" (clocks of two workers)
     if draw(st.booleans()):
         refreshes[-1] = span + 7200  # everything old enough is materialized: the tiers carry the answer
+    batches = [draw(st.lists(points(), min_size=1, max_size=150))]
+    for previous in refreshes[:2]:
+        # A batch after a refresh may land in the minutes it left provisional (and mark them dirty).
+        earliest, latest = max(0, previous - grace - 60), min(span - 1, previous)
+        near = points(earliest, latest) if earliest <= latest else points()
+        batches.append(draw(st.lists(points() | near, min_size=1, max_size=150)))
+    while len(batches) < 3:
+        batches.append(draw(st.lists(points(), min_size=1, max_size=150)))
     if span == SPAN_SECONDS and draw(st.booleans()):
         bucket = draw(st.sampled_from([3600, 86_400, 172_800]))
     else:
@@ -62,6 +81,8 @@ def scenarios(draw):
     return {
         "batches": batches,
         "refreshes": refreshes,
+        "grace": grace,
+        "provisional_grace": provisional_grace,
         "bucket": bucket,
         "start": start,
         "end": start + length,
@@ -83,7 +104,8 @@ def _reset_storage() -> None:
         cursor.execute(
             "TRUNCATE points, points_1m, points_1h, points_1d, points_1m_labels, points_1h_labels, points_1d_labels"
         )
-        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s", [BASE])
+        cursor.execute("TRUNCATE storage_rollup_dirty")
+        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s, provisional = NULL", [BASE])
 
 
 def _moment(series_index: int, offset: int) -> datetime:
@@ -91,10 +113,37 @@ def _moment(series_index: int, offset: int) -> datetime:
     return BASE + timedelta(seconds=offset, milliseconds=series_index)
 
 
+# Every provisional path at once, whatever the random draw: a refresh leaves minutes 10-14 provisional, a
+# batch marks minutes 10 and 12, the next refresh moves the watermark past 10 (recomputing it) and
+# recomputes 12, and the last batch marks 11 and 15, which the final query must read raw.
+PROVISIONAL_PATHS = {
+    "batches": [
+        [(index, offset, float(offset % 7 + index)) for index in range(4) for offset in (10, 200, 500, 700, 850)],
+        [(0, 650, 100.0), (1, 720, -100.0), (2, 100, 5.0)],
+        [(3, 700, 42.0), (0, 930, 7.0), (2, 955, 1.5)],
+    ],
+    "refreshes": [905, 965],
+    "grace": 300,
+    "provisional_grace": 5,
+    "bucket": 60,
+    "start": 0,
+    "end": 1000,
+    "aggregation": "avg",
+    "group_by": ("facility",),
+    "devices": None,
+    "facility": None,
+    "raw_by_time": False,
+    "expect_provisional_paths": True,
+}
+
+
 @pytest.mark.django_db
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(scenario=scenarios())
+@example(scenario=PROVISIONAL_PATHS)
 def test_rollup_path_equals_raw_answer(scenario, django_settings_for_property, django_capture_on_commit_callbacks):
+    django_settings_for_property.STORAGE_ROLLUP_GRACE_SECONDS = scenario["grace"]
+    django_settings_for_property.STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS = scenario["provisional_grace"]
     _reset_storage()
     series_cache_clear()
     source = source_create(slug="prop") if not _source_exists() else _source()
@@ -123,6 +172,7 @@ def test_rollup_path_equals_raw_answer(scenario, django_settings_for_property, d
         limit=100,
     )
     last = len(scenario["batches"]) - 1
+    recomputed = 0
     for batch_number, batch in enumerate(scenario["batches"]):
         if batch_number == last:
             # Ask once before the last batch (this also fills the query cache), then again after it:
@@ -135,8 +185,13 @@ def test_rollup_path_equals_raw_answer(scenario, django_settings_for_property, d
         for series_id, moment, value in rows:
             truth[(series_id, moment)] = value
         if batch_number < len(scenario["refreshes"]):
-            backend.rollup_refresh(now=BASE + timedelta(seconds=scenario["refreshes"][batch_number]))
-    _check(spec, scenario, ids, labels, selected_indexes, truth)
+            refreshed = backend.rollup_refresh(now=BASE + timedelta(seconds=scenario["refreshes"][batch_number]))
+            recomputed += refreshed["dirty_minutes_recomputed"]
+    event(f"a refresh recomputed dirty provisional minutes: {recomputed > 0}")
+    paths = _check(spec, scenario, ids, labels, selected_indexes, truth)
+    if scenario.get("expect_provisional_paths"):
+        assert recomputed == 2
+        assert paths == {"provisional minutes read": True, "dirty minutes read raw": True}
 
 
 def _check(spec, scenario, ids, labels, selected_indexes, truth) -> None:
@@ -148,6 +203,9 @@ def _check(spec, scenario, ids, labels, selected_indexes, truth) -> None:
     finally:
         engine.RAW_BY_TIME_MIN_SHARE = share
     event(f"label rollups read: {result.label_rollups}")  # --hypothesis-show-statistics: how often each path ran
+    paths = _provisional_paths(result)
+    for name, taken in paths.items():
+        event(f"{name}: {taken}")
     expected = oracle_answer(
         points=truth,
         series_labels={ids[index]: labels[index] for index in range(4)},
@@ -174,6 +232,22 @@ def _check(spec, scenario, ids, labels, selected_indexes, truth) -> None:
         assert buckets.keys() == expected.get(key, {}).keys(), (key, result.tier, result.cached_buckets)
         for moment, value in buckets.items():
             assert close(value, expected[key][moment]), (key, moment, value, expected[key][moment], result.tier)
+    return paths
+
+
+def _provisional_paths(result) -> dict[str, bool]:
+    """Whether the query read provisional minutes from the 1-minute tier, and dirty ones from raw points."""
+    backend = backend_for()
+    with connection.cursor() as cursor:
+        provisional = backend.provisional_rollups(cursor)
+    watermark = backend.watermark()
+    dirty = set(provisional[1]) if provisional is not None else set()
+    return {
+        "provisional minutes read": any(
+            segment.tier is TIER_1M and segment.end > watermark for segment in result.segments
+        ),
+        "dirty minutes read raw": any(segment.tier is None and segment.start in dirty for segment in result.segments),
+    }
 
 
 def _source_exists() -> bool:

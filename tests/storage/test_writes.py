@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from django.db import connection
@@ -124,3 +124,26 @@ def test_point_just_below_the_watermark_is_late(source, settings):
         "SELECT count, sum, last FROM points_1m WHERE series_id = %s AND bucket = %s",
         [series_id, T0 + timedelta(minutes=9)],
     ) == [(2, 3.0, 2.0)]
+
+
+@pytest.mark.parametrize("schema_id", [None, 7])
+def test_binary_copy_stores_exact_times_values_and_schema(source, schema_id):
+    """The hand-packed COPY rows: microsecond times (before 2000 too, other offsets), every float, NULL schema."""
+    series_id = series_create(source=source, metric="temperature", device="d1")
+    plus_two = timezone(timedelta(hours=2))
+    points = [
+        (series_id, datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), -1.5),
+        (series_id, datetime(2026, 1, 5, 14, 0, 0, 123_456, tzinfo=plus_two), 1e308),
+        (series_id, datetime(2026, 1, 5, 12, 0, 1, tzinfo=UTC), 3),  # an integer value is stored as a float
+        (series_id, datetime(2026, 1, 5, 12, 0, 2, tzinfo=UTC), -0.0),
+    ]
+    assert points_write(points=points, schema_id=schema_id).upserted is False
+    stored = _rows("SELECT time, value, schema_id FROM points WHERE series_id = %s ORDER BY time", [series_id])
+    assert stored == [(moment.astimezone(UTC), float(value), schema_id) for _, moment, value in sorted(
+        points, key=lambda point: point[1])]  # fmt: skip
+    # The upsert path (a redelivery) packs its staging rows the same way.
+    changed = [(series_id, moment, value + 1) for series_id, moment, value in points]
+    assert points_write(points=changed, schema_id=schema_id).upserted is True
+    stored = _rows("SELECT time, value FROM points WHERE series_id = %s ORDER BY time", [series_id])
+    assert stored == [(moment.astimezone(UTC), float(value)) for _, moment, value in sorted(
+        changed, key=lambda point: point[1])]  # fmt: skip

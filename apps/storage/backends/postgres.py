@@ -8,6 +8,16 @@ the tier), and always equal an aggregate of the raw points. Two things keep it s
   buckets it touched in the same transaction.
 So a query can read rollups below the watermark and raw points above it, and never be stale.
 
+Provisional minutes: the grace window keeps a minute or two of raw points past the watermark, which every
+dashboard query would aggregate again. So, once the watermark has caught up, the refresh also rolls up the
+complete minutes in [watermark, provisional), provisional = now minus STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS
+(1-minute tier and its label rows only; coarser tiers stay built from exact minutes). A write with points
+in that range marks their minutes in `storage_rollup_dirty` (in its transaction, under the same FOR SHARE
+lock), so the rule there is: a provisional 1-minute row is exact unless its minute is marked. Queries read
+marked minutes from raw points (the watermark, `provisional` and the marks in their one snapshot); the next
+refresh recomputes them and clears the marks. When the watermark moves past a provisional minute, an
+unmarked one is already exact and is not aggregated again.
+
 Label rollups: for every (source, metric, label key) in `storage_label_rollup` (keys with at most
 STORAGE_LABEL_ROLLUP_MAX_VALUES values), each tier also has rows per label value (`points_1m_labels`, ...),
 built from the tier's own rows in the same transactions that build or re-aggregate them, so they follow
@@ -141,6 +151,17 @@ def _label_rows_delete(cursor, tier: Tier, parameters: dict) -> None:
     )
 
 
+def _consecutive_runs(starts: Sequence[datetime], width: timedelta) -> list[tuple[datetime, datetime]]:
+    """Sorted bucket starts as half-open ranges of adjacent buckets: one statement per run, not per bucket."""
+    runs: list[tuple[datetime, datetime]] = []
+    for start in starts:
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], start + width)
+        else:
+            runs.append((start, start + width))
+    return runs
+
+
 # A write whose points span at most this many days gets every partition in its range; wider ones only their days.
 _PARTITION_RANGE_DAYS = 7
 
@@ -189,6 +210,7 @@ class PostgresBackend(StorageBackend):
                 "VALUES (true, date_trunc('minute', now())) ON CONFLICT DO NOTHING"
             )
         self.label_rollups_install()
+        self.provisional_rollups_install()
         self.partitions_ensure(start=timezone.now().date() - timedelta(days=1))
 
     def label_rollups_install(self) -> None:
@@ -209,6 +231,16 @@ class PostgresBackend(StorageBackend):
                 "CREATE TABLE IF NOT EXISTS storage_label_rollup (source_id integer NOT NULL, metric text NOT NULL, "
                 "label_key text NOT NULL, registered_at timestamptz NOT NULL DEFAULT now(), "
                 "PRIMARY KEY (source_id, metric, label_key))"
+            )
+
+    def provisional_rollups_install(self) -> None:
+        """The provisional bound and the dirty-minute marks (idempotent; databases installed before them get them)."""
+        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE storage_rollup_watermark ADD COLUMN IF NOT EXISTS provisional timestamptz")
+            # No unique key: writers only append marks and never wait on each other; readers take DISTINCT.
+            cursor.execute("CREATE TABLE IF NOT EXISTS storage_rollup_dirty (minute timestamptz NOT NULL)")
+            cursor.execute(
+                "CREATE INDEX IF NOT EXISTS storage_rollup_dirty_minute_idx ON storage_rollup_dirty (minute)"
             )
 
     def label_keys_registered(self, cursor, *, metric: str, key: str, source_ids: Sequence[int]) -> bool:
@@ -259,23 +291,35 @@ class PostgresBackend(StorageBackend):
             return [row[0] for row in cursor.fetchall()]
 
     # --- writes -------------------------------------------------------------------------------
-    def points_write(self, points: Sequence[Point], *, schema_id: int | None = None):
-        if points:
-            earliest = min(point[1] for point in points).astimezone(UTC).date()
-            latest = max(point[1] for point in points).astimezone(UTC).date()
-            if (latest - earliest).days <= _PARTITION_RANGE_DAYS:
-                self.partitions_ensure(start=earliest, end=latest)
-            else:
-                # A backfill that spans years must not create a partition for every day in between.
-                for day in sorted({point[1].astimezone(UTC).date() for point in points}):
-                    self.partitions_ensure(start=day, end=day)
-        return super().points_write(points, schema_id=schema_id)
+    def _write_prepare(self, moments: set[datetime]) -> None:
+        earliest = min(moments).astimezone(UTC).date()
+        latest = max(moments).astimezone(UTC).date()
+        if (latest - earliest).days <= _PARTITION_RANGE_DAYS:
+            self.partitions_ensure(start=earliest, end=latest)
+        else:
+            # A backfill that spans years must not create a partition for every day in between.
+            for day in sorted({moment.astimezone(UTC).date() for moment in moments}):
+                self.partitions_ensure(start=day, end=day)
 
-    def _write_begin(self, cursor, points: Sequence[Point]) -> datetime:
-        cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR SHARE")
-        return cursor.fetchone()[0]
+    def _write_begin(self, cursor, points: Sequence[Point]) -> tuple[datetime, datetime]:
+        """(watermark, provisional bound), held FOR SHARE until commit so no refresh moves them meanwhile."""
+        cursor.execute("SELECT watermark, greatest(watermark, provisional) FROM storage_rollup_watermark FOR SHARE")
+        return cursor.fetchone()
 
-    def _write_end(self, cursor, points: Sequence[Point], watermark: datetime | None) -> int:
+    def _write_end(
+        self, cursor, points: Sequence[Point], bounds: tuple[datetime, datetime], moments: set[datetime]
+    ) -> int:
+        watermark, provisional = bounds
+        earliest = min(moments)
+        if earliest >= provisional:
+            return 0  # live data: nothing rolled up yet (the common case, decided per time, not per point)
+        dirty = sorted({bucket_floor(moment, 60) for moment in moments if watermark <= moment < provisional})
+        if dirty:
+            # Queries read these minutes raw until the next refresh recomputes them; unlike late points below
+            # the watermark, nothing cached depends on them, so the write neither re-aggregates nor bumps.
+            cursor.execute("INSERT INTO storage_rollup_dirty (minute) SELECT unnest(%s::timestamptz[])", [dirty])
+        if earliest >= watermark:
+            return 0
         late = {(series_id, bucket_floor(moment, 60)) for series_id, moment, _ in points if moment < watermark}
         if late:
             self._reaggregate(cursor, late, watermark)
@@ -339,44 +383,121 @@ class PostgresBackend(StorageBackend):
     def tier_materialized_until(self, tier: Tier) -> datetime:
         return bucket_floor(self.watermark(), tier.seconds)
 
+    def provisional_rollups(self, cursor) -> tuple[datetime, list[datetime]] | None:
+        """(provisional bound, its dirty minutes in order): 1-minute rows in [watermark, bound) are exact except
+        for those minutes. None when no minute is provisional. Read in the caller's snapshot, with the watermark.
+        """
+        cursor.execute(
+            "SELECT w.provisional, ARRAY(SELECT DISTINCT d.minute FROM storage_rollup_dirty d "
+            "WHERE d.minute >= w.watermark AND d.minute < w.provisional ORDER BY 1) "
+            "FROM storage_rollup_watermark w WHERE w.provisional > w.watermark"
+        )
+        row = cursor.fetchone()
+        return None if row is None else (row[0], row[1])
+
     def rollup_refresh(self, *, now: datetime | None = None) -> dict:
-        """Advance the watermark to now minus the grace period, one bounded step per transaction."""
+        """Advance the watermark to now minus the grace period, one bounded step per transaction; once it has
+        caught up, roll up the complete minutes up to now minus the provisional grace (see the module docstring).
+        """
         now = now or timezone.now()
         target = bucket_floor(now - timedelta(seconds=settings.STORAGE_ROLLUP_GRACE_SECONDS), 60)
-        steps = 0
+        provisional_target = bucket_floor(
+            now - timedelta(seconds=settings.STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS), 60
+        )
+        steps = dirty_minutes = 0
         while True:
             with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
-                cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR UPDATE")
-                old = cursor.fetchone()[0]
+                cursor.execute(
+                    "SELECT watermark, greatest(watermark, provisional) FROM storage_rollup_watermark FOR UPDATE"
+                )
+                old, provisional = cursor.fetchone()
                 if steps == 0:
                     self._label_rollups_sync(cursor)
                 if old >= target:
-                    return {"watermark": old.isoformat(), "steps": steps}
+                    # Caught up: only now, so a backlog is never rolled up provisionally and then again exactly.
+                    new_provisional, built, recomputed = self._provisional_refresh(
+                        cursor, old, provisional, provisional_target
+                    )
+                    return {
+                        "watermark": old.isoformat(),
+                        "provisional": new_provisional.isoformat(),
+                        "steps": steps,
+                        "provisional_minutes_built": built,
+                        "dirty_minutes_recomputed": dirty_minutes + recomputed,
+                    }
                 new = min(target, old + MAX_REFRESH_STEP)
-                self._materialize(cursor, old, new)
+                dirty_minutes += self._materialize(cursor, old, new, provisional)
                 cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s", [new])
                 steps += 1
 
-    def _materialize(self, cursor, old: datetime, new: datetime) -> None:
-        for tier in TIERS_FINE_TO_COARSE:
+    def _materialize(self, cursor, old: datetime, new: datetime, provisional: datetime) -> int:
+        """Make every tier exact below `new`; returns how many dirty provisional minutes were recomputed.
+
+        Unmarked provisional minutes in [old, provisional) are exact already: only the marked ones and the
+        minutes past `provisional` are aggregated from raw points.
+        """
+        dirty = self._dirty_minutes(cursor, old, min(new, provisional))
+        minute_ranges = _consecutive_runs(dirty, TIER_1M.interval)
+        if max(old, provisional) < new:
+            minute_ranges.append((max(old, provisional), new))
+        for lower, upper in minute_ranges:
+            self._tier_build(cursor, TIER_1M, lower, upper)
+        for tier in TIERS_FINE_TO_COARSE[1:]:
             lower, upper = bucket_floor(old, tier.seconds), bucket_floor(new, tier.seconds)
             if lower >= upper:
-                return  # coarser tiers cannot have completed either
-            # Inserted in bucket order, so a tier's heap stays ordered by time: a dashboard's range (say the
-            # last 49 minutes of a 1-minute tier) reads a few contiguous pages instead of visiting each
-            # page of the step many times (16k buffer visits for 49k rows in hash-aggregate order).
-            cursor.execute(
-                sql.SQL(
-                    "INSERT INTO {table} (bucket, series_id, count, sum, min, max, last, last_time) {select} "
-                    "ORDER BY 1, 2"
-                ).format(table=sql.Identifier(tier.table), select=_materialize_from(tier))
-                + _upsert_suffix(),
-                {"lower": lower, "upper": upper},
-            )
-            cursor.execute(
-                _label_aggregate(tier, sql.SQL("t.bucket >= %(lower)s AND t.bucket < %(upper)s")),
-                {"lower": lower, "upper": upper},
-            )
+                break  # coarser tiers cannot have completed either
+            self._tier_build(cursor, tier, lower, upper)
+        cursor.execute("DELETE FROM storage_rollup_dirty WHERE minute < %s", [new])
+        return len(dirty)
+
+    def _provisional_refresh(
+        self, cursor, watermark: datetime, provisional: datetime, target: datetime
+    ) -> tuple[datetime, int, int]:
+        """Recompute the dirty provisional minutes and roll up [provisional, target) provisionally (at most one
+        refresh step of it); returns (the new provisional bound, minutes built, dirty minutes recomputed).
+
+        Writers hold the watermark row FOR SHARE until they commit and this transaction holds it FOR UPDATE, so
+        no mark or point arrives while it runs: clearing every mark at the end loses none.
+        """
+        # Every mark is in [watermark, provisional): writers mark only there, and advancing clears those below.
+        dirty = self._dirty_minutes(cursor, watermark, provisional)
+        for lower, upper in _consecutive_runs(dirty, TIER_1M.interval):
+            self._tier_build(cursor, TIER_1M, lower, upper)
+        if dirty:
+            cursor.execute("DELETE FROM storage_rollup_dirty")
+        new = min(target, provisional + MAX_REFRESH_STEP)
+        if new <= provisional:
+            return provisional, 0, len(dirty)
+        self._tier_build(cursor, TIER_1M, provisional, new)
+        cursor.execute("UPDATE storage_rollup_watermark SET provisional = %s", [new])
+        return new, (new - provisional) // TIER_1M.interval, len(dirty)
+
+    def _dirty_minutes(self, cursor, lower: datetime, upper: datetime) -> list[datetime]:
+        """The distinct minutes in [lower, upper) that writes marked since their provisional rollup, in order."""
+        if lower >= upper:
+            return []
+        cursor.execute(
+            "SELECT DISTINCT minute FROM storage_rollup_dirty WHERE minute >= %s AND minute < %s ORDER BY 1",
+            [lower, upper],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+    def _tier_build(self, cursor, tier: Tier, lower: datetime, upper: datetime) -> None:
+        """(Re)build `tier`'s per-series rows and label rows for buckets in [lower, upper) from its source."""
+        # Inserted in bucket order, so a tier's heap stays ordered by time: a dashboard's range (say the
+        # last 49 minutes of a 1-minute tier) reads a few contiguous pages instead of visiting each
+        # page of the step many times (16k buffer visits for 49k rows in hash-aggregate order).
+        cursor.execute(
+            sql.SQL(
+                "INSERT INTO {table} (bucket, series_id, count, sum, min, max, last, last_time) {select} ORDER BY 1, 2"
+            ).format(table=sql.Identifier(tier.table), select=_materialize_from(tier))
+            + _upsert_suffix(),
+            {"lower": lower, "upper": upper},
+        )
+        cursor.execute(
+            _label_aggregate(tier, sql.SQL("t.bucket >= %(lower)s AND t.bucket < %(upper)s")),
+            {"lower": lower, "upper": upper},
+        )
 
     def _label_rollups_sync(self, cursor) -> None:
         """Register label keys with few values, build their history, unregister keys that grew past the limit.

@@ -107,9 +107,16 @@ class TimescaleBackend(StorageBackend):
                 )
         self.retention_policies_sync()
 
+    def provisional_rollups_install(self) -> None:
+        """Nothing to install: real-time aggregation already answers the minutes past the materialization."""
+
     # --- rollups ------------------------------------------------------------------------------
     def tier_materialized_until(self, tier: Tier) -> None:
         # Real-time aggregation answers every bucket: materialized rows plus raw rows past them.
+        return None
+
+    def provisional_rollups(self, cursor) -> None:
+        """No provisional minutes: every bucket is answered by real-time aggregation."""
         return None
 
     def rollup_refresh(self, *, now: datetime | None = None) -> dict:

@@ -5,6 +5,8 @@ cover (and that tier has materialized) is read from that tier; the edges are pla
 next finer tier, down to raw points. A tier is usable when the output bucket is a whole multiple of it.
 Every segment yields rows (series, time, count, sum, min, max, last) that merge exactly, so the answer
 equals one computed from raw points, and the newest bucket always includes points not yet rolled up.
+On plain PostgreSQL the 1-minute tier also answers the provisional minutes past the watermark, except
+those a write has marked dirty since, which are read from raw points (see backends/postgres.py).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from apps.storage.query.cache import (
 from apps.storage.query.spec import RAW, QuerySpec, QuerySpecError
 from apps.storage.tiers import (
     BUCKET_ORIGIN,
+    TIER_1M,
     TIERS_COARSE_TO_FINE,
     TIERS_FINE_TO_COARSE,
     Tier,
@@ -62,6 +65,13 @@ AGGREGATE_SQL: dict[str, tuple[tuple[str, ...], str]] = {
 BUCKET_INDEX_SQL = "((extract(epoch FROM {time} - %(first)s::timestamptz))::bigint / %(bucket_seconds)s)::int"
 # Rows are grouped by the output bucket's start (a timestamp groups and hashes cheaply).
 BUCKET_START_SQL = "date_bin(%(bucket)s::interval, {time}, %(origin)s::timestamptz)"
+# Raw points' times as the API writes them (what _iso gives), formatted by PostgreSQL: loading 900 timestamps into
+# datetimes and formatting them again cost a 15-minute raw panel more time than its SQL.
+RAW_TIME_TEXT_SQL = (
+    "to_char(p.time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
+    "date_part('microseconds', p.time AT TIME ZONE 'UTC')::bigint %% 1000000 = 0 THEN 'Z' "
+    "ELSE to_char(p.time AT TIME ZONE 'UTC', '.US\"Z\"') END"
+)
 # Series map to their group through an array indexed by series id (a constant lookup per row inside each
 # scan) when the ids span at most this many slots; sparser selections join an (id, group) list instead.
 GROUP_MAP_MAX_SLOTS = 200_000
@@ -110,6 +120,7 @@ class QueryResult:
     truncated: bool = False
     cached_buckets: int = 0
     label_rollups: bool = False  # rollup segments were read per label value (not part of the JSON answer)
+    segments: list[Segment] = field(default_factory=list)  # what the statement read (not part of the JSON answer)
     sql: str = ""
 
     def as_dict(self) -> dict:
@@ -159,6 +170,31 @@ def segments_plan(
             materialized_until=materialized_until, tiers=finer,
         ),
     ]  # fmt: skip
+
+
+def segments_split_dirty(segments: Sequence[Segment], dirty: Sequence[datetime]) -> list[Segment]:
+    """`segments` with the dirty minutes (sorted) of 1-minute segments read from raw points, adjacent raw merged."""
+    split: list[Segment] = []
+    for segment in segments:
+        if segment.tier is not TIER_1M:
+            split.append(segment)
+            continue
+        start = segment.start
+        for minute in dirty:
+            if segment.start <= minute < segment.end:
+                if start < minute:
+                    split.append(Segment(TIER_1M, start, minute))
+                start = minute + TIER_1M.interval
+                split.append(Segment(None, minute, start))
+        if start < segment.end:
+            split.append(Segment(TIER_1M, start, segment.end))
+    merged: list[Segment] = []
+    for segment in split:
+        if merged and segment.tier is None and merged[-1].tier is None and merged[-1].end == segment.start:
+            merged[-1] = Segment(None, merged[-1].start, segment.end)
+        else:
+            merged.append(segment)
+    return merged
 
 
 def query_execute(*, spec: QuerySpec, principal, alias: str = "default") -> QueryResult:
@@ -289,7 +325,7 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
         rows = _raw_rows(cursor, spec, series_ids, group_indexes)
         if rows is not None:
             result.series = [
-                {**groups[index], "points": [[_iso(moment), value] for moment, value in points]}
+                {**groups[index], "points": [[moment, value] for moment, value in points]}
                 for index, points in _by_group(rows, len(groups))
             ]
             return result
@@ -300,6 +336,12 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
     result.bucket_seconds = bucket
     result.downsampled = result.downsampled or (spec.bucket_seconds is not None and bucket != spec.bucket_seconds)
     first_bucket = bucket_floor(spec.start, bucket)
+    if first_bucket != spec.start:
+        # Aggregates answer whole buckets: the start is rounded down to a bucket boundary (as Grafana aligns a
+        # Prometheus range to its step). A first bucket cut by the range would show a misleading value (a count
+        # or sum of a few seconds, an average of part of a minute) that changes on every refresh, and the
+        # rollup tiers answer whole buckets exactly where a cut one must be read from raw points.
+        spec = result.spec = replace(spec, start=first_bucket)
     parameters: dict = {
         "bucket": _interval(bucket),
         "bucket_seconds": bucket,
@@ -350,14 +392,26 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
                     reuse_start, reuse_end = max(entry.first, stable[2]), min(entry.end, stable[3])
                     if reuse_start < reuse_end:
                         cached = (entry, reuse_start, reuse_end)
+        # Complete minutes past the watermark that the refresh rolled up provisionally: the 1-minute tier may
+        # answer them too (for planning only: the cache above keeps to the exact watermark), except the dirty
+        # ones, which writes changed since and are read from raw points. Same snapshot as the watermark.
+        provisional = backend.provisional_rollups(cursor) if bucket % TIER_1M.seconds == 0 else None
+
+        def planned_until(tier: Tier) -> datetime | None:
+            until = materialized_until(tier)
+            return max(until, provisional[0]) if provisional is not None and tier is TIER_1M else until
+
         pieces = [(spec.start, spec.end)] if cached is None else [(spec.start, cached[1]), (cached[2], spec.end)]
         segments = [
             segment
             for piece_start, piece_end in pieces
             for segment in segments_plan(
-                start=piece_start, end=piece_end, bucket_seconds=bucket, materialized_until=materialized_until
+                start=piece_start, end=piece_end, bucket_seconds=bucket, materialized_until=planned_until
             )
         ]
+        if provisional is not None and provisional[1]:
+            segments = segments_split_dirty(segments, provisional[1])
+        result.segments = segments
         used = [segment.tier for segment in segments if segment.tier is not None]
         result.tier = max(used, key=lambda tier: tier.seconds).name if used else "raw"
         labelled = (
@@ -460,17 +514,25 @@ def _series_select(cursor, spec: QuerySpec, scope: DataScope) -> list[tuple[int,
             conditions.append(sql.SQL("{} ~ {}").format(label, placeholder))
             parameters[value] = label_filter.values[0]
     parameters["cap"] = settings.STORAGE_MAX_SERIES_PER_QUERY + 1
+    if spec.group_by:
+        # Grouped output needs only the grouping labels: read them as text rather than decode every label set
+        # (1,000 json.loads for a fleet-wide dashboard query).
+        labels = sql.SQL(", ").join(sql.SQL("s.labels->>{}").format(sql.Literal(label)) for label in spec.group_by)
+    else:
+        labels = sql.SQL("s.labels::text")
     query = sql.SQL(
-        "SELECT s.id, s.labels::text, src.slug, s.source_id FROM storage_series s "
-        "JOIN sources_source src ON src.id = s.source_id WHERE {} ORDER BY s.id LIMIT %(cap)s"
-    ).format(sql.SQL(" AND ").join([*conditions, *scope_conditions]))
+        "SELECT s.id, src.slug, s.source_id, {labels} FROM storage_series s "
+        "JOIN sources_source src ON src.id = s.source_id WHERE {conditions} ORDER BY s.id LIMIT %(cap)s"
+    ).format(labels=labels, conditions=sql.SQL(" AND ").join([*conditions, *scope_conditions]))
     try:
         cursor.execute(query, parameters)
     except DataError as error:
         raise QuerySpecError("filters", f"the database refused a filter: {error}".strip()) from None
-    rows = [
-        (series_id, json.loads(labels), slug, source_id) for series_id, labels, slug, source_id in cursor.fetchall()
-    ]
+    if spec.group_by:
+        # Labels are stored as strings, so ->> gives each one's value; a missing label is None, as .get() gives.
+        rows = [(row[0], dict(zip(spec.group_by, row[3:], strict=True)), row[1], row[2]) for row in cursor.fetchall()]
+    else:
+        rows = [(row[0], json.loads(row[3]), row[1], row[2]) for row in cursor.fetchall()]
     if not rows:
         _metric_must_exist(cursor, spec, scope)
     return rows
@@ -657,9 +719,9 @@ def _percentile_sql() -> sql.Composed:
 def _raw_rows(cursor, spec: QuerySpec, series_ids: list[int], group_indexes: list[int]) -> list | None:
     """Raw points per series, or None when a series has more than the point budget."""
     cursor.execute(
-        "SELECT g.gi, p.time, p.value FROM unnest(%(ids)s::int[], %(groups)s::int[]) AS g(sid, gi) "
+        "SELECT g.gi, " + RAW_TIME_TEXT_SQL + ", p.value FROM unnest(%(ids)s::int[], %(groups)s::int[]) AS g(sid, gi) "  # noqa: S608 (constants)
         "CROSS JOIN LATERAL (SELECT time, value FROM points WHERE series_id = g.sid AND time >= %(start)s "
-        "AND time < %(end)s ORDER BY time DESC LIMIT %(cap)s) AS p ORDER BY 1, 2",
+        "AND time < %(end)s ORDER BY time DESC LIMIT %(cap)s) AS p ORDER BY g.gi, p.time",
         {
             "ids": _int_array(series_ids),
             "groups": _int_array(group_indexes),
@@ -686,10 +748,11 @@ def _by_group(rows: list, group_count: int):
 
 def _columns(spec: QuerySpec, bucket: int, group_count: int, rows: list) -> tuple[list[str], list[list]]:
     """Bucket times (formatted once, shared by every group) and one column of values per group."""
-    first = bucket_floor(spec.start, bucket)
-    count = math.ceil((spec.end - first).total_seconds() / bucket)
+    first = bucket_floor(spec.start, bucket).astimezone(UTC).replace(tzinfo=None)
+    count = math.ceil((spec.end - first.replace(tzinfo=UTC)).total_seconds() / bucket)
     step = timedelta(seconds=bucket)
-    times = [_iso(first + index * step) for index in range(count)]
+    # Naive UTC times format without the zone conversion each _iso call makes (1,441 of them for a day by minute).
+    times = [(first + index * step).isoformat() + "Z" for index in range(count)]
     columns: list[list[float | None]] = [[None] * count for _ in range(group_count)]
     for group_index, bucket_index, value in rows:
         columns[group_index][bucket_index] = value
