@@ -208,10 +208,11 @@ STORAGE_ROLLUP_1H_RETENTION_DAYS = env_int("STORAGE_ROLLUP_1H_RETENTION_DAYS", 1
 STORAGE_ROLLUP_1D_RETENTION_DAYS = env_int("STORAGE_ROLLUP_1D_RETENTION_DAYS", 1825, minimum=1)
 # Points older than this (seconds) when they arrive are "late" and re-aggregate their buckets at once.
 STORAGE_ROLLUP_GRACE_SECONDS = env_int("STORAGE_ROLLUP_GRACE_SECONDS", 60, minimum=0)
-# Plain PostgreSQL: complete minutes older than this (seconds) but inside the grace window are rolled up
-# provisionally by each refresh, so queries read them from the 1-minute tier instead of raw points; a write
-# that lands in one marks it for recomputation (the refresh redoes it; queries read it raw meanwhile). A few
-# seconds let a minute's stragglers arrive first. At or above STORAGE_ROLLUP_GRACE_SECONDS: none are provisional.
+# Plain PostgreSQL: points older than this (seconds) but inside the grace window are rolled up provisionally
+# by each refresh (whole minutes, and the minute in progress so far), so queries read them from the 1-minute
+# tier instead of raw points; a write that lands before this bound marks its minute for recomputation (the
+# refresh redoes it; queries read it raw meanwhile). A few seconds let stragglers arrive first. At or above
+# STORAGE_ROLLUP_GRACE_SECONDS: nothing is provisional.
 STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS = env_int("STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS", 5, minimum=0)
 STORAGE_PARTITION_DAYS_AHEAD = env_int("STORAGE_PARTITION_DAYS_AHEAD", 3, minimum=1)
 # Query guard rails.

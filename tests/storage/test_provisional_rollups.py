@@ -22,10 +22,11 @@ from tests.storage.oracle import close, oracle_answer, parse_iso
 BASE = datetime(2026, 4, 6, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 # With a 3-minute grace and a 5-second provisional grace, a refresh at NOW leaves the watermark at minute 7
-# and rolls up minutes 7, 8 and 9 provisionally; minute 10 is still in progress.
+# and rolls up minutes 7, 8 and 9 provisionally, and minute 10 (in progress) as far as 10:05.
 NOW = BASE + timedelta(minutes=10, seconds=10)
 WATERMARK = BASE + 7 * MINUTE
-PROVISIONAL = BASE + 10 * MINUTE
+PROVISIONAL = BASE + timedelta(minutes=10, seconds=5)
+CURRENT = BASE + 10 * MINUTE  # the minute in progress, rolled up in part
 
 
 @pytest.fixture
@@ -104,13 +105,17 @@ def test_refresh_rolls_up_complete_minutes_inside_the_grace_window_and_queries_r
     refreshed = plant["refreshed"]
     assert refreshed["watermark"] == WATERMARK.isoformat()
     assert refreshed["provisional"] == PROVISIONAL.isoformat()
-    assert refreshed["provisional_minutes_built"] == 3
+    assert refreshed["provisional_minutes_built"] == 4  # three whole minutes and five seconds of the fourth
     # The cache must keep to the exact watermark: only the planner sees the provisional bound.
     assert backend_for().tier_materialized_until(TIER_1M) == WATERMARK
 
     result = _query(plant, user)
 
-    assert result.segments == [Segment(TIER_1M, BASE, PROVISIONAL), Segment(None, PROVISIONAL, NOW)]
+    assert result.segments == [
+        Segment(TIER_1M, BASE, CURRENT),
+        Segment(TIER_1M, CURRENT, PROVISIONAL),
+        Segment(None, PROVISIONAL, NOW),
+    ]
     assert result.label_rollups  # the provisional minutes have label rows too
 
 
@@ -125,7 +130,8 @@ def test_a_write_into_a_provisional_minute_marks_it_and_it_is_read_raw_until_the
     assert result.segments == [
         Segment(TIER_1M, BASE, BASE + 8 * MINUTE),
         Segment(None, BASE + 8 * MINUTE, BASE + 9 * MINUTE),
-        Segment(TIER_1M, BASE + 9 * MINUTE, PROVISIONAL),
+        Segment(TIER_1M, BASE + 9 * MINUTE, CURRENT),
+        Segment(TIER_1M, CURRENT, PROVISIONAL),
         Segment(None, PROVISIONAL, NOW),
     ]
 
@@ -137,7 +143,47 @@ def test_a_write_into_a_provisional_minute_marks_it_and_it_is_read_raw_until_the
     # The minutes below the watermark come from the query cache the first query filled; it never holds
     # provisional minutes.
     assert result.cached_buckets == 7
-    assert result.segments == [Segment(TIER_1M, WATERMARK, PROVISIONAL), Segment(None, PROVISIONAL, NOW)]
+    assert result.segments == [
+        Segment(TIER_1M, WATERMARK, CURRENT),
+        Segment(TIER_1M, CURRENT, PROVISIONAL),
+        Segment(None, PROVISIONAL, NOW),
+    ]
+
+
+def test_a_write_into_the_minute_in_progress_before_the_bound_marks_it_and_the_next_refresh_rebuilds_it(plant, user):
+    early = {(plant["ids"][2], CURRENT + timedelta(seconds=3)): 77.0}  # before 10:05: the partial row lacks it
+    _write(early)
+    plant["truth"].update(early)
+    assert _dirty_marks() == [CURRENT]
+
+    result = _query(plant, user)
+
+    assert result.segments == [Segment(TIER_1M, BASE, CURRENT), Segment(None, CURRENT, NOW)]
+    later = NOW + timedelta(seconds=20)  # 10:30: the minute in progress is rolled up to 10:25
+    backend_for().rollup_refresh(now=later)
+    assert _dirty_marks() == []
+    plant["truth"][(plant["ids"][2], CURRENT + timedelta(seconds=15))] = 3.0
+    _write({(plant["ids"][2], CURRENT + timedelta(seconds=15)): 3.0})  # 10:15 < 10:25: marked again
+    assert _dirty_marks() == [CURRENT]
+    backend_for().rollup_refresh(now=later)
+    spec_end = later
+    result = query_execute(
+        spec=QuerySpec(metric="t", start=BASE, end=spec_end, aggregation="sum", bucket_seconds=60, fill="none",
+                       max_points=10_000, limit=100),
+        principal=user,
+    )  # fmt: skip
+    bound = later - timedelta(seconds=5)
+    assert result.segments == [
+        Segment(TIER_1M, BASE, CURRENT),
+        Segment(TIER_1M, CURRENT, bound),
+        Segment(None, bound, spec_end),
+    ]
+    sums = {}
+    for item in result.series:
+        for moment, value in item["points"]:
+            sums[moment] = sums.get(moment, 0.0) + value
+    expected = sum(value for (_, moment), value in plant["truth"].items() if CURRENT <= moment < spec_end)
+    assert close(sums["2026-04-06T00:10:00Z"], expected)
 
 
 def test_the_watermark_passing_provisional_minutes_recomputes_only_the_dirty_ones(plant, user):
@@ -161,7 +207,9 @@ def test_live_writes_past_the_provisional_bound_add_no_statement(plant):
     with CaptureQueriesContext(connection) as live:
         _write({(series_id, PROVISIONAL + timedelta(seconds=20)): 1.0, (series_id, PROVISIONAL): 2.0})
     with CaptureQueriesContext(connection) as into_provisional:
-        _write({(series_id, PROVISIONAL + timedelta(seconds=21)): 1.0, (series_id, WATERMARK): 2.0})
+        _write(
+            {(series_id, PROVISIONAL + timedelta(seconds=21)): 1.0, (series_id, WATERMARK + timedelta(seconds=1)): 2.0}
+        )
 
     assert not [query for query in live.captured_queries if "storage_rollup_dirty" in query["sql"]]
     assert len(into_provisional) == len(live) + 1  # the one INSERT of the marks

@@ -115,14 +115,15 @@ def _moment(series_index: int, offset: int) -> datetime:
 
 # Every provisional path at once, whatever the random draw: a refresh leaves minutes 10-14 provisional, a
 # batch marks minutes 10 and 12, the next refresh moves the watermark past 10 (recomputing it) and
-# recomputes 12, and the last batch marks 11 and 15, which the final query must read raw.
+# recomputes 12 and rolls up minute 16 as far as 16:05, and the last batch marks 11 and 15, which the final
+# query must read raw.
 PROVISIONAL_PATHS = {
     "batches": [
         [(index, offset, float(offset % 7 + index)) for index in range(4) for offset in (10, 200, 500, 700, 850)],
-        [(0, 650, 100.0), (1, 720, -100.0), (2, 100, 5.0)],
+        [(0, 650, 100.0), (1, 720, -100.0), (2, 100, 5.0), (1, 962, 3.0), (3, 967, 4.0)],
         [(3, 700, 42.0), (0, 930, 7.0), (2, 955, 1.5)],
     ],
-    "refreshes": [905, 965],
+    "refreshes": [905, 970],
     "grace": 300,
     "provisional_grace": 5,
     "bucket": 60,
@@ -191,7 +192,11 @@ def test_rollup_path_equals_raw_answer(scenario, django_settings_for_property, d
     paths = _check(spec, scenario, ids, labels, selected_indexes, truth)
     if scenario.get("expect_provisional_paths"):
         assert recomputed == 2
-        assert paths == {"provisional minutes read": True, "dirty minutes read raw": True}
+        assert paths == {
+            "provisional minutes read": True,
+            "dirty minutes read raw": True,
+            "part of the minute in progress read": True,
+        }
 
 
 def _check(spec, scenario, ids, labels, selected_indexes, truth) -> None:
@@ -247,6 +252,9 @@ def _provisional_paths(result) -> dict[str, bool]:
             segment.tier is TIER_1M and segment.end > watermark for segment in result.segments
         ),
         "dirty minutes read raw": any(segment.tier is None and segment.start in dirty for segment in result.segments),
+        "part of the minute in progress read": any(
+            segment.tier is TIER_1M and segment.end.second != 0 for segment in result.segments
+        ),
     }
 
 

@@ -10,8 +10,10 @@ So a query can read rollups below the watermark and raw points above it, and nev
 
 Provisional minutes: the grace window keeps a minute or two of raw points past the watermark, which every
 dashboard query would aggregate again. So, once the watermark has caught up, the refresh also rolls up the
-complete minutes in [watermark, provisional), provisional = now minus STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS
-(1-minute tier and its label rows only; coarser tiers stay built from exact minutes). A write with points
+points in [watermark, provisional), provisional = now minus STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS to the second:
+whole minutes, and the minute in progress as far as `provisional` (its row holds [minute, provisional) until
+the next refresh rebuilds it whole or further). 1-minute tier and its label rows only; coarser tiers stay
+built from exact minutes. A write with points
 in that range marks their minutes in `storage_rollup_dirty` (in its transaction, under the same FOR SHARE
 lock), so the rule there is: a provisional 1-minute row is exact unless its minute is marked. Queries read
 marked minutes from raw points (the watermark, `provisional` and the marks in their one snapshot); the next
@@ -397,13 +399,12 @@ class PostgresBackend(StorageBackend):
 
     def rollup_refresh(self, *, now: datetime | None = None) -> dict:
         """Advance the watermark to now minus the grace period, one bounded step per transaction; once it has
-        caught up, roll up the complete minutes up to now minus the provisional grace (see the module docstring).
+        caught up, roll up the points up to now minus the provisional grace (see the module docstring).
         """
         now = now or timezone.now()
         target = bucket_floor(now - timedelta(seconds=settings.STORAGE_ROLLUP_GRACE_SECONDS), 60)
-        provisional_target = bucket_floor(
-            now - timedelta(seconds=settings.STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS), 60
-        )
+        # To the second, not the minute: the current minute is rolled up too, as far as it has arrived.
+        provisional_target = bucket_floor(now - timedelta(seconds=settings.STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS), 1)
         steps = dirty_minutes = 0
         while True:
             with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
@@ -436,10 +437,12 @@ class PostgresBackend(StorageBackend):
         Unmarked provisional minutes in [old, provisional) are exact already: only the marked ones and the
         minutes past `provisional` are aggregated from raw points.
         """
-        dirty = self._dirty_minutes(cursor, old, min(new, provisional))
+        # The minute holding `provisional` was rolled up only in part (up to `provisional`): built again whole.
+        complete = bucket_floor(provisional, TIER_1M.seconds)
+        dirty = self._dirty_minutes(cursor, old, min(new, complete))
         minute_ranges = _consecutive_runs(dirty, TIER_1M.interval)
-        if max(old, provisional) < new:
-            minute_ranges.append((max(old, provisional), new))
+        if max(old, complete) < new:
+            minute_ranges.append((max(old, complete), new))
         for lower, upper in minute_ranges:
             self._tier_build(cursor, TIER_1M, lower, upper)
         for tier in TIERS_FINE_TO_COARSE[1:]:
@@ -460,17 +463,19 @@ class PostgresBackend(StorageBackend):
         no mark or point arrives while it runs: clearing every mark at the end loses none.
         """
         # Every mark is in [watermark, provisional): writers mark only there, and advancing clears those below.
+        # The minute holding `provisional` is rolled up only as far as `provisional`, and so is rebuilt.
         dirty = self._dirty_minutes(cursor, watermark, provisional)
         for lower, upper in _consecutive_runs(dirty, TIER_1M.interval):
-            self._tier_build(cursor, TIER_1M, lower, upper)
+            self._tier_build(cursor, TIER_1M, lower, min(upper, provisional))
         if dirty:
             cursor.execute("DELETE FROM storage_rollup_dirty")
         new = min(target, provisional + MAX_REFRESH_STEP)
         if new <= provisional:
             return provisional, 0, len(dirty)
-        self._tier_build(cursor, TIER_1M, provisional, new)
+        start = max(watermark, bucket_floor(provisional, TIER_1M.seconds))
+        self._tier_build(cursor, TIER_1M, start, new)
         cursor.execute("UPDATE storage_rollup_watermark SET provisional = %s", [new])
-        return new, (new - provisional) // TIER_1M.interval, len(dirty)
+        return new, -(-(new - start) // TIER_1M.interval), len(dirty)
 
     def _dirty_minutes(self, cursor, lower: datetime, upper: datetime) -> list[datetime]:
         """The distinct minutes in [lower, upper) that writes marked since their provisional rollup, in order."""

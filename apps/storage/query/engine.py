@@ -172,6 +172,26 @@ def segments_plan(
     ]  # fmt: skip
 
 
+def segments_partial_minute(segments: Sequence[Segment], until: datetime, dirty: Sequence[datetime]) -> list[Segment]:
+    """`segments` with the rolled-up part of the minute holding `until` (the provisional bound, mid-minute) read
+    from its 1-minute row: [minute, until) from the tier, the rest raw. Unless that minute is dirty.
+    """
+    minute = bucket_floor(until, TIER_1M.seconds)
+    if until == minute or minute in dirty:
+        return list(segments)
+    result: list[Segment] = []
+    for segment in segments:
+        if segment.tier is None and segment.start <= minute and until <= segment.end:
+            if segment.start < minute:
+                result.append(Segment(None, segment.start, minute))
+            result.append(Segment(TIER_1M, minute, until))
+            if until < segment.end:
+                result.append(Segment(None, until, segment.end))
+        else:
+            result.append(segment)
+    return result
+
+
 def segments_split_dirty(segments: Sequence[Segment], dirty: Sequence[datetime]) -> list[Segment]:
     """`segments` with the dirty minutes (sorted) of 1-minute segments read from raw points, adjacent raw merged."""
     split: list[Segment] = []
@@ -409,8 +429,10 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
                 start=piece_start, end=piece_end, bucket_seconds=bucket, materialized_until=planned_until
             )
         ]
-        if provisional is not None and provisional[1]:
-            segments = segments_split_dirty(segments, provisional[1])
+        if provisional is not None:
+            if provisional[1]:
+                segments = segments_split_dirty(segments, provisional[1])
+            segments = segments_partial_minute(segments, *provisional)
         result.segments = segments
         used = [segment.tier for segment in segments if segment.tier is not None]
         result.tier = max(used, key=lambda tier: tier.seconds).name if used else "raw"
