@@ -19,7 +19,7 @@ def plant(db, settings):
     settings.STORAGE_ROLLUP_GRACE_SECONDS = 0
     start = NOW - timedelta(hours=3)
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s", [start])
+        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s, provisional = NULL", [start])
     source = source_create(slug="plant")
     for number in range(4):
         series_id = series_create(

@@ -18,7 +18,7 @@ T0 = datetime(2026, 4, 1, 8, 0, tzinfo=UTC)
 def test_refresh_waits_for_an_open_write_and_includes_it(settings, storage_committed_cleanup):
     settings.STORAGE_ROLLUP_GRACE_SECONDS = 0
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s", [T0])
+        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s, provisional = NULL", [T0])
     source = source_create(slug="race")
     series_id = series_create(source=source, metric="m", device="d1")
     written, release, refreshed = threading.Event(), threading.Event(), threading.Event()

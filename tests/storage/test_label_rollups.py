@@ -25,7 +25,7 @@ HOURS = 3
 @pytest.fixture(autouse=True)
 def _watermark_at_base(db, settings):
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s", [BASE])
+        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s, provisional = NULL", [BASE])
 
 
 def _user():

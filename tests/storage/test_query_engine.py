@@ -30,7 +30,7 @@ def plant(db, settings):
     """Two facilities, four devices, one point a minute of temperature for 3 hours, rolled up to T0+2h."""
     settings.STORAGE_ROLLUP_GRACE_SECONDS = 0
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s", [T0])
+        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s, provisional = NULL", [T0])
     source = source_create(slug="plant")
     ids = {}
     for number in range(4):
@@ -202,7 +202,7 @@ def test_filters_matching_nothing_is_empty_not_an_error(plant, user):
 def test_last_through_the_hour_tier_orders_by_the_real_last_time(db, user, settings):
     settings.STORAGE_ROLLUP_GRACE_SECONDS = 0
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s", [T0])
+        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s, provisional = NULL", [T0])
     source = source_create(slug="sparse")
     early_late = series_create(source=source, metric="level", tank="a", site="s1")
     middle = series_create(source=source, metric="level", tank="b", site="s1")

@@ -33,7 +33,7 @@ def _rollup_rows(table: str, series_id: int, bucket: datetime) -> None:
 def sources(db):
     # Rollups exist up to here, so the points below arrive late and are rolled up as they are written.
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s", [NOW])
+        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s, provisional = NULL", [NOW])
     keep_long = source_create(slug="archive", raw_retention_days=30)
     default = source_create(slug="plant")
     short = source_create(slug="scratch", raw_retention_days=2, rollup_1m_retention_days=10)

@@ -22,7 +22,7 @@ def _rows(sql: str, params=None) -> list[tuple]:
 
 def _set_watermark(moment: datetime) -> None:
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s", [moment])
+        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s, provisional = NULL", [moment])
 
 
 @pytest.fixture

@@ -405,6 +405,8 @@ class PostgresBackend(StorageBackend):
         target = bucket_floor(now - timedelta(seconds=settings.STORAGE_ROLLUP_GRACE_SECONDS), 60)
         # To the second, not the minute: the current minute is rolled up too, as far as it has arrived.
         provisional_target = bucket_floor(now - timedelta(seconds=settings.STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS), 1)
+        if settings.STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS >= settings.STORAGE_ROLLUP_GRACE_SECONDS:
+            provisional_target = target  # switched off
         steps = dirty_minutes = 0
         while True:
             with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
