@@ -855,7 +855,9 @@ def _body(*, quick: bool) -> dict:
     from apps.storage.tiers import bucket_floor
 
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s, provisional = NULL", [bucket_floor(start, 60)])
+        cursor.execute(
+            "UPDATE storage_rollup_watermark SET watermark = %s, provisional = NULL", [bucket_floor(start, 60)]
+        )
 
     _log(f"loading {seconds * SERIES:,} points into PostgreSQL")
     load = {"ours": _load_ours(ids, start, seconds)}
