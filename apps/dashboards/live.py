@@ -35,8 +35,9 @@ from django.conf import settings
 from django.db import DataError, close_old_connections
 from django.db.models.fields.json import KeyTextTransform
 
-from apps.ingestion.events import CHANGES_CHANNEL, EPOCH, time_micros
+from apps.ingestion.events import CHANGES_CHANNEL
 from apps.sources.selectors import source_get_by_slug
+from apps.storage.columns import EPOCH, time_micros
 from apps.storage.policies import DataAccessDenied, DataScope, data_scope_for
 from apps.storage.query.engine import QueryTimeout, query_bucket_seconds, query_execute
 from apps.storage.query.spec import RAW, QuerySpec, QuerySpecError, query_spec_parse

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from analytics_platform.redis_client import redis_client, redis_key
 from apps.storage.backends.base import Points
-from apps.storage.columns import PointColumns
+from apps.storage.columns import PointColumns, time_micros
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +22,6 @@ CHANGES_CHANNEL = redis_key("ingest", "changes")
 # Bigger batches publish only their series and time span (about 30 bytes a point otherwise: a 2,000-point
 # message is ~60 kB, decoded once per web process).
 CHANGES_MAX_POINTS = 2_000
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
 
 
 def changes_message(*, source_id: int, rows: Points) -> dict:
@@ -77,13 +75,6 @@ def _columns_message(*, source_id: int, columns: PointColumns) -> dict:
             "values": columns.values.to_pylist(),
         }
     return message
-
-
-def time_micros(moment: datetime) -> int:
-    """Microseconds since 1970 (UTC): exact, unlike a float timestamp."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - EPOCH) // MICROSECOND
 
 
 def changes_publish(*, source_id: int, rows: Points) -> None:

@@ -14,18 +14,17 @@ errors. tests/ingestion/test_json_columnar.py checks the two agree on generated 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import ujson
 
-from apps.ingestion.validation import EPOCH, RecordValidator, SeriesLocalKey, _Reject
-from apps.storage.columns import PointColumns
+from apps.ingestion.validation import RecordValidator, SeriesLocalKey, _Reject
+from apps.storage.columns import PointColumns, time_micros
 
 # Arrays shorter than this take the record-by-record path: Arrow's fixed cost per call outweighs its gain.
 MIN_RECORDS = 64
-_MICROSECOND = timedelta(microseconds=1)
 _SEPARATOR = "\x00"  # joins a record's label values; NUL cannot occur in a stored label (the validator refuses it)
 
 
@@ -110,7 +109,7 @@ def _micros(column: pa.ChunkedArray, name: str, validator: RecordValidator, rece
     try:
         for value in distinct.to_pylist():
             moment = validator._time_check(validator._time_from_value(value, name), received_at, name)
-            micros.append((moment - EPOCH) // _MICROSECOND)
+            micros.append(time_micros(moment))
     except _Reject:
         return None
     return pc.take(pa.array(micros, pa.int64()), pc.index_in(column, value_set=distinct))

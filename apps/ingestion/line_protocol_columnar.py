@@ -14,7 +14,7 @@ words errors. tests/ingestion/test_line_protocol_columnar.py checks the two path
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,9 +23,8 @@ import pyarrow.csv as pa_csv
 from apps.ingestion.line_protocol_fast import SKIPPED, LineCache
 from apps.ingestion.parsers.line_protocol import PRECISION_NS, TIME_NS_MAX
 from apps.ingestion.validation import RecordValidator, _Reject
-from apps.storage.columns import PointColumns
+from apps.storage.columns import EPOCH, PointColumns
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Bytes that make a body need the careful reading: escapes, quotes, CR line ends, tabs, comments.
 _SPECIAL = (b"\\", b'"', b"\r", b"\t", b"#")
 # A float field value as the fast path takes it: digits, '.', 'e', '-', '+' (not first), ending in a digit or '.'.

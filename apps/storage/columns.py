@@ -19,8 +19,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 # PostgreSQL's binary timestamptz counts microseconds from 2000-01-01 UTC.
-_PG_EPOCH_OFFSET_MICROS = 946_684_800_000_000
+PG_EPOCH_OFFSET_MICROS = 946_684_800_000_000
+
+
+def time_micros(moment: datetime) -> int:
+    """Microseconds since 1970 (UTC; a naive time is taken as UTC): exact, unlike a float timestamp."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - EPOCH) // MICROSECOND
 
 
 @dataclass
@@ -52,7 +60,7 @@ class PointColumns:
 
     def __iter__(self) -> Iterator[tuple[int, datetime, float]]:
         """(series_id, time, value) tuples, for the rare paths that want them (late points, redeliveries)."""
-        times = {value: EPOCH + timedelta(microseconds=value) for value in pc.unique(self.micros).to_pylist()}
+        times = {time_micros(moment): moment for moment in self.moments}
         for series_id, moment, value in zip(
             self.series_ids.to_pylist(), self.micros.to_pylist(), self.values.to_pylist(), strict=True
         ):
@@ -74,7 +82,7 @@ class PointColumns:
         ) + schema
         width = len(template)
         rows = bytearray(template * count)
-        pg_micros = pc.subtract(self.micros, _PG_EPOCH_OFFSET_MICROS)
+        pg_micros = pc.subtract(self.micros, PG_EPOCH_OFFSET_MICROS)
         for offset, column, code in ((6, self.series_ids, "i"), (14, pg_micros, "q"), (26, self.values, "d")):
             data = _big_endian(column, code)
             size = len(data) // count if count else 0

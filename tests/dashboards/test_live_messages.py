@@ -15,6 +15,7 @@ from apps.access.services import api_token_create
 from apps.dashboards import live
 from apps.dashboards.live import live_hub
 from apps.ingestion import events
+from apps.storage.columns import EPOCH, time_micros
 from apps.storage.policies import DataScope, data_scope_provider_get, data_scope_provider_set
 from apps.storage.query.engine import query_execute
 from apps.storage.query.spec import query_spec_parse
@@ -52,10 +53,10 @@ def test_small_batches_carry_their_points_exactly_and_big_ones_do_not(monkeypatc
     message = json.loads(json.dumps(events.changes_message(source_id=1, rows=rows)))
     assert message["rows"] == {
         "series": [7, 8, 7],
-        "times": [events.time_micros(moment)] * 3,
+        "times": [time_micros(moment)] * 3,
         "values": [1.5, 2.0, 3.0],
     }
-    assert events.EPOCH + timedelta(microseconds=message["rows"]["times"][0]) == moment
+    assert EPOCH + timedelta(microseconds=message["rows"]["times"][0]) == moment
     monkeypatch.setattr(events, "CHANGES_MAX_POINTS", 2)
     message = events.changes_message(source_id=1, rows=rows)
     assert "rows" not in message
@@ -81,7 +82,7 @@ async def test_changes_apply_keeps_points_only_for_feeds_answered_from_messages(
     moment = datetime(2026, 1, 1, tzinfo=UTC)
     rows = [(10, moment, 1.0), (11, moment, 2.0), (10, moment, 4.0), (10, moment + timedelta(seconds=1), 5.0)]
     hub.changes_apply(json.dumps(events.changes_message(source_id=1, rows=rows)))
-    micros = events.time_micros(moment)
+    micros = time_micros(moment)
     assert raw.pending == {(10, micros): 4.0, (10, micros + 1_000_000): 5.0}  # the batch's last point wins
     assert not raw.needs_query
     assert aggregated.needs_query

@@ -6,7 +6,7 @@ import struct
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -14,7 +14,7 @@ from django.db import connections, transaction
 from psycopg import sql
 from psycopg.errors import UniqueViolation
 
-from apps.storage.columns import PointColumns
+from apps.storage.columns import PG_EPOCH_OFFSET_MICROS, PointColumns, time_micros
 from apps.storage.tiers import TIERS_FINE_TO_COARSE, Tier
 
 Point = tuple[int, datetime, float]  # (series_id, time, value)
@@ -198,16 +198,11 @@ _COPY_TRAILER = struct.pack(">h", -1)
 _ROW_WITH_SCHEMA = struct.Struct(">hiiiqidii").pack  # series_id, time, value, schema_id
 _ROW_NULL_SCHEMA = struct.Struct(">hiiiqidi").pack  # series_id, time, value, schema_id NULL
 _ROW_STAGING = struct.Struct(">hiiiiiqid").pack  # ord, series_id, time, value
-_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 def _pg_micros(moments: Iterable[datetime]) -> dict[datetime, int]:
     """Each time as PostgreSQL's binary timestamptz (microseconds since 2000-01-01 UTC); naive times are UTC."""
-    return {
-        moment: ((moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)) - _PG_EPOCH) // _MICROSECOND
-        for moment in moments
-    }
+    return {moment: time_micros(moment) - PG_EPOCH_OFFSET_MICROS for moment in moments}
 
 
 def copy_points_binary(points: Iterable[Point], schema_id: int | None, moments: Iterable[datetime]) -> bytes:
