@@ -355,9 +355,28 @@ def batch_ingest_json_columnar(
     if taken is None:
         return None
     columns, records = taken
+    return _columns_store(
+        target=target, columns=columns, records=records, transport=transport, payload_format=PayloadFormat.JSON,
+        received_at=received_at, context=None, enforce_rate_limit=enforce_rate_limit, started=started,
+    )  # fmt: skip
+
+
+def _columns_store(
+    *,
+    target: IngestTarget,
+    columns: PointColumns,
+    records: int,
+    transport: str,
+    payload_format: str,
+    received_at: datetime,
+    context: dict[str, Any] | None,
+    enforce_rate_limit: bool,
+    started: float,
+) -> IngestResult:
+    """Store a body a columnar path took whole: every record accepted, nothing to validate or refuse."""
     return _batch_store(
-        target=target, ready_rows=columns, ready_records=records, records=[], validated=ValidationResult(),
-        errors=[], transport=transport, payload_format=PayloadFormat.JSON, received_at=received_at, context=None,
+        target=target, ready_rows=columns, ready_records=records, records=[], validated=ValidationResult(), errors=[],
+        transport=transport, payload_format=payload_format, received_at=received_at, context=context,
         enforce_rate_limit=enforce_rate_limit, started=started,
     )  # fmt: skip
 
@@ -389,10 +408,10 @@ def batch_ingest_line_protocol(
             received_at=received_at,
         )  # fmt: skip
         if columns is not None:  # every line is a plain line of a known series: no per-line Python at all
-            return _batch_store(
-                target=target, ready_rows=columns, ready_records=len(columns), records=[],
-                validated=ValidationResult(), errors=[], transport=transport, payload_format=PayloadFormat.LINE,
-                received_at=received_at, context=context, enforce_rate_limit=enforce_rate_limit, started=started,
+            return _columns_store(
+                target=target, columns=columns, records=len(columns), transport=transport,
+                payload_format=PayloadFormat.LINE, received_at=received_at, context=context,
+                enforce_rate_limit=enforce_rate_limit, started=started,
             )  # fmt: skip
     fast = line_protocol_rows(
         text=text, precision=precision, cache=target.line_cache, validator=target.validator, received_at=received_at
@@ -479,7 +498,7 @@ def _batch_store(
             rows = [row for _, row in numbered]
         else:
             rows = ready_rows + rows
-        if len(rows):
+        if rows:
             write = points_write(points=rows, schema_id=target.schema_id)
             result.upserted = write.upserted
         result.dead_letter_ids = dead_letters_store(
@@ -492,7 +511,7 @@ def _batch_store(
             received_at=received_at,
             context=context,
         )
-        if len(rows):
+        if rows:
             transaction.on_commit(lambda: changes_publish(source_id=source_id, rows=rows))
         if learn is not None:
             transaction.on_commit(lambda: learn(ids))

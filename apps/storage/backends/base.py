@@ -195,8 +195,7 @@ RETENTION_FIELDS = {
 # then -1. Packing whole rows with struct is several times cheaper than psycopg's per-row write_row.
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
-_ROW_WITH_SCHEMA = struct.Struct(">hiiiqidii").pack  # series_id, time, value, schema_id
-_ROW_NULL_SCHEMA = struct.Struct(">hiiiqidi").pack  # series_id, time, value, schema_id NULL
+_ROW_POINT = struct.Struct(">hiiiqid").pack  # field count, series_id, time, value; schema_id follows
 _ROW_STAGING = struct.Struct(">hiiiiiqid").pack  # ord, series_id, time, value
 
 
@@ -208,13 +207,11 @@ def _pg_micros(moments: Iterable[datetime]) -> dict[datetime, int]:
 def copy_points_binary(points: Iterable[Point], schema_id: int | None, moments: Iterable[datetime]) -> bytes:
     """The binary COPY payload of `points` for (series_id, time, value, schema_id); `moments` covers their times."""
     micros = _pg_micros(moments)
-    if schema_id is None:
-        pack = _ROW_NULL_SCHEMA
-        rows = [pack(4, 4, series_id, 8, micros[moment], 8, value, -1) for series_id, moment, value in points]
-    else:
-        pack = _ROW_WITH_SCHEMA
-        rows = [pack(4, 4, series_id, 8, micros[moment], 8, value, 4, schema_id) for series_id, moment, value in points]
-    return b"".join((_COPY_SIGNATURE, *rows, _COPY_TRAILER))
+    pack = _ROW_POINT
+    rows = [pack(4, 4, series_id, 8, micros[moment], 8, value) for series_id, moment, value in points]
+    # Every row ends with the same schema_id field (NULL is length -1): it goes between and after the rows.
+    schema = struct.pack(">i", -1) if schema_id is None else struct.pack(">ii", 4, schema_id)
+    return b"".join((_COPY_SIGNATURE, schema.join(rows), schema, _COPY_TRAILER))
 
 
 def _copy_points(cursor, points: Points, schema_id: int | None, moments: Iterable[datetime]) -> None:

@@ -10,15 +10,14 @@ So a query can read rollups below the watermark and raw points above it, and nev
 
 Provisional minutes: the grace window keeps a minute or two of raw points past the watermark, which every
 dashboard query would aggregate again. So, once the watermark has caught up, the refresh also rolls up the
-points in [watermark, provisional), provisional = now minus STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS to the second:
-whole minutes, and the minute in progress as far as `provisional` (its row holds [minute, provisional) until
-the next refresh rebuilds it whole or further). 1-minute tier and its label rows only; coarser tiers stay
-built from exact minutes. A write with points
-in that range marks their minutes in `storage_rollup_dirty` (in its transaction, under the same FOR SHARE
-lock), so the rule there is: a provisional 1-minute row is exact unless its minute is marked. Queries read
-marked minutes from raw points (the watermark, `provisional` and the marks in their one snapshot); the next
-refresh recomputes them and clears the marks. When the watermark moves past a provisional minute, an
-unmarked one is already exact and is not aggregated again.
+points in [watermark, provisional), provisional = now minus STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS to the
+second: whole minutes, and the minute in progress as far as `provisional` (its row holds [minute, provisional)
+until the next refresh rebuilds it whole or further). 1-minute tier and its label rows only; coarser tiers
+stay built from exact minutes. A write with points in that range marks their minutes in `storage_rollup_dirty`
+(in its transaction, under the same FOR SHARE lock), so the rule there is: a provisional 1-minute row is exact
+unless its minute is marked. Queries read marked minutes from raw points (the watermark, `provisional` and the
+marks in their one snapshot); the next refresh recomputes them and clears the marks. When the watermark moves
+past a provisional minute, an unmarked one is already exact and is not aggregated again.
 
 Label rollups: for every (source, metric, label key) in `storage_label_rollup` (keys with at most
 STORAGE_LABEL_ROLLUP_MAX_VALUES values), each tier also has rows per label value (`points_1m_labels`, ...),
