@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connection
 
+from apps.ingestion.validation import RecordValidator
 from apps.sources.models import Source
+from apps.sources.schemas import schema_definition_clean
 from apps.sources.services import source_create
 from tests.factories import DEFAULT_ORGANIZATION_SLUG, organization_get
 
@@ -51,3 +53,10 @@ def stored_points(*, source: Source) -> list[tuple[str, dict, datetime, float, i
         (metric, json.loads(labels) if isinstance(labels, str) else labels, moment, value, version)
         for metric, labels, moment, value, version in rows
     ]
+
+
+def infer_validator() -> RecordValidator:
+    """A validator for the default inferring schema, refusing times more than an hour ahead."""
+    return RecordValidator(
+        mode="infer", definition=schema_definition_clean(None, mode="infer"), max_future=timedelta(hours=1)
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import event, given, settings
@@ -14,21 +14,13 @@ from apps.ingestion import services
 from apps.ingestion.json_columnar import MIN_RECORDS, json_columns
 from apps.ingestion.parsers.json_records import json_records_parse
 from apps.ingestion.services import batch_ingest_json_columnar, ingest_target_get
-from apps.ingestion.validation import RecordValidator
-from apps.sources.schemas import schema_definition_clean
 from apps.storage.columns import PointColumns
-from tests.ingestion.factories import source_with_key, stored_points
+from tests.ingestion.factories import infer_validator, source_with_key, stored_points
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 BASE = int(NOW.timestamp()) - 3600
 DEVICES = 30
 _slugs = itertools.count()
-
-
-def _validator() -> RecordValidator:
-    return RecordValidator(
-        mode="infer", definition=schema_definition_clean(None, mode="infer"), max_future=timedelta(hours=1)
-    )
 
 
 def _series_ids() -> dict:
@@ -75,13 +67,13 @@ def test_columns_equal_the_record_path_or_decline(changes, reorder):
         records[1] = dict(reversed(list(records[1].items())))
     body = json.dumps(records).encode()  # json, not ujson: it writes NaN and Infinity as agents may
     series_ids = _series_ids()
-    taken = json_columns(body=body, validator=_validator(), series_ids=series_ids, received_at=NOW)
+    taken = json_columns(body=body, validator=infer_validator(), series_ids=series_ids, received_at=NOW)
     event(f"columnar path taken: {taken is not None}")
     if taken is None:
         return
     columns, count = taken
     parsed = json_records_parse(body)
-    validated = _validator().validate(parsed.records, received_at=NOW)
+    validated = infer_validator().validate(parsed.records, received_at=NOW)
     assert parsed.errors == []
     assert validated.errors == []
     assert count == validated.accepted_records == len(records)
@@ -90,7 +82,7 @@ def test_columns_equal_the_record_path_or_decline(changes, reorder):
 
 
 def test_a_plain_array_is_taken_and_small_or_unknown_ones_decline():
-    validator, series_ids = _validator(), _series_ids()
+    validator, series_ids = infer_validator(), _series_ids()
     taken = json_columns(body=json.dumps(_records(100)).encode(), validator=validator, series_ids=series_ids,
                          received_at=NOW)  # fmt: skip
     assert taken is not None

@@ -13,21 +13,13 @@ from apps.ingestion import events, services
 from apps.ingestion.line_protocol_columnar import MIN_LINES, line_protocol_columns
 from apps.ingestion.line_protocol_fast import SKIPPED, line_protocol_rows
 from apps.ingestion.services import batch_ingest_line_protocol, ingest_target_get
-from apps.ingestion.validation import RecordValidator
-from apps.sources.schemas import schema_definition_clean
 from apps.storage.columns import EPOCH, PointColumns
-from tests.ingestion.factories import source_with_key, stored_points
+from tests.ingestion.factories import infer_validator, source_with_key, stored_points
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 BASE_NS = int(NOW.timestamp()) * 10**9 - 3600 * 10**9
 DEVICES = 40
 _slugs = itertools.count()
-
-
-def _validator() -> RecordValidator:
-    return RecordValidator(
-        mode="infer", definition=schema_definition_clean(None, mode="infer"), max_future=timedelta(hours=1)
-    )
 
 
 def _cache() -> dict:
@@ -72,9 +64,9 @@ def test_columns_equal_the_fast_path_or_decline(odd):
         lines.insert(position, line)
     body = "\n".join(lines)
     columns = line_protocol_columns(
-        body=body.encode(), precision="ns", cache=_cache(), validator=_validator(), received_at=NOW
+        body=body.encode(), precision="ns", cache=_cache(), validator=infer_validator(), received_at=NOW
     )
-    fast = line_protocol_rows(text=body, precision="ns", cache=_cache(), validator=_validator(), received_at=NOW)
+    fast = line_protocol_rows(text=body, precision="ns", cache=_cache(), validator=infer_validator(), received_at=NOW)
     event(f"columnar path taken: {columns is not None}")
     if columns is None:
         return
@@ -87,7 +79,9 @@ def test_columns_equal_the_fast_path_or_decline(odd):
 
 def test_a_plain_body_takes_the_columnar_path_and_copies_exact_bytes():
     body = "\n".join(_plain_lines(200)).encode()
-    columns = line_protocol_columns(body=body, precision="ns", cache=_cache(), validator=_validator(), received_at=NOW)
+    columns = line_protocol_columns(
+        body=body, precision="ns", cache=_cache(), validator=infer_validator(), received_at=NOW
+    )
     assert isinstance(columns, PointColumns)
     assert len(columns) == 200
     # The column-wise COPY payload equals the row-by-row one for the same points.
@@ -100,7 +94,7 @@ def test_a_plain_body_takes_the_columnar_path_and_copies_exact_bytes():
 
 
 def test_small_bodies_and_unknown_series_decline():
-    cache, validator = _cache(), _validator()
+    cache, validator = _cache(), infer_validator()
     small = "\n".join(_plain_lines(MIN_LINES - 1)).encode()
     assert line_protocol_columns(body=small, precision="ns", cache=cache, validator=validator, received_at=NOW) is None
     unknown = "\n".join([*_plain_lines(100), f"m,device=new t=1 {BASE_NS}"]).encode()

@@ -48,6 +48,35 @@ def oracle_answer(
     return answer
 
 
+def assert_grouped_answer(result, spec, truth, labels, ids, selected=None) -> None:
+    """The engine's grouped `result` for `spec` equals the oracle's answer from the raw points in `truth`.
+
+    `ids` maps a device index to its series id and `labels` the index to its labels; `selected` defaults to
+    every series.
+    """
+    expected = oracle_answer(
+        points=truth,
+        series_labels={ids[index]: labels[index] for index in ids},
+        selected=set(ids.values()) if selected is None else selected,
+        aggregation=spec.aggregation,
+        start=spec.start,
+        end=spec.end,
+        bucket_seconds=spec.bucket_seconds,
+        group_by=spec.group_by,
+    )
+    got = {
+        tuple(item["labels"][label] for label in spec.group_by): {
+            parse_iso(moment): value for moment, value in item["points"]
+        }
+        for item in result.series
+    }
+    assert got.keys() == expected.keys()
+    for key, buckets in got.items():
+        assert buckets.keys() == expected[key].keys()
+        for moment, value in buckets.items():
+            assert close(value, expected[key][moment]), (key, moment, value, expected[key][moment])
+
+
 def parse_iso(text: str) -> datetime:
     """The engine's ISO 8601 'Z' times back to datetimes."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
@@ -60,4 +89,4 @@ def close(left: float | None, right: float | None) -> bool:
     return math.isclose(left, right, rel_tol=1e-9, abs_tol=1e-6)
 
 
-__all__ = ["close", "oracle_answer", "parse_iso", "timedelta"]
+__all__ = ["assert_grouped_answer", "close", "oracle_answer", "parse_iso", "timedelta"]

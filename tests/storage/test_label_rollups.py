@@ -16,7 +16,7 @@ from apps.storage.query.spec import LabelFilter, QuerySpec
 from apps.storage.services import points_write
 from tests.factories import organization_get
 from tests.storage.factories import series_create, source_create
-from tests.storage.oracle import close, oracle_answer, parse_iso
+from tests.storage.oracle import assert_grouped_answer
 
 BASE = datetime(2026, 3, 2, tzinfo=UTC)
 HOURS = 3
@@ -78,30 +78,6 @@ def _spec(**fields) -> QuerySpec:
     return QuerySpec(**{**defaults, **fields})
 
 
-def _assert_matches(result, spec, truth, labels, ids, selected=None) -> None:
-    expected = oracle_answer(
-        points=truth,
-        series_labels={ids[index]: labels[index] for index in ids},
-        selected=set(ids.values()) if selected is None else selected,
-        aggregation=spec.aggregation,
-        start=spec.start,
-        end=spec.end,
-        bucket_seconds=spec.bucket_seconds,
-        group_by=spec.group_by,
-    )
-    got = {
-        tuple(item["labels"][label] for label in spec.group_by): {
-            parse_iso(moment): value for moment, value in item["points"]
-        }
-        for item in result.series
-    }
-    assert got.keys() == expected.keys()
-    for key, buckets in got.items():
-        assert buckets.keys() == expected[key].keys()
-        for moment, value in buckets.items():
-            assert close(value, expected[key][moment]), (key, moment, value, expected[key][moment])
-
-
 def _registered() -> set[tuple[str, str]]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT metric, label_key FROM storage_label_rollup")
@@ -128,7 +104,7 @@ def test_grouped_query_over_whole_groups_reads_label_rows_and_matches_raw():
             result = query_execute(spec=spec, principal=_user())
             assert result.label_rollups, (aggregation, bucket)
             assert "points_1m_labels" in result.sql or "points_1h_labels" in result.sql
-            _assert_matches(result, spec, truth, labels, ids)
+            assert_grouped_answer(result, spec, truth, labels, ids)
 
 
 @pytest.mark.django_db
@@ -138,7 +114,7 @@ def test_filters_on_the_grouped_label_still_read_label_rows():
     result = query_execute(spec=spec, principal=_user())
     assert result.label_rollups
     assert [item["labels"] for item in result.series] == [{"facility": "f1"}]
-    _assert_matches(result, spec, truth, labels, ids, selected={ids[1], ids[3]})
+    assert_grouped_answer(result, spec, truth, labels, ids, selected={ids[1], ids[3]})
 
 
 @pytest.mark.django_db
@@ -148,7 +124,7 @@ def test_a_subset_of_a_group_is_answered_per_series():
     result = query_execute(spec=spec, principal=_user())
     assert not result.label_rollups  # f1 would include d3, which the filter leaves out
     assert "_labels" not in result.sql
-    _assert_matches(result, spec, truth, labels, ids, selected={ids[0], ids[1], ids[2]})
+    assert_grouped_answer(result, spec, truth, labels, ids, selected={ids[0], ids[1], ids[2]})
 
 
 @pytest.mark.django_db
@@ -162,7 +138,7 @@ def test_a_data_scope_that_hides_devices_is_answered_per_series():
     finally:
         data_scope_provider_set(previous)
     assert not result.label_rollups
-    _assert_matches(result, spec, truth, labels, ids, selected={ids[0], ids[1]})
+    assert_grouped_answer(result, spec, truth, labels, ids, selected={ids[0], ids[1]})
 
 
 @pytest.mark.django_db
@@ -177,7 +153,7 @@ def test_late_points_rebuild_their_label_cells():
         spec = _spec(aggregation=aggregation, bucket_seconds=60)
         result = query_execute(spec=spec, principal=_user())
         assert result.label_rollups
-        _assert_matches(result, spec, truth, labels, ids)
+        assert_grouped_answer(result, spec, truth, labels, ids)
 
 
 @pytest.mark.django_db
@@ -199,7 +175,7 @@ def test_keys_with_too_many_values_are_not_kept_and_are_dropped_when_they_grow(s
     spec = _spec()
     result = query_execute(spec=spec, principal=_user())
     assert not result.label_rollups
-    _assert_matches(result, spec, truth, labels, ids)
+    assert_grouped_answer(result, spec, truth, labels, ids)
 
 
 @pytest.mark.django_db
@@ -216,7 +192,7 @@ def test_a_key_registered_later_gets_its_history(settings):
     spec = _spec(aggregation="sum")
     result = query_execute(spec=spec, principal=_user())
     assert result.label_rollups
-    _assert_matches(result, spec, truth, labels, ids)
+    assert_grouped_answer(result, spec, truth, labels, ids)
 
 
 @pytest.mark.django_db
@@ -241,4 +217,4 @@ def test_engine_reads_one_snapshot_outside_a_transaction():
     assert not connection.in_atomic_block
     result = query_execute(spec=spec, principal=_user())
     assert result.label_rollups
-    _assert_matches(result, spec, truth, labels, ids)
+    assert_grouped_answer(result, spec, truth, labels, ids)

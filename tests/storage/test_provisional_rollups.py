@@ -17,7 +17,7 @@ from apps.storage.query.spec import QuerySpec
 from apps.storage.services import points_write
 from apps.storage.tiers import TIER_1M
 from tests.storage.factories import series_create, source_create
-from tests.storage.oracle import close, oracle_answer, parse_iso
+from tests.storage.oracle import assert_grouped_answer, close
 
 BASE = datetime(2026, 4, 6, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -66,25 +66,7 @@ def _query(plant, user):
         limit=100,
     )
     result = query_execute(spec=spec, principal=user)
-    expected = oracle_answer(
-        points=plant["truth"],
-        series_labels={plant["ids"][index]: plant["labels"][index] for index in plant["ids"]},
-        selected=set(plant["ids"].values()),
-        aggregation="avg",
-        start=spec.start,
-        end=spec.end,
-        bucket_seconds=60,
-        group_by=spec.group_by,
-    )
-    got = {
-        (item["labels"]["facility"],): {parse_iso(moment): value for moment, value in item["points"]}
-        for item in result.series
-    }
-    assert got.keys() == expected.keys()
-    for key, buckets in got.items():
-        assert buckets.keys() == expected[key].keys()
-        for moment, value in buckets.items():
-            assert close(value, expected[key][moment]), (key, moment, value, expected[key][moment])
+    assert_grouped_answer(result, spec, plant["truth"], plant["labels"], plant["ids"])
     return result
 
 
