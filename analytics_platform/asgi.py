@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP goes to Django, WebSocket through origin and auth checks to Channels consumers."""
+"""ASGI entry point: HTTP goes to Django (ingest writes by the write lane), WebSocket through origin and auth
+checks to Channels consumers."""
 
 import os
 
@@ -11,10 +12,11 @@ django_asgi_app = get_asgi_application()
 from analytics_platform.runtime import startup_objects_freeze  # noqa: E402
 from apps.access.websocket import secure_websocket_application  # noqa: E402  (needs Django set up)
 from apps.dashboards.routing import websocket_urlpatterns  # noqa: E402
+from apps.ingestion.write_lane import WriteLane  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": WriteLane(django_asgi_app),  # ingest writes skip most of Django (write_lane.py)
         "websocket": secure_websocket_application(URLRouter(websocket_urlpatterns)),
     }
 )

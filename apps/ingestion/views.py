@@ -107,11 +107,14 @@ def _source_for(grant: WriteKeyGrant, slug: str) -> int:
     return grant.source_id
 
 
+def _overloaded() -> _Refusal:
+    return _Refusal(429, "overloaded", "The server is busy with other writes; retry shortly.", retry_after=1)
+
+
 def _run(work: Callable[[], HttpResponse], render_refusal: Callable[[_Refusal], HttpResponse]) -> HttpResponse:
     """Bound concurrent ingest work per process and turn refusals into the endpoint's error format."""
     if not _in_flight.acquire(blocking=False):
-        refusal = _Refusal(429, "overloaded", "The server is busy with other writes; retry shortly.", retry_after=1)
-        return _refused(refusal, render_refusal)
+        return _refused(_overloaded(), render_refusal)
     try:
         return work()
     except _Refusal as refusal:
@@ -278,3 +281,18 @@ def influx_ping(request: HttpRequest) -> HttpResponse:
     response["X-Influxdb-Version"] = INFLUXDB_VERSION
     response["X-Influxdb-Build"] = "OSS"
     return response
+
+
+# The write handlers by URL name, with their error format: the write lane (write_lane.py) serves them directly.
+WRITE_VIEWS: dict[str, Callable[..., HttpResponse]] = {
+    "source-ingest": source_ingest,
+    "influx-v2-write": influx_v2_write,
+    "influx-v1-write": influx_v1_write,
+}
+_WRITE_REFUSALS = {"source-ingest": _json_refusal, "influx-v2-write": _influx_v2_refusal,
+                   "influx-v1-write": _influx_v1_refusal}  # fmt: skip
+
+
+def write_overloaded(url_name: str) -> HttpResponse:
+    """429 with Retry-After in the endpoint's error format, for a write that found every handler busy."""
+    return _refused(_overloaded(), _WRITE_REFUSALS[url_name])
