@@ -103,6 +103,12 @@ def _series_ids(keys: pa.StringArray, names: pa.StringArray, cache: LineCache, v
     key_codes, name_codes = pc.dictionary_encode(keys), pc.dictionary_encode(names)
     key_texts, name_texts = key_codes.dictionary.to_pylist(), name_codes.dictionary.to_pylist()
     width = len(name_texts)
+    if width == 1:  # one field name in the whole body, the common case: every key in the dictionary is used
+        name = name_texts[0]
+        entries = [cache.get((key, name)) for key in key_texts]
+        if any(entry is None or entry is SKIPPED or entry[1] is not None for entry in entries):
+            return None
+        return pc.take(pa.array([entry[0] for entry in entries], pa.int32()), key_codes.indices)
     pairs = pc.add(pc.multiply(pc.cast(key_codes.indices, pa.int32()), width), pc.cast(name_codes.indices, pa.int32()))
     lookup: list[int] = [0] * (len(key_texts) * width)
     for pair in pc.unique(pairs).to_pylist():

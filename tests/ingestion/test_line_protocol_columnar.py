@@ -24,6 +24,7 @@ _slugs = itertools.count()
 
 def _cache() -> dict:
     cache = {(f"m,device=d{index}", "t"): (index + 1, None) for index in range(DEVICES)}
+    cache.update({(f"m,device=d{index}", "u"): (1000 + index, None) for index in range(DEVICES)})  # a 2nd field
     cache[("m,device=d0", "skipped")] = SKIPPED
     cache[("m,device=d0", "ruled")] = (99, {"type": "number", "max": 5})
     return cache
@@ -52,6 +53,7 @@ odd_lines = st.one_of(
         f"m,device=d1 t {BASE_NS}", f"m,device=d1 =1 {BASE_NS}", f"m,device=d1 t=1=2 {BASE_NS}", "", "# note",
         f"m,device=d1\tt=1 {BASE_NS}", f'm,device="d1" t=1 {BASE_NS}', f"m,device=d\\ 1 t=1 {BASE_NS}",
         f"m,device=d1 t=1 {BASE_NS}\r", f"m,device=d1 t=2.5 {BASE_NS}",  # the last one repeats a key: last wins
+        f"m,device=d2 u=4.5 {BASE_NS}",  # another field name in the body, of a known series
     ]),
 )  # fmt: skip
 
