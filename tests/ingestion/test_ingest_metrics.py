@@ -41,11 +41,12 @@ def test_ingested_and_refused_records_show_on_metrics(client, django_capture_on_
 
 def test_rates_and_connector_lag_come_from_redis(client):
     source, _ = source_with_key(slug="rated")
-    # A full minute of windows, so the rate is 600 points over 60 s.
+    # A full minute of complete windows, so the rate is 600 points over 60 s; the window in progress has 100 too,
+    # so the figure is the same if the clock enters the next window before the scrape.
     import time
 
     now = time.time()
-    for back in range(1, 7):
+    for back in range(7):
         stats_record(source_id=source.pk, points=100, records=100, rejected=0, now=now - back * WINDOW_SECONDS)
     connector_state_publish(connector="mqtt:rated", lag=12, lag_seconds=0.5, batches=3)
     text = client.get("/metrics").content.decode()

@@ -66,19 +66,91 @@ def test_columns_equal_the_record_path_or_decline(changes, reorder):
     if reorder:  # key order differs between records: label sets do not depend on it
         records[1] = dict(reversed(list(records[1].items())))
     body = json.dumps(records).encode()  # json, not ujson: it writes NaN and Infinity as agents may
-    series_ids = _series_ids()
-    taken = json_columns(body=body, validator=infer_validator(), series_ids=series_ids, received_at=NOW)
-    event(f"columnar path taken: {taken is not None}")
+    event(f"columnar path taken: {_taken_as_the_record_path_stores(body, infer_validator(), _series_ids())}")
+
+
+number_texts = st.one_of(
+    st.from_regex(r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][+-]?[0-9]{1,3})?", fullmatch=True),
+    st.sampled_from(["NaN", "-Infinity", "1e999", "-0", "-0.0", "18446744073709551616", "9223372036854775808",
+                     "true", "null", '"1767267000"', '"d1"']),
+)  # fmt: skip
+text_edits = st.tuples(
+    st.integers(0, 79), st.sampled_from(["time", "temperature", "vibration", "device"]), number_texts,
+    st.sampled_from(["replace", "repeat before", "repeat after"]),
+)  # fmt: skip
+# Shared by every example: label sets the columnar path remembers from one batch must not change the next one.
+warm_validator = infer_validator()
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes=st.lists(text_edits, max_size=3), reverse=st.booleans())
+def test_number_texts_and_repeated_keys_decode_as_the_record_path_decodes_them(changes, reverse):
+    """orjson (columnar) and ujson (record path) must read every number text alike; a repeated key's last wins."""
+    records = [[(name, json.dumps(value)) for name, value in record.items()] for record in _records(80)]
+    if reverse:  # label names in another order: remembered label sets must not be mixed up
+        records = [fields[::-1] for fields in records]
+    for position, name, text, kind in changes:
+        fields = records[position]
+        if kind == "replace":
+            fields[:] = [(key, text if key == name else value) for key, value in fields]
+        else:
+            fields.insert(0 if kind == "repeat before" else len(fields), (name, text))
+    body = _body(records)
+    event(f"columnar path taken: {_taken_as_the_record_path_stores(body, warm_validator, _series_ids())}")
+
+
+def _body(records: list[list[tuple[str, str]]]) -> bytes:
+    """A JSON array written by hand from each record's (key, value text) pairs: repeats and raw numbers kept."""
+    return ("[" + ",".join("{" + ",".join(f'"{key}":{text}' for key, text in fields) + "}" for fields in records)
+            + "]").encode()  # fmt: skip
+
+
+def _taken_as_the_record_path_stores(body: bytes, validator, series_ids: dict) -> bool:
+    """Whether the columnar path took the body; if it did, every record is accepted with the same points."""
+    taken = json_columns(body=body, validator=validator, series_ids=series_ids, received_at=NOW)
     if taken is None:
-        return
+        return False
     columns, count = taken
     parsed = json_records_parse(body)
     validated = infer_validator().validate(parsed.records, received_at=NOW)
     assert parsed.errors == []
     assert validated.errors == []
-    assert count == validated.accepted_records == len(records)
+    assert count == validated.accepted_records == len(parsed.records)
     rows = [(series_ids[key], moment, value) for key, moment, value, _ in validated.points]
     assert list(columns) == sorted(rows, key=lambda row: (row[0], row[1]))
+    return True
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "float_times"),
+    [
+        ("temperature", "18446744073709551616", False),  # beyond 64 bits, orjson hands the integer over as a float
+        ("temperature", "-9223372036854775809", False),
+        ("temperature", "1e19", False),  # a float as large: declined alike, as it cannot be told apart
+        ("temperature", "true", False),  # booleans decline, even where Arrow would read them as 1.0
+        ("time", "true", True),  # among float times Arrow would read it as 1970-01-01T00:00:01
+        ("temperature", "NaN", False),  # not strict JSON: orjson refuses what ujson reads as a non-finite float
+        ("device", '"d\\u00001"', False),  # NUL in a label: split apart, it would not match the label names
+        ("device", '"d\t1"', False),  # a raw control character: not strict JSON
+    ],
+)
+def test_a_text_that_decodes_apart_or_is_refused_declines(name, text, float_times):
+    records = [[(key, json.dumps(float(value) if key == "time" and float_times else value)) for key, value in fields]
+               for fields in (record.items() for record in _records(80))]  # fmt: skip
+    assert _taken_as_the_record_path_stores(_body(records), infer_validator(), _series_ids())  # without the text
+    records[7] = [(key, text if key == name else value) for key, value in records[7]]
+    assert (
+        json_columns(body=_body(records), validator=warm_validator, series_ids=_series_ids(), received_at=NOW) is None
+    )
+
+
+def test_remembered_label_sets_follow_the_label_names():
+    """Values joined alike under other names ({"a": "x", "b": "y"} then {"b": "x", "a": "y"}) are other series."""
+    validator = infer_validator()
+    series_ids = {("v", (("a", "x"), ("b", "y"))): 1, ("v", (("a", "y"), ("b", "x"))): 2}
+    for first, second in (("a", "b"), ("b", "a")):
+        records = [{"time": BASE + index, first: "x", second: "y", "v": index} for index in range(MIN_RECORDS)]
+        assert _taken_as_the_record_path_stores(json.dumps(records).encode(), validator, series_ids)
 
 
 def test_a_plain_array_is_taken_and_small_or_unknown_ones_decline():
