@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -46,6 +46,9 @@ class RetentionResult:
     deleted_rows: dict[str, int] = field(default_factory=dict)
 
 
+_Store = Callable[..., None]  # _copy_points or _upsert_points: (cursor, points, schema_id, moments)
+
+
 class StorageBackend(ABC):
     """Schema, writes, rollup maintenance and retention for one database."""
 
@@ -74,8 +77,8 @@ class StorageBackend(ABC):
     def points_write(self, points: Points, *, schema_id: int | None = None) -> WriteResult:
         """Write points idempotently in one transaction: the same (series, time) again replaces the value.
 
-        Fast path: binary COPY straight into points. A batch that hits the primary key (a redelivery)
-        rolls back to a savepoint and goes through a staging table and INSERT ... ON CONFLICT DO UPDATE.
+        Fast path: binary COPY straight into points. A batch that hits the primary key (a redelivery) is rolled
+        back whole and written again through a staging table and INSERT ... ON CONFLICT DO UPDATE.
         `schema_id` records which source schema version accepted the batch (None for direct writes).
         """
         result = WriteResult(written=len(points))
@@ -84,16 +87,25 @@ class StorageBackend(ABC):
         # A batch's points share few distinct times (a second's readings of every device): work per time, not point.
         moments = points.moments if isinstance(points, PointColumns) else {point[1] for point in points}
         self._write_prepare(moments)
+        try:
+            result.late_buckets = self._write(points, schema_id, moments, _copy_points)
+        except UniqueViolation:
+            result.upserted = True
+            result.late_buckets = self._write(points, schema_id, moments, _upsert_points)
+        return result
+
+    def _write(self, points: Points, schema_id: int | None, moments: set[datetime], store: _Store) -> int:
+        """_write_begin, `store` and _write_end in one atomic block; returns the late buckets redone.
+
+        Inside a caller's transaction the block is the write's only savepoint; outside one it is the transaction
+        and there is none. Each savepoint is a subtransaction and two more statements (about 0.05 ms of PostgreSQL
+        CPU per batch), so the COPY gets no savepoint of its own: a failed COPY rolls back the whole block, lock
+        included, leaving the caller's work intact, and the retry takes the lock and reads the bounds again.
+        """
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
             begun = self._write_begin(cursor, points)
-            try:
-                with transaction.atomic(using=self.alias):
-                    _copy_points(cursor, points, schema_id, moments)
-            except UniqueViolation:
-                result.upserted = True
-                _upsert_points(cursor, points, schema_id, moments)
-            result.late_buckets = self._write_end(cursor, points, begun, moments)
-        return result
+            store(cursor, points, schema_id, moments)
+            return self._write_end(cursor, points, begun, moments)
 
     def _write_prepare(self, moments: set[datetime]) -> None:
         """Backend hook before the transaction, given the batch's distinct times (partitions to create)."""
