@@ -3,7 +3,7 @@
 A write costs the server a few milliseconds of Python per 5,000 points in its parser and COPY encoder; Django's
 ASGI handler added about as much again around it: the full middleware chain (sessions, CSRF, auth, messages,
 static files), DRF's dispatch, a new thread per request, and a database connection taken from the pool and set
-up again for every request. On the two-core benchmark machine that was a quarter of the web process's CPU per
+up again for every request. On the two-core benchmark machine that was a third of the web process's CPU per
 batch (bench/ingest.py; see docs/ingestion.md).
 
 The lane serves exactly the requests Django would route to the three write views (resolved by Django's own URL
