@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from apps.storage.backends import backend_for
 from apps.storage.services import points_write
 from tests.storage.conftest import storage_tables_reset
 from tests.storage.factories import series_create, source_create
+from tests.storage.races import refresh_during_open_write
 
 T0 = datetime(2026, 4, 1, 8, 0, tzinfo=UTC)
 
@@ -74,38 +74,9 @@ def test_refresh_waits_for_an_open_redelivery_and_includes_its_values(settings, 
     storage_tables_reset(watermark=T0)
     series_id = series_create(source=source_create(slug="lean"), metric="m", device="d1")
     points_write(points=_points(series_id, 1.0))
-    written, release, refreshed = threading.Event(), threading.Event(), threading.Event()
-    errors: list[BaseException] = []
 
-    def writer() -> None:
-        try:
-            with transaction.atomic():  # as an ingest batch: the caller's transaction stays open after the write
-                assert backend_for().points_write(_points(series_id, 2.0)).upserted is True
-                written.set()
-                release.wait(10)
-        except BaseException as error:  # surfaced by the assertion below
-            errors.append(error)
-        finally:
-            connections.close_all()
+    def redeliver() -> None:
+        assert backend_for().points_write(_points(series_id, 2.0)).upserted is True
 
-    def refresher() -> None:
-        try:
-            written.wait(10)
-            backend_for().rollup_refresh(now=T0 + timedelta(minutes=5))
-            refreshed.set()
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=writer), threading.Thread(target=refresher)]
-    for thread in threads:
-        thread.start()
-    assert written.wait(10)
-    assert not refreshed.wait(1.0)  # the refresh must not run past the uncommitted redelivery
-    release.set()
-    for thread in threads:
-        thread.join(20)
-    assert not errors, errors
-    assert refreshed.is_set()
+    refresh_during_open_write(redeliver, now=T0 + timedelta(minutes=5))
     assert _stored("SELECT sum(count), sum(sum) FROM points_1m WHERE series_id = %s", [series_id]) == (120, 240.0)
