@@ -14,6 +14,7 @@ import math
 import threading
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -283,16 +284,21 @@ def influx_ping(request: HttpRequest) -> HttpResponse:
     return response
 
 
-# The write handlers by URL name, with their error format: the write lane (write_lane.py) serves them directly.
-WRITE_VIEWS: dict[str, Callable[..., HttpResponse]] = {
-    "source-ingest": source_ingest,
-    "influx-v2-write": influx_v2_write,
-    "influx-v1-write": influx_v1_write,
+@dataclass(frozen=True)
+class WriteView:
+    """A write handler and its endpoint's error format."""
+
+    handle: Callable[..., HttpResponse]
+    render_refusal: Callable[[_Refusal], HttpResponse]
+
+    def overloaded(self) -> HttpResponse:
+        """429 with Retry-After in the endpoint's error format, for a write that found every handler busy."""
+        return _refused(_overloaded(), self.render_refusal)
+
+
+# The write handlers by URL name: the write lane (write_lane.py) serves them directly.
+WRITE_VIEWS = {
+    "source-ingest": WriteView(source_ingest, _json_refusal),
+    "influx-v2-write": WriteView(influx_v2_write, _influx_v2_refusal),
+    "influx-v1-write": WriteView(influx_v1_write, _influx_v1_refusal),
 }
-_WRITE_REFUSALS = {"source-ingest": _json_refusal, "influx-v2-write": _influx_v2_refusal,
-                   "influx-v1-write": _influx_v1_refusal}  # fmt: skip
-
-
-def write_overloaded(url_name: str) -> HttpResponse:
-    """429 with Retry-After in the endpoint's error format, for a write that found every handler busy."""
-    return _refused(_overloaded(), _WRITE_REFUSALS[url_name])

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import logging
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
+from django.core.handlers.exception import convert_exception_to_response
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.urls import Resolver404, resolve
@@ -36,8 +36,6 @@ from django.utils.log import log_response
 from django.utils.module_loading import import_string
 
 from apps.ingestion import views
-
-logger = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -66,7 +64,7 @@ class WriteLane:
         route = _route(scope)
         if route is None:
             return await self.app(scope, receive, send)
-        body = await _body(scope, receive)
+        body = await _body(receive)
         if body is None:
             return None  # the client went away before sending the whole body
         try:
@@ -75,7 +73,7 @@ class WriteLane:
             return await _send_response(HttpResponseBadRequest(), send)  # as Django's handler answers it
         request.resolver_match = route
         if self._busy >= self.workers:
-            response = views.write_overloaded(route.url_name)
+            response = views.WRITE_VIEWS[route.url_name].overloaded()
         else:
             self._busy += 1
             try:
@@ -122,7 +120,7 @@ def _route(scope: Scope):
     return match if match.url_name in views.WRITE_VIEWS else None
 
 
-async def _body(scope: Scope, receive: Receive) -> bytes | None:
+async def _body(receive: Receive) -> bytes | None:
     """The request body, reading at most one byte past INGEST_MAX_BODY_BYTES (the handler then answers 413)."""
     limit = settings.INGEST_MAX_BODY_BYTES
     chunks: list[bytes] = []
@@ -140,32 +138,21 @@ async def _body(scope: Scope, receive: Receive) -> bytes | None:
 
 
 def _middleware_chain() -> Callable[[HttpRequest], HttpResponse]:
-    """LANE_MIDDLEWARE wrapped around the write handler, innermost last, as Django builds its own chain."""
+    """LANE_MIDDLEWARE around the write handler, built as Django builds its own chain: every layer wrapped in
+    Django's convert_exception_to_response, so an exception (a disallowed host, a crash) becomes the response
+    Django would give, which the outer layers still see (metrics, security headers)."""
     missing = [path for path in LANE_MIDDLEWARE if path not in settings.MIDDLEWARE]
     if missing:
         raise RuntimeError(f"The write lane's middleware must be in settings.MIDDLEWARE: {missing}")
 
     def handler(request: HttpRequest) -> HttpResponse:
         match = request.resolver_match
-        return views.WRITE_VIEWS[match.url_name](request, *match.args, **match.kwargs)
+        return views.WRITE_VIEWS[match.url_name].handle(request, *match.args, **match.kwargs)
 
-    chain = handler
+    chain = convert_exception_to_response(handler)
     for path in reversed(sorted(LANE_MIDDLEWARE, key=settings.MIDDLEWARE.index)):
-        chain = import_string(path)(chain)
-    return _answering_errors(chain)
-
-
-def _answering_errors(chain: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
-    """Turn what Django's handler would turn into a response (a disallowed host, a crash) into one."""
-    from django.core.handlers.exception import response_for_exception
-
-    def answer(request: HttpRequest) -> HttpResponse:
-        try:
-            return chain(request)
-        except Exception as error:  # answered as Django's handler answers it (400, 500), and logged by it
-            return response_for_exception(request, error)
-
-    return answer
+        chain = convert_exception_to_response(import_string(path)(chain))
+    return chain
 
 
 async def _send_response(response: HttpResponse, send: Send) -> None:

@@ -135,11 +135,15 @@ def test_other_requests_go_to_django(lane):
     assert stored_points(source=source) == []
 
 
-def test_a_host_django_would_refuse_is_refused(lane):
+def test_a_host_django_would_refuse_is_refused_as_django_does(lane, client):
     _, key = source_with_key(slug="plant")
+    auth = {"Authorization": f"Token {key}"}
     with override_settings(ALLOWED_HOSTS=["analytics.example.com"]):
-        status, _, _ = lane_post(lane, "/api/v2/write?bucket=plant", LINE, {"Authorization": f"Token {key}"})
-    assert status == 400
+        status, headers, _ = lane_post(lane, "/api/v2/write?bucket=plant", LINE, dict(auth))
+        django_status, django_headers, _ = django_post(client, "/api/v2/write?bucket=plant", LINE, dict(auth))
+    assert status == django_status == 400
+    # The refusal passes back through the outer middleware, as in Django's chain: it gets the security headers.
+    assert headers.get("x-content-type-options") == django_headers.get("x-content-type-options") == "nosniff"
 
 
 def test_a_paused_source_is_refused_by_the_lane_with_409(lane):
