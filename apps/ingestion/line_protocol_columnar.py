@@ -104,16 +104,21 @@ def _series_ids(keys: pa.StringArray, names: pa.StringArray, cache: LineCache, v
     key_texts, name_texts = key_codes.dictionary.to_pylist(), name_codes.dictionary.to_pylist()
     width = len(name_texts)
     if width == 1:  # one field name in the whole body, the common case: every key in the dictionary is used
-        name = name_texts[0]
-        entries = [cache.get((key, name)) for key in key_texts]
-        if any(entry is None or entry is SKIPPED or entry[1] is not None for entry in entries):
-            return None
-        return pc.take(pa.array([entry[0] for entry in entries], pa.int32()), key_codes.indices)
+        ids = [_stored_id(cache.get((key, name_texts[0]))) for key in key_texts]
+        return None if None in ids else pc.take(pa.array(ids, pa.int32()), key_codes.indices)
     pairs = pc.add(pc.multiply(pc.cast(key_codes.indices, pa.int32()), width), pc.cast(name_codes.indices, pa.int32()))
     lookup: list[int] = [0] * (len(key_texts) * width)
     for pair in pc.unique(pairs).to_pylist():
-        entry = cache.get((key_texts[pair // width], name_texts[pair % width]))
-        if entry is None or entry is SKIPPED or entry[1] is not None:
-            return None  # not seen yet, not stored, or a measure with schema rules: the line-by-line path decides
-        lookup[pair] = entry[0]
+        series_id = _stored_id(cache.get((key_texts[pair // width], name_texts[pair % width])))
+        if series_id is None:
+            return None
+        lookup[pair] = series_id
     return pc.take(pa.array(lookup, pa.int32()), pairs)
+
+
+def _stored_id(entry) -> int | None:
+    """A cache entry's series id, or None where the line-by-line path decides: not seen yet, not stored (SKIPPED),
+    or a measure with schema rules."""
+    if entry is None or entry is SKIPPED or entry[1] is not None:
+        return None
+    return entry[0]
