@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 
 from apps.ingestion.models import DeadLetter, PayloadFormat, Transport
 from apps.ingestion.parsers.json_records import json_records_parse
@@ -22,6 +20,7 @@ from apps.ingestion.services import (
 )
 from apps.sources.services import schema_version_create
 from tests.ingestion.factories import source_with_key, stored_points
+from tests.waiting import lock_waiters, wait_for
 
 STRICT = {"measures": {"t": {"type": "number", "max": 10}}}
 BAD = b'[{"time": "2026-01-01T00:00:00Z", "t": 50}]'
@@ -35,15 +34,6 @@ def _ingest(source_id: int, body: bytes = BAD, *, transport: str = Transport.HTT
         payload_format=PayloadFormat.JSON,
         context=context,
     )
-
-
-def _wait_for(predicate: Callable[[], object], *, timeout: float = 10.0, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not met within {timeout} s")
 
 
 @pytest.mark.django_db
@@ -167,15 +157,7 @@ def test_concurrent_redeliveries_cannot_race_into_two_letters(storage_committed_
     try:
         assert first_stored.wait(20)
 
-        def second_waits_on_the_first() -> bool:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
-                    [connection.settings_dict["NAME"]],
-                )
-                return cursor.fetchone()[0] > 0
-
-        _wait_for(second_waits_on_the_first, what="the second writer to wait for the first one's letter")
+        wait_for(lambda: lock_waiters() > 0, timeout=10.0, what="the second writer to wait for the first one's letter")
     finally:
         release_first.set()
         for thread in threads:

@@ -30,6 +30,7 @@ from apps.sources.services import source_set_enabled
 from tests.conftest import closed_port
 from tests.ingestion.factories import source_with_key, stored_points
 from tests.storage.conftest import storage_tables_reset
+from tests.waiting import wait_for
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -166,15 +167,6 @@ def _running(connector: KafkaConnector) -> Iterator[threading.Thread]:
     assert not failure, failure
 
 
-def _wait_for(predicate: Callable[[], object], *, timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not met within {timeout} s")
-
-
 def _connector(source: Source, logs: dict[tuple[str, int], list[bytes]], events: list[str]):
     consumers: list[FakeConsumer] = []
 
@@ -217,7 +209,7 @@ def test_offsets_are_committed_after_the_batch_is_stored(committed_cleanup, stor
     logs = {(topic, 0): [_record(0), _record(1), b"{broken"], (topic, 1): [_record(2, device="d2", value=2.0)]}
     connector, consumers = _connector(source, logs, store_events)
     with _running(connector):
-        _wait_for(lambda: consumers and consumers[0].committed == {(topic, 0): 3, (topic, 1): 1}, what="commits")
+        wait_for(lambda: consumers and consumers[0].committed == {(topic, 0): 3, (topic, 1): 1}, what="commits")
     consumer = consumers[0]
     assert consumer.config["group.id"] == f"analytics-{source.slug}"
     assert consumer.config["enable.auto.commit"] is False
@@ -253,7 +245,7 @@ def test_a_failed_store_commits_nothing_and_the_batch_is_read_again(committed_cl
 
     monkeypatch.setattr(connectors, "batch_ingest", failing_once)
     with _running(connector):
-        _wait_for(lambda: consumers and consumers[0].committed == {(topic, 0): 2}, what="the retried commit")
+        wait_for(lambda: consumers and consumers[0].committed == {(topic, 0): 2}, what="the retried commit")
     consumer = consumers[0]
     assert store_events == ["store_failed", "seek", "stored", "commit"]
     assert consumer.seeks == [(topic, 0, 0)]  # back to the batch's first offset
@@ -277,7 +269,7 @@ def test_a_rate_limited_batch_waits_and_is_stored_before_its_commit(committed_cl
     monkeypatch.setattr(connectors, "batch_ingest", limited_once)
     started = time.monotonic()
     with _running(connector):
-        _wait_for(lambda: consumers and consumers[0].commits, what="the commit")
+        wait_for(lambda: consumers and consumers[0].commits, what="the commit")
     assert time.monotonic() - started >= 0.3
     assert store_events == ["refused", "stored", "commit"]
     assert consumers[0].seeks == []

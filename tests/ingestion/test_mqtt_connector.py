@@ -10,7 +10,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -26,6 +26,7 @@ from apps.ingestion.models import DeadLetter
 from apps.sources.models import Source
 from tests.ingestion.factories import source_with_key, stored_points
 from tests.storage.conftest import storage_tables_reset
+from tests.waiting import wait_for
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 T0_NS = 1767225600 * 10**9
@@ -71,15 +72,6 @@ def _publish(topic: str, *payloads: bytes | str, qos: int = 1) -> None:
         client.loop_stop()
 
 
-def _wait_for(predicate: Callable[[], object], *, timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not met within {timeout} s")
-
-
 def _mqtt_source(sessions: list[str], **config: object) -> tuple[Source, str]:
     """An MQTT source on a fresh topic filter; returns it and a concrete topic that matches the filter."""
     token = uuid.uuid4().hex[:12]
@@ -103,7 +95,7 @@ def _running(source: Source) -> Iterator[tuple[MqttConnector, threading.Event]]:
     thread = threading.Thread(target=target, name=f"test:{connector.key}", daemon=True)
     thread.start()
     try:
-        _wait_for(lambda: connector.subscribed.is_set() or failure or not thread.is_alive(), what="subscription")
+        wait_for(lambda: connector.subscribed.is_set() or failure or not thread.is_alive(), what="subscription")
         assert not failure, failure
         yield connector, stop
     finally:
@@ -124,7 +116,7 @@ def test_json_payloads_are_stored_once_and_acknowledged(mqtt_sessions):
                 json.dumps({"time": f"2026-01-01T00:00:0{i}Z", "device": "d2", "temperature": i}) for i in (2, 3)
             ),
         )
-        _wait_for(lambda: connector.messages_acked == 3, what="three acknowledgements")
+        wait_for(lambda: connector.messages_acked == 3, what="three acknowledgements")
     points = [
         (metric, labels, moment.isoformat(), value) for metric, labels, moment, value, _ in stored_points(source=source)
     ]
@@ -145,7 +137,7 @@ def test_line_protocol_with_the_topic_as_a_label(mqtt_sessions):
     source, topic = _mqtt_source(mqtt_sessions, format="line", topic_label=True)
     with _running(source) as (connector, _):
         _publish(topic, f"cpu,host=a usage=1.5 {T0_NS}\ncpu,host=b usage=2.5 {T0_NS}")
-        _wait_for(lambda: connector.messages_acked == 1, what="acknowledgement")
+        wait_for(lambda: connector.messages_acked == 1, what="acknowledgement")
     assert stored_points(source=source) == [
         ("cpu.usage", {"host": "a", "topic": topic}, T0, 1.5, 1),
         ("cpu.usage", {"host": "b", "topic": topic}, T0, 2.5, 1),
@@ -161,11 +153,11 @@ def test_a_message_sent_while_stopped_arrives_through_the_persistent_session_and
     message = json.dumps({"time": "2026-01-01T00:00:00Z", "device": "d1", "temperature": 20})
     _publish(topic, message)
     with _running(source) as (connector, _):
-        _wait_for(lambda: connector.messages_acked == 1, what="delivery of the queued message")
+        wait_for(lambda: connector.messages_acked == 1, what="delivery of the queued message")
         stored = stored_points(source=source)
         assert stored == [("temperature", {"device": "d1"}, T0, 20.0, 1)]
         _publish(topic, message)  # a duplicate (at least once on the sender's side)
-        _wait_for(lambda: connector.messages_acked == 2, what="delivery of the duplicate")
+        wait_for(lambda: connector.messages_acked == 2, what="delivery of the duplicate")
     assert stored_points(source=source) == stored
 
 
@@ -173,7 +165,7 @@ def test_unparsable_payload_is_dead_lettered_then_acknowledged(mqtt_sessions):
     source, topic = _mqtt_source(mqtt_sessions, format="json")
     with _running(source) as (connector, _):
         _publish(topic, b"{not json", json.dumps({"time": "2026-01-01T00:00:00Z", "device": "d1", "temperature": 1}))
-        _wait_for(lambda: connector.messages_acked == 2, what="both acknowledgements")
+        wait_for(lambda: connector.messages_acked == 2, what="both acknowledgements")
     letter = DeadLetter.objects.get(source=source)
     assert letter.transport == "mqtt"
     assert letter.raw == "{not json"
@@ -201,7 +193,7 @@ def _crash_while_writing(source: Source, topic: str, message: str) -> tuple[Mqtt
             cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
             return cursor.fetchone()[0] > 0
 
-        _wait_for(write_is_waiting, what="the connector's write to wait for the lock")
+        wait_for(write_is_waiting, what="the connector's write to wait for the lock")
         received = connector.messages_received
         connector.client.disconnect()
         stop.set()
@@ -221,7 +213,7 @@ def test_nothing_is_acknowledged_before_the_commit(mqtt_sessions):
     assert first.messages_acked == 0
     assert stored_points(source=source) == [("temperature", {"device": "d1"}, T0, 7.0, 1)]
     with _running(source) as (second, _):
-        _wait_for(lambda: second.messages_acked == 1, what="redelivery to the restarted connector")
+        wait_for(lambda: second.messages_acked == 1, what="redelivery to the restarted connector")
     assert stored_points(source=source) == [("temperature", {"device": "d1"}, T0, 7.0, 1)]
     with _running(source) as (third, _):
         time.sleep(0.5)
@@ -239,7 +231,7 @@ def test_a_batch_redelivered_after_a_crash_before_puback_keeps_its_refused_recor
     assert first.messages_acked == 0
     assert DeadLetter.objects.get(source=source).occurrences == 1
     with _running(source) as (second, _):
-        _wait_for(lambda: second.messages_acked == 1, what="redelivery to the restarted connector")
+        wait_for(lambda: second.messages_acked == 1, what="redelivery to the restarted connector")
     assert stored_points(source=source) == [("temperature", {"device": "d1"}, T0, 7.0, 1)]
     letter = DeadLetter.objects.get(source=source)
     assert (letter.error_code, letter.record_index, letter.occurrences) == ("invalid_time", 1, 2)

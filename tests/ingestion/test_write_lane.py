@@ -23,6 +23,7 @@ from django.test import override_settings
 from apps.ingestion.write_lane import WriteLane
 from apps.sources.services import source_set_enabled
 from tests.ingestion.factories import source_with_key, stored_points
+from tests.waiting import lock_waiters, wait_for
 
 pytestmark = pytest.mark.usefixtures("storage_committed_cleanup")
 
@@ -168,7 +169,7 @@ def test_a_write_finding_every_lane_thread_busy_gets_429_and_the_busy_one_comple
                 target=lambda: first.update(answer=lane_post(lane, "/api/v2/write?bucket=plant", LINE, auth))
             )
             writer.start()
-            _wait_for_a_lock_waiter()
+            wait_for(lambda: lock_waiters() > 0, timeout=20, what="the first write waiting for the lock")
             status, headers, body = lane_post(lane, "/api/v2/write?bucket=plant", LINE, auth)
             assert status == 429
             assert headers["retry-after"] == "1"
@@ -179,19 +180,6 @@ def test_a_write_finding_every_lane_thread_busy_gets_429_and_the_busy_one_comple
         assert len(stored_points(source=source)) == 1
     finally:
         lane.close()
-
-
-def _wait_for_a_lock_waiter() -> None:
-    import time
-
-    deadline = time.monotonic() + 20
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.05)
-    raise AssertionError("the first write never waited for the lock")
 
 
 def test_a_lost_database_connection_is_answered_503_then_replaced(lane):

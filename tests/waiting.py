@@ -1,0 +1,28 @@
+"""Polling for a condition another thread, process or server brings about, and PostgreSQL's lock waiters."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from django.db import connection
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float = 5.0, what: str = "condition") -> None:
+    """Return once `predicate()` is truthy; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{what} not met within {timeout} s")
+
+
+def lock_waiters() -> int:
+    """How many sessions of the test database are waiting for a lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
+            [connection.settings_dict["NAME"]],
+        )
+        return cursor.fetchone()[0]
