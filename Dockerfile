@@ -32,4 +32,4 @@ RUN DJANGO_SECRET_KEY=build-only-$(python -c 'import secrets; print(secrets.toke
 
 USER analytics
 EXPOSE 8000
-CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "--proxy-headers", "analytics_platform.asgi:application"]
+CMD ["python", "manage.py", "serve", "--bind", "0.0.0.0", "--port", "8000", "--proxy-headers"]

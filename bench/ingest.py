@@ -5,9 +5,10 @@ batches of 5,000 points, several concurrent keep-alive clients. Our endpoints an
 commit (synchronous_commit on); InfluxDB 1.x answers after its WAL write. Bodies are built before the clock
 starts, so the client measures the servers, not itself.
 
-The server is the production setup: daphne with prod settings. `BENCH_INGEST_WEB_PROCESSES` (default 1) runs
-several daphne processes on one port (SO_REUSEPORT via --fd is not available in daphne, so each gets its own
-port and clients spread over them round-robin, as a load balancer would).
+The server is the production setup: `manage.py serve` with prod settings, which runs one daphne process per core
+on one listening socket (`BENCH_INGEST_WEB_PROCESSES` sets another count). The kernel gives each client's
+keep-alive connection to whichever process accepts it first, so with 4 clients and 2 processes the split is
+sometimes 3:1; the result lists each process's CPU seconds, which shows the split.
 
 A stage profile runs the same batches in-process through each step of the write path (parse, validate, series
 ids, COPY + commit) to say where the time goes.
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from bench.django_server import REPO_ROOT, manage, prod_environment
 from bench.influx import Influx, InfluxUnavailable, process_cpu_seconds
@@ -144,31 +146,31 @@ def _send_all(
     }
 
 
-def _start_web(environment: dict[str, str], count: int) -> list[tuple[subprocess.Popen, int]]:
-    servers = []
-    for _ in range(count):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "analytics_platform.asgi:application"],
-            cwd=REPO_ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        servers.append((process, port))
+def _start_web(environment: dict[str, str], count: int | None) -> tuple[subprocess.Popen, int, list[int]]:
+    """`manage.py serve` on a free port; (the launcher, the port, its daphne children's pids) once it answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    processes = [] if count is None else ["--processes", str(count)]
+    launcher = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--bind", "127.0.0.1", "--port", str(port), *processes],
+        cwd=REPO_ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     deadline = time.monotonic() + 60
-    for process, port in servers:
-        while True:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                connection.request("GET", "/ping")
-                if connection.getresponse().status == 204:
-                    break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("daphne did not start")
-            time.sleep(0.2)
-    return servers
+    while True:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/ping")
+            if connection.getresponse().status == 204:
+                break
+        except OSError:
+            pass
+        if launcher.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("manage.py serve did not start")
+        time.sleep(0.2)
+    children = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()
+    time.sleep(3)  # every child has imported the app and adopted the socket (the first answered already)
+    return launcher, port, [int(pid) for pid in children]
 
 
 def _database_cpu_seconds(database: str) -> float:
@@ -319,7 +321,8 @@ def run(*, quick: bool = False) -> dict:
     """Points per second through our line-protocol and JSON endpoints and into InfluxDB 1.x, same bodies."""
     batches = 40 if quick else 300
     clients = int(os.environ.get("BENCH_INGEST_CLIENTS", "4"))
-    web_processes = int(os.environ.get("BENCH_INGEST_WEB_PROCESSES", "1"))
+    configured = os.environ.get("BENCH_INGEST_WEB_PROCESSES")
+    web_processes = int(configured) if configured else None
     environment = prod_environment(
         database=BENCH_DATABASE,
         redis_db=11,
@@ -340,8 +343,9 @@ def run(*, quick: bool = False) -> dict:
         "web_processes": web_processes,
         "durability": "ours: answered after PostgreSQL COMMIT (synchronous_commit=on); InfluxDB: after its WAL write",
     }
-    servers = _start_web(environment, web_processes)
-    ports = [port for _, port in servers]
+    launcher, port, web_pids = _start_web(environment, web_processes)
+    result["web_processes"] = len(web_pids)
+    ports = [port]
     try:
         auth = {"Authorization": f"Token {key}", "Content-Type": "text/plain"}
         _send_all(ports=ports, path="/api/v2/write?bucket=bench&precision=ns", headers=auth, bodies=warmup_line,
@@ -352,17 +356,18 @@ def run(*, quick: bool = False) -> dict:
              {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}, json_bodies, 200),
         ):  # fmt: skip
             _log(f"{name}: {len(bodies)} batches, {clients} clients")
-            web_cpu = sum(process_cpu_seconds(process.pid) for process, _ in servers)
+            web_cpu = [process_cpu_seconds(pid) for pid in web_pids]
             database_cpu = _database_cpu_seconds(BENCH_DATABASE)
             measured = _send_all(ports=ports, path=path, headers=headers, bodies=bodies, clients=clients, expect=expect)
-            measured["web_cpu_seconds"] = round(sum(process_cpu_seconds(p.pid) for p, _ in servers) - web_cpu, 1)
+            per_process = [process_cpu_seconds(pid) - before for pid, before in zip(web_pids, web_cpu, strict=True)]
+            measured["web_cpu_seconds"] = round(sum(per_process), 1)
+            measured["web_cpu_seconds_per_process"] = [round(seconds, 1) for seconds in per_process]
             measured["postgres_cpu_seconds"] = round(_database_cpu_seconds(BENCH_DATABASE) - database_cpu, 1)
             result[name] = measured
             _log(f"{name}: {measured['points_per_second']:,} points/s")
     finally:
-        for process, _ in servers:
-            process.terminate()
-            process.wait(timeout=20)
+        launcher.terminate()
+        launcher.wait(timeout=30)
     try:
         influx = Influx()
     except InfluxUnavailable as error:

@@ -90,13 +90,10 @@ def closed_port() -> int:
     return free_port()
 
 
-def daphne_start(
-    *, database_name: str, extra_environment: dict[str, str] | None = None
-) -> tuple[subprocess.Popen, str]:
-    """Start the real ASGI app under daphne against `database_name`; returns the process and host:port."""
-    port = free_port()
+def server_environment(*, database_name: str, extra_environment: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for a server process (daphne, manage.py serve) with test settings on `database_name`."""
     settings_dict = connection.settings_dict
-    environment = {
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "analytics_platform.settings.test",
         "DATABASE_URL": (
@@ -106,6 +103,14 @@ def daphne_start(
         "PYTHONUNBUFFERED": "1",
         **(extra_environment or {}),
     }
+
+
+def daphne_start(
+    *, database_name: str, extra_environment: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    """Start the real ASGI app under daphne against `database_name`; returns the process and host:port."""
+    port = free_port()
+    environment = server_environment(database_name=database_name, extra_environment=extra_environment)
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "analytics_platform.asgi:application"],
         cwd=REPO_ROOT,

@@ -1,7 +1,7 @@
 """Prometheus figures for ingestion (served at /metrics).
 
-Counters are per process. Rates per source and connector lag come from Redis at scrape time, so the web
-process's /metrics shows what the connector process and every other web process did too.
+Counters count what web processes did (summed over them under `manage.py serve`). Rates per source and
+connector lag come from Redis at scrape time, so /metrics shows what the connector process did too.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import json
 import logging
 import time
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from analytics_platform.metrics import scrape_collector_register
 from analytics_platform.redis_client import redis_client, redis_key
 
 logger = logging.getLogger(__name__)
@@ -104,8 +105,8 @@ _collector_registered = False
 
 
 def collector_register() -> None:
-    """Add the Redis-backed collector to the default registry once per process."""
+    """Serve the Redis-backed collector on /metrics, once per process."""
     global _collector_registered
     if not _collector_registered:
-        REGISTRY.register(IngestRateCollector())
+        scrape_collector_register(IngestRateCollector())
         _collector_registered = True

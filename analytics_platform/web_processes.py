@@ -1,0 +1,139 @@
+"""Several daphne processes on one listening socket, so HTTP and WebSocket work uses every core.
+
+One daphne runs each request's Python under one GIL: at full ingest load a 2-core machine sat 15-20 % idle with
+one process and 5-9 % with two (docs/ingestion.md). So `python manage.py serve` binds the socket itself and
+starts `--processes` daphne children (default: WEB_PROCESSES, else the cores this process may use) that each
+adopt it with `daphne --fd`; the kernel hands each new connection to whichever child accepts it first.
+
+Nothing a request needs lives only in one process: sessions, caches, channel groups, change events and rate
+limits are in PostgreSQL or Redis, and the in-process caches (write keys, source settings, series ids) expire
+on their own. Prometheus counters are the exception, so the children write them to files in one fresh
+directory (prometheus_client's multiprocess mode, PROMETHEUS_MULTIPROC_DIR) and /metrics sums them
+(analytics_platform.metrics). The directory is made per start and removed at exit, so a restart counts from
+zero as a single process would.
+
+A child that dies is started again (after a pause that grows while children keep dying young); SIGTERM or
+SIGINT stops them all, politely and then by force.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+ASGI_APPLICATION = "analytics_platform.asgi:application"
+# A child that lived shorter than this counts as dying young: the next start waits longer (up to the cap).
+_YOUNG_SECONDS = 10.0
+_RESTART_PAUSE_CAP_SECONDS = 30.0
+_STOP_GRACE_SECONDS = 20.0
+
+
+def default_process_count() -> int:
+    """WEB_PROCESSES if set, else the number of cores this process may run on."""
+    configured = os.environ.get("WEB_PROCESSES", "").strip()
+    if configured:
+        count = int(configured)
+        if count < 1:
+            raise ValueError(f"WEB_PROCESSES must be at least 1, not {count}.")
+        return count
+    return len(os.sched_getaffinity(0))
+
+
+def listening_socket(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
+    """A TCP socket bound and listening, inheritable by children (IPv6 when `host` is an IPv6 address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
+@dataclass
+class _Child:
+    slot: int
+    process: subprocess.Popen
+    started_at: float
+    young_deaths: int = 0
+
+
+@dataclass
+class WebProcesses:
+    """Start, watch and stop `count` daphne children sharing `sock`."""
+
+    sock: socket.socket
+    count: int
+    daphne_arguments: list[str] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    _children: dict[int, _Child] = field(default_factory=dict, init=False)
+    _metrics_directory: Path | None = field(default=None, init=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False)
+
+    def start(self) -> None:
+        self._metrics_directory = Path(tempfile.mkdtemp(prefix="analytics-metrics-"))
+        for slot in range(self.count):
+            self._children[slot] = self._spawn(slot, young_deaths=0)
+
+    def _spawn(self, slot: int, *, young_deaths: int) -> _Child:
+        fd = self.sock.fileno()
+        process = subprocess.Popen(  # noqa: S603 (our own interpreter running daphne with fixed arguments)
+            [sys.executable, "-m", "daphne", "--fd", str(fd), *self.daphne_arguments, ASGI_APPLICATION],
+            env={**self.environment, "PROMETHEUS_MULTIPROC_DIR": str(self._metrics_directory)},
+            pass_fds=(fd,),
+        )
+        logger.info("web process %d started (pid %d)", slot, process.pid)
+        return _Child(slot=slot, process=process, started_at=time.monotonic(), young_deaths=young_deaths)
+
+    def pids(self) -> list[int]:
+        return [child.process.pid for child in self._children.values()]
+
+    def watch(self, *, poll_seconds: float = 0.5) -> None:
+        """Restart children that exit until stop() is called."""
+        while not self._stopping.wait(poll_seconds):
+            for slot, child in list(self._children.items()):
+                code = child.process.poll()
+                if code is None or self._stopping.is_set():
+                    continue
+                lived = time.monotonic() - child.started_at
+                young_deaths = child.young_deaths + 1 if lived < _YOUNG_SECONDS else 0
+                pause = min(_RESTART_PAUSE_CAP_SECONDS, 0.5 * 2**young_deaths) if young_deaths else 0.0
+                logger.error(
+                    "web process %d (pid %d) exited with %s after %.1f s; starting another in %.1f s",
+                    slot, child.process.pid, code, lived, pause,
+                )  # fmt: skip
+                if self._stopping.wait(pause):
+                    return
+                self._children[slot] = self._spawn(slot, young_deaths=young_deaths)
+
+    def request_stop(self) -> None:
+        """Make watch() return (safe from a signal handler); then call stop()."""
+        self._stopping.set()
+
+    def stop(self) -> None:
+        """Stop every child (SIGTERM, then SIGKILL after a grace period) and remove the metrics directory."""
+        self._stopping.set()
+        for child in self._children.values():
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + _STOP_GRACE_SECONDS
+        for child in self._children.values():
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+        if self._metrics_directory is not None:
+            shutil.rmtree(self._metrics_directory, ignore_errors=True)

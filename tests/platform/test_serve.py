@@ -1,0 +1,122 @@
+"""`manage.py serve`: several daphne processes on one socket, restarted when they die, metrics summed over them."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from analytics_platform.web_processes import default_process_count
+from tests.conftest import REPO_ROOT, free_port, server_environment
+from tests.platform.test_metrics import _sample
+from tests.waiting import wait_for
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    """One request on a new connection (so the kernel picks the process that accepts it)."""
+    client = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        client.request("GET", path)
+        response = client.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        client.close()
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _answers(port: int) -> bool:
+    try:
+        return _get(port, "/ping")[0] == 204
+    except OSError:
+        return False
+
+
+def _pings_counted(port: int) -> float:
+    status, text = _get(port, "/metrics")
+    assert status == 200
+    return _sample(text, "analytics_http_requests_total", method="GET", view="influx-ping", status="204") or 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_processes_share_the_port_are_restarted_and_their_counters_are_summed():
+    port = free_port()
+    launcher = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--bind", "127.0.0.1", "--port", str(port), "--processes", "2"],
+        cwd=REPO_ROOT,
+        env=server_environment(database_name=connection.settings_dict["NAME"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: len(_children(launcher.pid)) == 2, timeout=30, what="two web processes")
+        first, second = _children(launcher.pid)
+        metrics_directory = dict(
+            item.split("=", 1) for item in Path(f"/proc/{first}/environ").read_text().split("\0") if "=" in item
+        )["PROMETHEUS_MULTIPROC_DIR"]
+        wait_for(lambda: _answers(port), timeout=30, what="serve answering")
+        pings = 1
+        # While one process is stopped only the other can accept, so each answers five requests on its own.
+        for stopped in (first, second):
+            os.kill(stopped, signal.SIGSTOP)
+            try:
+                for _ in range(5):
+                    assert _get(port, "/ping")[0] == 204
+                    pings += 1
+            finally:
+                os.kill(stopped, signal.SIGCONT)
+        # Whichever process answers the scrape, it counts what both did.
+        assert _pings_counted(port) == pings
+        assert _pings_counted(port) == pings
+
+        os.kill(first, signal.SIGKILL)
+        wait_for(
+            lambda: first not in _children(launcher.pid) and len(_children(launcher.pid)) == 2,
+            timeout=30,
+            what="the killed process replaced",
+        )
+        wait_for(lambda: _answers(port), timeout=30, what="serve answering after the restart")
+        pings += 1
+        # The dead process's requests still count: its file stays in the directory.
+        assert _pings_counted(port) >= pings
+        survivors = _children(launcher.pid)
+    finally:
+        launcher.send_signal(signal.SIGTERM)
+        output = launcher.communicate(timeout=40)[0].decode()
+    assert launcher.returncode == 0, output
+    assert "2 daphne process(es)" in output
+    assert "exited with -9" in output
+    for pid in survivors:
+        assert not Path(f"/proc/{pid}").exists(), f"web process {pid} outlived serve"
+    assert not Path(metrics_directory).exists()
+
+
+def test_process_count_comes_from_web_processes_or_the_cores(monkeypatch):
+    monkeypatch.setenv("WEB_PROCESSES", "3")
+    assert default_process_count() == 3
+    monkeypatch.setenv("WEB_PROCESSES", "0")
+    with pytest.raises(ValueError, match="at least 1"):
+        default_process_count()
+    monkeypatch.delenv("WEB_PROCESSES")
+    assert default_process_count() == len(os.sched_getaffinity(0))
+
+
+def test_serve_refuses_a_port_in_use_and_a_count_below_one():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(CommandError, match=f"Cannot listen on 127.0.0.1:{port}"):
+            call_command("serve", "--port", str(port), "--processes", "1")
+    with pytest.raises(CommandError, match="at least 1"):
+        call_command("serve", "--processes", "0")
