@@ -133,17 +133,34 @@ def _send_all(
     seconds = time.perf_counter() - started
     if failures:
         raise RuntimeError(f"{len(failures)} requests failed, first: {failures[0]}")
-    ordered = sorted(latencies)
     points = len(bodies) * BATCH_POINTS
-    return {
+    return {"points": points, "seconds": seconds, "points_per_second": round(points / seconds), "latencies": latencies}
+
+
+def _rounds_summary(rounds: list[dict]) -> dict:
+    """One endpoint's rounds: overall points/s, each round's, batch latency over all, CPU seconds summed."""
+    points = sum(item["points"] for item in rounds)
+    seconds = sum(item["seconds"] for item in rounds)
+    ordered = sorted(latency for item in rounds for latency in item["latencies"])
+    summary = {
         "points": points,
         "seconds": round(seconds, 2),
         "points_per_second": round(points / seconds),
+        "points_per_second_per_round": [item["points_per_second"] for item in rounds],
         "batch_latency_ms": {
             "median": round(statistics.median(ordered), 1),
             "p95": round(ordered[int(len(ordered) * 0.95) - 1], 1),
         },
     }
+    for name in ("web_cpu_seconds", "postgres_cpu_seconds", "influxd_cpu_seconds"):
+        if name in rounds[0]:
+            summary[name] = round(sum(item[name] for item in rounds), 1)
+    if "web_cpu_seconds_per_process" in rounds[0]:
+        summary["web_cpu_seconds_per_process"] = [
+            round(sum(values), 1)
+            for values in zip(*(item["web_cpu_seconds_per_process"] for item in rounds), strict=True)
+        ]
+    return summary
 
 
 def _start_web(environment: dict[str, str], count: int | None) -> tuple[subprocess.Popen, int, list[int]]:
@@ -318,8 +335,15 @@ print(json.dumps(result))
 
 
 def run(*, quick: bool = False) -> dict:
-    """Points per second through our line-protocol and JSON endpoints and into InfluxDB 1.x, same bodies."""
+    """Points per second through our line-protocol and JSON endpoints and into InfluxDB 1.x, same bodies.
+
+    The machine's speed drifts by a quarter within minutes, so the three are measured in interleaved rounds
+    (our line protocol, our JSON, InfluxDB, then again), both servers up throughout; each ratio is the median
+    of the rounds' ratios, every round's figures are kept.
+    """
     batches = 40 if quick else 300
+    rounds = 2 if quick else 5
+    per_round = batches // rounds
     clients = int(os.environ.get("BENCH_INGEST_CLIENTS", "4"))
     configured = os.environ.get("BENCH_INGEST_WEB_PROCESSES")
     web_processes = int(configured) if configured else None
@@ -333,69 +357,88 @@ def run(*, quick: bool = False) -> dict:
     _log("preparing database")
     key = _prepare(environment)
     _log(f"building {batches} bodies per endpoint")
-    line_bodies = _line_bodies(batches, first_second=0)
-    json_bodies = _json_bodies(batches, first_second=batches * 5)
-    warmup_line = _line_bodies(4, first_second=3_800)  # after every measured batch (at most 3,000 s)
+    # Times only move forward, as agents send them: the warm-up first, then each round's line protocol and then
+    # its JSON (all by 3,060 s, before the stage profile's). A warm-up stamped after the measured batches made
+    # every measured point an insert before its series' newest, so the primary key's pages split in half.
+    warmup_line = _line_bodies(4, first_second=0)
+    seconds_per_round = per_round * (BATCH_POINTS // SERIES)
+    line_rounds = [
+        _line_bodies(per_round, first_second=60 + 2 * number * seconds_per_round) for number in range(rounds)
+    ]
+    json_rounds = [
+        _json_bodies(per_round, first_second=60 + (2 * number + 1) * seconds_per_round) for number in range(rounds)
+    ]
     result: dict = {
         "batch_points": BATCH_POINTS,
         "series": SERIES,
         "clients": clients,
-        "web_processes": web_processes,
+        "rounds": rounds,
+        "batches_per_round": per_round,
         "durability": "ours: answered after PostgreSQL COMMIT (synchronous_commit=on); InfluxDB: after its WAL write",
     }
-    launcher, port, web_pids = _start_web(environment, web_processes)
-    result["web_processes"] = len(web_pids)
-    ports = [port]
-    try:
-        auth = {"Authorization": f"Token {key}", "Content-Type": "text/plain"}
-        _send_all(ports=ports, path="/api/v2/write?bucket=bench&precision=ns", headers=auth, bodies=warmup_line,
-                  clients=clients, expect=204)  # fmt: skip
-        for name, path, headers, bodies, expect in (
-            ("ours_line_protocol", "/api/v2/write?bucket=bench&precision=ns", auth, line_bodies, 204),
-            ("ours_json", "/api/v1/sources/bench/ingest",
-             {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}, json_bodies, 200),
-        ):  # fmt: skip
-            _log(f"{name}: {len(bodies)} batches, {clients} clients")
-            web_cpu = [process_cpu_seconds(pid) for pid in web_pids]
-            database_cpu = _database_cpu_seconds(BENCH_DATABASE)
-            measured = _send_all(ports=ports, path=path, headers=headers, bodies=bodies, clients=clients, expect=expect)
-            per_process = [process_cpu_seconds(pid) - before for pid, before in zip(web_pids, web_cpu, strict=True)]
-            measured["web_cpu_seconds"] = round(sum(per_process), 1)
-            measured["web_cpu_seconds_per_process"] = [round(seconds, 1) for seconds in per_process]
-            measured["postgres_cpu_seconds"] = round(_database_cpu_seconds(BENCH_DATABASE) - database_cpu, 1)
-            result[name] = measured
-            _log(f"{name}: {measured['points_per_second']:,} points/s")
-    finally:
-        launcher.terminate()
-        launcher.wait(timeout=30)
     try:
         influx = Influx()
     except InfluxUnavailable as error:
         result["influxdb"] = {"error": str(error)}
         influx = None
-    if influx is not None:
-        try:
+    launcher, port, web_pids = _start_web(environment, web_processes)
+    result["web_processes"] = len(web_pids)
+    line = ("/api/v2/write?bucket=bench&precision=ns", {"Authorization": f"Token {key}", "Content-Type": "text/plain"})
+    json_endpoint = (
+        "/api/v1/sources/bench/ingest",
+        {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    measured: dict[str, list[dict]] = {"ours_line_protocol": [], "ours_json": [], "influxdb": []}
+    try:
+        _send_all(ports=[port], path=line[0], headers=line[1], bodies=warmup_line, clients=clients, expect=204)
+        if influx is not None:
             result["influxdb_version"] = influx.version
             connection = influx.connection()
             connection.request("POST", "/query?q=CREATE+DATABASE+bench")
             connection.getresponse().read()
             _send_all(ports=[influx.port], path="/write?db=bench&precision=ns", headers={}, bodies=warmup_line,
                       clients=clients, expect=204)  # fmt: skip
-            _log(f"influxdb: {len(line_bodies)} batches, {clients} clients")
-            cpu_before = influx.cpu_seconds()
-            measured = _send_all(ports=[influx.port], path="/write?db=bench&precision=ns", headers={},
-                                 bodies=line_bodies, clients=clients, expect=204)  # fmt: skip
-            measured["influxd_cpu_seconds"] = round(influx.cpu_seconds() - cpu_before, 1)
-            result["influxdb"] = measured
-            _log(f"influxdb: {measured['points_per_second']:,} points/s")
-        finally:
+        for number in range(rounds):
+            for name, (path, headers), bodies, expect in (
+                ("ours_line_protocol", line, line_rounds[number], 204),
+                ("ours_json", json_endpoint, json_rounds[number], 200),
+            ):
+                web_cpu = [process_cpu_seconds(pid) for pid in web_pids]
+                database_cpu = _database_cpu_seconds(BENCH_DATABASE)
+                item = _send_all(
+                    ports=[port], path=path, headers=headers, bodies=bodies, clients=clients, expect=expect
+                )
+                per_process = [process_cpu_seconds(pid) - before for pid, before in zip(web_pids, web_cpu, strict=True)]
+                item["web_cpu_seconds"] = sum(per_process)
+                item["web_cpu_seconds_per_process"] = per_process
+                item["postgres_cpu_seconds"] = _database_cpu_seconds(BENCH_DATABASE) - database_cpu
+                measured[name].append(item)
+            if influx is not None:
+                cpu_before = influx.cpu_seconds()
+                item = _send_all(ports=[influx.port], path="/write?db=bench&precision=ns", headers={},
+                                 bodies=line_rounds[number], clients=clients, expect=204)  # fmt: skip
+                item["influxd_cpu_seconds"] = influx.cpu_seconds() - cpu_before
+                measured["influxdb"].append(item)
+            _log(f"round {number + 1}/{rounds}: " + ", ".join(
+                f"{name} {items[-1]['points_per_second']:,} points/s" for name, items in measured.items() if items
+            ))  # fmt: skip
+    finally:
+        launcher.terminate()
+        launcher.wait(timeout=30)
+        if influx is not None:
             influx.stop()
-        reference = result["influxdb"]["points_per_second"]
+    for name, items in measured.items():
+        if items:
+            result[name] = _rounds_summary(items)
+    if measured["influxdb"]:
         result["reference"] = "influxdb"
-        result["ratio_line_protocol_to_influxdb"] = round(
-            result["ours_line_protocol"]["points_per_second"] / reference, 3
-        )
-        result["ratio_json_to_influxdb"] = round(result["ours_json"]["points_per_second"] / reference, 3)
+        for name, ours in (("line_protocol", "ours_line_protocol"), ("json", "ours_json")):
+            ratios = [
+                mine["points_per_second"] / theirs["points_per_second"]
+                for mine, theirs in zip(measured[ours], measured["influxdb"], strict=True)
+            ]
+            result[f"ratio_{name}_to_influxdb"] = round(statistics.median(ratios), 3)
+            result[f"ratio_{name}_to_influxdb_per_round"] = [round(ratio, 3) for ratio in ratios]
     _log("stage profile")
     result["stage_profile"] = _stage_profile(environment, key)
     result["load_average"] = os.getloadavg()
