@@ -324,6 +324,66 @@ result["postgres_copy_ms_per_batch"]["note"] = (
     "5,000 rows per transaction; heap_primary_key minus heap_no_index is the cost of the primary key that makes "
     "writes idempotent; points_write adds partition routing, the BRIN index and the watermark lock; "
     "points_write_columns_sorted is the same with the rows sorted by (series, time), as the columnar path sends them")
+# A probe of a layout with fewer index entries, not what points uses: each batch appended as one row of arrays
+# (a segment), and every 60 batches the segments folded into one row per series (a block), as InfluxDB's WAL and
+# TSM files or TimescaleDB's compressed chunks hold points. PostgreSQL backend CPU per 5,000 points, beside the
+# same rows COPYed one row per point into a table with the (series_id, time) primary key, in one loop.
+import os
+def backend_cpu(cursor):
+    cursor.execute("SELECT pg_backend_pid()")
+    fields = open(f"/proc/{cursor.fetchone()[0]}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+with connection.cursor() as cursor:
+    cursor.execute("DROP TABLE IF EXISTS bench_probe_rows, bench_probe_segments, bench_probe_blocks")
+    cursor.execute("CREATE TABLE bench_probe_rows (time timestamptz NOT NULL, series_id integer NOT NULL, "
+                   "value double precision NOT NULL, PRIMARY KEY (series_id, time))")
+    cursor.execute("CREATE TABLE bench_probe_segments (id bigserial PRIMARY KEY, series integer[] NOT NULL, "
+                   "times bigint[] NOT NULL, vals double precision[] NOT NULL)")
+    cursor.execute("CREATE TABLE bench_probe_blocks (series_id integer NOT NULL, first_time bigint NOT NULL, "
+                   "last_time bigint NOT NULL, times bigint[] NOT NULL, vals double precision[] NOT NULL, "
+                   "PRIMARY KEY (series_id, first_time))")
+probe = {"rows_primary_key": 0.0, "segment_append": 0.0, "segment_compaction": 0.0}
+probe_batches = 120
+base = [(series_id, (moment - EPOCH) // timedelta(microseconds=1), value) for series_id, moment, value in sorted(rows)]
+for batch in range(probe_batches):
+    shift = batch * 5_000_000
+    moved = [(series_id, micros + shift, value) for series_id, micros, value in base]
+    with transaction.atomic(), connection.cursor() as cursor:
+        before = backend_cpu(cursor)
+        with cursor.copy("COPY bench_probe_rows (series_id, time, value) FROM STDIN (FORMAT BINARY)") as out:
+            out.set_types(["int4", "timestamptz", "float8"])
+            for series_id, micros, value in moved:
+                out.write_row((series_id, EPOCH + timedelta(microseconds=micros), value))
+    with connection.cursor() as cursor:
+        probe["rows_primary_key"] += backend_cpu(cursor) - before
+    with transaction.atomic(), connection.cursor() as cursor:
+        before = backend_cpu(cursor)
+        cursor.execute("INSERT INTO bench_probe_segments (series, times, vals) VALUES (%b, %b, %b)",
+                       [[row[0] for row in moved], [row[1] for row in moved], [row[2] for row in moved]])
+    with connection.cursor() as cursor:
+        probe["segment_append"] += backend_cpu(cursor) - before
+    if (batch + 1) % 60 == 0:
+        with transaction.atomic(), connection.cursor() as cursor:
+            before = backend_cpu(cursor)
+            cursor.execute(
+                "WITH folded AS (DELETE FROM bench_probe_segments RETURNING series, times, vals) "
+                "INSERT INTO bench_probe_blocks SELECT u.s, min(u.t), max(u.t), array_agg(u.t ORDER BY u.t), "
+                "array_agg(u.v ORDER BY u.t) FROM folded, "
+                "unnest(folded.series, folded.times, folded.vals) AS u(s, t, v) GROUP BY u.s")
+        with connection.cursor() as cursor:
+            probe["segment_compaction"] += backend_cpu(cursor) - before
+with connection.cursor() as cursor:
+    cursor.execute("SELECT pg_total_relation_size('bench_probe_rows'), pg_total_relation_size('bench_probe_blocks')")
+    rows_bytes, blocks_bytes = cursor.fetchone()
+    cursor.execute("DROP TABLE bench_probe_rows, bench_probe_segments, bench_probe_blocks")
+result["postgres_layout_probe"] = {
+    **{f"{name}_backend_cpu_ms_per_batch": round(seconds * 1000 / probe_batches, 2) for name, seconds in probe.items()},
+    "rows_bytes": rows_bytes,
+    "blocks_bytes": blocks_bytes,
+    "note": "not the storage in use: 5,000 points a batch appended as one row of arrays, folded every 60 batches into "
+            "one row per series; segment_append plus segment_compaction against rows_primary_key is what that "
+            "layout would save PostgreSQL per batch (readers would have to unnest blocks)",
+}
 print(json.dumps(result))
 """
     output = subprocess.run(
