@@ -12,8 +12,9 @@ directory (prometheus_client's multiprocess mode, PROMETHEUS_MULTIPROC_DIR) and 
 (analytics_platform.metrics). The directory is made per start and removed at exit, so a restart counts from
 zero as a single process would.
 
-A child that dies is started again (after a pause that grows while children keep dying young); SIGTERM or
-SIGINT stops them all, politely and then by force.
+A child that dies is started again, after a pause that doubles while it keeps dying young; one that dies young
+`give_up_after` times in a row (a broken setting or import) stops them all and `serve` exits with an error, so a
+process manager sees the failure. SIGTERM or SIGINT stops them all, politely and then by force.
 """
 
 from __future__ import annotations
@@ -34,17 +35,23 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 ASGI_APPLICATION = "analytics_platform.asgi:application"
-# A child that lived shorter than this counts as dying young: the next start waits longer (up to the cap).
+# A child that lived shorter than this counts as dying young: the next start waits twice as long as the last.
 _YOUNG_SECONDS = 10.0
-_RESTART_PAUSE_CAP_SECONDS = 30.0
 _STOP_GRACE_SECONDS = 20.0
+
+
+class WebProcessesFailed(Exception):
+    """A web process kept dying right after its start (a broken setting or import): give up, say so."""
 
 
 def default_process_count() -> int:
     """WEB_PROCESSES if set, else the number of cores this process may run on."""
     configured = os.environ.get("WEB_PROCESSES", "").strip()
     if configured:
-        count = int(configured)
+        try:
+            count = int(configured)
+        except ValueError:
+            raise ValueError(f"WEB_PROCESSES must be a whole number, not {configured!r}.") from None
         if count < 1:
             raise ValueError(f"WEB_PROCESSES must be at least 1, not {count}.")
         return count
@@ -78,6 +85,8 @@ class WebProcesses:
     count: int
     daphne_arguments: list[str] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    give_up_after: int = 5
+    first_pause_seconds: float = 0.5
     _children: dict[int, _Child] = field(default_factory=dict, init=False)
     _metrics_directory: Path | None = field(default=None, init=False)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
@@ -101,7 +110,7 @@ class WebProcesses:
         return [child.process.pid for child in self._children.values()]
 
     def watch(self, *, poll_seconds: float = 0.5) -> None:
-        """Restart children that exit until stop() is called."""
+        """Restart children that exit until stop() is called; WebProcessesFailed when one keeps dying young."""
         while not self._stopping.wait(poll_seconds):
             for slot, child in list(self._children.items()):
                 code = child.process.poll()
@@ -109,7 +118,12 @@ class WebProcesses:
                     continue
                 lived = time.monotonic() - child.started_at
                 young_deaths = child.young_deaths + 1 if lived < _YOUNG_SECONDS else 0
-                pause = min(_RESTART_PAUSE_CAP_SECONDS, 0.5 * 2**young_deaths) if young_deaths else 0.0
+                if young_deaths >= self.give_up_after:
+                    raise WebProcessesFailed(
+                        f"web process {slot} exited with {code} within {_YOUNG_SECONDS:.0f} s of its start "
+                        f"{young_deaths} times in a row; its output above says why"
+                    )
+                pause = self.first_pause_seconds * 2 ** (young_deaths - 1) if young_deaths else 0.0
                 logger.error(
                     "web process %d (pid %d) exited with %s after %.1f s; starting another in %.1f s",
                     slot, child.process.pid, code, lived, pause,

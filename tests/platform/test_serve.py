@@ -14,7 +14,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from analytics_platform.web_processes import default_process_count
+from analytics_platform.web_processes import WebProcesses, WebProcessesFailed, default_process_count, listening_socket
 from tests.conftest import REPO_ROOT, free_port, server_environment
 from tests.platform.test_metrics import _sample
 from tests.waiting import wait_for
@@ -107,6 +107,9 @@ def test_process_count_comes_from_web_processes_or_the_cores(monkeypatch):
     monkeypatch.setenv("WEB_PROCESSES", "0")
     with pytest.raises(ValueError, match="at least 1"):
         default_process_count()
+    monkeypatch.setenv("WEB_PROCESSES", "two")
+    with pytest.raises(ValueError, match="whole number, not 'two'"):
+        default_process_count()
     monkeypatch.delenv("WEB_PROCESSES")
     assert default_process_count() == len(os.sched_getaffinity(0))
 
@@ -120,3 +123,20 @@ def test_serve_refuses_a_port_in_use_and_a_count_below_one():
             call_command("serve", "--port", str(port), "--processes", "1")
     with pytest.raises(CommandError, match="at least 1"):
         call_command("serve", "--processes", "0")
+
+
+def test_a_process_that_keeps_dying_at_start_stops_serve_with_the_reason():
+    # daphne refuses an unknown option at once, as it would a broken setting: restarted twice, then given up.
+    sock = listening_socket("127.0.0.1", 0)
+    server = WebProcesses(
+        sock=sock, count=1, daphne_arguments=["--no-such-option"], give_up_after=3, first_pause_seconds=0.05
+    )
+    server.start()
+    first = server.pids()[0]
+    try:
+        with pytest.raises(WebProcessesFailed, match="exited with 2 within 10 s of its start 3 times in a row"):
+            server.watch(poll_seconds=0.05)
+        assert server.pids()[0] != first  # it was started again before serve gave up
+    finally:
+        server.stop()
+        sock.close()

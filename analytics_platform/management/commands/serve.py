@@ -6,7 +6,12 @@ import signal
 
 from django.core.management.base import BaseCommand, CommandError
 
-from analytics_platform.web_processes import WebProcesses, default_process_count, listening_socket
+from analytics_platform.web_processes import (
+    WebProcesses,
+    WebProcessesFailed,
+    default_process_count,
+    listening_socket,
+)
 
 
 class Command(BaseCommand):
@@ -43,6 +48,8 @@ class Command(BaseCommand):
         self.stderr.write(f"serve: {count} daphne process(es) on http://{bind}:{port}/ (pids {server.pids()})")
         try:
             server.watch()
+        except WebProcessesFailed as error:
+            raise CommandError(f"{error}.") from error
         finally:
             server.stop()
             sock.close()
