@@ -59,9 +59,14 @@ def default_process_count() -> int:
 
 
 def listening_socket(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
-    """A TCP socket bound and listening, inheritable by children (IPv6 when `host` is an IPv6 address)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    """An IPv4 TCP socket bound and listening, inheritable by children.
+
+    IPv4 only: daphne adopts an inherited socket as IPv4 whatever it is (its `fd:` endpoint takes no other
+    family), which garbles IPv6 peers' addresses. Serve IPv6 through the proxy in front.
+    """
+    if ":" in host:
+        raise ValueError(f"{host!r} is an IPv6 address; serve listens on IPv4 only (put the proxy in front on IPv6).")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(backlog)

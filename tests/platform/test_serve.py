@@ -110,7 +110,7 @@ def test_process_count_comes_from_web_processes_or_the_cores(monkeypatch):
     assert default_process_count() == len(os.sched_getaffinity(0))
 
 
-def test_serve_refuses_a_port_in_use_and_a_count_below_one():
+def test_serve_refuses_a_port_in_use_a_count_below_one_and_ipv6():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
@@ -119,6 +119,8 @@ def test_serve_refuses_a_port_in_use_and_a_count_below_one():
             call_command("serve", "--port", str(port), "--processes", "1")
     with pytest.raises(CommandError, match="at least 1"):
         call_command("serve", "--processes", "0")
+    with pytest.raises(CommandError, match="IPv4 only"):
+        call_command("serve", "--bind", "::1", "--processes", "1")
 
 
 def test_a_process_that_keeps_dying_at_start_stops_serve_with_the_reason():

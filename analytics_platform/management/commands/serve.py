@@ -21,7 +21,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--bind", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
+        parser.add_argument("--bind", default="127.0.0.1", help="IPv4 address to listen on (default 127.0.0.1).")
         parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000).")
         parser.add_argument("--processes", type=int, default=None, help="daphne processes (default: one per core).")
         parser.add_argument(
@@ -39,6 +39,8 @@ class Command(BaseCommand):
             raise CommandError(f"--processes must be at least 1, not {count}.")
         try:
             sock = listening_socket(bind, port)
+        except ValueError as error:
+            raise CommandError(str(error)) from error
         except OSError as error:
             raise CommandError(f"Cannot listen on {bind}:{port}: {error.strerror or error}.") from error
         server = WebProcesses(sock=sock, count=count, daphne_arguments=["--proxy-headers"] if proxy_headers else [])
