@@ -1,11 +1,28 @@
-"""Polling for a condition another thread, process or server brings about, and PostgreSQL's lock waiters."""
+"""Threads that race on the database, polling for a condition another thread, process or server brings about,
+and PostgreSQL's lock waiters."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
-from django.db import connection
+from django.db import connection, connections
+
+
+def database_thread(work: Callable[[], object], errors: list[BaseException]) -> threading.Thread:
+    """A thread (not started) running `work` with its own connections, closed at the end; whatever `work`
+    raises goes into `errors`, for the test to assert on in its own thread."""
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    return threading.Thread(target=run)
 
 
 def wait_for(predicate: Callable[[], object], *, timeout: float = 5.0, what: str = "condition") -> None:

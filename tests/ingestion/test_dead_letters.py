@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connections, transaction
+from django.db import transaction
 
 from apps.ingestion.models import DeadLetter, PayloadFormat, Transport
 from apps.ingestion.parsers.json_records import json_records_parse
@@ -20,7 +20,7 @@ from apps.ingestion.services import (
 )
 from apps.sources.services import schema_version_create
 from tests.ingestion.factories import source_with_key, stored_points
-from tests.waiting import lock_waiters, wait_for
+from tests.waiting import database_thread, lock_waiters, wait_for
 
 STRICT = {"measures": {"t": {"type": "number", "max": 10}}}
 BAD = b'[{"time": "2026-01-01T00:00:00Z", "t": 50}]'
@@ -132,26 +132,16 @@ def test_concurrent_redeliveries_cannot_race_into_two_letters(storage_committed_
     failures: list[BaseException] = []
 
     def first() -> None:
-        try:
-            with transaction.atomic():
-                _ingest(source.id)
-                first_stored.set()
-                release_first.wait(20)
-        except BaseException as error:
-            failures.append(error)
-        finally:
-            connections.close_all()
+        with transaction.atomic():
+            _ingest(source.id)
+            first_stored.set()
+            release_first.wait(20)
 
     def second() -> None:
-        try:
-            first_stored.wait(20)
-            _ingest(source.id)
-        except BaseException as error:
-            failures.append(error)
-        finally:
-            connections.close_all()
+        first_stored.wait(20)
+        _ingest(source.id)
 
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads = [database_thread(first, failures), database_thread(second, failures)]
     for thread in threads:
         thread.start()
     try:

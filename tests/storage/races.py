@@ -6,9 +6,10 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
-from django.db import connections, transaction
+from django.db import transaction
 
 from apps.storage.backends import backend_for
+from tests.waiting import database_thread
 
 
 def refresh_during_open_write(write: Callable[[], object], *, now: datetime) -> None:
@@ -17,28 +18,18 @@ def refresh_during_open_write(write: Callable[[], object], *, now: datetime) -> 
     written, release, refreshed = threading.Event(), threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
-    def writer() -> None:
-        try:
-            with transaction.atomic():  # the caller's transaction stays open after the write
-                write()
-                written.set()
-                release.wait(10)
-        except BaseException as error:  # surfaced by the assertion below
-            errors.append(error)
-        finally:
-            connections.close_all()
+    def write_held_open() -> None:
+        with transaction.atomic():  # the caller's transaction stays open after the write
+            write()
+            written.set()
+            release.wait(10)
 
-    def refresher() -> None:
-        try:
-            written.wait(10)
-            backend_for().rollup_refresh(now=now)
-            refreshed.set()
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connections.close_all()
+    def refresh() -> None:
+        written.wait(10)
+        backend_for().rollup_refresh(now=now)
+        refreshed.set()
 
-    threads = [threading.Thread(target=writer), threading.Thread(target=refresher)]
+    threads = [database_thread(write_held_open, errors), database_thread(refresh, errors)]
     for thread in threads:
         thread.start()
     assert written.wait(10)
