@@ -40,6 +40,11 @@ _HIDDEN_INTEGER = 2.0**63
 _checked_label_sets: weakref.WeakKeyDictionary[RecordValidator, dict[tuple[tuple[str, ...], str], LabelSet]] = (
     weakref.WeakKeyDictionary()
 )
+# Per validator, the last batch's (label names and measures, the series ids dict looked in, distinct label
+# combinations, each measure's series id per combination): see _series_columns.
+_last_lookups: weakref.WeakKeyDictionary[RecordValidator, tuple[tuple, dict, pa.StringArray, list[pa.Int32Array]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def json_columns(
@@ -67,19 +72,11 @@ def json_columns(
         validator._metric_names_checked([(name, 0.0) for name in measures])
     except _Reject:
         return None
-    rows = len(micros)
-    label_sets = _label_sets(columns, labels, validator, rows)
-    if label_sets is None:
+    ids = _series_columns(columns, labels, measures, validator, series_ids, len(micros))
+    if ids is None:
         return None
-    codes, sets = label_sets
-    ids = []
-    for name in measures:
-        lookup = [series_ids.get((name, label_set)) for label_set in sets]
-        if None in lookup:
-            return None  # a series not stored yet: the record path creates it (within the source's limit)
-        ids.append(pc.take(pa.array(lookup, pa.int32()), codes))
     times = pa.concat_arrays([micros] * len(measures))
-    return PointColumns.build(pa.concat_arrays(ids), times, pa.concat_arrays(numbers)), rows
+    return PointColumns.build(pa.concat_arrays(ids), times, pa.concat_arrays(numbers)), len(micros)
 
 
 def _plain_schema(validator: RecordValidator) -> bool:
@@ -161,26 +158,59 @@ def _micros(column: pa.Array, name: str, validator: RecordValidator, received_at
     return pc.take(pa.array(micros, pa.int64()), pc.index_in(column, value_set=distinct))
 
 
-def _label_sets(columns: dict[str, pa.Array], labels: list[str], validator: RecordValidator, rows: int):
-    """(code of each record's label combination, validated label set of each code); None if any is refused."""
+def _series_columns(
+    columns: dict[str, pa.Array],
+    labels: list[str],
+    measures: list[str],
+    validator: RecordValidator,
+    series_ids: dict[SeriesLocalKey, int],
+    rows: int,
+) -> list[pa.Array] | None:
+    """Each measure's series id for every record; None if a label combination is refused or a series is unknown.
+
+    Ids are looked up once per distinct label combination. An agent's next batch mostly holds the same
+    combinations in the same order as its last one: then the last batch's lookups are taken again whole, if they
+    came from the same ids (a stored series keeps its id, and a validator judges a combination alike every time).
+    """
     if not labels:
-        # One combination for every record: no labels at all.
+        codes, combinations = pa.array([0] * rows, pa.int32()), pa.array([""], pa.string())
+    else:
+        texts = [columns[name] for name in labels]
+        encoded = pc.dictionary_encode(pc.binary_join_element_wise(*texts, _SEPARATOR) if len(texts) > 1 else texts[0])
+        codes, combinations = encoded.indices, encoded.dictionary
+    shape = (tuple(labels), tuple(measures))
+    last = _last_lookups.get(validator)
+    if last is not None and last[0] == shape and last[1] is series_ids and last[2].equals(combinations):
+        lookups = last[3]
+    else:
+        sets = _label_sets(combinations, shape[0], validator)
+        if sets is None:
+            return None
+        lookups = []
+        for name in measures:
+            lookup = [series_ids.get((name, label_set)) for label_set in sets]
+            if None in lookup:
+                return None  # a series not stored yet: the record path creates it (within the source's limit)
+            lookups.append(pa.array(lookup, pa.int32()))
+        _last_lookups[validator] = (shape, series_ids, combinations, lookups)
+    return [pc.take(lookup, codes) for lookup in lookups]
+
+
+def _label_sets(combinations: pa.StringArray, names: tuple[str, ...], validator: RecordValidator):
+    """The validated label set of each combination (values joined by NUL); None if any is refused."""
+    if not names:
         try:
-            return pa.array([0] * rows, pa.int32()), [validator._labels_checked(())]
+            return [validator._labels_checked(())]  # one combination for every record: no labels at all
         except _Reject:
             return None
-    texts = [columns[name] for name in labels]
-    joined = pc.binary_join_element_wise(*texts, _SEPARATOR) if len(texts) > 1 else texts[0]
-    encoded = pc.dictionary_encode(joined)
     checked = _checked_label_sets.setdefault(validator, {})
-    names = tuple(labels)
     sets = []
-    for text in encoded.dictionary.to_pylist():
+    for text in combinations.to_pylist():
         label_set = checked.get((names, text)) or _label_set_checked(validator, names, text, checked)
         if label_set is None:
             return None
         sets.append(label_set)
-    return encoded.indices, sets
+    return sets
 
 
 def _label_set_checked(validator: RecordValidator, names: tuple[str, ...], text: str, checked: dict) -> LabelSet | None:

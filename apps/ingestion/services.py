@@ -7,6 +7,7 @@ A record is either stored or in the dead-letter store with its reason; nothing i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -481,14 +482,17 @@ def _batch_store(
                 retry_after=wait,
             )
     result = IngestResult()
-    with transaction.atomic():
+    # A columnar body creates no series and has no dead letters, so points_write's own atomic block can be the
+    # whole transaction: outside a caller's transaction it then needs no savepoint (two statements fewer a batch).
+    columnar = isinstance(ready_rows, PointColumns)
+    with contextlib.nullcontext() if columnar else transaction.atomic():
         ids, refused = _series_ids(target, points)
         if refused:
             points, limit_errors = _series_limit_errors(target, records, points, refused)
             errors = errors + limit_errors
             accepted -= len(limit_errors)
         rows = [(ids[key], moment, value) for key, moment, value, _ in points]
-        if isinstance(ready_rows, PointColumns):
+        if columnar:
             rows = ready_rows  # the columnar path takes whole bodies only: there are no other rows
         elif ready_rows and rows and ready_lines is not None:
             # Within a batch the last point for a series and time wins, in body order: interleave by line.

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from apps.ingestion import services
+from apps.ingestion import json_columnar, services
 from apps.ingestion.json_columnar import MIN_RECORDS, json_columns
 from apps.ingestion.parsers.json_records import json_records_parse
 from apps.ingestion.services import batch_ingest_json_columnar, ingest_target_get
 from apps.storage.columns import PointColumns
 from tests.ingestion.factories import infer_validator, source_with_key, stored_points
+from tests.storage.conftest import storage_tables_reset
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 BASE = int(NOW.timestamp()) - 3600
@@ -153,6 +156,23 @@ def test_remembered_label_sets_follow_the_label_names():
         assert _taken_as_the_record_path_stores(json.dumps(records).encode(), validator, series_ids)
 
 
+def test_the_last_batch_lookups_serve_only_the_same_combinations_from_the_same_ids():
+    """A batch with the last one's label combinations in the same order reuses its lookups; any other does not."""
+    validator, series_ids = infer_validator(), _series_ids()
+    first = _records(90)
+    assert _taken_as_the_record_path_stores(json.dumps(first).encode(), validator, series_ids)
+    remembered = json_columnar._last_lookups[validator][3]
+    # The first 30 records hold every combination in the same order; the other 60 follow in another order.
+    shuffled = first[:30] + first[30:][::-1]
+    assert _taken_as_the_record_path_stores(json.dumps(shuffled).encode(), validator, series_ids)
+    assert json_columnar._last_lookups[validator][3] is remembered  # taken again, and right for these records
+    # The same combinations first seen in another order, or ids from another dict: looked up again.
+    assert _taken_as_the_record_path_stores(json.dumps(first[::-1]).encode(), validator, series_ids)
+    other = {key: series_id + 500 for key, series_id in series_ids.items()}
+    assert _taken_as_the_record_path_stores(json.dumps(first[::-1]).encode(), validator, other)
+    assert json_columnar._last_lookups[validator][3] is not remembered
+
+
 def test_a_plain_array_is_taken_and_small_or_unknown_ones_decline():
     validator, series_ids = infer_validator(), _series_ids()
     taken = json_columns(body=json.dumps(_records(100)).encode(), validator=validator, series_ids=series_ids,
@@ -194,3 +214,27 @@ def test_endpoint_path_stores_a_known_array_exactly(django_capture_on_commit_cal
     assert stored[("vibration", "d0", moment)] == 0.0
     assert stored[("temperature", "d1", moment)] == -6.5
     assert len(stored) == 2 * (DEVICES + 90)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_columnar_body_outside_a_transaction_is_one_without_a_savepoint(storage_committed_cleanup, monkeypatch):
+    """The write is the whole transaction (no savepoint: four statements), published once committed, idempotent."""
+    storage_tables_reset(watermark=NOW - timedelta(hours=2))  # live data: no late re-aggregation in the way
+    source, _ = source_with_key(slug=f"json-columnar-{next(_slugs)}")
+    services.batch_ingest(source_id=source.pk, parsed=json_records_parse(json.dumps(_records(DEVICES)).encode()),
+                          transport="http", payload_format="json", received_at=NOW)  # fmt: skip
+    published = []
+
+    def publish(**kwargs) -> None:
+        published.append((len(kwargs["rows"]), connection.in_atomic_block))
+
+    monkeypatch.setattr(services, "changes_publish", publish)
+    body = json.dumps(_records(90, second=5)).encode()
+    with CaptureQueriesContext(connection) as captured:
+        result = batch_ingest_json_columnar(source_id=source.pk, body=body, transport="http", received_at=NOW)
+    assert [query["sql"].split()[0] for query in captured.captured_queries] == ["BEGIN", "SELECT", "COPY", "COMMIT"]
+    assert (result.accepted, result.points, result.upserted) == (90, 180, False)
+    assert published == [(180, False)]  # after the commit, not inside the write's atomic block
+    again = batch_ingest_json_columnar(source_id=source.pk, body=body, transport="http", received_at=NOW)
+    assert again.upserted is True  # a redelivery replaces, it does not add
+    assert len(stored_points(source=source)) == 2 * (DEVICES + 90)

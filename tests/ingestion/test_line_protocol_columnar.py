@@ -9,7 +9,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from apps.ingestion import events, services
+from apps.ingestion import events, line_protocol_columnar, services
 from apps.ingestion.line_protocol_columnar import MIN_LINES, line_protocol_columns
 from apps.ingestion.line_protocol_fast import SKIPPED, line_protocol_rows
 from apps.ingestion.services import batch_ingest_line_protocol, ingest_target_get
@@ -93,6 +93,31 @@ def test_a_plain_body_takes_the_columnar_path_and_copies_exact_bytes():
         assert _COPY_SIGNATURE + columns.copy_binary(schema_id) + _COPY_TRAILER == copy_points_binary(
             list(columns), schema_id, columns.moments
         )
+
+
+def test_the_last_body_lookups_serve_only_the_same_series_keys_from_the_same_cache():
+    """A body with the last one's series keys in the same order reuses its lookups; any other does not."""
+    cache, validator = _cache(), infer_validator()
+
+    def columns_match(lines: list[str], cache: dict) -> bool:
+        body = "\n".join(lines)
+        columns = line_protocol_columns(
+            body=body.encode(), precision="ns", cache=cache, validator=validator, received_at=NOW
+        )
+        fast = line_protocol_rows(text=body, precision="ns", cache=cache, validator=validator, received_at=NOW)
+        return list(columns) == sorted(fast.rows, key=lambda row: (row[0], row[1]))
+
+    first = _plain_lines(120)
+    assert columns_match(first, cache)
+    remembered = line_protocol_columnar._last_lookups[validator][3]
+    # The first 40 lines hold every key in the same order; the other 80 follow in another order.
+    assert columns_match(first[:40] + first[40:][::-1], cache)
+    assert line_protocol_columnar._last_lookups[validator][3] is remembered
+    # The same keys first seen in another order, or another cache: looked up again.
+    assert columns_match(first[::-1], cache)
+    other = {key: (entry[0] + 500, None) for key, entry in cache.items() if entry and entry[1] is None}
+    assert columns_match(first[::-1], other)
+    assert line_protocol_columnar._last_lookups[validator][3] is not remembered
 
 
 def test_small_bodies_and_unknown_series_decline():
