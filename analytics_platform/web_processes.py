@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,12 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 ASGI_APPLICATION = "analytics_platform.asgi:application"
+# How the children balance connections (analytics_platform.web_child): a file of one count per process.
+CONNECTIONS_FILE_VARIABLE = "WEB_CONNECTIONS_FILE"
+SLOT_VARIABLE = "WEB_PROCESS_SLOT"
+COUNT_VARIABLE = "WEB_PROCESS_COUNT"
+CONNECTIONS_SLOT = struct.Struct("<I")  # one unsigned 32-bit count of open connections per process
+CONNECTIONS_FULL = 2**32 - 1  # the slot of a process that is not accepting (starting, or dead)
 # A child that lived shorter than this counts as dying young: the next start waits twice as long as the last.
 _YOUNG_SECONDS = 10.0
 _STOP_GRACE_SECONDS = 20.0
@@ -98,16 +105,39 @@ class WebProcesses:
 
     def start(self) -> None:
         self._metrics_directory = Path(tempfile.mkdtemp(prefix="analytics-metrics-"))
+        # prometheus_client reads only *.db files there, so the connection counts can live beside them. A slot
+        # reads "full" until its process starts counting, so that no other process waits for one that cannot accept.
+        self.connections_file.write_bytes(CONNECTIONS_SLOT.pack(CONNECTIONS_FULL) * self.count)
         for slot in range(self.count):
             self._children[slot] = self._spawn(slot, young_deaths=0)
 
+    @property
+    def connections_file(self) -> Path:
+        return self._metrics_directory / "connections"
+
+    def connections(self) -> list[int]:
+        """The open connections each process last published (tests and diagnostics)."""
+        return [count for (count,) in CONNECTIONS_SLOT.iter_unpack(self.connections_file.read_bytes())]
+
+    def _connections_full(self, slot: int) -> None:
+        with open(self.connections_file, "r+b") as handle:
+            handle.seek(slot * CONNECTIONS_SLOT.size)
+            handle.write(CONNECTIONS_SLOT.pack(CONNECTIONS_FULL))
+
     def _spawn(self, slot: int, *, young_deaths: int) -> _Child:
         fd = self.sock.fileno()
+        environment = {**self.environment, "PROMETHEUS_MULTIPROC_DIR": str(self._metrics_directory)}
+        if self.count > 1:
+            environment.update({
+                CONNECTIONS_FILE_VARIABLE: str(self.connections_file), SLOT_VARIABLE: str(slot),
+                COUNT_VARIABLE: str(self.count),
+            })  # fmt: skip
         process = subprocess.Popen(  # noqa: S603 (our own interpreter running daphne with fixed arguments)
-            [sys.executable, "-m", "daphne", "--fd", str(fd), *self.daphne_arguments, ASGI_APPLICATION],
-            env={**self.environment, "PROMETHEUS_MULTIPROC_DIR": str(self._metrics_directory)},
+            [sys.executable, "-m", "analytics_platform.web_child", "--fd", str(fd), *self.daphne_arguments,
+             ASGI_APPLICATION],
+            env=environment,
             pass_fds=(fd,),
-        )
+        )  # fmt: skip
         logger.info("web process %d started (pid %d)", slot, process.pid)
         return _Child(slot=slot, process=process, started_at=time.monotonic(), young_deaths=young_deaths)
 
@@ -121,6 +151,7 @@ class WebProcesses:
                 code = child.process.poll()
                 if code is None or self._stopping.is_set():
                     continue
+                self._connections_full(slot)  # until its successor counts, nobody should leave connections to it
                 lived = time.monotonic() - child.started_at
                 young_deaths = child.young_deaths + 1 if lived < _YOUNG_SECONDS else 0
                 if young_deaths >= self.give_up_after:

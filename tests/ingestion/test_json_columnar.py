@@ -58,8 +58,12 @@ edits = st.one_of(
 
 
 @settings(max_examples=300, deadline=None)
-@given(changes=st.lists(edits, max_size=3), reorder=st.booleans())
-def test_columns_equal_the_record_path_or_decline(changes, reorder):
+@given(changes=st.lists(edits, max_size=3), reorder=st.booleans(), learned=st.booleans())
+def test_columns_equal_the_record_path_or_decline(changes, reorder, learned):
+    validator = infer_validator()
+    if learned:  # the validator remembers the plain shape, so msgspec decodes the body first (orjson if it refuses)
+        plain = json.dumps(_records(80, second=9)).encode()
+        assert json_columns(body=plain, validator=validator, series_ids=_series_ids(), received_at=NOW) is not None
     records = _records(80)
     for kind, position, name, value in changes:
         if kind == "drop":
@@ -69,7 +73,7 @@ def test_columns_equal_the_record_path_or_decline(changes, reorder):
     if reorder:  # key order differs between records: label sets do not depend on it
         records[1] = dict(reversed(list(records[1].items())))
     body = json.dumps(records).encode()  # json, not ujson: it writes NaN and Infinity as agents may
-    event(f"columnar path taken: {_taken_as_the_record_path_stores(body, infer_validator(), _series_ids())}")
+    event(f"columnar path taken: {_taken_as_the_record_path_stores(body, validator, _series_ids())}")
 
 
 number_texts = st.one_of(
@@ -129,7 +133,6 @@ def _taken_as_the_record_path_stores(body: bytes, validator, series_ids: dict) -
     [
         ("temperature", "18446744073709551616", False),  # beyond 64 bits, orjson hands the integer over as a float
         ("temperature", "-9223372036854775809", False),
-        ("temperature", "1e19", False),  # a float as large: declined alike, as it cannot be told apart
         ("temperature", "true", False),  # booleans decline, even where Arrow would read them as 1.0
         ("time", "true", True),  # among float times Arrow would read it as 1970-01-01T00:00:01
         ("temperature", "NaN", False),  # not strict JSON: orjson refuses what ujson reads as a non-finite float
@@ -137,14 +140,28 @@ def _taken_as_the_record_path_stores(body: bytes, validator, series_ids: dict) -
         ("device", '"d\t1"', False),  # a raw control character: not strict JSON
     ],
 )
-def test_a_text_that_decodes_apart_or_is_refused_declines(name, text, float_times):
+@pytest.mark.parametrize("learned", [False, True], ids=["orjson", "msgspec-first"])
+def test_a_text_that_decodes_apart_or_is_refused_declines(name, text, float_times, learned):
     records = [[(key, json.dumps(float(value) if key == "time" and float_times else value)) for key, value in fields]
                for fields in (record.items() for record in _records(80))]  # fmt: skip
-    assert _taken_as_the_record_path_stores(_body(records), infer_validator(), _series_ids())  # without the text
+    validator = infer_validator()
+    assert _taken_as_the_record_path_stores(_body(records), validator, _series_ids())  # without the text
     records[7] = [(key, text if key == name else value) for key, value in records[7]]
-    assert (
-        json_columns(body=_body(records), validator=warm_validator, series_ids=_series_ids(), received_at=NOW) is None
-    )
+    # A validator that took the plain body remembers its shape, so msgspec decodes this one first.
+    validator = validator if learned else infer_validator()
+    assert json_columns(body=_body(records), validator=validator, series_ids=_series_ids(), received_at=NOW) is None
+
+
+def test_a_float_as_large_as_a_hidden_integer_is_declined_by_orjson_but_taken_by_the_shape_decoder():
+    """orjson hands an integer literal beyond 64 bits over as a float, so its path declines 1e19 too (it cannot tell
+    the two apart); msgspec keeps such an integer an integer, so a body of a remembered shape stores 1e19."""
+    records = [[(key, json.dumps(value)) for key, value in record.items()] for record in _records(80)]
+    validator = infer_validator()
+    assert _taken_as_the_record_path_stores(_body(records), validator, _series_ids())
+    records[7] = [(key, "1e19" if key == "temperature" else value) for key, value in records[7]]
+    fresh = infer_validator()
+    assert json_columns(body=_body(records), validator=fresh, series_ids=_series_ids(), received_at=NOW) is None
+    assert _taken_as_the_record_path_stores(_body(records), validator, _series_ids())
 
 
 def test_remembered_label_sets_follow_the_label_names():
@@ -171,6 +188,35 @@ def test_the_last_batch_lookups_serve_only_the_same_combinations_from_the_same_i
     other = {key: series_id + 500 for key, series_id in series_ids.items()}
     assert _taken_as_the_record_path_stores(json.dumps(first[::-1]).encode(), validator, other)
     assert json_columnar._last_lookups[validator][3] is not remembered
+
+
+def test_a_body_of_the_remembered_shape_is_decoded_without_orjson_and_another_shape_with_it(monkeypatch):
+    validator, series_ids = infer_validator(), _series_ids()
+    first = json.dumps(_records(90)).encode()
+    assert _taken_as_the_record_path_stores(first, validator, series_ids)  # orjson's dicts teach the shape
+
+    def refuse(body):
+        raise AssertionError("orjson was asked to decode a body of the remembered shape")
+
+    monkeypatch.setattr(json_columnar.orjson, "loads", refuse)
+    # Other key order, another batch: the same shape, decoded by msgspec alone, and stored alike.
+    again = [dict(reversed(list(record.items()))) for record in _records(90, second=5)]
+    assert _taken_as_the_record_path_stores(json.dumps(again).encode(), validator, series_ids)
+    monkeypatch.undo()
+    # A field more in every record (msgspec refuses it): orjson decodes it, and its shape is the one remembered now.
+    wider = [{**record, "humidity": 40.5} for record in _records(90, second=6)]
+    series_ids.update({("humidity", key[1]): 1000 + series_id for key, series_id in list(series_ids.items())})
+    assert _taken_as_the_record_path_stores(json.dumps(wider).encode(), validator, series_ids)
+    assert json_columnar._shapes[validator][0] == ("time", "device", "facility", "temperature", "vibration", "humidity")
+    # Integers msgspec keeps whole but Arrow cannot hold (beyond 64 bits, or inexact among floats) decline.
+    for value in (2**64, 2**53 + 1):
+        odd = _records(90, second=7)
+        for record in odd:
+            record["humidity"] = 40.5
+        odd[3]["humidity"] = value
+        body = json.dumps(odd).encode()
+        assert json_columnar._columns_of_shape(body, *json_columnar._shapes[validator]) is None
+        assert json_columns(body=body, validator=validator, series_ids=series_ids, received_at=NOW) is None
 
 
 def test_a_plain_array_is_taken_and_small_or_unknown_ones_decline():

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from analytics_platform.web_processes import WebProcesses, WebProcessesFailed, default_process_count, listening_socket
+from analytics_platform.web_processes import (
+    CONNECTIONS_FULL,
+    WebProcesses,
+    WebProcessesFailed,
+    default_process_count,
+    listening_socket,
+)
 from tests.conftest import REPO_ROOT, free_port, server_environment
 from tests.platform.test_metrics import _sample
 from tests.waiting import wait_for
@@ -135,6 +143,57 @@ def test_a_process_that_keeps_dying_at_start_stops_serve_with_the_reason():
         with pytest.raises(WebProcessesFailed, match="exited with 2 within 10 s of its start 3 times in a row"):
             server.watch(poll_seconds=0.05)
         assert server.pids()[0] != first  # it was started again before serve gave up
+    finally:
+        server.stop()
+        sock.close()
+
+
+def _established(pids: list[int], port: int) -> list[int]:
+    """How many established connections to `port` each process holds: its socket fds in the kernel's TCP table."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # local port, ESTABLISHED
+            inodes.add(f"socket:[{fields[9]}]")
+    counts = []
+    for pid in pids:
+        held = 0
+        for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):  # closed meanwhile
+                held += os.readlink(descriptor) in inodes
+        counts.append(held)
+    return counts
+
+
+def test_connections_opened_at_once_are_split_evenly_between_the_processes():
+    """Four agents connecting at the same moment get two processes each, every time, not 3:1 or 4:0."""
+    sock = listening_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = WebProcesses(
+        sock=sock, count=2, environment=server_environment(database_name=connection.settings_dict["NAME"])
+    )
+    server.start()
+    try:
+        wait_for(lambda: CONNECTIONS_FULL not in server.connections(), timeout=60, what="both processes counting")
+        for attempt in range(5):
+            barrier = threading.Barrier(4)
+            clients: list[socket.socket] = []
+
+            def connect(barrier: threading.Barrier = barrier, clients: list = clients) -> None:
+                barrier.wait()
+                clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+
+            threads = [threading.Thread(target=connect) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            wait_for(lambda: sum(_established(server.pids(), port)) == 4, timeout=10, what="four connections taken")
+            assert sorted(_established(server.pids(), port)) == [2, 2], f"attempt {attempt}"
+            wait_for(lambda: server.connections() == [2, 2], timeout=5, what="the counts published")
+            for client in clients:
+                client.close()
+            wait_for(lambda: server.connections() == [0, 0], timeout=5, what="closed connections no longer counted")
     finally:
         server.stop()
         sock.close()
