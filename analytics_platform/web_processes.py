@@ -3,7 +3,9 @@
 One daphne runs each request's Python under one GIL: at full ingest load a 2-core machine sat 15-20 % idle with
 one process and 5-9 % with two (docs/ingestion.md). So `python manage.py serve` binds the socket itself and
 starts `--processes` daphne children (default: WEB_PROCESSES, else the cores this process may use) that each
-adopt it with `daphne --fd`; the kernel hands each new connection to whichever child accepts it first.
+adopt it with daphne's `--fd`. The kernel hands each new connection to whichever child accepts it first; the
+children (analytics_platform.web_child) publish their open connections in a file beside the metrics (below)
+and leave a waiting connection to a child that holds fewer, so a few agents connecting at once split evenly.
 
 Nothing a request needs lives only in one process: sessions, caches, channel groups, change events and rate
 limits are in PostgreSQL or Redis, and the in-process caches (write keys, source settings, series ids) expire
