@@ -6,10 +6,12 @@ takes it first. Agents and proxies keep a handful of long-lived connections open
 at once, when every process is idle: one process could end up with three of four and a core of its own to spare
 (docs/ingestion.md measured 3:1 splits half of the time). So each child publishes how many connections it holds
 in its slot of a small file that `serve` shares between them (WEB_CONNECTIONS_FILE, WEB_PROCESS_SLOT,
-WEB_PROCESS_COUNT), accepts one connection at a time, and, while it holds more than another process, leaves a
-waiting connection to that one: it stops reading the socket for RECHECK_SECONDS and looks again. It never waits
-longer than HOLD_SECONDS for one connection, so a process that is stopped or busy cannot keep new connections
-waiting; the slot of a process that is starting or has died reads as full (serve writes it so), so none waits for it.
+WEB_PROCESS_COUNT): one more when its port makes the transport of a new connection, one less when that transport
+is lost, however the connection ends. It accepts one connection at a time, and, while it holds more than another
+process, leaves a waiting connection to that one: it stops reading the socket for RECHECK_SECONDS and looks again.
+It never waits longer than HOLD_SECONDS for one connection, so a process that is stopped or busy cannot keep new
+connections waiting; the slot of a process that is starting or has died reads as full (serve writes it so), so
+none waits for it.
 
 Run as `python -m analytics_platform.web_child` with daphne's arguments; without the variables it is plain daphne.
 """
@@ -18,13 +20,13 @@ from __future__ import annotations
 
 import mmap
 import os
+import select
 import time
-import weakref
 from pathlib import Path
 
 from daphne.cli import CommandLineInterface
 from daphne.server import Server  # installs daphne's asyncio reactor: import twisted's reactor after it
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 
 from analytics_platform.web_processes import (
     CONNECTIONS_FILE_VARIABLE,
@@ -35,8 +37,6 @@ from analytics_platform.web_processes import (
 
 RECHECK_SECONDS = 0.002
 HOLD_SECONDS = 0.05
-# Connections close without passing through the port: the count is also refreshed this often.
-REFRESH_SECONDS = 0.25
 _SLOT = CONNECTIONS_SLOT
 
 
@@ -49,28 +49,31 @@ class ConnectionBalance:
         self.others = [other for other in range(count) if other != slot]
         with open(path, "r+b") as handle:
             self.shared = mmap.mmap(handle.fileno(), _SLOT.size * count)
-        self.transports: weakref.WeakSet = weakref.WeakSet()
+        self.held = 0  # open connections: one more when a transport is made, one less when it is lost
         self.held_since: float | None = None
-        self.last_hold = 0.0
         self.accept = port.doRead
-        self.make_transport = port.transport
 
     def install(self) -> None:
-        self.port.transport = self._transport
+        balance = self
+
+        class CountedTransport(self.port.transport):  # the port makes one per accepted connection
+            def __init__(self, *args, **kwargs) -> None:
+                super().__init__(*args, **kwargs)
+                balance.change(1)
+
+            def connectionLost(self, reason) -> None:  # once per connection, however it ends
+                try:
+                    super().connectionLost(reason)
+                finally:
+                    balance.change(-1)
+
+        self.port.transport = CountedTransport
         self.port.doRead = self._do_read
-        self.publish()
-        task.LoopingCall(self.publish).start(REFRESH_SECONDS, now=False)
+        self.change(0)
 
-    def _transport(self, *args):
-        transport = self.make_transport(*args)
-        self.transports.add(transport)
-        return transport
-
-    def publish(self) -> int:
-        """Count the open connections (closed transports are no longer `connected`) and publish the count."""
-        held = sum(1 for transport in list(self.transports) if transport.connected)
-        _SLOT.pack_into(self.shared, self.slot * _SLOT.size, held)
-        return held
+    def change(self, by: int) -> None:
+        self.held += by
+        _SLOT.pack_into(self.shared, self.slot * _SLOT.size, self.held)
 
     def _fewest_elsewhere(self) -> int:
         return min(_SLOT.unpack_from(self.shared, other * _SLOT.size)[0] for other in self.others)
@@ -78,24 +81,25 @@ class ConnectionBalance:
     def _do_read(self) -> None:
         """The socket has a connection waiting: take it, unless a process holding fewer should, for a while."""
         now = time.monotonic()
-        if self.held_since is not None and now - self.last_hold > 4 * RECHECK_SECONDS:
-            self.held_since = None  # the connection held back last time was taken elsewhere: this is a new one
-        if self.others and self.publish() > self._fewest_elsewhere():
+        if self.others and self.held > self._fewest_elsewhere():
             if self.held_since is None:
                 self.held_since = now
             if now - self.held_since < HOLD_SECONDS:
-                self.last_hold = now
                 self.port.stopReading()
                 reactor.callLater(RECHECK_SECONDS, self._resume)
                 return
         self.held_since = None
         self.port.numberAccepts = 1  # one at a time, so that the count is published between two accepts
         self.accept()
-        self.publish()
 
     def _resume(self) -> None:
-        if self.port.connected and not self.port.disconnecting:
-            self.port.startReading()
+        if not self.port.connected or self.port.disconnecting:
+            return
+        poller = select.poll()
+        poller.register(self.port.fileno(), select.POLLIN)
+        if not poller.poll(0):
+            self.held_since = None  # another process took the connection held back: the next one starts afresh
+        self.port.startReading()
 
 
 class BalancingServer(Server):

@@ -194,6 +194,16 @@ def test_connections_opened_at_once_are_split_evenly_between_the_processes():
             for client in clients:
                 client.close()
             wait_for(lambda: server.connections() == [0, 0], timeout=5, what="closed connections no longer counted")
+        # A stopped process holds fewer connections but takes none: the other stops waiting for it and takes them.
+        stopped, running = server.pids()
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+            wait_for(lambda: _established([running], port) == [3], timeout=5, what="the running process taking all")
+            for client in clients:
+                client.close()
+        finally:
+            os.kill(stopped, signal.SIGCONT)
     finally:
         server.stop()
         sock.close()
