@@ -28,6 +28,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from apps.ingestion.last_lookups import LastLookups
 from apps.ingestion.validation import _CACHE_LIMIT, LabelSet, RecordValidator, SeriesLocalKey, _Reject
 from apps.storage.columns import PointColumns, time_micros
 
@@ -46,11 +47,8 @@ _checked_label_sets: weakref.WeakKeyDictionary[RecordValidator, dict[tuple[tuple
 _shapes: weakref.WeakKeyDictionary[RecordValidator, tuple[tuple[str, ...], msgspec.json.Decoder]] = (
     weakref.WeakKeyDictionary()
 )
-# Per validator, the last batch's (label names and measures, the series ids dict looked in, distinct label
-# combinations, each measure's series id per combination): see _series_columns.
-_last_lookups: weakref.WeakKeyDictionary[RecordValidator, tuple[tuple, dict, pa.StringArray, list[pa.Int32Array]]] = (
-    weakref.WeakKeyDictionary()
-)
+# Each measure's series id per distinct label combination of the last batch: see _series_columns.
+_last_lookups: LastLookups[list[pa.Int32Array]] = LastLookups()
 
 
 def json_columns(
@@ -231,9 +229,8 @@ def _series_columns(
 ) -> list[pa.Array] | None:
     """Each measure's series id for every record; None if a label combination is refused or a series is unknown.
 
-    Ids are looked up once per distinct label combination. An agent's next batch mostly holds the same
-    combinations in the same order as its last one: then the last batch's lookups are taken again whole, if they
-    came from the same ids (a stored series keeps its id, and a validator judges a combination alike every time).
+    Ids are looked up once per distinct label combination, or not at all when the combinations are the last
+    batch's, in the same order (apps/ingestion/last_lookups.py).
     """
     if not labels:
         codes, combinations = pa.array([0] * rows, pa.int32()), pa.array([""], pa.string())
@@ -241,12 +238,9 @@ def _series_columns(
         texts = [columns[name] for name in labels]
         encoded = pc.dictionary_encode(pc.binary_join_element_wise(*texts, _SEPARATOR) if len(texts) > 1 else texts[0])
         codes, combinations = encoded.indices, encoded.dictionary
-    shape = (tuple(labels), tuple(measures))
-    last = _last_lookups.get(validator)
-    if last is not None and last[0] == shape and last[1] is series_ids and last[2].equals(combinations):
-        lookups = last[3]
-    else:
-        sets = _label_sets(combinations, shape[0], validator)
+
+    def look_up() -> list[pa.Int32Array] | None:
+        sets = _label_sets(combinations, tuple(labels), validator)
         if sets is None:
             return None
         lookups = []
@@ -255,8 +249,12 @@ def _series_columns(
             if None in lookup:
                 return None  # a series not stored yet: the record path creates it (within the source's limit)
             lookups.append(pa.array(lookup, pa.int32()))
-        _last_lookups[validator] = (shape, series_ids, combinations, lookups)
-    return [pc.take(lookup, codes) for lookup in lookups]
+        return lookups
+
+    lookups = _last_lookups.reuse_or_build(
+        validator, shape=(tuple(labels), tuple(measures)), ids=series_ids, distinct=combinations, build=look_up
+    )
+    return None if lookups is None else [pc.take(lookup, codes) for lookup in lookups]
 
 
 def _label_sets(combinations: pa.StringArray, names: tuple[str, ...], validator: RecordValidator):

@@ -14,13 +14,13 @@ words errors. tests/ingestion/test_line_protocol_columnar.py checks the two path
 
 from __future__ import annotations
 
-import weakref
 from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from apps.ingestion.last_lookups import LastLookups
 from apps.ingestion.line_protocol_fast import SKIPPED, LineCache
 from apps.ingestion.parsers.line_protocol import PRECISION_NS, TIME_NS_MAX
 from apps.ingestion.validation import RecordValidator, _Reject
@@ -40,11 +40,8 @@ _CONVERT = pa_csv.ConvertOptions(
 )
 # Bodies smaller than this take the line-by-line path: Arrow's fixed cost per call outweighs its gain.
 MIN_LINES = 64
-# Per validator, the last one-field body's (field name, the cache looked in, distinct series keys, series id per
-# key): see _series_ids.
-_last_lookups: weakref.WeakKeyDictionary[RecordValidator, tuple[str, LineCache, pa.StringArray, pa.Int32Array]] = (
-    weakref.WeakKeyDictionary()
-)
+# The series id per distinct series key of the last one-field body: see _series_ids.
+_last_lookups: LastLookups[pa.Int32Array] = LastLookups()
 
 
 def line_protocol_columns(
@@ -107,23 +104,22 @@ def _micros(stamps: pa.StringArray, precision: str, validator: RecordValidator, 
 def _series_ids(keys: pa.StringArray, names: pa.StringArray, cache: LineCache, validator: RecordValidator):
     """The series id of every line from the cache, looked up once per (series key, field); None if any is unknown.
 
-    With one field name in the body, an agent's next batch mostly holds the same series keys in the same order as
-    its last one: then the last batch's lookups are taken again whole, if they came from the same cache (whose
-    entries hold the same id for a key for as long as it lives, and which is replaced with the validator).
+    With one field name in the body, not at all when the series keys are the last body's, in the same order
+    (apps/ingestion/last_lookups.py; the cache's entries hold the same id for a key for as long as it lives).
     """
     key_codes, name_codes = pc.dictionary_encode(keys), pc.dictionary_encode(names)
     name_texts = name_codes.dictionary.to_pylist()
     width = len(name_texts)
     if width == 1:  # one field name in the whole body, the common case: every key in the dictionary is used
-        last = _last_lookups.get(validator)
-        if last is not None and last[0] == name_texts[0] and last[1] is cache and last[2].equals(key_codes.dictionary):
-            return pc.take(last[3], key_codes.indices)
-        ids = [_stored_id(cache.get((key, name_texts[0]))) for key in key_codes.dictionary.to_pylist()]
-        if None in ids:
-            return None
-        lookup = pa.array(ids, pa.int32())
-        _last_lookups[validator] = (name_texts[0], cache, key_codes.dictionary, lookup)
-        return pc.take(lookup, key_codes.indices)
+
+        def look_up() -> pa.Int32Array | None:
+            ids = [_stored_id(cache.get((key, name_texts[0]))) for key in key_codes.dictionary.to_pylist()]
+            return None if None in ids else pa.array(ids, pa.int32())
+
+        lookup = _last_lookups.reuse_or_build(
+            validator, shape=name_texts[0], ids=cache, distinct=key_codes.dictionary, build=look_up
+        )
+        return None if lookup is None else pc.take(lookup, key_codes.indices)
     key_texts = key_codes.dictionary.to_pylist()
     pairs = pc.add(pc.multiply(pc.cast(key_codes.indices, pa.int32()), width), pc.cast(name_codes.indices, pa.int32()))
     lookup: list[int] = [0] * (len(key_texts) * width)

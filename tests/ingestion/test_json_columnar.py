@@ -178,16 +178,16 @@ def test_the_last_batch_lookups_serve_only_the_same_combinations_from_the_same_i
     validator, series_ids = infer_validator(), _series_ids()
     first = _records(90)
     assert _taken_as_the_record_path_stores(json.dumps(first).encode(), validator, series_ids)
-    remembered = json_columnar._last_lookups[validator][3]
+    remembered = json_columnar._last_lookups.last(validator)
     # The first 30 records hold every combination in the same order; the other 60 follow in another order.
     shuffled = first[:30] + first[30:][::-1]
     assert _taken_as_the_record_path_stores(json.dumps(shuffled).encode(), validator, series_ids)
-    assert json_columnar._last_lookups[validator][3] is remembered  # taken again, and right for these records
+    assert json_columnar._last_lookups.last(validator) is remembered  # taken again, and right for these records
     # The same combinations first seen in another order, or ids from another dict: looked up again.
     assert _taken_as_the_record_path_stores(json.dumps(first[::-1]).encode(), validator, series_ids)
     other = {key: series_id + 500 for key, series_id in series_ids.items()}
     assert _taken_as_the_record_path_stores(json.dumps(first[::-1]).encode(), validator, other)
-    assert json_columnar._last_lookups[validator][3] is not remembered
+    assert json_columnar._last_lookups.last(validator) is not remembered
 
 
 def test_a_body_of_the_remembered_shape_is_decoded_without_orjson_and_another_shape_with_it(monkeypatch):

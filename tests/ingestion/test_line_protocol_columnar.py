@@ -109,15 +109,15 @@ def test_the_last_body_lookups_serve_only_the_same_series_keys_from_the_same_cac
 
     first = _plain_lines(120)
     assert columns_match(first, cache)
-    remembered = line_protocol_columnar._last_lookups[validator][3]
+    remembered = line_protocol_columnar._last_lookups.last(validator)
     # The first 40 lines hold every key in the same order; the other 80 follow in another order.
     assert columns_match(first[:40] + first[40:][::-1], cache)
-    assert line_protocol_columnar._last_lookups[validator][3] is remembered
+    assert line_protocol_columnar._last_lookups.last(validator) is remembered
     # The same keys first seen in another order, or another cache: looked up again.
     assert columns_match(first[::-1], cache)
     other = {key: (entry[0] + 500, None) for key, entry in cache.items() if entry and entry[1] is None}
     assert columns_match(first[::-1], other)
-    assert line_protocol_columnar._last_lookups[validator][3] is not remembered
+    assert line_protocol_columnar._last_lookups.last(validator) is not remembered
 
 
 def test_small_bodies_and_unknown_series_decline():
