@@ -5,8 +5,8 @@ Every child of `serve` waits in accept() on the same socket, and the kernel give
 takes it first. Agents and proxies keep a handful of long-lived connections open, and they tend to connect all
 at once, when every process is idle: one process could end up with three of four and a core of its own to spare
 (docs/ingestion.md measured 3:1 splits half of the time). So each child publishes how many connections it holds
-in its slot of a small file that `serve` shares between them (WEB_CONNECTIONS_FILE, WEB_PROCESS_SLOT,
-WEB_PROCESS_COUNT): one more when its port makes the transport of a new connection, one less when that transport
+in its slot of a small file that `serve` shares between them, one slot per process (WEB_CONNECTIONS_FILE,
+WEB_PROCESS_SLOT): one more when its port makes the transport of a new connection, one less when that transport
 is lost, however the connection ends. It accepts one connection at a time, and, while it holds more than another
 process, leaves a waiting connection to that one: it stops reading the socket for RECHECK_SECONDS and looks again.
 It never waits longer than HOLD_SECONDS for one connection, so a process that is stopped or busy cannot keep new
@@ -31,24 +31,22 @@ from twisted.internet import reactor
 from analytics_platform.web_processes import (
     CONNECTIONS_FILE_VARIABLE,
     CONNECTIONS_SLOT,
-    COUNT_VARIABLE,
     SLOT_VARIABLE,
 )
 
 RECHECK_SECONDS = 0.002
 HOLD_SECONDS = 0.05
-_SLOT = CONNECTIONS_SLOT
 
 
 class ConnectionBalance:
     """Publish this process's open connections and hold back accepting while a sibling process holds fewer."""
 
-    def __init__(self, port, *, path: Path, slot: int, count: int) -> None:
+    def __init__(self, port, *, path: Path, slot: int) -> None:
         self.port = port
         self.slot = slot
-        self.others = [other for other in range(count) if other != slot]
         with open(path, "r+b") as handle:
-            self.shared = mmap.mmap(handle.fileno(), _SLOT.size * count)
+            self.shared = mmap.mmap(handle.fileno(), 0)  # the whole file: one slot per process
+        self.others = [other for other in range(len(self.shared) // CONNECTIONS_SLOT.size) if other != slot]
         self.held = 0  # open connections: one more when a transport is made, one less when it is lost
         self.held_since: float | None = None
         self.accept = port.doRead
@@ -73,10 +71,10 @@ class ConnectionBalance:
 
     def change(self, by: int) -> None:
         self.held += by
-        _SLOT.pack_into(self.shared, self.slot * _SLOT.size, self.held)
+        CONNECTIONS_SLOT.pack_into(self.shared, self.slot * CONNECTIONS_SLOT.size, self.held)
 
     def _fewest_elsewhere(self) -> int:
-        return min(_SLOT.unpack_from(self.shared, other * _SLOT.size)[0] for other in self.others)
+        return min(CONNECTIONS_SLOT.unpack_from(self.shared, other * CONNECTIONS_SLOT.size)[0] for other in self.others)
 
     def _do_read(self) -> None:
         """The socket has a connection waiting: take it, unless a process holding fewer should, for a while."""
@@ -109,9 +107,7 @@ class BalancingServer(Server):
         super().listen_success(port)
         path = os.environ.get(CONNECTIONS_FILE_VARIABLE)
         if path and hasattr(port, "numberAccepts"):
-            ConnectionBalance(
-                port, path=Path(path), slot=int(os.environ[SLOT_VARIABLE]), count=int(os.environ[COUNT_VARIABLE])
-            ).install()
+            ConnectionBalance(port, path=Path(path), slot=int(os.environ[SLOT_VARIABLE])).install()
 
 
 def main() -> None:

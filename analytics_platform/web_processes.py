@@ -41,7 +41,6 @@ ASGI_APPLICATION = "analytics_platform.asgi:application"
 # How the children balance connections (analytics_platform.web_child): a file of one count per process.
 CONNECTIONS_FILE_VARIABLE = "WEB_CONNECTIONS_FILE"
 SLOT_VARIABLE = "WEB_PROCESS_SLOT"
-COUNT_VARIABLE = "WEB_PROCESS_COUNT"
 CONNECTIONS_SLOT = struct.Struct("<I")  # one unsigned 32-bit count of open connections per process
 CONNECTIONS_FULL = 2**32 - 1  # the slot of a process that is not accepting (starting, or dead)
 # A child that lived shorter than this counts as dying young: the next start waits twice as long as the last.
@@ -130,10 +129,7 @@ class WebProcesses:
         fd = self.sock.fileno()
         environment = {**self.environment, "PROMETHEUS_MULTIPROC_DIR": str(self._metrics_directory)}
         if self.count > 1:
-            environment.update({
-                CONNECTIONS_FILE_VARIABLE: str(self.connections_file), SLOT_VARIABLE: str(slot),
-                COUNT_VARIABLE: str(self.count),
-            })  # fmt: skip
+            environment.update({CONNECTIONS_FILE_VARIABLE: str(self.connections_file), SLOT_VARIABLE: str(slot)})
         process = subprocess.Popen(  # noqa: S603 (our own interpreter running daphne with fixed arguments)
             [sys.executable, "-m", "analytics_platform.web_child", "--fd", str(fd), *self.daphne_arguments,
              ASGI_APPLICATION],
