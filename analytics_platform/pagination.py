@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
@@ -54,3 +55,12 @@ class StrictLimitOffsetPagination(LimitOffsetPagination):
                 "schema": {"type": "integer", "minimum": 0},
             },
         ]
+
+
+class WholeNumberQueryField(serializers.IntegerField):
+    """An integer query parameter written as digits (DRF's IntegerField also takes "5.0" and " 5")."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and not (data.isascii() and data.lstrip("-").isdigit() and data.count("-") <= 1):
+            self.fail("invalid")
+        return super().to_internal_value(data)

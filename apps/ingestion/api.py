@@ -84,8 +84,11 @@ class SourceIngestView(_IngestView):
         ),
         request={
             "application/json": {
-                "oneOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}],
-                "description": "An array of records, or one record.",
+                "description": "An array of records, or one record; lines of JSON objects are read as NDJSON, and "
+                "an empty body stores nothing. A record is an object of fields: an array item that is not is "
+                "refused as that record (and kept in the dead-letter store), like any bad record; a body that is "
+                "none of these is refused whole (400, and kept in the dead-letter store).",
+                "example": [{"time": "2026-01-01T00:00:00Z", "device": "d1", "temperature": 21.5}],
             },
             "application/x-ndjson": OpenApiTypes.STR,
         },

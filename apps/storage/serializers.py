@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from analytics_platform.pagination import WholeNumberQueryField
 from apps.storage.models import Series
 from apps.storage.query.spec import AGGREGATIONS, FILL_MODES, MAX_LIMIT, PERCENTILES, RAW
 from apps.storage.services import LABEL_NAME_MAX_LENGTH, LABEL_VALUE_MAX_LENGTH, METRIC_MAX_LENGTH
@@ -114,14 +115,14 @@ def series_label_filters(query_params) -> dict[str, str]:
 class PickerPageSerializer(serializers.Serializer):
     """A page of picker values: `limit` and `offset` as in lists."""
 
-    limit = serializers.IntegerField(
+    limit = WholeNumberQueryField(
         required=False,
         default=PICKER_DEFAULT_LIMIT,
         min_value=1,
         max_value=PICKER_MAX_LIMIT,
         help_text=f"Most values to answer (default {PICKER_DEFAULT_LIMIT:,}); `truncated` says when more exist.",
     )
-    offset = serializers.IntegerField(
+    offset = WholeNumberQueryField(
         required=False, default=0, min_value=0, help_text="Values to skip, to read the next page."
     )
 
