@@ -167,7 +167,7 @@ def test_an_upload_without_a_file_says_which_field(editor, settings, tmp_path):
         ({"title": "Pl\x00ant"}, "title"),
         ({"folder": "Ops\x00"}, "folder"),
         ({"tags": ["ok", "fac\x00tory"]}, "tags[1]"),
-        ({"panels": [{"key": "p1", "type": "text", "title": "a\x00", "options": {"markdown": "x"}}]}, "panels[0].title"),
+        ({"panels": [{"key": "p1", "type": "text", "title": "a\x00"}]}, "panels[0].title"),
     ],
 )
 def test_a_nul_character_in_a_dashboard_document_is_400_naming_its_path(editor, change, field):
