@@ -177,9 +177,7 @@ def test_a_nul_character_in_a_dashboard_document_is_400_naming_its_path(editor, 
     _shape(client.post("/api/v1/dashboards/", {**dashboard_document(), **change}), 400, field=field, code="invalid")
     created = client.post("/api/v1/dashboards/", dashboard_document())
     assert created.status_code == 201, created.content
-    saved = client.put(
-        f"/api/v1/dashboards/{created.json()['uid']}/", {"document": {**dashboard_document(), **change}}
-    )
+    saved = client.put(f"/api/v1/dashboards/{created.json()['uid']}/", {"document": {**dashboard_document(), **change}})
     _shape(saved, 400, field=field, code="invalid")
 
 
