@@ -149,3 +149,13 @@ def test_the_label_values_picker_says_when_it_truncates(editor, plant):
     assert (len(page["values"]), page["truncated"]) == (1_000, True)
     rest = client.get("/api/v1/series/label-values", {"label": "device", "metric": "load", "offset": 1_000}).json()
     assert (len(rest["values"]), rest["truncated"]) == (200, False)
+
+
+def test_a_sum_that_overflows_is_400_naming_the_aggregation(editor, plant):
+    series_id = series_create(source=plant, metric="huge", device="d1")
+    moment = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+    # A minute apiece: each minute's own sum is finite; the hour's is not.
+    points_store(series_id, [(moment, 1.7e308), (moment + timedelta(minutes=1), 1.7e308)])
+    body = {"metric": "huge", "aggregation": "sum", "bucket": "1h", "start": "-2h"}
+    refused = _refused(api_client_for(editor).post("/api/v1/query", body), "aggregation")
+    assert "overflows" in refused["detail"]

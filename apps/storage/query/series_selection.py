@@ -23,7 +23,9 @@ from apps.storage.query.spec import QuerySpec, QuerySpecError
 
 logger = logging.getLogger(__name__)
 
-INVALID_REGULAR_EXPRESSION = "2201B"  # PostgreSQL's SQLSTATE
+# PostgreSQL's SQLSTATEs for what a query's values can make it refuse.
+INVALID_REGULAR_EXPRESSION = "2201B"
+NUMERIC_VALUE_OUT_OF_RANGE = "22003"
 
 
 @dataclass(frozen=True)
@@ -114,16 +116,21 @@ def series_plans_clear() -> None:
 
 
 def refused_filter(error: DataError, spec: QuerySpec) -> QuerySpecError:
-    """The client's error for a value PostgreSQL refused, naming the filter; the database's text (which may quote
-    the statement) is logged, never sent."""
+    """The client's error for a query PostgreSQL refused, naming what to change; the database's text (which may
+    quote the statement) is logged, never sent."""
     logger.warning("query refused by the database: %s", error)
     cause = error.__cause__
+    sqlstate = getattr(cause, "sqlstate", None)
     regexes = [item for item in spec.filters if item.operator == "regex"]
-    if getattr(cause, "sqlstate", None) == INVALID_REGULAR_EXPRESSION and regexes:
+    if sqlstate == INVALID_REGULAR_EXPRESSION and regexes:
         primary = getattr(getattr(cause, "diag", None), "message_primary", None) or "invalid regular expression"
         return QuerySpecError(
             f"filters.{regexes[0].label}",
             f"PostgreSQL cannot use this regular expression ({primary}); it takes POSIX regular expressions.",
+        )
+    if sqlstate == NUMERIC_VALUE_OUT_OF_RANGE:
+        return QuerySpecError(
+            "aggregation", "the result overflows a double-precision number; use another aggregation or a shorter range."
         )
     return QuerySpecError("filters", "the database cannot compare a filter value; check the filters' values.")
 
