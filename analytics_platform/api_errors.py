@@ -3,8 +3,9 @@
 - `api_exception_handler` (DRF's EXCEPTION_HANDLER): validation errors name their field (nested ones by JSON path,
   e.g. document.panels[1].grid), authentication, permission, not found, method, media type, parse and throttling
   errors keep DRF's status, headers and code. A value the database refuses (DataError: a NUL character, a number
-  out of range) is the client's: 400. Other database errors are the server's: 503 when the database cannot be
-  reached, 500 otherwise. Either way the database's own text, which may quote SQL, is logged and never sent.
+  out of range; or text psycopg cannot encode, a lone surrogate) is the client's: 400. Other database errors are
+  the server's: 503 when the database cannot be reached, 500 otherwise. Either way the database's own text,
+  which may quote SQL, is logged and never sent.
 - `ApiErrorsMiddleware`: Django's own error pages for paths under /api/ (an unknown URL, a request Django could not
   read, a server error, DEBUG's technical pages included) become the same JSON, with the same status.
 - `error_view_404` and `error_view_500` (urls.py's handler404/handler500): the same for anything answered outside
@@ -36,8 +37,8 @@ logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 INVALID_VALUE_MESSAGE = (
-    "a value in the request cannot be stored or compared (for example text with a NUL character, or a number out "
-    "of range); nothing was changed."
+    "a value in the request cannot be stored or compared (for example text with a NUL character or a lone "
+    "surrogate, or a number out of range); nothing was changed."
 )
 _DATABASE_ERRORS = {
     # exception class: (status, code, message); the first that matches wins.
@@ -113,6 +114,10 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         return Response(error_body(message=exc.message, field=exc.field, code=exc.code), status=exc.status)
     if isinstance(exc, DatabaseError):
         return _database_error(exc, context)
+    if isinstance(exc, UnicodeEncodeError):  # psycopg's answer to a lone surrogate sent as a query parameter
+        logger.warning("text the database cannot hold reached it: %s", exc)
+        set_rollback()
+        return Response(error_body(message=INVALID_VALUE_MESSAGE, field=None, code="invalid_value"), status=400)
     if not isinstance(exc, exceptions.APIException):
         return None
     headers = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -19,12 +20,24 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", help="Benchmarks to run (default: all).")
-    parser.add_argument("--quick", action="store_true", help="Fewer iterations, for a smoke run.")
+    parser.add_argument("--quick", action="store_true", help="Fewer iterations: a rough measurement.")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="Each stage once at the smallest size: shows they run, measures nothing.",
+    )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="Where the JSON results go.")
     arguments = parser.parse_args()
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    unknown = [name for name in arguments.names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    if arguments.smoke:
+        os.environ["BENCH_SMOKE"] = "1"  # read by each benchmark and by their child processes
+    results_dir: Path = arguments.results_dir
+    results_dir.mkdir(parents=True, exist_ok=True)
     for name in arguments.names or list(BENCHMARKS):
         started = time.time()
-        result = BENCHMARKS[name](quick=arguments.quick)
+        result = BENCHMARKS[name](quick=arguments.quick or arguments.smoke)
         document = {
             "benchmark": name,
             "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
@@ -33,16 +46,16 @@ def main() -> int:
             "result": result,
         }
         stamp = datetime.fromtimestamp(started, UTC).strftime("%Y%m%dT%H%M%SZ")
-        for path in (RESULTS_DIR / f"{name}-{stamp}.json", RESULTS_DIR / f"{name}-latest.json"):
+        if arguments.smoke:
+            document["smoke"] = True
+        for path in (results_dir / f"{name}-{stamp}.json", results_dir / f"{name}-latest.json"):
             path.write_text(json.dumps(document, indent=2) + "\n")
         print(json.dumps(document["result"], indent=2))
-        print(f"wrote {RESULTS_DIR / f'{name}-latest.json'}")
+        print(f"wrote {results_dir / f'{name}-latest.json'}")
     return 0
 
 
 def _cpus() -> int:
-    import os
-
     return os.cpu_count() or 0
 
 

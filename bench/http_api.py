@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+from bench import smoke
 from bench.django_server import REPO_ROOT, manage, prod_environment
 
 BENCH_DATABASE = "analytics_bench"
@@ -103,7 +104,7 @@ def run(*, quick: bool = False) -> dict:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    count = 200 if quick else 2000
+    count = 20 if smoke() else 200 if quick else 2000
     try:
         _wait_listening(port, process)
         cases = {
@@ -112,7 +113,7 @@ def run(*, quick: bool = False) -> dict:
             "healthz": ("/healthz", {}),
         }
         for path, headers in cases.values():
-            _measure(port, path, headers, 50)  # warm-up: connections, caches
+            _measure(port, path, headers, 5 if smoke() else 50)  # warm-up: connections, caches
         results = {}
         # Interleave rounds so machine noise hits every case alike.
         rounds = {name: [] for name in cases}
@@ -121,7 +122,7 @@ def run(*, quick: bool = False) -> dict:
                 rounds[name].extend(_measure(port, path, headers, count // 5))
         for name, latencies in rounds.items():
             results[name] = _summary(latencies)
-        seconds = 3.0 if quick else 10.0
+        seconds = 0.5 if smoke() else 3.0 if quick else 10.0
         results["me_token"]["throughput_8_clients_rps"] = round(
             _throughput(port, *cases["me_token"], clients=8, seconds=seconds), 1
         )

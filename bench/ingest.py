@@ -28,6 +28,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench import smoke
 from bench.django_server import REPO_ROOT, manage, prod_environment
 from bench.influx import Influx, InfluxUnavailable, process_cpu_seconds
 
@@ -436,7 +437,7 @@ def run(*, quick: bool = False) -> dict:
     (our line protocol, our JSON, InfluxDB, then again), both servers up throughout; each ratio is the median
     of the rounds' ratios, every round's figures are kept.
     """
-    batches = 40 if quick else 300
+    batches = 4 if smoke() else 40 if quick else 300
     rounds = 2 if quick else 5
     per_round = batches // rounds
     clients = int(os.environ.get("BENCH_INGEST_CLIENTS", "4"))

@@ -11,9 +11,10 @@ subscribes to the raw probe series, so each arrival gives the time from the star
 (the batch is committed as one transaction, so all its points share it) to the data message in the client.
 A second phase sends batches as fast as the server takes them (saturation) and counts delivered messages.
 
-Production setup: daphne with prod settings (BENCH_LIVE_WEB_PROCESSES, default 1; clients and ingest spread
-over them round-robin as a load balancer would, or with BENCH_LIVE_SPLIT=1 ingest on the first process and
-WebSockets on the rest), own database, Redis db 9. BENCH_LIVE_DASHBOARDS=0 leaves
+Production setup: `manage.py serve` with prod settings (BENCH_LIVE_WEB_PROCESSES daphne processes on one port,
+default 1, sharing clients and ingest as the kernel and serve's balance split them; with BENCH_LIVE_SPLIT=1 one
+`serve` of one process takes the ingest calls and a second `serve` with the rest holds the WebSockets), own
+database, Redis db 9. BENCH_LIVE_DASHBOARDS=0 leaves
 the dashboard panels out (probe and per-client device panels only), to separate the fan-out from the engine.
 """
 
@@ -30,10 +31,12 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import websockets
 
+from bench import smoke
 from bench.django_server import manage, prod_environment
 from bench.influx import process_cpu_seconds
 from bench.ingest import _database_cpu_seconds, _start_web
@@ -294,7 +297,7 @@ def _phase(clients: Clients, ingest: Ingest, start: float, end: float) -> dict:
 
 
 async def _scenario(*, ports: list[int], token: str, ingest: Ingest, paced_seconds: float, flat_seconds: float,
-                    servers: list) -> dict:  # fmt: skip
+                    servers: list[WebServer]) -> dict:  # fmt: skip
     clients = Clients(ports=ports, token=token, ingest=ingest)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -315,7 +318,7 @@ async def _scenario(*, ports: list[int], token: str, ingest: Ingest, paced_secon
             await asyncio.sleep(0.1)
         await warmup
         _log(f"{clients.ready} clients subscribed; paced phase {paced_seconds:.0f} s")
-        cpu = [process_cpu_seconds(process.pid) for process, _ in servers]
+        cpu = [process_cpu_seconds(pid) for server in servers for pid in server.pids]
         database_cpu = _database_cpu_seconds(BENCH_DATABASE)
         points_before, durations_before = ingest.points, len(ingest.durations)
         delivered_before = clients.points
@@ -327,7 +330,7 @@ async def _scenario(*, ports: list[int], token: str, ingest: Ingest, paced_secon
         paced["ingested_points_per_second"] = round((ingest.points - points_before) / (end - 1.0 - start))
         paced["ingest_call_ms"] = _percentiles(ingest.durations[durations_before:])
         paced["delivered_points_per_second"] = round((clients.points - delivered_before) / (end - 1.0 - start))
-        web_cpu = sum(process_cpu_seconds(process.pid) for process, _ in servers) - sum(cpu)
+        web_cpu = sum(process_cpu_seconds(pid) for server in servers for pid in server.pids) - sum(cpu)
         paced["web_cpu_seconds_per_second"] = round(web_cpu / (end - start), 2)
         paced["postgres_cpu_seconds_per_second"] = round(
             (_database_cpu_seconds(BENCH_DATABASE) - database_cpu) / (end - start), 2
@@ -363,29 +366,51 @@ async def _scenario(*, ports: list[int], token: str, ingest: Ingest, paced_secon
     return result
 
 
+@dataclass(frozen=True)
+class WebServer:
+    """One `manage.py serve`: its launcher, the port its daphne children share, and their pids (for CPU)."""
+
+    launcher: subprocess.Popen
+    port: int
+    pids: list[int]
+
+
+def _servers_start(environment: dict[str, str], processes: int, *, split: bool) -> list[WebServer]:
+    """One `serve` with every process, or (split) one of one process for ingest and one with the rest."""
+    counts = [1, processes - 1] if split else [processes]
+    servers: list[WebServer] = []
+    try:
+        for count in counts:
+            servers.append(WebServer(*_start_web(environment, count)))
+    except BaseException:
+        for server in servers:
+            server.launcher.terminate()
+        raise
+    return servers
+
+
 def run(*, quick: bool = False) -> dict:
     """Probe latency (ingest call -> WebSocket message) at 10,000 points/s with 40 clients, then saturation."""
     web_processes = int(os.environ.get("BENCH_LIVE_WEB_PROCESSES", "1"))
-    paced_seconds = 15.0 if quick else 60.0
-    flat_seconds = 5.0 if quick else 20.0
+    paced_seconds = 2.0 if smoke() else 15.0 if quick else 60.0
+    flat_seconds = 1.0 if smoke() else 5.0 if quick else 20.0
     environment = prod_environment(database=BENCH_DATABASE, redis_db=9, INGEST_MAX_IN_FLIGHT="16")
     _log("preparing database")
     token, key = _prepare(environment)
-    servers = _start_web(environment, web_processes)
-    ports = [port for _, port in servers]
-    # BENCH_LIVE_SPLIT=1 (with 2+ processes): the first process takes the ingest calls and the others hold the
-    # WebSockets, as a deployment routing /ws/ and the write API to different web processes would.
-    split = os.environ.get("BENCH_LIVE_SPLIT", "0") == "1" and len(ports) > 1
-    ingest = Ingest(ports=ports[:1] if split else ports, key=key)
+    # BENCH_LIVE_SPLIT=1 (with 2+ processes): one `serve` process takes the ingest calls and another `serve` with
+    # the rest holds the WebSockets, as a deployment routing /ws/ and the write API to different servers would.
+    split = os.environ.get("BENCH_LIVE_SPLIT", "0") == "1" and web_processes > 1
+    servers = _servers_start(environment, web_processes, split=split)
+    ingest = Ingest(ports=[servers[0].port], key=key)
     try:
         measured = asyncio.run(
-            _scenario(ports=ports[1:] if split else ports, token=token, ingest=ingest, paced_seconds=paced_seconds,
+            _scenario(ports=[servers[-1].port], token=token, ingest=ingest, paced_seconds=paced_seconds,
                       flat_seconds=flat_seconds, servers=servers)
         )  # fmt: skip
     finally:
-        for process, _ in servers:
-            process.terminate()
-            process.wait(timeout=20)
+        for server in servers:
+            server.launcher.terminate()
+            server.launcher.wait(timeout=20)
     return {
         "sensors": SENSORS,
         "batches_per_second": BATCHES_PER_SECOND,

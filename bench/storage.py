@@ -44,6 +44,7 @@ from itertools import repeat
 from operator import add
 from pathlib import Path
 
+from bench import smoke
 from bench.influx import Influx, InfluxUnavailable, process_cpu_seconds, self_cpu_seconds
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +53,7 @@ SERIES = 1_000
 FACILITIES = 5
 FULL_SECONDS = 100_000  # x 1,000 series = 100 million points (27.8 hours at 1 Hz)
 QUICK_SECONDS = 2_000  # 2 million points
+SMOKE_SECONDS = 120  # --smoke: 120,000 points, every stage once
 BATCH_SECONDS = 10  # 10,000 points per points_write / per InfluxDB request
 INFLUX_CLIENTS = 4
 SEED = 20_260_101
@@ -831,8 +833,9 @@ def _body(*, quick: bool) -> dict:
 
     fingerprint = _code_fingerprint()
 
-    seconds = int(os.environ.get("BENCH_STORAGE_SECONDS") or (QUICK_SECONDS if quick else FULL_SECONDS))
-    rounds, warmup, influx_budget = (10, 3, 10.0) if quick else (40, 5, 90.0)
+    default_seconds = SMOKE_SECONDS if smoke() else QUICK_SECONDS if quick else FULL_SECONDS
+    seconds = int(os.environ.get("BENCH_STORAGE_SECONDS") or default_seconds)
+    rounds, warmup, influx_budget = (2, 1, 2.0) if smoke() else (10, 3, 10.0) if quick else (40, 5, 90.0)
     end = datetime.now(UTC).replace(microsecond=0)
     start = end - timedelta(seconds=seconds)
     result: dict = {
@@ -882,7 +885,7 @@ def _body(*, quick: bool) -> dict:
             result["influx"] = {"version": influx.version, "config": influx.config}
             _log(f"loading the same points into {influx.version}")
             load["influx"] = _load_influx(influx, int(start.timestamp()), seconds)
-            settle = influx.settle(max_seconds=30 if quick else 600)
+            settle = influx.settle(max_seconds=5 if smoke() else 30 if quick else 600)
             result["influx"].update({"settle_seconds_after_load": round(settle, 1), "rss_bytes": influx.rss_bytes()})
             result["influx"]["disk_bytes"] = influx.data_bytes()
             load["ratio_ours_to_influx"] = {

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from apps.ingestion.events import changes_publish
 from apps.ingestion.json_columnar import json_columns
@@ -35,6 +36,7 @@ from apps.ingestion.stats import rate_limit_take, stats_record
 from apps.ingestion.validation import RecordValidator, SeriesLocalKey, ValidatedPoint, ValidationResult, record_raw
 from apps.sources.models import Source, SourceSchema
 from apps.storage.columns import PointColumns
+from apps.storage.selectors import retention_longest
 from apps.storage.services import points_write, series_count, series_key, series_resolve
 
 logger = logging.getLogger(__name__)
@@ -99,11 +101,12 @@ _targets: dict[int, IngestTarget] = {}
 _targets_lock = threading.Lock()
 
 
-def _validator_for(schema: SourceSchema) -> RecordValidator:
+def _validator_for(schema: SourceSchema, *, max_age: timedelta) -> RecordValidator:
     return RecordValidator(
         mode=schema.mode,
         definition=schema.definition,
         max_future=timedelta(seconds=settings.INGEST_MAX_FUTURE_SECONDS),
+        max_age=max_age,
     )
 
 
@@ -119,13 +122,15 @@ def ingest_target_get(*, source_id: int) -> IngestTarget:
     schema = SourceSchema.objects.filter(source_id=source_id).order_by("-version").first()
     if schema is None:
         raise IngestRefused(409, "no_schema", f"Source {source.slug!r} has no schema version; add one first.")
+    max_age = retention_longest(source=source)  # older points would be deleted at once: refused instead
     with _targets_lock:
         cached = _targets.get(source_id)
-        if cached is not None and cached.schema_id == schema.id:
+        if cached is not None and cached.schema_id == schema.id and cached.validator.max_age == max_age:
             validator, series_ids, line_cache = cached.validator, cached.series_ids, cached.line_cache
         else:
-            # A new schema version may judge known series differently: the fast path relearns them.
-            validator, series_ids, line_cache = _validator_for(schema), (cached.series_ids if cached else {}), {}
+            # A new schema version (or retention) may judge known series differently: the fast path relearns them.
+            validator = _validator_for(schema, max_age=max_age)
+            series_ids, line_cache = (cached.series_ids if cached else {}), {}
         target = IngestTarget(
             source_id=source.id,
             slug=source.slug,
@@ -215,8 +220,15 @@ def _series_limit_errors(
 
 
 def _storable(text: str) -> str:
-    """PostgreSQL text cannot hold NUL characters; keep them visible as the JSON escape \\u0000."""
-    return text.replace("\x00", "\\u0000") if "\x00" in text else text
+    """Text PostgreSQL can hold: NUL characters and lone surrogates (which a JSON escape such as "\\ud800" decodes
+    to, and UTF-8 cannot encode) are kept visible as their escapes, \\u0000 and \\ud800."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\u0000")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def dead_letter_key(
@@ -472,7 +484,18 @@ def _batch_store(
     accepted = validated.accepted_records + ready_records
     point_count = len(points) + len(ready_rows)
     if enforce_rate_limit and target.rate_limit and point_count:
-        wait = rate_limit_take(source_id=source_id, points=point_count, limit_per_second=target.rate_limit)
+        try:
+            wait = rate_limit_take(source_id=source_id, points=point_count, limit_per_second=target.rate_limit)
+        except RedisError as error:
+            # The limit is kept in Redis: without it the batch can be neither counted nor let through unchecked.
+            logger.warning("rate limiter unavailable for source %s: %s", source_id, error)
+            raise IngestRefused(
+                503,
+                "rate_limiter_unavailable",
+                f"Source {target.slug!r} has a rate limit and its counter (Redis) is unavailable; nothing was "
+                "stored. Retry shortly.",
+                retry_after=5,
+            ) from error
         if wait is not None:
             raise IngestRefused(
                 429,
@@ -654,8 +677,8 @@ def _replay_failed(
 ) -> None:
     DeadLetter.objects.filter(id=letter.id).update(
         error_code=error.code,
-        error_field=error.field or "",
-        error_message=error.message,
+        error_field=_storable(error.field or "")[:200],
+        error_message=_storable(error.message),
         replay_attempts=letter.replay_attempts + 1,
         schema_id=schema_id or letter.schema_id,
         schema_version=schema_version or letter.schema_version,

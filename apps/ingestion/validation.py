@@ -71,7 +71,9 @@ def _iso_parse(text: str) -> datetime:
 class RecordValidator:
     """Checks records against one schema version and turns them into points."""
 
-    def __init__(self, *, mode: str, definition: dict[str, Any], max_future: timedelta) -> None:
+    def __init__(
+        self, *, mode: str, definition: dict[str, Any], max_future: timedelta, max_age: timedelta | None = None
+    ) -> None:
         self.infer = mode == "infer"
         time_spec = definition["time"]
         self.time_field: str | None = time_spec["field"]
@@ -85,6 +87,7 @@ class RecordValidator:
         self.metric_with_measurement = definition["line_protocol_metric"] == "measurement.field"
         self.max_labels: int = definition["max_labels"]
         self.max_future = max_future
+        self.max_age = max_age  # points older than this (the source's longest retention) would be deleted at once
         # Validated label sets and metric names: a source repeats a few thousand of them in every batch.
         self._label_sets: dict[tuple, LabelSet] = {}
         self._metric_names: dict[tuple[str, str], str] = {}
@@ -124,6 +127,13 @@ class RecordValidator:
             raise _Reject(
                 "time_out_of_range", name, f"{name} {moment.isoformat()} is outside 1970 to 2262; check its unit."
             )
+        if self.max_age is not None and received_at - moment > self.max_age:
+            raise _Reject(
+                "time_out_of_range",
+                name,
+                f"{name} {moment.isoformat()} is older than this source keeps any data ({self.max_age.days} days, "
+                "the longest retention of its raw points and rollups); it would be deleted at once.",
+            )
         if moment - received_at > self.max_future:
             raise _Reject(
                 "time_in_future",
@@ -142,7 +152,10 @@ class RecordValidator:
             if isinstance(value, bool):
                 number = 1.0 if value else 0.0
             elif isinstance(value, int | float):
-                number = float(value)
+                try:
+                    number = float(value)
+                except OverflowError:  # an integer beyond a double's range
+                    raise _Reject("invalid_number", name, f"{name} is too large to store as a number.") from None
             elif isinstance(value, str):
                 try:
                     number = float(value)
@@ -151,7 +164,9 @@ class RecordValidator:
             else:
                 raise _Reject("wrong_type", name, f"{name} must be a number; got {type(value).__name__}.")
             if not math.isfinite(number):
-                raise _Reject("invalid_number", name, f"{name} is {value!r}; only finite numbers are stored.")
+                raise _Reject(
+                    "invalid_number", name, f"{name} is {value!r}; only finite numbers (within ±1.8e308) are stored."
+                )
             low, high = spec.get("min"), spec.get("max")
             if (low is not None and number < low) or (high is not None and number > high):
                 raise _Reject("out_of_range", name, f"{name} {number:g} is outside the allowed range {low} to {high}.")
@@ -174,9 +189,14 @@ class RecordValidator:
     def _inferred_value(name: str, value: Any) -> float:
         if value is True or value is False:
             return 1.0 if value else 0.0
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond a double's range (about 1.8e308)
+            raise _Reject("invalid_number", name, f"{name} is too large to store as a number.") from None
         if number - number != 0.0:  # NaN or ±inf, faster than math.isfinite on the hot path
-            raise _Reject("invalid_number", name, f"{name} is {value!r}; only finite numbers are stored.")
+            raise _Reject(
+                "invalid_number", name, f"{name} is {value!r}; only finite numbers (within ±1.8e308) are stored."
+            )
         return number
 
     @staticmethod
@@ -207,8 +227,13 @@ class RecordValidator:
                 )
         labels = {name: self._label_value(name, value) for name, value in items}
         for name, value in labels.items():
-            if "\x00" in name or "\x00" in value:
-                raise _Reject("invalid_text", name, "label names and values cannot contain NUL (\\u0000) characters.")
+            if not text_storable(name) or not text_storable(value):
+                raise _Reject(
+                    "invalid_text",
+                    name,
+                    "label names and values must be valid Unicode text without NUL (\\u0000) characters or lone "
+                    "surrogates (\\ud800-\\udfff).",
+                )
         for name in self.required_labels:
             if name not in labels:
                 raise _Reject("missing_field", name, f"required label {name} is missing.")
@@ -231,8 +256,12 @@ class RecordValidator:
         for name, _ in measures:
             if name in known:
                 continue
-            if "\x00" in name:
-                raise _Reject("invalid_text", name, "field names cannot contain NUL (\\u0000) characters.")
+            if not text_storable(name):
+                raise _Reject(
+                    "invalid_text",
+                    name,
+                    "field names must be valid Unicode text without NUL (\\u0000) characters or lone surrogates.",
+                )
             if len(name) > MAX_METRIC_NAME_LENGTH:
                 raise _Reject(
                     "metric_too_long", name, f"field name {name[:40]}... is longer than {MAX_METRIC_NAME_LENGTH}."
@@ -287,7 +316,11 @@ class RecordValidator:
             if infer:
                 if kind is float:
                     if value - value != 0.0:  # NaN or ±inf
-                        raise _Reject("invalid_number", name, f"{name} is {value!r}; only finite numbers are stored.")
+                        raise _Reject(
+                            "invalid_number",
+                            name,
+                            f"{name} is {value!r}; only finite numbers (within ±1.8e308) are stored.",
+                        )
                     measures.append((name, value))
                 elif kind is str:
                     label_items.append((name, value))
@@ -377,7 +410,7 @@ class RecordValidator:
             metric = measurement if name == "value" else f"{measurement}.{name}"
         else:
             metric = name
-        if "\x00" in metric:
+        if not text_storable(metric):
             raise _Reject("invalid_text", name, "measurement and field names cannot contain NUL (\\u0000) characters.")
         if len(metric) > MAX_METRIC_NAME_LENGTH:
             raise _Reject(
@@ -409,6 +442,18 @@ class RecordValidator:
             else:
                 result.accepted_records += 1
         return result
+
+
+def text_storable(text: str) -> bool:
+    """Whether PostgreSQL can hold `text`: no NUL character, and UTF-8 encodable (no lone surrogate, which a
+    JSON escape such as "\\ud800" decodes to)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def record_raw(record: Record) -> str:

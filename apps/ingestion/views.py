@@ -12,16 +12,16 @@ import binascii
 import logging
 import math
 import threading
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from analytics_platform.field_errors import error_body
+from apps.ingestion.content_encoding import BodyRefused, content_decode
 from apps.ingestion.metrics import INGEST_REQUESTS_REFUSED
 from apps.ingestion.models import PayloadFormat, Transport
 from apps.ingestion.records import ParseResult, PayloadError
@@ -50,7 +50,8 @@ class _Refusal(Exception):
 
 
 def _read_body(request: HttpRequest) -> bytes:
-    """The request body, gunzipped if needed, refusing more than INGEST_MAX_BODY_BYTES before reading it all."""
+    """The request body, decoded completely per its Content-Encoding (every gzip member, nothing cut off or
+    trailing), refusing more than INGEST_MAX_BODY_BYTES before reading it all and again once decoded."""
     limit = settings.INGEST_MAX_BODY_BYTES
     declared = request.META.get("CONTENT_LENGTH") or ""
     if declared.isdigit() and int(declared) > limit:
@@ -60,21 +61,10 @@ def _read_body(request: HttpRequest) -> bytes:
     body = request.read(limit + 1)
     if len(body) > limit:
         raise _Refusal(413, "too_large", f"The body is over the {limit}-byte limit. Send smaller batches.")
-    encoding = request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    if encoding != "gzip":
-        raise _Refusal(
-            415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; use gzip or none."
-        )
-    inflater = zlib.decompressobj(wbits=31)
     try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as error:
-        raise _Refusal(400, "invalid_gzip", f"The gzip body could not be decompressed: {error}.") from error
-    if len(data) > limit or inflater.unconsumed_tail:
-        raise _Refusal(413, "too_large", f"The decompressed body is over the {limit}-byte limit. Send smaller batches.")
-    return data
+        return content_decode(body, encoding=request.META.get("HTTP_CONTENT_ENCODING", ""), limit=limit)
+    except BodyRefused as refused:
+        raise _Refusal(refused.status, refused.code, refused.message) from None
 
 
 def _grant_from_request(request: HttpRequest, *, schemes: tuple[str, ...]) -> WriteKeyGrant:
@@ -124,11 +114,18 @@ def _run(work: Callable[[], HttpResponse], render_refusal: Callable[[_Refusal], 
     except IngestRefused as refused:
         refusal = _Refusal(refused.status, refused.code, refused.message, retry_after=refused.retry_after)
         return _refused(refusal, render_refusal)
-    except DatabaseError:
+    except (OperationalError, InterfaceError):
+        # Down, restarting, unreachable, or a deadlock or serialization failure that a retry gets past.
         logger.exception("ingest failed on the database; nothing was acknowledged")
         refusal = _Refusal(
             503, "unavailable", "Storage is unavailable; nothing was stored. Retry shortly.", retry_after=5
         )
+        return _refused(refusal, render_refusal)
+    except DatabaseError:
+        # The input was checked before it reached the database, so this is the server's fault, not the sender's,
+        # and not one a retry would get past: say so without a Retry-After, and without the database's words.
+        logger.exception("ingest failed on the database; nothing was acknowledged")
+        refusal = _Refusal(500, "internal_error", "The server failed to store this batch; nothing was stored.")
         return _refused(refusal, render_refusal)
     finally:
         _in_flight.release()

@@ -23,7 +23,7 @@ import math
 import re
 from typing import Any
 
-from analytics_platform.json_text import nul_character_path
+from analytics_platform.json_text import UNSTORABLE_TEXT_MESSAGE, unstorable_text_path
 from apps.storage.services import LABEL_NAME_MAX_LENGTH
 
 TIME_FORMATS = ("auto", "iso8601", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns")
@@ -106,9 +106,9 @@ def schema_definition_clean(definition: Any, *, mode: str) -> dict[str, Any]:
         definition = {}
     if not isinstance(definition, dict):
         raise SchemaDefinitionError("definition", "must be a JSON object.")
-    at = nul_character_path(definition, "definition")
+    at = unstorable_text_path(definition, "definition")
     if at is not None:
-        raise SchemaDefinitionError(at, "text cannot contain NUL (\\u0000) characters.")
+        raise SchemaDefinitionError(at, UNSTORABLE_TEXT_MESSAGE)
     allowed = {"time", "measures", "labels", "unknown_fields", "line_protocol_metric", "max_labels"}
     unknown = set(definition) - allowed
     if unknown:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
@@ -83,6 +84,18 @@ def series_label_values_list(
 def storage_summary() -> dict[str, int]:
     """Counts for the home page."""
     return {"series": Series.objects.count(), "metrics": Series.objects.values("metric").distinct().count()}
+
+
+def retention_longest(*, source) -> timedelta:
+    """How long a source keeps any data: the longest retention of its raw points and rollup tiers, its overrides or
+    the defaults. The next retention run deletes anything older."""
+    from apps.storage.backends import backend_for
+    from apps.storage.backends.base import RETENTION_FIELDS
+
+    defaults = backend_for().retention_days()
+    return timedelta(
+        days=max(getattr(source, field_name) or defaults[table] for table, (field_name, _) in RETENTION_FIELDS.items())
+    )
 
 
 def retention_defaults() -> dict:

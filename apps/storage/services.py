@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 
-from django.db import connections
+from django.db import connections, transaction
 from django.utils import timezone
 
 from apps.storage.backends import backend_for
@@ -52,12 +52,20 @@ def series_resolve(*, keys: Iterable[SeriesKey], create: bool = True, alias: str
                 [source_ids, metrics, labels],
             )
             rows = cursor.fetchall()
-        if len(_series_cache) + len(rows) > _SERIES_CACHE_LIMIT:
-            _series_cache.clear()
+        resolved = {}
         for series_id, source_id, metric, labels_text in rows:
             key = series_key(source_id=source_id, metric=metric, labels=json.loads(labels_text))
-            _series_cache[key] = series_id
-            found[key] = series_id
+            resolved[key] = series_id
+        found.update(resolved)
+
+        def remember() -> None:
+            # Only once committed: the ids of series created by a write that then rolls back name nothing, and a
+            # later write given them would store points no series points to (acknowledged, and never readable).
+            if len(_series_cache) + len(resolved) > _SERIES_CACHE_LIMIT:
+                _series_cache.clear()
+            _series_cache.update(resolved)
+
+        transaction.on_commit(remember, using=alias)
     return found
 
 

@@ -190,3 +190,20 @@ def test_a_nul_character_in_a_source_config_or_schema_is_400_naming_its_path(edi
     _shape(created, 400, field="config.x[0]", code="invalid")
     schema = client.post("/api/v1/sources/plant/schemas/", {"mode": "infer", "definition": {"labels": ["a\x00"]}})
     _shape(schema, 400, field="definition.labels[0]", code="invalid")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/query", '{"metric": "\\ud800"}', "metric"),
+        ("/api/v1/query", '{"metric": "temperature", "filters": {"device": "\\udfff"}}', "filters.device"),
+        ("/api/v1/dashboards/", '{"title": "\\ud800"}', "title"),
+        ("/api/v1/sources/", '{"name": "x", "slug": "y", "config": {"a": "\\ud800"}}', "config.a"),
+        ("/api/v1/tokens/", '{"name": "\\ud800"}', "name"),
+    ],
+)
+def test_a_lone_surrogate_in_a_json_body_is_400_naming_the_field(editor, path, body, field):
+    # JSON may escape half of a surrogate pair ("\ud800"); that is not text PostgreSQL (or UTF-8) can hold.
+    response = api_client_for(editor).generic("POST", path, body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == field

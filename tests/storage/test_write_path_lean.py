@@ -32,11 +32,12 @@ def _statements(captured: CaptureQueriesContext) -> list[str]:
 
 
 @pytest.mark.django_db
-def test_live_write_in_a_transaction_takes_one_savepoint():
+def test_live_write_in_a_transaction_takes_one_savepoint(django_capture_on_commit_callbacks):
     """Each savepoint is a subtransaction PostgreSQL pays for on every batch: the COPY gets none of its own."""
     storage_tables_reset(watermark=T0)
     series_id = series_create(source=source_create(slug="lean"), metric="m", device="d1")
-    points_write(points=_points(series_id, 1.0))  # creates the day's partition, if this process has not yet
+    with django_capture_on_commit_callbacks(execute=True):  # as if committed: the day's partition is remembered
+        points_write(points=_points(series_id, 1.0))  # creates the day's partition, if this process has not yet
     with transaction.atomic(), CaptureQueriesContext(connection) as captured:
         points_write(points=_points(series_id, 1.0, start=T0 + timedelta(minutes=2)))
     assert _statements(captured) == ["SAVEPOINT", "SELECT", "COPY", "RELEASE"]

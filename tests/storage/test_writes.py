@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from apps.storage.backends import backend_for
+from apps.storage.models import Series
 from apps.storage.services import points_write, series_key, series_resolve
 from tests.storage.factories import points_store, series_create, source_create
 
@@ -30,9 +31,12 @@ def source(db):
     return source_create(slug="plant")
 
 
-def test_series_resolve_creates_in_bulk_and_caches(source, django_assert_num_queries):
+def test_series_resolve_creates_in_bulk_and_caches(
+    source, django_assert_num_queries, django_capture_on_commit_callbacks
+):
     keys = [series_key(source_id=source.pk, metric="temperature", labels={"device": f"d{i}"}) for i in range(50)]
-    ids = series_resolve(keys=keys)
+    with django_capture_on_commit_callbacks(execute=True):  # remembered once committed
+        ids = series_resolve(keys=keys)
     assert len(set(ids.values())) == 50
     with django_assert_num_queries(0):
         assert series_resolve(keys=keys) == ids
@@ -41,6 +45,25 @@ def test_series_resolve_creates_in_bulk_and_caches(source, django_assert_num_que
     assert series_resolve(keys=[again]) == series_resolve(
         keys=[series_key(source_id=source.pk, metric="m", labels={"a": "1", "b": "2"})]
     )
+
+
+def test_series_created_by_a_rolled_back_write_are_not_remembered(source):
+    """Their ids name nothing after the rollback: a later write given them stored points no series pointed to."""
+    key = series_key(source_id=source.pk, metric="temperature", labels={"device": "gone"})
+    created = []
+
+    def failing_batch() -> None:
+        with transaction.atomic():
+            created.append(series_resolve(keys=[key])[key])
+            raise RuntimeError("the batch failed after creating its series")
+
+    with pytest.raises(RuntimeError):
+        failing_batch()
+    created = created[0]
+    assert not Series.objects.filter(id=created).exists()
+    again = series_resolve(keys=[key])[key]
+    assert again != created
+    assert Series.objects.filter(id=again, metric="temperature").exists()
 
 
 def test_copy_then_redelivery_replaces_without_double_counting(source):

@@ -16,8 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 
+from apps.ingestion.content_encoding import payload_decode
 from apps.ingestion.models import PayloadFormat
 from apps.ingestion.records import ParseResult, PayloadError, Record, RecordError, raw_truncate
 from apps.ingestion.services import (
@@ -68,11 +70,15 @@ def message_parse(
     handle: Any,
     received_at: float | None = None,
 ) -> ParsedMessage:
-    """Split one message into records (JSON object, array or NDJSON; or line protocol), labelling the topic if asked."""
+    """Split one message into records (JSON object, array or NDJSON; or line protocol), labelling the topic if asked.
+
+    A gzip payload (told by its magic bytes) is decompressed first, every member of it, or refused whole.
+    """
     message = ParsedMessage(
         topic=topic, received_at=time.monotonic() if received_at is None else received_at, handle=handle
     )
     try:
+        payload = payload_decode(payload, limit=settings.INGEST_MAX_BODY_BYTES)  # gzip: whole, or refused whole
         parsed = payload_parse(body=payload, payload_format=payload_format, context={"precision": precision})
     except PayloadError as error:
         message.payload_error = error

@@ -5,8 +5,9 @@ only to word an error with its line and column, or for the rare document ujson r
 takes. Both accept a few things strict JSON does not; notably `NaN`, `Infinity`, `-Infinity` and overflowing
 literals such as `1e999` decode to non-finite floats. The parser leaves them in the record on purpose: the schema
 validator refuses every non-finite number with `invalid_number` and the field's name, which says more than a
-payload-wide JSON error would, and costs the hot path nothing. Integers of any size stay exact Python ints (the
-validator checks ranges), nested objects and arrays stay as they are (the validator refuses them), and a repeated
+payload-wide JSON error would, and costs the hot path nothing. Integers stay exact Python ints (the validator
+checks ranges; one of more than 4,000 digits, past Python's conversion limit, decodes to infinity and is refused
+for its record alone), nested objects and arrays stay as they are (the validator refuses them), and a repeated
 key keeps its last value.
 """
 
@@ -20,6 +21,7 @@ import ujson
 from apps.ingestion.records import ParseResult, PayloadError, Record, RecordError, payload_text
 
 _LEADING_WHITESPACE = re.compile(r"[ \t\r\n]*")  # JSON's whitespace, and only it
+_MAX_INTEGER_DIGITS = 4_000  # below Python's int/str conversion limit (sys.get_int_max_str_digits(), 4,300)
 
 
 class _DecodeError(Exception):
@@ -80,13 +82,21 @@ def _decode(text: str) -> object:
     except ValueError:
         pass  # ujson's messages carry no position; decode again only to explain (or to take what it refused)
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_integer)
     except json.JSONDecodeError as error:
         raise _DecodeError(error.msg, error.lineno, error.colno) from None
     except RecursionError:
         raise _DecodeError("nesting too deep") from None
     except ValueError as error:  # e.g. an integer of more than 4,300 digits
         raise _DecodeError(str(error)) from None
+
+
+def _integer(digits: str) -> int | float:
+    """An integer literal; one longer than Python converts (4,300 digits) is far beyond a double's range, so it
+    becomes infinity, which the validator refuses for its record ("invalid_number") instead of the whole body."""
+    if len(digits) > _MAX_INTEGER_DIGITS:
+        return float("-inf") if digits.startswith("-") else float("inf")
+    return int(digits)
 
 
 def _document_decode(text: str) -> object:

@@ -72,6 +72,8 @@ def csv_value(text: str) -> object:
         digits = stripped.lstrip("+-")
         if len(digits) > 1 and digits.startswith("0"):
             return text  # "0042": an identifier; a number would lose the padding
+        if len(digits) > 4_000:  # past Python's int/str limit; far beyond a double: refused per row as not finite
+            return float(stripped)
         return int(stripped)
     if _DECIMAL.match(stripped):
         return float(stripped)

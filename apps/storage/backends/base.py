@@ -10,7 +10,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 from psycopg import sql
 from psycopg.errors import UniqueViolation
 
@@ -86,10 +86,11 @@ class StorageBackend(ABC):
             return result
         # A batch's points share few distinct times (a second's readings of every device): work per time, not point.
         moments = points.moments if isinstance(points, PointColumns) else {point[1] for point in points}
-        self._write_prepare(moments)
         try:
             result.late_buckets = self._write(points, schema_id, moments, _copy_points)
-        except UniqueViolation:
+        except IntegrityError as error:
+            if not isinstance(error.__cause__, UniqueViolation):
+                raise
             result.upserted = True
             result.late_buckets = self._write(points, schema_id, moments, _upsert_points)
         return result
@@ -103,16 +104,13 @@ class StorageBackend(ABC):
         included, leaving the caller's work intact, and the retry takes the lock and reads the bounds again.
         """
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
-            begun = self._write_begin(cursor, points)
+            begun = self._write_begin(cursor, points, moments)
             store(cursor, points, schema_id, moments)
             return self._write_end(cursor, points, begun, moments)
 
-    def _write_prepare(self, moments: set[datetime]) -> None:
-        """Backend hook before the transaction, given the batch's distinct times (partitions to create)."""
-        return None
-
-    def _write_begin(self, cursor, points: Points) -> object:
-        """Backend hook before COPY; returns what `_write_end` needs (the rollup bounds, where a backend keeps them)."""
+    def _write_begin(self, cursor, points: Points, moments: set[datetime]) -> object:
+        """Backend hook before COPY, given the batch's distinct times (partitions to create); returns what
+        `_write_end` needs (the rollup bounds, where a backend keeps them)."""
         return None
 
     def _write_end(self, cursor, points: Points, begun: object, moments: set[datetime]) -> int:
@@ -231,7 +229,12 @@ def _copy_points(cursor, points: Points, schema_id: int | None, moments: Iterabl
         payload = b"".join((_COPY_SIGNATURE, points.copy_binary(schema_id), _COPY_TRAILER))
     else:
         payload = copy_points_binary(points, schema_id, moments)
-    with cursor.copy("COPY points (series_id, time, value, schema_id) FROM STDIN (FORMAT BINARY)") as copy:
+    # psycopg's COPY is reached around Django's cursor wrapper: wrap its errors as Django's, so callers see an
+    # IntegrityError or OperationalError like any other statement's (a raw psycopg error escaped every handler).
+    with (
+        cursor.db.wrap_database_errors,
+        cursor.copy("COPY points (series_id, time, value, schema_id) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
         copy.write(payload)
 
 
@@ -247,7 +250,10 @@ def _upsert_points(cursor, points: Points, schema_id: int | None, moments: Itera
         pack(4, 4, ordinal, 4, series_id, 8, micros[moment], 8, value)
         for ordinal, (series_id, moment, value) in enumerate(points)
     ]
-    with cursor.copy("COPY points_staging (ord, series_id, time, value) FROM STDIN (FORMAT BINARY)") as copy:
+    with (
+        cursor.db.wrap_database_errors,
+        cursor.copy("COPY points_staging (ord, series_id, time, value) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
         copy.write(b"".join((_COPY_SIGNATURE, *rows, _COPY_TRAILER)))
     cursor.execute(
         "INSERT INTO points (series_id, time, value, schema_id) "

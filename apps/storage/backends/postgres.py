@@ -36,9 +36,10 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from psycopg import sql
+from psycopg.errors import CheckViolation
 
 from apps.storage.backends.base import (
     BACKEND_POSTGRES,
@@ -175,7 +176,10 @@ class PostgresBackend(StorageBackend):
 
     def __init__(self, alias: str = "default") -> None:
         super().__init__(alias)
+        # Days whose partition this process saw committed, valid while the partition epoch (bumped by every retention
+        # run that drops partitions, in any process) is the one read with them.
         self._known_partitions: set[date] = set()
+        self._partition_epoch: int | None = None
 
     # --- schema -------------------------------------------------------------------------------
     def install(self) -> None:
@@ -212,6 +216,7 @@ class PostgresBackend(StorageBackend):
             )
         self.label_rollups_install()
         self.provisional_rollups_install()
+        self.partition_epoch_install()
         self.partitions_ensure(start=timezone.now().date() - timedelta(days=1))
 
     def label_rollups_install(self) -> None:
@@ -244,6 +249,14 @@ class PostgresBackend(StorageBackend):
                 "CREATE INDEX IF NOT EXISTS storage_rollup_dirty_minute_idx ON storage_rollup_dirty (minute)"
             )
 
+    def partition_epoch_install(self) -> None:
+        """The partition epoch beside the watermark (idempotent; databases installed before it get it too)."""
+        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            cursor.execute(
+                "ALTER TABLE storage_rollup_watermark "
+                "ADD COLUMN IF NOT EXISTS partition_epoch bigint NOT NULL DEFAULT 0"
+            )
+
     def label_keys_registered(self, cursor, *, metric: str, key: str, source_ids: Sequence[int]) -> bool:
         """Whether every one of these sources has label rollups for (metric, key)."""
         cursor.execute(
@@ -254,32 +267,73 @@ class PostgresBackend(StorageBackend):
         return cursor.fetchone()[0] == len(set(source_ids))
 
     def partitions_ensure(self, *, start: date, end: date | None = None) -> list[str]:
-        """Create daily partitions from `start` through `end` (default: STORAGE_PARTITION_DAYS_AHEAD ahead)."""
+        """Create daily partitions from `start` through `end` (default: STORAGE_PARTITION_DAYS_AHEAD ahead).
+
+        Takes the watermark row FOR SHARE first, as every write does (see `_write_begin`), so it keeps the one lock
+        order that cannot deadlock with the refresh and retention.
+        """
         end = end or timezone.now().date() + timedelta(days=settings.STORAGE_PARTITION_DAYS_AHEAD)
-        wanted = [start + timedelta(days=offset) for offset in range((end - start).days + 1)]
-        missing = [day for day in wanted if day not in self._known_partitions]
+        days = [start + timedelta(days=offset) for offset in range((end - start).days + 1)]
+        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            self._partition_epoch_read(cursor)
+            return self._partitions_create(cursor, days)
+
+    def _partition_epoch_read(self, cursor) -> tuple[datetime, datetime]:
+        """(watermark, provisional bound), read FOR SHARE; forgets the known partitions if retention dropped some."""
+        cursor.execute(
+            "SELECT watermark, greatest(watermark, provisional), partition_epoch FROM storage_rollup_watermark "
+            "FOR SHARE"
+        )
+        watermark, provisional, epoch = cursor.fetchone()
+        if epoch != self._partition_epoch:
+            self._known_partitions = set()
+            self._partition_epoch = epoch
+        return watermark, provisional
+
+    def _partitions_create(self, cursor, days: Sequence[date]) -> list[str]:
+        """Create the partitions of `days` that do not exist, in the caller's transaction (which holds the watermark
+        row FOR SHARE); they are remembered only once it commits, so a rolled-back write never leaves a day
+        remembered whose partition went with it.
+
+        Each is created as a table of its own and then attached: ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE on
+        `points`, which lets writes and queries go on, where CREATE TABLE ... PARTITION OF takes ACCESS EXCLUSIVE
+        until the write commits (that lock, taken inside a write, once deadlocked with the rollup refresh).
+        """
+        known = self._known_partitions
+        missing = [day for day in days if day not in known]
         if not missing:
             return []
+        # Serialise partition creation between processes; IF NOT EXISTS alone races.
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('storage.points.partitions'))")
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'points'::regclass"
+        )
+        existing = {row[0] for row in cursor.fetchall()}
         created = []
-        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
-            # Serialise partition creation between processes; IF NOT EXISTS alone races.
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('storage.points.partitions'))")
+        for day in missing:
+            name = _partition_name(day)
+            if name in existing:
+                continue
+            lower = datetime(day.year, day.month, day.day, tzinfo=UTC)
             cursor.execute(
-                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent = 'points'::regclass"
+                sql.SQL("CREATE TABLE {} (LIKE points INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
+                    sql.Identifier(name)
+                )
             )
-            existing = {row[0] for row in cursor.fetchall()}
-            for day in missing:
-                name = _partition_name(day)
-                if name not in existing:
-                    lower = datetime(day.year, day.month, day.day, tzinfo=UTC)
-                    cursor.execute(
-                        sql.SQL("CREATE TABLE {} PARTITION OF points FOR VALUES FROM ({}) TO ({})").format(
-                            sql.Identifier(name), sql.Literal(lower), sql.Literal(lower + timedelta(days=1))
-                        )
-                    )
-                    created.append(name)
-        self._known_partitions.update(missing)
+            cursor.execute(
+                sql.SQL("ALTER TABLE points ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+                    sql.Identifier(name), sql.Literal(lower), sql.Literal(lower + timedelta(days=1))
+                )
+            )
+            created.append(name)
+        epoch = self._partition_epoch
+
+        def remember() -> None:
+            if self._partition_epoch == epoch:  # a retention run seen meanwhile may have dropped some of them
+                self._known_partitions.update(missing)
+
+        transaction.on_commit(remember, using=self.alias)
         return created
 
     def partitions_list(self) -> list[str]:
@@ -292,20 +346,36 @@ class PostgresBackend(StorageBackend):
             return [row[0] for row in cursor.fetchall()]
 
     # --- writes -------------------------------------------------------------------------------
-    def _write_prepare(self, moments: set[datetime]) -> None:
+    @staticmethod
+    def _partition_days(moments: set[datetime]) -> list[date]:
+        """The days a write needs partitions for: every day of its range, or only its own days when it spans more
+        than a week (a backfill over years must not create a partition for every day in between)."""
         earliest = min(moments).astimezone(UTC).date()
         latest = max(moments).astimezone(UTC).date()
         if (latest - earliest).days <= _PARTITION_RANGE_DAYS:
-            self.partitions_ensure(start=earliest, end=latest)
-        else:
-            # A backfill that spans years must not create a partition for every day in between.
-            for day in sorted({moment.astimezone(UTC).date() for moment in moments}):
-                self.partitions_ensure(start=day, end=day)
+            return [earliest + timedelta(days=offset) for offset in range((latest - earliest).days + 1)]
+        return sorted({moment.astimezone(UTC).date() for moment in moments})
 
-    def _write_begin(self, cursor, points: Sequence[Point]) -> tuple[datetime, datetime]:
-        """(watermark, provisional bound), held FOR SHARE until commit so no refresh moves them meanwhile."""
-        cursor.execute("SELECT watermark, greatest(watermark, provisional) FROM storage_rollup_watermark FOR SHARE")
-        return cursor.fetchone()
+    def _write_begin(self, cursor, points: Sequence[Point], moments: set[datetime]) -> tuple[datetime, datetime]:
+        """(watermark, provisional bound), held FOR SHARE until commit so no refresh moves them meanwhile; then the
+        write's partitions. The lock order, the same in every transaction that touches points, is what keeps writes,
+        the refresh and retention free of deadlocks: the watermark row first (writes FOR SHARE, the refresh and
+        retention FOR UPDATE), then partitions, then rows."""
+        bounds = self._partition_epoch_read(cursor)
+        self._partitions_create(cursor, self._partition_days(moments))
+        return bounds
+
+    def _write(self, points, schema_id, moments, store) -> int:
+        """As the base class, once more after forgetting the known partitions if one of them turned out missing
+        (dropped behind the epoch's back, say by hand): a write never fails for a stale memory of partitions."""
+        try:
+            return super()._write(points, schema_id, moments, store)
+        except IntegrityError as error:
+            if not isinstance(error.__cause__, CheckViolation) or "no partition" not in str(error):
+                raise
+            logger.warning("a partition this process knew of is gone; creating it again")
+            self._known_partitions = set()
+            return super()._write(points, schema_id, moments, store)
 
     def _write_end(
         self, cursor, points: Sequence[Point], bounds: tuple[datetime, datetime], moments: set[datetime]
@@ -568,13 +638,19 @@ class PostgresBackend(StorageBackend):
         keep_days = self.max_retention_days("points")
         cutoff = (now - timedelta(days=keep_days)).astimezone(UTC).date()
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            # The watermark row first, FOR UPDATE: every write holds it FOR SHARE before it touches a partition, so
+            # no write is between its partitions and its COPY while one is dropped (the lock order of _write_begin).
+            cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR UPDATE")
             for name in self.partitions_list():
                 match = _PARTITION_NAME.match(name)
                 # A partition holds one day; it goes when its whole day is older than the cutoff.
                 if match and datetime.strptime(match.group(1), "%Y%m%d").date() < cutoff:
                     cursor.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
                     result.dropped_partitions.append(name)
-                    self._known_partitions.discard(datetime.strptime(match.group(1), "%Y%m%d").date())
+            if result.dropped_partitions:
+                # Every process forgets the partitions it knew of at its next write, which reads the epoch.
+                cursor.execute("UPDATE storage_rollup_watermark SET partition_epoch = partition_epoch + 1")
+                self._known_partitions = set()
             deleted = self._delete_expired_rows(cursor, table="points", now=now, shorter_than_days=keep_days)
             if deleted:
                 result.deleted_rows["points"] = deleted

@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
+from analytics_platform.json_text import UNSTORABLE_TEXT_MESSAGE, text_storable
 from apps.storage.services import LABEL_NAME_MAX_LENGTH, LABEL_VALUE_MAX_LENGTH, METRIC_MAX_LENGTH
 from apps.storage.tiers import UNIT_SECONDS, duration_format, duration_parse, nice_bucket_at_least
 
@@ -80,7 +81,7 @@ def time_parse(value: Any, *, field: str, now: datetime) -> datetime:
     if not isinstance(value, str) or not value.strip():
         raise QuerySpecError(field, "give 'now', a relative time such as '-24h', or an ISO 8601 time.")
     text = value.strip()
-    if len(text) > MAX_TIME_TEXT or "\x00" in text:
+    if len(text) > MAX_TIME_TEXT or not text_storable(text):
         raise QuerySpecError(field, "give 'now', a relative time such as '-24h', or an ISO 8601 time.")
     if text == "now":
         return now
@@ -125,8 +126,8 @@ def _filters_parse(raw: Any) -> tuple[LabelFilter, ...]:
             else:
                 raise QuerySpecError(field, f"{operator} takes one value.")
             if operator == "regex":
-                if "\x00" in values[0]:
-                    raise QuerySpecError(field, "regular expressions cannot contain NUL (\\u0000) characters.")
+                if not text_storable(values[0]):
+                    raise QuerySpecError(field, UNSTORABLE_TEXT_MESSAGE)
                 if len(values[0]) > MAX_REGEX_LENGTH:
                     raise QuerySpecError(field, f"regular expressions are limited to {MAX_REGEX_LENGTH} characters.")
                 try:
@@ -158,17 +159,17 @@ def _shown(name: Any) -> str:
 
 
 def _value_checked(value: str, field: str) -> str:
-    """A label value to compare with: stored values never hold NUL or exceed the stored length, so neither may this."""
-    if "\x00" in value:
-        raise QuerySpecError(field, "label values cannot contain NUL (\\u0000) characters.")
+    """A label value to compare with: stored values are storable text of bounded length, so this must be too."""
+    if not text_storable(value):
+        raise QuerySpecError(field, UNSTORABLE_TEXT_MESSAGE)
     if len(value) > LABEL_VALUE_MAX_LENGTH:
         raise QuerySpecError(field, f"label values hold at most {LABEL_VALUE_MAX_LENGTH} characters.")
     return value
 
 
 def _text_checked(value: str, field: str, *, maximum: int) -> str:
-    if "\x00" in value:
-        raise QuerySpecError(field, "cannot contain NUL (\\u0000) characters.")
+    if not text_storable(value):
+        raise QuerySpecError(field, UNSTORABLE_TEXT_MESSAGE)
     if len(value) > maximum:
         raise QuerySpecError(field, f"at most {maximum} characters.")
     return value

@@ -1,0 +1,55 @@
+"""Every benchmark runs to its end: `python -m bench --smoke` (each stage once, at the smallest size).
+
+`make bench` once stopped at the start of `bench/live.py` for weeks, because nothing ran it after `serve` changed a
+helper it used. This runs them all the way `make bench` does (their own databases and servers, InfluxDB included)
+and checks each wrote the figures its report is read for. It measures nothing: the sizes are too small.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
+    assert shutil.which("influxd"), "InfluxDB 1.x (Debian package influxdb) is needed: apt-get install -y influxdb"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--results-dir", str(tmp_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    results = {name: json.loads((tmp_path / f"{name}-latest.json").read_text()) for name in
+               ("http_api", "ingest", "live", "storage")}  # fmt: skip
+    assert all(document["smoke"] for document in results.values())
+
+    http_api = results["http_api"]["result"]
+    assert http_api["me_token"]["median_ms"] > 0
+    assert http_api["ratio_token_to_session_median"] > 0
+
+    ingest = results["ingest"]["result"]
+    assert "error" not in ingest.get("influxdb", {}), ingest.get("influxdb")
+    for name in ("ours_line_protocol", "ours_json", "influxdb"):
+        assert ingest[name]["points_per_second"] > 0, name
+    assert ingest["ratio_line_protocol_to_influxdb"] > 0
+    assert ingest["stage_profile"]
+
+    live = results["live"]["result"]
+    assert live["paced"]["probe_latency"]["samples"] > 0
+    assert live["paced"]["probe_deliveries_missing"]["deliveries_missing"] == 0
+    assert live["saturation"]["delivered_messages_per_second"] > 0
+
+    storage = results["storage"]["result"]
+    assert set(storage["queries"]) == {
+        "a_raw_15m_one_device", "b_avg_1m_24h_by_facility", "c1_avg_1h_30d_one_facility",
+        "c2_avg_1h_30d_fleet_by_facility",
+    }  # fmt: skip
+    assert storage["load"]["ratio_ours_to_influx"]["write_path"] > 0

@@ -1,0 +1,142 @@
+"""Daily partitions (plain PostgreSQL): created by the write that needs them, remembered only once committed,
+forgotten when retention drops them in any process, and never a deadlock with the rollup refresh."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.storage.backends import backend_for
+from apps.storage.backends.postgres import PostgresBackend
+from tests.storage.factories import series_create, source_create
+from tests.waiting import database_thread, lock_waiters, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _day_ago(days: int) -> datetime:
+    """Noon, `days` days ago: a day whose partition the install did not create."""
+    return (timezone.now() - timedelta(days=days)).replace(hour=12, minute=0, second=0, microsecond=0)
+
+
+def _partition(moment: datetime) -> str:
+    return f"points_p{moment.astimezone(UTC):%Y%m%d}"
+
+
+def _partitions() -> set[str]:
+    return set(backend_for().partitions_list())
+
+
+def _count(series_id: int) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM points WHERE series_id = %s", [series_id])
+        return cursor.fetchone()[0]
+
+
+@pytest.fixture
+def series_id(storage_committed_cleanup) -> int:
+    return series_create(source=source_create(slug="parts"), metric="m", device="d1")
+
+
+def test_a_rolled_back_write_does_not_leave_its_partition_remembered(series_id):
+    """The partition went with the rollback; remembering it turned every later write into that day into a 500."""
+    moment = _day_ago(20)
+    with pytest.raises(RuntimeError), transaction.atomic():  # noqa: PT012 - the write, then the batch fails
+        backend_for().points_write([(series_id, moment, 1.0)])
+        raise RuntimeError("the rest of the batch failed")
+    assert _partition(moment) not in _partitions()
+    backend_for().points_write([(series_id, moment, 2.0)])
+    assert _partition(moment) in _partitions()
+    assert _count(series_id) == 1
+
+
+def test_a_partition_dropped_by_retention_in_another_process_is_created_again(series_id):
+    writer = backend_for()
+    moment = _day_ago(20)
+    writer.points_write([(series_id, moment, 1.0)])
+    assert moment.date() in writer._known_partitions
+    # Another process (its own backend object) applies retention: 20 days is past the 7 days of raw points.
+    result = PostgresBackend().retention_apply()
+    assert _partition(moment) in result.dropped_partitions
+    writer.points_write([(series_id, moment, 2.0)])  # was 500: "no partition of relation points found for row"
+    assert _count(series_id) == 1
+
+
+def test_a_partition_dropped_behind_the_epochs_back_is_created_again(series_id):
+    writer = backend_for()
+    moment = _day_ago(21)
+    writer.points_write([(series_id, moment, 1.0)])
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {_partition(moment)}")  # by hand: no retention run, no epoch bump
+    writer.points_write([(series_id, moment, 2.0)])
+    assert _count(series_id) == 1
+
+
+def test_a_write_creating_a_partition_and_the_refresh_do_not_deadlock(series_id):
+    """The refresh holds the watermark FOR UPDATE and then reads points; a write that creates a partition takes
+    the watermark FOR SHARE before it. Creating the partition first (inside the write, under ACCESS EXCLUSIVE on
+    points) then waiting for the watermark deadlocked with the refresh's read."""
+    errors: list[BaseException] = []
+    refresh_locked, refresh_done = threading.Event(), threading.Event()
+    moment = _day_ago(22)
+
+    def refresh_like() -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR UPDATE")
+            refresh_locked.set()
+            wait_for(lambda: lock_waiters() >= 1, timeout=10, what="the write waiting")
+            cursor.execute("SELECT count(*) FROM points WHERE time >= now() - interval '30 days'")
+        refresh_done.set()
+
+    def write() -> None:
+        refresh_locked.wait(10)
+        with transaction.atomic():  # as a batch is written: its series, points and dead letters in one transaction
+            backend_for().points_write([(series_id, moment, 1.0)])
+
+    threads = [database_thread(refresh_like, errors), database_thread(write, errors)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    assert refresh_done.is_set()
+    assert _count(series_id) == 1
+
+
+def test_an_open_write_that_created_a_partition_holds_the_refresh_and_retention_back(settings, series_id):
+    """Both wait for the write's commit (not the other way round), and then both succeed."""
+    settings.STORAGE_ROLLUP_GRACE_SECONDS = 0
+    errors: list[BaseException] = []
+    written, release = threading.Event(), threading.Event()
+    moment = _day_ago(23)
+
+    def write_held_open() -> None:
+        with transaction.atomic():
+            backend_for().points_write([(series_id, moment, 1.0)])
+            written.set()
+            release.wait(10)
+
+    results: dict[str, object] = {}
+
+    def refresh() -> None:
+        written.wait(10)
+        results["refresh"] = backend_for().rollup_refresh()
+
+    def retention() -> None:
+        written.wait(10)
+        results["retention"] = PostgresBackend().retention_apply()
+
+    threads = [database_thread(work, errors) for work in (write_held_open, refresh, retention)]
+    for thread in threads:
+        thread.start()
+    assert written.wait(10)
+    wait_for(lambda: lock_waiters() >= 2, timeout=10, what="the refresh and retention waiting for the write")
+    release.set()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    assert set(results) == {"refresh", "retention"}
