@@ -40,6 +40,10 @@ FACILITIES = 5
 # Live data: points start at the whole minute the module is loaded, so they land after the rollup watermark like
 # a live feed does (older points would take the late-data path, which re-aggregates their buckets at once).
 START_EPOCH = int(time.time()) // 60 * 60
+# Backfill: the same line-protocol bodies stamped this far back (issue 15's ages), against live ones, each sent to
+# both servers in the same round.
+BACKFILL_AGES = {"1h": 3_600, "1d": 86_400, "30d": 30 * 86_400, "300d": 300 * 86_400}
+BACKFILL_LIVE_SECOND = 10_000  # live bodies of the backfill phase start here (after every other phase's)
 
 
 def _log(message: str) -> None:
@@ -204,6 +208,55 @@ def _database_cpu_seconds(database: str) -> float:
         with contextlib.suppress(OSError, ValueError):  # a backend may exit between listing and reading
             total += process_cpu_seconds(int(pid))
     return total
+
+
+def _backfill(
+    *, port: int, influx_port: int, line: tuple[str, dict[str, str]], clients: int, rounds: int, per_round: int
+) -> dict:
+    """Line protocol stamped live and 1 hour, 1 day, 30 days and 300 days back, each body sent to us and then to
+    InfluxDB in the same round; per age, the median of the rounds' ratios. InfluxDB takes old points as fast as new.
+    """
+    seconds_per_round = per_round * (BATCH_POINTS // SERIES)
+    ages = {"live": None, **BACKFILL_AGES}
+    measured: dict[str, dict[str, list[dict]]] = {name: {"ours": [], "influxdb": []} for name in ages}
+    for number in range(rounds):
+        for name, age in ages.items():
+            first = (BACKFILL_LIVE_SECOND if age is None else -age) + number * seconds_per_round
+            bodies = _line_bodies(per_round, first_second=first)  # built before the clock starts
+            measured[name]["ours"].append(
+                _send_all(ports=[port], path=line[0], headers=line[1], bodies=bodies, clients=clients, expect=204)
+            )
+            influx_item = _send_all(
+                ports=[influx_port],
+                path="/write?db=bench&precision=ns",
+                headers={},
+                bodies=bodies,
+                clients=clients,
+                expect=204,
+            )
+            measured[name]["influxdb"].append(influx_item)
+        _log(f"backfill round {number + 1}/{rounds}: " + ", ".join(
+            f"{name} {items['ours'][-1]['points_per_second']:,} vs {items['influxdb'][-1]['points_per_second']:,}"
+            for name, items in measured.items()
+        ))  # fmt: skip
+    summary: dict = {}
+    for name, items in measured.items():
+        ratios = [
+            ours["points_per_second"] / theirs["points_per_second"]
+            for ours, theirs in zip(items["ours"], items["influxdb"], strict=True)
+        ]
+        ours_summary = _rounds_summary(items["ours"])
+        summary[name] = {
+            "age_seconds": ages[name] or 0,
+            "ours_points_per_second": ours_summary["points_per_second"],
+            "ours_batch_latency_ms": ours_summary["batch_latency_ms"],
+            "influxdb_points_per_second": _rounds_summary(items["influxdb"])["points_per_second"],
+            "ratio_to_influxdb": round(statistics.median(ratios), 3),
+            "ratio_to_influxdb_per_round": [round(ratio, 3) for ratio in ratios],
+        }
+    summary["bar"] = "every backfill ratio at least 0.5 of InfluxDB's rate (target: 1.0)"
+    summary["meets_bar"] = all(summary[name]["ratio_to_influxdb"] >= 0.5 for name in BACKFILL_AGES)
+    return summary
 
 
 def _stage_profile(environment: dict[str, str], key: str) -> dict:
@@ -525,6 +578,9 @@ def run(*, quick: bool = False) -> dict:
             _log(f"round {number + 1}/{rounds}: " + ", ".join(
                 f"{name} {items[-1]['points_per_second']:,} points/s" for name, items in measured.items() if items
             ))  # fmt: skip
+        if influx is not None:
+            result["backfill"] = _backfill(port=port, influx_port=influx.port, line=line, clients=clients,
+                                           rounds=rounds, per_round=per_round)  # fmt: skip
     finally:
         launcher.terminate()
         launcher.wait(timeout=30)

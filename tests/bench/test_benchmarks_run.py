@@ -41,6 +41,8 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
         assert ingest[name]["points_per_second"] > 0, name
     assert ingest["ratio_line_protocol_to_influxdb"] > 0
     assert ingest["stage_profile"]
+    for age in ("live", "1h", "1d", "30d", "300d"):
+        assert ingest["backfill"][age]["ratio_to_influxdb"] > 0, age
 
     live = results["live"]["result"]
     assert live["paced"]["probe_latency"]["samples"] > 0
