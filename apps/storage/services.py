@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 
-from django.db import connections
+from django.db import connections, transaction
 from django.utils import timezone
 
 from apps.storage.backends import backend_for
@@ -47,12 +47,22 @@ def series_resolve(*, keys: Iterable[SeriesKey], create: bool = True, alias: str
                 [source_ids, metrics, labels],
             )
             rows = cursor.fetchall()
-        if len(_series_cache) + len(rows) > _SERIES_CACHE_LIMIT:
-            _series_cache.clear()
+        learned = {}
         for series_id, source_id, metric, labels_text in rows:
             key = series_key(source_id=source_id, metric=metric, labels=json.loads(labels_text))
-            _series_cache[key] = series_id
-            found[key] = series_id
+            learned[key] = found[key] = series_id
+
+        def remember() -> None:
+            if len(_series_cache) + len(learned) > _SERIES_CACHE_LIMIT:
+                _series_cache.clear()
+            _series_cache.update(learned)
+
+        if connections[alias].in_atomic_block:
+            # Only after the commit: a transaction that rolls back (a dropped connection, a refused batch) must not
+            # leave ids of series it created, or the next write would put points on series that do not exist.
+            transaction.on_commit(remember, using=alias)
+        else:
+            remember()
     return found
 
 

@@ -190,7 +190,11 @@ def _crash_while_writing(source: Source, topic: str, message: str) -> tuple[Mqtt
         _publish(topic, message)
 
         def write_is_waiting() -> bool:
-            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            # This database only: other engineers' tests wait on locks in theirs.
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
             return cursor.fetchone()[0] > 0
 
         wait_for(write_is_waiting, what="the connector's write to wait for the lock")

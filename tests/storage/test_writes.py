@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from apps.storage.backends import backend_for
 from apps.storage.services import points_write, series_key, series_resolve
@@ -30,9 +30,12 @@ def source(db):
     return source_create(slug="plant")
 
 
-def test_series_resolve_creates_in_bulk_and_caches(source, django_assert_num_queries):
+def test_series_resolve_creates_in_bulk_and_caches(
+    source, django_assert_num_queries, django_capture_on_commit_callbacks
+):
     keys = [series_key(source_id=source.pk, metric="temperature", labels={"device": f"d{i}"}) for i in range(50)]
-    ids = series_resolve(keys=keys)
+    with django_capture_on_commit_callbacks(execute=True):  # ids are cached once the transaction commits
+        ids = series_resolve(keys=keys)
     assert len(set(ids.values())) == 50
     with django_assert_num_queries(0):
         assert series_resolve(keys=keys) == ids
@@ -41,6 +44,25 @@ def test_series_resolve_creates_in_bulk_and_caches(source, django_assert_num_que
     assert series_resolve(keys=[again]) == series_resolve(
         keys=[series_key(source_id=source.pk, metric="m", labels={"a": "1", "b": "2"})]
     )
+
+
+def test_series_created_in_a_rolled_back_transaction_are_not_cached(source):
+    """Otherwise the next write of the same series would put its points on an id that does not exist."""
+    key = series_key(source_id=source.pk, metric="temperature", labels={"device": "rolled-back"})
+    doomed = []
+
+    def failing_batch() -> None:
+        with transaction.atomic():
+            doomed.append(series_resolve(keys=[key])[key])
+            raise RuntimeError("the batch failed after its series were created")
+
+    with pytest.raises(RuntimeError):
+        failing_batch()
+    created = series_resolve(keys=[key])[key]
+    assert created != doomed[0]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM storage_series WHERE id = %s", [created])
+        assert cursor.fetchone()[0] == 1
 
 
 def test_copy_then_redelivery_replaces_without_double_counting(source):
