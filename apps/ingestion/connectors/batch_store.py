@@ -198,7 +198,9 @@ class BatchStore:
                     dead.add(_identity(part[0]))
                     acknowledge([part[0]])
                     continue
-            acknowledge([message for message in part if message.last_piece])
+            completed = [message for message in part if message.last_piece]
+            if completed:
+                acknowledge(completed)
 
     def _store_alone_again(self, part: list[ParsedMessage], *, stop: threading.Event) -> bool:
         # A lone message gets a second try before it is called poison: its first failure may have been a race.
@@ -239,7 +241,6 @@ class BatchStore:
                         "connector %s could not store %d message(s): %s",
                         self.connector_key, len(part), unstorable_reason(error), exc_info=True,
                     )  # fmt: skip
-                    connection_recover()
                     raise _Unstorable(error) from error
                 attempt += 1
                 self.retries += 1
@@ -341,6 +342,8 @@ def _topics_context(messages: Sequence[ParsedMessage]) -> dict[str, Any]:
 
 def connection_recover() -> None:
     """Drop this thread's database connection if a failure left it unusable, so the next try reconnects."""
+    if connection.in_atomic_block:
+        return  # a caller's transaction (tests) owns the connection; it is rolled back there
     try:
         connection.close_if_unusable_or_obsolete()
     except Exception:  # closing a broken connection can fail too; the next query opens a new one
