@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 
 import psycopg
 import pytest
@@ -110,6 +111,24 @@ def test_a_batch_larger_than_a_window_is_split_even_inside_one_message(db, monke
     assert acknowledged[0][0] == 12  # the big message is acknowledged only once all its records are stored
     assert len(stored_points(source=source)) == 13
     assert store.splits >= 2
+
+
+def test_one_record_over_a_whole_window_waits_for_its_points_and_is_stored(db, monkeypatch):
+    """12 points in one record at 5 points per 1-second window: it cannot be split, so it waits 3 windows."""
+    monkeypatch.setattr(stats, "WINDOW_SECONDS", 1)
+    source, _ = source_with_key(slug="wide", kind="mqtt", config={"topic": "plant/+"}, rate_limit_points_per_second=5)
+    wide = json.dumps({"time": "2026-01-01T00:00:00Z", **{f"field{i}": i for i in range(12)}})
+    acknowledged: list[int] = []
+    store = BatchStore(source_id=source.id, transport="mqtt", payload_format="json", connector_key="mqtt:wide")
+    started = time.monotonic()
+    store.store(
+        [_message(wide, 1)],
+        stop=threading.Event(),
+        acknowledge=lambda done: acknowledged.extend(m.handle for m in done),
+    )
+    assert time.monotonic() - started >= 3
+    assert acknowledged == [1]
+    assert len(stored_points(source=source)) == 12
 
 
 def test_an_http_sender_is_told_to_split_a_batch_that_can_never_fit_a_window(db, client):

@@ -34,9 +34,9 @@ import psycopg
 import redis
 from django.db import InterfaceError, OperationalError, connection
 
+from apps.ingestion import stats
 from apps.ingestion.records import ParseResult, PayloadError, Record, RecordError
 from apps.ingestion.services import IngestRefused, batch_ingest, ingest_target_get, payload_dead_letter
-from apps.ingestion.stats import WINDOW_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -181,11 +181,13 @@ class BatchStore:
                 self._store_part(part, stop=stop)
             except _TooLarge as too_large:
                 halves = _halves(part, by_record=True)
-                if halves is None:
-                    self._store_oversized_record(part, too_large.refusal, stop=stop)
-                else:
+                if halves is not None:
                     self.splits += 1
                     parts.extendleft(reversed(halves))
+                    continue
+                if not self._store_oversized_record(part, too_large.refusal, stop=stop):
+                    dead.add(_identity(part[0]))
+                    acknowledge([part[0]])
                     continue
             except _Unstorable as failure:
                 halves = _halves(part, by_record=False)
@@ -275,10 +277,15 @@ class BatchStore:
                 self._payload_letter(message, message.payload_error, message.raw)
                 message.payload_letter_stored = True
 
-    def _store_oversized_record(self, part: list[ParsedMessage], refusal: IngestRefused, *, stop: threading.Event):
-        """One record with more points than a window allows: wait as long as the limit needs for them, then store."""
+    def _store_oversized_record(
+        self, part: list[ParsedMessage], refusal: IngestRefused, *, stop: threading.Event
+    ) -> bool:
+        """One record with more points than a window allows: wait as long as the limit needs, then store it.
+
+        Returns False if it was dead-lettered whole instead (the database refused it).
+        """
         points = refusal.points or refusal.max_points or 1
-        wait = WINDOW_SECONDS * math.ceil(points / max(1, refusal.max_points or 1))
+        wait = stats.WINDOW_SECONDS * math.ceil(points / max(1, refusal.max_points or 1))
         logger.info(
             "connector %s: one record has %d points, more than the %s a window allows; storing it after %.0f s",
             self.connector_key, points, refusal.max_points, wait,
@@ -288,6 +295,8 @@ class BatchStore:
             self._store_part(part, stop=stop, enforce_rate_limit=False)
         except _Unstorable as failure:
             self._dead_letter_whole(part[0], failure.error, stop=stop)
+            return False
+        return True
 
     def _dead_letter_whole(self, message: ParsedMessage, error: BaseException, *, stop: threading.Event) -> None:
         """Keep a message the database will not take as one whole-payload letter (code `unstorable`)."""
