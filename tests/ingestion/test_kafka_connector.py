@@ -28,6 +28,7 @@ from apps.ingestion.connectors.kafka import KafkaConnector
 from apps.ingestion.metrics import connector_states
 from apps.ingestion.models import DeadLetter
 from apps.sources.models import Source
+from apps.sources.services import source_set_enabled
 from tests.conftest import closed_port
 from tests.ingestion.factories import source_with_key, stored_points
 from tests.kafka_broker import FAST_GROUP_SETTINGS, TansuBroker
@@ -88,7 +89,7 @@ def _connector(source: Source, broker: TansuBroker | str, **options: Any) -> Kaf
 
 
 @contextmanager
-def _running(connector: KafkaConnector) -> Iterator[threading.Event]:
+def _running(connector: KafkaConnector) -> Iterator[threading.Thread]:
     stop = threading.Event()
     failure: list[BaseException] = []
 
@@ -101,7 +102,7 @@ def _running(connector: KafkaConnector) -> Iterator[threading.Event]:
     thread = threading.Thread(target=target, name=f"test:{connector.key}", daemon=True)
     thread.start()
     try:
-        yield stop
+        yield thread
     finally:
         stop.set()
         thread.join(15)
@@ -336,6 +337,19 @@ def test_the_connector_survives_a_broker_restart_during_a_sustained_produce(comm
         assert sorted(stored) == sorted(acked_before | acked_after)  # acknowledged 150, stored 150, each once
     finally:
         broker.stop()
+
+
+def test_a_paused_source_stops_the_connector_without_committing(committed_cleanup, kafka_broker):
+    source, topic = _kafka_source(kafka_broker)
+    source_set_enabled(source=source, enabled=False)
+    acknowledged = _produce(kafka_broker, topic, [_record(0)])
+    connector = _connector(source, kafka_broker)
+    with _running(connector) as thread:
+        thread.join(30)
+        assert not thread.is_alive()  # it ended by itself, not told to stop
+    assert kafka_broker.committed(group=connector.group_id, topic=topic, partitions=1) == {}
+    assert acknowledged == 1
+    assert stored_points(source=source) == []  # read again once the source is resumed
 
 
 def test_the_connector_runs_and_stops_with_the_real_consumer_and_no_broker():
