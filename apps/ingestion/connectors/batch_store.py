@@ -312,6 +312,8 @@ class BatchStore:
             try:
                 self._payload_letter(message, reason, raw)
                 return
+            except IngestRefused as refusal:
+                raise ConnectorStopped(refusal.message) from refusal  # the source was removed meanwhile
             except Exception as letter_error:
                 if not dependency_down(letter_error):
                     raise
