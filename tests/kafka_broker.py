@@ -78,6 +78,12 @@ class TansuBroker:
             self.process.kill()
             self.process.wait(timeout=10)
 
+    def close(self) -> None:
+        """Stop the broker and remove its log."""
+        self.stop()
+        self._log.close()
+        Path(self._log.name).unlink(missing_ok=True)
+
     def log_tail(self) -> str:
         """The end of the broker's output, for failure messages."""
         return Path(self._log.name).read_text(errors="replace")[-2000:]

@@ -14,4 +14,4 @@ def kafka_broker() -> Iterator[TansuBroker]:
     broker = TansuBroker()
     broker.start()
     yield broker
-    broker.stop()
+    broker.close()

@@ -336,7 +336,7 @@ def test_the_connector_survives_a_broker_restart_during_a_sustained_produce(comm
         assert len(acked_after) == 100  # 70..149, and 50..69 buffered by the producer while the broker was down
         assert sorted(stored) == sorted(acked_before | acked_after)  # acknowledged 150, stored 150, each once
     finally:
-        broker.stop()
+        broker.close()
 
 
 def test_a_paused_source_stops_the_connector_without_committing(committed_cleanup, kafka_broker):
