@@ -2,12 +2,14 @@
 
 Connector providers (e.g. MQTT and Kafka sources, added with ingestion) register a callable that
 returns the connectors that should be running now. The supervisor polls the providers, starts what is
-new, stops what was removed or changed, and restarts what crashed, with exponential backoff.
+new, stops what was removed or changed, and restarts what crashed, with exponential backoff (capped, with jitter,
+and started afresh after a connector ran for longer than the cap).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -102,13 +104,18 @@ class ConnectorSupervisor:
         entry = _Running(spec=spec, stop=stop, thread=threading.Thread(), failures=failures)
 
         def target() -> None:
+            started = self.clock()
             try:
                 spec.build().run(stop=stop)
                 entry.last_error = None
             except Exception as error:
+                if self.clock() - started >= self.max_backoff_seconds:
+                    entry.failures = 0  # it ran well for a while: a new failure is a first failure again
                 entry.failures += 1
                 entry.last_error = f"{type(error).__name__}: {error}"
-                backoff = min(self.max_backoff_seconds, 2 ** min(entry.failures, 10) * 0.5)
+                # Jitter keeps connectors that failed together (a broker restart) from all coming back at once.
+                step = min(self.max_backoff_seconds, 2 ** min(entry.failures, 10) * 0.5)
+                backoff = step * random.uniform(0.75, 1.0)  # noqa: S311 (jitter, not a secret)
                 entry.next_start_at = self.clock() + backoff
                 logger.exception("connector %s failed; retrying in %.1f s", spec.key, backoff)
 

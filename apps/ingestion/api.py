@@ -79,8 +79,10 @@ class SourceIngestView(_IngestView):
             "Body: a JSON array of objects, one object, or NDJSON (`Content-Type: application/x-ndjson`), "
             "optionally `Content-Encoding: gzip`. Authenticate with `Authorization: Bearer <write key>`. "
             "Answers after the commit. Refused records are kept in the dead-letter store. 422 means every "
-            "record was refused; 409 the source is paused; 413 the body is too large; 429 the source's rate "
-            "limit or the server's in-flight bound was hit (see Retry-After)."
+            "record was refused; 409 the source is paused; 413 the body is too large, or has more points than "
+            "the source's rate limit allows in one 10-second window (code `batch_over_rate_limit`: split it, "
+            "retrying it whole never succeeds); 429 the source's rate limit or the server's in-flight bound was "
+            "hit (see Retry-After)."
         ),
         request={
             "application/json": {

@@ -32,7 +32,7 @@ from apps.ingestion.metrics import INGEST_BATCH_SECONDS, INGEST_POINTS, INGEST_R
 from apps.ingestion.models import DeadLetter, DeadLetterStatus, PayloadFormat, Transport
 from apps.ingestion.parsers.line_protocol import PRECISION_NS, line_protocol_parse
 from apps.ingestion.records import ParseResult, PayloadError, Record, RecordError, payload_text
-from apps.ingestion.stats import rate_limit_take, stats_record
+from apps.ingestion.stats import WINDOW_SECONDS, rate_limit_take, stats_record
 from apps.ingestion.validation import RecordValidator, SeriesLocalKey, ValidatedPoint, ValidationResult, record_raw
 from apps.sources.models import Source, SourceSchema
 from apps.storage.columns import PointColumns
@@ -50,12 +50,24 @@ _SERIES_CACHE_LIMIT_PER_SOURCE = 200_000
 class IngestRefused(Exception):
     """The batch as a whole was refused before anything was stored; the sender keeps it and may retry."""
 
-    def __init__(self, status: int, code: str, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        max_points: int | None = None,
+        points: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        # Rate-limit refusals: the most points one window takes, and how many the refused batch had.
+        self.max_points = max_points
+        self.points = points
 
 
 @dataclass
@@ -485,7 +497,7 @@ def _batch_store(
     point_count = len(points) + len(ready_rows)
     if enforce_rate_limit and target.rate_limit and point_count:
         try:
-            wait = rate_limit_take(source_id=source_id, points=point_count, limit_per_second=target.rate_limit)
+            limited = rate_limit_take(source_id=source_id, points=point_count, limit_per_second=target.rate_limit)
         except RedisError as error:
             # The limit is kept in Redis: without it the batch can be neither counted nor let through unchecked.
             logger.warning("rate limiter unavailable for source %s: %s", source_id, error)
@@ -496,13 +508,25 @@ def _batch_store(
                 "stored. Retry shortly.",
                 retry_after=5,
             ) from error
-        if wait is not None:
+        if limited is not None and limited.too_large:
+            raise IngestRefused(
+                413,
+                "batch_over_rate_limit",
+                f"Source {target.slug!r} may write {target.rate_limit} points per second, at most "
+                f"{limited.allowance} points per {WINDOW_SECONDS}-second window; this batch has {point_count} "
+                f"points and can never pass. Split it into batches of at most {limited.allowance} points.",
+                max_points=limited.allowance,
+                points=point_count,
+            )
+        if limited is not None:
             raise IngestRefused(
                 429,
                 "rate_limited",
                 f"Source {target.slug!r} may write {target.rate_limit} points per second; this batch of "
-                f"{point_count} is over it. Retry after {wait:.0f} s or send smaller batches.",
-                retry_after=wait,
+                f"{point_count} is over what is left of it. Retry after {limited.retry_after:.0f} s.",
+                retry_after=limited.retry_after,
+                max_points=limited.allowance,
+                points=point_count,
             )
     result = IngestResult()
     # A columnar body creates no series and has no dead letters, so points_write's own atomic block can be the

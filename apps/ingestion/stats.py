@@ -79,24 +79,42 @@ def stats_get(*, source_ids: list[int], now: float | None = None) -> dict[int, S
     return result
 
 
-def rate_limit_take(*, source_id: int, points: int, limit_per_second: int, now: float | None = None) -> float | None:
-    """Reserve `points` against the source's limit for the current window; seconds to wait if over, else None.
+@dataclass(frozen=True, slots=True)
+class RateLimited:
+    """A batch the source's rate limit refused: when to try again, or that it is larger than one window allows."""
+
+    retry_after: float  # seconds until the next window, where a batch of at most `allowance` points fits
+    allowance: int  # points the source may write in one window
+    too_large: bool  # the batch alone is over `allowance`: waiting never helps, it must be split
+
+
+def rate_limit_allowance(*, limit_per_second: int) -> int:
+    """Points a source may write in one window (the largest batch that can ever pass its limit)."""
+    return limit_per_second * WINDOW_SECONDS
+
+
+def rate_limit_take(
+    *, source_id: int, points: int, limit_per_second: int, now: float | None = None
+) -> RateLimited | None:
+    """Reserve `points` against the source's limit for the current window; None if they fit, else why not.
 
     The limit is enforced per 10-second window (so one large batch fits), and a refused batch gives back
-    what it reserved.
+    what it reserved. A batch larger than a whole window's allowance is refused as `too_large` straight away:
+    retrying it as it is would never succeed, so the sender must split it (HTTP: 413; connectors split by themselves).
     """
     now = time.time() if now is None else now
     window = _window(now)
+    allowance = rate_limit_allowance(limit_per_second=limit_per_second)
+    next_window = max((window + 1) * WINDOW_SECONDS - now, 0.1)
+    if points > allowance:
+        return RateLimited(retry_after=next_window, allowance=allowance, too_large=True)
     key = redis_key("ingest", "quota", source_id, window)
     client = redis_client()
     pipe = client.pipeline(transaction=False)
     pipe.incrby(key, points)
     pipe.expire(key, WINDOW_SECONDS * 2)
     used, _ = pipe.execute()
-    allowance = limit_per_second * WINDOW_SECONDS
     if used <= allowance:
         return None
     client.decrby(key, points)
-    if points > allowance:
-        return float(WINDOW_SECONDS)  # a batch this big never fits one window; the caller says so
-    return max((window + 1) * WINDOW_SECONDS - now, 0.1)
+    return RateLimited(retry_after=next_window, allowance=allowance, too_large=False)

@@ -95,6 +95,26 @@ def test_crashed_connector_restarts_after_backoff():
     supervisor.stop_all()
 
 
+def test_a_connector_that_ran_for_a_while_starts_its_backoff_afresh():
+    now = [100.0]
+
+    class RanThenCrashed:
+        def run(self, *, stop):
+            now[0] += 3600  # an hour of good work
+            raise RuntimeError("broker went away")
+
+    supervisor = ConnectorSupervisor(
+        providers=[lambda: [ConnectorSpec("kafka:x", "v1", RanThenCrashed)]],
+        clock=lambda: now[0],
+        max_backoff_seconds=60,
+    )
+    supervisor._start(ConnectorSpec("kafka:x", "v1", RanThenCrashed), failures=7)
+    _wait_for(lambda: not supervisor.running["kafka:x"].thread.is_alive())
+    entry = supervisor.running["kafka:x"]
+    assert entry.failures == 1
+    assert 0.75 <= entry.next_start_at - now[0] <= 1.0  # the first step, not the 60 s cap
+
+
 def test_failing_provider_keeps_running_connectors():
     events: list[str] = []
     broken = {"now": False}

@@ -1,9 +1,12 @@
 """Kafka connector: one consumer per enabled Kafka source; offsets are committed only after the batch is stored.
 
-Auto-commit and automatic offset storing are off. After `batch_ingest` returns (the transaction committed), the
-connector synchronously commits, per partition, the offset after the batch's last message. If storing fails it
-commits nothing and seeks back to the batch's first offsets, so the same messages are read again; writing the same
-points twice stores them once. The consumer is a dependency (`consumer_factory`), so the loop is tested with a fake.
+Auto-commit and automatic offset storing are off. `BatchStore` commits the batch part by part; after each part's
+transaction, the connector synchronously commits, per partition, the offset after the last message the part
+completed. A part that cannot be stored is bisected and its poison message dead-lettered (then committed past), so
+a partition never stalls on one record; while PostgreSQL or Redis is down the batch is retried with backoff and
+nothing is committed. During long waits (backoff, rate limit) the consumer's partitions are paused and it is still
+polled, so it stays in its group. A connector that stops or crashes leaves the uncommitted messages to the
+partition's next owner, and writing the same points twice stores them once.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from apps.ingestion.connectors import (
     BatchStore,
     ConnectorStopped,
     ParsedMessage,
-    connection_recover,
     message_parse,
     payload_format_of,
 )
@@ -32,7 +34,6 @@ from apps.ingestion.models import Transport
 
 logger = logging.getLogger(__name__)
 
-RETRY_BACKOFF_MAX_SECONDS = 30.0
 OFFSET_RESETS = ("earliest", "latest")
 
 
@@ -48,12 +49,13 @@ class KafkaMessageLike(Protocol):
 
 
 class ConsumerLike(Protocol):
-    """The parts of confluent_kafka.Consumer the connector uses (a fake in tests: no broker runs there)."""
+    """The parts of confluent_kafka.Consumer the connector uses."""
 
     def subscribe(self, topics: list[str], on_assign: Callable = ..., on_revoke: Callable = ...) -> None: ...
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Any]: ...
     def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> Any: ...
-    def seek(self, partition: TopicPartition) -> None: ...
+    def pause(self, partitions: list[TopicPartition]) -> None: ...
+    def resume(self, partitions: list[TopicPartition]) -> None: ...
     def assignment(self) -> list[TopicPartition]: ...
     def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]: ...
     def get_watermark_offsets(
@@ -80,6 +82,7 @@ class KafkaConnector:
         batch_size: int | None = None,
         flush_seconds: float | None = None,
         consumer_factory: Callable[[dict[str, Any]], ConsumerLike] = Consumer,
+        consumer_settings: dict[str, Any] | None = None,
     ) -> None:
         self.key = f"kafka:{slug}"
         self.slug = slug
@@ -95,10 +98,17 @@ class KafkaConnector:
         self.batch_size = batch_size or settings.INGEST_CONNECTOR_BATCH_SIZE
         self.flush_seconds = flush_seconds or settings.INGEST_CONNECTOR_FLUSH_SECONDS
         self.consumer_factory = consumer_factory
+        self.consumer_settings = dict(consumer_settings or {})  # extra librdkafka settings (session timeout ...)
         self.batches = 0
         self.commits = 0
-        self.failures = 0
+        self.committed_messages = 0
+        # (topic, partition) pairs assigned now, kept by the rebalance callbacks: other threads read this instead
+        # of asking the consumer, whose calls wait while its own thread is inside consume().
+        self.assigned: set[tuple[str, int]] = set()
         self._batch: list[ParsedMessage] = []
+        self._storing: list[ParsedMessage] = []  # the batch being stored, less what is already committed
+        self._held: list[Any] = []  # messages polled while a batch was being stored (new partitions only)
+        self._paused = False
         self._consumer: ConsumerLike | None = None
         self._store = BatchStore(
             source_id=source_id,
@@ -106,7 +116,7 @@ class KafkaConnector:
             payload_format=self.payload_format,
             connector_key=self.key,
             context={"precision": self.precision} if self.payload_format == "line" else {},
-            on_wait=self._state_publish,
+            on_wait=self._on_wait,
         )
 
     def consumer_config(self) -> dict[str, Any]:
@@ -121,6 +131,7 @@ class KafkaConnector:
             "enable.partition.eof": False,
             "error_cb": self._on_error,
             "logger": logger,
+            **self.consumer_settings,
         }
 
     def _on_error(self, error: KafkaError) -> None:
@@ -142,20 +153,25 @@ class KafkaConnector:
                 consumer.close()  # leaves the group; uncommitted messages go to the next owner
             finally:
                 self._consumer = None
+                self._paused = False
+                self.assigned = set()
                 connection.close()
 
     def _on_assign(self, consumer: ConsumerLike, partitions: list[TopicPartition]) -> None:
         logger.info("%s assigned %s", self.key, [(tp.topic, tp.partition) for tp in partitions])
+        self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
 
     def _on_revoke(self, consumer: ConsumerLike, partitions: list[TopicPartition]) -> None:
         # Not committed, so the partition's next owner reads these again; storing them here would only duplicate.
         revoked = {(tp.topic, tp.partition) for tp in partitions}
+        self.assigned -= revoked
         kept = [message for message in self._batch if _partition_of(message) not in revoked]
         if len(kept) != len(self._batch):
             logger.info(
                 "%s dropped %d uncommitted message(s) of revoked partitions", self.key, len(self._batch) - len(kept)
             )
         self._batch = kept
+        self._held = [message for message in self._held if (message.topic(), message.partition()) not in revoked]
 
     def consume(self, consumer: ConsumerLike, *, stop: threading.Event) -> None:
         """The poll/store/commit loop; returns when `stop` is set (after storing what it holds)."""
@@ -180,16 +196,7 @@ class KafkaConnector:
                         raise KafkaException(error)
                     logger.warning("%s: consume error %s", self.key, error)
                     continue
-                self._batch.append(
-                    message_parse(
-                        payload=kafka_message.value() or b"",
-                        topic=kafka_message.topic(),
-                        payload_format=self.payload_format,
-                        precision=self.precision,
-                        topic_label=self.topic_label,
-                        handle=kafka_message,
-                    )
-                )
+                self._batch.append(self._parse(kafka_message))
             if self._batch and (
                 sum(message.size for message in self._batch) >= self.batch_size
                 or time.monotonic() - self._batch[0].received_at >= self.flush_seconds
@@ -197,37 +204,69 @@ class KafkaConnector:
                 self._flush(consumer, stop=stop)
 
     def _flush(self, consumer: ConsumerLike, *, stop: threading.Event) -> None:
-        """Store the batch; commit its offsets only after that, or rewind to its start if storing failed."""
-        batch = self._batch
+        """Store the batch; each part's offsets are committed right after its transaction commits."""
+        batch, self._batch = self._batch, []
+        self._storing = list(batch)
         try:
-            self._store.store(batch, stop=stop)
-        except ConnectorStopped:
-            raise
-        except Exception:
-            self.failures += 1
-            backoff = min(RETRY_BACKOFF_MAX_SECONDS, 0.5 * 2 ** min(self.failures - 1, 10))
-            logger.exception("%s could not store a batch; reading it again in %.1f s", self.key, backoff)
-            self._rewind(consumer, batch)
-            self._batch = []
-            connection_recover()
-            stop.wait(backoff)
-            return
-        self.failures = 0
-        self._commit(consumer, batch)
+            self._store.store(batch, stop=stop, acknowledge=lambda stored: self._commit(consumer, stored))
+        finally:
+            self._storing = []
+            self._release(consumer)
         self.batches += 1
-        self._batch = []
 
-    def _commit(self, consumer: ConsumerLike, batch: Sequence[ParsedMessage]) -> None:
+    def _on_wait(self) -> None:
+        """Called every second while a batch waits: publish the lag, and poll so the consumer stays in its group."""
+        self._state_publish()
+        consumer = self._consumer
+        if consumer is None:
+            return
+        try:
+            # Paused partitions deliver nothing (librdkafka drops what it had fetched and resumes from the position
+            # the connector reached), so polling only serves heartbeats, rebalances and max.poll.interval.ms.
+            consumer.pause(consumer.assignment())
+            self._paused = True
+            self._held.extend(
+                message for message in consumer.consume(num_messages=self.batch_size, timeout=0) if not message.error()
+            )
+        except KafkaException as error:
+            logger.info("%s could not poll while waiting: %s", self.key, error)
+
+    def _release(self, consumer: ConsumerLike) -> None:
+        """Resume what `_on_wait` paused, and put what it polled at the head of the next batch."""
+        if self._paused:
+            self._paused = False
+            try:
+                consumer.resume(consumer.assignment())
+            except KafkaException as error:
+                logger.info("%s could not resume its partitions: %s", self.key, error)
+        held, self._held = self._held, []
+        self._batch = [self._parse(message) for message in held] + self._batch
+
+    def _parse(self, kafka_message: Any) -> ParsedMessage:
+        return message_parse(
+            payload=kafka_message.value() or b"",
+            topic=kafka_message.topic(),
+            payload_format=self.payload_format,
+            precision=self.precision,
+            topic_label=self.topic_label,
+            handle=kafka_message,
+        )
+
+    def _commit(self, consumer: ConsumerLike, stored: Sequence[ParsedMessage]) -> None:
+        if not stored:
+            return
+        done = {id(message.handle) for message in stored}
+        self._storing = [message for message in self._storing if id(message.handle) not in done]
         next_offsets: dict[tuple[str, int], int] = {}
-        for message in batch:
+        for message in stored:
             partition, offset = _partition_of(message), message.handle.offset()
             next_offsets[partition] = max(next_offsets.get(partition, -1), offset + 1)
         offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in next_offsets.items()]
         try:
             committed = consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as error:
-            # Already stored: if a rebalance took the partition, its next owner reads the batch again (idempotent).
-            logger.warning("%s stored a batch but could not commit its offsets: %s", self.key, error)
+            # Already stored: if a rebalance took the partition, its next owner reads these again (idempotent).
+            logger.warning("%s stored messages but could not commit their offsets: %s", self.key, error)
             return
         for partition in committed or []:
             if getattr(partition, "error", None):
@@ -235,18 +274,7 @@ class KafkaConnector:
                     "%s: commit of %s[%s] failed: %s", self.key, partition.topic, partition.partition, partition.error
                 )
         self.commits += 1
-
-    def _rewind(self, consumer: ConsumerLike, batch: Sequence[ParsedMessage]) -> None:
-        first_offsets: dict[tuple[str, int], int] = {}
-        for message in batch:
-            partition, offset = _partition_of(message), message.handle.offset()
-            first_offsets[partition] = min(first_offsets.get(partition, offset), offset)
-        for (topic, partition), offset in first_offsets.items():
-            try:
-                consumer.seek(TopicPartition(topic, partition, offset))
-            except KafkaException as error:
-                # No longer assigned: the new owner starts from the last committed offset anyway.
-                logger.info("%s could not seek %s[%s] back to %s: %s", self.key, topic, partition, offset, error)
+        self.committed_messages += len(stored)
 
     def lag(self, consumer: ConsumerLike) -> int | None:
         """Messages behind: per assigned partition, the high watermark minus the first offset not yet stored."""
@@ -254,7 +282,7 @@ class KafkaConnector:
         if not assignment:
             return 0
         first_pending: dict[tuple[str, int], int] = {}
-        for message in self._batch:
+        for message in self._pending():
             partition = _partition_of(message)
             first_pending[partition] = min(
                 first_pending.get(partition, message.handle.offset()), message.handle.offset()
@@ -270,16 +298,19 @@ class KafkaConnector:
             total += max(0, watermarks[1] - base)
         return total
 
+    def _pending(self) -> list[ParsedMessage]:
+        """Messages consumed but not committed yet, oldest first."""
+        return self._storing + self._batch
+
     def _state_publish(self) -> None:
         consumer = self._consumer
         lag_seconds = 0.0
-        if self._batch:
-            kind, milliseconds = self._batch[0].handle.timestamp()
+        pending = self._pending()
+        if pending:
+            kind, milliseconds = pending[0].handle.timestamp()
             produced = milliseconds / 1000 if kind and milliseconds > 0 else None
             lag_seconds = (
-                max(0.0, time.time() - produced)
-                if produced is not None
-                else time.monotonic() - self._batch[0].received_at
+                max(0.0, time.time() - produced) if produced is not None else time.monotonic() - pending[0].received_at
             )
         try:
             lag = self.lag(consumer) if consumer is not None else None

@@ -1,9 +1,11 @@
 """MQTT connector: one persistent-session subscription per enabled MQTT source, acknowledged after the commit.
 
 paho's network thread only queues messages; the connector's own thread parses them, stores a batch with
-`batch_ingest` and then sends the PUBACKs (manual acknowledgement). A message is acknowledged only after the
-transaction holding its points (or its dead letter) has committed, so the broker redelivers everything the
-connector had not stored when it stopped, crashed or lost the connection (QoS 1, clean_session=False).
+`BatchStore` and sends the PUBACKs (manual acknowledgement) as each part of it commits. A message is acknowledged
+only after the transaction holding its points (or its dead letter) has committed, so the broker redelivers
+everything the connector had not stored when it stopped, crashed or lost the connection (QoS 1,
+clean_session=False). A message the database refuses is dead-lettered whole and acknowledged, so it is not
+redelivered forever; while PostgreSQL or Redis is down the batch waits, unacknowledged, with backoff.
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ class MqttConnector:
         self.batches = 0
         self._queue: queue.Queue[_Incoming] = queue.Queue()
         self._batch: list[ParsedMessage] = []
+        self._storing: list[ParsedMessage] = []  # the batch being stored, less what is already acknowledged
         # Bumped on every (re)connect and disconnect: a message id is only meaningful on the connection that
         # delivered it, so messages from an older connection are stored but never acknowledged (the broker
         # redelivers them on the new one, where they are acknowledged).
@@ -251,10 +254,20 @@ class MqttConnector:
                 records = 0
 
     def _flush(self, client: mqtt.Client, *, stop: threading.Event) -> None:
-        """Store the batch, then acknowledge its messages in arrival order (MQTT wants PUBACKs in order)."""
-        self._store.store(self._batch, stop=stop)
+        """Store the batch; each part's messages are acknowledged, in arrival order, once the part has committed."""
+        batch, self._batch = self._batch, []
+        self._storing = list(batch)
+        try:
+            self._store.store(batch, stop=stop, acknowledge=lambda stored: self._acknowledge(client, stored))
+        finally:
+            self._storing = []
+        self.batches += 1
+
+    def _acknowledge(self, client: mqtt.Client, stored: list[ParsedMessage]) -> None:
+        done = {id(message.handle) for message in stored}
+        self._storing = [message for message in self._storing if id(message.handle) not in done]
         with self._ack_lock:
-            for message in self._batch:
+            for message in stored:
                 incoming: _Incoming = message.handle
                 if incoming.qos == 0 or incoming.generation != self._generation:
                     continue
@@ -265,20 +278,19 @@ class MqttConnector:
                     logger.info(
                         "%s could not acknowledge message %s (%s); it comes again", self.key, incoming.mid, outcome
                     )
-        self.batches += 1
-        self._batch = []
 
     def _state_publish(self) -> None:
         """Lag = messages received but not committed; lag_seconds = age of the oldest of them."""
         with self._queue.mutex:
             queued = len(self._queue.queue)
             oldest = self._queue.queue[0].received_at if self._queue.queue else None
-        if self._batch:
-            oldest = self._batch[0].received_at
+        pending = self._storing + self._batch
+        if pending:
+            oldest = pending[0].received_at
         lag_seconds = time.monotonic() - oldest if oldest is not None else 0.0
         try:
             connector_state_publish(
-                connector=self.key, lag=queued + len(self._batch), lag_seconds=lag_seconds, batches=self.batches
+                connector=self.key, lag=queued + len(pending), lag_seconds=lag_seconds, batches=self.batches
             )
         except Exception:  # lag figures are for people; a Redis hiccup must not stop ingestion
             logger.warning("%s could not publish its state", self.key, exc_info=True)
