@@ -113,3 +113,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
 ]
+
+# JSON errors under /api/ when Django answers itself (DEBUG off); ApiErrorsMiddleware covers the rest.
+handler404 = "analytics_platform.api_errors.error_view_404"
+handler500 = "analytics_platform.api_errors.error_view_500"

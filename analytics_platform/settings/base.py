@@ -49,6 +49,8 @@ MIDDLEWARE = [
     "analytics_platform.metrics.RequestMetricsMiddleware",
     "analytics_platform.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Outside everything that can answer an error page, so /api/ gets JSON errors (api_errors.py).
+    "analytics_platform.api_errors.ApiErrorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -162,8 +164,14 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # The API speaks JSON (uploads and dashboard imports also read multipart forms, declared on their views).
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # One error shape everywhere (analytics_platform/field_errors.py).
+    "EXCEPTION_HANDLER": "analytics_platform.api_errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "analytics_platform.openapi.ApiAutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "analytics_platform.pagination.StrictLimitOffsetPagination",
     "PAGE_SIZE": 100,
 }
 SPECTACULAR_SETTINGS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from analytics_platform.json_body import JsonBodySerializer
 from apps.access.models import ApiToken
 
 
@@ -24,7 +25,7 @@ class ApiTokenSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ApiTokenCreateSerializer(serializers.Serializer):
+class ApiTokenCreateSerializer(JsonBodySerializer):
     name = serializers.CharField(max_length=100, help_text="What the token is for.")
     expires_in_days = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=3650, help_text="Omit for a token that never expires."

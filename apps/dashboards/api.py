@@ -12,11 +12,12 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schem
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import ListAPIView
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics_platform.field_errors import field_error_response
+from analytics_platform.field_errors import ErrorSerializer, field_error_response
 from apps.access.models import Organization
 from apps.access.selectors import organization_ids_for_user, organization_list_for_user
 from apps.dashboards.documents import DashboardDocumentError
@@ -35,6 +36,7 @@ from apps.dashboards.serializers import (
     DashboardDetailSerializer,
     DashboardDocumentSerializer,
     DashboardDuplicateSerializer,
+    DashboardFilterSerializer,
     DashboardRestoreSerializer,
     DashboardSummarySerializer,
     DashboardUpdateSerializer,
@@ -52,9 +54,6 @@ from apps.dashboards.services import (
 
 MAX_IMPORT_BYTES = 2 * 1024 * 1024
 
-_FIELD_ERROR = inline_serializer(
-    "DashboardFieldError", {"detail": serializers.CharField(), "field": serializers.CharField()}
-)
 _EXAMPLE_DOCUMENT = {
     "title": "Plant overview",
     "folder": "Operations",
@@ -137,6 +136,10 @@ def _create_from(request: Request, data: Any, *, message: str) -> Response:
     if not isinstance(data, dict):
         return field_error(DashboardDocumentError("document", "send a JSON object."))
     document = {key: value for key, value in data.items() if key != "organization"}
+    if "organization" in data and not (isinstance(data["organization"], str) and data["organization"]):
+        return field_error(
+            DashboardError("organization", "an organisation's slug; leave it out when you belong to one organisation.")
+        )
     try:
         organization = _organization_for_create(
             request, data.get("organization") or request.query_params.get("organization")
@@ -153,25 +156,17 @@ class DashboardListCreateView(ListAPIView):
     serializer_class = DashboardSummarySerializer
 
     def get_queryset(self):
-        params = self.request.query_params
-        return dashboard_list_for_user(
-            user=self.request.user, q=params.get("q"), tag=params.get("tag"), folder=params.get("folder")
-        )
+        filters = DashboardFilterSerializer(data=self.request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        return dashboard_list_for_user(user=self.request.user, **filters.validated_data)
 
-    @extend_schema(
-        summary="List dashboards",
-        parameters=[
-            OpenApiParameter("q", OpenApiTypes.STR, description="Part of the title, any case."),
-            OpenApiParameter("tag", OpenApiTypes.STR, description="Only dashboards with this tag."),
-            OpenApiParameter("folder", OpenApiTypes.STR, description="Only dashboards in this folder ('' for none)."),
-        ],
-    )
+    @extend_schema(summary="List dashboards", parameters=[DashboardFilterSerializer])
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
         request=DashboardCreateSerializer,
-        responses={201: DashboardDetailSerializer, 400: _FIELD_ERROR, 403: _FIELD_ERROR},
+        responses={201: DashboardDetailSerializer, 400: ErrorSerializer, 403: ErrorSerializer},
         summary="Create a dashboard",
         description="The body is a dashboard document, plus an optional organisation slug. Errors name the JSON "
         'path of the problem, e.g. {"detail": "panels[2].grid.w: ...", "field": "panels[2].grid.w"}.',
@@ -190,7 +185,7 @@ class DashboardDetailView(APIView):
 
     @extend_schema(
         request=DashboardUpdateSerializer,
-        responses={200: DashboardDetailSerializer, 400: _FIELD_ERROR, 403: _FIELD_ERROR, 409: _FIELD_ERROR},
+        responses={200: DashboardDetailSerializer, 400: ErrorSerializer, 403: ErrorSerializer, 409: ErrorSerializer},
         summary="Save a dashboard",
         description="Replaces the dashboard with the document as a new version. Send the version you edited: if "
         "someone saved since, the answer is 409 and nothing changes.",
@@ -212,7 +207,7 @@ class DashboardDetailView(APIView):
             return field_error(error)
         return Response(_detail(request, dashboard))
 
-    @extend_schema(request=None, responses={204: None, 403: _FIELD_ERROR}, summary="Delete a dashboard")
+    @extend_schema(request=None, responses={204: None, 403: ErrorSerializer}, summary="Delete a dashboard")
     def delete(self, request: Request, uid: str) -> Response:
         dashboard_delete(dashboard=dashboard_for_request(request, uid, edit=True))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -248,8 +243,8 @@ class DashboardRestoreView(APIView):
 
     @extend_schema(
         request=DashboardRestoreSerializer,
-        responses={200: DashboardDetailSerializer, 400: _FIELD_ERROR, 403: _FIELD_ERROR, 404: _FIELD_ERROR,
-                   409: _FIELD_ERROR},
+        responses={200: DashboardDetailSerializer, 400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer,
+                   409: ErrorSerializer},
         summary="Restore a dashboard version",
     )  # fmt: skip
     def post(self, request: Request, uid: str, version: int) -> Response:
@@ -273,7 +268,7 @@ class DashboardDuplicateView(APIView):
 
     @extend_schema(
         request=DashboardDuplicateSerializer,
-        responses={201: DashboardDetailSerializer, 400: _FIELD_ERROR, 403: _FIELD_ERROR},
+        responses={201: DashboardDetailSerializer, 400: ErrorSerializer, 403: ErrorSerializer},
         summary="Duplicate a dashboard",
     )
     def post(self, request: Request, uid: str) -> Response:
@@ -305,6 +300,8 @@ class DashboardExportView(APIView):
 class DashboardImportView(APIView):
     """Create a dashboard from an exported document: the JSON body, or a multipart upload in `file`."""
 
+    parser_classes = [JSONParser, MultiPartParser]
+
     @extend_schema(
         request={
             "application/json": DashboardCreateSerializer,
@@ -321,7 +318,7 @@ class DashboardImportView(APIView):
                 "organization", OpenApiTypes.STR, description="Owner organisation's slug, if not in the body."
             )
         ],
-        responses={201: DashboardDetailSerializer, 400: _FIELD_ERROR, 403: _FIELD_ERROR, 413: _FIELD_ERROR},
+        responses={201: DashboardDetailSerializer, 400: ErrorSerializer, 403: ErrorSerializer, 413: ErrorSerializer},
         summary="Import a dashboard",
     )
     def post(self, request: Request) -> Response:

@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from analytics_platform.json_text import UNSTORABLE_TEXT_MESSAGE, unstorable_text_path
 from apps.dashboards.models import PanelType, Refresh
 from apps.storage.query.spec import QuerySpecError, query_spec_parse, time_parse
 
@@ -110,6 +111,9 @@ def dashboard_document_clean(document: Any, *, now: datetime | None = None) -> d
     now = now or datetime.now(UTC)
     if not isinstance(document, Mapping):
         raise DashboardDocumentError("document", "send a JSON object.")
+    at = unstorable_text_path(dict(document))
+    if at is not None:
+        raise DashboardDocumentError(at or "document", UNSTORABLE_TEXT_MESSAGE)
     _unknown_keys(document, _DOCUMENT_KEYS, "")
     schema_version = document.get("schema_version", SCHEMA_VERSION)
     if schema_version != SCHEMA_VERSION or isinstance(schema_version, bool):

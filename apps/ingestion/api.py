@@ -8,7 +8,6 @@ the raw body, and are exempt from CSRF because no cookie can authorise them.
 from __future__ import annotations
 
 from django.db.models import Count
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -18,8 +17,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from analytics_platform.json_body import JsonBodySerializer
 from apps.ingestion import views
-from apps.ingestion.models import DeadLetter, DeadLetterStatus
+from apps.ingestion.models import DeadLetter, DeadLetterStatus, Transport
 from apps.ingestion.services import dead_letters_discard, dead_letters_replay
 from apps.ingestion.stats import stats_get
 from apps.sources.api import source_for_request
@@ -45,15 +45,29 @@ _RESULT = inline_serializer(
         ),
     },
 )
-_ERROR = inline_serializer("IngestError", {"error": serializers.CharField(), "detail": serializers.CharField()})
+_ERROR = inline_serializer(
+    "IngestError",
+    {
+        "detail": serializers.CharField(),
+        "field": serializers.CharField(allow_null=True),
+        "code": serializers.CharField(help_text="e.g. unauthorized, too_large, invalid_json, overloaded."),
+        "error": serializers.CharField(help_text="The code again, under its earlier name."),
+    },
+)
+# The InfluxDB-compatible endpoints answer in InfluxDB's own error formats, so its clients and agents read them.
 _INFLUX_V2_ERROR = inline_serializer(
     "InfluxV2Error", {"code": serializers.CharField(), "message": serializers.CharField()}
 )
+_INFLUX_V1_ERROR = inline_serializer("InfluxV1Error", {"error": serializers.CharField()})
 
 
 class _IngestView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
+
+
+class _InfluxView(_IngestView):
+    standard_error_responses = False  # InfluxDB's error format, declared per endpoint (analytics_platform/openapi.py)
 
 
 class SourceIngestView(_IngestView):
@@ -70,7 +84,16 @@ class SourceIngestView(_IngestView):
             "retrying it whole never succeeds); 429 the source's rate limit or the server's in-flight bound was "
             "hit (see Retry-After)."
         ),
-        request={"application/json": OpenApiTypes.OBJECT, "application/x-ndjson": OpenApiTypes.STR},
+        request={
+            "application/json": {
+                "description": "An array of records, or one record; lines of JSON objects are read as NDJSON, and "
+                "an empty body stores nothing. A record is an object of fields: an array item that is not is "
+                "refused as that record (and kept in the dead-letter store), like any bad record; a body that is "
+                "none of these is refused whole (400, and kept in the dead-letter store).",
+                "example": [{"time": "2026-01-01T00:00:00Z", "device": "d1", "temperature": 21.5}],
+            },
+            "application/x-ndjson": OpenApiTypes.STR,
+        },
         responses={
             200: _RESULT,
             400: _ERROR,
@@ -78,8 +101,10 @@ class SourceIngestView(_IngestView):
             403: _ERROR,
             409: _ERROR,
             413: _ERROR,
+            415: _ERROR,
             422: _RESULT,
             429: _ERROR,
+            500: _ERROR,
             503: _ERROR,
         },
         auth=[],
@@ -88,7 +113,7 @@ class SourceIngestView(_IngestView):
         return views.source_ingest(request._request, slug)
 
 
-class InfluxV2WriteView(_IngestView):
+class InfluxV2WriteView(_InfluxView):
     """InfluxDB 2.x write API."""
 
     @extend_schema(
@@ -96,7 +121,9 @@ class InfluxV2WriteView(_IngestView):
         description=(
             "Compatible with InfluxDB 2.x clients and Telegraf's influxdb_v2 output: `bucket` is the source slug, "
             "`org` is ignored, `Authorization: Token <write key>`. 204 when every line was stored; 400 "
-            "'partial write' names the first bad line (good lines are stored, bad ones dead-lettered)."
+            "'partial write' names the first bad line (good lines are stored, bad ones dead-lettered). Errors are "
+            'in InfluxDB 2\'s format, {"code": ..., "message": ...}, not the API\'s error shape, so InfluxDB clients '
+            "read them."
         ),
         parameters=[
             OpenApiParameter("bucket", str, required=True, description="The source slug."),
@@ -109,8 +136,12 @@ class InfluxV2WriteView(_IngestView):
             400: _INFLUX_V2_ERROR,
             401: _INFLUX_V2_ERROR,
             404: _INFLUX_V2_ERROR,
+            409: _INFLUX_V2_ERROR,
             413: _INFLUX_V2_ERROR,
+            415: _INFLUX_V2_ERROR,
             429: _INFLUX_V2_ERROR,
+            500: _INFLUX_V2_ERROR,
+            503: _INFLUX_V2_ERROR,
         },
         auth=[],
     )
@@ -118,28 +149,40 @@ class InfluxV2WriteView(_IngestView):
         return views.influx_v2_write(request._request)
 
 
-class InfluxV1WriteView(_IngestView):
+class InfluxV1WriteView(_InfluxView):
     """InfluxDB 1.x write API."""
 
     @extend_schema(
         summary="InfluxDB v1 write (line protocol)",
         description=(
             "Compatible with InfluxDB 1.x clients: `db` is the source slug; the write key goes in "
-            "`Authorization: Token <key>`, as the Basic-auth password, or as `p=`."
+            "`Authorization: Token <key>`, as the Basic-auth password, or as `p=`. Errors are in InfluxDB 1's "
+            'format, {"error": ...}, not the API\'s error shape, so InfluxDB clients read them.'
         ),
         parameters=[
             OpenApiParameter("db", str, required=True, description="The source slug."),
-            OpenApiParameter("precision", str, enum=["n", "ns", "u", "ms", "s", "m", "h"]),
+            OpenApiParameter("precision", str, enum=["n", "ns", "u", "us", "ms", "s", "m", "h"]),
         ],
         request={"text/plain": OpenApiTypes.STR},
-        responses={204: OpenApiResponse(description="Stored."), 400: _ERROR, 401: _ERROR, 404: _ERROR},
+        responses={
+            204: OpenApiResponse(description="Stored."),
+            400: _INFLUX_V1_ERROR,
+            401: _INFLUX_V1_ERROR,
+            404: _INFLUX_V1_ERROR,
+            409: _INFLUX_V1_ERROR,
+            413: _INFLUX_V1_ERROR,
+            415: _INFLUX_V1_ERROR,
+            429: _INFLUX_V1_ERROR,
+            500: _INFLUX_V1_ERROR,
+            503: _INFLUX_V1_ERROR,
+        },
         auth=[],
     )
     def post(self, request: Request):
         return views.influx_v1_write(request._request)
 
 
-class InfluxPingView(_IngestView):
+class InfluxPingView(_InfluxView):
     """InfluxDB ping."""
 
     @extend_schema(summary="InfluxDB ping", responses={204: OpenApiResponse(description="Up.")}, auth=[])
@@ -160,7 +203,7 @@ class DeadLetterSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DeadLetterActionSerializer(serializers.Serializer):
+class DeadLetterActionSerializer(JsonBodySerializer):
     ids = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=10_000)
     all = serializers.BooleanField(default=False, help_text="Act on every pending dead letter of the source.")
 
@@ -168,6 +211,19 @@ class DeadLetterActionSerializer(serializers.Serializer):
         if not attrs.get("ids") and not attrs.get("all"):
             raise serializers.ValidationError({"ids": ['Name the dead letters by id, or send "all": true.']})
         return attrs
+
+
+class DeadLetterFilterSerializer(serializers.Serializer):
+    """Query parameters of the dead-letter list."""
+
+    status = serializers.ChoiceField(
+        choices=DeadLetterStatus.choices, default=DeadLetterStatus.PENDING, help_text="Default: pending."
+    )
+    code = serializers.CharField(
+        required=False, allow_blank=True, max_length=40, help_text="Error code, e.g. out_of_range."
+    )
+    transport = serializers.ChoiceField(choices=Transport.choices, required=False, allow_blank=True)
+    since = serializers.DateTimeField(required=False, help_text="ISO 8601: last received at or after.")
 
 
 class DeadLetterListView(ListAPIView):
@@ -179,34 +235,22 @@ class DeadLetterListView(ListAPIView):
 
     serializer_class = DeadLetterSerializer
 
-    @extend_schema(
-        summary="List dead letters",
-        parameters=[
-            OpenApiParameter("status", str, enum=DeadLetterStatus.values, description="Default: pending."),
-            OpenApiParameter("code", str, description="Error code, e.g. out_of_range."),
-            OpenApiParameter("transport", str),
-            OpenApiParameter("since", str, description="ISO 8601: last received at or after."),
-        ],
-    )
+    @extend_schema(summary="List dead letters", parameters=[DeadLetterFilterSerializer])
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
         source = source_for_request(self.request, self.kwargs["slug"])
-        params = self.request.query_params
-        wanted_status = params.get("status", DeadLetterStatus.PENDING)
-        if wanted_status not in DeadLetterStatus.values:
-            raise serializers.ValidationError({"status": [f"must be one of {', '.join(DeadLetterStatus.values)}."]})
-        letters = DeadLetter.objects.filter(source=source, status=wanted_status)
-        if params.get("code"):
-            letters = letters.filter(error_code=params["code"])
-        if params.get("transport"):
-            letters = letters.filter(transport=params["transport"])
-        if params.get("since"):
-            since = parse_datetime(params["since"])
-            if since is None:
-                raise serializers.ValidationError({"since": ["must be an ISO 8601 time, e.g. 2026-01-01T00:00:00Z."]})
-            letters = letters.filter(last_received_at__gte=since)
+        filters = DeadLetterFilterSerializer(data=self.request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        wanted = filters.validated_data
+        letters = DeadLetter.objects.filter(source=source, status=wanted["status"])
+        if wanted.get("code"):
+            letters = letters.filter(error_code=wanted["code"])
+        if wanted.get("transport"):
+            letters = letters.filter(transport=wanted["transport"])
+        if wanted.get("since"):
+            letters = letters.filter(last_received_at__gte=wanted["since"])
         return letters.order_by("-last_received_at", "-id")
 
 

@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics_platform.field_errors import field_error_response
+from analytics_platform.field_errors import ErrorSerializer, field_error_response
 from apps.ingestion.models import FileUpload
 from apps.ingestion.uploads import (
     UploadError,
@@ -35,11 +35,6 @@ logger = logging.getLogger(__name__)
 
 # Multipart framing around the file: a request this much over the file limit is refused before it is read.
 _MULTIPART_OVERHEAD_BYTES = 64 * 1024
-
-# Refusals of this API name the field at fault; permission refusals (403) carry only the detail.
-_UPLOAD_ERROR = inline_serializer(
-    "UploadError", {"detail": serializers.CharField(), "field": serializers.CharField(required=False)}
-)
 
 
 class UploadSerializer(serializers.ModelSerializer):
@@ -119,10 +114,10 @@ class UploadListCreateView(ListAPIView):
         },
         responses={
             202: UploadSerializer,
-            400: _UPLOAD_ERROR,
-            403: _UPLOAD_ERROR,
-            413: _UPLOAD_ERROR,
-            415: _UPLOAD_ERROR,
+            400: ErrorSerializer,
+            403: ErrorSerializer,
+            413: ErrorSerializer,
+            415: ErrorSerializer,
         },
     )
     def post(self, request: Request, slug: str) -> Response:
@@ -162,7 +157,7 @@ class UploadCancelView(APIView):
 
     @extend_schema(
         request=None,
-        responses={200: UploadSerializer, 403: _UPLOAD_ERROR, 409: _UPLOAD_ERROR},
+        responses={200: UploadSerializer, 403: ErrorSerializer, 409: ErrorSerializer},
         summary="Cancel an upload",
         description="Takes effect between chunks: the chunk being written commits, nothing after it starts.",
     )
@@ -180,7 +175,7 @@ class UploadResumeView(APIView):
 
     @extend_schema(
         request=None,
-        responses={202: UploadSerializer, 403: _UPLOAD_ERROR, 409: _UPLOAD_ERROR},
+        responses={202: UploadSerializer, 403: ErrorSerializer, 409: ErrorSerializer},
         summary="Resume an upload",
         description="Processing restarts at `rows_done`: rows already stored are not written again.",
     )

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apps.ingestion.records import Record, RecordError
+from apps.storage.services import LABEL_NAME_MAX_LENGTH, LABEL_VALUE_MAX_LENGTH, METRIC_MAX_LENGTH
 
 LabelSet = tuple[tuple[str, str], ...]  # sorted (name, value) pairs
 SeriesLocalKey = tuple[str, LabelSet]  # (metric, labels) within one source
@@ -21,8 +22,9 @@ ValidatedPoint = tuple[SeriesLocalKey, datetime, float, int]  # (..., position o
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TIME = datetime(2262, 1, 1, tzinfo=UTC)  # InfluxDB's int64-nanosecond horizon; beyond is surely a unit error
-MAX_LABEL_VALUE_LENGTH = 256
-MAX_METRIC_NAME_LENGTH = 200
+MAX_LABEL_NAME_LENGTH = LABEL_NAME_MAX_LENGTH
+MAX_LABEL_VALUE_LENGTH = LABEL_VALUE_MAX_LENGTH
+MAX_METRIC_NAME_LENGTH = METRIC_MAX_LENGTH
 _EPOCH_SCALES = {"epoch_s": 1.0, "epoch_ms": 1e3, "epoch_us": 1e6, "epoch_ns": 1e9}
 _CACHE_LIMIT = 100_000
 _TRUE_TEXT = frozenset({"true", "t", "yes", "1", "on"})
@@ -215,6 +217,14 @@ class RecordValidator:
         cached = self._label_sets.get(items)
         if cached is not None:
             return cached
+        for name, _ in items:
+            if len(name) > MAX_LABEL_NAME_LENGTH:
+                shown = name[:40] + "..."
+                raise _Reject(
+                    "label_too_long",
+                    shown,
+                    f"label name {shown} is {len(name)} characters; names hold at most {MAX_LABEL_NAME_LENGTH}.",
+                )
         labels = {name: self._label_value(name, value) for name, value in items}
         for name, value in labels.items():
             if not text_storable(name) or not text_storable(value):

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from analytics_platform.field_errors import error_body
 from apps.ingestion.content_encoding import BodyRefused, content_decode
 from apps.ingestion.metrics import INGEST_REQUESTS_REFUSED
 from apps.ingestion.models import PayloadFormat, Transport
@@ -160,7 +161,9 @@ def _parse_or_dead_letter(
 
 
 def _json_refusal(refusal: _Refusal) -> HttpResponse:
-    return JsonResponse({"error": refusal.code, "detail": refusal.message}, status=refusal.status)
+    """The API's error shape (analytics_platform/field_errors.py), plus `error`: the code under its earlier name."""
+    body = error_body(message=refusal.message, field=None, code=refusal.code, error=refusal.code)
+    return JsonResponse(body, status=refusal.status)
 
 
 def source_ingest(request: HttpRequest, slug: str) -> HttpResponse:

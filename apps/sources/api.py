@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Prefetch
 from django.http import Http404
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import ListAPIView
@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics_platform.field_errors import field_error_response
+from analytics_platform.field_errors import ErrorSerializer, field_error_response
 from apps.access.models import Organization
 from apps.access.selectors import organization_list_for_user
 from apps.sources.models import Source, SourceSchema
@@ -37,10 +37,6 @@ from apps.sources.services import (
     source_update,
     write_key_create,
     write_key_revoke,
-)
-
-_FIELD_ERROR = inline_serializer(
-    "SourceFieldError", {"detail": serializers.CharField(), "field": serializers.CharField()}
 )
 
 
@@ -76,7 +72,7 @@ class SourceListCreateView(ListAPIView):
 
     @extend_schema(
         request=SourceCreateSerializer,
-        responses={201: SourceCreatedSerializer, 400: _FIELD_ERROR, 403: _FIELD_ERROR, 409: _FIELD_ERROR},
+        responses={201: SourceCreatedSerializer, 400: ErrorSerializer, 403: ErrorSerializer, 409: ErrorSerializer},
         summary="Create a source",
         examples=[
             OpenApiExample(
@@ -146,7 +142,7 @@ class SourceDetailView(APIView):
 
     @extend_schema(
         request=SourceUpdateSerializer,
-        responses={200: SourceSerializer, 400: _FIELD_ERROR, 403: _FIELD_ERROR},
+        responses={200: SourceSerializer, 400: ErrorSerializer, 403: ErrorSerializer},
         summary="Edit a source",
     )
     def patch(self, request: Request, slug: str) -> Response:
@@ -236,7 +232,7 @@ class SchemaListCreateView(APIView):
 
     @extend_schema(
         request=SchemaCreateSerializer,
-        responses={201: SchemaSerializer, 400: _FIELD_ERROR, 409: _FIELD_ERROR},
+        responses={201: SchemaSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
         summary="Add a schema version",
         description="Compatible changes (optional fields, wider ranges/enums, relaxed rules) are accepted; a "
         'breaking change answers 409 listing why, unless the request says "breaking": true.',

@@ -23,6 +23,9 @@ import math
 import re
 from typing import Any
 
+from analytics_platform.json_text import UNSTORABLE_TEXT_MESSAGE, unstorable_text_path
+from apps.storage.services import LABEL_NAME_MAX_LENGTH
+
 TIME_FORMATS = ("auto", "iso8601", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns")
 MEASURE_TYPES = ("number", "boolean", "enum")
 UNKNOWN_FIELD_POLICIES = ("ignore", "labels", "reject")
@@ -103,6 +106,9 @@ def schema_definition_clean(definition: Any, *, mode: str) -> dict[str, Any]:
         definition = {}
     if not isinstance(definition, dict):
         raise SchemaDefinitionError("definition", "must be a JSON object.")
+    at = unstorable_text_path(definition, "definition")
+    if at is not None:
+        raise SchemaDefinitionError(at, UNSTORABLE_TEXT_MESSAGE)
     allowed = {"time", "measures", "labels", "unknown_fields", "line_protocol_metric", "max_labels"}
     unknown = set(definition) - allowed
     if unknown:
@@ -131,12 +137,18 @@ def schema_definition_clean(definition: Any, *, mode: str) -> dict[str, Any]:
 
     labels_in = definition.get("labels", {})
     if isinstance(labels_in, list):
+        if not all(isinstance(name, str) for name in labels_in):
+            raise SchemaDefinitionError("definition.labels", "a list of label names must hold only text.")
         labels_in = {name: {} for name in labels_in}
     if not isinstance(labels_in, dict):
         raise SchemaDefinitionError("definition.labels", "must be an object keyed by field name, or a list of names.")
     labels: dict[str, dict[str, bool]] = {}
     for name, spec in labels_in.items():
         _name(name, f"definition.labels.{name}")
+        if len(name) > LABEL_NAME_MAX_LENGTH:
+            raise SchemaDefinitionError(
+                f"definition.labels.{name}", f"label names hold at most {LABEL_NAME_MAX_LENGTH} characters."
+            )
         if not isinstance(spec, dict) or set(spec) - {"required"}:
             raise SchemaDefinitionError(f"definition.labels.{name}", 'must be {} or {"required": true}.')
         labels[name] = {"required": _bool(spec.get("required", False), f"definition.labels.{name}.required")}

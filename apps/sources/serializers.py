@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from analytics_platform.json_body import JsonBodySerializer
 from apps.sources.models import SchemaMode, Source, SourceKind, SourceSchema, SourceWriteKey
+
+MAX_INTEGER = 2_147_483_647  # the columns' PostgreSQL integer
+MAX_RETENTION_DAYS = 36_500
 
 
 class SourceSerializer(serializers.ModelSerializer):
@@ -44,7 +48,7 @@ class SourceCreatedSerializer(SourceSerializer):
         read_only_fields = fields
 
 
-class SourceCreateSerializer(serializers.Serializer):
+class SourceCreateSerializer(JsonBodySerializer):
     name = serializers.CharField(max_length=200)
     slug = serializers.SlugField(max_length=100)
     kind = serializers.ChoiceField(choices=SourceKind.choices, default=SourceKind.HTTP)
@@ -54,20 +58,32 @@ class SourceCreateSerializer(serializers.Serializer):
     organization = serializers.SlugField(
         required=False, help_text="Owner organisation's slug; optional when you belong to one organisation."
     )
-    rate_limit_points_per_second = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-    max_series = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    rate_limit_points_per_second = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=MAX_INTEGER
+    )
+    max_series = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_INTEGER)
 
 
-class SourceUpdateSerializer(serializers.Serializer):
+class SourceUpdateSerializer(JsonBodySerializer):
     name = serializers.CharField(max_length=200, required=False)
     enabled = serializers.BooleanField(required=False)
     config = serializers.JSONField(required=False)
-    rate_limit_points_per_second = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-    max_series = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-    raw_retention_days = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-    rollup_1m_retention_days = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-    rollup_1h_retention_days = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-    rollup_1d_retention_days = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    rate_limit_points_per_second = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=MAX_INTEGER
+    )
+    max_series = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_INTEGER)
+    raw_retention_days = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=MAX_RETENTION_DAYS
+    )
+    rollup_1m_retention_days = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=MAX_RETENTION_DAYS
+    )
+    rollup_1h_retention_days = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=MAX_RETENTION_DAYS
+    )
+    rollup_1d_retention_days = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=MAX_RETENTION_DAYS
+    )
 
 
 class WriteKeySerializer(serializers.ModelSerializer):
@@ -85,7 +101,7 @@ class WriteKeyCreatedSerializer(WriteKeySerializer):
         read_only_fields = fields
 
 
-class WriteKeyCreateSerializer(serializers.Serializer):
+class WriteKeyCreateSerializer(JsonBodySerializer):
     name = serializers.CharField(max_length=100)
 
 
@@ -96,7 +112,7 @@ class SchemaSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class SchemaCreateSerializer(serializers.Serializer):
+class SchemaCreateSerializer(JsonBodySerializer):
     mode = serializers.ChoiceField(choices=SchemaMode.choices)
     definition = serializers.JSONField(required=False, default=dict)
     breaking = serializers.BooleanField(

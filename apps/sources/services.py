@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from analytics_platform.field_errors import FieldError
+from analytics_platform.json_text import UNSTORABLE_TEXT_MESSAGE, unstorable_text_path
 from analytics_platform.keys import key_digest
 from apps.access.models import Organization
 from apps.sources.models import SchemaChange, SchemaMode, Source, SourceKind, SourceSchema, SourceWriteKey
@@ -122,6 +123,9 @@ def _config_clean(*, kind: str, config: Any) -> dict[str, Any]:
         config = {}
     if not isinstance(config, dict):
         raise SourceError("config", "must be a JSON object.")
+    at = unstorable_text_path(config, "config")
+    if at is not None:
+        raise SourceError(at, UNSTORABLE_TEXT_MESSAGE)
     if kind == SourceKind.MQTT:
         topic = config.get("topic")
         if not isinstance(topic, str) or not topic.strip():

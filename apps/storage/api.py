@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics_platform.field_errors import field_error_response
+from analytics_platform.field_errors import ErrorSerializer, field_error_response
 from apps.storage.policies import DataAccessDenied
 from apps.storage.query.engine import QueryTimeout, query_execute
 from apps.storage.query.spec import QuerySpecError, query_spec_parse
 from apps.storage.selectors import series_label_values_list, series_list, series_metrics_list
 from apps.storage.serializers import (
-    QueryErrorSerializer,
+    LabelValueListSerializer,
+    LabelValuesQuerySerializer,
+    MetricListSerializer,
+    MetricsQuerySerializer,
     QueryRequestSerializer,
     QueryResponseSerializer,
+    SeriesFilterSerializer,
     SeriesSerializer,
+    series_label_filters,
 )
-
-LABEL_PREFIX = "label."
 
 
 def _error(field: str, message: str, code: int) -> Response:
@@ -33,7 +36,7 @@ class QueryView(APIView):
 
     @extend_schema(
         request=QueryRequestSerializer,
-        responses={200: QueryResponseSerializer, 400: QueryErrorSerializer, 403: QueryErrorSerializer},
+        responses={200: QueryResponseSerializer, 400: ErrorSerializer, 403: ErrorSerializer, 422: ErrorSerializer},
         summary="Query time series",
         examples=[
             OpenApiExample(
@@ -64,68 +67,54 @@ class QueryView(APIView):
         return Response(result.as_dict())
 
 
-def _labels_from(request: Request) -> dict[str, str]:
-    return {
-        key[len(LABEL_PREFIX) :]: value for key, value in request.query_params.items() if key.startswith(LABEL_PREFIX)
-    }
-
-
 class SeriesListView(ListAPIView):
     """Browse series by source, metric and label values (paginated)."""
 
     serializer_class = SeriesSerializer
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("source", str, description="Source slug."),
-            OpenApiParameter("metric", str, description="Metric name."),
-            OpenApiParameter("label.<name>", str, description="Exact label value, e.g. label.facility=f1."),
-        ],
+        parameters=[SeriesFilterSerializer],
         summary="List series",
+        description="Filter by exact label values with any number of `label.<name>=<value>` query parameters, "
+        "e.g. `label.facility=f1`.",
     )
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        params = self.request.query_params
+        filters = SeriesFilterSerializer(data=self.request.query_params.dict())
+        filters.is_valid(raise_exception=True)
         return series_list(
             principal=self.request.user,
-            source=params.get("source"),
-            metric=params.get("metric"),
-            labels=_labels_from(self.request),
+            source=filters.validated_data.get("source"),
+            metric=filters.validated_data.get("metric"),
+            labels=series_label_filters(self.request.query_params),
         )
 
 
 class SeriesMetricsView(APIView):
-    """Metric names you may query."""
+    """Metric names you may query, a page at a time."""
 
-    @extend_schema(parameters=[OpenApiParameter("source", str)], responses={200: dict}, summary="List metric names")
+    @extend_schema(
+        parameters=[MetricsQuerySerializer], responses={200: MetricListSerializer}, summary="List metric names"
+    )
     def get(self, request: Request) -> Response:
-        return Response(
-            {"metrics": series_metrics_list(principal=request.user, source=request.query_params.get("source"))}
-        )
+        params = MetricsQuerySerializer(data=request.query_params.dict())
+        params.is_valid(raise_exception=True)
+        page = series_metrics_list(principal=request.user, **params.validated_data)
+        return Response({"metrics": page.items, "truncated": page.truncated})
 
 
 class SeriesLabelValuesView(APIView):
-    """Values of one label, e.g. every facility (for variables and filter pickers)."""
+    """Values of one label, e.g. every facility (for variables and filter pickers), a page at a time."""
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("label", str, required=True),
-            OpenApiParameter("metric", str),
-            OpenApiParameter("source", str),
-        ],
-        responses={200: dict},
+        parameters=[LabelValuesQuerySerializer],
+        responses={200: LabelValueListSerializer},
         summary="List values of a label",
     )
     def get(self, request: Request) -> Response:
-        label = request.query_params.get("label", "").strip()
-        if not label:
-            return _error("label", "required: the label whose values to list, e.g. facility.", 400)
-        values = series_label_values_list(
-            principal=request.user,
-            label=label,
-            metric=request.query_params.get("metric"),
-            source=request.query_params.get("source"),
-        )
-        return Response({"label": label, "values": values})
+        params = LabelValuesQuerySerializer(data=request.query_params.dict())
+        params.is_valid(raise_exception=True)
+        page = series_label_values_list(principal=request.user, **params.validated_data)
+        return Response({"label": params.validated_data["label"], "values": page.items, "truncated": page.truncated})

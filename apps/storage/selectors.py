@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db.models import Q, QuerySet
@@ -35,18 +36,37 @@ def series_list(
     return queryset.order_by("source__slug", "metric", "id")
 
 
-def series_metrics_list(*, principal, source: str | None = None) -> list[str]:
-    """Distinct metric names the principal may see."""
+@dataclass(frozen=True)
+class Page:
+    """One page of picker values, and whether more follow it."""
+
+    items: list[str]
+    truncated: bool
+
+
+def _page(values: QuerySet, *, limit: int, offset: int) -> Page:
+    items = list(values[offset : offset + limit + 1])
+    return Page(items=items[:limit], truncated=len(items) > limit)
+
+
+def series_metrics_list(*, principal, source: str | None = None, limit: int = 1_000, offset: int = 0) -> Page:
+    """Distinct metric names the principal may see, in order, `limit` from `offset`."""
     queryset = _scoped(data_scope_for(principal))
     if source:
         queryset = queryset.filter(source__slug=source)
-    return list(queryset.order_by("metric").values_list("metric", flat=True).distinct())
+    return _page(queryset.order_by("metric").values_list("metric", flat=True).distinct(), limit=limit, offset=offset)
 
 
 def series_label_values_list(
-    *, principal, label: str, metric: str | None = None, source: str | None = None, limit: int = 1000
-) -> list[str]:
-    """Distinct values of one label (e.g. every facility) among the series the principal may see."""
+    *,
+    principal,
+    label: str,
+    metric: str | None = None,
+    source: str | None = None,
+    limit: int = 1_000,
+    offset: int = 0,
+) -> Page:
+    """Distinct values of one label (e.g. every facility) among the series the principal may see, in order."""
     queryset = _scoped(data_scope_for(principal)).filter(Q(**{"labels__has_key": label}))
     if metric:
         queryset = queryset.filter(metric=metric)
@@ -56,9 +76,9 @@ def series_label_values_list(
         queryset.annotate(value=KeyTextTransform(label, "labels"))
         .order_by("value")
         .values_list("value", flat=True)
-        .distinct()[:limit]
+        .distinct()
     )
-    return list(values)
+    return _page(values, limit=limit, offset=offset)
 
 
 def storage_summary() -> dict[str, int]:

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from analytics_platform.pagination import WholeNumberQueryField
 from apps.storage.models import Series
-from apps.storage.query.spec import AGGREGATIONS, FILL_MODES, PERCENTILES, RAW
+from apps.storage.query.spec import AGGREGATIONS, FILL_MODES, MAX_LIMIT, PERCENTILES, RAW
+from apps.storage.services import LABEL_NAME_MAX_LENGTH, LABEL_VALUE_MAX_LENGTH, METRIC_MAX_LENGTH
+
+SOURCE_SLUG_MAX_LENGTH = 100  # Source.slug
+LABEL_PREFIX = "label."
+PICKER_DEFAULT_LIMIT = 1_000
+PICKER_MAX_LIMIT = 10_000
 
 
 class QueryRequestSerializer(serializers.Serializer):
     """POST /api/v1/query body (validated by the query spec parser, documented here)."""
 
-    source = serializers.CharField(required=False, help_text="Source slug; omit to read every source you may see.")
-    metric = serializers.CharField(help_text="Metric name, e.g. temperature.")
+    source = serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=SOURCE_SLUG_MAX_LENGTH,
+        help_text="Source slug; omit (or null) to read every source you may see.",
+    )
+    metric = serializers.CharField(max_length=METRIC_MAX_LENGTH, help_text="Metric name, e.g. temperature.")
     filters = serializers.DictField(
         required=False,
         help_text='Label conditions: {"facility": "f1"} (equal), {"device": ["d1", "d2"]} (in), '
@@ -29,9 +41,13 @@ class QueryRequestSerializer(serializers.Serializer):
     end = serializers.CharField(default="now", help_text="Same forms as start; must be after start.")
     bucket = serializers.CharField(required=False, help_text="'1m', '5m', '1h', '1d' ... or 'auto' (from max_points).")
     group_by = serializers.ListField(child=serializers.CharField(), required=False, help_text="Label names.")
-    limit = serializers.IntegerField(required=False, default=100, help_text="Most output series (1-1000).")
+    limit = serializers.IntegerField(
+        required=False, default=100, min_value=1, max_value=MAX_LIMIT, help_text="Most output series (1-1000)."
+    )
     fill = serializers.ChoiceField(choices=FILL_MODES, default="null", help_text="Empty buckets: null, previous, none.")
-    max_points = serializers.IntegerField(required=False, help_text="Point budget per series (the panel's width).")
+    max_points = serializers.IntegerField(
+        required=False, min_value=1, help_text="Point budget per series (the panel's width)."
+    )
 
 
 class QueryPointSeriesSerializer(serializers.Serializer):
@@ -52,11 +68,6 @@ class QueryResponseSerializer(serializers.Serializer):
     series = QueryPointSeriesSerializer(many=True)
 
 
-class QueryErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    field = serializers.CharField()
-
-
 class SeriesSerializer(serializers.ModelSerializer):
     source = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
@@ -64,3 +75,86 @@ class SeriesSerializer(serializers.ModelSerializer):
         model = Series
         fields = ["id", "source", "metric", "labels", "created_at"]
         read_only_fields = fields
+
+
+class SeriesFilterSerializer(serializers.Serializer):
+    """Query parameters of GET /api/v1/series (label.<name> parameters are read apart: their names vary)."""
+
+    source = serializers.CharField(
+        required=False, allow_blank=True, max_length=SOURCE_SLUG_MAX_LENGTH, help_text="Source slug."
+    )
+    metric = serializers.CharField(
+        required=False, allow_blank=True, max_length=METRIC_MAX_LENGTH, help_text="Metric name."
+    )
+
+
+def series_label_filters(query_params) -> dict[str, str]:
+    """The label.<name>=<value> query parameters as {name: value}; ValidationError naming a parameter that cannot be."""
+    labels = {}
+    for key, value in query_params.items():
+        if not key.startswith(LABEL_PREFIX):
+            continue
+        name = key[len(LABEL_PREFIX) :]
+        shown = key if len(key) <= 60 else key[:60] + "..."
+        if not name or len(name) > LABEL_NAME_MAX_LENGTH:
+            raise serializers.ValidationError(
+                {shown: [f"label names are 1 to {LABEL_NAME_MAX_LENGTH} characters."]}, code="invalid"
+            )
+        if len(value) > LABEL_VALUE_MAX_LENGTH:
+            raise serializers.ValidationError(
+                {shown: [f"label values hold at most {LABEL_VALUE_MAX_LENGTH} characters."]}, code="max_length"
+            )
+        if "\x00" in key or "\x00" in value:
+            raise serializers.ValidationError(
+                {shown: ["Null characters are not allowed."]}, code="null_characters_not_allowed"
+            )
+        labels[name] = value
+    return labels
+
+
+class PickerPageSerializer(serializers.Serializer):
+    """A page of picker values: `limit` and `offset` as in lists."""
+
+    limit = WholeNumberQueryField(
+        required=False,
+        default=PICKER_DEFAULT_LIMIT,
+        min_value=1,
+        max_value=PICKER_MAX_LIMIT,
+        help_text=f"Most values to answer (default {PICKER_DEFAULT_LIMIT:,}); `truncated` says when more exist.",
+    )
+    offset = WholeNumberQueryField(
+        required=False, default=0, min_value=0, help_text="Values to skip, to read the next page."
+    )
+
+
+class MetricsQuerySerializer(PickerPageSerializer):
+    """Query parameters of GET /api/v1/series/metrics."""
+
+    source = serializers.CharField(
+        required=False, allow_blank=True, max_length=SOURCE_SLUG_MAX_LENGTH, help_text="Source slug."
+    )
+
+
+class LabelValuesQuerySerializer(PickerPageSerializer):
+    """Query parameters of GET /api/v1/series/label-values."""
+
+    label = serializers.CharField(
+        max_length=LABEL_NAME_MAX_LENGTH, help_text="The label whose values to list, e.g. facility."
+    )
+    metric = serializers.CharField(
+        required=False, allow_blank=True, max_length=METRIC_MAX_LENGTH, help_text="Only series of this metric."
+    )
+    source = serializers.CharField(
+        required=False, allow_blank=True, max_length=SOURCE_SLUG_MAX_LENGTH, help_text="Only series of this source."
+    )
+
+
+class MetricListSerializer(serializers.Serializer):
+    metrics = serializers.ListField(child=serializers.CharField(), help_text="Metric names, in order.")
+    truncated = serializers.BooleanField(help_text="More names follow: ask again with offset + limit.")
+
+
+class LabelValueListSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    values = serializers.ListField(child=serializers.CharField(), help_text="Values, in order.")
+    truncated = serializers.BooleanField(help_text="More values follow: ask again with offset + limit.")

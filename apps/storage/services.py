@@ -13,6 +13,11 @@ from apps.storage.backends.base import Points, WriteResult
 from apps.storage.metrics import POINTS_WRITTEN
 
 SeriesKey = tuple[int, str, str]  # (source id, metric, canonical labels JSON)
+# What a series key may hold: ingest refuses records beyond these, and the query API and pickers refuse parameters
+# beyond them (nothing longer can be stored, so nothing longer can match).
+METRIC_MAX_LENGTH = 200  # storage_series.metric is varchar(200)
+LABEL_NAME_MAX_LENGTH = 100
+LABEL_VALUE_MAX_LENGTH = 256
 _SERIES_CACHE_LIMIT = 200_000
 _series_cache: dict[SeriesKey, int] = {}
 

@@ -111,8 +111,9 @@ def test_create_validation_names_the_field(api_client, user):
     api_client.force_authenticate(user)
     response = api_client.post("/api/v1/tokens/", {"name": "x", "expires_in_days": 0}, format="json")
     assert response.status_code == 400
-    assert "expires_in_days" in response.json()
-    assert "name" in api_client.post("/api/v1/tokens/", {}, format="json").json()
+    assert response.json()["field"] == "expires_in_days"
+    missing = api_client.post("/api/v1/tokens/", {}, format="json").json()
+    assert (missing["field"], missing["code"]) == ("name", "required")
 
 
 @pytest.mark.django_db

@@ -136,9 +136,9 @@ def test_series_list_paginates_and_filters(api_client, plant, user):
 
 def test_metric_and_label_value_pickers(api_client, plant, user):
     api_client.force_login(user)
-    assert api_client.get("/api/v1/series/metrics").json() == {"metrics": ["temperature"]}
+    assert api_client.get("/api/v1/series/metrics").json() == {"metrics": ["temperature"], "truncated": False}
     values = api_client.get("/api/v1/series/label-values", {"label": "facility", "metric": "temperature"}).json()
-    assert values == {"label": "facility", "values": ["f1", "f2"]}
+    assert values == {"label": "facility", "values": ["f1", "f2"], "truncated": False}
     missing = api_client.get("/api/v1/series/label-values")
     assert missing.status_code == 400
     assert missing.json()["field"] == "label"

@@ -1,5 +1,7 @@
 """The query engine: select series under the principal's data scope, plan tiers, run one SQL query, fill gaps.
 
+Which series a query reads, and how they group, is series_selection.py's job.
+
 Planning: the range is cut into segments. The interior that whole buckets of the coarsest usable tier
 cover (and that tier has materialized) is read from that tier; the edges are planned again with the
 next finer tier, down to raw points. A tier is usable when the output bucket is a whole multiple of it.
@@ -11,12 +13,8 @@ those a write has marked dirty since, which are read from raw points (see backen
 
 from __future__ import annotations
 
-import difflib
-import json
 import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -35,6 +33,8 @@ from apps.storage.query.cache import (
     cached_buckets_set,
     generation_current,
 )
+from apps.storage.query.series_selection import refused_filter, series_plan
+from apps.storage.query.series_selection import series_plans_clear as series_plans_clear
 from apps.storage.query.spec import RAW, QuerySpec, QuerySpecError
 from apps.storage.tiers import (
     BUCKET_ORIGIN,
@@ -80,19 +80,6 @@ RAW_BY_TIME_MIN_SHARE = 4
 # How raw points and rollup rows provide each column.
 RAW_COLUMNS = {"c": "1::bigint", "s": "value", "mn": "value", "mx": "value", "lv": "value"}
 ROLLUP_COLUMNS = {"c": "count", "s": "sum", "mn": "min", "mx": "max", "lv": "last"}
-
-
-@dataclass(frozen=True)
-class LabelPlan:
-    """How a query grouped by one label can read the tiers' label rollups instead of per-series rows.
-
-    Only when the selected series are exactly every series of `source_ids` and `metric` whose `key` is one of
-    `values`: then each output group is one label value, summed over those sources.
-    """
-
-    key: str
-    source_ids: tuple[int, ...]
-    values: tuple[str, ...]  # the label value of each output group, in group order
 
 
 class QueryTimeout(Exception):
@@ -253,82 +240,8 @@ def query_execute(*, spec: QuerySpec, principal, alias: str = "default") -> Quer
     return result
 
 
-SeriesPlan = tuple[list[dict], list[tuple[int, int]], LabelPlan | None, int]
-
-
-def _series_plan(cursor, spec: QuerySpec, scope: DataScope) -> SeriesPlan:
-    """Output groups, the group each matching series feeds, the label plan, the newest series id; cached per process.
-
-    Selecting and grouping thousands of series costs far more than a live panel's tail query, and dashboards
-    repeat the same selections every second. The cache key includes the newest series id, so a series created
-    anywhere (a new device) changes the key and is never missed; series are never renamed in place.
-    """
-    cursor.execute("SELECT coalesce(max(id), 0) FROM storage_series")
-    newest_series = cursor.fetchone()[0]
-    key = (
-        newest_series,
-        spec.metric,
-        spec.source,
-        tuple((item.label, item.operator, item.values) for item in spec.filters),
-        spec.group_by,
-        None if scope.source_ids is None else frozenset(scope.source_ids),
-        tuple(sorted((label, tuple(values)) for label, values in scope.label_values.items())),
-    )
-    cached = _series_plans.get(key)
-    if cached is not None:
-        _series_plans.move_to_end(key)
-        return cached
-    series = _series_select(cursor, spec, scope)
-    if len(series) > settings.STORAGE_MAX_SERIES_PER_QUERY:
-        raise QuerySpecError(
-            "filters",
-            f"this query matches more than {settings.STORAGE_MAX_SERIES_PER_QUERY:,} series; "
-            "add filters (e.g. a facility or device) or a source.",
-        )
-    groups, pairs = _groups(spec, series)
-    plan = (groups, pairs, _label_plan(cursor, spec, series, groups, pairs), newest_series)
-    with _series_plans_lock:
-        _series_plans[key] = plan
-        while len(_series_plans) > _SERIES_PLAN_CACHE_SIZE:
-            _series_plans.popitem(last=False)
-    return plan
-
-
-_SERIES_PLAN_CACHE_SIZE = 256
-_series_plans: OrderedDict[tuple, SeriesPlan] = OrderedDict()
-_series_plans_lock = threading.Lock()
-
-
-def _label_plan(cursor, spec: QuerySpec, series, groups: list[dict], pairs) -> LabelPlan | None:
-    """A LabelPlan when the selection is whole label groups (say every series of facility f1), else None.
-
-    Filters and data scopes may select any subset of series; label rollups answer only for whole groups,
-    so the selection is checked against every series with the same sources, metric and label values.
-    """
-    if len(spec.group_by) != 1 or not series or spec.percentile is not None:
-        return None
-    key = spec.group_by[0]
-    if not all(isinstance(labels.get(key), str) for _, labels, _, _ in series):
-        return None
-    source_ids = sorted({source_id for _, _, _, source_id in series})
-    values = [group["labels"][key] for group in groups]
-    cursor.execute(
-        "SELECT count(*) FROM storage_series WHERE metric = %s AND source_id = ANY(%s::int[]) "
-        "AND labels->>%s = ANY(%s::text[])",
-        [spec.metric, source_ids, key, values],
-    )
-    if cursor.fetchone()[0] != len(pairs):
-        return None
-    return LabelPlan(key, tuple(source_ids), tuple(values))
-
-
-def series_plans_clear() -> None:
-    """Forget cached series selections (tests; after series are deleted)."""
-    _series_plans.clear()
-
-
 def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResult:
-    groups, series_groups, label_plan, newest_series = _series_plan(cursor, spec, scope)
+    groups, series_groups, label_plan, newest_series = series_plan(cursor, spec, scope)
     truncated = len(groups) > spec.limit
     if truncated:
         groups = groups[: spec.limit]
@@ -378,7 +291,7 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
     if spec.percentile is not None:
         query = _percentile_sql()
         parameters.update(q=spec.percentile, start=spec.start, end=spec.end)
-        rows = _run(cursor, query, parameters, result)
+        rows = _run(cursor, query, parameters, result, spec)
     else:
         backend = backend_for(alias)
         materialized: dict[str, datetime | None] = {}
@@ -468,7 +381,7 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
             # The same misestimate makes it sort the rows for a group aggregate (12 ms for 40,000 rows) where
             # hashing them costs a third of that; sorts inside aggregates (last, percentiles) are unaffected.
             cursor.execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_sort = off")
-            rows = _run(cursor, query, parameters, result)
+            rows = _run(cursor, query, parameters, result, spec)
     times, columns = _columns(spec, bucket, len(groups), rows)
     if cached is not None:
         entry, reuse_start, reuse_end = cached
@@ -495,134 +408,13 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
     return result
 
 
-def _run(cursor, query: sql.Composed, parameters: dict, result: QueryResult) -> list:
+def _run(cursor, query: sql.Composed, parameters: dict, result: QueryResult, spec: QuerySpec) -> list:
     try:
         cursor.execute(query, parameters)
     except DataError as error:
-        raise QuerySpecError("filters", f"the database refused a filter: {error}".strip()) from None
+        raise refused_filter(error, spec) from None
     result.sql = query.as_string(cursor.connection)
     return cursor.fetchall()
-
-
-def _series_select(cursor, spec: QuerySpec, scope: DataScope) -> list[tuple[int, dict, str, int]]:
-    conditions = [sql.SQL("s.metric = %(metric)s")]
-    parameters: dict = {"metric": spec.metric}
-    if spec.source:
-        cursor.execute("SELECT id FROM sources_source WHERE slug = %s", [spec.source])
-        if cursor.fetchone() is None:
-            raise QuerySpecError("source", f"no source with slug {spec.source!r}.")
-        conditions.append(sql.SQL("src.slug = %(source)s"))
-        parameters["source"] = spec.source
-    scope_conditions = _scope_conditions(scope, parameters)
-    for index, label_filter in enumerate(spec.filters):
-        key, value = f"fk{index}", f"fv{index}"
-        parameters[key] = label_filter.label
-        label = sql.SQL("s.labels->>%({})s").format(sql.SQL(key))
-        if label_filter.operator == "eq":
-            conditions.append(sql.SQL("s.labels @> %({})s::jsonb").format(sql.SQL(value)))
-            parameters[value] = json.dumps({label_filter.label: label_filter.values[0]})
-            continue
-        placeholder = sql.SQL("%({})s").format(sql.SQL(value))
-        if label_filter.operator == "ne":
-            conditions.append(sql.SQL("{} IS DISTINCT FROM {}").format(label, placeholder))
-            parameters[value] = label_filter.values[0]
-        elif label_filter.operator == "in":
-            conditions.append(sql.SQL("{} = ANY({}::text[])").format(label, placeholder))
-            parameters[value] = list(label_filter.values)
-        elif label_filter.operator == "not_in":
-            conditions.append(sql.SQL("NOT coalesce({} = ANY({}::text[]), false)").format(label, placeholder))
-            parameters[value] = list(label_filter.values)
-        else:
-            conditions.append(sql.SQL("{} ~ {}").format(label, placeholder))
-            parameters[value] = label_filter.values[0]
-    parameters["cap"] = settings.STORAGE_MAX_SERIES_PER_QUERY + 1
-    if spec.group_by:
-        # Grouped output needs only the grouping labels: read them as text rather than decode every label set
-        # (1,000 json.loads for a fleet-wide dashboard query).
-        labels = sql.SQL(", ").join(sql.SQL("s.labels->>{}").format(sql.Literal(label)) for label in spec.group_by)
-    else:
-        labels = sql.SQL("s.labels::text")
-    query = sql.SQL(
-        "SELECT s.id, src.slug, s.source_id, {labels} FROM storage_series s "
-        "JOIN sources_source src ON src.id = s.source_id WHERE {conditions} ORDER BY s.id LIMIT %(cap)s"
-    ).format(labels=labels, conditions=sql.SQL(" AND ").join([*conditions, *scope_conditions]))
-    try:
-        cursor.execute(query, parameters)
-    except DataError as error:
-        raise QuerySpecError("filters", f"the database refused a filter: {error}".strip()) from None
-    if spec.group_by:
-        # Labels are stored as strings, so ->> gives each one's value; a missing label is None, as .get() gives.
-        rows = [(row[0], dict(zip(spec.group_by, row[3:], strict=True)), row[1], row[2]) for row in cursor.fetchall()]
-    else:
-        rows = [(row[0], json.loads(row[3]), row[1], row[2]) for row in cursor.fetchall()]
-    if not rows:
-        _metric_must_exist(cursor, spec, scope)
-    return rows
-
-
-def _scope_conditions(scope: DataScope, parameters: dict) -> list[sql.Composable]:
-    """The row-level data policy as SQL conditions on the series (src) selected."""
-    conditions: list[sql.Composable] = []
-    if scope.source_ids is not None:
-        conditions.append(sql.SQL("src.id = ANY(%(scope_sources)s::bigint[])"))
-        parameters["scope_sources"] = sorted(scope.source_ids)
-    for index, (label, values) in enumerate(sorted(scope.label_values.items())):
-        key, value = f"sk{index}", f"sv{index}"
-        conditions.append(sql.SQL("s.labels->>%({})s = ANY(%({})s::text[])").format(sql.SQL(key), sql.SQL(value)))
-        parameters[key], parameters[value] = label, list(values)
-    return conditions
-
-
-def _metric_must_exist(cursor, spec: QuerySpec, scope: DataScope) -> None:
-    """Raise a helpful error when the metric does not exist (in what the principal may see)."""
-    parameters: dict = {}
-    conditions = [sql.SQL("TRUE"), *_scope_conditions(scope, parameters)]
-    if spec.source:
-        conditions.append(sql.SQL("src.slug = %(source)s"))
-        parameters["source"] = spec.source
-    cursor.execute(
-        sql.SQL(
-            "SELECT DISTINCT s.metric FROM storage_series s JOIN sources_source src ON src.id = s.source_id "
-            "WHERE {} LIMIT 5000"
-        ).format(sql.SQL(" AND ").join(conditions)),
-        parameters,
-    )
-    metrics = [row[0] for row in cursor.fetchall()]
-    if spec.metric in metrics:
-        return
-    where = f" in source {spec.source!r}" if spec.source else ""
-    suggestions = difflib.get_close_matches(spec.metric, metrics, n=3)
-    hint = f" Did you mean {', '.join(repr(name) for name in suggestions)}?" if suggestions else ""
-    if not metrics:
-        hint = " No data has been stored yet." if not spec.source else " That source has no data yet."
-    raise QuerySpecError("metric", f"no metric named {spec.metric!r}{where}.{hint}")
-
-
-def _groups(spec: QuerySpec, series: list[tuple[int, dict, str, int]]) -> tuple[list[dict], list[tuple[int, int]]]:
-    """Output series (labels, and the source when not grouped) and which group each input series feeds."""
-    index_of: dict[tuple, int] = {}
-    groups: list[dict] = []
-    keyed = []
-    for series_id, labels, slug, _ in series:
-        if spec.group_by:
-            key = tuple(labels.get(label) for label in spec.group_by)
-            header = {"labels": dict(zip(spec.group_by, key, strict=True))}
-        else:
-            key = (slug, tuple(sorted(labels.items())), series_id)
-            header = {"labels": labels, "source": slug}
-        keyed.append((key, series_id, header))
-    keyed.sort(key=lambda item: _sort_key(item[0]))
-    pairs = []
-    for key, series_id, header in keyed:
-        if key not in index_of:
-            index_of[key] = len(groups)
-            groups.append(header)
-        pairs.append((series_id, index_of[key]))
-    return groups, pairs
-
-
-def _sort_key(key: tuple) -> tuple:
-    return tuple((value is None, "" if value is None else str(value)) for value in key)
 
 
 def query_bucket_seconds(spec: QuerySpec) -> int:

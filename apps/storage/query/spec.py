@@ -11,6 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
+from analytics_platform.json_text import UNSTORABLE_TEXT_MESSAGE, text_storable
+from apps.storage.services import LABEL_NAME_MAX_LENGTH, LABEL_VALUE_MAX_LENGTH, METRIC_MAX_LENGTH
 from apps.storage.tiers import UNIT_SECONDS, duration_format, duration_parse, nice_bucket_at_least
 
 AGGREGATIONS = ("avg", "sum", "count", "min", "max", "last")
@@ -24,7 +26,9 @@ MAX_REGEX_LENGTH = 200
 MAX_LIMIT = 1_000
 DEFAULT_LIMIT = 100
 _RELATIVE = re.compile(r"^(?:now)?\s*-\s*(\d+)\s*([smhdw])$")
-_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
+_LABEL_NAME = re.compile(rf"^[A-Za-z_][A-Za-z0-9_.\-]{{0,{LABEL_NAME_MAX_LENGTH - 1}}}$")
+SOURCE_SLUG_MAX_LENGTH = 100  # Source.slug
+MAX_TIME_TEXT = 64  # the longest ISO 8601 time with a fraction and an offset is 32 characters
 
 
 class QuerySpecError(ValueError):
@@ -77,6 +81,8 @@ def time_parse(value: Any, *, field: str, now: datetime) -> datetime:
     if not isinstance(value, str) or not value.strip():
         raise QuerySpecError(field, "give 'now', a relative time such as '-24h', or an ISO 8601 time.")
     text = value.strip()
+    if len(text) > MAX_TIME_TEXT or not text_storable(text):
+        raise QuerySpecError(field, "give 'now', a relative time such as '-24h', or an ISO 8601 time.")
     if text == "now":
         return now
     relative = _RELATIVE.match(text)
@@ -102,11 +108,11 @@ def _filters_parse(raw: Any) -> tuple[LabelFilter, ...]:
         raise QuerySpecError("filters", f"at most {MAX_FILTERS} label conditions.")
     parsed = []
     for label, condition in raw.items():
-        field = f"filters.{label}"
+        field = f"filters.{_shown(label)}"
         if not isinstance(label, str) or not _LABEL_NAME.match(label):
             raise QuerySpecError(field, "label names start with a letter or _ and use letters, digits, _ . -")
         if isinstance(condition, str | int | float) and not isinstance(condition, bool):
-            parsed.append(LabelFilter(label, "eq", (str(condition),)))
+            parsed.append(LabelFilter(label, "eq", (_value_checked(str(condition), field),)))
         elif isinstance(condition, list):
             parsed.append(LabelFilter(label, "in", _values(condition, field)))
         elif isinstance(condition, Mapping) and len(condition) == 1:
@@ -116,10 +122,12 @@ def _filters_parse(raw: Any) -> tuple[LabelFilter, ...]:
             if operator in ("in", "not_in"):
                 values = _values(operand, field)
             elif isinstance(operand, str | int | float) and not isinstance(operand, bool):
-                values = (str(operand),)
+                values = (str(operand),) if operator == "regex" else (_value_checked(str(operand), field),)
             else:
                 raise QuerySpecError(field, f"{operator} takes one value.")
             if operator == "regex":
+                if not text_storable(values[0]):
+                    raise QuerySpecError(field, UNSTORABLE_TEXT_MESSAGE)
                 if len(values[0]) > MAX_REGEX_LENGTH:
                     raise QuerySpecError(field, f"regular expressions are limited to {MAX_REGEX_LENGTH} characters.")
                 try:
@@ -141,7 +149,30 @@ def _values(raw: Any, field: str) -> tuple[str, ...]:
         raise QuerySpecError(field, "at most 1,000 values.")
     if any(isinstance(item, bool) or not isinstance(item, str | int | float) for item in raw):
         raise QuerySpecError(field, "values must be strings or numbers.")
-    return tuple(str(item) for item in raw)
+    return tuple(_value_checked(str(item), field) for item in raw)
+
+
+def _shown(name: Any) -> str:
+    """A client's field name as errors name it: long ones cut (the response must not echo megabytes)."""
+    text = str(name)
+    return text if len(text) <= 100 else text[:100] + "..."
+
+
+def _value_checked(value: str, field: str) -> str:
+    """A label value to compare with: stored values are storable text of bounded length, so this must be too."""
+    if not text_storable(value):
+        raise QuerySpecError(field, UNSTORABLE_TEXT_MESSAGE)
+    if len(value) > LABEL_VALUE_MAX_LENGTH:
+        raise QuerySpecError(field, f"label values hold at most {LABEL_VALUE_MAX_LENGTH} characters.")
+    return value
+
+
+def _text_checked(value: str, field: str, *, maximum: int) -> str:
+    if not text_storable(value):
+        raise QuerySpecError(field, UNSTORABLE_TEXT_MESSAGE)
+    if len(value) > maximum:
+        raise QuerySpecError(field, f"at most {maximum} characters.")
+    return value
 
 
 def _positive_int(data: Mapping, key: str, default: int, maximum: int) -> int:
@@ -166,17 +197,20 @@ def query_spec_parse(data: Any, *, now: datetime | None = None) -> QuerySpec:
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
-        raise QuerySpecError(unknown[0], f"unknown field; the fields are {', '.join(sorted(known))}.")
+        raise QuerySpecError(_shown(unknown[0]), f"unknown field; the fields are {', '.join(sorted(known))}.")
     metric = data.get("metric")
     if not isinstance(metric, str) or not metric.strip():
         raise QuerySpecError("metric", "required: the metric to read, e.g. 'temperature'.")
+    _text_checked(metric.strip(), "metric", maximum=METRIC_MAX_LENGTH)
     source = data.get("source")
     if source is not None and (not isinstance(source, str) or not source.strip()):
         raise QuerySpecError("source", "must be a source slug.")
+    if source is not None:
+        _text_checked(source.strip(), "source", maximum=SOURCE_SLUG_MAX_LENGTH)
     aggregation = data.get("aggregation", "avg")
     allowed = (*AGGREGATIONS, *PERCENTILES, RAW)
-    if aggregation not in allowed:
-        raise QuerySpecError("aggregation", f"unknown aggregation {aggregation!r}; use one of {', '.join(allowed)}.")
+    if not isinstance(aggregation, str) or aggregation not in allowed:
+        raise QuerySpecError("aggregation", f"unknown aggregation; use one of {', '.join(allowed)}.")
     start = time_parse(data.get("start", "-1h"), field="start", now=now)
     end = time_parse(data.get("end", "now"), field="end", now=now)
     if end <= start:
@@ -211,7 +245,7 @@ def query_spec_parse(data: Any, *, now: datetime | None = None) -> QuerySpec:
     if aggregation == RAW and group_by:
         raise QuerySpecError("group_by", "raw points cannot be grouped; choose an aggregation such as avg.")
     fill = data.get("fill", "null")
-    if fill not in FILL_MODES:
+    if not isinstance(fill, str) or fill not in FILL_MODES:
         raise QuerySpecError("fill", f"use one of {', '.join(FILL_MODES)}.")
     return QuerySpec(
         metric=metric.strip(),

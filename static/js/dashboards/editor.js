@@ -15,11 +15,20 @@ function cachedGet(url) {
   return cache.get(url);
 }
 
+// Pickers list the first PICKER_LIMIT names or values; the API says when more exist (`truncated`).
+const PICKER_LIMIT = 10000;
+function pickerList(data, key) {
+  const list = data[key] ?? [];
+  list.truncated = Boolean(data.truncated);
+  return list;
+}
+
 export const catalog = {
   sources: () => cachedGet("/api/v1/sources/?limit=500").then((data) => listResults(data)),
-  metrics: (source) => cachedGet(`/api/v1/series/metrics${queryString({ source })}`).then((data) => data.metrics ?? []),
+  metrics: (source) =>
+    cachedGet(`/api/v1/series/metrics${queryString({ source, limit: PICKER_LIMIT })}`).then((data) => pickerList(data, "metrics")),
   labelValues: (label, { source, metric } = {}) =>
-    cachedGet(`/api/v1/series/label-values${queryString({ label, source, metric })}`).then((data) => data.values ?? []),
+    cachedGet(`/api/v1/series/label-values${queryString({ label, source, metric, limit: PICKER_LIMIT })}`).then((data) => pickerList(data, "values")),
   // Label names are read from a page of the metric's series.
   labelKeys: (source, metric) =>
     cachedGet(`/api/v1/series${queryString({ source, metric, limit: 200 })}`).then((data) => {
@@ -274,6 +283,7 @@ export class PanelEditor {
       catalog.metrics(spec.source || undefined).then((metrics) => {
         const list = spec.metric && !metrics.includes(spec.metric) ? [spec.metric, ...metrics] : metrics;
         metricSelect.replaceChildren(element("option", { value: "", text: list.length ? "Choose a metric…" : "No metrics yet" }), ...list.map((metric) => element("option", { value: metric, text: metric, selected: metric === spec.metric })));
+        if (metrics.truncated) metricSelect.append(element("option", { value: "", disabled: true, text: `Only the first ${PICKER_LIMIT.toLocaleString()} metrics are listed; pick a source to narrow them.` }));
       }).catch((error) => {
         metricSelect.replaceChildren(element("option", { value: spec.metric ?? "", text: spec.metric || "—" }));
         status.textContent = `Metrics: ${error.message}`;
