@@ -60,7 +60,9 @@ def _prepare(environment: dict[str, str]) -> str:
     script = (
         "from apps.access.models import Organization; from apps.sources.services import source_create; "
         "o, _ = Organization.objects.get_or_create(slug='bench', defaults={'name': 'Bench'}); "
-        "s, key = source_create(organization=o, name='Bench', slug='bench'); print(key)"
+        # Raw points kept 400 days: the backfill phase sends points 300 days old (ingest refuses points older than a
+        # source's raw retention, 7 days by default on plain PostgreSQL).
+        "s, key = source_create(organization=o, name='Bench', slug='bench', raw_retention_days=400); print(key)"
     )
     return manage(environment, "shell", "-c", script).strip().splitlines()[-1]
 

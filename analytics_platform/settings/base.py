@@ -214,7 +214,8 @@ STORAGE_COMPRESS_AFTER_DAYS = env_int("STORAGE_COMPRESS_AFTER_DAYS", 7, minimum=
 STORAGE_ROLLUP_1M_RETENTION_DAYS = env_int("STORAGE_ROLLUP_1M_RETENTION_DAYS", 90, minimum=1)
 STORAGE_ROLLUP_1H_RETENTION_DAYS = env_int("STORAGE_ROLLUP_1H_RETENTION_DAYS", 1825, minimum=1)
 STORAGE_ROLLUP_1D_RETENTION_DAYS = env_int("STORAGE_ROLLUP_1D_RETENTION_DAYS", 1825, minimum=1)
-# Points older than this (seconds) when they arrive are "late" and re-aggregate their buckets at once.
+# Points older than this (seconds) when they arrive are "late": their aggregates go into deltas that queries add to
+# the rollups and the refresh folds into them.
 STORAGE_ROLLUP_GRACE_SECONDS = env_int("STORAGE_ROLLUP_GRACE_SECONDS", 60, minimum=0)
 # Plain PostgreSQL: points older than this (seconds) but inside the grace window are rolled up provisionally
 # by each refresh (whole minutes, and the minute in progress so far), so queries read them from the 1-minute
@@ -222,6 +223,9 @@ STORAGE_ROLLUP_GRACE_SECONDS = env_int("STORAGE_ROLLUP_GRACE_SECONDS", 60, minim
 # refresh redoes it; queries read it raw meanwhile). A few seconds let stragglers arrive first. At or above
 # STORAGE_ROLLUP_GRACE_SECONDS: nothing is provisional.
 STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS = env_int("STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS", 5, minimum=0)
+# Plain PostgreSQL: each refresh run folds late points' deltas into the rollups for at most this long (seconds),
+# after the live refresh, oldest first; the rest waits for the next run (queries add it meanwhile).
+STORAGE_DELTAS_DRAIN_SECONDS = env_float("STORAGE_DELTAS_DRAIN_SECONDS", 5.0, minimum=0.0)
 STORAGE_PARTITION_DAYS_AHEAD = env_int("STORAGE_PARTITION_DAYS_AHEAD", 3, minimum=1)
 # Query guard rails.
 # Label rollups (plain PostgreSQL): every label key with at most this many values per (source, metric) also

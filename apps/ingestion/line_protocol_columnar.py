@@ -23,7 +23,7 @@ import pyarrow.csv as pa_csv
 from apps.ingestion.last_lookups import LastLookups
 from apps.ingestion.line_protocol_fast import SKIPPED, LineCache
 from apps.ingestion.parsers.line_protocol import PRECISION_NS, TIME_NS_MAX
-from apps.ingestion.validation import RecordValidator, _Reject
+from apps.ingestion.validation import MAX_ABS_VALUE, RecordValidator, _Reject
 from apps.storage.columns import EPOCH, PointColumns
 
 # Bytes that make a body need the careful reading: escapes, quotes, CR line ends, tabs, comments.
@@ -72,8 +72,8 @@ def line_protocol_columns(
         numbers = pc.cast(values, pa.float64())
     except (pa.ArrowInvalid, ValueError):
         return None
-    if not pc.all(pc.is_finite(numbers)).as_py():
-        return None
+    if not pc.all(pc.is_finite(numbers)).as_py() or pc.max(pc.abs(numbers)).as_py() > MAX_ABS_VALUE:
+        return None  # the careful path refuses these lines, each with its reason
     series_ids = _series_ids(keys, names, cache, validator)
     if series_ids is None:
         return None

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from apps.ingestion.parsers.line_protocol import PRECISION_NS, TIME_NS_MAX
-from apps.ingestion.validation import EPOCH, RecordValidator, _Reject
+from apps.ingestion.validation import EPOCH, MAX_ABS_VALUE, RecordValidator, _Reject
 
 SKIPPED = None  # a cached field that is not stored (an ignored unknown field): the line still counts
 _FLOAT_LAST = frozenset("0123456789.")
@@ -90,7 +90,7 @@ def line_protocol_rows(
                 entry = cache[(key, name)]  # KeyError: not known yet
                 if value[-1] in float_last:  # _number inlined: this line runs for nearly every point
                     number = float(value)
-                    if number - number or value[0] == "+" or value.strip(float_chars):
+                    if not -MAX_ABS_VALUE <= number <= MAX_ABS_VALUE or value[0] == "+" or value.strip(float_chars):
                         raise ValueError(value)
                 else:
                     number = _number(value, float_last, float_chars)
@@ -128,7 +128,7 @@ def _number(value: str, float_last: frozenset[str], float_chars: str) -> float |
     """A plain float or integer field value; ValueError (or IndexError) for anything the careful path must word."""
     if value[-1] in float_last:
         number = float(value)
-        if number - number or value[0] == "+" or value.strip(float_chars):
+        if not -MAX_ABS_VALUE <= number <= MAX_ABS_VALUE or value[0] == "+" or value.strip(float_chars):
             raise ValueError(value)  # NaN/inf, "+1" and the like: the careful path words the error
         return number
     if value[-1] == "i" and value[:-1].lstrip("-").isdigit() and value[:-1].isascii():

@@ -36,7 +36,7 @@ from apps.ingestion.stats import WINDOW_SECONDS, rate_limit_take, stats_record
 from apps.ingestion.validation import RecordValidator, SeriesLocalKey, ValidatedPoint, ValidationResult, record_raw
 from apps.sources.models import Source, SourceSchema
 from apps.storage.columns import PointColumns
-from apps.storage.selectors import retention_longest
+from apps.storage.selectors import retention_raw
 from apps.storage.services import points_write, series_count, series_key, series_resolve
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def ingest_target_get(*, source_id: int) -> IngestTarget:
     schema = SourceSchema.objects.filter(source_id=source_id).order_by("-version").first()
     if schema is None:
         raise IngestRefused(409, "no_schema", f"Source {source.slug!r} has no schema version; add one first.")
-    max_age = retention_longest(source=source)  # older points would be deleted at once: refused instead
+    max_age = retention_raw(source=source)  # older points would be deleted at once: refused instead
     with _targets_lock:
         cached = _targets.get(source_id)
         if cached is not None and cached.schema_id == schema.id and cached.validator.max_age == max_age:

@@ -25,6 +25,11 @@ LATEST_TIME = datetime(2262, 1, 1, tzinfo=UTC)  # InfluxDB's int64-nanosecond ho
 MAX_LABEL_NAME_LENGTH = LABEL_NAME_MAX_LENGTH
 MAX_LABEL_VALUE_LENGTH = LABEL_VALUE_MAX_LENGTH
 MAX_METRIC_NAME_LENGTH = METRIC_MAX_LENGTH
+# Values are stored within ±1e300: finite doubles up to about 1.8e308 would be refused by PostgreSQL once summed
+# (a rollup's sum overflows, and the refresh would fail on that bucket forever). A day of 1 kHz points at the bound
+# still sums to under 1e308.
+MAX_ABS_VALUE = 1e300
+_OUT_OF_RANGE = "{name} is {value}; numbers are stored only when finite and within ±1e300 (sums of larger overflow)."
 _EPOCH_SCALES = {"epoch_s": 1.0, "epoch_ms": 1e3, "epoch_us": 1e6, "epoch_ns": 1e9}
 _CACHE_LIMIT = 100_000
 _TRUE_TEXT = frozenset({"true", "t", "yes", "1", "on"})
@@ -87,7 +92,7 @@ class RecordValidator:
         self.metric_with_measurement = definition["line_protocol_metric"] == "measurement.field"
         self.max_labels: int = definition["max_labels"]
         self.max_future = max_future
-        self.max_age = max_age  # points older than this (the source's longest retention) would be deleted at once
+        self.max_age = max_age  # points older than this (the source's raw retention) would be deleted at once
         # Validated label sets and metric names: a source repeats a few thousand of them in every batch.
         self._label_sets: dict[tuple, LabelSet] = {}
         self._metric_names: dict[tuple[str, str], str] = {}
@@ -131,8 +136,9 @@ class RecordValidator:
             raise _Reject(
                 "time_out_of_range",
                 name,
-                f"{name} {moment.isoformat()} is older than this source keeps any data ({self.max_age.days} days, "
-                "the longest retention of its raw points and rollups); it would be deleted at once.",
+                f"{name} {moment.isoformat()} is older than this source keeps raw points ({self.max_age.days} days); "
+                "it would be deleted at the next retention run. To load older history, raise the source's raw "
+                "retention first.",
             )
         if moment - received_at > self.max_future:
             raise _Reject(
@@ -155,7 +161,7 @@ class RecordValidator:
                 try:
                     number = float(value)
                 except OverflowError:  # an integer beyond a double's range
-                    raise _Reject("invalid_number", name, f"{name} is too large to store as a number.") from None
+                    number = math.inf
             elif isinstance(value, str):
                 try:
                     number = float(value)
@@ -163,10 +169,8 @@ class RecordValidator:
                     raise _Reject("wrong_type", name, f"{name} must be a number; got {value!r}.") from None
             else:
                 raise _Reject("wrong_type", name, f"{name} must be a number; got {type(value).__name__}.")
-            if not math.isfinite(number):
-                raise _Reject(
-                    "invalid_number", name, f"{name} is {value!r}; only finite numbers (within ±1.8e308) are stored."
-                )
+            if not -MAX_ABS_VALUE <= number <= MAX_ABS_VALUE:  # also NaN and ±inf
+                raise _Reject("invalid_number", name, _OUT_OF_RANGE.format(name=name, value=_shown(value)))
             low, high = spec.get("min"), spec.get("max")
             if (low is not None and number < low) or (high is not None and number > high):
                 raise _Reject("out_of_range", name, f"{name} {number:g} is outside the allowed range {low} to {high}.")
@@ -192,11 +196,9 @@ class RecordValidator:
         try:
             number = float(value)
         except OverflowError:  # an integer beyond a double's range (about 1.8e308)
-            raise _Reject("invalid_number", name, f"{name} is too large to store as a number.") from None
-        if number - number != 0.0:  # NaN or ±inf, faster than math.isfinite on the hot path
-            raise _Reject(
-                "invalid_number", name, f"{name} is {value!r}; only finite numbers (within ±1.8e308) are stored."
-            )
+            number = math.inf
+        if not -MAX_ABS_VALUE <= number <= MAX_ABS_VALUE:  # also NaN and ±inf
+            raise _Reject("invalid_number", name, _OUT_OF_RANGE.format(name=name, value=_shown(value)))
         return number
 
     @staticmethod
@@ -315,12 +317,8 @@ class RecordValidator:
                 continue
             if infer:
                 if kind is float:
-                    if value - value != 0.0:  # NaN or ±inf
-                        raise _Reject(
-                            "invalid_number",
-                            name,
-                            f"{name} is {value!r}; only finite numbers (within ±1.8e308) are stored.",
-                        )
+                    if not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:  # also NaN and ±inf
+                        raise _Reject("invalid_number", name, _OUT_OF_RANGE.format(name=name, value=_shown(value)))
                     measures.append((name, value))
                 elif kind is str:
                     label_items.append((name, value))
@@ -442,6 +440,12 @@ class RecordValidator:
             else:
                 result.accepted_records += 1
         return result
+
+
+def _shown(value: Any) -> str:
+    """A refused number as the message shows it: an integer of hundreds of digits is cut short."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}…({len(text)} digits)"
 
 
 def text_storable(text: str) -> bool:

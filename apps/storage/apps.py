@@ -7,3 +7,8 @@ class StorageConfig(AppConfig):
     name = "apps.storage"
     label = "storage"
     verbose_name = "Storage"
+
+    def ready(self) -> None:
+        from apps.storage.metrics import collector_register
+
+        collector_register()

@@ -86,16 +86,40 @@ def storage_summary() -> dict[str, int]:
     return {"series": Series.objects.count(), "metrics": Series.objects.values("metric").distinct().count()}
 
 
-def retention_longest(*, source) -> timedelta:
-    """How long a source keeps any data: the longest retention of its raw points and rollup tiers, its overrides or
-    the defaults. The next retention run deletes anything older."""
+def retention_raw(*, source) -> timedelta:
+    """How long a source keeps raw points: its override, or the backend's default. The next retention run deletes
+    anything older, and on TimescaleDB a refresh over raw chunks already dropped would wipe the rollups built from
+    them, so no backend can roll up a point that old after the fact: ingest refuses it instead (the same on both)."""
     from apps.storage.backends import backend_for
-    from apps.storage.backends.base import RETENTION_FIELDS
 
-    defaults = backend_for().retention_days()
-    return timedelta(
-        days=max(getattr(source, field_name) or defaults[table] for table, (field_name, _) in RETENTION_FIELDS.items())
-    )
+    return timedelta(days=source.raw_retention_days or backend_for().retention_days()["points"])
+
+
+def rollup_backlog(*, limit: int = 10_000_000) -> dict[str, tuple[int, float | None]]:
+    """Per tier: late points' deltas waiting to be folded (counted up to `limit`) and the age in seconds of the
+    oldest bucket among them. Empty on backends without deltas (TimescaleDB invalidates its own aggregates)."""
+    from django.db import connection
+    from psycopg import sql
+
+    from apps.storage.backends import backend_for
+    from apps.storage.backends.deltas import delta_table
+    from apps.storage.tiers import TIERS_FINE_TO_COARSE
+
+    if not backend_for().deltas:
+        return {}
+    backlog = {}
+    with connection.cursor() as cursor:
+        for tier in TIERS_FINE_TO_COARSE:
+            cursor.execute(
+                sql.SQL(
+                    "SELECT (SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT %s) AS capped), "
+                    "extract(epoch FROM now() - (SELECT min(bucket) FROM {table}))"
+                ).format(table=sql.Identifier(delta_table(tier))),
+                [limit],
+            )
+            count, age = cursor.fetchone()
+            backlog[tier.name] = (count, None if age is None else float(age))
+    return backlog
 
 
 def retention_defaults() -> dict:

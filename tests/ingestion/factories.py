@@ -24,7 +24,13 @@ def source_with_key(
     organization: str = DEFAULT_ORGANIZATION_SLUG,
     **options,
 ) -> tuple[Source, str]:
-    """A source made through the service (schema v1 and a first write key); returns it and the raw key."""
+    """A source made through the service (schema v1 and a first write key); returns it and the raw key.
+
+    Test data is stamped in early 2026, further back than the default raw retention (7 days on plain PostgreSQL),
+    and ingest refuses points older than a source keeps raw: these sources keep ten years unless told otherwise.
+    The bound itself is tested with sources that set it (tests/ingestion/test_hostile_input.py).
+    """
+    options.setdefault("raw_retention_days", 3650)
     return source_create(
         organization=organization_get(slug=organization),
         name=slug.title(),

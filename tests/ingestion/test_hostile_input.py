@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -129,6 +129,7 @@ def test_a_connector_payload_in_gzip_is_decoded_whole_or_refused_whole():
     [
         ('{"device": "d9", "v": ' + "9" * 400 + "}", "invalid_number", "v"),  # was 500 OverflowError
         ('{"device": "d9", "v": -' + "9" * 5000 + "}", "invalid_number", "v"),  # past Python's int conversion
+        ('{"device": "d9", "v": 1.7e308}', "invalid_number", "v"),  # finite, but two of them overflow a sum
         ('{"device": "\\ud800", "v": 1}', "invalid_text", "device"),  # was 503, retried forever by senders
         ('{"\\ud800": 1, "device": "d9"}', "invalid_text", "\ud800"),  # was 500
         ('{"\\udfffname": "x", "device": "d9", "v": 1}', "invalid_text", "\udfffname"),
@@ -175,26 +176,31 @@ def test_a_csv_upload_with_a_huge_number_stores_the_other_rows(settings, tmp_pat
 # --- how old a point may be ----------------------------------------------------------------------------
 
 
-def test_a_point_older_than_the_source_keeps_anything_is_refused_per_record(client):
-    """Decades-old points each made a daily partition, and retention deleted them at its next run anyway."""
-    source, key = source_with_key()
-    old = {"time": "1971-03-03T00:00:00Z", "device": "old", "v": 1}
-    body = json.dumps([old, {"time": "2026-01-01T00:00:00Z", "device": "d1", "v": 2}])
+def test_a_point_older_than_the_source_keeps_raw_points_is_refused_per_record(client):
+    """Decades-old points each made a daily partition, and retention deleted them at its next run anyway (on
+    TimescaleDB without ever rolling them up): a point older than the raw retention is refused, on every path."""
+    source, key = source_with_key(raw_retention_days=None)  # the backend's default: 7 days on plain PostgreSQL
+    now = datetime.now(UTC).replace(microsecond=0)
+    old = now - timedelta(days=8)
+    body = json.dumps([
+        {"time": old.isoformat(), "device": "old", "v": 1}, {"time": now.isoformat(), "device": "d1", "v": 2},
+    ])  # fmt: skip
     response = _post(client, body, key=key, content_type="application/json")
     assert response.status_code == 200, response.content
     error = response.json()["errors"][0]
     assert (error["code"], error["field"]) == ("time_out_of_range", "time")
-    assert "1825 days" in error["message"]
-    assert stored_points(source=source) == [("v", {"device": "d1"}, T0, 2.0, 1)]
-    lines = b"m,device=old v=1 36892800000000000\nm,device=d1 v=3 1767225600000000000\n"
+    assert "keeps raw points (7 days)" in error["message"]
+    assert stored_points(source=source) == [("v", {"device": "d1"}, now, 2.0, 1)]
+    stamp = int(old.timestamp()) * 10**9
+    lines = f"m,device=old v=1 {stamp}\nm,device=d1 v=3 {int(now.timestamp()) * 10**9}\n".encode()
     answer = client.post("/write?db=plant", lines, content_type="text/plain", headers={"Authorization": f"Token {key}"})
     assert answer.status_code == 400
     assert "partial write" in answer.json()["error"]
     assert len(stored_points(source=source)) == 2
 
 
-def test_a_source_that_keeps_data_longer_takes_older_points(client):
-    source, key = source_with_key(rollup_1h_retention_days=60 * 365)
+def test_a_source_that_keeps_raw_points_longer_takes_older_points(client):
+    source, key = source_with_key(raw_retention_days=60 * 365)
     response = _post(client, '{"time": "1971-03-03T00:00:00Z", "device": "old", "v": 1}', key=key)
     assert response.json()["accepted"] == 1
     assert stored_points(source=source)[0][2] == datetime(1971, 3, 3, tzinfo=UTC)

@@ -437,9 +437,9 @@ def test_real_sensor_file_slice(tmp_path):
     """The first 3000 readings of NAB's machine_temperature_system_failure.csv ("timestamp,value")."""
     with NAB_FILE.open() as stream:
         lines = [next(stream) for _ in range(3001)]
-    # The data is from 2013: a source keeps nothing older than its longest retention (5 years by default) and
-    # refuses it; one kept for 20 years takes it.
-    source, _ = source_with_key(slug="machine", rollup_1d_retention_days=20 * 365)
+    # The data is from 2013: a source keeping raw points for 20 years takes it (ingest refuses points older than
+    # the source's raw retention).
+    source, _ = source_with_key(slug="machine", raw_retention_days=20 * 365)
     upload = _upload(source, "".join(lines).encode(), NAB_FILE.name)
     upload = uploads.upload_process(upload_id=upload.id, chunk_rows=1000)
     assert (upload.status, upload.rows_total, upload.rows_done, upload.rows_rejected) == ("done", 3000, 3000, 0)

@@ -11,7 +11,10 @@ def storage_tables_reset(*, watermark=None) -> None:
     """Empty points and rollups (not Django models, so a transactional test's flush leaves them)."""
     cache.clear()
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE points, points_1m, points_1h, points_1d, storage_rollup_dirty")
+        cursor.execute(
+            "TRUNCATE points, points_1m, points_1h, points_1d, storage_rollup_dirty, points_1m_delta, points_1h_delta, "
+            "points_1d_delta"
+        )
         # A provisional bound left past the new watermark would claim minutes that were never rolled up.
         cursor.execute("UPDATE storage_rollup_watermark SET provisional = NULL")
         if watermark is not None:

@@ -1,7 +1,8 @@
 """Property: the engine's answer through rollup tiers equals the answer computed from raw points.
 
-Random series, points, refreshes (which move the watermark), late points and replaced values,
-then random queries (bucket, range, aggregation, filters, grouping) on the plain PostgreSQL backend.
+Random series, points, refreshes (which move the watermark and fold late points' deltas), late points (new ones
+appended as deltas, replaced ones re-aggregated) and replaced values, then random queries (bucket, range,
+aggregation, filters, grouping) on the plain PostgreSQL backend.
 Queries grouped by facility over whole facilities read the label rollups; device subsets cannot.
 Random grace periods leave provisional minutes past the watermark, and later batches land in them
 (marking them dirty) before and after refreshes, which may also run with a clock that went back.
@@ -102,7 +103,8 @@ def _reset_storage() -> None:
     cache.clear()
     with connection.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE points, points_1m, points_1h, points_1d, points_1m_labels, points_1h_labels, points_1d_labels"
+            "TRUNCATE points, points_1m, points_1h, points_1d, points_1m_labels, points_1h_labels, points_1d_labels, "
+            "points_1m_delta, points_1h_delta, points_1d_delta"
         )
         cursor.execute("TRUNCATE storage_rollup_dirty")
         cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s, provisional = NULL", [BASE])
@@ -200,6 +202,9 @@ def test_rollup_path_equals_raw_answer(scenario, django_settings_for_property, d
 
 
 def _check(spec, scenario, ids, labels, selected_indexes, truth) -> None:
+    with connection.cursor() as cursor:
+        pending = backend_for().deltas_pending(cursor)
+    event(f"late points' deltas read beside the rollups: {bool(pending)}")
     share = engine.RAW_BY_TIME_MIN_SHARE
     # Test databases hold many series from other tests: force the choice either way.
     engine.RAW_BY_TIME_MIN_SHARE = 10**9 if scenario["raw_by_time"] else 0

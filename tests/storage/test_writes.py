@@ -142,11 +142,35 @@ def test_point_just_below_the_watermark_is_late(source, settings):
     points_store(series_id, [(T0 + timedelta(minutes=i), 1.0) for i in range(10)])
     backend_for().rollup_refresh(now=T0 + timedelta(minutes=10))
     result = points_store(series_id, [(T0 + timedelta(minutes=9, seconds=59), 2.0)])
-    assert result.late_buckets == 1
+    assert result.late_buckets == 1  # one delta row: the minute is materialized, its hour and day are not yet
+    minute = T0 + timedelta(minutes=9)
+    row = "SELECT count, sum, last FROM points_1m WHERE series_id = %s AND bucket = %s"
+    assert _rows(row, [series_id, minute]) == [(1, 1.0, 1.0)]  # the row is left alone: the write only appended
+    assert _rows(
+        "SELECT count, sum, last, last_time FROM points_1m_delta WHERE series_id = %s AND bucket = %s",
+        [series_id, minute],
+    ) == [(1, 2.0, 2.0, minute + timedelta(seconds=59))]
+    # The refresh folds the delta into the row.
+    backend_for().rollup_refresh(now=T0 + timedelta(minutes=10))
+    assert _rows(row, [series_id, minute]) == [(2, 3.0, 2.0)]
+    assert _rows("SELECT count(*) FROM points_1m_delta", []) == [(0,)]
+
+
+def test_a_late_redelivery_folds_the_deltas_and_re_aggregates_exactly(source, settings):
+    """A write that replaces a point cannot be a delta: it folds the series' deltas and recomputes its buckets."""
+    settings.STORAGE_ROLLUP_GRACE_SECONDS = 0
+    _set_watermark(T0)
+    series_id = series_create(source=source, metric="temperature", device="d1")
+    points_store(series_id, [(T0 + timedelta(minutes=i), 1.0) for i in range(10)])
+    backend_for().rollup_refresh(now=T0 + timedelta(minutes=10))
+    points_store(series_id, [(T0 + timedelta(minutes=5, seconds=30), 4.0)])  # new: a delta
+    replaced = points_store(series_id, [(T0 + timedelta(minutes=5), 10.0)])  # replaces the 1.0 at minute 5
+    assert replaced.upserted is True
+    assert _rows("SELECT count(*) FROM points_1m_delta WHERE series_id = %s", [series_id]) == [(0,)]
     assert _rows(
         "SELECT count, sum, last FROM points_1m WHERE series_id = %s AND bucket = %s",
-        [series_id, T0 + timedelta(minutes=9)],
-    ) == [(2, 3.0, 2.0)]
+        [series_id, T0 + timedelta(minutes=5)],
+    ) == [(2, 14.0, 4.0)]
 
 
 @pytest.mark.parametrize("schema_id", [None, 7])

@@ -56,6 +56,8 @@ class StorageBackend(ABC):
     # Whether the tiers also keep rows per label value (see PostgresBackend); the query engine uses them
     # only when this is true and `label_keys_registered` says so.
     label_rollups: bool = False
+    # Whether late points may wait in per-tier deltas that queries add to the tiers' rows (see backends/deltas.py).
+    deltas: bool = False
 
     def __init__(self, alias: str = "default") -> None:
         self.alias = alias
@@ -106,15 +108,16 @@ class StorageBackend(ABC):
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
             begun = self._write_begin(cursor, points, moments)
             store(cursor, points, schema_id, moments)
-            return self._write_end(cursor, points, begun, moments)
+            return self._write_end(cursor, points, begun, moments, replaced=store is _upsert_points)
 
     def _write_begin(self, cursor, points: Points, moments: set[datetime]) -> object:
         """Backend hook before COPY, given the batch's distinct times (partitions to create); returns what
         `_write_end` needs (the rollup bounds, where a backend keeps them)."""
         return None
 
-    def _write_end(self, cursor, points: Points, begun: object, moments: set[datetime]) -> int:
-        """Backend hook after COPY, in the same transaction, given _write_begin's value; late buckets redone."""
+    def _write_end(self, cursor, points: Points, begun: object, moments: set[datetime], *, replaced: bool) -> int:
+        """Backend hook after COPY, in the same transaction, given _write_begin's value and whether the write may
+        have replaced points (the upsert path) rather than only inserted new ones; late buckets handled."""
         return 0
 
     # --- rollups ------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
@@ -49,14 +50,26 @@ from apps.storage.backends.base import (
     RetentionResult,
     StorageBackend,
 )
+from apps.storage.backends.deltas import delta_table, deltas_copy, deltas_fold, deltas_install, deltas_newest
 from apps.storage.query.cache import generation_bump
-from apps.storage.tiers import BUCKET_ORIGIN, TIER_1D, TIER_1H, TIER_1M, TIERS_FINE_TO_COARSE, Tier, bucket_floor
+from apps.storage.tiers import (
+    BUCKET_ORIGIN,
+    TIER_1D,
+    TIER_1H,
+    TIER_1M,
+    TIERS_COARSE_TO_FINE,
+    TIERS_FINE_TO_COARSE,
+    Tier,
+    bucket_floor,
+)
 
 logger = logging.getLogger(__name__)
 
 _PARTITION_NAME = re.compile(r"^points_p(\d{8})$")
 # At most this much raw time is aggregated per refresh transaction (catch-up after downtime runs in steps).
 MAX_REFRESH_STEP = timedelta(hours=1)
+# Deltas folded per tier per drain transaction: writers wait for each (it holds the watermark FOR UPDATE).
+DELTAS_FOLD_ROWS = 50_000
 
 
 def _partition_name(day: date) -> str:
@@ -173,6 +186,7 @@ class PostgresBackend(StorageBackend):
 
     name = BACKEND_POSTGRES
     label_rollups = True
+    deltas = True
 
     def __init__(self, alias: str = "default") -> None:
         super().__init__(alias)
@@ -217,6 +231,7 @@ class PostgresBackend(StorageBackend):
         self.label_rollups_install()
         self.provisional_rollups_install()
         self.partition_epoch_install()
+        self.deltas_install()
         self.partitions_ensure(start=timezone.now().date() - timedelta(days=1))
 
     def label_rollups_install(self) -> None:
@@ -248,6 +263,11 @@ class PostgresBackend(StorageBackend):
             cursor.execute(
                 "CREATE INDEX IF NOT EXISTS storage_rollup_dirty_minute_idx ON storage_rollup_dirty (minute)"
             )
+
+    def deltas_install(self) -> None:
+        """The late points' delta tables (idempotent; databases installed before them get them too)."""
+        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            deltas_install(cursor)
 
     def partition_epoch_install(self) -> None:
         """The partition epoch beside the watermark (idempotent; databases installed before it get it too)."""
@@ -378,7 +398,13 @@ class PostgresBackend(StorageBackend):
             return super()._write(points, schema_id, moments, store)
 
     def _write_end(
-        self, cursor, points: Sequence[Point], bounds: tuple[datetime, datetime], moments: set[datetime]
+        self,
+        cursor,
+        points: Sequence[Point],
+        bounds: tuple[datetime, datetime],
+        moments: set[datetime],
+        *,
+        replaced: bool,
     ) -> int:
         watermark, provisional = bounds
         earliest = min(moments)
@@ -391,20 +417,35 @@ class PostgresBackend(StorageBackend):
             cursor.execute("INSERT INTO storage_rollup_dirty (minute) SELECT unnest(%s::timestamptz[])", [dirty])
         if earliest >= watermark:
             return 0
-        late = {(series_id, bucket_floor(moment, 60)) for series_id, moment, _ in points if moment < watermark}
-        if late:
+        if replaced:
+            late = {(series_id, bucket_floor(moment, 60)) for series_id, moment, _ in points if moment < watermark}
             self._reaggregate(cursor, late, watermark)
-            # Stored buckets below the watermark changed: cached query buckets are stale once this commits.
-            transaction.on_commit(generation_bump, using=self.alias)
-        return len(late)
+            count = len(late)
+        else:
+            # Only new points: their aggregates are appended as deltas (see backends/deltas.py). Shared with other
+            # such writers, exclusive to a re-aggregating one, which must see deltas and raw points agree.
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(hashtext('storage.rollup.late'))")
+            count = deltas_copy(cursor, points, watermark)
+        # Stored buckets below the watermark changed: cached query buckets are stale once this commits.
+        transaction.on_commit(generation_bump, using=self.alias)
+        return count
 
     def _reaggregate(self, cursor, minutes: set[tuple[int, datetime]], watermark: datetime) -> None:
         """Recompute the materialized buckets that late points touched, tier by tier.
 
-        Late writers serialise here: each INSERT ... SELECT then runs after any earlier late writer
-        committed, and (READ COMMITTED) sees its points, so no rollup row misses a concurrent point.
+        Only writes that replaced points come here (the others append deltas). They serialise on the advisory lock
+        (exclusive here, shared by delta writers): each INSERT ... SELECT then runs after every earlier late writer
+        committed, and (READ COMMITTED) sees its points and deltas, so no rollup row misses or double counts one.
         """
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext('storage.rollup.late'))")
+        # Deltas of these series in the touched days first: the buckets are then recomputed from complete rows.
+        series_ids = sorted({series_id for series_id, _ in minutes})
+        days = sorted({bucket_floor(moment, TIER_1D.seconds) for _, moment in minutes})
+        self._deltas_fold(
+            cursor,
+            sql.SQL("series_id = ANY(%(series)s::int[]) AND date_bin('1 day', bucket, %(origin)s) = ANY(%(days)s)"),
+            {"series": series_ids, "days": days, "origin": BUCKET_ORIGIN},
+        )
         touched = minutes
         for tier in TIERS_FINE_TO_COARSE:
             materialized_until = bucket_floor(watermark, tier.seconds)
@@ -444,6 +485,33 @@ class PostgresBackend(StorageBackend):
                 [list(series_ids), list(buckets)],
             )
 
+    def _deltas_fold(
+        self, cursor, condition: sql.Composable, parameters: dict, *, tiers: Sequence[Tier] = TIERS_FINE_TO_COARSE
+    ) -> int:
+        """Fold the deltas matching `condition` (on bucket and series_id) into their tiers and rebuild the label rows
+        of every cell they changed; the number of (series, bucket) rows changed. Fine tiers first."""
+        changed = 0
+        for tier in tiers:
+            cells = deltas_fold(cursor, tier, condition=condition, parameters=parameters)
+            if not cells:
+                continue
+            changed += sum(cell[3] for cell in cells)
+            sources, metrics, buckets, _ = zip(*cells, strict=True)
+            # Whole label cells are rebuilt from the tier's rows: those of the buckets, sources and metrics folded (a
+            # cell of that cross product that nothing changed is rebuilt to the same values). Found by the bucket
+            # index; a list of exact (source, metric, bucket) cells made the planner probe every series per cell.
+            cursor.execute(
+                _label_aggregate(
+                    tier,
+                    sql.SQL(
+                        "t.bucket = ANY(%(buckets)s::timestamptz[]) AND s.source_id = ANY(%(sources)s::int[]) "
+                        "AND s.metric = ANY(%(metrics)s::text[])"
+                    ),
+                ),
+                {"buckets": sorted(set(buckets)), "sources": sorted(set(sources)), "metrics": sorted(set(metrics))},
+            )
+        return changed
+
     # --- rollups ------------------------------------------------------------------------------
     def watermark(self) -> datetime:
         """Raw points before this time are reflected in the rollup tables."""
@@ -453,6 +521,19 @@ class PostgresBackend(StorageBackend):
 
     def tier_materialized_until(self, tier: Tier) -> datetime:
         return bucket_floor(self.watermark(), tier.seconds)
+
+    def deltas_pending(self, cursor) -> frozenset[str]:
+        """The tiers with deltas waiting to be folded, in the caller's snapshot (queries read only those)."""
+        cursor.execute(
+            sql.SQL("SELECT {}").format(
+                sql.SQL(", ").join(
+                    sql.SQL("EXISTS (SELECT 1 FROM {})").format(sql.Identifier(delta_table(tier)))
+                    for tier in TIERS_FINE_TO_COARSE
+                )
+            )
+        )
+        return frozenset(tier.name for tier, pending in zip(TIERS_FINE_TO_COARSE, cursor.fetchone(), strict=True)
+                         if pending)  # fmt: skip
 
     def provisional_rollups(self, cursor) -> tuple[datetime, list[datetime]] | None:
         """(provisional bound, its dirty minutes in order): 1-minute rows in [watermark, bound) are exact except
@@ -490,17 +571,46 @@ class PostgresBackend(StorageBackend):
                     new_provisional, built, recomputed = self._provisional_refresh(
                         cursor, old, provisional, provisional_target
                     )
-                    return {
+                    result = {
                         "watermark": old.isoformat(),
                         "provisional": new_provisional.isoformat(),
                         "steps": steps,
                         "provisional_minutes_built": built,
                         "dirty_minutes_recomputed": dirty_minutes + recomputed,
                     }
+                    break
                 new = min(target, old + MAX_REFRESH_STEP)
                 dirty_minutes += self._materialize(cursor, old, new, provisional)
                 cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s", [new])
                 steps += 1
+        # Live data first, then the backlog of late points' deltas: newest first, in bounded transactions (writers
+        # wait for each), for at most DELTAS_DRAIN_SECONDS a run, so a large backfill never holds up live refreshes.
+        result["deltas_folded"], result["deltas_left"] = self.deltas_drain(
+            seconds=settings.STORAGE_DELTAS_DRAIN_SECONDS
+        )
+        return result
+
+    def deltas_drain(self, *, seconds: float, rows_per_transaction: int | None = None) -> tuple[int, bool]:
+        """Fold deltas, coarse tiers and newest buckets first, for up to `seconds` (at least one transaction's
+        worth); (rows changed, whether any deltas are left)."""
+        rows_per_transaction = rows_per_transaction or DELTAS_FOLD_ROWS
+        started = time.monotonic()
+        folded = 0
+        while True:
+            with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+                cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR UPDATE")
+                changed = 0
+                # Coarse tiers first (they have the fewest rows, and long-range dashboards read them), newest buckets
+                # first within each (recent time is what dashboards read most).
+                for tier in TIERS_COARSE_TO_FINE:
+                    changed += self._deltas_fold(
+                        cursor, deltas_newest(cursor, tier, limit=rows_per_transaction), {}, tiers=(tier,)
+                    )
+            folded += changed
+            if not changed:
+                return folded, False
+            if time.monotonic() - started >= seconds:
+                return folded, True
 
     def _materialize(self, cursor, old: datetime, new: datetime, provisional: datetime) -> int:
         """Make every tier exact below `new`; returns how many dirty provisional minutes were recomputed.
@@ -516,10 +626,16 @@ class PostgresBackend(StorageBackend):
             minute_ranges.append((max(old, complete), new))
         for lower, upper in minute_ranges:
             self._tier_build(cursor, TIER_1M, lower, upper)
-        for tier in TIERS_FINE_TO_COARSE[1:]:
+        for tier, source in zip(TIERS_FINE_TO_COARSE[1:], TIERS_FINE_TO_COARSE, strict=False):
             lower, upper = bucket_floor(old, tier.seconds), bucket_floor(new, tier.seconds)
             if lower >= upper:
                 break  # coarser tiers cannot have completed either
+            # The new buckets are built from the finer tier's rows: its deltas there (late points in an hour or day
+            # not yet materialized) are folded into them first.
+            self._deltas_fold(
+                cursor, sql.SQL("bucket >= %(lower)s AND bucket < %(upper)s"), {"lower": lower, "upper": upper},
+                tiers=(source,),
+            )  # fmt: skip
             self._tier_build(cursor, tier, lower, upper)
         cursor.execute("DELETE FROM storage_rollup_dirty WHERE minute < %s", [new])
         return len(dirty)
@@ -609,6 +725,9 @@ class PostgresBackend(StorageBackend):
             )
             for tier in TIERS_FINE_TO_COARSE:
                 _label_rows_delete(cursor, tier, parameters)
+        if wanted - registered:
+            # A key's history is built from the tiers' rows: with every delta folded into them first.
+            self._deltas_fold(cursor, sql.SQL("TRUE"), {})
         for source_id, metric, key in sorted(wanted - registered):
             cursor.execute(
                 "INSERT INTO storage_label_rollup (source_id, metric, label_key) VALUES (%s, %s, %s)",
@@ -641,6 +760,8 @@ class PostgresBackend(StorageBackend):
             # The watermark row first, FOR UPDATE: every write holds it FOR SHARE before it touches a partition, so
             # no write is between its partitions and its COPY while one is dropped (the lock order of _write_begin).
             cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR UPDATE")
+            # Rows are deleted by bucket below: every delta is folded into its row first, so none outlives it.
+            self._deltas_fold(cursor, sql.SQL("TRUE"), {})
             for name in self.partitions_list():
                 match = _PARTITION_NAME.match(name)
                 # A partition holds one day; it goes when its whole day is older than the cutoff.

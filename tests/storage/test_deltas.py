@@ -1,0 +1,151 @@
+"""Late points as deltas (plain PostgreSQL): cheap to write, exact to query, folded by the refresh in bounded
+steps without holding up live refreshes, visible as a backlog on /metrics, and safe beside re-aggregating writes."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.storage.backends import backend_for, postgres
+from apps.storage.query.engine import query_execute
+from apps.storage.query.spec import QuerySpec
+from apps.storage.services import points_write
+from apps.storage.tiers import BUCKET_ORIGIN, bucket_floor
+from tests.factories import user_create
+from tests.storage.conftest import storage_tables_reset
+from tests.storage.factories import series_create, source_create
+from tests.waiting import database_thread, lock_waiters, wait_for
+
+
+def _count(table: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 (a fixed table name)
+        return cursor.fetchone()[0]
+
+
+def _raw_hourly_sums(start, end) -> dict:
+    """The same answer computed from the raw points, the way the oracle would: per device, per hour."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.labels->>'device', date_bin('1 hour', p.time, %s), sum(p.value) FROM points p "
+            "JOIN storage_series s ON s.id = p.series_id WHERE p.time >= %s AND p.time < %s "
+            "GROUP BY 1, 2 ORDER BY 1, 2",
+            [BUCKET_ORIGIN, bucket_floor(start, 3600), end],
+        )
+        sums: dict = {}
+        for device, moment, value in cursor.fetchall():
+            sums.setdefault(device, []).append([moment.isoformat().replace("+00:00", "Z"), value])
+        return sums
+
+
+def _hourly_sums(user, start, end) -> dict:
+    spec = QuerySpec(metric="m", start=start, end=end, aggregation="sum", bucket_seconds=3600, fill="none",
+                     max_points=10_000, limit=100, group_by=("device",))  # fmt: skip
+    return {item["labels"]["device"]: item["points"] for item in query_execute(spec=spec, principal=user).series}
+
+
+@pytest.fixture
+def plant(db, settings):
+    settings.STORAGE_ROLLUP_GRACE_SECONDS = 60
+    now = bucket_floor(timezone.now(), 60)
+    storage_tables_reset(watermark=now - timedelta(days=3))
+    source = source_create(slug="deltas")
+    ids = [series_create(source=source, metric="m", device=f"d{index}") for index in range(3)]
+    user = user_create(username="reader")
+    start = now - timedelta(days=3)
+    # Three days of one point per series per 10 minutes, rolled up.
+    points_write(points=[(series_id, start + timedelta(minutes=10 * step), 1.0) for series_id in ids
+                         for step in range(3 * 144)])  # fmt: skip
+    backend_for().rollup_refresh(now=now)
+    return {"ids": ids, "user": user, "start": start, "now": now}
+
+
+def test_a_backfill_is_appended_and_answered_exactly_before_and_after_the_fold(
+    plant, django_capture_on_commit_callbacks
+):
+    start, now, ids = plant["start"], plant["now"], plant["ids"]
+    assert _hourly_sums(plant["user"], start, now) == _raw_hourly_sums(start, now)
+    backfill = [(series_id, start + timedelta(minutes=10 * step, seconds=30), 2.0) for series_id in ids
+                for step in range(3 * 144)]  # fmt: skip
+    rows_before = _count("points_1h")
+    with django_capture_on_commit_callbacks(execute=True):  # as if committed: cached query buckets are dropped
+        points_write(points=backfill)
+    assert _count("points_1h") == rows_before  # the write re-aggregated nothing
+    assert _count("points_1m_delta") == len(backfill)
+    expected = _raw_hourly_sums(start, now)
+    assert _hourly_sums(plant["user"], start, now) == expected  # read from rows plus deltas
+    # A bounded drain folds a part and leaves the rest: the answer stays exact in between.
+    folded, left = backend_for().deltas_drain(seconds=0, rows_per_transaction=100)
+    assert left
+    assert folded > 0
+    assert _hourly_sums(plant["user"], start, now) == expected
+    backend_for().deltas_drain(seconds=60)
+    assert _count("points_1m_delta") + _count("points_1h_delta") + _count("points_1d_delta") == 0
+    assert _hourly_sums(plant["user"], start, now) == expected
+
+
+def test_a_backlog_does_not_hold_up_the_live_refresh(plant, settings, monkeypatch):
+    settings.STORAGE_DELTAS_DRAIN_SECONDS = 0  # one drain transaction a run, so the backlog outlives the run
+    monkeypatch.setattr(postgres, "DELTAS_FOLD_ROWS", 100)
+    start, now, ids = plant["start"], plant["now"], plant["ids"]
+    points_write(points=[(ids[0], start + timedelta(seconds=second), 5.0) for second in range(30, 86_400, 60)])
+    points_write(points=[(ids[1], now + timedelta(seconds=5), 9.0)])  # live
+    result = backend_for().rollup_refresh(now=now + timedelta(minutes=3))
+    assert result["watermark"] == (now + timedelta(minutes=2)).isoformat()  # the watermark moved on first
+    assert result["deltas_left"] is True
+    assert result["deltas_folded"] > 0
+
+
+def test_the_backlog_is_on_metrics(plant, client):
+    start, ids = plant["start"], plant["ids"]
+    points_write(points=[(ids[0], start + timedelta(seconds=15), 5.0)])
+    text = client.get("/metrics").content.decode()
+    assert 'analytics_rollup_deltas_pending{tier="1m"} 1.0' in text
+    assert 'analytics_rollup_deltas_pending{tier="1d"} 1.0' in text
+    assert "analytics_rollup_deltas_oldest_bucket_age_seconds" in text
+    backend_for().deltas_drain(seconds=60)
+    assert 'analytics_rollup_deltas_pending{tier="1m"} 0.0' in client.get("/metrics").content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_re_aggregating_write_waits_for_open_delta_writers_and_counts_each_point_once(
+    settings, storage_committed_cleanup
+):
+    """A write that replaces points recomputes its buckets from raw points after folding the deltas: a delta writer
+    still open would have its point counted by the recomputation and again by its delta. It waits instead."""
+    settings.STORAGE_ROLLUP_GRACE_SECONDS = 60
+    now = bucket_floor(timezone.now(), 60)
+    storage_tables_reset(watermark=now - timedelta(hours=2))
+    series_id = series_create(source=source_create(slug="race"), metric="m", device="d1")
+    minute = now - timedelta(hours=1)
+    points_write(points=[(series_id, minute, 1.0)])
+    backend_for().rollup_refresh(now=now)
+    errors: list[BaseException] = []
+    written, release = threading.Event(), threading.Event()
+
+    def delta_writer() -> None:
+        with transaction.atomic():
+            backend_for().points_write([(series_id, minute + timedelta(seconds=20), 2.0)])  # new: a delta
+            written.set()
+            release.wait(10)
+
+    def replacing_writer() -> None:
+        written.wait(10)
+        assert backend_for().points_write([(series_id, minute, 10.0)]).upserted  # replaces the 1.0
+
+    threads = [database_thread(delta_writer, errors), database_thread(replacing_writer, errors)]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: lock_waiters() >= 1, timeout=10, what="the replacing write waiting for the open delta writer")
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    backend_for().deltas_drain(seconds=60)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count, sum FROM points_1m WHERE series_id = %s AND bucket = %s", [series_id, minute])
+        assert cursor.fetchone() == (2, 12.0)
