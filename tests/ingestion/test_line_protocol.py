@@ -5,7 +5,7 @@ from __future__ import annotations
 from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from apps.ingestion.parsers import line_protocol
@@ -641,6 +641,11 @@ def test_plain_records_take_the_fast_path_and_match_the_careful_one(
 @settings(max_examples=200)
 @given(st.lists(_rendered_line(plain=False), min_size=1, max_size=6))
 def test_bodies_keep_line_indices(cases: list[tuple[str, str, tuple[object, ...]]]) -> None:
+    # InfluxDB looks for a line's end by counting '=' and ',' once it has seen a space, a leading one too, and a
+    # '"' in a name after that may open a "string" that runs past the newline: a quirk it has, and we with it.
+    # Bodies of several lines are generated without quotes in names.
+    for _, _, (_, measurement, tags, fields, _) in cases:
+        assume(not any('"' in name for name in (measurement, *tags, *tags.values(), *(f[0] for f in fields))))
     # Timestamps are drawn within range for their own precision, so they are in range as nanoseconds too.
     lines = [line for line, _, _ in cases]
     result = line_protocol_parse("\n# comment\n".join(lines), precision="ns")
