@@ -41,9 +41,9 @@ class FastLines:
     row_lines: list[int] = field(default_factory=list)  # the line number of each row, to keep body order
     accepted: int = 0
     careful: list[tuple[int, str]] = field(default_factory=list)
-    # The type each (measurement, field) got on this path ("float" or "integer"), and whether one got both.
-    kinds: dict[str, dict[str, str]] = field(default_factory=dict)
-    conflict: bool = False
+    # The (series key, field) pairs this path stored floats of, and integers of: see kinds_disagree.
+    floats: set[tuple[str, str]] = field(default_factory=set)
+    integers: set[tuple[str, str]] = field(default_factory=set)
 
 
 def line_protocol_rows(
@@ -71,9 +71,7 @@ def line_protocol_rows(
     float_last, float_chars = _FLOAT_LAST, _FLOAT_CHARS
     rows_append, lines_append = rows.append, row_lines.append
     untimed = received_at if default_ns is None else EPOCH + timedelta(microseconds=default_ns // 1000)
-    floats: set[tuple[str, str]] = set()
-    integers: set[tuple[str, str]] = set()
-    floats_add, integers_add = floats.add, integers.add
+    floats_add, integers_add = result.floats.add, result.integers.add
     accepted = 0
     for index, line in lines:
         if not line:
@@ -106,30 +104,36 @@ def line_protocol_rows(
                 name, _, value = field_set.partition("=")
                 pair = (key, name)
                 entry = cache[pair]  # KeyError: not known yet
+                # The pair's type is noted before the line is known to be stored: a line that takes the careful
+                # path after all can only make kinds_disagree say yes needlessly, which costs time, not truth.
                 if value[-1] in float_last:  # _number inlined: this line runs for nearly every point
                     number = float(value)
                     if number - number or value[0] == "+" or value.strip(float_chars):
                         raise ValueError(value)
-                    kind_add = floats_add
+                    floats_add(pair)
                 else:
                     number = _number(value, float_last, float_chars)
-                    kind_add = integers_add
+                    integers_add(pair)
                 if entry is SKIPPED:
                     raise ValueError(line)  # no stored field: the careful path says why
                 series_id, spec = entry
                 rows_append((series_id, moment, float(number) if spec is None else measure_value(name, number, spec)))
                 lines_append(index)
-                kind_add(pair)
                 accepted += 1
                 continue
             line_rows = []
-            line_pairs = []
             for item in field_set.split(","):
                 name, _, value = item.partition("=")
                 pair = (key, name)
                 entry = cache[pair]  # KeyError: not known yet
-                number = _number(value, float_last, float_chars)
-                line_pairs.append((pair, type(number) is int))
+                if value[-1] in float_last:  # as above
+                    number = float(value)
+                    if number - number or value[0] == "+" or value.strip(float_chars):
+                        raise ValueError(value)
+                    floats_add(pair)
+                else:
+                    number = _number(value, float_last, float_chars)
+                    integers_add(pair)
                 if entry is SKIPPED:
                     continue
                 series_id, spec = entry
@@ -143,37 +147,36 @@ def line_protocol_rows(
             continue
         rows.extend(line_rows)
         row_lines.extend([index] * len(line_rows))
-        for pair, integer in line_pairs:
-            (integers_add if integer else floats_add)(pair)
         accepted += 1
     result.accepted = accepted
-    _kinds_note(result, floats, integers)
     return result
-
-
-def _kinds_note(result: FastLines, floats: set[tuple[str, str]], integers: set[tuple[str, str]]) -> None:
-    """The types the fast path gave each (measurement, field), from its (series key, field) pairs."""
-    kinds = result.kinds
-    for pairs, kind in ((floats, "float"), (integers, "integer")):
-        for key, name in pairs:
-            # Fast-path keys hold no backslash, so the measurement is the text before the first comma.
-            fields = kinds.setdefault(key.split(",", 1)[0], {})
-            if fields.setdefault(name, kind) != kind:
-                result.conflict = True
 
 
 def kinds_disagree(fast: FastLines, parsed: ParseResult) -> bool:
     """Whether a field got two types in one body across the fast and the careful path (or within the fast one).
 
     Also when the careful path refused a line for a type conflict while the fast path stored some: the fast
-    lines' types might have made it another field's conflict, or another line's.
+    lines' types might have made it another field's conflict, or another line's. A body of floats only (the
+    usual one) is answered without looking at a single pair.
     """
-    if fast.conflict:
-        return True
-    if fast.kinds and any(error.code == TYPE_CONFLICT_CODE for error in parsed.errors):
+    if not fast.floats and not fast.integers:
+        return False
+    if any(error.code == TYPE_CONFLICT_CODE for error in parsed.errors):
         return True
     careful_kinds = parsed.field_kinds
-    for measurement, fields in fast.kinds.items():
+    if not fast.integers and all(kind == "float" for fields in careful_kinds.values() for kind in fields.values()):
+        return False
+    fast_kinds: dict[str, dict[str, str]] = {}
+    measurements: dict[str, str] = {}
+    for pairs, kind in ((fast.floats, "float"), (fast.integers, "integer")):
+        for key, name in pairs:
+            measurement = measurements.get(key)
+            if measurement is None:
+                # Fast-path keys hold no backslash: the measurement is the text before the first comma.
+                measurement = measurements[key] = key.split(",", 1)[0]
+            if fast_kinds.setdefault(measurement, {}).setdefault(name, kind) != kind:
+                return True
+    for measurement, fields in fast_kinds.items():
         known = careful_kinds.get(measurement)
         if known is not None and any(known.get(name, kind) != kind for name, kind in fields.items()):
             return True

@@ -546,6 +546,9 @@ def _escape(text: str, specials: str, unescaped: str) -> str:
     return "".join(out)
 
 
+_FIELD_KEY_UNESCAPED = ',= "'  # what InfluxDB 1.x unescapes after a backslash in a field key
+
+
 def _measurement_ok(text: str) -> bool:
     return text[0] not in "#\t\x00\ufeff" and not text.endswith("\\")
 
@@ -610,7 +613,7 @@ def _rendered_line(draw: st.DrawFn, *, plain: bool) -> tuple[str, str, tuple[obj
     lead = "" if plain else draw(st.sampled_from(["", " ", "\t "]))
     tail = "" if plain else draw(st.sampled_from(["", " "]))
 
-    field_set = ",".join(f"{_escape(k, ',= ', ',= ')}={text}" for k, (text, _) in fields.items())
+    field_set = ",".join(f"{_escape(k, ',= ', _FIELD_KEY_UNESCAPED)}={text}" for k, (text, _) in fields.items())
     line = lead + key + gap + field_set + ("" if timestamp is None else f"{gap}{timestamp}") + tail
     time_ns = None if timestamp is None else timestamp * PRECISION_NS[precision]
     typed_fields = _typed({k: value for k, (_, value) in fields.items()})
@@ -643,9 +646,11 @@ def test_plain_records_take_the_fast_path_and_match_the_careful_one(
 def test_bodies_keep_line_indices(cases: list[tuple[str, str, tuple[object, ...]]]) -> None:
     # InfluxDB looks for a line's end by counting '=' and ',' once it has seen a space, a leading one too, and a
     # '"' in a name after that may open a "string" that runs past the newline: a quirk it has, and we with it.
-    # Bodies of several lines are generated without quotes in names.
+    # Bodies of several lines are generated without quotes in names, and with a measurement each (a field that
+    # changes type within a body refuses the later line).
     for _, _, (_, measurement, tags, fields, _) in cases:
         assume(not any('"' in name for name in (measurement, *tags, *tags.values(), *(f[0] for f in fields))))
+    assume(len({expected[1] for _, _, expected in cases}) == len(cases))
     # Timestamps are drawn within range for their own precision, so they are in range as nanoseconds too.
     lines = [line for line, _, _ in cases]
     result = line_protocol_parse("\n# comment\n".join(lines), precision="ns")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 from apps.ingestion.parsers.line_protocol_scan import (
     ERROR_CODE,
@@ -28,6 +29,7 @@ from apps.ingestion.parsers.line_protocol_scan import (
     TIME_NS_MIN,
     TYPE_CONFLICT_CODE,
     LineError,
+    key_plain_read,
     line_content,
     line_scan,
     lines_numbered,
@@ -70,6 +72,8 @@ _BOOLEANS: dict[str, bool] = {
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NO_FIELDS: frozenset[str] = frozenset()
+_NO_KINDS: MappingProxyType[str, str] = MappingProxyType({})
 
 
 class _Careful(Exception):
@@ -119,9 +123,9 @@ def line_protocol_parse_lines(
     default_ns = None if now_ns is None else now_ns - now_ns % multiplier
     # Series keys repeat line after line; each distinct one is split once (None: needs the careful path).
     key_cache: dict[str, tuple[str, dict[str, str]] | None] = {}
-    # The type of each measurement's fields, from the first line in the body that has them.
-    registry: dict[str, dict[str, str]] = {}
-    result = ParseResult(field_kinds=registry)
+    field_kinds = _FieldKinds()
+    floats_of, known_of = field_kinds.floats, field_kinds.known
+    result = ParseResult()
     records, errors = result.records, result.errors
     record_append = records.append
     float_last = _FLOAT_LAST
@@ -157,11 +161,11 @@ def line_protocol_parse_lines(
                 if key in key_cache:
                     series = key_cache[key]
                 else:
-                    series = key_cache[key] = _key_parse_fast(key)
+                    series = key_cache[key] = key_plain_read(key)
                 if series is None or field_set[:1] in "\t\x00":  # the scanner skips those as whitespace
                     raise _Careful
                 fields: dict[str, object] = {}
-                kinds: dict[str, str] = {}
+                kinds: dict[str, str] | None = None  # None while every value is a float, the usual case
                 for item in field_set.split(","):
                     field_key, _, value = item.partition("=")
                     if not field_key:
@@ -171,17 +175,29 @@ def line_protocol_parse_lines(
                         # These checks mirror the scanner's so both paths agree.
                         if number - number or value[0] == "+" or value.strip(float_chars):
                             raise _Careful
-                        if kinds.get(field_key, "float") != "float":
-                            raise _Careful
                         fields[field_key] = number
-                        kinds[field_key] = "float"
+                        if kinds is not None and kinds.setdefault(field_key, "float") != "float":
+                            raise _Careful  # the scanner words the conflict
                     else:
                         field_value, kind = _field_value(value)
-                        if kinds.get(field_key, kind) != kind:
+                        if kinds is None:
+                            kinds = dict.fromkeys(fields, "float")
+                        if kinds.setdefault(field_key, kind) != kind:
                             raise _Careful
                         fields[field_key] = field_value
-                        kinds[field_key] = kind
-                parsed = (series[0], series[1].copy(), fields, kinds, time_ns)
+                measurement = series[0]
+                # A line whose fields the body's earlier lines gave the same types (the usual case) is done.
+                if "time" not in fields and (
+                    floats_of.get(measurement, _NO_FIELDS).issuperset(fields)
+                    if kinds is None
+                    else kinds.items() <= known_of.get(measurement, _NO_KINDS).items()
+                ):
+                    record_append(
+                        Record(index, fields, series[1].copy(), measurement,
+                               default_ns if time_ns is None else time_ns, line)
+                    )  # fmt: skip
+                    continue
+                parsed = (measurement, series[1].copy(), fields, kinds or dict.fromkeys(fields, "float"), time_ns)
             except (_Careful, ValueError, IndexError):
                 pass
         try:
@@ -192,30 +208,47 @@ def line_protocol_parse_lines(
             measurement, tags, fields, kinds, time_ns = parsed
             if "time" in fields or "time" in tags:
                 result.dropped_time_fields += reserved_check(measurement, tags, fields, kinds)
-            known = registry.get(measurement)
-            if known is None:
-                registry[measurement] = kinds
-            elif not kinds.items() <= known.items():
-                _kinds_check(measurement, kinds, known)
-                known.update(kinds)
+            field_kinds.register(measurement, kinds)
         except LineError as error:
             errors.append(_line_error(index, line, content, error))
             continue
         record_append(Record(index, fields, tags, measurement, default_ns if time_ns is None else time_ns, line))
+    result.field_kinds = field_kinds.as_dict()
     return result
 
 
-def _kinds_check(measurement: str, kinds: dict[str, str], known: dict[str, str]) -> None:
-    """Raise InfluxDB's field type conflict for the first field whose type differs from its body's first."""
-    for name, kind in kinds.items():
-        first = known.get(name)
-        if first is not None and first != kind:
-            raise LineError(
-                f'field type conflict: input field "{name}" on measurement "{measurement}" is type {kind}, '
-                f"already exists as type {first}",
-                name,
-                TYPE_CONFLICT_CODE,
-            )
+class _FieldKinds:
+    """Each measurement's field types as the body's first line of them gave them, and the set of its float fields
+    (the usual type: a line of floats is checked with one set operation, without a dict of types)."""
+
+    __slots__ = ("floats", "known")
+
+    def __init__(self) -> None:
+        self.floats: dict[str, set[str]] = {}
+        self.known: dict[str, dict[str, str]] = {}
+
+    def register(self, measurement: str, kinds: dict[str, str]) -> None:
+        """Note a line's field types; raise InfluxDB's field type conflict (noting nothing) if one differs."""
+        known = self.known.get(measurement)
+        if known is None:
+            known, floats = self.known[measurement], self.floats[measurement] = {}, set()
+        else:
+            floats = self.floats[measurement]
+            for name, kind in kinds.items():
+                first = known.get(name)
+                if first is not None and first != kind:
+                    raise LineError(
+                        f'field type conflict: input field "{name}" on measurement "{measurement}" is type {kind}, '
+                        f"already exists as type {first}",
+                        name,
+                        TYPE_CONFLICT_CODE,
+                    )
+        known.update(kinds)
+        floats.update(name for name, kind in kinds.items() if kind == "float")
+
+    def as_dict(self) -> dict[str, dict[str, str]]:
+        """measurement -> field -> type."""
+        return self.known
 
 
 def _line_error(index: int, line: str, content: str, error: LineError) -> RecordError:
@@ -225,26 +258,6 @@ def _line_error(index: int, line: str, content: str, error: LineError) -> Record
     quoted = content if len(content) <= _MESSAGE_LINE_MAX_CHARS else content[:_MESSAGE_LINE_MAX_CHARS] + "…"
     hint = _CR_HINT if content.endswith("\r") else ""
     return RecordError(index, ERROR_CODE, f"unable to parse '{quoted}': {error.reason}{hint}", error.field, line)
-
-
-def _key_parse_fast(key: str) -> tuple[str, dict[str, str]] | None:
-    """Measurement and tags of a plain series key (no backslash); None if it is not plainly valid."""
-    if "," not in key:
-        return (key, {}) if key else None
-    items = key.split(",")
-    measurement = items[0]
-    if not measurement:
-        return None
-    tags: dict[str, str] = {}
-    for item in items[1:]:
-        tag_key, _, tag_value = item.partition("=")
-        # A tag value may start with '=' (InfluxDB reads `t==v` as t: "=v"), but hold no other.
-        if not tag_key or not tag_value or "=" in tag_value[1:]:
-            return None
-        tags[tag_key] = tag_value
-    if len(tags) != len(items) - 1 or "time" in tags:  # a repeated key; the reserved key
-        return None
-    return measurement, tags
 
 
 def _field_value(value: str) -> tuple[object, str]:

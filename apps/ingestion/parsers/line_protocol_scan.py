@@ -27,6 +27,7 @@ and its storage split the field set differently and it stores a garbled key), th
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 ERROR_CODE = "invalid_line_protocol"
 RESERVED_KEY_CODE = "reserved_key"
@@ -48,10 +49,20 @@ _BOOLEANS: dict[str, bool] = {
     "f": False, "F": False, "false": False, "False": False, "FALSE": False,
 }  # fmt: skip
 
-_LINE_STOP = re.compile(r'[\\ =,"\n]')
+_LINE_KEY_STOP = re.compile(r"[\\ \n]")
+_LINE_FIELDS_STOP = re.compile(r'[\\"\n]')
+_LINE_QUOTED_STOP = re.compile(r'[\\"]')
 _MEASUREMENT_END = re.compile(r"(?<!\\)[, ]")
 _TAG_STOP = re.compile(r"(?<!\\)[ ,=]")
 _FIELD_KEY_END = re.compile(r"(?<!\\)=")
+_FIELDS_STOP = re.compile(r'[\\"=, ]')
+_QUOTED_STOP = re.compile(r'[\\"]')
+_VALUE_STOP = re.compile(r'[\\",]')
+_TIME_END = re.compile(r"[ \n]")
+_TIMESTAMP = re.compile(r"-?[0-9]*")
+# Numbers valid as they stand (no check beyond the match): plain decimals short enough to be finite, and
+# integers of at most 18 digits. Anything else takes the character-by-character scan.
+_PLAIN_NUMBER = re.compile(r"(?:-?(?:[0-9]{1,300}(?:\.[0-9]*)?|\.[0-9]{1,300})|-?[0-9]{1,18}i|[0-9]{1,18}u)(?=[, ]|\Z)")
 _MEASUREMENT_ESCAPE = re.compile(r'\\([, "=])')
 _TAG_ESCAPE = re.compile(r"\\([, =])")
 _FIELD_KEY_ESCAPE = re.compile(r'\\([, "=])')
@@ -71,31 +82,37 @@ class LineError(Exception):
 
 def lines_numbered(text: str) -> list[tuple[int, str]]:
     """The body's lines as InfluxDB 1.x splits them, each with the 0-based number of the text line it starts on."""
+    segments = text.split("\n")
     if _SPECIAL.search(text) is None:
-        return list(enumerate(text.split("\n")))
+        return list(enumerate(segments))
     lines: list[tuple[int, str]] = []
-    n = len(text)
+    count = len(segments)
     position = number = 0
-    while position < n:
-        end = text.find("\n", position)
-        if end < 0:
-            end = n
-        if _SPECIAL.search(text, position, end) is not None:
+    while number < count:
+        segment = segments[number]
+        if '"' in segment or "\\" in segment:
             end = _line_end(text, position)  # a quote or backslash may carry the line past this newline
-        line = text[position:end]
-        lines.append((number, line))
-        number += line.count("\n") + 1
+            line = text[position:end]
+            lines.append((number, line))
+            number += line.count("\n") + 1
+        else:
+            end = position + len(segment)
+            lines.append((number, segment))
+            number += 1
         position = end + 1
     return lines
 
 
 def _line_end(text: str, i: int) -> int:
-    """Where the line starting at i ends (the newline's index, or len): InfluxDB's scanLine."""
+    """Where the line starting at i ends (the newline's index, or len): InfluxDB's scanLine.
+
+    A backslash skips the character after it. After the first space InfluxDB counts '=' and ',' outside
+    strings, and a '"' opens or closes a string when it has seen more of the one than of the other; a newline
+    inside a string does not end the line. The scan jumps from one character that matters to the next.
+    """
     n = len(text)
-    quoted = fields = False
-    equals = commas = 0
-    search = _LINE_STOP.search
-    while True:
+    search = _LINE_KEY_STOP.search
+    while True:  # before the first space only backslashes and newlines matter
         match = search(text, i)
         if match is None:
             return n
@@ -104,20 +121,29 @@ def _line_end(text: str, i: int) -> int:
         if char == "\\":
             i += 2 if i + 2 < n else 1
             continue
-        if char == " ":
-            fields = True
-        elif fields:
-            if not quoted and char == "=":
-                equals += 1
-            elif not quoted and char == ",":
-                commas += 1
-            elif char == '"' and equals > commas:
-                quoted = not quoted
-            elif char == "\n" and not quoted:
-                return i
-        elif char == "\n":
+        if char == "\n":
             return i
         i += 1
+        break
+    quoted = False
+    equals = commas = 0
+    while True:
+        match = (_LINE_QUOTED_STOP if quoted else _LINE_FIELDS_STOP).search(text, i)
+        if match is None:
+            return n
+        j = match.start()
+        if not quoted:
+            equals += text.count("=", i, j)
+            commas += text.count(",", i, j)
+        char = text[j]
+        if char == "\\":
+            i = j + 2 if j + 2 < n else j + 1
+            continue
+        if char == "\n":  # only looked for outside strings
+            return j
+        if equals > commas:
+            quoted = not quoted
+        i = j + 1
 
 
 def line_content(line: str) -> str | None:
@@ -140,11 +166,12 @@ def line_scan(line: str, multiplier: int) -> tuple[str, dict[str, str], dict[str
     """
     measurement, tags, key_end, key_bytes = _key_scan(line)
     i, fields, kinds = _fields_scan(line, key_end)
-    for name in fields:
-        # InfluxDB's series key for a field: the key, a 4-byte separator and the field key.
-        size = key_bytes + 4 + (len(name) if name.isascii() else len(name.encode()))
-        if size > MAX_KEY_BYTES:
-            raise LineError(f"max key length exceeded: {size} > {MAX_KEY_BYTES}")
+    if key_bytes + 4 + 4 * max(map(len, fields)) > MAX_KEY_BYTES:  # at most 4 bytes a character
+        for name in fields:
+            # InfluxDB's series key for a field: the key, a 4-byte separator and the field key.
+            size = key_bytes + 4 + len(name.encode())
+            if size > MAX_KEY_BYTES:
+                raise LineError(f"max key length exceeded: {size} > {MAX_KEY_BYTES}")
     time_ns, i = _time_scan(line, i, multiplier)
     if time_ns is not None and line.count(" ", i) != len(line) - i:
         raise LineError("point is invalid: unexpected text after the timestamp")
@@ -177,8 +204,36 @@ def reserved_check(measurement: str, tags: dict[str, str], fields: dict[str, obj
     return False
 
 
+def key_plain_read(key: str) -> tuple[str, dict[str, str]] | None:
+    """Measurement and tags of a series key without backslashes; None if it is not plainly valid (the
+    scanner then says why)."""
+    if "," not in key:
+        return (key, {}) if key else None
+    items = key.split(",")
+    measurement = items[0]
+    if not measurement:
+        return None
+    tags: dict[str, str] = {}
+    for item in items[1:]:
+        tag_key, _, tag_value = item.partition("=")
+        # A tag value may start with '=' (InfluxDB reads `t==v` as t: "=v"), but hold no other.
+        if not tag_key or not tag_value or "=" in tag_value[1:]:
+            return None
+        tags[tag_key] = tag_value
+    if len(tags) != len(items) - 1 or "time" in tags:  # a repeated key; the reserved key
+        return None
+    return measurement, tags
+
+
 def _key_scan(line: str) -> tuple[str, dict[str, str], int, int]:
     """Measurement and tags, where the key ends (at its space) and its length in bytes."""
+    end = line.find(" ")
+    if end > 0 and "\\" not in line[:end]:
+        plain = key_plain_read(line[:end])
+        if plain is not None:
+            key_bytes = end if line.isascii() else len(line[:end].encode())
+            if key_bytes <= MAX_KEY_BYTES:
+                return plain[0], plain[1], end, key_bytes
     n = len(line)
     if not n or line[0] == ",":
         raise LineError("missing measurement")
@@ -233,21 +288,29 @@ def _fields_scan(line: str, i: int) -> tuple[int, dict[str, object], dict[str, s
         i += 1
     start = key_start = i
     key: str | None = None  # the raw key of the value being scanned, for error messages
-    key_ends: list[int] = []
+    pieces: list[tuple[int, int]] = []  # (where the key starts, its '=') for each '=' counted
     quoted = False
     equals = commas = 0
-    while i < n:
+    stop, quoted_stop = _FIELDS_STOP.search, _QUOTED_STOP.search
+    while True:
+        # Jump to the next character that matters (inside a string, only a backslash or a quote does).
+        match = quoted_stop(line, i) if quoted else stop(line, i)
+        if match is None:
+            i = n
+            break
+        i = match.start()
         char = line[i]
-        if char == "\\" and i + 1 < n:
-            i += 2
+        if char == "\\":
+            i += 2 if i + 1 < n else 1
             continue
-        if char == '"' and equals > commas:
-            quoted = not quoted
+        if char == '"':
+            if equals > commas:  # always so inside a string: '=' and ',' are not counted there
+                quoted = not quoted
             i += 1
             continue
-        if char == "=" and not quoted:
+        if char == "=":
             equals += 1
-            key_ends.append(i - start)
+            pieces.append((key_start, i))
             key = line[key_start:i]
             before = line[i - 1]
             if (before == " " or before == ",") and line[i - 2] != "\\":
@@ -255,16 +318,17 @@ def _fields_scan(line: str, i: int) -> tuple[int, dict[str, object], dict[str, s
             if i + 1 >= n or line[i + 1] in ", ":
                 raise LineError("missing field value", _field_name(key))
             following = line[i + 1]
-            if following in _NUMBER_START:
-                i = _number_scan(line, i + 1, _field_name(key))
-                continue
             if following != '"':
-                i = _boolean_scan(line, i + 1, _field_name(key))
+                try:
+                    i = _number_scan(line, i + 1) if following in _NUMBER_START else _boolean_scan(line, i + 1)
+                except LineError as error:
+                    error.field = _field_name(key)  # named only when it is needed
+                    raise
                 continue
-        elif char == "," and not quoted:
+        elif char == ",":
             commas += 1
             key_start = i + 1
-        elif char == " " and not quoted:
+        else:  # a space ends the field set
             break
         i += 1
     if quoted:
@@ -272,8 +336,38 @@ def _fields_scan(line: str, i: int) -> tuple[int, dict[str, object], dict[str, s
     if equals == 0 or commas != equals - 1:
         last = line[key_start:i]
         raise LineError("invalid field format", _field_name(last) if "=" not in last else None)
-    fields, kinds = _fields_split(line[start:i], key_ends)
+    if "\\" not in line[start:i] and all(a[0] < b[0] for a, b in pairwise(pieces)):
+        # Without backslashes InfluxDB's storage splits the field set where this scan did (one '=' a piece).
+        ends = [following[0] - 1 for following in pieces[1:]]
+        ends.append(i)
+        return i, *_fields_read(line, pieces, ends)
+    fields, kinds = _fields_split(line[start:i], [eq - start for _, eq in pieces])
     return i, fields, kinds
+
+
+def _fields_read(line: str, pieces: list[tuple[int, int]], ends: list[int]) -> tuple[dict, dict[str, str]]:
+    """Values and kinds of fields whose keys and values the checking scan delimited."""
+    fields: dict[str, object] = {}
+    kinds: dict[str, str] = {}
+    for (key_start, eq), end in zip(pieces, ends, strict=True):
+        value, kind = _value_read(line[eq + 1 : end])
+        name = _unescape(line[key_start:eq], _FIELD_KEY_ESCAPE)
+        if not name:
+            raise LineError("missing field key")
+        _kind_note(kinds, name, kind)
+        fields[name] = value
+    return fields, kinds
+
+
+def _kind_note(kinds: dict[str, str], name: str, kind: str) -> None:
+    """Note a field's type; a key given two types on one line is InfluxDB's field type conflict."""
+    previous = kinds.setdefault(name, kind)
+    if previous != kind:
+        raise LineError(
+            f'field type conflict: input field "{name}" is type {kind} and type {previous} on the same line',
+            name,
+            TYPE_CONFLICT_CODE,
+        )
 
 
 def _field_name(raw: str | None) -> str | None:
@@ -292,39 +386,32 @@ def _fields_split(text: str, key_ends: list[int]) -> tuple[dict[str, object], di
     kinds: dict[str, str] = {}
     n = len(text)
     i = 0
+    escaped = "\\" in text
     for expected in key_ends:
-        match = _FIELD_KEY_END.search(text, i)
-        if match is None or match.start() != expected or i >= n:
+        if escaped:
+            match = _FIELD_KEY_END.search(text, i)
+            found = -1 if match is None else match.start()
+        else:
+            found = text.find("=", i)
+        if found != expected or i >= n:
             raise LineError(
                 "invalid field format: a backslash before '=' or ',' here makes InfluxDB 1.x read the field set "
                 "two ways (its checks and its storage split it differently)"
             )
         raw_key = text[i:expected]
-        i = end = expected + 1
-        quoted = False
-        while end < n:  # InfluxDB's scanFieldValue: only \" and \\ are escapes, quotes toggle, a comma ends it
-            char = text[end]
-            if char == "\\" and end + 1 < n and text[end + 1] in '"\\':
-                end += 2
-                continue
-            if char == '"':
-                quoted = not quoted
-            elif char == "," and not quoted:
-                break
-            end += 1
+        i = expected + 1
+        if text[i] == '"':
+            end = _string_end(text, i)
+        else:  # a number or boolean the checking scan passed: no quote, backslash or comma in it
+            end = text.find(",", i)
+            if end < 0:
+                end = n
         value, kind = _value_read(text[i:end])
         name = _unescape(raw_key, _FIELD_KEY_ESCAPE)
         if not name:
             raise LineError("missing field key")
-        previous = kinds.get(name)
-        if previous is not None and previous != kind:
-            raise LineError(
-                f'field type conflict: input field "{name}" is type {kind} and type {previous} on the same line',
-                name,
-                TYPE_CONFLICT_CODE,
-            )
+        _kind_note(kinds, name, kind)
         fields[name] = value
-        kinds[name] = kind
         i = end + 1
     if i < n:
         raise LineError(
@@ -332,6 +419,27 @@ def _fields_split(text: str, key_ends: list[int]) -> tuple[dict[str, object], di
             "two ways (its checks and its storage split it differently)"
         )
     return fields, kinds
+
+
+def _string_end(text: str, i: int) -> int:
+    """Where the string value starting at i ends as InfluxDB's storage reads it (scanFieldValue): only \\" and
+    \\\\ are escapes, every quote opens or closes, and a comma outside quotes ends it."""
+    n = len(text)
+    quoted = False
+    while True:
+        match = _VALUE_STOP.search(text, i)
+        if match is None:
+            return n
+        i = match.start()
+        char = text[i]
+        if char == "\\":
+            i += 2 if i + 1 < n and text[i + 1] in '"\\' else 1
+            continue
+        if char == '"':
+            quoted = not quoted
+        elif not quoted:  # a comma
+            return i
+        i += 1
 
 
 def _value_read(value: str) -> tuple[object, str]:
@@ -349,15 +457,18 @@ def _value_read(value: str) -> tuple[object, str]:
     return first in "tT", "boolean"
 
 
-def _number_scan(line: str, i: int, key: str | None) -> int:
+def _number_scan(line: str, i: int) -> int:
     """Check a number from i; returns where it ends (InfluxDB's scanNumber, with unsigned values allowed)."""
+    plain = _PLAIN_NUMBER.match(line, i)
+    if plain is not None:
+        return plain.end()
     n = len(line)
     start = i
     is_int = is_unsigned = decimal = scientific = False
     if line[i] == "-":
         i += 1
         if i == n:
-            raise LineError("invalid number", key)
+            raise LineError("invalid number")
     while i < n:
         char = line[i]
         if char == "," or char == " ":
@@ -372,7 +483,7 @@ def _number_scan(line: str, i: int, key: str | None) -> int:
             continue
         if char == ".":
             if decimal:
-                raise LineError("invalid number", key)
+                raise LineError("invalid number")
             decimal = True
         if i > start and (char == "e" or char == "E"):
             scientific = True
@@ -382,44 +493,44 @@ def _number_scan(line: str, i: int, key: str | None) -> int:
             i += 1
             continue
         if (char == "N" or char == "n") and i + 2 < n:
-            raise LineError("invalid number", key)  # NaN is not a value
+            raise LineError("invalid number")  # NaN is not a value
         if char not in _DIGITS and char != ".":
-            raise LineError("invalid number", key)
+            raise LineError("invalid number")
         i += 1
     if (is_int or is_unsigned) and (decimal or scientific):
-        raise LineError("invalid number", key)
+        raise LineError("invalid number")
     digits = i - start - is_int - is_unsigned - decimal - (line[start] == "-")
     if digits <= 0:
-        raise LineError("invalid number", key)
+        raise LineError("invalid number")
     text = line[start:i]
     if is_int or is_unsigned:
         kind = "integer" if is_int else "unsigned"
         if text[-1] != ("i" if is_int else "u") or (is_unsigned and text[0] == "-"):
-            raise LineError("invalid number", key)
+            raise LineError("invalid number")
         body = text[:-1]
         # int() refuses over 4,300 digits, and nothing over 20 significant digits fits anyway.
         significant = body.lstrip("-").lstrip("0")
         number = int(body) if len(significant) <= 20 else None
         if number is None or not (-_INT_MAX - 1 <= number <= _INT_MAX if is_int else number <= _UINT_MAX):
-            raise LineError(f"unable to parse {kind} {_clip(body, 40)}: value out of range", key)
+            raise LineError(f"unable to parse {kind} {_clip(body, 40)}: value out of range")
         return i
     try:
         number_float = float(text)
     except ValueError:
-        raise LineError("invalid float", key) from None
+        raise LineError("invalid float") from None
     if number_float - number_float:  # inf - inf is NaN, which is truthy
-        raise LineError(f"invalid float {_clip(text, 40)}: value out of range", key)
+        raise LineError(f"invalid float {_clip(text, 40)}: value out of range")
     return i
 
 
-def _boolean_scan(line: str, i: int, key: str | None) -> int:
+def _boolean_scan(line: str, i: int) -> int:
     """Check a boolean from i; returns where it ends (InfluxDB's scanBoolean)."""
     n = len(line)
     end = i
     while end < n and line[end] != "," and line[end] != " ":
         end += 1
     if line[i:end] not in _BOOLEANS:
-        raise LineError("invalid boolean", key)
+        raise LineError("invalid boolean")
     return end
 
 
@@ -428,17 +539,13 @@ def _time_scan(line: str, i: int, multiplier: int) -> tuple[int | None, int]:
     n = len(line)
     while i < n and line[i] in _WHITESPACE:
         i += 1
-    start = i
-    while i < n:
-        char = line[i]
-        if char == " " or char == "\n":
-            break
-        if not ("0" <= char <= "9" or (char == "-" and i == start)):
-            raise LineError("bad timestamp")
-        i += 1
-    if i == start:
+    match = _TIME_END.search(line, i)
+    end = match.start() if match else n
+    if end == i:
         return None, i
-    return timestamp_ns(line[start:i], multiplier), i
+    if _TIMESTAMP.fullmatch(line, i, end) is None:  # InfluxDB: only digits, after an optional leading '-'
+        raise LineError("bad timestamp")
+    return timestamp_ns(line[i:end], multiplier), end
 
 
 def timestamp_ns(text: str, multiplier: int) -> int:
