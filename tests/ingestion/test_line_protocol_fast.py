@@ -98,11 +98,12 @@ def test_fast_path_matches_the_careful_path(django_capture_on_commit_callbacks, 
     from apps.ingestion.services import ingest_target_get
 
     validator = ingest_target_get(source_id=careful_source.pk).validator
-    plain = [line for line in first.split("\n") if '"' not in line and "\\" not in line]
     numeric = [
         record
-        for record in line_protocol_parse("\n".join(plain), precision=precision).records
-        if any(type(value) in (int, float) for value in record.fields.values())
+        for record in line_protocol_parse(first, precision=precision, now_ns=time_ns_of(NOW)).records
+        if '"' not in record.raw
+        and "\\" not in record.raw
+        and any(type(value) in (int, float) for value in record.fields.values())
     ]
     learnable = validator.validate(numeric, received_at=NOW).accepted_records
     if learnable:

@@ -2,9 +2,9 @@
 
 Grammar, per line: `measurement[,tag=value...] field=value[,field=value...] [timestamp]`. How lines end, how
 escapes, quotes, numbers, booleans and timestamps read, and what is an error follow InfluxDB 1.x rule for rule:
-`line_protocol_scan.py` is the port and lists them. tests/ingestion/test_influx_differential.py sends a corpus
-of bodies to a real InfluxDB 1.6 and to our endpoint and fails on any difference that docs/ingestion.md
-("Differences from InfluxDB") does not state.
+`line_protocol_lines.py` and `line_protocol_scan.py` are the port and list them.
+tests/ingestion/test_influx_differential.py sends a corpus of bodies to a real InfluxDB 1.6 and to our endpoint
+and fails on any difference that docs/ingestion.md ("Differences from InfluxDB") does not state.
 
 Across the lines of one body, as InfluxDB does:
 - a field keeps the type of its first line in the body (float, integer, unsigned, boolean or string, per
@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from types import MappingProxyType
 
+from apps.ingestion.parsers.line_protocol_lines import line_content, lines_numbered
 from apps.ingestion.parsers.line_protocol_scan import (
     ERROR_CODE,
     TIME_NS_MAX,
@@ -30,9 +31,7 @@ from apps.ingestion.parsers.line_protocol_scan import (
     TYPE_CONFLICT_CODE,
     LineError,
     key_plain_read,
-    line_content,
     line_scan,
-    lines_numbered,
     reserved_check,
 )
 from apps.ingestion.records import ParseResult, PayloadError, Record, RecordError, payload_text

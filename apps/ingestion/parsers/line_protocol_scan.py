@@ -1,18 +1,16 @@
-"""InfluxDB 1.x's line-protocol scanner, ported rule for rule: where a line ends and how each part of it reads.
+"""InfluxDB 1.x's line-protocol scanner, ported rule for rule: how each part of a line reads.
 
 This is the careful path of `line_protocol.py`: every line with a backslash or a double quote, and every line the
 split-based fast path does not take, is read here, so every error is worded here. The rules are InfluxDB 1.x's
 (models/points.go), checked against InfluxDB 1.6 by tests/ingestion/test_influx_differential.py:
 
-- A line ends at a newline that is neither inside a double-quoted field value nor after a backslash: a
-  backslash followed by any character (a newline too) skips that character while looking for the end. A
-  CR is an ordinary character, so a CRLF line is usually malformed (`bad timestamp`, `invalid number`).
-- Leading spaces, tabs and NULs are skipped; then a `#` makes the line a comment.
+- Where a line ends, and which lines are blank or comments: see line_protocol_lines.py. A CR is an ordinary
+  character, so a CRLF line is usually malformed (`bad timestamp`, `invalid number`).
 - The measurement runs to the first comma or space that does not follow a backslash; tag keys and values to
   the first `,`, `=` or space that does not follow a backslash ("the previous character" rule: `a\\\\ b` is
-  one value, its space escaped). Names are then unescaped once: `\\,` and `\\ ` everywhere, `\\=` in tags and
-  field keys, `\\"` in measurements and field keys; every other backslash is kept, so `\\\\host\\share` stays
-  as written. A tag value may start with `=`.
+  one value, its space escaped). Names are then unescaped once: `\\,`, `\\ ` and `\\=` everywhere, and `\\"` in
+  measurements and field keys; every other backslash is kept, so `\\\\host\\share` stays as written. A tag
+  value may start with `=`.
 - The field set is scanned with "a backslash skips the next character"; a value starting with a digit, `.`,
   `-`, `n` or `N` is a number (`1`, `-1.5e3`, `1i`, `1u`), one starting with `"` a string (running to its
   closing quote; text after that quote, before the next comma, is kept, as InfluxDB does), anything else a
@@ -29,6 +27,8 @@ from __future__ import annotations
 import re
 from itertools import pairwise
 
+from apps.ingestion.parsers.line_protocol_lines import WHITESPACE as _WHITESPACE
+
 ERROR_CODE = "invalid_line_protocol"
 RESERVED_KEY_CODE = "reserved_key"
 TYPE_CONFLICT_CODE = "field_type_conflict"
@@ -41,7 +41,6 @@ MAX_KEY_BYTES = 65_535  # InfluxDB's MaxKeyLength for a series key (measurement,
 
 _INT_MAX = 2**63 - 1
 _UINT_MAX = 2**64 - 1
-_WHITESPACE = " \t\x00"  # what InfluxDB's skipWhitespace skips
 _DIGITS = frozenset("0123456789")
 _NUMBER_START = frozenset("0123456789.-Nn")
 _BOOLEANS: dict[str, bool] = {
@@ -49,9 +48,6 @@ _BOOLEANS: dict[str, bool] = {
     "f": False, "F": False, "false": False, "False": False, "FALSE": False,
 }  # fmt: skip
 
-_LINE_KEY_STOP = re.compile(r"[\\ \n]")
-_LINE_FIELDS_STOP = re.compile(r'[\\"\n]')
-_LINE_QUOTED_STOP = re.compile(r'[\\"]')
 _MEASUREMENT_END = re.compile(r"(?<!\\)[, ]")
 _TAG_STOP = re.compile(r"(?<!\\)[ ,=]")
 _FIELD_KEY_END = re.compile(r"(?<!\\)=")
@@ -67,7 +63,6 @@ _MEASUREMENT_ESCAPE = re.compile(r'\\([, "=])')
 _TAG_ESCAPE = re.compile(r"\\([, =])")
 _FIELD_KEY_ESCAPE = re.compile(r'\\([, "=])')
 _STRING_ESCAPE = re.compile(r'\\([\\"])')
-_SPECIAL = re.compile(r'[\\"]')
 
 
 class LineError(Exception):
@@ -78,85 +73,6 @@ class LineError(Exception):
         self.reason = reason
         self.field = field
         self.code = code
-
-
-def lines_numbered(text: str) -> list[tuple[int, str]]:
-    """The body's lines as InfluxDB 1.x splits them, each with the 0-based number of the text line it starts on."""
-    segments = text.split("\n")
-    if _SPECIAL.search(text) is None:
-        return list(enumerate(segments))
-    lines: list[tuple[int, str]] = []
-    count = len(segments)
-    position = number = 0
-    while number < count:
-        segment = segments[number]
-        if '"' in segment or "\\" in segment:
-            end = _line_end(text, position)  # a quote or backslash may carry the line past this newline
-            line = text[position:end]
-            lines.append((number, line))
-            number += line.count("\n") + 1
-        else:
-            end = position + len(segment)
-            lines.append((number, segment))
-            number += 1
-        position = end + 1
-    return lines
-
-
-def _line_end(text: str, i: int) -> int:
-    """Where the line starting at i ends (the newline's index, or len): InfluxDB's scanLine.
-
-    A backslash skips the character after it. After the first space InfluxDB counts '=' and ',' outside
-    strings, and a '"' opens or closes a string when it has seen more of the one than of the other; a newline
-    inside a string does not end the line. The scan jumps from one character that matters to the next.
-    """
-    n = len(text)
-    search = _LINE_KEY_STOP.search
-    while True:  # before the first space only backslashes and newlines matter
-        match = search(text, i)
-        if match is None:
-            return n
-        i = match.start()
-        char = text[i]
-        if char == "\\":
-            i += 2 if i + 2 < n else 1
-            continue
-        if char == "\n":
-            return i
-        i += 1
-        break
-    quoted = False
-    equals = commas = 0
-    while True:
-        match = (_LINE_QUOTED_STOP if quoted else _LINE_FIELDS_STOP).search(text, i)
-        if match is None:
-            return n
-        j = match.start()
-        if not quoted:
-            equals += text.count("=", i, j)
-            commas += text.count(",", i, j)
-        char = text[j]
-        if char == "\\":
-            i = j + 2 if j + 2 < n else j + 1
-            continue
-        if char == "\n":  # only looked for outside strings
-            return j
-        if equals > commas:
-            quoted = not quoted
-        i = j + 1
-
-
-def line_content(line: str) -> str | None:
-    """The line without leading whitespace, or None for a blank line or a comment."""
-    start = 0
-    n = len(line)
-    while start < n and line[start] in _WHITESPACE:
-        start += 1
-    if start >= n or line[start] == "#":
-        return None
-    content = line[start:]
-    # A line carried to the end of the body by an unclosed quote keeps no final newline (InfluxDB drops it).
-    return content[:-1] if content[-1] == "\n" else content
 
 
 def line_scan(line: str, multiplier: int) -> tuple[str, dict[str, str], dict[str, object], dict[str, str], int | None]:
