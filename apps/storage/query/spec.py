@@ -201,7 +201,7 @@ def query_spec_parse(data: Any, *, now: datetime | None = None) -> QuerySpec:
     metric = data.get("metric")
     if not isinstance(metric, str) or not metric:
         raise QuerySpecError("metric", "required: the metric to read, e.g. 'temperature'.")
-    _text_checked(metric.strip(), "metric", maximum=METRIC_MAX_LENGTH)
+    _text_checked(metric, "metric", maximum=METRIC_MAX_LENGTH)
     source = data.get("source")
     if source is not None and (not isinstance(source, str) or not source.strip()):
         raise QuerySpecError("source", "must be a source slug.")
