@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from apps.ingestion.connectors import message_parse
 from apps.ingestion.models import DeadLetter
 from tests.conftest import api_client_for
 from tests.factories import user_create
@@ -109,6 +110,19 @@ def test_lines_without_a_timestamp_get_the_arrival_time_cut_to_the_precision(
     for stamp in stamps:
         assert stamp % unit_us == 0
         assert before_us - before_us % unit_us <= stamp <= after_us
+
+
+def test_connector_messages_without_a_timestamp_are_stamped_at_the_precision():
+    """MQTT and Kafka line-protocol payloads follow the same rule as the HTTP endpoints."""
+    before = time.time_ns()
+    message = message_parse(
+        payload=b"m f=1\nm f=2", topic="t", payload_format="line", precision="s", topic_label=False, handle=None
+    )
+    stamps = [record.time_ns for record in message.records]
+    assert len(stamps) == 2
+    for stamp in stamps:
+        assert stamp % 10**9 == 0
+        assert before - before % 10**9 <= stamp <= time.time_ns()
 
 
 def test_the_reserved_key_time(client):
