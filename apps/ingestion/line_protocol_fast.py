@@ -7,8 +7,11 @@ checked, and they become (series_id, time, value) rows without building records.
 split plus dict lookup at about 600k lines/s against about 100k for parse-then-validate in Python.
 
 Anything unusual (escapes, quotes, strings, booleans, new series, bad numbers or times) goes to the careful
-path (`line_protocol_parse` then schema validation), which alone decides errors, so both paths give the same
-answer. tests/ingestion/test_line_protocol_fast.py checks that with generated batches.
+path (`line_protocol_parse_lines` then schema validation), which alone decides errors, so both paths give the
+same answer. A field's type must not change within a body (InfluxDB refuses the later lines): the fast path
+notes which (measurement, field) got floats and which integers, and `kinds_disagree` tells the caller when
+those and the careful path's types disagree, so that the body is parsed again, all of it the careful way.
+tests/ingestion/test_line_protocol_fast.py checks all this with generated batches.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from apps.ingestion.parsers.line_protocol import PRECISION_NS, TIME_NS_MAX
+from apps.ingestion.parsers.line_protocol import PRECISION_NS, TIME_NS_MAX, line_protocol_lines
+from apps.ingestion.parsers.line_protocol_scan import TYPE_CONFLICT_CODE
+from apps.ingestion.records import ParseResult
 from apps.ingestion.validation import EPOCH, MAX_ABS_VALUE, RecordValidator, _Reject
 
 SKIPPED = None  # a cached field that is not stored (an ignored unknown field): the line still counts
@@ -36,35 +41,45 @@ class FastLines:
     row_lines: list[int] = field(default_factory=list)  # the line number of each row, to keep body order
     accepted: int = 0
     careful: list[tuple[int, str]] = field(default_factory=list)
+    # The (series key, field) pairs this path stored floats of, and integers of: see kinds_disagree.
+    floats: set[tuple[str, str]] = field(default_factory=set)
+    integers: set[tuple[str, str]] = field(default_factory=set)
 
 
 def line_protocol_rows(
-    *, text: str, precision: str, cache: LineCache, validator: RecordValidator, received_at: datetime
-) -> FastLines:
-    """Split a decoded line-protocol body: known-series lines become rows, the rest are handed back."""
+    *, text: str, precision: str, cache: LineCache, validator: RecordValidator, received_at: datetime,
+    default_ns: int | None = None,
+) -> FastLines:  # fmt: skip
+    """Split a decoded line-protocol body: known-series lines become rows, the rest are handed back.
+
+    Lines without a timestamp get `default_ns` (the arrival time truncated to the precision), or `received_at`.
+    """
     result = FastLines()
     careful = result.careful
     rows, row_lines = result.rows, result.row_lines
     multiplier = PRECISION_NS[precision]
+    # Escapes and quotes send a line to the careful path (and may carry it past a newline); most bodies have none.
+    special = "\\" in text or '"' in text
+    lines = line_protocol_lines(text) if special else enumerate(text.split("\n"))
     if validator.required_measures or not cache:
         # Required measures need a whole-record check; an empty cache means nothing is known yet.
-        careful.extend(_lines_numbered(text))
+        careful.extend(_lines_numbered(lines))
         return result
     times: dict[str, datetime] = {}
     time_check = validator._time_check
     measure_value = validator._measure_value
     float_last, float_chars = _FLOAT_LAST, _FLOAT_CHARS
     rows_append, lines_append = rows.append, row_lines.append
-    # Escapes, quotes and CR line ends send a line to the careful path; most bodies have none at all.
-    special = "\\" in text or '"' in text or "\r" in text
+    untimed = received_at if default_ns is None else EPOCH + timedelta(microseconds=default_ns // 1000)
+    floats_add, integers_add = result.floats.add, result.integers.add
     accepted = 0
-    for index, line in enumerate(text.split("\n")):
+    for index, line in lines:
         if not line:
             continue
         first = line[0]
         if first == "#":
             continue
-        if first in " \t" or (special and (line[-1] == "\r" or "\\" in line or '"' in line)):
+        if first in " \t\x00" or (special and ("\\" in line or '"' in line)):
             careful.append((index, line))
             continue
         try:
@@ -82,18 +97,23 @@ def line_protocol_rows(
                     times[stamp] = moment
             elif len(parts) == 2:
                 key, field_set = parts
-                moment = received_at
+                moment = untimed
             else:
                 raise ValueError(line)
             if "," not in field_set:  # one field: the usual agent line, without a list for its rows
                 name, _, value = field_set.partition("=")
-                entry = cache[(key, name)]  # KeyError: not known yet
+                pair = (key, name)
+                entry = cache[pair]  # KeyError: not known yet
+                # The pair's type is noted before the line is known to be stored: a line that takes the careful
+                # path after all can only make kinds_disagree say yes needlessly, which costs time, not truth.
                 if value[-1] in float_last:  # _number inlined: this line runs for nearly every point
                     number = float(value)
                     if not -MAX_ABS_VALUE <= number <= MAX_ABS_VALUE or value[0] == "+" or value.strip(float_chars):
                         raise ValueError(value)
+                    floats_add(pair)
                 else:
                     number = _number(value, float_last, float_chars)
+                    integers_add(pair)
                 if entry is SKIPPED:
                     raise ValueError(line)  # no stored field: the careful path says why
                 series_id, spec = entry
@@ -104,8 +124,16 @@ def line_protocol_rows(
             line_rows = []
             for item in field_set.split(","):
                 name, _, value = item.partition("=")
-                entry = cache[(key, name)]  # KeyError: not known yet
-                number = _number(value, float_last, float_chars)
+                pair = (key, name)
+                entry = cache[pair]  # KeyError: not known yet
+                if value[-1] in float_last:  # as above
+                    number = float(value)
+                    if number - number or value[0] == "+" or value.strip(float_chars):
+                        raise ValueError(value)
+                    floats_add(pair)
+                else:
+                    number = _number(value, float_last, float_chars)
+                    integers_add(pair)
                 if entry is SKIPPED:
                     continue
                 series_id, spec = entry
@@ -124,6 +152,37 @@ def line_protocol_rows(
     return result
 
 
+def kinds_disagree(fast: FastLines, parsed: ParseResult) -> bool:
+    """Whether a field got two types in one body across the fast and the careful path (or within the fast one).
+
+    Also when the careful path refused a line for a type conflict while the fast path stored some: the fast
+    lines' types might have made it another field's conflict, or another line's. A body of floats only (the
+    usual one) is answered without looking at a single pair.
+    """
+    if not fast.floats and not fast.integers:
+        return False
+    if any(error.code == TYPE_CONFLICT_CODE for error in parsed.errors):
+        return True
+    careful_kinds = parsed.field_kinds
+    if not fast.integers and all(kind == "float" for fields in careful_kinds.values() for kind in fields.values()):
+        return False
+    fast_kinds: dict[str, dict[str, str]] = {}
+    measurements: dict[str, str] = {}
+    for pairs, kind in ((fast.floats, "float"), (fast.integers, "integer")):
+        for key, name in pairs:
+            measurement = measurements.get(key)
+            if measurement is None:
+                # Fast-path keys hold no backslash: the measurement is the text before the first comma.
+                measurement = measurements[key] = key.split(",", 1)[0]
+            if fast_kinds.setdefault(measurement, {}).setdefault(name, kind) != kind:
+                return True
+    for measurement, fields in fast_kinds.items():
+        known = careful_kinds.get(measurement)
+        if known is not None and any(known.get(name, kind) != kind for name, kind in fields.items()):
+            return True
+    return False
+
+
 def _number(value: str, float_last: frozenset[str], float_chars: str) -> float | int:
     """A plain float or integer field value; ValueError (or IndexError) for anything the careful path must word."""
     if value[-1] in float_last:
@@ -139,8 +198,8 @@ def _number(value: str, float_last: frozenset[str], float_chars: str) -> float |
     raise ValueError(value)  # booleans, unsigned and the rest take the careful path
 
 
-def _lines_numbered(text: str) -> list[tuple[int, str]]:
-    return [(index, line) for index, line in enumerate(text.split("\n")) if line and line[0] != "#"]
+def _lines_numbered(lines) -> list[tuple[int, str]]:
+    return [(index, line) for index, line in lines if line and line[0] != "#"]
 
 
 def line_cache_learn(
@@ -165,7 +224,7 @@ def line_cache_learn(
     for position, record in enumerate(records):
         metrics = stored.get(position)
         line = lines[position]
-        if metrics is None or "\\" in line or '"' in line or record.measurement is None:
+        if metrics is None or "\\" in line or '"' in line or record.measurement is None or line[0] in " \t\x00":
             continue
         key = line.split(" ", 1)[0]
         for name, value in record.fields.items():

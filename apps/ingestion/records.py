@@ -45,10 +45,17 @@ class RecordError:
 
 @dataclass(slots=True)
 class ParseResult:
-    """Records that parsed and errors for those that did not, each error carrying the record's raw text."""
+    """Records that parsed and errors for those that did not, each error carrying the record's raw text.
+
+    Line protocol also reports each measurement's field types as the body's first line of them gave them
+    (`field_kinds`: measurement -> field -> float, integer, unsigned, boolean or string) and how many fields
+    named `time` it dropped.
+    """
 
     records: list[Record] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
+    field_kinds: dict[str, dict[str, str]] = field(default_factory=dict)
+    dropped_time_fields: int = 0
 
 
 class PayloadError(ValueError):

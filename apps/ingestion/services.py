@@ -27,10 +27,28 @@ from redis.exceptions import RedisError
 from apps.ingestion.events import changes_publish
 from apps.ingestion.json_columnar import json_columns
 from apps.ingestion.line_protocol_columnar import line_protocol_columns
-from apps.ingestion.line_protocol_fast import LineCache, line_cache_learn, line_protocol_rows
-from apps.ingestion.metrics import INGEST_BATCH_SECONDS, INGEST_POINTS, INGEST_RECORDS_REJECTED
+from apps.ingestion.line_protocol_fast import (
+    FastLines,
+    LineCache,
+    kinds_disagree,
+    line_cache_learn,
+    line_protocol_rows,
+)
+from apps.ingestion.metrics import (
+    INGEST_BATCH_SECONDS,
+    INGEST_FIELDS_IGNORED,
+    INGEST_POINTS,
+    INGEST_POINTS_OVERWRITTEN,
+    INGEST_RECORDS_REJECTED,
+)
 from apps.ingestion.models import DeadLetter, DeadLetterStatus, PayloadFormat, Transport
-from apps.ingestion.parsers.line_protocol import PRECISION_NS, line_protocol_parse
+from apps.ingestion.parsers.line_protocol import (
+    PRECISION_NS,
+    line_protocol_lines,
+    line_protocol_parse,
+    line_protocol_parse_lines,
+    time_ns_of,
+)
 from apps.ingestion.records import ParseResult, PayloadError, Record, RecordError, payload_text
 from apps.ingestion.stats import WINDOW_SECONDS, rate_limit_take, stats_record
 from apps.ingestion.validation import RecordValidator, SeriesLocalKey, ValidatedPoint, ValidationResult, record_raw
@@ -90,7 +108,12 @@ class IngestTarget:
 
 @dataclass
 class IngestResult:
-    """What happened to a batch: records accepted and refused, points written, and the refusals."""
+    """What happened to a batch: records accepted and refused, points written, and the refusals.
+
+    Also counted (and exported on /metrics): string fields of accepted line-protocol lines that were not
+    stored, fields named `time` that were dropped, and points replaced within the batch by a later point of
+    the same series and microsecond.
+    """
 
     accepted: int = 0
     rejected: int = 0
@@ -98,6 +121,9 @@ class IngestResult:
     errors: list[RecordError] = field(default_factory=list)
     upserted: bool = False
     dead_letter_ids: list[int] = field(default_factory=list)
+    strings_ignored: int = 0
+    time_fields_dropped: int = 0
+    points_overwritten: int = 0
 
     def as_response(self, *, max_errors: int = 20) -> dict[str, Any]:
         """The JSON body ingest endpoints answer with (the first `max_errors` refusals)."""
@@ -427,6 +453,9 @@ def batch_ingest_line_protocol(
     if precision not in PRECISION_NS:
         line_protocol_parse("", precision=precision)  # raises PayloadError worded like the parser's
     target = _target_enabled(source_id)
+    # Lines without a timestamp get the arrival time truncated to the precision, as InfluxDB stamps them.
+    now_ns = time_ns_of(received_at)
+    default_ns = now_ns - now_ns % PRECISION_NS[precision]
     if isinstance(body, bytes):
         columns = line_protocol_columns(
             body=body, precision=precision, cache=target.line_cache, validator=target.validator,
@@ -439,18 +468,16 @@ def batch_ingest_line_protocol(
                 enforce_rate_limit=enforce_rate_limit, started=started,
             )  # fmt: skip
     fast = line_protocol_rows(
-        text=text, precision=precision, cache=target.line_cache, validator=target.validator, received_at=received_at
-    )
-    careful_lines = [line for _, line in fast.careful]
-    parsed = line_protocol_parse("\n".join(careful_lines), precision=precision)
-    # The careful path numbered lines within its own text; give records and errors their place in the body.
-    numbers = [number for number, _ in fast.careful]
-    lines_of_records = []
-    for record in parsed.records:
-        lines_of_records.append(careful_lines[record.index])
-        record.index = numbers[record.index]
-    for error in parsed.errors:
-        error.index = numbers[error.index]
+        text=text, precision=precision, cache=target.line_cache, validator=target.validator, received_at=received_at,
+        default_ns=default_ns,
+    )  # fmt: skip
+    parsed = line_protocol_parse_lines(fast.careful, precision=precision, now_ns=now_ns)
+    if kinds_disagree(fast, parsed):
+        # A field changed type within the body: which lines InfluxDB refuses depends on their order across
+        # both paths, so the whole body is read the careful way (a sender changing types is rare).
+        fast = FastLines(careful=line_protocol_lines(text))
+        parsed = line_protocol_parse_lines(fast.careful, precision=precision, now_ns=now_ns)
+    lines_of_records = [record.raw for record in parsed.records]
     validated = target.validator.validate(parsed.records, received_at=received_at)
     result = _batch_store(
         target=target, ready_rows=fast.rows, ready_records=fast.accepted, ready_lines=fast.row_lines,
@@ -462,6 +489,7 @@ def batch_ingest_line_protocol(
             cache=target.line_cache, validator=target.validator, lines=lines_of_records, records=parsed.records,
             points=validated.points, series_ids=series_ids,
         ),
+        time_fields_dropped=parsed.dropped_time_fields,
     )  # fmt: skip
     return result
 
@@ -489,6 +517,7 @@ def _batch_store(
     enforce_rate_limit: bool,
     started: float,
     learn: Any = None,
+    time_fields_dropped: int = 0,
 ) -> IngestResult:
     """Series ids, COPY and dead letters in one transaction; publish, count and learn after the commit."""
     source_id = target.source_id
@@ -552,6 +581,7 @@ def _batch_store(
         if rows:
             write = points_write(points=rows, schema_id=target.schema_id)
             result.upserted = write.upserted
+            result.points_overwritten = write.overwritten
         result.dead_letter_ids = dead_letters_store(
             source_id=source_id,
             schema_id=target.schema_id,
@@ -567,8 +597,14 @@ def _batch_store(
         if learn is not None:
             transaction.on_commit(lambda: learn(ids))
     result.accepted, result.rejected, result.points, result.errors = accepted, len(errors), len(rows), errors
+    result.strings_ignored = validated.ignored_strings
+    result.time_fields_dropped = time_fields_dropped
     # Counted once committed: when the caller's own transaction commits (an upload chunk), never if it rolls back.
-    batch_count = _BatchCount(target.slug, source_id, transport, len(rows), accepted, tuple(e.code for e in errors))
+    batch_count = _BatchCount(
+        target.slug, source_id, transport, len(rows), accepted, tuple(e.code for e in errors),
+        strings_ignored=result.strings_ignored, time_fields_dropped=time_fields_dropped,
+        points_overwritten=result.points_overwritten,
+    )  # fmt: skip
     transaction.on_commit(batch_count.record)
     INGEST_BATCH_SECONDS.labels(transport=transport).observe(time.perf_counter() - started)
     return result
@@ -584,6 +620,9 @@ class _BatchCount:
     points: int
     records: int
     error_codes: tuple[str, ...]
+    strings_ignored: int = 0
+    time_fields_dropped: int = 0
+    points_overwritten: int = 0
 
     def record(self) -> None:
         try:
@@ -593,6 +632,12 @@ class _BatchCount:
         except Exception:  # the data is committed; a Redis hiccup must not turn that into an error for the sender
             logger.warning("ingest stats not recorded for source %s", self.source_id, exc_info=True)
         INGEST_POINTS.labels(source=self.slug, transport=self.transport).inc(self.points)
+        if self.strings_ignored:
+            INGEST_FIELDS_IGNORED.labels(source=self.slug, reason="string").inc(self.strings_ignored)
+        if self.time_fields_dropped:
+            INGEST_FIELDS_IGNORED.labels(source=self.slug, reason="time").inc(self.time_fields_dropped)
+        if self.points_overwritten:
+            INGEST_POINTS_OVERWRITTEN.labels(source=self.slug).inc(self.points_overwritten)
         for code in self.error_codes:
             INGEST_RECORDS_REJECTED.labels(source=self.slug, code=code).inc()
 
@@ -623,12 +668,16 @@ def payload_dead_letter(
     return ids[0]
 
 
-def payload_parse(*, body: bytes | str, payload_format: str, context: dict[str, Any]) -> ParseResult:
-    """Split a payload into records with the parser for its format."""
-    if payload_format == PayloadFormat.LINE:
-        from apps.ingestion.parsers.line_protocol import line_protocol_parse
+def payload_parse(
+    *, body: bytes | str, payload_format: str, context: dict[str, Any], received_at: datetime | None = None
+) -> ParseResult:
+    """Split a payload into records with the parser for its format.
 
-        return line_protocol_parse(body, precision=context.get("precision", "ns"))
+    `received_at` stamps line-protocol lines without a timestamp, truncated to the precision as InfluxDB does.
+    """
+    if payload_format == PayloadFormat.LINE:
+        now_ns = None if received_at is None else time_ns_of(received_at)
+        return line_protocol_parse(body, precision=context.get("precision", "ns"), now_ns=now_ns)
     if payload_format == PayloadFormat.JSON:
         from apps.ingestion.parsers.json_records import json_records_parse
 
@@ -664,7 +713,9 @@ def dead_letters_replay(
     for letter in letters.iterator(chunk_size=500):
         context = dict(letter.context or {})
         try:
-            parsed = payload_parse(body=letter.raw, payload_format=letter.payload_format, context=context)
+            parsed = payload_parse(
+                body=letter.raw, payload_format=letter.payload_format, context=context, received_at=letter.received_at
+            )
         except PayloadError as error:
             _replay_failed(letter, RecordError(index=-1, code=error.code, message=error.message))
             outcome.still_failing += 1

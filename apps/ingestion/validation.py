@@ -21,7 +21,11 @@ SeriesLocalKey = tuple[str, LabelSet]  # (metric, labels) within one source
 ValidatedPoint = tuple[SeriesLocalKey, datetime, float, int]  # (..., position of its record in the batch)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST_TIME = datetime(2262, 1, 1, tzinfo=UTC)  # InfluxDB's int64-nanosecond horizon; beyond is surely a unit error
+# The accepted time range. Storage partitions points by day from the Unix epoch on, so nothing earlier is
+# stored; the end is InfluxDB's int64-nanosecond horizon, and anything beyond it is surely a unit error.
+EARLIEST_TIME = EPOCH
+LATEST_TIME = datetime(2262, 1, 1, tzinfo=UTC)
+TIME_RANGE_TEXT = "1970-01-01T00:00:00Z up to 2262-01-01T00:00:00Z"
 MAX_LABEL_NAME_LENGTH = LABEL_NAME_MAX_LENGTH
 MAX_LABEL_VALUE_LENGTH = LABEL_VALUE_MAX_LENGTH
 MAX_METRIC_NAME_LENGTH = METRIC_MAX_LENGTH
@@ -52,6 +56,7 @@ class ValidationResult:
     points: list[ValidatedPoint] = field(default_factory=list)
     accepted_records: int = 0
     errors: list[RecordError] = field(default_factory=list)
+    ignored_strings: int = 0  # string fields of accepted line-protocol lines that are not stored
 
 
 def _epoch_seconds_auto(number: float) -> float:
@@ -128,9 +133,11 @@ class RecordValidator:
             ) from error
 
     def _time_check(self, moment: datetime, received_at: datetime, name: str) -> datetime:
-        if moment < EPOCH or moment >= LATEST_TIME:
+        if moment < EARLIEST_TIME or moment >= LATEST_TIME:
             raise _Reject(
-                "time_out_of_range", name, f"{name} {moment.isoformat()} is outside 1970 to 2262; check its unit."
+                "time_out_of_range",
+                name,
+                f"{name} {moment.isoformat()} is outside the accepted range, {TIME_RANGE_TEXT}; check its unit.",
             )
         if self.max_age is not None and received_at - moment > self.max_age:
             raise _Reject(
@@ -348,8 +355,12 @@ class RecordValidator:
 
     def _line_points(
         self, record: Record, position: int, received_at: datetime, out: list[ValidatedPoint], times: dict
-    ) -> None:
-        """Points of a line-protocol line: one per field; tags are labels; the metric carries the measurement."""
+    ) -> int:
+        """Points of a line-protocol line: one per field; tags are labels; the metric carries the measurement.
+
+        Returns how many string fields were left unstored. A line of string fields only (Telegraf's `system`
+        input sends `uptime_format` so) is accepted with no points, as InfluxDB accepts it.
+        """
         time_ns = record.time_ns
         if time_ns is None:
             moment = received_at
@@ -360,6 +371,7 @@ class RecordValidator:
                 times[time_ns] = moment
         measures: list[tuple[str, float]] = []
         declared_measures = self.measures
+        strings = 0
         for name, value in record.fields.items():
             kind = type(value)
             spec = declared_measures.get(name) if declared_measures else None
@@ -378,7 +390,11 @@ class RecordValidator:
                     measures.append((name, self._inferred_value(name, value)))
             elif not self.infer and self.unknown_fields == "reject":
                 raise _Reject("unknown_field", name, f"string field {name} is not in the schema.")
-            # Undeclared string fields cannot be numbers and are not identity (tags are): they are not stored.
+            else:
+                # Undeclared string fields cannot be numbers and are not identity (tags are): they are not stored.
+                strings += 1
+        if strings == len(record.fields) and not self.required_measures:
+            return strings
         self._measures_checked(measures, record.fields)
         tags = record.tags
         if tags and not self.infer and self.unknown_fields != "labels":
@@ -402,6 +418,7 @@ class RecordValidator:
             if metric is None:
                 metric = self._metric_name(measurement, name)
             out.append(((metric, label_set), moment, number, position))
+        return strings
 
     def _metric_name(self, measurement: str, name: str) -> str:
         if self.metric_with_measurement and measurement:
@@ -428,9 +445,10 @@ class RecordValidator:
             mark = len(points)
             try:
                 if record.measurement is not None:
-                    self._line_points(record, position, received_at, points, times)
+                    strings = self._line_points(record, position, received_at, points, times)
                 else:
                     self._object_points(record, position, received_at, points, times)
+                    strings = 0
             except _Reject as reject:
                 del points[mark:]
                 result.errors.append(
@@ -439,6 +457,8 @@ class RecordValidator:
                 )  # fmt: skip
             else:
                 result.accepted_records += 1
+                if strings:
+                    result.ignored_strings += strings
         return result
 
 

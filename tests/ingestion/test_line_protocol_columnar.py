@@ -54,6 +54,12 @@ odd_lines = st.one_of(
         f"m,device=d1\tt=1 {BASE_NS}", f'm,device="d1" t=1 {BASE_NS}', f"m,device=d\\ 1 t=1 {BASE_NS}",
         f"m,device=d1 t=1 {BASE_NS}\r", f"m,device=d1 t=2.5 {BASE_NS}",  # the last one repeats a key: last wins
         f"m,device=d2 u=4.5 {BASE_NS}",  # another field name in the body, of a known series
+        # Escapes, backslashes, a newline inside a string, CRLF, NUL and tabs as whitespace, the reserved key,
+        # an integer (a type the fast path must see), no timestamp: all for the line-by-line paths.
+        f"\x00m,device=d1 t=1 {BASE_NS}", f"m,device=d1 t=1.5 \t{BASE_NS}", f"m,device=d1 \tt=1.5 {BASE_NS}",
+        f'm,device=d1 t=1,s="multi\nline" {BASE_NS}', f"m,device=\\\\host\\share t=1 {BASE_NS}",
+        f"m,device=d1 t=1,g=2\\\nx=3 {BASE_NS}", f"m,device=d1 time=1 {BASE_NS}", f"m,device=d1,time=x t=1 {BASE_NS}",
+        f"m,device=d1 t=1i {BASE_NS}", "m,device=d1 t=1.5", f"m,device=d1 t=1.5 {BASE_NS}\r\n",
     ]),
 )  # fmt: skip
 

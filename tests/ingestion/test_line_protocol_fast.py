@@ -10,13 +10,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apps.ingestion.models import DeadLetter
-from apps.ingestion.parsers.line_protocol import line_protocol_parse
+from apps.ingestion.parsers.line_protocol import PRECISION_NS, line_protocol_parse, time_ns_of
 from apps.ingestion.services import batch_ingest, batch_ingest_line_protocol
 from tests.ingestion.factories import source_with_key, stored_points
 
 pytestmark = pytest.mark.django_db
-NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
-BASE_NS = int(NOW.timestamp()) * 10**9 - 3600 * 10**9
+# A fraction of a second, so that lines without a timestamp are truncated to the precision.
+NOW = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
+BASE_NS = int(datetime(2026, 1, 1, 11, tzinfo=UTC).timestamp()) * 10**9
+PRECISIONS = ["ns", "ms", "s", "h"]
 _slugs = itertools.count()
 
 SCHEMAS = [
@@ -30,22 +32,38 @@ SCHEMAS = [
 values = st.one_of(
     st.floats(min_value=-100, max_value=100, allow_nan=False).map(lambda v: repr(round(v, 3))),
     st.integers(min_value=-5, max_value=60).map(lambda v: f"{v}i"),
-    st.sampled_from(["t", "false", '"text"', "1u", "nan", "+1", "1e400", "", "1.5.2", "9223372036854775808i"]),
-)
-lines = st.builds(
-    lambda measurement, device, site, fields, offset: (
-        f"{measurement},device={device}" + (f",site={site}" if site else "")
-        + " " + ",".join(f"{name}={value}" for name, value in fields)
-        + ("" if offset is None else f" {BASE_NS + offset * 10**9}")
-    ),
-    st.sampled_from(["m", "cpu"]),
-    st.sampled_from(["d1", "d2", "d3"]),
-    st.sampled_from([None, "s1", "s 2"]),  # "s 2" unescaped is a malformed line
-    st.lists(st.tuples(st.sampled_from(["t", "on", "x"]), values), min_size=1, max_size=3, unique_by=lambda f: f[0]),
-    st.one_of(st.none(), st.integers(min_value=0, max_value=30)),
+    st.sampled_from([
+        "t", "false", '"text"', "1u", "nan", "+1", "1e400", "", "1.5.2", "9223372036854775808i",
+        '"multi\nline, with = and a space"', '"a \\"quoted\\" word"', '"ends in a backslash\\\\"',
+    ]),
 )  # fmt: skip
-bodies = st.lists(st.one_of(lines, st.sampled_from(["# comment", "", "garbage", "m,device=d1 t=1 notatime"])),
-                  min_size=1, max_size=25).map("\n".join)  # fmt: skip
+# Escapes and backslashes (a Windows share, an escaped space), a value starting with '=', the reserved key.
+# Few series keys, most of them plain, so that the second body's lines often take the fast path.
+devices = st.sampled_from(["d1", "d1", "d1", "d2", "d3", "d\\ 4", "\\\\host\\share", "=d5"])
+
+
+@st.composite
+def lines(draw: st.DrawFn, precision: str) -> str:
+    """A line of a few known series, fields of mixed types (so types conflict), in the given precision."""
+    measurement = draw(st.sampled_from(["m", "m", "cpu", "time"]))
+    device = draw(devices)
+    site = draw(st.sampled_from(["", "", "", ",site=s1", ",site=s 2", ",time=x"]))  # "s 2" unescaped: malformed
+    fields = draw(
+        st.lists(st.tuples(st.sampled_from(["t", "t", "t", "on", "x", "time"]), values), min_size=1, max_size=3,
+                 unique_by=lambda f: f[0])
+    )  # fmt: skip
+    offset = draw(st.one_of(st.none(), st.integers(min_value=0, max_value=30)))
+    stamp = "" if offset is None else f" {(BASE_NS + offset * 10**9) // PRECISION_NS[precision]}"
+    end = draw(st.sampled_from(["", "", "", "\r"]))  # a CR before LF spoils the line, as in InfluxDB
+    return f"{measurement},device={device}{site} " + ",".join(f"{n}={v}" for n, v in fields) + stamp + end
+
+
+@st.composite
+def bodies(draw: st.DrawFn, precision: str) -> str:
+    others = st.sampled_from(
+        ["# comment", "", "garbage", "m,device=d1 t=1 notatime", 'log,device=d1 message="strings only"']
+    )
+    return "\n".join(draw(st.lists(st.one_of(lines(precision), others), min_size=1, max_size=25)))
 
 
 def _outcome(source):
@@ -54,23 +72,24 @@ def _outcome(source):
     return points, letters
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(schema=st.sampled_from(SCHEMAS), first=bodies, second=bodies)
-def test_fast_path_matches_the_careful_path(django_capture_on_commit_callbacks, schema, first, second):
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(schema=st.sampled_from(SCHEMAS), precision=st.sampled_from(PRECISIONS), data=st.data())
+def test_fast_path_matches_the_careful_path(django_capture_on_commit_callbacks, schema, precision, data):
+    first, second = data.draw(bodies(precision)), data.draw(bodies(precision))
     mode, definition = schema
     number = next(_slugs)
     careful_source, _ = source_with_key(slug=f"careful-{number}", schema_mode=mode, schema=definition)
     fast_source, _ = source_with_key(slug=f"fast-{number}", schema_mode=mode, schema=definition)
     # The second body repeats series of the first, so its known lines take the fast path.
     for body in (first, first + "\n" + second, second):
+        parsed = line_protocol_parse(body, precision=precision, now_ns=time_ns_of(NOW))
         careful = batch_ingest(
-            source_id=careful_source.pk, parsed=line_protocol_parse(body), transport="influx_v2",
-            payload_format="line", received_at=NOW,
-        )  # fmt: skip
+            source_id=careful_source.pk, parsed=parsed, transport="influx_v2", payload_format="line", received_at=NOW
+        )
         # Commit callbacks run as after a real commit: that is when the fast path learns series.
         with django_capture_on_commit_callbacks(execute=True):
             fast = batch_ingest_line_protocol(
-                source_id=fast_source.pk, body=body, precision="ns", transport="influx_v2", received_at=NOW
+                source_id=fast_source.pk, body=body, precision=precision, transport="influx_v2", received_at=NOW
             )
         assert (fast.accepted, fast.rejected, fast.points) == (careful.accepted, careful.rejected, careful.points)
         assert [e.as_dict() for e in fast.errors] == [e.as_dict() for e in careful.errors]
@@ -79,15 +98,45 @@ def test_fast_path_matches_the_careful_path(django_capture_on_commit_callbacks, 
     from apps.ingestion.services import ingest_target_get
 
     validator = ingest_target_get(source_id=careful_source.pk).validator
-    plain = [line for line in first.split("\n") if '"' not in line and "\\" not in line]
     numeric = [
         record
-        for record in line_protocol_parse("\n".join(plain)).records
-        if any(type(value) in (int, float) for value in record.fields.values())
+        for record in line_protocol_parse(first, precision=precision, now_ns=time_ns_of(NOW)).records
+        if '"' not in record.raw
+        and "\\" not in record.raw
+        and any(type(value) in (int, float) for value in record.fields.values())
     ]
     learnable = validator.validate(numeric, received_at=NOW).accepted_records
     if learnable:
         assert ingest_target_get(source_id=fast_source.pk).line_cache
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        # The fast path stores the float, the careful path (a new series) then refuses the integer ...
+        [f"m,device=d1 t=2.5 {BASE_NS + 10**9}", f"m,device=d2 t=3i {BASE_NS + 10**9}"],
+        # ... or the careful path's integer comes first, and the fast path's float must be refused.
+        [f"m,device=d2 t=3i {BASE_NS + 10**9}", f"m,device=d1 t=2.5 {BASE_NS + 10**9}"],
+        # Both on the fast path, one float and one integer of the same field.
+        [f"m,device=d1 t=4i {BASE_NS + 2 * 10**9}", f"m,device=d1 t=2.5 {BASE_NS + 10**9}"],
+    ],
+)
+def test_a_field_changing_type_across_the_paths_refuses_the_later_line(django_capture_on_commit_callbacks, second):
+    """InfluxDB refuses the later line of a field that changes type within a body, whichever path took which."""
+    careful_source, _ = source_with_key(slug="careful")
+    fast_source, _ = source_with_key(slug="fast")
+    for body in (f"m,device=d1 t=1.5 {BASE_NS}\nm,device=d1 t=1i {BASE_NS}", "\n".join(second)):
+        careful = batch_ingest(
+            source_id=careful_source.pk, parsed=line_protocol_parse(body), transport="influx_v2",
+            payload_format="line", received_at=NOW,
+        )  # fmt: skip
+        with django_capture_on_commit_callbacks(execute=True):
+            fast = batch_ingest_line_protocol(
+                source_id=fast_source.pk, body=body, precision="ns", transport="influx_v2", received_at=NOW
+            )
+        assert [e.as_dict() for e in fast.errors] == [e.as_dict() for e in careful.errors]
+        assert [(e.index, e.code) for e in fast.errors] == [(1, "field_type_conflict")]
+    assert _outcome(fast_source) == _outcome(careful_source)
 
 
 def test_known_series_take_the_fast_path(django_capture_on_commit_callbacks):

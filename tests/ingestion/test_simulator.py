@@ -315,15 +315,8 @@ def _split_unescaped(text: str, separator: str) -> list[str]:
 
 
 def _unescape(text: str) -> str:
-    result, index = "", 0
-    while index < len(text):
-        if text[index] == "\\" and index + 1 < len(text):
-            result += text[index + 1]
-            index += 2
-        else:
-            result += text[index]
-            index += 1
-    return result
+    """InfluxDB 1.x's reading: a backslash before a comma, '=', space or quote goes; any other stays."""
+    return re.sub(r'\\([, ="])', r"\1", text)
 
 
 def _parse_line_protocol(line: str) -> tuple[str, dict[str, str], dict[str, float], int]:
@@ -372,7 +365,7 @@ def test_line_protocol_escapes_tags_and_never_writes_exponents():
 
     line = line_protocol_line(measurement="demo plant,1", record=record)
 
-    assert line.startswith("demo\\ plant\\,1,hall\\ name=north\\ hall\\,2\\=b\\\\x ")
+    assert line.startswith("demo\\ plant\\,1,hall\\ name=north\\ hall\\,2\\=b\\x ")  # 1.x keeps a backslash as is
     measurement, tags, fields, timestamp_ns = _parse_line_protocol(line)
     assert measurement == "demo plant,1"
     assert tags == {"hall name": "north hall,2=b\\x"}

@@ -76,13 +76,15 @@ def test_copy_then_redelivery_replaces_without_double_counting(source):
     batch[3] = (T0 + timedelta(seconds=3), 33.0)
     second = points_store(series_id, batch)
     assert second.upserted is True
+    assert second.overwritten == 0  # replacing stored points is not an overwrite within the batch
     assert _rows("SELECT count(*), sum(value) FROM points WHERE series_id = %s", [series_id]) == [(10, 75.0)]
 
 
-def test_duplicates_within_one_batch_keep_the_last(source):
+def test_duplicates_within_one_batch_keep_the_last_and_are_counted(source):
     series_id = series_create(source=source, metric="temperature", device="d1")
-    points_store(series_id, [(T0, 1.0), (T0, 2.0), (T0, 3.0)])
-    assert _rows("SELECT value FROM points WHERE series_id = %s", [series_id]) == [(3.0,)]
+    write = points_store(series_id, [(T0, 1.0), (T0, 2.0), (T0, 3.0), (T0 + timedelta(seconds=1), 4.0)])
+    assert (write.written, write.overwritten) == (4, 2)
+    assert _rows("SELECT value FROM points WHERE series_id = %s ORDER BY time", [series_id]) == [(3.0,), (4.0,)]
 
 
 def test_partitions_created_for_any_day(source):

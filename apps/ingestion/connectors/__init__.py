@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from apps.ingestion.connectors.batch_store import (
     BatchStore,
@@ -64,7 +65,10 @@ def message_parse(
     )
     try:
         body = payload_decode(payload, limit=settings.INGEST_MAX_BODY_BYTES)  # gzip: whole, or refused whole
-        parsed = payload_parse(body=body, payload_format=payload_format, context={"precision": precision})
+        # A line without a timestamp gets the arrival time, truncated to the precision as InfluxDB does.
+        parsed = payload_parse(
+            body=body, payload_format=payload_format, context={"precision": precision}, received_at=timezone.now()
+        )
     except PayloadError as error:
         message.payload_error = error
         message.raw = raw_truncate(payload.decode("utf-8", errors="replace"))

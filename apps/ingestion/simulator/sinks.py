@@ -71,17 +71,34 @@ class NdjsonSink:
 
 
 def line_protocol_escape_tag(value: str) -> str:
-    """Escape a tag key, tag value or field key: backslash, comma, equals sign and space."""
-    if "\n" in value or "\r" in value:
-        raise ValueError(f"Line protocol cannot carry a newline in a tag or field key: {value!r}.")
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+    """Escape a tag key, tag value or field key as InfluxDB 1.x reads it: comma, equals sign and space.
+
+    1.x has no escape for a backslash: it stays as it is, doubled only before a comma, '=' or space (`\\\\,`
+    reads as a backslash and a comma). A final backslash cannot be written.
+    """
+    return _escape_v1(value, specials=",= ", unescaped=",= ")
 
 
 def line_protocol_escape_measurement(value: str) -> str:
-    """Escape a measurement name: backslash, comma and space."""
+    """Escape a measurement name as InfluxDB 1.x reads it: comma and space (a backslash as in tags; '=' and '"'
+    after a backslash are unescaped too, so such a backslash is doubled)."""
+    return _escape_v1(value, specials=", ", unescaped=', ="')
+
+
+def _escape_v1(value: str, *, specials: str, unescaped: str) -> str:
     if "\n" in value or "\r" in value:
-        raise ValueError(f"Line protocol cannot carry a newline in a measurement name: {value!r}.")
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+        raise ValueError(f"Line protocol cannot carry a newline in a name or tag: {value!r}.")
+    if value.endswith("\\"):
+        raise ValueError(f"InfluxDB 1.x line protocol cannot carry a name or tag ending in a backslash: {value!r}.")
+    out = []
+    for position, char in enumerate(value):
+        if char in specials:
+            out.append("\\" + char)
+        elif char == "\\" and value[position + 1] in unescaped and value[position + 1] not in specials:
+            out.append("\\\\")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def _line_protocol_float(value: float) -> str:

@@ -31,11 +31,13 @@ ROLLUP_COLUMNS = "bucket timestamptz NOT NULL, series_id integer NOT NULL, count
 
 @dataclass
 class WriteResult:
-    """What a write did: rows written, whether the upsert path was needed, late buckets re-aggregated."""
+    """What a write did: rows written, whether the upsert path was needed, late buckets re-aggregated, and how
+    many rows a later row of the same batch with the same series and time replaced."""
 
     written: int = 0
     upserted: bool = False
     late_buckets: int = 0
+    overwritten: int = 0
 
 
 @dataclass
@@ -46,7 +48,8 @@ class RetentionResult:
     deleted_rows: dict[str, int] = field(default_factory=dict)
 
 
-_Store = Callable[..., None]  # _copy_points or _upsert_points: (cursor, points, schema_id, moments)
+# _copy_points or _upsert_points: (cursor, points, schema_id, moments) -> rows replaced within the batch
+_Store = Callable[..., int]
 
 
 class StorageBackend(ABC):
@@ -89,16 +92,17 @@ class StorageBackend(ABC):
         # A batch's points share few distinct times (a second's readings of every device): work per time, not point.
         moments = points.moments if isinstance(points, PointColumns) else {point[1] for point in points}
         try:
-            result.late_buckets = self._write(points, schema_id, moments, _copy_points)
+            result.late_buckets, _ = self._write(points, schema_id, moments, _copy_points)
         except IntegrityError as error:
             if not isinstance(error.__cause__, UniqueViolation):
                 raise
             result.upserted = True
-            result.late_buckets = self._write(points, schema_id, moments, _upsert_points)
+            result.late_buckets, result.overwritten = self._write(points, schema_id, moments, _upsert_points)
         return result
 
-    def _write(self, points: Points, schema_id: int | None, moments: set[datetime], store: _Store) -> int:
-        """_write_begin, `store` and _write_end in one atomic block; returns the late buckets redone.
+    def _write(self, points: Points, schema_id: int | None, moments: set[datetime], store: _Store) -> tuple[int, int]:
+        """_write_begin, `store` and _write_end in one atomic block; returns the late buckets redone and the rows
+        replaced within the batch.
 
         Inside a caller's transaction the block is the write's only savepoint; outside one it is the transaction
         and there is none. Each savepoint is a subtransaction and two more statements (about 0.05 ms of PostgreSQL
@@ -107,8 +111,8 @@ class StorageBackend(ABC):
         """
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
             begun = self._write_begin(cursor, points, moments)
-            store(cursor, points, schema_id, moments)
-            return self._write_end(cursor, points, begun, moments, replaced=store is _upsert_points)
+            overwritten = store(cursor, points, schema_id, moments)
+            return self._write_end(cursor, points, begun, moments, replaced=store is _upsert_points), overwritten
 
     def _write_begin(self, cursor, points: Points, moments: set[datetime]) -> object:
         """Backend hook before COPY, given the batch's distinct times (partitions to create); returns what
@@ -227,7 +231,7 @@ def copy_points_binary(points: Iterable[Point], schema_id: int | None, moments: 
     return b"".join((_COPY_SIGNATURE, schema.join(rows), schema, _COPY_TRAILER))
 
 
-def _copy_points(cursor, points: Points, schema_id: int | None, moments: Iterable[datetime]) -> None:
+def _copy_points(cursor, points: Points, schema_id: int | None, moments: Iterable[datetime]) -> int:
     if isinstance(points, PointColumns):
         payload = b"".join((_COPY_SIGNATURE, points.copy_binary(schema_id), _COPY_TRAILER))
     else:
@@ -239,10 +243,12 @@ def _copy_points(cursor, points: Points, schema_id: int | None, moments: Iterabl
         cursor.copy("COPY points (series_id, time, value, schema_id) FROM STDIN (FORMAT BINARY)") as copy,
     ):
         copy.write(payload)
+    return 0  # a batch with a key twice fails the primary key here and goes through _upsert_points
 
 
-def _upsert_points(cursor, points: Points, schema_id: int | None, moments: Iterable[datetime]) -> None:
-    """Replace-or-insert through a staging table; within a batch, the last point for a key wins."""
+def _upsert_points(cursor, points: Points, schema_id: int | None, moments: Iterable[datetime]) -> int:
+    """Replace-or-insert through a staging table; within a batch, the last point for a key wins (returns how many
+    points a later one replaced)."""
     cursor.execute(
         "CREATE TEMP TABLE IF NOT EXISTS points_staging "
         "(ord integer, series_id integer, time timestamptz, value double precision) ON COMMIT DELETE ROWS"
@@ -265,7 +271,9 @@ def _upsert_points(cursor, points: Points, schema_id: int | None, moments: Itera
         "ON CONFLICT (series_id, time) DO UPDATE SET value = EXCLUDED.value, schema_id = EXCLUDED.schema_id",
         [schema_id],
     )
+    distinct = cursor.rowcount  # inserted or updated: one per distinct (series, time) of the batch
     cursor.execute("TRUNCATE points_staging")
+    return len(points) - distinct
 
 
 def backend_name_choose(alias: str = "default") -> str:

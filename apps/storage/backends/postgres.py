@@ -385,7 +385,7 @@ class PostgresBackend(StorageBackend):
         self._partitions_create(cursor, self._partition_days(moments))
         return bounds
 
-    def _write(self, points, schema_id, moments, store) -> int:
+    def _write(self, points, schema_id, moments, store) -> tuple[int, int]:
         """As the base class, once more after forgetting the known partitions if one of them turned out missing
         (dropped behind the epoch's back, say by hand): a write never fails for a stale memory of partitions."""
         try:

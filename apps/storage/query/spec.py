@@ -199,9 +199,9 @@ def query_spec_parse(data: Any, *, now: datetime | None = None) -> QuerySpec:
     if unknown:
         raise QuerySpecError(_shown(unknown[0]), f"unknown field; the fields are {', '.join(sorted(known))}.")
     metric = data.get("metric")
-    if not isinstance(metric, str) or not metric.strip():
+    if not isinstance(metric, str) or not metric:
         raise QuerySpecError("metric", "required: the metric to read, e.g. 'temperature'.")
-    _text_checked(metric.strip(), "metric", maximum=METRIC_MAX_LENGTH)
+    _text_checked(metric, "metric", maximum=METRIC_MAX_LENGTH)
     source = data.get("source")
     if source is not None and (not isinstance(source, str) or not source.strip()):
         raise QuerySpecError("source", "must be a source slug.")
@@ -248,7 +248,8 @@ def query_spec_parse(data: Any, *, now: datetime | None = None) -> QuerySpec:
     if not isinstance(fill, str) or fill not in FILL_MODES:
         raise QuerySpecError("fill", f"use one of {', '.join(FILL_MODES)}.")
     return QuerySpec(
-        metric=metric.strip(),
+        # Taken exactly as given: a metric name may begin or end with a space (a line-protocol field key `f\ `).
+        metric=metric,
         source=source.strip() if source else None,
         filters=_filters_parse(data.get("filters")),
         aggregation=aggregation,
