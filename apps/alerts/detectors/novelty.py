@@ -1,6 +1,6 @@
 """Novelty: how far a value, and the recent average, are from anything the series has done before.
 
-Two views of each point: the value itself and the mean of the last MEAN_WINDOW values (which sees a burst of spikes,
+Two views of each point (VIEWS): the value itself and the mean of the last 24 values (which sees a burst of spikes,
 a change of duty cycle or a slow slide that single values hide). For each view the raw oddness is the distance to
 the nearest value that view ever took (a nearest neighbour over the series' whole history, kept as a bitmap of
 visited grid bins: see grid.py); each view is calibrated against its own past (calibration.py) and the point's
@@ -30,10 +30,10 @@ from apps.alerts.detectors.grid import (
 )
 
 WARMUP = 150
-MEAN_WINDOW = 12
 REFRACTORY = 100
 CALIBRATE_FROM = 20  # warm-up points before this one have too little history to say what is normal
-VIEWS = ("value", "mean")
+# Each view: its name and how many of the latest values it averages (1: the value itself).
+VIEWS: tuple[tuple[str, int], ...] = (("value", 1), ("mean", 24))
 _REPLAY_CHUNK = 256  # rows replayed at once at the end of their warm-up (memory: chunk x WARMUP^2 floats)
 
 
@@ -49,9 +49,9 @@ class NoveltyDetector(DetectorBank):
             "warmup": StateField((WARMUP,), "f8"),
             "centre": StateField((), "f8"),
             "spread": StateField((), "f8", 1.0),
-            "recent": StateField((MEAN_WINDOW,), "f8"),
+            "recent": StateField((_longest(),), "f8"),
         }
-        for view in VIEWS:
+        for view, _ in VIEWS:
             fields[f"{view}_visited"] = StateField((GRID_BINS,), "?")
             fields.update(calibration_fields(view))
         return fields
@@ -59,10 +59,16 @@ class NoveltyDetector(DetectorBank):
     def _step(self, rows: np.ndarray, times: np.ndarray, values: np.ndarray) -> np.ndarray:
         state = self.state
         seen = state["seen"][rows]
+        longest = _longest()
         recent = state["recent"]
-        recent[rows, seen % MEAN_WINDOW] = values
-        filled = np.minimum(seen + 1, MEAN_WINDOW)
-        means = recent[rows].sum(axis=1) / filled
+        recent[rows, seen % longest] = values
+        # recent values newest first, to average the last `window` of them
+        newest_first = np.take_along_axis(recent[rows], (seen[:, None] - np.arange(longest)[None, :]) % longest, axis=1)
+        observed = {}
+        for view, window in VIEWS:
+            filled = np.minimum(seen + 1, window)
+            taken = np.arange(window)[None, :] < filled[:, None]
+            observed[view] = np.where(taken, newest_first[:, :window], 0.0).sum(axis=1) / filled
 
         warming = seen < WARMUP
         if warming.any():
@@ -79,8 +85,8 @@ class NoveltyDetector(DetectorBank):
         centre = state["centre"][rows]
         spread = state["spread"][rows]
         best = np.zeros(len(rows))
-        for view, observed in (("value", values), ("mean", means)):
-            z = (observed - centre) / spread
+        for view, _ in VIEWS:
+            z = (observed[view] - centre) / spread
             visited = state[f"{view}_visited"]
             raw = np.zeros(len(rows))
             raw[active] = nearest_visited_distance(visited=visited[rows[active]], z=z[active])
@@ -99,10 +105,10 @@ class NoveltyDetector(DetectorBank):
         state["spread"][rows] = spread
         z = (values - centre[:, None]) / spread[:, None]
         cumulative = np.cumsum(np.pad(z, ((0, 0), (1, 0))), axis=1)
-        starts = np.maximum(np.arange(WARMUP) + 1 - MEAN_WINDOW, 0)
-        means = (cumulative[:, 1:] - cumulative[:, starts]) / (np.arange(WARMUP) + 1 - starts)
         earlier = np.tril(np.ones((WARMUP, WARMUP), dtype=bool), k=-1)  # earlier[i, j]: j came before i
-        for view, series in (("value", z), ("mean", means)):
+        for view, window in VIEWS:
+            starts = np.maximum(np.arange(WARMUP) + 1 - window, 0)
+            series = (cumulative[:, 1:] - cumulative[:, starts]) / (np.arange(WARMUP) + 1 - starts)
             distance = np.abs(series[:, :, None] - series[:, None, :])
             nearest = np.where(earlier[None], distance, np.inf).min(axis=2)
             for index in range(CALIBRATE_FROM, WARMUP):
@@ -111,3 +117,7 @@ class NoveltyDetector(DetectorBank):
             for index in range(WARMUP):
                 visited[rows, grid_bin(series[:, index])] = True
         state["warmup"][rows] = 0.0  # no longer needed: zeros pack to almost nothing
+
+
+def _longest() -> int:
+    return max(window for _, window in VIEWS)
