@@ -62,9 +62,9 @@ def _load_file(*, root: Path, name: str, windows: list[list[str]]) -> CorpusFile
     times = np.array([_parse_time(stamp) for stamp, _ in rows])
     values = np.array([value for _, value in rows])
     indexes = []
-    for start, end in windows:
-        first = int(np.searchsorted(times, _parse_time(start), side="left"))
-        last = int(np.searchsorted(times, _parse_time(end), side="right")) - 1
+    for start, end in windows:  # a scan, not a binary search: a few files repeat an hour (clock changes)
+        first = int(np.argmax(times >= _parse_time(start)))
+        last = int(len(times) - 1 - np.argmax(times[::-1] <= _parse_time(end)))
         indexes.append((first, last))
     labelled = LabelledFile(name=name, length=len(rows), windows=tuple(indexes))
     return CorpusFile(name=name, times=times, values=values, labelled=labelled)

@@ -25,7 +25,7 @@ DETECTORS: dict[str, type[DetectorBank]] = {
     SeasonalDetector.name: SeasonalDetector,
     NoveltySeasonalEnsemble.name: NoveltySeasonalEnsemble,
 }
-DEFAULT_DETECTOR = NoveltyDetector.name
+DEFAULT_DETECTOR = NoveltySeasonalEnsemble.name
 
 
 def detector_create(name: str = DEFAULT_DETECTOR, *, capacity: int = 0) -> DetectorBank:

@@ -72,3 +72,17 @@ def calibrate(
 def score_from_surprise(surprises: np.ndarray) -> np.ndarray:
     """The [0, 1] score of a surprise: 1 - p."""
     return 1.0 - np.power(10.0, -surprises)
+
+
+# Sensitivity 0..1 maps to the surprise a point needs to count as a detection: 4 (odder than 1 point in 10,000)
+# at 0, down to 1 (1 in 10) at 1.
+_LEAST_SENSITIVE_SURPRISE = 4.0
+_MOST_SENSITIVE_SURPRISE = 1.0
+
+
+def sensitivity_level(sensitivity: float) -> float:
+    """The score a point must reach to be a detection at this sensitivity (0: fewest detections, 1: most)."""
+    if not 0.0 <= sensitivity <= 1.0:
+        raise ValueError("sensitivity must be between 0 and 1")
+    needed = _LEAST_SENSITIVE_SURPRISE - (_LEAST_SENSITIVE_SURPRISE - _MOST_SENSITIVE_SURPRISE) * sensitivity
+    return float(1.0 - 10.0 ** (-needed))
