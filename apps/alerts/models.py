@@ -8,9 +8,9 @@ from django.db import models
 from django.utils import timezone
 
 from apps.alerts.detectors import DEFAULT_DETECTOR, DETECTORS
+from apps.alerts.detectors.calibration import DEFAULT_SENSITIVITY
 
 SCORE_METRIC_SUFFIX = ".anomaly_score"
-DEFAULT_SENSITIVITY = 0.5
 
 
 class AnomalyDetection(models.Model):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.alerts.detectors import DEFAULT_DETECTOR, DETECTORS
-from apps.alerts.detectors.calibration import sensitivity_level
-from apps.alerts.models import DEFAULT_SENSITIVITY, SCORE_METRIC_SUFFIX, AnomalyDetection, AnomalyEvent
+from apps.alerts.detectors.calibration import DEFAULT_SENSITIVITY, sensitivity_level
+from apps.alerts.models import SCORE_METRIC_SUFFIX, AnomalyDetection, AnomalyEvent
 
 
 class AnomalyDetectionSerializer(serializers.ModelSerializer):
