@@ -9,28 +9,26 @@ row. A row's state packs into a few hundred bytes (zlib over the raw arrays) for
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
+from apps.alerts.detectors.calibration import REPORT_FIELDS, report_bursts, score_from_surprise
+from apps.alerts.detectors.fields import StateField
+
 STATE_FORMAT = 1
 
 
-@dataclass(frozen=True)
-class StateField:
-    """One array of a detector's state: its shape per series and dtype."""
-
-    shape: tuple[int, ...]
-    dtype: str
-    fill: float = 0.0
-
-
 class DetectorBank:
-    """Streaming detector over many series: subclasses declare `fields` and implement `_step`."""
+    """Streaming detector over many series: subclasses declare `_fields` and implement `_surprise`.
+
+    `_surprise` gives each point's surprise (-log10 of how rare it is for its series, calibration.py); the bank
+    reports a burst of surprising points once (REFRACTORY) and turns surprises into scores in [0, 1].
+    """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    refractory: ClassVar[int] = 200  # points after a report during which only an odder point is reported
 
     def __init__(self, *, capacity: int = 0) -> None:
         self.state: dict[str, np.ndarray] = {}
@@ -39,7 +37,10 @@ class DetectorBank:
         self.size = capacity
 
     def fields(self) -> dict[str, StateField]:
-        """The state arrays of one series (shapes may depend on the detector's settings)."""
+        """The state arrays of one series: the detector's own and the burst reporting's."""
+        return {**self._fields(), **REPORT_FIELDS}
+
+    def _fields(self) -> dict[str, StateField]:
         raise NotImplementedError
 
     def rows_add(self, *, count: int) -> np.ndarray:
@@ -69,6 +70,12 @@ class DetectorBank:
         return np.clip(scores, 0.0, 1.0)
 
     def _step(self, rows: np.ndarray, times: np.ndarray, values: np.ndarray) -> np.ndarray:
+        surprises = self._surprise(rows, times, values)
+        reported = report_bursts(state=self.state, rows=rows, surprises=surprises, refractory=self.refractory)
+        return score_from_surprise(reported)
+
+    def _surprise(self, rows: np.ndarray, times: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Each point's surprise against its series' past (0 during the warm-up); learns the points."""
         raise NotImplementedError
 
     def row_pack(self, *, row: int) -> bytes:

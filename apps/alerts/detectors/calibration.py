@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from apps.alerts.detectors.bank import StateField
+from apps.alerts.detectors.fields import StateField
 
 HISTOGRAM_BINS = 96
 _DECADES_BELOW_ONE = 6  # raw values from 1e-6 up to about 1e6 get their own bins; 0 has bin 0
@@ -22,12 +22,11 @@ _BINS_PER_DECADE = 8
 
 
 def calibration_fields(prefix: str) -> dict[str, StateField]:
-    """The state one calibrated signal needs: its histogram and the last report's surprise and age."""
-    return {
-        f"{prefix}_histogram": StateField((HISTOGRAM_BINS,), "u4"),
-        f"{prefix}_peak": StateField((), "f4"),
-        f"{prefix}_age": StateField((), "i4"),
-    }
+    """The state one calibrated signal needs: the histogram of its past raw values."""
+    return {f"{prefix}_histogram": StateField((HISTOGRAM_BINS,), "u4")}
+
+
+REPORT_FIELDS = {"report_peak": StateField((), "f4"), "report_age": StateField((), "i4")}
 
 
 def histogram_bin(raw: np.ndarray) -> np.ndarray:
@@ -53,19 +52,26 @@ def calibration_learn(*, state: dict[str, np.ndarray], prefix: str, rows: np.nda
 
 
 def calibrate(
-    *, state: dict[str, np.ndarray], prefix: str, rows: np.ndarray, raw: np.ndarray, active: np.ndarray, refractory: int
+    *, state: dict[str, np.ndarray], prefix: str, rows: np.ndarray, raw: np.ndarray, active: np.ndarray
 ) -> np.ndarray:
-    """Surprise of each raw value against its series' past, reported once per burst; learns the active ones."""
+    """Surprise of each raw value against its series' past (0 where not active); learns the active ones."""
     histogram = state[f"{prefix}_histogram"]
     bins = histogram_bin(raw)
     surprises = surprise(histogram=histogram[rows], bins=bins)
     histogram[rows[active], bins[active]] += 1
-    peak = state[f"{prefix}_peak"][rows].astype(np.float64)
-    age = state[f"{prefix}_age"][rows]
+    return np.where(active, surprises, 0.0)
+
+
+def report_bursts(
+    *, state: dict[str, np.ndarray], rows: np.ndarray, surprises: np.ndarray, refractory: int
+) -> np.ndarray:
+    """Surprises of the points reported (0 for the others): once per burst, again only when it gets odder."""
+    peak = state["report_peak"][rows].astype(np.float64)
+    age = state["report_age"][rows]
     peak = np.where(age >= refractory, 0.0, peak)
-    report = active & (surprises > peak)
-    state[f"{prefix}_peak"][rows] = np.where(report, surprises, peak)
-    state[f"{prefix}_age"][rows] = np.where(report, 0, np.where(active, np.minimum(age + 1, refractory), age))
+    report = surprises > peak
+    state["report_peak"][rows] = np.where(report, surprises, peak)
+    state["report_age"][rows] = np.where(report, 0, np.minimum(age + 1, refractory))
     return np.where(report, surprises, 0.0)
 
 

@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from apps.alerts.detectors.bank import DetectorBank, StateField
-from apps.alerts.detectors.calibration import (
-    calibrate,
-    calibration_fields,
-    calibration_learn,
-    score_from_surprise,
-)
+from apps.alerts.detectors.bank import DetectorBank
+from apps.alerts.detectors.calibration import calibrate, calibration_fields, calibration_learn
+from apps.alerts.detectors.fields import StateField
 from apps.alerts.detectors.grid import (
     GRID_BINS,
     grid_bin,
@@ -30,7 +26,6 @@ from apps.alerts.detectors.grid import (
 )
 
 WARMUP = 150
-REFRACTORY = 100
 CALIBRATE_FROM = 20  # warm-up points before this one have too little history to say what is normal
 # Each view: its name and how many of the latest values it averages (1: the value itself).
 VIEWS: tuple[tuple[str, int], ...] = (("value", 1), ("mean", 24))
@@ -43,7 +38,7 @@ class NoveltyDetector(DetectorBank):
     name = "novelty"
     description = "Distance of the value and of the recent mean to anything the series did before."
 
-    def fields(self) -> dict[str, StateField]:
+    def _fields(self) -> dict[str, StateField]:
         fields = {
             "seen": StateField((), "i8"),
             "warmup": StateField((WARMUP,), "f8"),
@@ -56,7 +51,7 @@ class NoveltyDetector(DetectorBank):
             fields.update(calibration_fields(view))
         return fields
 
-    def _step(self, rows: np.ndarray, times: np.ndarray, values: np.ndarray) -> np.ndarray:
+    def _surprise(self, rows: np.ndarray, times: np.ndarray, values: np.ndarray) -> np.ndarray:
         state = self.state
         seen = state["seen"][rows]
         longest = _longest()
@@ -79,22 +74,20 @@ class NoveltyDetector(DetectorBank):
             self._warmup_finish(finishing[start : start + _REPLAY_CHUNK])
 
         active = ~warming
-        scores = np.zeros(len(rows))
+        best = np.zeros(len(rows))
         if not active.any():
-            return scores
+            return best
         centre = state["centre"][rows]
         spread = state["spread"][rows]
-        best = np.zeros(len(rows))
         for view, _ in VIEWS:
             z = (observed[view] - centre) / spread
             visited = state[f"{view}_visited"]
             raw = np.zeros(len(rows))
             raw[active] = nearest_visited_distance(visited=visited[rows[active]], z=z[active])
-            surprises = calibrate(state=state, prefix=view, rows=rows, raw=raw, active=active, refractory=REFRACTORY)
+            surprises = calibrate(state=state, prefix=view, rows=rows, raw=raw, active=active)
             best = np.maximum(best, surprises)
             visited[rows[active], grid_bin(z[active])] = True
-        scores[active] = score_from_surprise(best[active])
-        return scores
+        return best
 
     def _warmup_finish(self, rows: np.ndarray) -> None:
         """Fix the grid of series whose warm-up just ended, and replay the warm-up into their history."""

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from apps.alerts.detectors.bank import DetectorBank, StateField
-from apps.alerts.detectors.calibration import calibrate, calibration_fields, score_from_surprise
+from apps.alerts.detectors.bank import DetectorBank
+from apps.alerts.detectors.calibration import calibrate, calibration_fields
+from apps.alerts.detectors.fields import StateField
 
 WARMUP = 150
-REFRACTORY = 100
 MIN_POINTS = 8  # observations a bin needs before its baseline is used
 RATE = 0.05  # how far the median moves per observation, in units of the spread
 SPREAD_RATE = 0.05  # weight of each new absolute deviation in the spread's running mean
@@ -31,7 +31,7 @@ class SeasonalDetector(DetectorBank):
     name = "seasonal"
     description = "Distance from the running median of the same hour of the day or week, in robust spreads."
 
-    def fields(self) -> dict[str, StateField]:
+    def _fields(self) -> dict[str, StateField]:
         fields: dict[str, StateField] = {"seen": StateField((), "i8")}
         for level, size in _LEVELS:
             fields[f"{level}_median"] = StateField((size,), "f4")
@@ -40,7 +40,7 @@ class SeasonalDetector(DetectorBank):
         fields.update(calibration_fields("residual"))
         return fields
 
-    def _step(self, rows: np.ndarray, times: np.ndarray, values: np.ndarray) -> np.ndarray:
+    def _surprise(self, rows: np.ndarray, times: np.ndarray, values: np.ndarray) -> np.ndarray:
         state = self.state
         seen = state["seen"][rows]
         state["seen"][rows] = seen + 1
@@ -60,10 +60,10 @@ class SeasonalDetector(DetectorBank):
         raw = np.abs(values - median) / np.maximum(spread, floor)
 
         active = seen >= WARMUP
-        surprises = calibrate(state=state, prefix="residual", rows=rows, raw=raw, active=active, refractory=REFRACTORY)
+        surprises = calibrate(state=state, prefix="residual", rows=rows, raw=raw, active=active)
         for level, _ in _LEVELS:
             self._learn(level=level, rows=rows, bins=bins[level], values=values)
-        return np.where(active, score_from_surprise(surprises), 0.0)
+        return surprises
 
     def _learn(self, *, level: str, rows: np.ndarray, bins: np.ndarray, values: np.ndarray) -> None:
         state = self.state
