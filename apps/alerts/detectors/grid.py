@@ -36,6 +36,15 @@ def nearest_visited_distance(*, visited: np.ndarray, z: np.ndarray) -> np.ndarra
     Nothing visited within SEARCH_RADIUS bins counts as the bin just past the radius (a lower bound).
     """
     bins = grid_bin(z)
+    nearest = bins.copy()
+    # Most values land in a bin the series has visited: only the others need the search either side.
+    away = np.flatnonzero(~visited[np.arange(len(z)), bins])
+    if len(away):
+        nearest[away] = _nearest_visited_bin(visited=visited[away], bins=bins[away], z=z[away])
+    return np.abs(z - grid_centre(nearest))
+
+
+def _nearest_visited_bin(*, visited: np.ndarray, bins: np.ndarray, z: np.ndarray) -> np.ndarray:
     candidates = bins[:, None] + _OFFSETS[None, :]
     inside = (candidates >= 0) & (candidates < GRID_BINS)
     clipped = np.clip(candidates, 0, GRID_BINS - 1)
@@ -43,8 +52,7 @@ def nearest_visited_distance(*, visited: np.ndarray, z: np.ndarray) -> np.ndarra
     found = hits.any(axis=1)
     first = np.argmax(hits, axis=1)
     beyond = np.where(z >= grid_centre(bins), bins + SEARCH_RADIUS, bins - SEARCH_RADIUS)
-    nearest = np.where(found, clipped[np.arange(len(z)), first], beyond)
-    return np.abs(z - grid_centre(nearest))
+    return np.where(found, clipped[np.arange(len(z)), first], beyond)
 
 
 def robust_centre_and_spread(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
