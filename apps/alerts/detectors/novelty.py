@@ -7,8 +7,8 @@ visited grid bins: see grid.py); each view is calibrated against its own past (c
 score is the larger. A level never seen before scores high at its first point; a pattern the series repeats (a
 nightly batch job's spike) scores high the first time or two and then not at all.
 
-The warm-up (WARMUP points, scored 0) learns the series' centre and spread, which fix its grid; its points are
-then replayed into the history so the first scored point is already judged against WARMUP points.
+The warm-up (WARMUP points, scored 0: a day of 5-minute readings) learns the series' centre and spread, which fix
+its grid; its points are then replayed into the history so the first scored point is already judged against them.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from apps.alerts.detectors.grid import (
     robust_centre_and_spread,
 )
 
-WARMUP = 150
+WARMUP = 300
 CALIBRATE_FROM = 20  # warm-up points before this one have too little history to say what is normal
 # Each view: its name and how many of the latest values it averages (1: the value itself).
 VIEWS: tuple[tuple[str, int], ...] = (("value", 1), ("mean", 24))
-_REPLAY_CHUNK = 256  # rows replayed at once at the end of their warm-up (memory: chunk x WARMUP^2 floats)
+_REPLAY_CHUNK = 64  # rows replayed at once at the end of their warm-up (memory: chunk x WARMUP^2 x 4 bytes)
 
 
 class NoveltyDetector(DetectorBank):
@@ -102,8 +102,9 @@ class NoveltyDetector(DetectorBank):
         for view, window in VIEWS:
             starts = np.maximum(np.arange(WARMUP) + 1 - window, 0)
             series = (cumulative[:, 1:] - cumulative[:, starts]) / (np.arange(WARMUP) + 1 - starts)
-            distance = np.abs(series[:, :, None] - series[:, None, :])
-            nearest = np.where(earlier[None], distance, np.inf).min(axis=2)
+            compact = series.astype(np.float32)
+            distance = np.abs(compact[:, :, None] - compact[:, None, :])
+            nearest = np.where(earlier[None], distance, np.float32(np.inf)).min(axis=2).astype(np.float64)
             for index in range(CALIBRATE_FROM, WARMUP):
                 calibration_learn(state=state, prefix=view, rows=rows, raw=nearest[:, index])
             visited = state[f"{view}_visited"]

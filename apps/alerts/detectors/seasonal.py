@@ -18,7 +18,7 @@ from apps.alerts.detectors.calibration import calibrate, calibration_fields
 from apps.alerts.detectors.fields import StateField
 
 WARMUP = 150
-MIN_POINTS = 8  # observations a bin needs before its baseline is used
+MIN_POINTS = 16  # observations a bin needs before its baseline is used
 RATE = 0.05  # how far the median moves per observation, in units of the spread
 SPREAD_RATE = 0.05  # weight of each new absolute deviation in the spread's running mean
 SPREAD_FLOOR = 0.05  # a bin's spread is at least this share of the overall spread
