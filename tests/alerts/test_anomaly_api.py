@@ -24,7 +24,7 @@ def test_an_editor_turns_detection_on_and_gets_the_score_metric_and_level(editor
     assert response.status_code == 201, response.content
     body = response.json()
     assert (body["source"], body["metric"], body["label_filters"]) == ("plant", "temperature", {"facility": "f2"})
-    assert (body["detector"], body["sensitivity"], body["enabled"]) == ("ensemble", 0.45, True)
+    assert (body["detector"], body["sensitivity"], body["enabled"]) == ("ensemble", 0.41, True)
     assert body["score_metric"] == "temperature.anomaly_score"
     assert 0.99 < body["level"] < 1
     assert api_client_for(editor).get(URL).json()["results"][0]["id"] == body["id"]

@@ -80,7 +80,7 @@ def score_from_surprise(surprises: np.ndarray) -> np.ndarray:
     return 1.0 - np.power(10.0, -surprises)
 
 
-DEFAULT_SENSITIVITY = 0.45  # level 0.99776: about the best NAB standard-profile threshold of the ensemble
+DEFAULT_SENSITIVITY = 0.41  # level 0.99830: about the best NAB standard-profile threshold of the ensemble
 # Sensitivity 0..1 maps to the surprise a point needs to count as a detection: 4 (odder than 1 point in 10,000)
 # at 0, down to 1 (1 in 10) at 1.
 _LEAST_SENSITIVE_SURPRISE = 4.0
