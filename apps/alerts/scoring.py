@@ -43,6 +43,9 @@ from apps.storage.services import points_write, series_key, series_resolve
 logger = logging.getLogger(__name__)
 
 _LOCK_NAMESPACE = 0x414E4F4D  # "ANOM": advisory locks (namespace, detection id)
+# Series ids come from a sequence before their transaction commits, so a series can become visible after one with a
+# higher id: every run looks past the newest id it knows, and this often at every matching series.
+_FULL_RESCAN_SECONDS = 60.0
 
 
 @dataclass
@@ -58,6 +61,7 @@ class _Loaded:
     cursors: dict[int, datetime | None] = field(default_factory=dict)
     scored: dict[int, int] = field(default_factory=dict)  # series id -> points scored
     newest_series_id: int = 0
+    rescanned_at: float = float("-inf")
     dirty: set[int] = field(default_factory=set)
     checkpointed_at: float = 0.0
 
@@ -148,41 +152,44 @@ def _load(detection: AnomalyDetection) -> _Loaded:
 
 def _series_sync(*, detection: AnomalyDetection, loaded: _Loaded) -> None:
     """Give series that appeared since (and match) a bank row, a state row and a score series."""
-    candidates = Series.objects.filter(
-        source_id=detection.source_id, metric=detection.metric, id__gt=loaded.newest_series_id
-    )
+    candidates = Series.objects.filter(source_id=detection.source_id, metric=detection.metric)
+    if time.monotonic() - loaded.rescanned_at >= _FULL_RESCAN_SECONDS:
+        loaded.rescanned_at = time.monotonic()
+    else:
+        candidates = candidates.filter(id__gt=loaded.newest_series_id)
     if detection.label_filters:
         candidates = candidates.filter(labels__contains=detection.label_filters)
-    new = [series for series in candidates.order_by("id") if series.id not in loaded.rows]
+    new = [
+        (series_id, labels)
+        for series_id, labels in candidates.order_by("id").values_list("id", "labels")
+        if series_id not in loaded.rows
+    ]
     if not new:
         return
+    score_metric = detection.metric + SCORE_METRIC_SUFFIX
     keys = {
-        series.id: series_key(
-            source_id=detection.source_id, metric=detection.metric + SCORE_METRIC_SUFFIX, labels=series.labels
-        )
-        for series in new
+        series_id: series_key(source_id=detection.source_id, metric=score_metric, labels=labels)
+        for series_id, labels in new
     }
     score_ids = series_resolve(keys=keys.values())
     AnomalySeriesState.objects.bulk_create(
         [
-            AnomalySeriesState(detection=detection, series_id=series.id, score_series_id=score_ids[keys[series.id]])
-            for series in new
+            AnomalySeriesState(detection=detection, series_id=series_id, score_series_id=score_ids[keys[series_id]])
+            for series_id, _ in new
         ],
         ignore_conflicts=True,
     )
     state_ids = dict(
-        AnomalySeriesState.objects.filter(detection=detection, series_id__in=[series.id for series in new]).values_list(
-            "series_id", "id"
-        )
+        AnomalySeriesState.objects.filter(detection=detection, series_id__in=list(keys)).values_list("series_id", "id")
     )
     rows = loaded.bank.rows_add(count=len(new))
-    for row, series in zip(rows, new, strict=True):
-        loaded.rows[series.id] = int(row)
-        loaded.state_ids[series.id] = state_ids[series.id]
-        loaded.score_series[series.id] = score_ids[keys[series.id]]
-        loaded.cursors[series.id] = None
-        loaded.scored[series.id] = 0
-        loaded.newest_series_id = max(loaded.newest_series_id, series.id)
+    for row, (series_id, _) in zip(rows, new, strict=True):
+        loaded.rows[series_id] = int(row)
+        loaded.state_ids[series_id] = state_ids[series_id]
+        loaded.score_series[series_id] = score_ids[keys[series_id]]
+        loaded.cursors[series_id] = None
+        loaded.scored[series_id] = 0
+        loaded.newest_series_id = max(loaded.newest_series_id, series_id)
 
 
 def _score_new_points(*, detection: AnomalyDetection, loaded: _Loaded, max_points: int) -> dict:

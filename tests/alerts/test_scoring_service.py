@@ -162,3 +162,20 @@ def test_disabled_detections_are_not_scored():
     anomaly_detection_update(detection=detection, enabled=False)
     assert anomaly_scores_update()["points"] == 0
     assert not AnomalyDetection.objects.get(pk=detection.pk).series_states.exists()
+
+
+def test_a_series_committed_after_a_newer_one_is_picked_up_by_the_periodic_rescan(monkeypatch):
+    from apps.alerts import scoring
+
+    source = source_create(slug="plant")
+    newer = series_create(source=source, metric="temperature", device="b")
+    points_store(newer, list(zip(_times(), _values(), strict=True)))
+    anomaly_detection_create(source=source, metric="temperature", detector="seasonal", sensitivity=0.5)
+    anomaly_scores_update()
+    # A series whose id was drawn before `newer`'s but whose transaction committed after the run.
+    older = Series.objects.create(id=newer - 1, source=source, metric="temperature", labels={"device": "a"}).id
+    points_store(older, list(zip(_times(), _values(2), strict=True)))
+    assert anomaly_scores_update()["points"] == 0  # within the rescan interval only newer ids are looked at
+    monkeypatch.setattr(scoring, "_FULL_RESCAN_SECONDS", 0.0)
+    assert anomaly_scores_update()["points"] == LENGTH
+    assert older in anomaly_score_series_ids(series_ids=[older])
