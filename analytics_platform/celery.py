@@ -16,6 +16,7 @@ app.conf.task_routes = {
     "platform.*": {"queue": "default"},
     "storage.*": {"queue": "storage"},
     "ingestion.*": {"queue": "default"},
+    "alerts.*": {"queue": "default"},
 }
 
 app.conf.beat_schedule = {
@@ -33,6 +34,11 @@ app.conf.beat_schedule = {
         "task": "storage.partitions_prepare",
         "schedule": 3600.0,
         "options": {"queue": "storage", "expires": 3000},
+    },
+    "alerts-anomaly-scores-update": {
+        "task": "alerts.anomaly_scores_update",
+        "schedule": 2.0,
+        "options": {"queue": "default", "expires": 2},
     },
     "storage-retention-apply": {
         "task": "storage.retention_apply",

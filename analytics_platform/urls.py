@@ -10,6 +10,7 @@ from analytics_platform.metrics import metrics_view
 from analytics_platform.views import home
 from apps.access import api as access_api
 from apps.access import views as access_views
+from apps.alerts import api as alerts_api
 from apps.dashboards import api as dashboards_api
 from apps.dashboards import views as dashboards_views
 from apps.ingestion import api as ingestion_api
@@ -29,6 +30,13 @@ api_v1 = [
     path("series", storage_api.SeriesListView.as_view(), name="series-list"),
     path("series/metrics", storage_api.SeriesMetricsView.as_view(), name="series-metrics"),
     path("series/label-values", storage_api.SeriesLabelValuesView.as_view(), name="series-label-values"),
+    path("anomaly-detections/", alerts_api.AnomalyDetectionListCreateView.as_view(), name="anomaly-detection-list"),
+    path(
+        "anomaly-detections/<int:detection_id>/",
+        alerts_api.AnomalyDetectionDetailView.as_view(),
+        name="anomaly-detection-detail",
+    ),
+    path("anomaly-events", alerts_api.AnomalyEventListView.as_view(), name="anomaly-event-list"),
     path("dashboards/", dashboards_api.DashboardListCreateView.as_view(), name="dashboard-list"),
     path("dashboards/import", dashboards_api.DashboardImportView.as_view(), name="dashboard-import"),
     path("dashboards/<slug:uid>/", dashboards_api.DashboardDetailView.as_view(), name="dashboard-detail"),

@@ -11,9 +11,15 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import http_api, ingest, live, storage
+from bench import anomaly, http_api, ingest, live, storage
 
-BENCHMARKS = {"http_api": http_api.run, "ingest": ingest.run, "live": live.run, "storage": storage.run}
+BENCHMARKS = {
+    "anomaly": anomaly.run,
+    "http_api": http_api.run,
+    "ingest": ingest.run,
+    "live": live.run,
+    "storage": storage.run,
+}
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

@@ -241,6 +241,12 @@ STORAGE_QUERY_CACHE_SECONDS = env_int("STORAGE_QUERY_CACHE_SECONDS", 600, minimu
 # p99 under 250 ms in bench/live.py; 0.2 halves the messages at about 100 ms more latency.
 LIVE_FLUSH_INTERVAL_SECONDS = env_float("LIVE_FLUSH_INTERVAL_SECONDS", 0.1, minimum=0.02)
 
+# Anomaly detection (docs/anomaly.md): points one scoring run takes at most (a tenth of that per series, so history
+# is scored over several runs), and how often a detector's per-series state is saved to PostgreSQL (after a restart
+# the points since are scored again, to the same scores).
+ANOMALY_MAX_POINTS_PER_RUN = env_int("ANOMALY_MAX_POINTS_PER_RUN", 100_000, minimum=10)
+ANOMALY_CHECKPOINT_SECONDS = env_float("ANOMALY_CHECKPOINT_SECONDS", 60.0, minimum=0.0)
+
 # Ingestion. MQTT_URL is the broker MQTT sources subscribe to (mqtt://user:password@host:1883).
 MQTT_URL = env_str("MQTT_URL", "mqtt://127.0.0.1:1883")
 KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS", "")

@@ -28,7 +28,7 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-4000:]
     results = {name: json.loads((tmp_path / f"{name}-latest.json").read_text()) for name in
-               ("http_api", "ingest", "live", "storage")}  # fmt: skip
+               ("anomaly", "http_api", "ingest", "live", "storage")}  # fmt: skip
     assert all(document["smoke"] for document in results.values())
 
     http_api = results["http_api"]["result"]
@@ -55,3 +55,15 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
         "c2_avg_1h_30d_fleet_by_facility",
     }  # fmt: skip
     assert storage["load"]["ratio_ours_to_influx"]["write_path"] > 0
+
+    anomaly = results["anomaly"]["result"]
+    assert set(anomaly["detectors"]) >= {"novelty", "seasonal", "ensemble"}
+    for name, detector in anomaly["detectors"].items():
+        assert set(detector["profiles"]) == {"standard", "reward_low_FP", "reward_low_FN"}, name
+        for profile in detector["profiles"].values():
+            assert isinstance(profile["score"], float)
+            assert profile["categories"]
+            assert "pooled" in profile["leave_one_category_out"]
+        assert detector["speed"]["points_per_second"] > 0
+        assert detector["speed"]["memory_bytes_per_series"] > 0
+        assert detector["machine_temperature"]["windows"]
