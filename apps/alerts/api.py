@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from django.http import Http404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics_platform.field_errors import field_error_response
+from analytics_platform.field_errors import ErrorSerializer, field_error_response
 from apps.alerts.models import AnomalyDetection
 from apps.alerts.selectors import anomaly_detection_list_for_user, anomaly_event_list
 from apps.alerts.serializers import (
@@ -30,9 +30,7 @@ from apps.alerts.services import (
 from apps.sources.selectors import source_can_manage, source_list_for_user
 from apps.storage.query.spec import QuerySpecError, time_parse
 
-_FIELD_ERROR = inline_serializer(
-    "AnomalyFieldError", {"detail": serializers.CharField(), "field": serializers.CharField()}
-)
+_FIELD_ERROR = ErrorSerializer  # the API's one error shape (analytics_platform/field_errors.py)
 _EVENTS_MAX = 5_000
 
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from apps.ingestion import uploads
@@ -325,3 +325,59 @@ def test_parquet_uploads_account_for_every_row(settings, tmp_path, sent):
     assert sorted(DeadLetter.objects.filter(source=source).values_list("error_code", flat=True)) == sorted(
         _PARQUET_BAD[record.kind] for record in sent if isinstance(record, Bad)
     )
+
+
+# --- MQTT and Kafka payloads (the connectors' shared BatchStore) -----------------------------------------------
+
+
+@FUZZ
+@given(
+    messages=st.lists(st.tuples(records(list(_JSON_BAD)), encodings), min_size=1, max_size=5),
+    line_protocol=st.booleans(),
+)
+def test_connector_payloads_account_for_every_record_and_every_message(messages, line_protocol):
+    """Each message is acknowledged once; its good records are stored, its bad ones dead-lettered one by one, and a
+    payload that cannot be decoded (spoiled gzip) is dead-lettered whole. Nothing else is left behind."""
+    import threading
+
+    from apps.ingestion.connectors import BatchStore, message_parse
+
+    source, _ = source_with_key(slug=f"fuzz-{next(_slugs)}", kind="mqtt", config={"topic": "plant/+"})
+    payload_format = "line" if line_protocol else "json"
+    parsed, expected_points, expected_letters = [], [], []
+    index = 0  # every record gets its own device and second across the whole batch
+    for handle, (sent, encoding) in enumerate(messages):
+        sent = [record for record in sent if not line_protocol or isinstance(record, Good) or record.kind in _LINE_BAD]
+        lines = []
+        for position, record in enumerate(sent):
+            number = index + position
+            if line_protocol:
+                lines.append(_line(number, record))
+            else:
+                lines.append(_json_record(number, record))
+            if not encoding.spoil:
+                if isinstance(record, Good):
+                    metric = "m.v" if line_protocol else "v"
+                    expected_points.append((metric, {"device": f"d{number}"}, _moment(number), record.value, 1))
+                else:
+                    code = _LINE_BAD[record.kind][1] if line_protocol else _code(record)
+                    expected_letters.append((position, code))
+        index += len(sent)
+        body = ("\n".join(lines) + "\n").encode()
+        data, _ = _encode(body, encoding)
+        # A payload is known for gzip by its two magic bytes: one cut shorter is not gzip at all (another test).
+        assume(not encoding.spoil or data.startswith(b"\x1f\x8b"))
+        if encoding.spoil:
+            expected_letters.append((-1, "invalid_gzip"))
+        parsed.append(message_parse(payload=data, topic="plant/1", payload_format=payload_format, precision="ns",
+                                    topic_label=False, handle=handle))  # fmt: skip
+    acknowledged: list[int] = []
+    store = BatchStore(source_id=source.id, transport="mqtt", payload_format=payload_format, connector_key="fuzz",
+                       context={"precision": "ns"} if line_protocol else {})  # fmt: skip
+    store.store(parsed, stop=threading.Event(), acknowledge=lambda done: acknowledged.extend(m.handle for m in done))
+    assert acknowledged == list(range(len(messages)))  # every message once, in order
+    assert sorted(stored_points(source=source), key=lambda point: point[2]) == sorted(
+        expected_points, key=lambda point: point[2]
+    )
+    letters = DeadLetter.objects.filter(source=source).values_list("record_index", "error_code", "occurrences")
+    assert sorted((position, code) for position, code, _ in letters) == sorted(expected_letters)

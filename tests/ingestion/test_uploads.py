@@ -110,6 +110,28 @@ def test_csv_upload_stores_every_row_exactly_in_chunks():
     assert len(stored_points(source=source)) == 50
 
 
+def test_a_history_upload_takes_the_delta_path_and_reaggregates_nothing_in_its_chunks():
+    """A backfill through an upload is written as fast as live data: its rollups wait as deltas for the refresh."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:  # everything the rows hold is below the watermark: materialized already
+        cursor.execute(
+            "UPDATE storage_rollup_watermark SET watermark = %s, provisional = NULL", [T0 + timedelta(days=2)]
+        )
+        cursor.execute("SELECT count(*) FROM points_1m")
+        rows_before = cursor.fetchone()[0]
+    source, _ = source_with_key()
+    rows = _rows(30)
+    upload = uploads.upload_process(upload_id=_upload(source, _csv_bytes(rows)).id, chunk_rows=10)
+    assert upload.status == UploadStatus.DONE
+    assert stored_points(source=source) == _expected(rows)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM points_1m")
+        assert cursor.fetchone()[0] == rows_before  # no bucket re-aggregated inside the chunks' transactions
+        cursor.execute("SELECT sum(count) FROM points_1m_delta")
+        assert cursor.fetchone()[0] == 60  # every point, as deltas of the minute tier
+
+
 @pytest.mark.parametrize(("delimiter", "bom"), [(";", False), ("\t", True), (",", True)])
 def test_csv_delimiter_sniffed_and_bom_dropped(delimiter, bom):
     source, _ = source_with_key()
