@@ -1,12 +1,12 @@
 """Plain PostgreSQL: daily range partitions, rollup tables maintained from a watermark, retention by drop.
 
 Consistency rule: rollup rows exist exactly for buckets that end at or before the watermark (floored to
-the tier), and always equal an aggregate of the raw points. Two things keep it so:
+the tier), and always equal an aggregate of the raw points merged with the bucket's deltas. Two things keep it so:
 - the refresh job takes the watermark row FOR UPDATE, aggregates [old, new) and moves it;
 - every write takes the same row FOR SHARE, so it either commits before the job aggregates or sees
-  the new watermark; a write below the watermark (a late point, a redelivery) re-aggregates the
-  buckets it touched in the same transaction.
-So a query can read rollups below the watermark and raw points above it, and never be stale.
+  the new watermark; a write below the watermark appends its late points' aggregates as deltas
+  (backends/deltas.py), or, if it replaced points, re-aggregates the buckets it touched in the same transaction.
+So a query can read rollups and their deltas below the watermark and raw points above it, and never be stale.
 
 Provisional minutes: the grace window keeps a minute or two of raw points past the watermark, which every
 dashboard query would aggregate again. So, once the watermark has caught up, the refresh also rolls up the
@@ -19,38 +19,37 @@ unless its minute is marked. Queries read marked minutes from raw points (the wa
 marks in their one snapshot); the next refresh recomputes them and clears the marks. When the watermark moves
 past a provisional minute, an unmarked one is already exact and is not aggregated again.
 
-Label rollups: for every (source, metric, label key) in `storage_label_rollup` (keys with at most
-STORAGE_LABEL_ROLLUP_MAX_VALUES values), each tier also has rows per label value (`points_1m_labels`, ...),
-built from the tier's own rows in the same transactions that build or re-aggregate them, so they follow
-the same rule. "Average by facility over 24 hours by minute" then reads 5 rows per minute instead of one
-per device. A key is registered (and its history built) by the refresh job when series appear, and dropped
-with its rows when it grows past the limit. Queries read the watermark, the registry and the rows in one
-snapshot (REPEATABLE READ), so they see a key's rows complete or not at all.
+Partitions (backends/partitions.py) and label rollups (backends/label_rollups.py) live in modules of their own.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from psycopg import sql
-from psycopg.errors import CheckViolation
 
 from apps.storage.backends.base import (
     BACKEND_POSTGRES,
-    RETENTION_FIELDS,
     ROLLUP_COLUMNS,
     Point,
     RetentionResult,
     StorageBackend,
 )
 from apps.storage.backends.deltas import delta_table, deltas_copy, deltas_fold, deltas_install, deltas_newest
+from apps.storage.backends.label_rollups import (
+    label_aggregate,
+    label_keys_registered,
+    label_rollups_install,
+    label_rollups_sync,
+    label_rows_delete_expired,
+)
+from apps.storage.backends.partitions import DailyPartitions
 from apps.storage.query.cache import generation_bump
 from apps.storage.tiers import (
     BUCKET_ORIGIN,
@@ -65,15 +64,10 @@ from apps.storage.tiers import (
 
 logger = logging.getLogger(__name__)
 
-_PARTITION_NAME = re.compile(r"^points_p(\d{8})$")
 # At most this much raw time is aggregated per refresh transaction (catch-up after downtime runs in steps).
 MAX_REFRESH_STEP = timedelta(hours=1)
 # Deltas folded per tier per drain transaction: writers wait for each (it holds the watermark FOR UPDATE).
 DELTAS_FOLD_ROWS = 50_000
-
-
-def _partition_name(day: date) -> str:
-    return f"points_p{day:%Y%m%d}"
 
 
 def _aggregate_from(tier: Tier) -> sql.Composed:
@@ -133,39 +127,6 @@ def _upsert_suffix() -> sql.SQL:
     )
 
 
-_LABEL_ROLLUP_SOURCE_COLUMNS = "source_id integer NOT NULL, metric text NOT NULL, label_key text NOT NULL, " \
-    "label_value text NOT NULL, "  # fmt: skip
-
-
-def _label_aggregate(tier: Tier, condition: sql.Composable) -> sql.Composed:
-    """(Re)build `tier`'s label rows from its per-series rows that match `condition`, for registered keys.
-
-    Groups are whole (source, metric, key, value, bucket) cells: the condition must select every series row
-    of a cell (conditions are on source, metric and bucket only), so an upsert replaces the cell exactly.
-    """
-    return sql.SQL(
-        "INSERT INTO {labels} (source_id, metric, label_key, label_value, bucket, count, sum, min, max, last, "
-        "last_time) SELECT s.source_id, s.metric, r.label_key, s.labels->>r.label_key, t.bucket, "
-        "sum(t.count)::bigint, sum(t.sum), min(t.min), max(t.max), (array_agg(t.last ORDER BY t.last_time DESC))[1], "
-        "max(t.last_time) FROM {table} t JOIN storage_series s ON s.id = t.series_id "
-        "JOIN storage_label_rollup r ON r.source_id = s.source_id AND r.metric = s.metric AND s.labels ? r.label_key "
-        "WHERE {condition} GROUP BY 1, 2, 3, 4, 5 ORDER BY 5 "
-        "ON CONFLICT (source_id, metric, label_key, label_value, bucket) DO UPDATE SET count = EXCLUDED.count, "
-        "sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max, last = EXCLUDED.last, "
-        "last_time = EXCLUDED.last_time"
-    ).format(labels=sql.Identifier(tier.labels_table), table=sql.Identifier(tier.table), condition=condition)
-
-
-def _label_rows_delete(cursor, tier: Tier, parameters: dict) -> None:
-    """Delete `tier`'s label rows of one (source, metric, label key)."""
-    cursor.execute(
-        sql.SQL("DELETE FROM {} WHERE source_id = %(source)s AND metric = %(metric)s AND label_key = %(key)s").format(
-            sql.Identifier(tier.labels_table)
-        ),
-        parameters,
-    )
-
-
 def _consecutive_runs(starts: Sequence[datetime], width: timedelta) -> list[tuple[datetime, datetime]]:
     """Sorted bucket starts as half-open ranges of adjacent buckets: one statement per run, not per bucket."""
     runs: list[tuple[datetime, datetime]] = []
@@ -177,23 +138,12 @@ def _consecutive_runs(starts: Sequence[datetime], width: timedelta) -> list[tupl
     return runs
 
 
-# A write whose points span at most this many days gets every partition in its range; wider ones only their days.
-_PARTITION_RANGE_DAYS = 7
-
-
-class PostgresBackend(StorageBackend):
+class PostgresBackend(DailyPartitions, StorageBackend):
     """Storage on any PostgreSQL 14+ without extensions."""
 
     name = BACKEND_POSTGRES
     label_rollups = True
     deltas = True
-
-    def __init__(self, alias: str = "default") -> None:
-        super().__init__(alias)
-        # Days whose partition this process saw committed, valid while the partition epoch (bumped by every retention
-        # run that drops partitions, in any process) is the one read with them.
-        self._known_partitions: set[date] = set()
-        self._partition_epoch: int | None = None
 
     # --- schema -------------------------------------------------------------------------------
     def install(self) -> None:
@@ -237,22 +187,11 @@ class PostgresBackend(StorageBackend):
     def label_rollups_install(self) -> None:
         """The label rollup tables and their registry (idempotent; databases installed before them get them too)."""
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
-            for tier in TIERS_FINE_TO_COARSE:
-                cursor.execute(
-                    sql.SQL(
-                        "CREATE TABLE IF NOT EXISTS {} ({}{}, PRIMARY KEY (source_id, metric, label_key, label_value, "
-                        "bucket))"
-                    ).format(
-                        sql.Identifier(tier.labels_table),
-                        sql.SQL(_LABEL_ROLLUP_SOURCE_COLUMNS),
-                        sql.SQL(ROLLUP_COLUMNS.replace("series_id integer NOT NULL, ", "")),
-                    )
-                )
-            cursor.execute(
-                "CREATE TABLE IF NOT EXISTS storage_label_rollup (source_id integer NOT NULL, metric text NOT NULL, "
-                "label_key text NOT NULL, registered_at timestamptz NOT NULL DEFAULT now(), "
-                "PRIMARY KEY (source_id, metric, label_key))"
-            )
+            label_rollups_install(cursor)
+
+    def label_keys_registered(self, cursor, *, metric: str, key: str, source_ids: Sequence[int]) -> bool:
+        """Whether every one of these sources has label rollups for (metric, key)."""
+        return label_keys_registered(cursor, metric=metric, key=key, source_ids=source_ids)
 
     def provisional_rollups_install(self) -> None:
         """The provisional bound and the dirty-minute marks (idempotent; databases installed before them get them)."""
@@ -269,113 +208,7 @@ class PostgresBackend(StorageBackend):
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
             deltas_install(cursor)
 
-    def partition_epoch_install(self) -> None:
-        """The partition epoch beside the watermark (idempotent; databases installed before it get it too)."""
-        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
-            cursor.execute(
-                "ALTER TABLE storage_rollup_watermark "
-                "ADD COLUMN IF NOT EXISTS partition_epoch bigint NOT NULL DEFAULT 0"
-            )
-
-    def label_keys_registered(self, cursor, *, metric: str, key: str, source_ids: Sequence[int]) -> bool:
-        """Whether every one of these sources has label rollups for (metric, key)."""
-        cursor.execute(
-            "SELECT count(*) FROM storage_label_rollup WHERE metric = %s AND label_key = %s "
-            "AND source_id = ANY(%s::int[])",
-            [metric, key, list(source_ids)],
-        )
-        return cursor.fetchone()[0] == len(set(source_ids))
-
-    def partitions_ensure(self, *, start: date, end: date | None = None) -> list[str]:
-        """Create daily partitions from `start` through `end` (default: STORAGE_PARTITION_DAYS_AHEAD ahead).
-
-        Takes the watermark row FOR SHARE first, as every write does (see `_write_begin`), so it keeps the one lock
-        order that cannot deadlock with the refresh and retention.
-        """
-        end = end or timezone.now().date() + timedelta(days=settings.STORAGE_PARTITION_DAYS_AHEAD)
-        days = [start + timedelta(days=offset) for offset in range((end - start).days + 1)]
-        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
-            self._partition_epoch_read(cursor)
-            return self._partitions_create(cursor, days)
-
-    def _partition_epoch_read(self, cursor) -> tuple[datetime, datetime]:
-        """(watermark, provisional bound), read FOR SHARE; forgets the known partitions if retention dropped some."""
-        cursor.execute(
-            "SELECT watermark, greatest(watermark, provisional), partition_epoch FROM storage_rollup_watermark "
-            "FOR SHARE"
-        )
-        watermark, provisional, epoch = cursor.fetchone()
-        if epoch != self._partition_epoch:
-            self._known_partitions = set()
-            self._partition_epoch = epoch
-        return watermark, provisional
-
-    def _partitions_create(self, cursor, days: Sequence[date]) -> list[str]:
-        """Create the partitions of `days` that do not exist, in the caller's transaction (which holds the watermark
-        row FOR SHARE); they are remembered only once it commits, so a rolled-back write never leaves a day
-        remembered whose partition went with it.
-
-        Each is created as a table of its own and then attached: ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE on
-        `points`, which lets writes and queries go on, where CREATE TABLE ... PARTITION OF takes ACCESS EXCLUSIVE
-        until the write commits (that lock, taken inside a write, once deadlocked with the rollup refresh).
-        """
-        known = self._known_partitions
-        missing = [day for day in days if day not in known]
-        if not missing:
-            return []
-        # Serialise partition creation between processes; IF NOT EXISTS alone races.
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('storage.points.partitions'))")
-        cursor.execute(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = 'points'::regclass"
-        )
-        existing = {row[0] for row in cursor.fetchall()}
-        created = []
-        for day in missing:
-            name = _partition_name(day)
-            if name in existing:
-                continue
-            lower = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            cursor.execute(
-                sql.SQL("CREATE TABLE {} (LIKE points INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
-                    sql.Identifier(name)
-                )
-            )
-            cursor.execute(
-                sql.SQL("ALTER TABLE points ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-                    sql.Identifier(name), sql.Literal(lower), sql.Literal(lower + timedelta(days=1))
-                )
-            )
-            created.append(name)
-        epoch = self._partition_epoch
-
-        def remember() -> None:
-            if self._partition_epoch == epoch:  # a retention run seen meanwhile may have dropped some of them
-                self._known_partitions.update(missing)
-
-        transaction.on_commit(remember, using=self.alias)
-        return created
-
-    def partitions_list(self) -> list[str]:
-        """Names of the daily partitions, oldest first."""
-        with self.connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent = 'points'::regclass ORDER BY c.relname"
-            )
-            return [row[0] for row in cursor.fetchall()]
-
     # --- writes -------------------------------------------------------------------------------
-    @staticmethod
-    def _partition_days(moments: set[datetime]) -> list[date]:
-        """The days a write needs partitions for: every day of its range, or only its own days when it spans more
-        than a week (a backfill over years must not create a partition for every day in between)."""
-        earliest = min(moments).astimezone(UTC).date()
-        latest = max(moments).astimezone(UTC).date()
-        if (latest - earliest).days <= _PARTITION_RANGE_DAYS:
-            return [earliest + timedelta(days=offset) for offset in range((latest - earliest).days + 1)]
-        return sorted({moment.astimezone(UTC).date() for moment in moments})
-
     def _write_begin(self, cursor, points: Sequence[Point], moments: set[datetime]) -> tuple[datetime, datetime]:
         """(watermark, provisional bound), held FOR SHARE until commit so no refresh moves them meanwhile; then the
         write's partitions. The lock order, the same in every transaction that touches points, is what keeps writes,
@@ -384,18 +217,6 @@ class PostgresBackend(StorageBackend):
         bounds = self._partition_epoch_read(cursor)
         self._partitions_create(cursor, self._partition_days(moments))
         return bounds
-
-    def _write(self, points, schema_id, moments, store) -> tuple[int, int]:
-        """As the base class, once more after forgetting the known partitions if one of them turned out missing
-        (dropped behind the epoch's back, say by hand): a write never fails for a stale memory of partitions."""
-        try:
-            return super()._write(points, schema_id, moments, store)
-        except IntegrityError as error:
-            if not isinstance(error.__cause__, CheckViolation) or "no partition" not in str(error):
-                raise
-            logger.warning("a partition this process knew of is gone; creating it again")
-            self._known_partitions = set()
-            return super()._write(points, schema_id, moments, store)
 
     def _write_end(
         self,
@@ -474,7 +295,7 @@ class PostgresBackend(StorageBackend):
             )
             # Whole label cells (every series of the touched source, metric and bucket) are rebuilt.
             cursor.execute(
-                _label_aggregate(
+                label_aggregate(
                     tier,
                     sql.SQL(
                         "(s.source_id, s.metric, t.bucket) IN (SELECT DISTINCT d_s.source_id, d_s.metric, d.d_bucket "
@@ -501,7 +322,7 @@ class PostgresBackend(StorageBackend):
             # cell of that cross product that nothing changed is rebuilt to the same values). Found by the bucket
             # index; a list of exact (source, metric, bucket) cells made the planner probe every series per cell.
             cursor.execute(
-                _label_aggregate(
+                label_aggregate(
                     tier,
                     sql.SQL(
                         "t.bucket = ANY(%(buckets)s::timestamptz[]) AND s.source_id = ANY(%(sources)s::int[]) "
@@ -565,7 +386,9 @@ class PostgresBackend(StorageBackend):
                 )
                 old, provisional = cursor.fetchone()
                 if steps == 0:
-                    self._label_rollups_sync(cursor)
+                    label_rollups_sync(
+                        cursor, before_registering=lambda: self._deltas_fold(cursor, sql.SQL("TRUE"), {})
+                    )
                 if old >= target:
                     # Caught up: only now, so a backlog is never rolled up provisionally and then again exactly.
                     new_provisional, built, recomputed = self._provisional_refresh(
@@ -687,66 +510,8 @@ class PostgresBackend(StorageBackend):
             {"lower": lower, "upper": upper},
         )
         cursor.execute(
-            _label_aggregate(tier, sql.SQL("t.bucket >= %(lower)s AND t.bucket < %(upper)s")),
+            label_aggregate(tier, sql.SQL("t.bucket >= %(lower)s AND t.bucket < %(upper)s")),
             {"lower": lower, "upper": upper},
-        )
-
-    def _label_rollups_sync(self, cursor) -> None:
-        """Register label keys with few values, build their history, unregister keys that grew past the limit.
-
-        Runs inside the refresh transaction (the watermark row is locked, so no write re-aggregates meanwhile).
-        Only new series change the answer, so it is skipped while the newest series id and the limit are as
-        at the last sync.
-        """
-        limit = settings.STORAGE_LABEL_ROLLUP_MAX_VALUES
-        cursor.execute("SELECT coalesce(max(id), 0) FROM storage_series")
-        state = f"{cursor.fetchone()[0]}:{limit}"
-        cursor.execute("SELECT value FROM storage_meta WHERE key = 'label_rollup_sync'")
-        row = cursor.fetchone()
-        if row is not None and row[0] == state:
-            return
-        wanted: set[tuple[int, str, str]] = set()
-        if limit:
-            cursor.execute(
-                "SELECT s.source_id, s.metric, k.key FROM storage_series s CROSS JOIN jsonb_object_keys(s.labels) "
-                "AS k(key) GROUP BY 1, 2, 3 HAVING count(DISTINCT s.labels->>k.key) <= %s",
-                [limit],
-            )
-            wanted = {tuple(item) for item in cursor.fetchall()}
-        cursor.execute("SELECT source_id, metric, label_key FROM storage_label_rollup")
-        registered = {tuple(item) for item in cursor.fetchall()}
-        for source_id, metric, key in sorted(registered - wanted):
-            # Queries read the registry and the rows in one snapshot, so both can go at once.
-            parameters = {"source": source_id, "metric": metric, "key": key}
-            cursor.execute(
-                "DELETE FROM storage_label_rollup WHERE source_id = %(source)s AND metric = %(metric)s "
-                "AND label_key = %(key)s",
-                parameters,
-            )
-            for tier in TIERS_FINE_TO_COARSE:
-                _label_rows_delete(cursor, tier, parameters)
-        if wanted - registered:
-            # A key's history is built from the tiers' rows: with every delta folded into them first.
-            self._deltas_fold(cursor, sql.SQL("TRUE"), {})
-        for source_id, metric, key in sorted(wanted - registered):
-            cursor.execute(
-                "INSERT INTO storage_label_rollup (source_id, metric, label_key) VALUES (%s, %s, %s)",
-                [source_id, metric, key],
-            )
-            parameters = {"source": source_id, "metric": metric, "key": key}
-            for tier in TIERS_FINE_TO_COARSE:
-                _label_rows_delete(cursor, tier, parameters)  # rows left from an earlier registration
-                cursor.execute(
-                    _label_aggregate(
-                        tier,
-                        sql.SQL("s.source_id = %(source)s AND s.metric = %(metric)s AND r.label_key = %(key)s"),
-                    ),
-                    parameters,
-                )
-        cursor.execute(
-            "INSERT INTO storage_meta (key, value) VALUES ('label_rollup_sync', %s) "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            [state],
         )
 
     # --- retention ----------------------------------------------------------------------------
@@ -762,16 +527,7 @@ class PostgresBackend(StorageBackend):
             cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR UPDATE")
             # Rows are deleted by bucket below: every delta is folded into its row first, so none outlives it.
             self._deltas_fold(cursor, sql.SQL("TRUE"), {})
-            for name in self.partitions_list():
-                match = _PARTITION_NAME.match(name)
-                # A partition holds one day; it goes when its whole day is older than the cutoff.
-                if match and datetime.strptime(match.group(1), "%Y%m%d").date() < cutoff:
-                    cursor.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
-                    result.dropped_partitions.append(name)
-            if result.dropped_partitions:
-                # Every process forgets the partitions it knew of at its next write, which reads the epoch.
-                cursor.execute("UPDATE storage_rollup_watermark SET partition_epoch = partition_epoch + 1")
-                self._known_partitions = set()
+            result.dropped_partitions = self.partitions_drop_before(cursor, cutoff)
             deleted = self._delete_expired_rows(cursor, table="points", now=now, shorter_than_days=keep_days)
             if deleted:
                 result.deleted_rows["points"] = deleted
@@ -779,21 +535,11 @@ class PostgresBackend(StorageBackend):
                 deleted = self._delete_expired_rows(cursor, table=tier.table, now=now)
                 if deleted:
                     result.deleted_rows[tier.table] = deleted
-                deleted = self._delete_expired_label_rows(cursor, tier=tier, now=now)
+                deleted = label_rows_delete_expired(
+                    cursor, tier=tier, now=now, default_days=self.retention_days()[tier.table]
+                )
                 if deleted:
                     result.deleted_rows[tier.labels_table] = deleted
             if result.dropped_partitions or result.deleted_rows:
                 transaction.on_commit(generation_bump, using=self.alias)
         return result
-
-    def _delete_expired_label_rows(self, cursor, *, tier: Tier, now: datetime) -> int:
-        """A tier's label rows go with the same per-source cutoff as its per-series rows."""
-        field_name, _ = RETENTION_FIELDS[tier.table]
-        cursor.execute(
-            sql.SQL(
-                "DELETE FROM {labels} t USING sources_source src WHERE src.id = t.source_id "
-                "AND t.bucket < %s::timestamptz - make_interval(days => coalesce(src.{field}, %s))"
-            ).format(labels=sql.Identifier(tier.labels_table), field=sql.Identifier(field_name)),
-            [now, self.retention_days()[tier.table]],
-        )
-        return cursor.rowcount or 0

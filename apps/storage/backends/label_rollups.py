@@ -1,0 +1,154 @@
+"""Label rollups (plain PostgreSQL): each tier's rows also kept per (source, metric, label key, label value).
+
+For every (source, metric, label key) in `storage_label_rollup` (keys with at most STORAGE_LABEL_ROLLUP_MAX_VALUES
+values), each tier also has rows per label value (`points_1m_labels`, ...), built from the tier's own rows in the
+same transactions that build, re-aggregate or fold deltas into them, so they follow the same rule. "Average by
+facility over 24 hours by minute" then reads 5 rows per minute instead of one per device. A key is registered (and
+its history built) by the refresh job when series appear, and dropped with its rows when it grows past the limit.
+Queries read the watermark, the registry and the rows in one snapshot (REPEATABLE READ), so they see a key's rows
+complete or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from django.conf import settings
+from psycopg import sql
+
+from apps.storage.backends.base import RETENTION_FIELDS, ROLLUP_COLUMNS
+from apps.storage.tiers import TIERS_FINE_TO_COARSE, Tier
+
+_LABEL_ROLLUP_SOURCE_COLUMNS = "source_id integer NOT NULL, metric text NOT NULL, label_key text NOT NULL, " \
+    "label_value text NOT NULL, "  # fmt: skip
+
+
+def label_aggregate(tier: Tier, condition: sql.Composable) -> sql.Composed:
+    """(Re)build `tier`'s label rows from its per-series rows that match `condition`, for registered keys.
+
+    Groups are whole (source, metric, key, value, bucket) cells: the condition must select every series row
+    of a cell (conditions are on source, metric and bucket only), so an upsert replaces the cell exactly.
+    """
+    return sql.SQL(
+        "INSERT INTO {labels} (source_id, metric, label_key, label_value, bucket, count, sum, min, max, last, "
+        "last_time) SELECT s.source_id, s.metric, r.label_key, s.labels->>r.label_key, t.bucket, "
+        "sum(t.count)::bigint, sum(t.sum), min(t.min), max(t.max), (array_agg(t.last ORDER BY t.last_time DESC))[1], "
+        "max(t.last_time) FROM {table} t JOIN storage_series s ON s.id = t.series_id "
+        "JOIN storage_label_rollup r ON r.source_id = s.source_id AND r.metric = s.metric AND s.labels ? r.label_key "
+        "WHERE {condition} GROUP BY 1, 2, 3, 4, 5 ORDER BY 5 "
+        "ON CONFLICT (source_id, metric, label_key, label_value, bucket) DO UPDATE SET count = EXCLUDED.count, "
+        "sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max, last = EXCLUDED.last, "
+        "last_time = EXCLUDED.last_time"
+    ).format(labels=sql.Identifier(tier.labels_table), table=sql.Identifier(tier.table), condition=condition)
+
+
+def label_rows_delete(cursor, tier: Tier, parameters: dict) -> None:
+    """Delete `tier`'s label rows of one (source, metric, label key)."""
+    cursor.execute(
+        sql.SQL("DELETE FROM {} WHERE source_id = %(source)s AND metric = %(metric)s AND label_key = %(key)s").format(
+            sql.Identifier(tier.labels_table)
+        ),
+        parameters,
+    )
+
+
+def label_rollups_install(cursor) -> None:
+    """The label rollup tables and their registry (idempotent; databases installed before them get them too)."""
+    for tier in TIERS_FINE_TO_COARSE:
+        cursor.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ({}{}, PRIMARY KEY (source_id, metric, label_key, label_value, bucket))"
+            ).format(
+                sql.Identifier(tier.labels_table),
+                sql.SQL(_LABEL_ROLLUP_SOURCE_COLUMNS),
+                sql.SQL(ROLLUP_COLUMNS.replace("series_id integer NOT NULL, ", "")),
+            )
+        )
+    cursor.execute(
+        "CREATE TABLE IF NOT EXISTS storage_label_rollup (source_id integer NOT NULL, metric text NOT NULL, "
+        "label_key text NOT NULL, registered_at timestamptz NOT NULL DEFAULT now(), "
+        "PRIMARY KEY (source_id, metric, label_key))"
+    )
+
+
+def label_keys_registered(cursor, *, metric: str, key: str, source_ids: Sequence[int]) -> bool:
+    """Whether every one of these sources has label rollups for (metric, key)."""
+    cursor.execute(
+        "SELECT count(*) FROM storage_label_rollup WHERE metric = %s AND label_key = %s AND source_id = ANY(%s::int[])",
+        [metric, key, list(source_ids)],
+    )
+    return cursor.fetchone()[0] == len(set(source_ids))
+
+
+def label_rollups_sync(cursor, *, before_registering: Callable[[], object]) -> None:
+    """Register label keys with few values, build their history, unregister keys that grew past the limit.
+
+    Runs inside the refresh transaction (the watermark row is locked, so no write re-aggregates meanwhile);
+    `before_registering` runs once before any key's history is built (the refresh folds every delta then).
+    Only new series change the answer, so it is skipped while the newest series id and the limit are as
+    at the last sync.
+    """
+    limit = settings.STORAGE_LABEL_ROLLUP_MAX_VALUES
+    cursor.execute("SELECT coalesce(max(id), 0) FROM storage_series")
+    state = f"{cursor.fetchone()[0]}:{limit}"
+    cursor.execute("SELECT value FROM storage_meta WHERE key = 'label_rollup_sync'")
+    row = cursor.fetchone()
+    if row is not None and row[0] == state:
+        return
+    wanted: set[tuple[int, str, str]] = set()
+    if limit:
+        cursor.execute(
+            "SELECT s.source_id, s.metric, k.key FROM storage_series s CROSS JOIN jsonb_object_keys(s.labels) "
+            "AS k(key) GROUP BY 1, 2, 3 HAVING count(DISTINCT s.labels->>k.key) <= %s",
+            [limit],
+        )
+        wanted = {tuple(item) for item in cursor.fetchall()}
+    cursor.execute("SELECT source_id, metric, label_key FROM storage_label_rollup")
+    registered = {tuple(item) for item in cursor.fetchall()}
+    for source_id, metric, key in sorted(registered - wanted):
+        # Queries read the registry and the rows in one snapshot, so both can go at once.
+        parameters = {"source": source_id, "metric": metric, "key": key}
+        cursor.execute(
+            "DELETE FROM storage_label_rollup WHERE source_id = %(source)s AND metric = %(metric)s "
+            "AND label_key = %(key)s",
+            parameters,
+        )
+        for tier in TIERS_FINE_TO_COARSE:
+            label_rows_delete(cursor, tier, parameters)
+    if wanted - registered:
+        # A key's history is built from the tiers' rows: with every delta folded into them first.
+        before_registering()
+    for source_id, metric, key in sorted(wanted - registered):
+        cursor.execute(
+            "INSERT INTO storage_label_rollup (source_id, metric, label_key) VALUES (%s, %s, %s)",
+            [source_id, metric, key],
+        )
+        parameters = {"source": source_id, "metric": metric, "key": key}
+        for tier in TIERS_FINE_TO_COARSE:
+            label_rows_delete(cursor, tier, parameters)  # rows left from an earlier registration
+            cursor.execute(
+                label_aggregate(
+                    tier,
+                    sql.SQL("s.source_id = %(source)s AND s.metric = %(metric)s AND r.label_key = %(key)s"),
+                ),
+                parameters,
+            )
+    cursor.execute(
+        "INSERT INTO storage_meta (key, value) VALUES ('label_rollup_sync', %s) "
+        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        [state],
+    )
+
+
+def label_rows_delete_expired(cursor, *, tier: Tier, now: datetime, default_days: int) -> int:
+    """A tier's label rows go with the same per-source cutoff as its per-series rows; how many were deleted."""
+    field_name, _ = RETENTION_FIELDS[tier.table]
+    cursor.execute(
+        sql.SQL(
+            "DELETE FROM {labels} t USING sources_source src WHERE src.id = t.source_id "
+            "AND t.bucket < %s::timestamptz - make_interval(days => coalesce(src.{field}, %s))"
+        ).format(labels=sql.Identifier(tier.labels_table), field=sql.Identifier(field_name)),
+        [now, default_days],
+    )
+    return cursor.rowcount or 0
