@@ -970,91 +970,45 @@ def _live_tick(ids: list[int], end: datetime) -> tuple[dict, tuple | None]:
 
 def _backfill_drain(ids: list[int], end: datetime, user, *, points: int) -> dict:
     """Write `points` late points spread over the 30 days before `end` (half a second off the 1 Hz data, so each is
-    new: the delta path) in one thread, run the refresh as the beat task does (a run every 10 s, each folding
+    new: the delta path) in one process, run the refresh as the beat task does (a run every 10 s, each folding
     deltas for at most STORAGE_DELTAS_DRAIN_SECONDS) in another, and the dashboard queries (cold, cache emptied)
-    in this one, from the first write until the backlog is drained. Threads of one process, each with its own
-    database connection; most of the work is PostgreSQL's.
+    in this one, from the first write until the backlog is drained. Three processes, as in a deployment (ingest,
+    worker, web), so none waits for another's Python.
     """
-    import threading
-
-    from django.db import connections
-
-    from apps.storage.backends import backend_for
     from apps.storage.selectors import rollup_backlog
-    from apps.storage.services import points_write
 
-    span = BACKFILL_DAYS * 86_400
-    step = span / (points / SERIES)  # seconds between one series' backfilled points
-    first = end - timedelta(seconds=span)
-    writing = threading.Event()
-    writing.set()
-    report: dict = {"points": points, "days": BACKFILL_DAYS, "series": SERIES, "batch_points": BATCH_SECONDS * SERIES}
-    failures: list[BaseException] = []
-
-    def write() -> None:
-        try:
-            started, batch, count = time.perf_counter(), [], 0
-            for index in range(points // SERIES):
-                moment = first + timedelta(seconds=math.floor(index * step) + 0.5)
-                batch.extend((series_id, moment, 15.0 + (series_id % 7)) for series_id in ids)
-                if len(batch) >= BATCH_SECONDS * SERIES:
-                    count += points_write(points=batch).late_buckets
-                    batch = []
-            if batch:
-                count += points_write(points=batch).late_buckets
-            seconds = time.perf_counter() - started
-            report["write_seconds"] = round(seconds, 1)
-            report["write_points_per_second"] = round(points / seconds)
-            report["delta_rows_written"] = count
-        except BaseException as error:
-            failures.append(error)
-        finally:
-            writing.clear()
-            connections.close_all()
-
-    refreshes: list[dict] = []
-    drained = threading.Event()
-
-    def refresh() -> None:
-        try:
-            while not drained.is_set():
-                started = time.perf_counter()
-                info = backend_for().rollup_refresh(now=end)
-                refreshes.append({"ms": (time.perf_counter() - started) * 1000, "folded": info["deltas_folded"],
-                                  "left": info["deltas_left"]})  # fmt: skip
-                if not writing.is_set() and not info["deltas_left"]:
-                    drained.set()
-                    break
-                drained.wait(max(0.0, REFRESH_EVERY_SECONDS - (time.perf_counter() - started)))
-        except BaseException as error:
-            failures.append(error)
-            drained.set()
-        finally:
-            connections.close_all()
-
-    latencies: dict[str, list[float]] = {name: [] for name in _cases(end, 0)}
-    backlog_peak = 0
-    threads = [threading.Thread(target=write), threading.Thread(target=refresh)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    repetition = 0
-    written_at = None
-    while not drained.is_set():
-        for name, (body, _) in _cases(end, repetition).items():
-            _cache_clear()
-            ms, _, _ = _ours_once(body, end, user)
-            latencies[name].append(ms)
-        repetition += 1
-        if repetition % 5 == 0:
-            backlog_peak = max(backlog_peak, sum(count for count, _ in rollup_backlog().values()))
-        if written_at is None and not writing.is_set():
-            written_at = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
-    finished = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-backfill-") as directory:
+        folder = Path(directory)
+        arguments = {"ids": ids, "end": end.isoformat(), "points": points, "folder": directory}
+        children = {
+            role: subprocess.Popen(
+                [sys.executable, "-m", "bench.storage", "--backfill-part", role, "--arguments", json.dumps(arguments)],
+                cwd=REPO_ROOT,
+            )
+            for role in ("writer", "refresher")
+        }
+        latencies: dict[str, list[float]] = {name: [] for name in _cases(end, 0)}
+        backlog_peak = 0
+        started = time.perf_counter()
+        written_at = None
+        repetition = 0
+        while children["refresher"].poll() is None:
+            for name, (body, _) in _cases(end, repetition).items():
+                _cache_clear()
+                ms, _, _ = _ours_once(body, end, user)
+                latencies[name].append(ms)
+            repetition += 1
+            if repetition % 5 == 0:
+                backlog_peak = max(backlog_peak, sum(count for count, _ in rollup_backlog().values()))
+            if written_at is None and (folder / "writer.json").exists():
+                written_at = time.perf_counter()
+        finished = time.perf_counter()
+        for role, child in children.items():
+            if child.wait(timeout=600) != 0:
+                raise RuntimeError(f"the backfill {role} failed (exit {child.returncode})")
+        report = {"points": points, "days": BACKFILL_DAYS, "series": SERIES, "batch_points": BATCH_SECONDS * SERIES}
+        report.update(json.loads((folder / "writer.json").read_text()))
+        refreshes = json.loads((folder / "refresher.json").read_text())
     every = [value for values in latencies.values() for value in values]
     report.update({
         "drain_seconds_after_last_write": round(finished - (written_at or finished), 1),
@@ -1067,11 +1021,51 @@ def _backfill_drain(ids: list[int], end: datetime, user, *, points: int) -> dict
         "queries_meanwhile_all": _summary(every),
         "target_p95_ms": TARGET_P95_MS,
         "target_pass": _summary(every)["p95_ms"] < TARGET_P95_MS,
-        "note": "cold queries (cache emptied), back to back, from the first backfill write until the refresh has "
-        "folded every delta; the refresh runs every 10 s as the beat task does, folding for at most "
-        "STORAGE_DELTAS_DRAIN_SECONDS a run after moving the watermark",
+        "note": "three processes: the backfill writer (points_write, batches of 10,000), the refresh every 10 s as "
+        "the beat task runs it (folding for at most STORAGE_DELTAS_DRAIN_SECONDS a run after moving the watermark), "
+        "and cold dashboard queries back to back (cache emptied), from the first write until every delta is folded",
     })  # fmt: skip
     return report
+
+
+def _backfill_part(role: str, arguments: dict) -> None:
+    """One process of the backfill phase: the writer, or the refresher (which stops once the writer is done and
+    every delta is folded). Each writes its figures to <folder>/<role>.json."""
+    from apps.storage.backends import backend_for
+    from apps.storage.services import points_write
+
+    folder = Path(arguments["folder"])
+    end = datetime.fromisoformat(arguments["end"])
+    ids, points = arguments["ids"], arguments["points"]
+    if role == "writer":
+        span = BACKFILL_DAYS * 86_400
+        step = span / (points / SERIES)  # seconds between one series' backfilled points
+        first = end - timedelta(seconds=span)
+        started, batch, count = time.perf_counter(), [], 0
+        for index in range(points // SERIES):
+            moment = first + timedelta(seconds=math.floor(index * step) + 0.5)
+            batch.extend((series_id, moment, 15.0 + (series_id % 7)) for series_id in ids)
+            if len(batch) >= BATCH_SECONDS * SERIES:
+                count += points_write(points=batch).late_buckets
+                batch = []
+        if batch:
+            count += points_write(points=batch).late_buckets
+        seconds = time.perf_counter() - started
+        figures = {"write_seconds": round(seconds, 1), "write_points_per_second": round(points / seconds),
+                   "delta_rows_written": count}  # fmt: skip
+        (folder / "writer.json").write_text(json.dumps(figures))
+        return
+    runs: list[dict] = []
+    while True:
+        started = time.perf_counter()
+        info = backend_for().rollup_refresh(now=end)
+        runs.append({"ms": (time.perf_counter() - started) * 1000, "folded": info["deltas_folded"]})
+        if (folder / "writer.json").exists() and not info["deltas_left"]:
+            with backend_for().connection.cursor() as cursor:
+                if not backend_for().deltas_pending(cursor):
+                    break
+        time.sleep(max(0.0, REFRESH_EVERY_SECONDS - (time.perf_counter() - started)))
+    (folder / "refresher.json").write_text(json.dumps(runs))
 
 
 def _memory_gib() -> float:
@@ -1083,13 +1077,20 @@ def _memory_gib() -> float:
 
 def _worker_main() -> int:
     parser = argparse.ArgumentParser(description="The storage benchmark's body (run by bench.storage.run).")
-    parser.add_argument("--worker", action="store_true", required=True)
-    parser.add_argument("--output", required=True)
+    parser.add_argument("--worker", action="store_true")
+    parser.add_argument("--output")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--backfill-part", choices=["writer", "refresher"], help="One process of the backfill phase.")
+    parser.add_argument("--arguments", help="The backfill phase's arguments, as JSON.")
     arguments = parser.parse_args()
     import django
 
     django.setup()
+    if arguments.backfill_part:
+        _backfill_part(arguments.backfill_part, json.loads(arguments.arguments))
+        return 0
+    if not (arguments.worker and arguments.output):
+        parser.error("--worker and --output, or --backfill-part")
     from analytics_platform.runtime import startup_objects_freeze
 
     startup_objects_freeze()  # as the web server does at start-up (analytics_platform/asgi.py)

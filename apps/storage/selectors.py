@@ -96,13 +96,14 @@ def retention_raw(*, source) -> timedelta:
 
 
 def rollup_backlog(*, limit: int = 10_000_000) -> dict[str, tuple[int, float | None]]:
-    """Per tier: late points' deltas waiting to be folded (counted up to `limit`) and the age in seconds of the
-    oldest bucket among them. Empty on backends without deltas (TimescaleDB invalidates its own aggregates)."""
+    """Per tier (and "<tier>_labels" for label deltas): late points' deltas waiting to be folded (counted up to
+    `limit`) and the age in seconds of the oldest bucket among them. Empty on backends without deltas (TimescaleDB
+    invalidates its own aggregates)."""
     from django.db import connection
     from psycopg import sql
 
     from apps.storage.backends import backend_for
-    from apps.storage.backends.deltas import delta_table
+    from apps.storage.backends.deltas import delta_table, label_delta_table
     from apps.storage.tiers import TIERS_FINE_TO_COARSE
 
     if not backend_for().deltas:
@@ -110,15 +111,16 @@ def rollup_backlog(*, limit: int = 10_000_000) -> dict[str, tuple[int, float | N
     backlog = {}
     with connection.cursor() as cursor:
         for tier in TIERS_FINE_TO_COARSE:
-            cursor.execute(
-                sql.SQL(
-                    "SELECT (SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT %s) AS capped), "
-                    "extract(epoch FROM now() - (SELECT min(bucket) FROM {table}))"
-                ).format(table=sql.Identifier(delta_table(tier))),
-                [limit],
-            )
-            count, age = cursor.fetchone()
-            backlog[tier.name] = (count, None if age is None else float(age))
+            for name, table in ((tier.name, delta_table(tier)), (f"{tier.name}_labels", label_delta_table(tier))):
+                cursor.execute(
+                    sql.SQL(
+                        "SELECT (SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT %s) AS capped), "
+                        "extract(epoch FROM now() - (SELECT min(bucket) FROM {table}))"
+                    ).format(table=sql.Identifier(table)),
+                    [limit],
+                )
+                count, age = cursor.fetchone()
+                backlog[name] = (count, None if age is None else float(age))
     return backlog
 
 

@@ -104,7 +104,8 @@ def _reset_storage() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE points, points_1m, points_1h, points_1d, points_1m_labels, points_1h_labels, points_1d_labels, "
-            "points_1m_delta, points_1h_delta, points_1d_delta"
+            "points_1m_delta, points_1h_delta, points_1d_delta, points_1m_labels_delta, points_1h_labels_delta, "
+            "points_1d_labels_delta"
         )
         cursor.execute("TRUNCATE storage_rollup_dirty")
         cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s, provisional = NULL", [BASE])
@@ -141,6 +142,7 @@ PROVISIONAL_PATHS = {
 
 
 @pytest.mark.django_db
+@pytest.mark.timeout(900)  # 300 examples: about 3 minutes alone, several times that on a busy machine
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(scenario=scenarios())
 @example(scenario=PROVISIONAL_PATHS)

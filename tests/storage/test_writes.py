@@ -144,7 +144,9 @@ def test_point_just_below_the_watermark_is_late(source, settings):
     points_store(series_id, [(T0 + timedelta(minutes=i), 1.0) for i in range(10)])
     backend_for().rollup_refresh(now=T0 + timedelta(minutes=10))
     result = points_store(series_id, [(T0 + timedelta(minutes=9, seconds=59), 2.0)])
-    assert result.late_buckets == 1  # one delta row: the minute is materialized, its hour and day are not yet
+    # Two delta rows, the minute's for the series and for its label cell (device=d1): the minute is materialized,
+    # its hour and day are not yet.
+    assert result.late_buckets == 2
     minute = T0 + timedelta(minutes=9)
     row = "SELECT count, sum, last FROM points_1m WHERE series_id = %s AND bucket = %s"
     assert _rows(row, [series_id, minute]) == [(1, 1.0, 1.0)]  # the row is left alone: the write only appended

@@ -4,14 +4,16 @@ A point older than the watermark falls in buckets the tiers have already materia
 buckets inside the write (as writes once did) cost a backfill about ten times what a live write costs. Instead, a
 write that only inserted new points (its COPY succeeded, so it replaced nothing) adds, per tier whose bucket is
 materialized, one row per (series, bucket) with the aggregates of its own late points: count, sum, min, max,
-last and last_time. Aggregates of disjoint sets of points merge exactly (counts and sums add, min and max
-combine, the last value is the one with the latest time), so a bucket's exact value is its tier row merged with
-its deltas. The delta tables have no key and no index: writers only append, and never wait on one another.
+last and last_time, and one row per registered label cell (source, metric, label key, label value, bucket) with the
+same aggregates over that cell's series. Aggregates of disjoint sets of points merge exactly (counts and sums add,
+min and max combine, the last value is the one with the latest time), so a bucket's exact value is its tier row
+merged with its deltas, and a label cell's its label row merged with its label deltas. The delta tables have no key
+and no index: writers only append, and never wait on one another.
 
-Queries read every rollup segment's deltas beside its rows (apps/storage/query/engine.py); the refresh folds deltas
-into the tier rows, oldest buckets first and a bounded number per transaction, and rebuilds the label rows of the
-buckets it folded. A write that replaced points (a redelivery) cannot be expressed as a delta: it folds the deltas
-of the series and days it touched and re-aggregates its buckets exactly, as before.
+Queries read every rollup segment's deltas beside its rows (per series, or per label cell when the segment reads
+label rows: a few rows, however many series a backfill touched); the refresh folds both kinds into their rows,
+additively, in bounded transactions. A write that replaced points (a redelivery) cannot be expressed as a delta: it
+folds the deltas of the cells and days it touched and re-aggregates its buckets exactly, as before.
 """
 
 from __future__ import annotations
@@ -19,14 +21,14 @@ from __future__ import annotations
 import array
 import struct
 import sys
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
-from apps.storage.columns import PG_EPOCH_OFFSET_MICROS, PointColumns, time_micros
+from apps.storage.columns import EPOCH, PG_EPOCH_OFFSET_MICROS, PointColumns, time_micros
 from apps.storage.tiers import BUCKET_ORIGIN, TIERS_FINE_TO_COARSE, Tier, bucket_floor
 
 _ORIGIN_MICROS = time_micros(BUCKET_ORIGIN)
@@ -35,6 +37,8 @@ _COPY_TRAILER = struct.pack(">h", -1)
 # (bucket, series_id, count, sum, min, max, last, last_time): each field's binary COPY width and struct code.
 _DELTA_FIELDS = (("q", 8), ("i", 4), ("q", 8), ("d", 8), ("d", 8), ("d", 8), ("d", 8), ("q", 8))
 DELTA_COLUMNS = "bucket, series_id, count, sum, min, max, last, last_time"
+LABEL_DELTA_COLUMNS = "source_id, metric, label_key, label_value, bucket, count, sum, min, max, last, last_time"
+LabelCell = tuple[int, str, str, str]  # (source_id, metric, label key, label value)
 
 
 def delta_table(tier: Tier) -> str:
@@ -42,16 +46,23 @@ def delta_table(tier: Tier) -> str:
     return f"{tier.table}_delta"
 
 
+def label_delta_table(tier: Tier) -> str:
+    """The table holding `tier`'s label deltas."""
+    return f"{tier.labels_table}_delta"
+
+
 def deltas_install(cursor) -> None:
-    """The delta tables, one per tier, shaped like the tier without its key (idempotent)."""
+    """The delta tables, two per tier (per series, per label cell), shaped like their rows without a key
+    (idempotent)."""
     from apps.storage.backends.base import ROLLUP_COLUMNS
 
+    label_columns = "source_id integer NOT NULL, metric text NOT NULL, label_key text NOT NULL, " \
+        "label_value text NOT NULL, " + ROLLUP_COLUMNS.replace("series_id integer NOT NULL, ", "")  # fmt: skip
     for tier in TIERS_FINE_TO_COARSE:
-        cursor.execute(
-            sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
-                sql.Identifier(delta_table(tier)), sql.SQL(ROLLUP_COLUMNS)
+        for table, columns in ((delta_table(tier), ROLLUP_COLUMNS), (label_delta_table(tier), label_columns)):
+            cursor.execute(
+                sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(sql.Identifier(table), sql.SQL(columns))
             )
-        )
 
 
 def _columns_of(points: Sequence[tuple[int, datetime, float]] | PointColumns) -> PointColumns:
@@ -64,13 +75,21 @@ def _columns_of(points: Sequence[tuple[int, datetime, float]] | PointColumns) ->
     )
 
 
-def deltas_copy(cursor, points: Sequence[tuple[int, datetime, float]] | PointColumns, watermark: datetime) -> int:
+def deltas_copy(
+    cursor,
+    points: Sequence[tuple[int, datetime, float]] | PointColumns,
+    watermark: datetime,
+    label_cells: Callable[[list[int]], dict[int, tuple[LabelCell, ...]]],
+) -> int:
     """Append the deltas of a write's points that fall in materialized buckets; returns how many rows it added.
 
     A tier's buckets are materialized below the watermark floored to the tier (points in a younger hour or day
-    are aggregated from the finer tier, deltas included, when the refresh builds it).
+    are aggregated from the finer tier, deltas included, when the refresh builds it). `label_cells` gives, for
+    series ids, the registered label cells each belongs to (read in the write's transaction, which holds the
+    watermark row FOR SHARE: the label rollup registry cannot change until it commits).
     """
     columns = _columns_of(points)
+    cells: dict[int, tuple[LabelCell, ...]] | None = None
     late = pc.less(columns.micros, time_micros(watermark))
     table = pa.table({"s": columns.series_ids, "t": columns.micros, "v": columns.values}).filter(late)
     added = 0
@@ -105,7 +124,50 @@ def deltas_copy(cursor, points: Sequence[tuple[int, datetime, float]] | PointCol
         ):
             copy.write(payload)
         added += grouped.num_rows
+        if cells is None:
+            cells = label_cells(pc.unique(table["s"]).to_pylist())
+        added += _label_deltas_copy(cursor, tier, grouped, cells)
     return added
+
+
+def _label_deltas_copy(cursor, tier: Tier, grouped: pa.Table, cells: dict[int, tuple[LabelCell, ...]]) -> int:
+    """The label cells' deltas of one tier: the per-series deltas of `grouped` merged per (cell, bucket)."""
+    if not cells:
+        return 0
+    cell_list = sorted({cell for series_cells in cells.values() for cell in series_cells})
+    index = {cell: position for position, cell in enumerate(cell_list)}
+    pairs = [(series_id, index[cell]) for series_id, series_cells in cells.items() for cell in series_cells]
+    mapping = pa.table({"s": pa.array([pair[0] for pair in pairs], pa.int32()),
+                        "c": pa.array([pair[1] for pair in pairs], pa.int32())})  # fmt: skip
+    joined = grouped.join(mapping, keys="s", join_type="inner")
+    if not joined.num_rows:
+        return 0
+    # "last" of a cell is the value at its latest time: sort by time, then group without threads (input order).
+    joined = joined.sort_by([("c", "ascending"), ("b", "ascending"), ("t_max", "ascending")])
+    merged = joined.group_by(["c", "b"], use_threads=False).aggregate([
+        ("v_count", "sum"), ("v_sum", "sum"), ("v_min", "min"), ("v_max", "max"), ("v_last", "last"),
+        ("t_max", "max"),
+    ])  # fmt: skip
+    rows = merged.to_pylist()
+    with (
+        cursor.db.wrap_database_errors,
+        cursor.copy(
+            sql.SQL("COPY {} ({}) FROM STDIN").format(
+                sql.Identifier(label_delta_table(tier)), sql.SQL(LABEL_DELTA_COLUMNS)
+            )
+        ) as copy,
+    ):
+        for row in rows:
+            source_id, metric, key, value = cell_list[row["c"]]
+            copy.write_row((
+                source_id, metric, key, value, _from_micros(row["b"]), row["v_count_sum"], row["v_sum_sum"],
+                row["v_min_min"], row["v_max_max"], row["v_last_last"], _from_micros(row["t_max_max"]),
+            ))  # fmt: skip
+    return len(rows)
+
+
+def _from_micros(micros: int) -> datetime:
+    return EPOCH + timedelta(microseconds=micros)
 
 
 def _copy_rows(columns: list[pa.Array]) -> bytes:
@@ -136,50 +198,53 @@ def _big_endian(column: pa.Array | pa.ChunkedArray, code: str) -> bytes:
     return values.tobytes()
 
 
-# Fold deltas into the tier's rows: merged per (series, bucket) first, then added to the row (or inserted), in
-# bucket order. Returns the label cells changed, (source, metric, bucket) with how many rows each.
+# Fold deltas into their rows: merged per row key first, then added to the row (or inserted), in bucket order.
 _FOLD = """
 WITH moved AS (
-    DELETE FROM {delta} WHERE {condition}
-    RETURNING bucket, series_id, count, sum, min, max, last, last_time
+    DELETE FROM {delta} WHERE {condition} RETURNING {key}, count, sum, min, max, last, last_time
 ), merged AS (
-    SELECT bucket, series_id, sum(count)::bigint AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max,
+    SELECT {key}, sum(count)::bigint AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max,
            (array_agg(last ORDER BY last_time DESC))[1] AS last, max(last_time) AS last_time
-    FROM moved GROUP BY bucket, series_id
+    FROM moved GROUP BY {key}
 ), written AS (
-    INSERT INTO {table} AS t (bucket, series_id, count, sum, min, max, last, last_time)
-    SELECT bucket, series_id, count, sum, min, max, last, last_time FROM merged ORDER BY bucket, series_id
-    ON CONFLICT (series_id, bucket) DO UPDATE SET
+    INSERT INTO {table} AS t ({key}, count, sum, min, max, last, last_time)
+    SELECT {key}, count, sum, min, max, last, last_time FROM merged ORDER BY bucket
+    ON CONFLICT ({key}) DO UPDATE SET
         count = t.count + EXCLUDED.count, sum = t.sum + EXCLUDED.sum, min = least(t.min, EXCLUDED.min),
         max = greatest(t.max, EXCLUDED.max),
         last = CASE WHEN EXCLUDED.last_time >= t.last_time THEN EXCLUDED.last ELSE t.last END,
         last_time = greatest(t.last_time, EXCLUDED.last_time)
-    RETURNING series_id, bucket
+    RETURNING 1
 )
-SELECT s.source_id, s.metric, w.bucket, count(*) FROM written w JOIN storage_series s ON s.id = w.series_id
-GROUP BY 1, 2, 3
+SELECT count(*) FROM written
 """
+_SERIES_KEY = "series_id, bucket"
+_LABEL_KEY = "source_id, metric, label_key, label_value, bucket"
 
 
-def deltas_fold(cursor, tier: Tier, *, condition: sql.Composable, parameters: dict | Sequence) -> list[tuple]:
-    """Fold the deltas of `tier` that match `condition` into its rows; the label cells changed, as
-    (source_id, metric, bucket, rows changed).
+def deltas_fold(cursor, tier: Tier, *, labels: bool, condition: sql.Composable, parameters: dict | Sequence) -> int:
+    """Fold `tier`'s per-series deltas (or, with `labels`, its label deltas) that match `condition` into their
+    rows, additively; the number of rows changed.
 
     The caller holds the watermark row FOR UPDATE (no write adds deltas meanwhile; queries see the rows and deltas
-    of one snapshot, either before the fold or after it) and rebuilds the cells' label rows.
+    of one snapshot, either before the fold or after it). A label row plus its label deltas stays equal to its
+    series' rows plus their deltas whichever side is folded first, as both are folded by adding.
     """
     cursor.execute(
         sql.SQL(_FOLD).format(
-            delta=sql.Identifier(delta_table(tier)), table=sql.Identifier(tier.table), condition=condition
+            delta=sql.Identifier(label_delta_table(tier) if labels else delta_table(tier)),
+            table=sql.Identifier(tier.labels_table if labels else tier.table),
+            key=sql.SQL(_LABEL_KEY if labels else _SERIES_KEY),
+            condition=condition,
         ),
         parameters,
     )
-    return cursor.fetchall()
+    return cursor.fetchone()[0]
 
 
-def deltas_newest(cursor, tier: Tier, *, limit: int) -> sql.Composed:
+def deltas_newest(tier: Tier, *, labels: bool, limit: int) -> sql.Composed:
     """A fold condition for the `limit` deltas of `tier` with the newest buckets: dashboards read recent time most,
     so it is clean first while an old backfill drains."""
     return sql.SQL("ctid = ANY(ARRAY(SELECT ctid FROM {} ORDER BY bucket DESC LIMIT {}))").format(
-        sql.Identifier(delta_table(tier)), sql.Literal(limit)
+        sql.Identifier(label_delta_table(tier) if labels else delta_table(tier)), sql.Literal(limit)
     )

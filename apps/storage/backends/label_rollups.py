@@ -44,13 +44,16 @@ def label_aggregate(tier: Tier, condition: sql.Composable) -> sql.Composed:
 
 
 def label_rows_delete(cursor, tier: Tier, parameters: dict) -> None:
-    """Delete `tier`'s label rows of one (source, metric, label key)."""
-    cursor.execute(
-        sql.SQL("DELETE FROM {} WHERE source_id = %(source)s AND metric = %(metric)s AND label_key = %(key)s").format(
-            sql.Identifier(tier.labels_table)
-        ),
-        parameters,
-    )
+    """Delete `tier`'s label rows, and label deltas, of one (source, metric, label key)."""
+    from apps.storage.backends.deltas import label_delta_table
+
+    for table in (tier.labels_table, label_delta_table(tier)):
+        cursor.execute(
+            sql.SQL(
+                "DELETE FROM {} WHERE source_id = %(source)s AND metric = %(metric)s AND label_key = %(key)s"
+            ).format(sql.Identifier(table)),
+            parameters,
+        )
 
 
 def label_rollups_install(cursor) -> None:

@@ -41,7 +41,15 @@ from apps.storage.backends.base import (
     RetentionResult,
     StorageBackend,
 )
-from apps.storage.backends.deltas import delta_table, deltas_copy, deltas_fold, deltas_install, deltas_newest
+from apps.storage.backends.deltas import (
+    LabelCell,
+    delta_table,
+    deltas_copy,
+    deltas_fold,
+    deltas_install,
+    deltas_newest,
+    label_delta_table,
+)
 from apps.storage.backends.label_rollups import (
     label_aggregate,
     label_keys_registered,
@@ -68,6 +76,7 @@ logger = logging.getLogger(__name__)
 MAX_REFRESH_STEP = timedelta(hours=1)
 # Deltas folded per tier per drain transaction: writers wait for each (it holds the watermark FOR UPDATE).
 DELTAS_FOLD_ROWS = 50_000
+_LABEL_CELLS_CACHE_LIMIT = 200_000
 
 
 def _aggregate_from(tier: Tier) -> sql.Composed:
@@ -144,6 +153,12 @@ class PostgresBackend(DailyPartitions, StorageBackend):
     name = BACKEND_POSTGRES
     label_rollups = True
     deltas = True
+
+    def __init__(self, alias: str = "default") -> None:
+        super().__init__(alias)
+        # Series id -> the registered label cells it belongs to, valid for one state of the label rollup registry.
+        self._label_cells_cache: dict[int, tuple[LabelCell, ...]] = {}
+        self._label_cells_state: str | None = None
 
     # --- schema -------------------------------------------------------------------------------
     def install(self) -> None:
@@ -246,7 +261,7 @@ class PostgresBackend(DailyPartitions, StorageBackend):
             # Only new points: their aggregates are appended as deltas (see backends/deltas.py). Shared with other
             # such writers, exclusive to a re-aggregating one, which must see deltas and raw points agree.
             cursor.execute("SELECT pg_advisory_xact_lock_shared(hashtext('storage.rollup.late'))")
-            count = deltas_copy(cursor, points, watermark)
+            count = deltas_copy(cursor, points, watermark, lambda ids: self._label_cells(cursor, ids))
         # Stored buckets below the watermark changed: cached query buckets are stale once this commits.
         transaction.on_commit(generation_bump, using=self.alias)
         return count
@@ -259,14 +274,27 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         committed, and (READ COMMITTED) sees its points and deltas, so no rollup row misses or double counts one.
         """
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext('storage.rollup.late'))")
-        # Deltas of these series in the touched days first: the buckets are then recomputed from complete rows.
-        series_ids = sorted({series_id for series_id, _ in minutes})
-        days = sorted({bucket_floor(moment, TIER_1D.seconds) for _, moment in minutes})
+        # Every delta of the touched sources' metrics in the touched days first, per series and per label cell: the
+        # buckets are then recomputed, and whole label cells rebuilt, from complete rows.
+        cursor.execute(
+            "SELECT DISTINCT source_id, metric FROM storage_series WHERE id = ANY(%s::int[])",
+            [sorted({series_id for series_id, _ in minutes})],
+        )
+        pairs = cursor.fetchall()
+        in_days = sql.SQL("date_bin('1 day', bucket, %(origin)s) = ANY(%(days)s)")
+        pairs_sql = sql.SQL("(SELECT * FROM unnest(%(sources)s::int[], %(metrics)s::text[]))")
         self._deltas_fold(
             cursor,
-            sql.SQL("series_id = ANY(%(series)s::int[]) AND date_bin('1 day', bucket, %(origin)s) = ANY(%(days)s)"),
-            {"series": series_ids, "days": days, "origin": BUCKET_ORIGIN},
-        )
+            series=sql.SQL(
+                "series_id IN (SELECT id FROM storage_series WHERE (source_id, metric) IN {pairs}) AND {days}"
+            ).format(pairs=pairs_sql, days=in_days),
+            labels=sql.SQL("(source_id, metric) IN {pairs} AND {days}").format(pairs=pairs_sql, days=in_days),
+            parameters={
+                "sources": [pair[0] for pair in pairs], "metrics": [pair[1] for pair in pairs],
+                "days": sorted({bucket_floor(moment, TIER_1D.seconds) for _, moment in minutes}),
+                "origin": BUCKET_ORIGIN,
+            },
+        )  # fmt: skip
         touched = minutes
         for tier in TIERS_FINE_TO_COARSE:
             materialized_until = bucket_floor(watermark, tier.seconds)
@@ -307,31 +335,54 @@ class PostgresBackend(DailyPartitions, StorageBackend):
             )
 
     def _deltas_fold(
-        self, cursor, condition: sql.Composable, parameters: dict, *, tiers: Sequence[Tier] = TIERS_FINE_TO_COARSE
+        self,
+        cursor,
+        *,
+        series: sql.Composable | None,
+        labels: sql.Composable | None,
+        parameters: dict,
+        tiers: Sequence[Tier] = TIERS_FINE_TO_COARSE,
     ) -> int:
-        """Fold the deltas matching `condition` (on bucket and series_id) into their tiers and rebuild the label rows
-        of every cell they changed; the number of (series, bucket) rows changed. Fine tiers first."""
+        """Fold the per-series deltas matching `series` (a condition on series_id and bucket) and the label deltas
+        matching `labels` (on source_id, metric, label_key, label_value and bucket) of `tiers` into their rows;
+        None folds none of that kind. The number of rows changed."""
         changed = 0
         for tier in tiers:
-            cells = deltas_fold(cursor, tier, condition=condition, parameters=parameters)
-            if not cells:
-                continue
-            changed += sum(cell[3] for cell in cells)
-            sources, metrics, buckets, _ = zip(*cells, strict=True)
-            # Whole label cells are rebuilt from the tier's rows: those of the buckets, sources and metrics folded (a
-            # cell of that cross product that nothing changed is rebuilt to the same values). Found by the bucket
-            # index; a list of exact (source, metric, bucket) cells made the planner probe every series per cell.
-            cursor.execute(
-                label_aggregate(
-                    tier,
-                    sql.SQL(
-                        "t.bucket = ANY(%(buckets)s::timestamptz[]) AND s.source_id = ANY(%(sources)s::int[]) "
-                        "AND s.metric = ANY(%(metrics)s::text[])"
-                    ),
-                ),
-                {"buckets": sorted(set(buckets)), "sources": sorted(set(sources)), "metrics": sorted(set(metrics))},
-            )
+            if series is not None:
+                changed += deltas_fold(cursor, tier, labels=False, condition=series, parameters=parameters)
+            if labels is not None:
+                changed += deltas_fold(cursor, tier, labels=True, condition=labels, parameters=parameters)
         return changed
+
+    def _deltas_fold_all(self, cursor) -> int:
+        """Fold every delta of every tier (before retention deletes rows, or a label key's history is built)."""
+        return self._deltas_fold(cursor, series=sql.SQL("TRUE"), labels=sql.SQL("TRUE"), parameters={})
+
+    def _label_cells(self, cursor, series_ids: list[int]) -> dict[int, tuple[LabelCell, ...]]:
+        """The registered label cells (source, metric, key, value) each series belongs to, cached per process while
+        the registry stays as read in this transaction (it changes only under the watermark row FOR UPDATE)."""
+        cursor.execute("SELECT value FROM storage_meta WHERE key = 'label_rollup_sync'")
+        row = cursor.fetchone()
+        state = row[0] if row else ""
+        if state != self._label_cells_state:
+            self._label_cells_cache, self._label_cells_state = {}, state
+        cache = self._label_cells_cache
+        missing = [series_id for series_id in series_ids if series_id not in cache]
+        if missing:
+            found: dict[int, list[LabelCell]] = {series_id: [] for series_id in missing}
+            cursor.execute(
+                "SELECT s.id, s.source_id, s.metric, r.label_key, s.labels->>r.label_key FROM storage_series s "
+                "JOIN storage_label_rollup r ON r.source_id = s.source_id AND r.metric = s.metric "
+                "AND s.labels ? r.label_key WHERE s.id = ANY(%s::int[])",
+                [missing],
+            )
+            for series_id, source_id, metric, key, value in cursor.fetchall():
+                found[series_id].append((source_id, metric, key, value))
+            if len(cache) > _LABEL_CELLS_CACHE_LIMIT:
+                cache.clear()
+            # Safe before the commit: the mapping is read, not written, and the registry is the one of `state`.
+            cache.update({series_id: tuple(cells) for series_id, cells in found.items()})
+        return {series_id: cache[series_id] for series_id in series_ids if cache[series_id]}
 
     # --- rollups ------------------------------------------------------------------------------
     def watermark(self) -> datetime:
@@ -344,17 +395,16 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         return bucket_floor(self.watermark(), tier.seconds)
 
     def deltas_pending(self, cursor) -> frozenset[str]:
-        """The tiers with deltas waiting to be folded, in the caller's snapshot (queries read only those)."""
+        """The delta tables with rows waiting to be folded, in the caller's snapshot (queries read only those)."""
+        tables = [table for tier in TIERS_FINE_TO_COARSE for table in (delta_table(tier), label_delta_table(tier))]
         cursor.execute(
             sql.SQL("SELECT {}").format(
                 sql.SQL(", ").join(
-                    sql.SQL("EXISTS (SELECT 1 FROM {})").format(sql.Identifier(delta_table(tier)))
-                    for tier in TIERS_FINE_TO_COARSE
+                    sql.SQL("EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table)) for table in tables
                 )
             )
         )
-        return frozenset(tier.name for tier, pending in zip(TIERS_FINE_TO_COARSE, cursor.fetchone(), strict=True)
-                         if pending)  # fmt: skip
+        return frozenset(table for table, pending in zip(tables, cursor.fetchone(), strict=True) if pending)
 
     def provisional_rollups(self, cursor) -> tuple[datetime, list[datetime]] | None:
         """(provisional bound, its dirty minutes in order): 1-minute rows in [watermark, bound) are exact except
@@ -386,9 +436,7 @@ class PostgresBackend(DailyPartitions, StorageBackend):
                 )
                 old, provisional = cursor.fetchone()
                 if steps == 0:
-                    label_rollups_sync(
-                        cursor, before_registering=lambda: self._deltas_fold(cursor, sql.SQL("TRUE"), {})
-                    )
+                    label_rollups_sync(cursor, before_registering=lambda: self._deltas_fold_all(cursor))
                 if old >= target:
                     # Caught up: only now, so a backlog is never rolled up provisionally and then again exactly.
                     new_provisional, built, recomputed = self._provisional_refresh(
@@ -411,7 +459,19 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         result["deltas_folded"], result["deltas_left"] = self.deltas_drain(
             seconds=settings.STORAGE_DELTAS_DRAIN_SECONDS
         )
+        if result["deltas_folded"] and not result["deltas_left"]:
+            self._deltas_vacuum()
         return result
+
+    def _deltas_vacuum(self) -> None:
+        """VACUUM the delta tables once a drain has emptied them: the folded rows are dead tuples that every query's
+        check for pending deltas (an EXISTS per table) would otherwise walk until autovacuum comes (and some servers
+        run without it). VACUUM cannot run inside a transaction, so a caller's transaction (tests) skips it."""
+        if self.connection.in_atomic_block:
+            return
+        tables = [table for tier in TIERS_FINE_TO_COARSE for table in (delta_table(tier), label_delta_table(tier))]
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql.SQL("VACUUM {}").format(sql.SQL(", ").join(map(sql.Identifier, tables))))
 
     def deltas_drain(self, *, seconds: float, rows_per_transaction: int | None = None) -> tuple[int, bool]:
         """Fold deltas, coarse tiers and newest buckets first, for up to `seconds` (at least one transaction's
@@ -427,7 +487,11 @@ class PostgresBackend(DailyPartitions, StorageBackend):
                 # first within each (recent time is what dashboards read most).
                 for tier in TIERS_COARSE_TO_FINE:
                     changed += self._deltas_fold(
-                        cursor, deltas_newest(cursor, tier, limit=rows_per_transaction), {}, tiers=(tier,)
+                        cursor,
+                        series=deltas_newest(tier, labels=False, limit=rows_per_transaction),
+                        labels=deltas_newest(tier, labels=True, limit=rows_per_transaction),
+                        parameters={},
+                        tiers=(tier,),
                     )
             folded += changed
             if not changed:
@@ -456,8 +520,8 @@ class PostgresBackend(DailyPartitions, StorageBackend):
             # The new buckets are built from the finer tier's rows: its deltas there (late points in an hour or day
             # not yet materialized) are folded into them first.
             self._deltas_fold(
-                cursor, sql.SQL("bucket >= %(lower)s AND bucket < %(upper)s"), {"lower": lower, "upper": upper},
-                tiers=(source,),
+                cursor, series=sql.SQL("bucket >= %(lower)s AND bucket < %(upper)s"), labels=None,
+                parameters={"lower": lower, "upper": upper}, tiers=(source,),
             )  # fmt: skip
             self._tier_build(cursor, tier, lower, upper)
         cursor.execute("DELETE FROM storage_rollup_dirty WHERE minute < %s", [new])
@@ -526,7 +590,7 @@ class PostgresBackend(DailyPartitions, StorageBackend):
             # no write is between its partitions and its COPY while one is dropped (the lock order of _write_begin).
             cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR UPDATE")
             # Rows are deleted by bucket below: every delta is folded into its row first, so none outlives it.
-            self._deltas_fold(cursor, sql.SQL("TRUE"), {})
+            self._deltas_fold_all(cursor)
             result.dropped_partitions = self.partitions_drop_before(cursor, cutoff)
             deleted = self._delete_expired_rows(cursor, table="points", now=now, shorter_than_days=keep_days)
             if deleted:

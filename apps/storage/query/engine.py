@@ -24,7 +24,7 @@ from django.db import DataError, OperationalError, connections, transaction
 from psycopg import sql
 
 from apps.storage.backends import backend_for
-from apps.storage.backends.deltas import delta_table
+from apps.storage.backends.deltas import delta_table, label_delta_table
 from apps.storage.metrics import QUERY_DURATION, QUERY_REFUSED
 from apps.storage.policies import DataScope, data_scope_for
 from apps.storage.query.cache import (
@@ -374,7 +374,7 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
             by_time = group_map is not None and len(series_ids) * RAW_BY_TIME_MIN_SHARE >= newest_series
             query = _aggregate_sql(
                 spec.aggregation, segments, parameters, bucket_seconds=bucket, labelled=labelled, raw_by_time=by_time,
-                delta_tiers=backend.deltas_pending(cursor) if backend.deltas else frozenset(),
+                delta_tables=backend.deltas_pending(cursor) if backend.deltas else frozenset(),
             )  # fmt: skip
             # An aggregate reads every row of its ranges in any order: a bitmap scan visits each heap page once,
             # where an index scan per series revisits them (the newest minute of 1,000 series: 30,000 buffer
@@ -452,21 +452,26 @@ def _aggregate_sql(
     bucket_seconds: int,
     labelled: bool = False,
     raw_by_time: bool = False,
-    delta_tiers: frozenset[str] = frozenset(),
+    delta_tables: frozenset[str] = frozenset(),
 ) -> sql.Composed:
     """One statement: every segment yields (group, bucket start, columns) rows; they merge per output bucket.
 
     With `labelled`, rollup segments read the tier's label rows (one per label value and bucket) instead of
     one row per series; raw segments always read points per series. With `raw_by_time` (needs the group map),
     raw segments select points by time and keep those whose series maps to a group, instead of by series id.
-    A rollup segment of a tier in `delta_tiers` also reads that tier's deltas (late points not yet folded into
-    its rows, per series: see apps/storage/backends/deltas.py), which merge like any other row.
+    A rollup segment also reads its tier's deltas when `delta_tables` names them as pending (late points not yet
+    folded into its rows: see apps/storage/backends/deltas.py): per label cell when it reads label rows, per series
+    otherwise. They merge like any other row.
     """
     columns, final = AGGREGATE_SQL[aggregation]
     mapped = "group_map" in parameters
     parts = []
     reads = [(segment, False) for segment in segments]
-    reads += [(segment, True) for segment in segments if segment.tier is not None and segment.tier.name in delta_tiers]
+    for segment in segments:
+        if segment.tier is not None:
+            pending = label_delta_table(segment.tier) if labelled else delta_table(segment.tier)
+            if pending in delta_tables:
+                reads.append((segment, True))
     for index, (segment, delta) in enumerate(reads):
         lower, upper = f"lo{index}", f"hi{index}"
         parameters[lower], parameters[upper] = segment.start, segment.end
@@ -476,13 +481,13 @@ def _aggregate_sql(
             # A rollup row's last_time lies inside its bucket, so it orders "last" exactly across series
             # and segments.
             table, time_column, order_column, mapping = segment.tier.table, "bucket", "last_time", ROLLUP_COLUMNS
-            if delta:
+            if delta and not labelled:
                 table = delta_table(segment.tier)
         if segment.tier is not None and segment.tier.seconds == bucket_seconds:
             bucket_start = sql.Identifier("bucket")  # already the output bucket: no per-row date_bin
         else:
             bucket_start = sql.SQL(BUCKET_START_SQL).format(time=sql.Identifier(time_column))
-        by_label = labelled and segment.tier is not None and not delta
+        by_label = labelled and segment.tier is not None
         if by_label:
             # Label plans number their groups in the order of their values: the position is the group.
             group = sql.SQL("array_position(%(label_values)s::text[], label_value) - 1")
@@ -499,7 +504,7 @@ def _aggregate_sql(
                 "{table} WHERE source_id = ANY(%(label_sources)s::int[]) "
                 "AND metric = %(label_metric)s AND label_key = %(label_key)s "
                 "AND label_value = ANY(%(label_values)s::text[])"
-            ).format(table=sql.Identifier(segment.tier.labels_table))
+            ).format(table=sql.Identifier(label_delta_table(segment.tier) if delta else segment.tier.labels_table))
         elif mapped and raw_by_time and segment.tier is None:
             # Unselected ids inside the map are -1; ids outside it subscript to NULL: both are left out.
             relation = sql.SQL("{table} WHERE (%(group_map)s::int[])[series_id - %(group_base)s] >= 0").format(
