@@ -10,10 +10,9 @@ import logging
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
-
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
+from django.utils import timezone
 
 from apps.storage.backends import timescaledb_jobs
 from apps.storage.tiers import TIER_1D, TIER_1H, TIER_1M, bucket_floor
@@ -55,7 +54,9 @@ def test_a_longer_override_moves_the_policy_and_back(tsdb, settings):
     tiers = {"points_1m": 120, "points_1h": settings.STORAGE_ROLLUP_1H_RETENTION_DAYS,
              "points_1d": settings.STORAGE_ROLLUP_1D_RETENTION_DAYS}  # fmt: skip
     assert tsdb.retention_policies_sync() == {
-        "points": 200, **tiers, **{f"{table}_labels": days for table, days in tiers.items()}
+        "points": 200,
+        **tiers,
+        **{f"{table}_labels": days for table, days in tiers.items()},
     }
     assert _drop_after() == {**defaults, "points": _days(200), "points_1m": _days(120)}
     jobs_after = dict(rows("SELECT config->>'relation', job_id FROM timescaledb_information.jobs "

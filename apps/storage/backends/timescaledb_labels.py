@@ -44,13 +44,13 @@ def label_cagg_sql(tier: Tier) -> sql.Composed:
     """The label tier's continuous aggregate (real-time, created empty)."""
     if tier is TIER_1M:
         body = (
-            "SELECT time_bucket({width}, t.bucket) AS bucket, l.source_id, l.metric, l.label_key, l.label_value, "
+            "SELECT time_bucket({width}, t.bucket) AS bucket, l.source_id, l.metric, l.label_key, l.label_value, "  # noqa: S608 (constants)
             + _AGGREGATES.format(t="t.")
             + " FROM {source} t JOIN storage_series_labels l ON l.series_id = t.series_id GROUP BY 1, 2, 3, 4, 5"
         )
     else:
         body = (
-            "SELECT time_bucket({width}, bucket) AS bucket, source_id, metric, label_key, label_value, "
+            "SELECT time_bucket({width}, bucket) AS bucket, source_id, metric, label_key, label_value, "  # noqa: S608 (constants)
             + _AGGREGATES.format(t="")
             + " FROM {source} GROUP BY 1, 2, 3, 4, 5"
         )
@@ -130,9 +130,7 @@ def label_rollups_sync(cursor, *, delete_rows) -> None:
     synced_through = int(_meta(cursor, SYNCED_THROUGH_KEY) or 0)
     repair_from: datetime | None = None
     if added:
-        cursor.executemany(
-            "INSERT INTO storage_label_rollup (source_id, metric, label_key) VALUES (%s, %s, %s)", added
-        )
+        cursor.executemany("INSERT INTO storage_label_rollup (source_id, metric, label_key) VALUES (%s, %s, %s)", added)
         # A new key's history: every series of it gets its row, and the label tiers are rebuilt from the horizon.
         cursor.execute(
             "INSERT INTO storage_series_labels (series_id, label_key, source_id, metric, label_value) "
