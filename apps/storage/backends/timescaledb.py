@@ -6,7 +6,7 @@ Retention and the aggregates: when data goes (the retention job drops chunks, or
 source's rows), a refresh over that range would recompute those buckets from the data that is gone, losing rollups
 that have their own, longer retention. So:
 - rollup_refresh never reaches further back than its source table keeps data (the retention horizon, see
-  `_refresh_start`), as TimescaleDB's documentation on retention with continuous aggregates asks. Ingest refuses
+  `_refresh_starts`), as TimescaleDB's documentation on retention with continuous aggregates asks. Ingest refuses
   points older than their source's raw retention, so nothing is written there;
 - when a retention moves further back, the range the old one may have dropped stays out of refreshes (a floor kept
   in storage_meta);
@@ -71,6 +71,10 @@ class TimescaleBackend(StorageBackend):
 
     name = BACKEND_TIMESCALEDB
     label_rollups = True
+
+    def __init__(self, alias: str = "default") -> None:
+        super().__init__(alias)
+        self._refresh_options: bool | None = None  # whether refresh_continuous_aggregate takes `options`
 
     def default_raw_retention_days(self) -> int:
         return settings.STORAGE_RAW_RETENTION_DAYS or 90
@@ -153,13 +157,16 @@ class TimescaleBackend(StorageBackend):
         now = now or timezone.now()
         refreshed, starts = {}, {}
         with self.connection.cursor() as cursor, jobs.maintenance_lock(cursor):
-            options = jobs.refresh_takes_options(cursor)
+            if self._refresh_options is None:
+                self._refresh_options = jobs.refresh_takes_options(cursor)
+            options = self._refresh_options
             with transaction.atomic(using=self.alias):
                 label_rollups_sync(cursor, delete_rows=self._label_rows_delete)
+            horizons = self._refresh_starts(cursor, now)
             for tier in TIERS_FINE_TO_COARSE:
                 until = bucket_floor(now, tier.seconds)
                 for table, source in ((tier.table, tier.source_table), (tier.labels_table, LABEL_SOURCES[tier])):
-                    start = bucket_ceil(self._refresh_start(cursor, source, now), tier.seconds)
+                    start = bucket_ceil(horizons[source], tier.seconds)
                     if start >= until:
                         continue  # a retention shorter than one bucket: nothing can be refreshed safely
                     self._refresh(cursor, table, start, until, options=options)
@@ -168,7 +175,7 @@ class TimescaleBackend(StorageBackend):
             if repair is not None:
                 # Label rows added for series whose rollups were materialized before: those buckets again.
                 for tier in TIERS_FINE_TO_COARSE:
-                    horizon = bucket_ceil(self._refresh_start(cursor, LABEL_SOURCES[tier], now), tier.seconds)
+                    horizon = bucket_ceil(horizons[LABEL_SOURCES[tier]], tier.seconds)
                     start = max(bucket_floor(repair, tier.seconds), horizon)
                     until = bucket_floor(now, tier.seconds)
                     if start < until:
@@ -192,13 +199,25 @@ class TimescaleBackend(StorageBackend):
             parameters.append(jobs.REFRESH_OPTIONS)
         cursor.execute(statement + ")", parameters)
 
-    def _refresh_start(self, cursor, table: str, now: datetime) -> datetime:
-        """The oldest time whose data in `table` no retention has removed (nor will before `now`)."""
-        keep = timedelta(days=self.max_retention_days(table))
-        policy = self._retention_policy(cursor, table)
-        start = now - (keep if policy is None else min(keep, policy))
-        floor = self._meta_time(cursor, _floor_key(table))
-        return max(start, floor) if floor else start
+    def _refresh_starts(self, cursor, now: datetime) -> dict[str, datetime]:
+        """Per table, the oldest time whose data no retention has removed (nor will before `now`)."""
+        cursor.execute(
+            "SELECT max(raw_retention_days), max(rollup_1m_retention_days), max(rollup_1h_retention_days), "
+            "max(rollup_1d_retention_days) FROM sources_source"
+        )
+        longest = dict(zip(TIER_TABLES, cursor.fetchone(), strict=True))
+        defaults = self.retention_days()
+        policies = self._retention_policies(cursor)
+        cursor.execute("SELECT key, value::timestamptz FROM storage_meta WHERE key LIKE 'timescaledb.refresh_floor.%'")
+        floors = {key.rsplit(".", 1)[1]: moment for key, moment in cursor.fetchall()}
+        starts = {}
+        for table in TABLES:
+            tier_table = RETENTION_OF.get(table, table)
+            keep = timedelta(days=max(defaults[tier_table], longest[tier_table] or 0))
+            policy = policies.get(table)
+            start = now - (keep if policy is None else min(keep, policy))
+            starts[table] = max(start, floors[table]) if table in floors else start
+        return starts
 
     # --- retention ----------------------------------------------------------------------------
     def retention_policies_sync(self) -> dict[str, int]:
@@ -315,11 +334,16 @@ class TimescaleBackend(StorageBackend):
     # --- catalog ------------------------------------------------------------------------------
     def _retention_policy(self, cursor, table: str) -> timedelta | None:
         """The drop_after of a table's retention job, if it has one."""
-        job = jobs.jobs_of(cursor, jobs.RETENTION_JOB).get(table)
-        if job is None:
-            return None
-        cursor.execute("SELECT %s::interval", [job[1]["drop_after"]])
-        return cursor.fetchone()[0]
+        return self._retention_policies(cursor).get(table)
+
+    def _retention_policies(self, cursor) -> dict[str, timedelta]:
+        """{table: drop_after} of the retention jobs."""
+        cursor.execute(
+            "SELECT config->>'relation', (config->>'drop_after')::interval FROM timescaledb_information.jobs "
+            "WHERE proc_name = %s AND proc_schema = current_schema()",
+            [jobs.RETENTION_JOB],
+        )
+        return dict(cursor.fetchall())
 
     def _storage_relation(self, cursor, table: str) -> sql.Composable:
         """Where a table's rows are stored: points itself, or a continuous aggregate's materialization."""
