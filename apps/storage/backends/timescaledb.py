@@ -25,7 +25,7 @@ from django.utils import timezone
 from psycopg import sql
 
 from apps.storage.backends import timescaledb_jobs as jobs
-from apps.storage.backends.base import BACKEND_TIMESCALEDB, RetentionResult, StorageBackend
+from apps.storage.backends.base import BACKEND_TIMESCALEDB, RETENTION_FIELDS, RetentionResult, StorageBackend
 from apps.storage.backends.timescaledb_labels import (
     LABEL_SOURCES,
     LABEL_TABLES,
@@ -271,8 +271,7 @@ class TimescaleBackend(StorageBackend):
     def _delete_expired_label_rows(self, cursor, *, table: str, now: datetime) -> int:
         """A label tier's rows go with the same per-source cutoff as its per-series tier's (shorter overrides)."""
         tier_table = RETENTION_OF[table]
-        field_name = {"points_1m": "rollup_1m_retention_days", "points_1h": "rollup_1h_retention_days",
-                      "points_1d": "rollup_1d_retention_days"}[tier_table]  # fmt: skip
+        field_name, _ = RETENTION_FIELDS[tier_table]
         default_days, keep = self.retention_days()[tier_table], self.max_retention_days(tier_table)
         cursor.execute(
             sql.SQL(
