@@ -11,7 +11,7 @@ import threading
 import time
 
 from bench import smoke
-from bench.django_server import REPO_ROOT, manage, prod_environment
+from bench.django_server import REPO_ROOT, database_versions, manage, prod_environment
 
 BENCH_DATABASE = "analytics_bench"
 
@@ -129,6 +129,7 @@ def run(*, quick: bool = False) -> dict:
         results["me_session"]["throughput_8_clients_rps"] = round(
             _throughput(port, *cases["me_session"], clients=8, seconds=seconds), 1
         )
+        results["database"] = database_versions(environment["DATABASE_URL"])
         results["reference"] = "me_session"
         results["ratio_token_to_session_median"] = round(
             results["me_token"]["median_ms"] / results["me_session"]["median_ms"], 3

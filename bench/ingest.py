@@ -16,7 +16,6 @@ ids, COPY + commit) to say where the time goes.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
@@ -29,7 +28,15 @@ import time
 from pathlib import Path
 
 from bench import smoke
-from bench.django_server import REPO_ROOT, manage, prod_environment
+from bench.django_server import (
+    REPO_ROOT,
+    database_backend_pids,
+    database_drop,
+    database_versions,
+    manage,
+    postgres_backend_cpu_seconds,
+    prod_environment,
+)
 from bench.influx import Influx, InfluxUnavailable, process_cpu_seconds
 
 BENCH_DATABASE = "analytics_bench_ingest"
@@ -52,9 +59,7 @@ def _log(message: str) -> None:
 
 def _prepare(environment: dict[str, str]) -> str:
     """A fresh database with one inferred source; returns its write key."""
-    subprocess.run(
-        ["dropdb", "--if-exists", "-h", "127.0.0.1", "-U", "postgres", BENCH_DATABASE], check=True, capture_output=True
-    )
+    database_drop(environment["DATABASE_URL"])
     manage(environment, "check_services", "--create-database")
     manage(environment, "migrate", "--noinput")
     script = (
@@ -198,18 +203,10 @@ def _start_web(environment: dict[str, str], count: int | None) -> tuple[subproce
     return launcher, port, [int(pid) for pid in children]
 
 
-def _database_cpu_seconds(database: str) -> float:
-    """CPU seconds of every PostgreSQL backend connected to the bench database (for the split of work)."""
-    result = subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-Atc",
-         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    total = 0.0
-    for pid in result.stdout.split():
-        with contextlib.suppress(OSError, ValueError):  # a backend may exit between listing and reading
-            total += process_cpu_seconds(int(pid))
-    return total
+def _database_cpu_seconds(url: str) -> float:
+    """CPU seconds of every PostgreSQL backend connected to the bench database (for the split of work); 0 for a
+    server on another machine, whose processes are not here to read."""
+    return sum(postgres_backend_cpu_seconds(pid) for pid in database_backend_pids(url))
 
 
 def _backfill(
@@ -507,6 +504,8 @@ def run(*, quick: bool = False) -> dict:
     )
     _log("preparing database")
     key = _prepare(environment)
+    versions = database_versions(environment["DATABASE_URL"])
+    _log(f"measuring the {versions['storage_backend']} backend on PostgreSQL {versions['postgres']}")
     _log(f"building {batches} bodies per endpoint")
     # Times only move forward, as agents send them: the warm-up first (seconds 0 to 80), then each round's line
     # protocol and then its JSON (all by 3,100 s, before the stage profile's). A warm-up stamped after the measured
@@ -526,6 +525,7 @@ def run(*, quick: bool = False) -> dict:
         for number in range(rounds)
     ]
     result: dict = {
+        "database": versions,
         "batch_points": BATCH_POINTS,
         "series": SERIES,
         "clients": clients,
@@ -562,14 +562,14 @@ def run(*, quick: bool = False) -> dict:
                 ("ours_json", json_endpoint, json_rounds[number], 200),
             ):
                 web_cpu = [process_cpu_seconds(pid) for pid in web_pids]
-                database_cpu = _database_cpu_seconds(BENCH_DATABASE)
+                database_cpu = _database_cpu_seconds(environment["DATABASE_URL"])
                 item = _send_all(
                     ports=[port], path=path, headers=headers, bodies=bodies, clients=clients, expect=expect
                 )
                 per_process = [process_cpu_seconds(pid) - before for pid, before in zip(web_pids, web_cpu, strict=True)]
                 item["web_cpu_seconds"] = sum(per_process)
                 item["web_cpu_seconds_per_process"] = per_process
-                item["postgres_cpu_seconds"] = _database_cpu_seconds(BENCH_DATABASE) - database_cpu
+                item["postgres_cpu_seconds"] = _database_cpu_seconds(environment["DATABASE_URL"]) - database_cpu
                 measured[name].append(item)
             if influx is not None:
                 cpu_before = influx.cpu_seconds()

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 import websockets
 
 from bench import smoke
-from bench.django_server import manage, prod_environment
+from bench.django_server import database_drop, database_versions, manage, prod_environment
 from bench.influx import process_cpu_seconds
 from bench.ingest import _database_cpu_seconds, _start_web
 
@@ -69,9 +69,7 @@ def _log(message: str) -> None:
 
 def _prepare(environment: dict[str, str]) -> tuple[str, str]:
     """A fresh database, an organisation with a source and a (non-superuser) member; returns (token, write key)."""
-    subprocess.run(
-        ["dropdb", "--if-exists", "-h", "127.0.0.1", "-U", "postgres", BENCH_DATABASE], check=True, capture_output=True
-    )
+    database_drop(environment["DATABASE_URL"])
     manage(environment, "check_services", "--create-database")
     manage(environment, "migrate", "--noinput")
     script = (
@@ -297,7 +295,7 @@ def _phase(clients: Clients, ingest: Ingest, start: float, end: float) -> dict:
 
 
 async def _scenario(*, ports: list[int], token: str, ingest: Ingest, paced_seconds: float, flat_seconds: float,
-                    servers: list[WebServer]) -> dict:  # fmt: skip
+                    servers: list[WebServer], database_url: str) -> dict:  # fmt: skip
     clients = Clients(ports=ports, token=token, ingest=ingest)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -319,7 +317,7 @@ async def _scenario(*, ports: list[int], token: str, ingest: Ingest, paced_secon
         await warmup
         _log(f"{clients.ready} clients subscribed; paced phase {paced_seconds:.0f} s")
         cpu = [process_cpu_seconds(pid) for server in servers for pid in server.pids]
-        database_cpu = _database_cpu_seconds(BENCH_DATABASE)
+        database_cpu = _database_cpu_seconds(database_url)
         points_before, durations_before = ingest.points, len(ingest.durations)
         delivered_before = clients.points
         start = time.time()
@@ -333,7 +331,7 @@ async def _scenario(*, ports: list[int], token: str, ingest: Ingest, paced_secon
         web_cpu = sum(process_cpu_seconds(pid) for server in servers for pid in server.pids) - sum(cpu)
         paced["web_cpu_seconds_per_second"] = round(web_cpu / (end - start), 2)
         paced["postgres_cpu_seconds_per_second"] = round(
-            (_database_cpu_seconds(BENCH_DATABASE) - database_cpu) / (end - start), 2
+            (_database_cpu_seconds(database_url) - database_cpu) / (end - start), 2
         )
         result["paced"] = paced
         _log(f"paced: {paced['probe_latency']}")
@@ -405,13 +403,14 @@ def run(*, quick: bool = False) -> dict:
     try:
         measured = asyncio.run(
             _scenario(ports=[servers[-1].port], token=token, ingest=ingest, paced_seconds=paced_seconds,
-                      flat_seconds=flat_seconds, servers=servers)
+                      flat_seconds=flat_seconds, servers=servers, database_url=environment["DATABASE_URL"])
         )  # fmt: skip
     finally:
         for server in servers:
             server.launcher.terminate()
             server.launcher.wait(timeout=20)
     return {
+        "database": database_versions(environment["DATABASE_URL"]),
         "sensors": SENSORS,
         "batches_per_second": BATCHES_PER_SECOND,
         "batch_points": BATCH_POINTS + 1,

@@ -1,4 +1,5 @@
-"""Storage at scale on plain PostgreSQL, against InfluxDB 1.x loaded with the same points in the same run.
+"""Storage at scale on either backend (plain PostgreSQL or TimescaleDB), against InfluxDB 1.x loaded with the same
+points in the same run.
 
 Loads 1,000 series (metric "temperature", devices d0000..d0999, facilities f1..f5 with 200 devices each) at
 1 Hz ending "now" through the real write path (`points_write`, time-ordered batches like live ingest): 100
@@ -11,9 +12,11 @@ line protocol, asked the equivalent InfluxQL, then stopped and its data deleted.
 
     .venv/bin/python -m bench storage [--quick]
 
-The parent process (no Django) drops and recreates the database (default analytics_bench_storage), migrates
-it with STORAGE_BACKEND=postgres, and runs the body in a child (`python -m bench.storage --worker`) whose
-DATABASE_URL points at it. Knobs: BENCH_STORAGE_DATABASE_URL, BENCH_STORAGE_KEEP_DATABASE=1 (keep the loaded
+The parent process (no Django) drops and recreates the database (BENCH_STORAGE_DATABASE_URL, else
+BENCH_DATABASE_URL, else analytics_bench_storage on the local server), migrates it with STORAGE_BACKEND from
+BENCH_STORAGE_BACKEND (default auto: TimescaleDB where the server offers it), and runs the body in a child
+(`python -m bench.storage --worker`) whose DATABASE_URL points at it. The result names the backend and the server
+versions it measured. Knobs: BENCH_STORAGE_KEEP_DATABASE=1 (keep the loaded
 database for EXPLAIN experiments; it is dropped otherwise), BENCH_STORAGE_SECONDS (span of the data),
 BENCH_STORAGE_SKIP_INFLUX=1, BENCH_STORAGE_REDIS_URL (default redis://127.0.0.1:6379/13: the benchmark's own
 Redis database, emptied before each "cold" query so the engine's query cache, if any, cannot answer it).
@@ -45,7 +48,23 @@ from operator import add
 from pathlib import Path
 
 from bench import smoke
-from bench.influx import Influx, InfluxUnavailable, process_cpu_seconds, self_cpu_seconds
+from bench.django_server import (
+    bench_database_url,
+    database_versions,
+    postgres_backend_cpu_seconds,
+    storage_backend_wanted,
+)
+from bench.influx import Influx, InfluxUnavailable, self_cpu_seconds
+from bench.storage_database import (
+    Capture,
+    backend_pid,
+    compression_timescaledb,
+    maintenance,
+    postgres_settings,
+    rollup_refresh_timed,
+    sizes_and_counts,
+    sql_text,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE = "analytics_bench_storage"
@@ -81,7 +100,7 @@ def _environment(url: str) -> dict[str, str]:
         "DATABASE_URL": url,
         # Its own Redis database: the benchmark empties the cache before every "cold" query.
         "REDIS_URL": os.environ.get("BENCH_STORAGE_REDIS_URL", "redis://127.0.0.1:6379/13"),
-        "STORAGE_BACKEND": "postgres",
+        "STORAGE_BACKEND": storage_backend_wanted(),
         "LOG_LEVEL": "WARNING",
     }
 
@@ -116,7 +135,7 @@ def _run_lock(url: str):
 
 def run(*, quick: bool = False) -> dict:
     """Recreate and migrate the bench database, run the body in a child process, return its result."""
-    url = os.environ.get("BENCH_STORAGE_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}")
+    url = os.environ.get("BENCH_STORAGE_DATABASE_URL") or bench_database_url(BENCH_DATABASE)
     environment = _environment(url)
     lock = _run_lock(url)
     try:
@@ -131,6 +150,7 @@ def run(*, quick: bool = False) -> dict:
         )
         if migrate.returncode != 0:
             raise RuntimeError(f"migrate failed:\n{migrate.stderr}")
+        _log(f"measuring {database_versions(url)}")
         with tempfile.TemporaryDirectory(prefix="bench-storage-") as directory:
             output = Path(directory) / "result.json"
             command = [sys.executable, "-m", "bench.storage", "--worker", "--output", str(output)]
@@ -210,14 +230,6 @@ def _series_setup() -> tuple[list[int], object]:
     return [resolved[key] for key in keys], user
 
 
-def _backend_pid() -> int:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return cursor.fetchone()[0]
-
-
 def _load_ours(ids: list[int], start: datetime, seconds: int) -> dict:
     from apps.storage.services import points_write
 
@@ -225,8 +237,8 @@ def _load_ours(ids: list[int], start: datetime, seconds: int) -> dict:
     batch_ms: list[float] = []
     batch: list = []
     late = 0
-    pid = _backend_pid()
-    server_cpu, client_cpu = process_cpu_seconds(pid), self_cpu_seconds()
+    pid = backend_pid()
+    server_cpu, client_cpu = postgres_backend_cpu_seconds(pid), self_cpu_seconds()
     report_every = max(1, seconds // 20)
     wall = time.perf_counter()
     tick = wall
@@ -258,140 +270,11 @@ def _load_ours(ids: list[int], start: datetime, seconds: int) -> dict:
         "rows_per_second_end_to_end": round(points / wall),
         "batch_ms": _summary(batch_ms),
         "late_buckets_reaggregated": late,
-        "postgres_backend_cpu_seconds": round(process_cpu_seconds(pid) - server_cpu, 1),
+        "postgres_backend_cpu_seconds": round(postgres_backend_cpu_seconds(pid) - server_cpu, 1),
         "python_client_cpu_seconds": round(self_cpu_seconds() - client_cpu, 1),
         "note": "write_seconds is the time inside points_write (Python COPY encoding + PostgreSQL), generation is "
         "excluded; end_to_end includes generating the points in the same (single) process.",
     }
-
-
-class _Capture:
-    """A Django execute wrapper that records each statement, its parameters and its duration."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[object, object, float]] = []
-
-    def __call__(self, execute, sql, params, many, context):
-        started = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            self.calls.append((sql, params, (time.perf_counter() - started) * 1000))
-
-
-def _sql_text(statement) -> str:
-    from django.db import connection
-
-    return statement if isinstance(statement, str) else statement.as_string(connection.connection)
-
-
-def _rollup_refresh(end: datetime) -> tuple[dict, tuple | None]:
-    from django.db import connection
-
-    from apps.storage.backends import backend_for
-
-    capture = _Capture()
-    pid = _backend_pid()
-    cpu = process_cpu_seconds(pid)
-    started = time.perf_counter()
-    with connection.execute_wrapper(capture):
-        info = backend_for().rollup_refresh(now=end)
-    seconds = time.perf_counter() - started
-    by_tier: dict[str, list[float]] = {}
-    last_1m = None
-    for statement, params, ms in capture.calls:
-        text = _sql_text(statement)
-        for table in ("points_1m", "points_1h", "points_1d"):
-            if text.startswith(f'INSERT INTO "{table}"'):
-                by_tier.setdefault(table, []).append(ms)
-                if table == "points_1m":
-                    last_1m = (statement, params)
-    result = {
-        "seconds": round(seconds, 2),
-        "steps": info["steps"],
-        "watermark": info["watermark"],
-        "postgres_backend_cpu_seconds": round(process_cpu_seconds(pid) - cpu, 1),
-        "statements_by_tier": {
-            table: {
-                "count": len(values),
-                "total_seconds": round(sum(values) / 1000, 2),
-                "median_ms": round(statistics.median(values), 1),
-                "max_ms": round(max(values), 1),
-            }
-            for table, values in by_tier.items()
-        },
-    }
-    return result, last_1m
-
-
-def _maintenance() -> dict:
-    from django.db import connection
-
-    timings = {}
-    with connection.cursor() as cursor:
-        for table in ("points", "points_1m", "points_1h", "points_1d", "storage_series"):
-            started = time.perf_counter()
-            cursor.execute(f"VACUUM (ANALYZE) {table}")
-            timings[table] = round(time.perf_counter() - started, 2)
-    return {
-        "vacuum_analyze_seconds": timings,
-        "note": "VACUUM (ANALYZE) after the load, as autovacuum would do: fresh planner statistics and visibility "
-        "maps for the queries below.",
-    }
-
-
-def _sizes_and_counts() -> dict:
-    from django.db import connection
-
-    sizes: dict = {"points_partitions": []}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT c.relname, pg_relation_size(c.oid), pg_indexes_size(c.oid), pg_total_relation_size(c.oid) "
-            "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'points'::regclass "
-            "ORDER BY c.relname"
-        )
-        for name, heap, indexes, total in cursor.fetchall():
-            if total > 16_384:
-                sizes["points_partitions"].append({"name": name, "heap": heap, "indexes": indexes, "total": total})
-        started = time.perf_counter()
-        cursor.execute("SELECT count(*) FROM points")
-        points = cursor.fetchone()[0]
-        count_seconds = time.perf_counter() - started
-        sizes["points_total_bytes"] = sum(item["total"] for item in sizes["points_partitions"])
-        sizes["points_heap_bytes"] = sum(item["heap"] for item in sizes["points_partitions"])
-        sizes["points_index_bytes"] = sum(item["indexes"] for item in sizes["points_partitions"])
-        sizes["bytes_per_point"] = round(sizes["points_total_bytes"] / max(points, 1), 1)
-        rollups = {}
-        for table in ("points_1m", "points_1h", "points_1d"):
-            cursor.execute(f"SELECT count(*), pg_total_relation_size('{table}') FROM {table}")  # noqa: S608
-            rows, total = cursor.fetchone()
-            rollups[table] = {"rows": rows, "total_bytes": total}
-        sizes["rollups"] = rollups
-        cursor.execute(
-            "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid), pg_relation_size(indexrelid) "
-            "FROM pg_index WHERE indrelid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'points'::regclass) "
-            "ORDER BY 1"
-        )
-        sizes["points_partition_indexes"] = [
-            {"name": name, "definition": definition, "bytes": size} for name, definition, size in cursor.fetchall()
-        ]
-    return {"points_counted": points, "count_star_seconds": round(count_seconds, 2), "sizes": sizes}
-
-
-def _postgres_settings() -> dict:
-    from django.db import connection
-
-    names = (
-        "shared_buffers", "work_mem", "effective_cache_size", "max_wal_size", "synchronous_commit",
-        "max_parallel_workers_per_gather", "jit", "random_page_cost",
-    )  # fmt: skip
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        settings = {"server_version": cursor.fetchone()[0]}
-        for name in names:
-            cursor.execute(f"SHOW {name}")
-            settings[name] = cursor.fetchone()[0]
-    return settings
 
 
 # --- InfluxDB side -------------------------------------------------------------------------------------------
@@ -518,7 +401,7 @@ def _ours_once(body: dict, end: datetime, user) -> tuple[float, object, list]:
     from apps.storage.query.engine import query_execute
     from apps.storage.query.spec import query_spec_parse
 
-    capture = _Capture()
+    capture = Capture()
     started = time.perf_counter()
     with connection.execute_wrapper(capture):
         result = query_execute(spec=query_spec_parse(body, now=end), principal=user)
@@ -594,7 +477,7 @@ def _answers_difference(first, second) -> dict:
 
 def _statement_split(total_ms: float, calls: list) -> dict:
     main = calls[-1][2] if calls else 0.0
-    series = sum(ms for statement, _, ms in calls if "FROM storage_series" in _sql_text(statement))
+    series = sum(ms for statement, _, ms in calls if "FROM storage_series" in sql_text(statement))
     database = sum(ms for _, _, ms in calls)
     return {
         "statements": len(calls),
@@ -651,6 +534,7 @@ def _queries(end: datetime, user, influx: Influx | None, *, rounds: int, warmup:
                     "spec": body,
                     "influxql": text,
                     "tier": result.tier,
+                    "label_rollups": result.label_rollups,
                     "bucket_seconds": result.bucket_seconds,
                     "downsampled": result.downsampled,
                     "output_series": len(result.series),
@@ -734,7 +618,7 @@ def _explain(statement, params, *, rollback: bool = False, setup: tuple = ()) ->
             transaction.set_rollback(True)
     inlined = psycopg.ClientCursor(connection.connection).mogrify(statement, params)
     return {
-        "session_settings": [_sql_text(setup_statement) for setup_statement, _ in setup],
+        "session_settings": [sql_text(setup_statement) for setup_statement, _ in setup],
         "sql_with_parameters": inlined,
         "plan": text,
         "execution_ms": plan[0].get("Execution Time"),
@@ -786,7 +670,7 @@ def _explains(end: datetime, user, rollup_statement) -> dict:
         _, _, calls = _ours_once(body, end, user)
         statement, params, _ = calls[-1]
         setup = tuple(
-            (call[0], call[1]) for call in calls[:-1] if _sql_text(call[0]).lstrip().upper().startswith("SET ")
+            (call[0], call[1]) for call in calls[:-1] if sql_text(call[0]).lstrip().upper().startswith("SET ")
         )
         explains[name] = _explain(statement, params, setup=setup)
     if rollup_statement:
@@ -834,7 +718,11 @@ def _body(*, quick: bool) -> dict:
     from django.db import connection
 
     import apps.storage.backends.postgres
+    import apps.storage.backends.timescaledb
     import apps.storage.query.engine  # noqa: F401 - load all the code measured now, not halfway through
+    from apps.storage.backends import backend_for
+
+    backend = backend_for()
 
     fingerprint = _code_fingerprint()
 
@@ -857,25 +745,28 @@ def _body(*, quick: bool) -> dict:
             "note": f"'now' for every query is the end of the data ({end.isoformat()}). The data spans "
             f"{seconds / 3600:.1f} hours, so 'last 30 days' covers all of it and 'last 24 hours' the newest 24 h.",
         },
-        "environment": {"postgres": _postgres_settings(), "memory_gib": _memory_gib()},
+        "storage_backend": backend.name,
+        "database": database_versions(os.environ["DATABASE_URL"]),
+        "environment": {"postgres": postgres_settings(), "memory_gib": _memory_gib()},
     }
     ids, user = _series_setup()
     from apps.storage.tiers import bucket_floor
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE storage_rollup_watermark SET watermark = %s, provisional = NULL", [bucket_floor(start, 60)]
-        )
+    if backend.name == "postgres":  # the watermark at the start of the data (TimescaleDB refreshes any window)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE storage_rollup_watermark SET watermark = %s, provisional = NULL", [bucket_floor(start, 60)]
+            )
 
-    _log(f"loading {seconds * SERIES:,} points into PostgreSQL")
+    _log(f"loading {seconds * SERIES:,} points into PostgreSQL ({backend.name} backend)")
     load = {"ours": _load_ours(ids, start, seconds)}
     _log(f"ours: {load['ours']['rows_per_second_write_path']:,} rows/s; refreshing rollups")
-    refresh, rollup_statement = _rollup_refresh(end)
+    refresh, rollup_statement = rollup_refresh_timed(end)
     refresh["raw_points_per_second"] = round(seconds * SERIES / refresh["seconds"])
     result["rollup_refresh"] = refresh
     _log(f"rollup refresh {refresh['seconds']} s; VACUUM ANALYZE")
-    result["maintenance"] = _maintenance()
-    result.update(_sizes_and_counts())
+    result["maintenance"] = maintenance()
+    result.update(sizes_and_counts())
 
     influx = None
     if os.environ.get("BENCH_STORAGE_SKIP_INFLUX") == "1":
@@ -927,6 +818,9 @@ def _body(*, quick: bool) -> dict:
     size = "smoke" if smoke() else "quick" if quick else "full"
     _log(f"backfill: {BACKFILL_POINTS[size]:,} points over {BACKFILL_DAYS} days, queries and refreshes meanwhile")
     result["backfill"] = _backfill_drain(ids, end + timedelta(minutes=2), user, points=BACKFILL_POINTS[size])
+    if backend.name == "timescaledb":
+        _log("compression: the job over the backfilled chunks (older than STORAGE_COMPRESS_AFTER_DAYS)")
+        result["compression"] = compression_timescaledb(backend)
     changed = sorted(path for path, digest in _code_fingerprint().items() if fingerprint.get(path) != digest)
     result["code"] = {
         "sha256_12_at_start": fingerprint,
@@ -948,7 +842,12 @@ def _live_tick(ids: list[int], end: datetime) -> tuple[dict, tuple | None]:
     for offset in range(0, 60, BATCH_SECONDS):
         moments = [end + timedelta(seconds=second) for second in range(offset, offset + BATCH_SECONDS)]
         points_write(points=[(series_id, moment, 20.0) for moment in moments for series_id in ids])
-    tick, statement = _rollup_refresh(end + timedelta(seconds=120))
+    tick, statement = rollup_refresh_timed(end + timedelta(seconds=120))
+    from apps.storage.backends import backend_for
+
+    if backend_for().name != "postgres":
+        tick["note"] = "After the load: 60,000 more points (the minute after the end), then one rollup_refresh."
+        return tick, statement
     touched = sorted(
         {f"points_p{moment:%Y%m%d}" for moment in (end - timedelta(minutes=2), end + timedelta(minutes=1))}
     )
@@ -1058,11 +957,16 @@ def _backfill_part(role: str, arguments: dict) -> None:
     runs: list[dict] = []
     while True:
         started = time.perf_counter()
-        info = backend_for().rollup_refresh(now=end)
-        runs.append({"ms": (time.perf_counter() - started) * 1000, "folded": info["deltas_folded"]})
-        if (folder / "writer.json").exists() and not info["deltas_left"]:
-            with backend_for().connection.cursor() as cursor:
-                if not backend_for().deltas_pending(cursor):
+        backend = backend_for()
+        info = backend.rollup_refresh(now=end)
+        # TimescaleDB has no deltas: its refresh applies the invalidation log, and one run after the last write
+        # finds it empty.
+        runs.append({"ms": (time.perf_counter() - started) * 1000, "folded": info.get("deltas_folded", 0)})
+        if (folder / "writer.json").exists() and not info.get("deltas_left", False):
+            if not backend.deltas:
+                break
+            with backend.connection.cursor() as cursor:
+                if not backend.deltas_pending(cursor):
                     break
         time.sleep(max(0.0, REFRESH_EVERY_SECONDS - (time.perf_counter() - started)))
     (folder / "refresher.json").write_text(json.dumps(runs))

@@ -7,6 +7,7 @@ from typing import Any
 
 from analytics_platform.settings.environment import (
     REQUIRED,
+    env_bool,
     env_database,
     env_float,
     env_int,
@@ -227,8 +228,11 @@ STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS = env_int("STORAGE_ROLLUP_PROVISIONAL_G
 # after the live refresh, oldest first; the rest waits for the next run (queries add it meanwhile).
 STORAGE_DELTAS_DRAIN_SECONDS = env_float("STORAGE_DELTAS_DRAIN_SECONDS", 5.0, minimum=0.0)
 STORAGE_PARTITION_DAYS_AHEAD = env_int("STORAGE_PARTITION_DAYS_AHEAD", 3, minimum=1)
+# TimescaleDB: whether its scheduler runs the retention and compression jobs (the TimescaleDB tests create them
+# paused and run each one explicitly, so a server's scheduler never runs one in the middle of a test).
+STORAGE_TIMESCALEDB_JOBS_SCHEDULED = env_bool("STORAGE_TIMESCALEDB_JOBS_SCHEDULED", True)
 # Query guard rails.
-# Label rollups (plain PostgreSQL): every label key with at most this many values per (source, metric) also
+# Label rollups (both backends): every label key with at most this many values per (source, metric) also
 # gets its tiers pre-aggregated per label value, so "group by facility" reads a few rows per bucket. 0 = off.
 STORAGE_LABEL_ROLLUP_MAX_VALUES = env_int("STORAGE_LABEL_ROLLUP_MAX_VALUES", 100, minimum=0)
 STORAGE_MAX_SERIES_PER_QUERY = env_int("STORAGE_MAX_SERIES_PER_QUERY", 10_000, minimum=1)

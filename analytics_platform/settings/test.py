@@ -22,3 +22,5 @@ CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 LOGGING = build_logging(level="WARNING", log_format="text")
+# TimescaleDB tests run every maintenance job explicitly (docs/development.md).
+STORAGE_TIMESCALEDB_JOBS_SCHEDULED = False

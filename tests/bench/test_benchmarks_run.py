@@ -30,6 +30,10 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
     results = {name: json.loads((tmp_path / f"{name}-latest.json").read_text()) for name in
                ("anomaly", "http_api", "ingest", "live", "storage")}  # fmt: skip
     assert all(document["smoke"] for document in results.values())
+    for name in ("http_api", "ingest", "live", "storage"):  # what each measured: backend and server versions
+        database = results[name]["result"]["database"]
+        assert database["storage_backend"] in ("postgres", "timescaledb"), (name, database)
+        assert database["postgres"], (name, database)
 
     http_api = results["http_api"]["result"]
     assert http_api["me_token"]["median_ms"] > 0

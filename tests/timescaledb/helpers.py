@@ -21,8 +21,17 @@ def storage_reinstall() -> TimescaleBackend:
     so every test sees the real-time aggregation of a new installation.
     """
     with connection.cursor() as cursor:
-        cursor.execute("DROP MATERIALIZED VIEW IF EXISTS points_1d, points_1h, points_1m CASCADE")
+        cursor.execute(
+            "DROP MATERIALIZED VIEW IF EXISTS points_1d_labels, points_1h_labels, points_1m_labels, "
+            "points_1d, points_1h, points_1m CASCADE"
+        )
         cursor.execute("DROP TABLE IF EXISTS points CASCADE")
+        cursor.execute("DROP TABLE IF EXISTS storage_series_labels, storage_label_rollup")
+        # Our jobs (their procedures are replaced by install); TimescaleDB's own go with their tables.
+        cursor.execute(
+            "SELECT delete_job(job_id) FROM timescaledb_information.jobs "
+            "WHERE proc_name IN ('storage_job_retention', 'storage_job_compression')"
+        )
         cursor.execute("DELETE FROM storage_meta WHERE key LIKE 'timescaledb.%'")  # the backend's notes
     backend = backend_for()
     assert isinstance(backend, TimescaleBackend), backend

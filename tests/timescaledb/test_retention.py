@@ -1,6 +1,7 @@
-"""Retention: one policy per table at the longest retention any source asks for, DELETE for shorter ones.
+"""Retention: one job per table at the longest retention any source asks for, DELETE for shorter ones.
 
-Policies drop whole chunks in TimescaleDB's scheduler; PGlite has none, so the jobs are run explicitly.
+The jobs drop whole chunks in TimescaleDB's scheduler; the tests create them paused (a server's scheduler would run
+none mid-test; PGlite has none) and run each one explicitly.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ import logging
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 from django.utils import timezone
 
-from apps.storage.backends import timescaledb as timescaledb_backend
+from apps.storage.backends import timescaledb_jobs
 from apps.storage.tiers import TIER_1D, TIER_1H, TIER_1M, bucket_floor
 from tests.storage.factories import points_store, series_create, source_create
 from tests.timescaledb.helpers import materialized_rows, rollup_rows, rows, storage_reinstall, value
@@ -20,8 +23,17 @@ from tests.timescaledb.helpers import materialized_rows, rollup_rows, rows, stor
 def _drop_after() -> dict[str, timedelta]:
     return dict(
         rows(
-            "SELECT hypertable_name, (config->>'drop_after')::interval FROM timescaledb_information.jobs "
-            "WHERE proc_name = 'policy_retention'"
+            "SELECT config->>'relation', (config->>'drop_after')::interval FROM timescaledb_information.jobs "
+            "WHERE proc_name = 'storage_job_retention' AND config->>'relation' NOT LIKE '%%_labels'"
+        )
+    )
+
+
+def _drop_after_labels() -> dict[str, timedelta]:
+    return dict(
+        rows(
+            "SELECT config->>'relation', (config->>'drop_after')::interval FROM timescaledb_information.jobs "
+            "WHERE proc_name = 'storage_job_retention' AND config->>'relation' LIKE '%%_labels'"
         )
     )
 
@@ -37,18 +49,21 @@ def test_a_longer_override_moves_the_policy_and_back(tsdb, settings):
     assert _drop_after() == defaults
     keeper = source_create(slug="archive", raw_retention_days=200, rollup_1m_retention_days=120)
     source_create(slug="short", raw_retention_days=3)
-    jobs_before = dict(rows("SELECT hypertable_name, job_id FROM timescaledb_information.jobs "
-                            "WHERE proc_name = 'policy_retention'"))  # fmt: skip
+    jobs_before = dict(rows("SELECT config->>'relation', job_id FROM timescaledb_information.jobs "
+                            "WHERE proc_name = 'storage_job_retention'"))  # fmt: skip
+    tiers = {"points_1m": 120, "points_1h": settings.STORAGE_ROLLUP_1H_RETENTION_DAYS,
+             "points_1d": settings.STORAGE_ROLLUP_1D_RETENTION_DAYS}  # fmt: skip
     assert tsdb.retention_policies_sync() == {
-        "points": 200, "points_1m": 120, "points_1h": settings.STORAGE_ROLLUP_1H_RETENTION_DAYS,
-        "points_1d": settings.STORAGE_ROLLUP_1D_RETENTION_DAYS,
-    }  # fmt: skip
+        "points": 200,
+        **tiers,
+        **{f"{table}_labels": days for table, days in tiers.items()},
+    }
     assert _drop_after() == {**defaults, "points": _days(200), "points_1m": _days(120)}
-    jobs_after = dict(rows("SELECT hypertable_name, job_id FROM timescaledb_information.jobs "
-                           "WHERE proc_name = 'policy_retention'"))  # fmt: skip
-    # Unchanged policies are left alone.
-    assert jobs_after["points_1h"] == jobs_before["points_1h"]
-    assert jobs_after["points"] != jobs_before["points"]
+    jobs_after = dict(rows("SELECT config->>'relation', job_id FROM timescaledb_information.jobs "
+                           "WHERE proc_name = 'storage_job_retention'"))  # fmt: skip
+    # The same jobs, their configuration changed in place (one job per table, always).
+    assert jobs_after == jobs_before
+    assert _drop_after_labels()["points_1m_labels"] == _days(120)
     keeper.raw_retention_days = None
     keeper.rollup_1m_retention_days = None
     keeper.save()
@@ -110,14 +125,16 @@ def test_a_shorter_override_deletes_that_sources_old_rows_and_keeps_its_rollups(
 def test_without_the_privilege_retention_still_deletes_and_says_what_it_costs(
     tsdb, short_and_normal, monkeypatch, caplog
 ):
+    """Before TimescaleDB 2.23 the invalidation trigger is turned off with session_replication_role, which needs a
+    grant; without it, retention deletes and warns (2.28+ has a setting that needs none)."""
     refused = "DO $$BEGIN RAISE EXCEPTION 'permission denied' USING ERRCODE = 'insufficient_privilege'; END$$"
-    monkeypatch.setattr(timescaledb_backend, "INVALIDATION_LOGGING_OFF", refused)
+    monkeypatch.setattr(timescaledb_jobs, "invalidation_skip_sql", lambda cursor: refused)
     short_id = short_and_normal["short"]
 
     with caplog.at_level(logging.WARNING, logger="apps.storage.backends.timescaledb"):
         result = tsdb.retention_apply()
 
-    assert result.deleted_rows == {"points": 3 * 3, "points_1m": 2 * 3}
+    assert result.deleted_rows == {"points": 3 * 3, "points_1m": 2 * 3, "points_1m_labels": 2 * 3}
     assert "GRANT SET ON PARAMETER session_replication_role" in caplog.text
     # The cost: the refresh recomputes the short source's buckets from the points that are left.
     tsdb.rollup_refresh()
@@ -197,3 +214,48 @@ def test_a_longer_retention_after_a_drop_does_not_refresh_the_dropped_range(tsdb
 @pytest.mark.parametrize("table", ["points", "points_1m", "points_1h", "points_1d"])
 def test_every_table_has_a_runnable_retention_job(tsdb, table):
     tsdb.retention_job_run(table)  # finds the job by its name and table, and TimescaleDB runs it
+
+
+# --- how retention deletes stay out of the invalidation logs, per TimescaleDB version --------------------------
+def _statements(run) -> list[str]:
+    """The SQL statements `run()` sent through Django's connection, as text."""
+    sent: list[str] = []
+
+    def capture(execute, statement, params, many, context):
+        sent.append(statement if isinstance(statement, str) else statement.as_string(connection.connection))
+        return execute(statement, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        run()
+    return sent
+
+
+def test_this_build_skips_invalidations_through_its_trigger(tsdb, short_and_normal):
+    """The WebAssembly build (a 2.23.0 development snapshot) still logs invalidations with a trigger."""
+    sent = _statements(tsdb.retention_apply)
+    assert "SET LOCAL session_replication_role = replica" in sent
+    assert not any("skip_cagg_invalidation" in statement for statement in sent)
+
+
+def test_a_server_with_the_skip_setting_uses_it(tsdb, short_and_normal, monkeypatch):
+    """TimescaleDB 2.28+ has timescaledb.skip_cagg_invalidation (no privilege needed), preferred over the trigger.
+
+    This build has no such setting: another boolean TimescaleDB setting stands in for it, so the lookup in
+    pg_settings and the statement are real; that 2.28 then logs nothing was checked on a real server (the issue).
+    """
+    monkeypatch.setattr(timescaledb_jobs, "SKIP_SETTING", "timescaledb.enable_cagg_reorder_groupby")
+    sent = _statements(tsdb.retention_apply)
+    assert "SET LOCAL timescaledb.enable_cagg_reorder_groupby = on" in sent
+    assert "SET LOCAL session_replication_role = replica" not in sent
+
+
+def test_a_server_with_neither_refuses_to_install_and_to_delete(tsdb, short_and_normal):
+    """TimescaleDB 2.23.0 to 2.27 record invalidations in C (no trigger) and have no setting to skip them: retention
+    would destroy the rollups it keeps, so the backend refuses, saying which versions work."""
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER ts_cagg_invalidation_trigger ON points")  # what those versions look like
+    with pytest.raises(ImproperlyConfigured, match=r"Use TimescaleDB 2\.29 or later"):
+        tsdb.retention_apply()
+    assert value("SELECT count(*) FROM points") == 2 * 4 * 3  # nothing was deleted
+    with pytest.raises(ImproperlyConfigured, match="skip_cagg_invalidation"):
+        tsdb.install()

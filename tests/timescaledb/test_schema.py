@@ -1,13 +1,15 @@
-"""What the migration installs on TimescaleDB: hypertable, hierarchical real-time aggregates, policies."""
+"""What the migration installs on TimescaleDB: hypertable, hierarchical real-time aggregates (per series and per
+label value), and one job per maintenance task with one owner each."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 
 from apps.storage.backends import backend_for
-from apps.storage.backends.timescaledb import REFRESH_POLICIES, TimescaleBackend
+from apps.storage.backends.timescaledb import TABLES, TimescaleBackend
 from apps.storage.tiers import TIERS_FINE_TO_COARSE
 from tests.timescaledb.helpers import rows, value
 
@@ -43,29 +45,69 @@ def test_continuous_aggregates_are_hierarchical_and_real_time():
             "SELECT view_name, materialized_only, view_definition FROM timescaledb_information.continuous_aggregates"
         )
     }
-    assert set(found) == {"points_1m", "points_1h", "points_1d"}
+    labels = {tier.labels_table for tier in TIERS_FINE_TO_COARSE}
+    assert set(found) == {"points_1m", "points_1h", "points_1d"} | labels
     assert all(materialized_only is False for materialized_only, _ in found.values())
-    # Each tier is built from the one below it: raw -> 1m -> 1h -> 1d.
+    # Each tier is built from the one below it: raw -> 1m -> 1h -> 1d; label tiers from 1m joined to the labels.
+    sources = {"points_1m_labels": "points_1m", "points_1h_labels": "points_1m_labels",
+               "points_1d_labels": "points_1h_labels"}  # fmt: skip
     for tier in TIERS_FINE_TO_COARSE:
-        definition = found[tier.table][1]
-        assert f"FROM {tier.source_table}" in " ".join(definition.split()), (tier.table, definition)
+        for table, source in ((tier.table, tier.source_table), (tier.labels_table, sources[tier.labels_table])):
+            definition = " ".join(found[table][1].split())
+            assert re.search(rf"FROM \(?{source} ", definition), (table, definition)
+    assert "JOIN storage_series_labels" in " ".join(found["points_1m_labels"][1].split())
     columns = rows(
         "SELECT attname FROM pg_attribute WHERE attrelid = 'points_1h'::regclass AND attnum > 0 ORDER BY attnum"
     )
     assert [name for (name,) in columns] == ["bucket", "series_id", "count", "sum", "min", "max", "last", "last_time"]
+    columns = rows(
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'points_1h_labels'::regclass AND attnum > 0 ORDER BY attnum"
+    )
+    assert [name for (name,) in columns] == [
+        "bucket", "source_id", "metric", "label_key", "label_value", "count", "sum", "min", "max", "last", "last_time",
+    ]  # fmt: skip
 
 
-def test_refresh_policies_per_tier():
-    # (jsonb comes back as text through Django's connection, so the config is read in SQL.)
-    policies = {
-        table: (start_offset, end_offset, schedule)
-        for table, start_offset, end_offset, schedule in rows(
-            "SELECT hypertable_name, (config->>'start_offset')::interval, (config->>'end_offset')::interval, "
-            "schedule_interval FROM timescaledb_information.jobs "
-            "WHERE proc_name = 'policy_refresh_continuous_aggregate'"
+def _jobs() -> dict[tuple[str, str | None], tuple]:
+    """{(procedure, relation): (schedule, scheduled, config as text)} of every job but TimescaleDB's own upkeep."""
+    return {
+        (proc_name, relation): (schedule, scheduled, config)
+        for proc_name, relation, schedule, scheduled, config in rows(
+            "SELECT proc_name, coalesce(config->>'relation', hypertable_name), schedule_interval, scheduled, "
+            "config::text FROM timescaledb_information.jobs WHERE proc_schema <> '_timescaledb_functions' "
+            "OR proc_name LIKE 'policy_%%' AND proc_name <> 'policy_job_stat_history_retention'"
         )
     }
-    assert policies == {tier.table: REFRESH_POLICIES[tier] for tier in TIERS_FINE_TO_COARSE}
+
+
+def test_one_owner_per_job_and_no_refresh_policy():
+    """The app refreshes (rollup_refresh); TimescaleDB's scheduler drops and compresses, with jobs of ours that take
+    the maintenance lock first; TimescaleDB's own policies (which deadlocked with the app's refresh) are gone."""
+    jobs = _jobs()
+    assert set(jobs) == {("storage_job_compression", "points")} | {("storage_job_retention", table) for table in TABLES}
+    assert not any(proc_name.startswith("policy_") for proc_name, _ in jobs)
+    assert jobs[("storage_job_compression", "points")][0] == timedelta(hours=12)
+    assert all(schedule == timedelta(hours=1) for (name, _), (schedule, _, _) in jobs.items() if "retention" in name)
+    # The test settings create them paused (a real server's scheduler would run none mid-test) ...
+    assert {scheduled for _, scheduled, _ in jobs.values()} == {False}
+
+
+def test_in_production_the_scheduler_runs_the_jobs(tsdb, settings):
+    settings.STORAGE_TIMESCALEDB_JOBS_SCHEDULED = True
+    tsdb.install()
+    assert {scheduled for _, scheduled, _ in _jobs().values()} == {True}
+
+
+def test_an_install_from_before_moves_the_policies_to_our_jobs(tsdb):
+    """Databases installed with TimescaleDB's refresh, compression and retention policies lose them on migrate."""
+    rows("SELECT add_continuous_aggregate_policy('points_1m', INTERVAL '6 hours', INTERVAL '1 minute', "
+         "INTERVAL '1 minute')")  # fmt: skip
+    rows("SELECT add_retention_policy('points_1h', INTERVAL '1825 days')")
+    rows("SELECT add_compression_policy('points', INTERVAL '7 days')")
+    before = _jobs()
+    assert ("policy_retention", "points_1h") in before
+    tsdb.install()
+    assert not any(proc_name.startswith("policy_") for proc_name, _ in _jobs())
 
 
 def test_compression_segments_by_series(settings):
@@ -75,7 +117,7 @@ def test_compression_segments_by_series(settings):
     ) == [("series_id", 1, None, None), ("time", None, 1, False)]
     assert rows(
         "SELECT (config->>'compress_after')::interval FROM timescaledb_information.jobs "
-        "WHERE proc_name = 'policy_compression' AND hypertable_name = 'points'"
+        "WHERE proc_name = 'storage_job_compression' AND config->>'relation' = 'points'"
     ) == [(timedelta(days=settings.STORAGE_COMPRESS_AFTER_DAYS),)]
 
 
@@ -84,16 +126,18 @@ def test_retention_policies_have_the_global_defaults(settings):
     drop_after = {
         table: interval
         for table, interval in rows(
-            "SELECT hypertable_name, (config->>'drop_after')::interval FROM timescaledb_information.jobs "
-            "WHERE proc_name = 'policy_retention'"
+            "SELECT config->>'relation', (config->>'drop_after')::interval FROM timescaledb_information.jobs "
+            "WHERE proc_name = 'storage_job_retention'"
         )
     }
-    assert drop_after == {
-        "points": timedelta(days=90),
+    tiers = {
         "points_1m": timedelta(days=settings.STORAGE_ROLLUP_1M_RETENTION_DAYS),
         "points_1h": timedelta(days=settings.STORAGE_ROLLUP_1H_RETENTION_DAYS),
         "points_1d": timedelta(days=settings.STORAGE_ROLLUP_1D_RETENTION_DAYS),
     }
+    # Label tiers keep what their per-series tier keeps.
+    assert drop_after == {"points": timedelta(days=90), **tiers, **{f"{table}_labels": days for table, days in
+                                                                    tiers.items()}}  # fmt: skip
     assert backend.retention_days()["points"] == 90  # TimescaleDB compresses, so raw points are kept longer
 
 

@@ -8,15 +8,17 @@ TimescaleDB behaviour, which `rollup_refresh` (NULL window start) covers.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
+from django.utils import timezone
 
-from apps.storage.tiers import TIER_1D, TIER_1H, TIER_1M, TIERS_FINE_TO_COARSE
+from apps.storage.tiers import TIER_1D, TIER_1H, TIER_1M, TIERS_FINE_TO_COARSE, bucket_floor
 from tests.storage.factories import points_store, series_create, source_create
 from tests.timescaledb.helpers import expected_rollups, materialized_rows, rollup_rows, rows
 
-T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
+# Relative to now: no retention (90 days raw by default) drops the data, whenever the tests run.
+T0 = bucket_floor(timezone.now() - timedelta(days=10), 86_400)
 
 
 @pytest.fixture
