@@ -68,9 +68,16 @@ def deltas_install(cursor) -> None:
 def _columns_of(points: Sequence[tuple[int, datetime, float]] | PointColumns) -> PointColumns:
     if isinstance(points, PointColumns):
         return points
+    micros: dict[datetime, int] = {}  # a batch's points share few distinct times: convert each once
+    times = []
+    for point in points:
+        value = micros.get(point[1])
+        if value is None:
+            value = micros[point[1]] = time_micros(point[1])
+        times.append(value)
     return PointColumns.build(
         pa.array([point[0] for point in points], pa.int32()),
-        pa.array([time_micros(point[1]) for point in points], pa.int64()),
+        pa.array(times, pa.int64()),
         pa.array([float(point[2]) for point in points], pa.float64()),
     )
 
