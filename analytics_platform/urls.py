@@ -9,6 +9,7 @@ from analytics_platform.health import healthz
 from analytics_platform.metrics import metrics_view
 from analytics_platform.views import home
 from apps.access import api as access_api
+from apps.access import organizations_api
 from apps.access import views as access_views
 from apps.alerts import api as alerts_api
 from apps.dashboards import api as dashboards_api
@@ -26,6 +27,38 @@ api_v1 = [
     path("me", access_api.MeView.as_view(), name="me"),
     path("tokens/", access_api.ApiTokenListCreateView.as_view(), name="api-token-list"),
     path("tokens/<int:token_id>/", access_api.ApiTokenRevokeView.as_view(), name="api-token-detail"),
+    path("organizations/", organizations_api.OrganizationListCreateView.as_view(), name="organization-list"),
+    path("organizations/<slug:slug>/", organizations_api.OrganizationDetailView.as_view(), name="organization-detail"),
+    path("organizations/<slug:slug>/members/", organizations_api.MemberListCreateView.as_view(), name="member-list"),
+    path(
+        "organizations/<slug:slug>/members/<str:username>/",
+        organizations_api.MemberDetailView.as_view(),
+        name="member-detail",
+    ),
+    path("organizations/<slug:slug>/teams/", organizations_api.TeamListCreateView.as_view(), name="team-list"),
+    path(
+        "organizations/<slug:slug>/teams/<slug:team_slug>/",
+        organizations_api.TeamDetailView.as_view(),
+        name="team-detail",
+    ),
+    path(
+        "organizations/<slug:slug>/teams/<slug:team_slug>/members/",
+        organizations_api.TeamMemberListCreateView.as_view(),
+        name="team-member-list",
+    ),
+    path(
+        "organizations/<slug:slug>/teams/<slug:team_slug>/members/<str:username>/",
+        organizations_api.TeamMemberDetailView.as_view(),
+        name="team-member-detail",
+    ),
+    path(
+        "organizations/<slug:slug>/policies/", organizations_api.DataPolicyListCreateView.as_view(), name="policy-list"
+    ),
+    path(
+        "organizations/<slug:slug>/policies/<int:policy_id>/",
+        organizations_api.DataPolicyDetailView.as_view(),
+        name="policy-detail",
+    ),
     path("query", storage_api.QueryView.as_view(), name="query"),
     path("series", storage_api.SeriesListView.as_view(), name="series-list"),
     path("series/metrics", storage_api.SeriesMetricsView.as_view(), name="series-metrics"),

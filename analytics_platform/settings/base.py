@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "channels",
+    "guardian",
     "analytics_platform",
     "apps.access",
     "apps.sources",
@@ -45,6 +46,14 @@ INSTALLED_APPS = [
     "apps.alerts",
     "apps.reporting",
 ]
+
+# Object permissions (dashboards shared with a user or team) come from django-guardian's backend; no anonymous
+# user is created because nothing is shared with anonymous visitors.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+ANONYMOUS_USER_NAME = None
 
 MIDDLEWARE = [
     "analytics_platform.metrics.RequestMetricsMiddleware",

@@ -36,13 +36,12 @@ from django.db import DataError, close_old_connections
 from django.db.models.fields.json import KeyTextTransform
 
 from apps.ingestion.events import CHANGES_CHANNEL
-from apps.sources.selectors import source_get_by_slug
 from apps.storage.columns import EPOCH, time_micros
 from apps.storage.policies import DataAccessDenied, DataScope, data_scope_for
 from apps.storage.query.engine import QueryTimeout, query_bucket_seconds, query_execute
 from apps.storage.query.spec import RAW, QuerySpec, QuerySpecError, query_spec_parse
 from apps.storage.scope_events import SCOPE_CHANNEL, scope_message_users
-from apps.storage.selectors import series_list
+from apps.storage.selectors import series_list, source_visible
 from apps.storage.tiers import bucket_floor
 
 logger = logging.getLogger(__name__)
@@ -110,7 +109,6 @@ class LiveFeed:
 
     key: str
     body: Mapping[str, Any]
-    principal: Any
     scope: DataScope
     source_id: int | None
     bucket_seconds: int | None
@@ -140,7 +138,7 @@ class LiveFeed:
         """Whether new series of this source could belong to the feed."""
         if self.source_id is not None:
             return source_id == self.source_id
-        return self.scope.source_ids is None or source_id in self.scope.source_ids
+        return self.scope.may_cover_source(source_id)
 
     def mark_dirty(self, start: datetime, end: datetime) -> None:
         self.dirty_start = start if self.dirty_start is None else min(self.dirty_start, start)
@@ -220,7 +218,6 @@ class LiveHub:
             feed = LiveFeed(
                 key=feed_key,
                 body=query,
-                principal=user,
                 scope=scope,
                 source_id=source_id,
                 bucket_seconds=live_bucket_seconds(spec),
@@ -250,7 +247,7 @@ class LiveHub:
             # Registered before the snapshot is read: changes committed after the read reach the subscriber as
             # deltas; those the snapshot already has are filtered out by `overlap`.
             feed.subscribers.append(subscription)
-            message = await _database(_snapshot, spec=spec, feed=feed, principal=user, since=since)
+            message = await _database(_snapshot, spec=spec, feed=feed, since=since)
         except (QuerySpecError, DataAccessDenied, QueryTimeout) as error:
             self._leave(subscription)
             field_name = f"query.{error.field}" if isinstance(error, QuerySpecError) else "query"
@@ -299,7 +296,7 @@ class LiveHub:
 
     async def _resolve(self, feed: LiveFeed) -> None:
         """(Re)compute the feed's series ids under its data scope and update the inverted indexes."""
-        series, headers = await _database(_series_for, body=feed.body, principal=feed.principal)
+        series, headers = await _database(_series_for, body=feed.body, scope=feed.scope)
         self._unindex(feed, feed.series_ids)
         for series_id in series:
             self.series_index.setdefault(series_id, set()).add(feed)
@@ -559,29 +556,24 @@ def _with_connection(function: Callable[..., T], kwargs: dict[str, Any]) -> T:
 
 
 def _feed_identity(*, query: Mapping[str, Any], spec: QuerySpec, user: Any) -> tuple[str, DataScope, int | None]:
-    """The feed key (canonical spec + data scope), the scope, and the spec's source id; refuses foreign sources."""
+    """The feed key (canonical spec + data scope), the scope, and the spec's source id.
+
+    A feed is shared only by principals with the same effective scope, and it reads under that scope (never under
+    one subscriber's identity). A source outside the scope is refused exactly like one that does not exist.
+    """
     scope = data_scope_for(user)
     source_id = None
     if spec.source:
-        source = source_get_by_slug(slug=spec.source)
+        source = source_visible(scope=scope, slug=spec.source)
         if source is None:
             raise LiveRefused("query.source", f"no source with slug {spec.source!r}.")
-        if scope.source_ids is not None and source.pk not in scope.source_ids:
-            raise LiveRefused("query.source", f"you may not read source {spec.source!r}.")
         source_id = source.pk
     canonical = json.dumps(query, sort_keys=True, separators=(",", ":"), default=str)
-    scope_key = json.dumps(
-        {
-            "sources": None if scope.source_ids is None else sorted(scope.source_ids),
-            "labels": {label: sorted(values) for label, values in sorted(scope.label_values.items())},
-        },
-        sort_keys=True,
-    )
-    return f"{canonical}|{scope_key}", scope, source_id
+    return f"{canonical}|{scope.cache_key()}", scope, source_id
 
 
 def _series_for(
-    *, body: Mapping[str, Any], principal: Any
+    *, body: Mapping[str, Any], scope: DataScope
 ) -> tuple[frozenset[int], dict[int, tuple[int, dict]] | None]:
     """The series a spec covers under the principal's scope (label filters applied like the engine), and for a
     feed that can be answered from changes messages, each series' output header (ranked like the engine's).
@@ -589,7 +581,7 @@ def _series_for(
     Answered from messages: raw points, not grouped, at most `limit` series (else the engine would cut some).
     """
     spec = query_spec_parse(body)
-    queryset = series_list(principal=principal, source=spec.source, metric=spec.metric)
+    queryset = series_list(scope=scope, source=spec.source, metric=spec.metric)
     for number, label_filter in enumerate(spec.filters):
         if label_filter.operator == "regex":
             # PostgreSQL's regular expressions, as the engine's SQL applies them (not Python's dialect).
@@ -630,7 +622,7 @@ def _labels_match(spec: QuerySpec, labels: Mapping[str, Any]) -> bool:
     return True
 
 
-def _snapshot(*, spec: QuerySpec, feed: LiveFeed, principal: Any, since: datetime | None) -> dict:
+def _snapshot(*, spec: QuerySpec, feed: LiveFeed, since: datetime | None) -> dict:
     """The initial answer: the whole query, or (resuming) the part from the client's last time on."""
     extra: dict[str, Any] = {"initial": True}
     if since is not None and since >= spec.start:
@@ -647,7 +639,7 @@ def _snapshot(*, spec: QuerySpec, feed: LiveFeed, principal: Any, since: datetim
             bucket_seconds=feed.bucket_seconds,
             max_points=settings.STORAGE_MAX_POINTS_PER_SERIES,
         )
-    result = query_execute(spec=spec, principal=principal)
+    result = query_execute(spec=spec, scope=feed.scope)
     if result.bucket_seconds != feed.bucket_seconds and not result.downsampled and since is None:
         logger.warning("live bucket %s differs from the engine's %s", feed.bucket_seconds, result.bucket_seconds)
     if result.bucket_seconds:
@@ -676,7 +668,7 @@ def _tail(*, feed: LiveFeed, span: tuple[datetime, datetime]) -> list[dict] | No
         fill="none",
     )
     started = time.perf_counter()
-    series = query_execute(spec=spec, principal=feed.principal).series
+    series = query_execute(spec=spec, scope=feed.scope).series
     feed.tail_seconds = time.perf_counter() - started  # execution only, not the wait for a thread
     return series
 

@@ -154,7 +154,12 @@ async def test_another_organisations_source_is_refused_not_empty():
         error = await communicator.receive_json_from(timeout=5)
         assert error["type"] == "error"
         assert error["field"] == "query.source"
-        assert "may not read" in error["message"]
+        # Exactly the answer for a source that does not exist: no oracle of another tenant's slugs.
+        await communicator.send_json_to(
+            {"type": "subscribe", "id": "ghost", "query": {**RAW_QUERY, "source": "no-such-plant"}}
+        )
+        missing = await communicator.receive_json_from(timeout=5)
+        assert error["message"].replace("rival-plant", "X") == missing["message"].replace("no-such-plant", "X")
         # Without a source the query spans only the user's own sources: the rival's series never appear.
         await communicator.send_json_to({"type": "subscribe", "id": "all", "query": {**RAW_QUERY, "source": None}})
         message = await communicator.receive_json_from(timeout=5)
@@ -246,12 +251,8 @@ def test_live_bucket_is_the_engines_bucket(body):
 @pytest.mark.asyncio
 async def test_changes_messages_mark_only_the_feeds_of_their_series():
     hub = live.LiveHub(redis_url="redis://unused")
-    feed = live.LiveFeed(
-        key="k", body=RAW_QUERY, principal=None, scope=live.DataScope(), source_id=1, bucket_seconds=None
-    )
-    other = live.LiveFeed(
-        key="o", body=RAW_QUERY, principal=None, scope=live.DataScope(), source_id=2, bucket_seconds=None
-    )
+    feed = live.LiveFeed(key="k", body=RAW_QUERY, scope=live.DataScope(), source_id=1, bucket_seconds=None)
+    other = live.LiveFeed(key="o", body=RAW_QUERY, scope=live.DataScope(), source_id=2, bucket_seconds=None)
     hub.feeds = {"k": feed, "o": other}
     hub.series_index = {10: {feed}, 20: {other}}
     hub.known_series = {10, 11, 20}

@@ -19,6 +19,7 @@ from django.db import DataError
 from psycopg import sql
 
 from apps.storage.policies import DataScope
+from apps.storage.query.scope_sql import scope_condition, source_visible_id
 from apps.storage.query.spec import QuerySpec, QuerySpecError
 
 logger = logging.getLogger(__name__)
@@ -59,8 +60,7 @@ def series_plan(cursor, spec: QuerySpec, scope: DataScope) -> SeriesPlan:
         spec.source,
         tuple((item.label, item.operator, item.values) for item in spec.filters),
         spec.group_by,
-        None if scope.source_ids is None else frozenset(scope.source_ids),
-        tuple(sorted((label, tuple(values)) for label, values in scope.label_values.items())),
+        scope,
     )
     cached = _series_plans.get(key)
     if cached is not None:
@@ -139,8 +139,8 @@ def _series_select(cursor, spec: QuerySpec, scope: DataScope) -> list[tuple[int,
     conditions = [sql.SQL("s.metric = %(metric)s")]
     parameters: dict = {"metric": spec.metric}
     if spec.source:
-        cursor.execute("SELECT id FROM sources_source WHERE slug = %s", [spec.source])
-        if cursor.fetchone() is None:
+        # A source the scope does not reach answers exactly like one that does not exist (no existence oracle).
+        if source_visible_id(cursor, slug=spec.source, scope=scope) is None:
             raise QuerySpecError("source", f"no source with slug {spec.source!r}.")
         conditions.append(sql.SQL("src.slug = %(source)s"))
         parameters["source"] = spec.source
@@ -192,16 +192,9 @@ def _series_select(cursor, spec: QuerySpec, scope: DataScope) -> list[tuple[int,
 
 
 def _scope_conditions(scope: DataScope, parameters: dict) -> list[sql.Composable]:
-    """The row-level data policy as SQL conditions on the series (src) selected."""
-    conditions: list[sql.Composable] = []
-    if scope.source_ids is not None:
-        conditions.append(sql.SQL("src.id = ANY(%(scope_sources)s::bigint[])"))
-        parameters["scope_sources"] = sorted(scope.source_ids)
-    for index, (label, values) in enumerate(sorted(scope.label_values.items())):
-        key, value = f"sk{index}", f"sv{index}"
-        conditions.append(sql.SQL("s.labels->>%({})s = ANY(%({})s::text[])").format(sql.SQL(key), sql.SQL(value)))
-        parameters[key], parameters[value] = label, list(values)
-    return conditions
+    """The row-level data policy as SQL conditions on the series (s) and their source (src)."""
+    condition = scope_condition(scope, parameters)
+    return [] if condition is None else [condition]
 
 
 # Metric names read for "did you mean" suggestions when a metric does not exist (a hint, not an answer).
