@@ -12,6 +12,8 @@ from apps.access import api as access_api
 from apps.access import organizations_api
 from apps.access import views as access_views
 from apps.alerts import api as alerts_api
+from apps.audit import api as audit_api
+from apps.audit import views as audit_views
 from apps.dashboards import api as dashboards_api
 from apps.dashboards import sharing_api as dashboard_sharing_api
 from apps.dashboards import views as dashboards_views
@@ -60,6 +62,8 @@ api_v1 = [
         organizations_api.DataPolicyDetailView.as_view(),
         name="policy-detail",
     ),
+    path("organizations/<slug:slug>/audit-log", audit_api.AuditLogView.as_view(), name="audit-log"),
+    path("organizations/<slug:slug>/audit-log/export", audit_api.AuditLogExportView.as_view(), name="audit-log-export"),
     path("query", storage_api.QueryView.as_view(), name="query"),
     path("query/csv", storage_api.QueryCsvView.as_view(), name="query-csv"),
     path("series", storage_api.SeriesListView.as_view(), name="series-list"),
@@ -149,6 +153,7 @@ urlpatterns = [
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("account/tokens/", access_views.api_tokens, name="api-tokens"),
     path("account/tokens/<int:token_id>/revoke/", access_views.api_token_revoke_view, name="api-token-revoke"),
+    path("organizations/<slug:slug>/audit-log/", audit_views.audit_log_page, name="audit-log"),
     path("dashboards/", dashboards_views.dashboard_list, name="dashboard-list"),
     path("dashboards/<slug:uid>/", dashboards_views.dashboard_detail, name="dashboard-detail"),
     path("admin/", admin.site.urls),

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "apps.dashboards",
     "apps.alerts",
     "apps.reporting",
+    "apps.audit",
 ]
 
 # Object permissions (dashboards shared with a user or team) come from django-guardian's backend; no anonymous
@@ -66,6 +67,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication: audit events recorded by any view or service know the request's address and agent.
+    "apps.audit.context.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, so the chain runs synchronously in one thread under ASGI (see runtime.py): 6 ms of CPU less a request.
@@ -319,3 +322,6 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
 API_TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
+
+# Audit log (docs/security.md): most events one CSV export holds.
+AUDIT_EXPORT_MAX_ROWS = env_int("AUDIT_EXPORT_MAX_ROWS", 100_000, minimum=1)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from analytics_platform.field_errors import FieldError
 from analytics_platform.keys import key_digest
 from apps.access.models import ApiToken, DataPolicy, Membership, MembershipRole, Organization, Team
+from apps.audit.services import audit_record
 from apps.storage.scope_events import scope_changed
 
 TOKEN_PREFIX = "apt_"  # noqa: S105 (a public marker, not a secret)
@@ -39,6 +40,12 @@ def api_token_create(*, user: AbstractBaseUser, name: str, expires_at: datetime 
         key_hash=key_digest(raw_key),
         expires_at=expires_at,
     )
+    audit_record(
+        action="token.created",
+        actor=user,
+        obj=token,
+        details={"name": token.name, "key_prefix": token.key_prefix, "expires_at": expires_at},
+    )
     return token, raw_key
 
 
@@ -56,6 +63,7 @@ def api_token_revoke(*, token: ApiToken) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+        audit_record(action="token.revoked", obj=token, details={"name": token.name, "key_prefix": token.key_prefix})
     return token
 
 

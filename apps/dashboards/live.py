@@ -126,6 +126,10 @@ class LiveFeed:
     # Something touched the feed that its pending points do not describe: the next flush reads the tail.
     needs_query: bool = False
     last_values: dict[tuple[SeriesKey, str], Any] = field(default_factory=dict)
+    # Feeds of a query with `reduce` (stat and gauge panels): the reduced values last sent; each flush re-reads the
+    # whole reduction (a tail cannot change a sum or a mean by itself) and sends it when it differs.
+    reduces: bool = False
+    last_reduced: list[dict] | None = None
     tail_seconds: float = 0.0
     flushing: bool = False
     next_flush_at: float = 0.0  # heavy feeds: not before this (loop time)
@@ -221,6 +225,7 @@ class LiveHub:
                 scope=scope,
                 source_id=source_id,
                 bucket_seconds=live_bucket_seconds(spec),
+                reduces=spec.reduce is not None,
             )
             self.feeds[feed_key] = feed
         subscription = LiveSubscription(client_id=client_id, sink=sink, feed=feed)
@@ -482,6 +487,20 @@ class LiveHub:
             needs_query, feed.needs_query = feed.needs_query, False
             if span is None or not feed.subscribers:
                 return
+            if feed.reduces:
+                if feed.needs_resolve:
+                    await self._resolve(feed)
+                self.tail_queries += 1
+                reduced = await _database(_reduced, heavy=feed.tail_seconds > HEAVY_TAIL_SECONDS, feed=feed)
+                if reduced != feed.last_reduced:
+                    feed.last_reduced = reduced
+                    text = _encoded([{"type": "data", "series": [], "reduced": reduced}])[0]
+                    for subscription in list(feed.subscribers):
+                        try:
+                            await subscription.sink(_with_id(subscription.client_id, text))
+                        except Exception:  # the socket went away; its consumer unsubscribes on disconnect
+                            logger.debug("live send failed", exc_info=True)
+                return
             if needs_query or feed.headers is None:
                 if feed.needs_resolve:
                     await self._resolve(feed)
@@ -556,18 +575,20 @@ def _with_connection(function: Callable[..., T], kwargs: dict[str, Any]) -> T:
 
 
 def _feed_identity(*, query: Mapping[str, Any], spec: QuerySpec, user: Any) -> tuple[str, DataScope, int | None]:
-    """The feed key (canonical spec + data scope), the scope, and the spec's source id.
+    """The feed key (canonical spec + data scope), the scope, and the spec's source id (None: not readable yet).
 
     A feed is shared only by principals with the same effective scope, and it reads under that scope (never under
-    one subscriber's identity). A source outside the scope is refused exactly like one that does not exist.
+    one subscriber's identity).
     """
     scope = data_scope_for(user)
     source_id = None
     if spec.source:
+        # A source with no data yet (or none at all) subscribes and fills in when its first points arrive; one the
+        # principal may not read looks exactly the same, and its series never enter the feed (they are outside the
+        # scope). Without a source id the feed re-resolves on any new series its scope covers.
         source = source_visible(scope=scope, slug=spec.source)
-        if source is None:
-            raise LiveRefused("query.source", f"no source with slug {spec.source!r}.")
-        source_id = source.pk
+        if source is not None:
+            source_id = source.pk
     canonical = json.dumps(query, sort_keys=True, separators=(",", ":"), default=str)
     return f"{canonical}|{scope.cache_key()}", scope, source_id
 
@@ -598,7 +619,7 @@ def _series_for(
     except DataError as error:
         raise QuerySpecError("filters", f"the database refused a filter: {error}".strip()) from None
     series = frozenset(series_id for series_id, _, _ in rows)
-    if spec.aggregation != RAW or spec.group_by or len(rows) > spec.limit:
+    if spec.aggregation != RAW or spec.group_by or len(rows) > spec.limit or spec.reduce is not None:
         return series, None
     rows.sort(key=lambda row: (row[2], sorted(row[1].items()), row[0]))
     headers = {
@@ -625,6 +646,13 @@ def _labels_match(spec: QuerySpec, labels: Mapping[str, Any]) -> bool:
 def _snapshot(*, spec: QuerySpec, feed: LiveFeed, since: datetime | None) -> dict:
     """The initial answer: the whole query, or (resuming) the part from the client's last time on."""
     extra: dict[str, Any] = {"initial": True}
+    if spec.reduce is not None:
+        # A reduction is of the whole window: resuming from `since` would reduce part of it.
+        result = query_execute(spec=spec, scope=feed.scope)
+        feed.last_reduced = extra["reduced"] = result.reduced
+        if result.bucket_seconds:
+            extra["bucket_seconds"] = result.bucket_seconds
+        return {"series": [], "extra": extra}
     if since is not None and since >= spec.start:
         # Raw points from `since` itself: other series may have points at that very time (a point is its series
         # and time, so the ones the client has are replaced, not duplicated). Buckets from the one holding
@@ -645,6 +673,14 @@ def _snapshot(*, spec: QuerySpec, feed: LiveFeed, since: datetime | None) -> dic
     if result.bucket_seconds:
         extra["bucket_seconds"] = result.bucket_seconds
     return {"series": result.series, "extra": extra}
+
+
+def _reduced(*, feed: LiveFeed) -> list[dict] | None:
+    """The feed's reduction over its (sliding) window, now."""
+    started = time.perf_counter()
+    reduced = query_execute(spec=query_spec_parse(feed.body), scope=feed.scope).reduced
+    feed.tail_seconds = time.perf_counter() - started
+    return reduced
 
 
 def _tail(*, feed: LiveFeed, span: tuple[datetime, datetime]) -> list[dict] | None:
