@@ -15,6 +15,7 @@ from apps.alerts import api as alerts_api
 from apps.audit import api as audit_api
 from apps.audit import views as audit_views
 from apps.dashboards import api as dashboards_api
+from apps.dashboards import sharing_api as dashboard_sharing_api
 from apps.dashboards import views as dashboards_views
 from apps.ingestion import api as ingestion_api
 from apps.ingestion import upload_api
@@ -64,6 +65,7 @@ api_v1 = [
     path("organizations/<slug:slug>/audit-log", audit_api.AuditLogView.as_view(), name="audit-log"),
     path("organizations/<slug:slug>/audit-log/export", audit_api.AuditLogExportView.as_view(), name="audit-log-export"),
     path("query", storage_api.QueryView.as_view(), name="query"),
+    path("query/csv", storage_api.QueryCsvView.as_view(), name="query-csv"),
     path("series", storage_api.SeriesListView.as_view(), name="series-list"),
     path("series/metrics", storage_api.SeriesMetricsView.as_view(), name="series-metrics"),
     path("series/label-values", storage_api.SeriesLabelValuesView.as_view(), name="series-label-values"),
@@ -92,6 +94,14 @@ api_v1 = [
     ),
     path(
         "dashboards/<slug:uid>/duplicate", dashboards_api.DashboardDuplicateView.as_view(), name="dashboard-duplicate"
+    ),
+    path(
+        "dashboards/<slug:uid>/shares/", dashboard_sharing_api.DashboardShareListView.as_view(), name="dashboard-shares"
+    ),
+    path(
+        "dashboards/<slug:uid>/shares/<str:kind>/<str:name>/",
+        dashboard_sharing_api.DashboardShareDetailView.as_view(),
+        name="dashboard-share-detail",
     ),
     path("dashboards/<slug:uid>/export", dashboards_api.DashboardExportView.as_view(), name="dashboard-export"),
     path("sources/", sources_api.SourceListCreateView.as_view(), name="source-list"),

@@ -97,9 +97,10 @@ def series_label_values_list(
     return _page(values, limit=limit, offset=offset)
 
 
-def storage_summary() -> dict[str, int]:
-    """Counts for the home page."""
-    return {"series": Series.objects.count(), "metrics": Series.objects.values("metric").distinct().count()}
+def storage_summary(*, principal) -> dict[str, int]:
+    """Counts for the home page: the series and metrics the principal may read."""
+    series = _scoped(data_scope_for(principal))
+    return {"series": series.count(), "metrics": series.values("metric").distinct().count()}
 
 
 def retention_raw(*, source) -> timedelta:
