@@ -9,4 +9,7 @@ class AccessConfig(AppConfig):
     verbose_name = "Access"
 
     def ready(self) -> None:
-        from apps.access import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from apps.access import (
+            schema,  # noqa: F401  (registers the OpenAPI auth extension)
+            signals,  # noqa: F401  (sign-out closes the session's WebSockets)
+        )

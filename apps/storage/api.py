@@ -34,6 +34,8 @@ def _error(field: str, message: str, code: int) -> Response:
 class QueryView(APIView):
     """Run a query under your data policies."""
 
+    scope_required = "read"  # a POST that only reads
+
     @extend_schema(
         request=QueryRequestSerializer,
         responses={200: QueryResponseSerializer, 400: ErrorSerializer, 403: ErrorSerializer, 422: ErrorSerializer},
