@@ -199,6 +199,9 @@ REST_FRAMEWORK = {
     # One error shape everywhere (analytics_platform/field_errors.py).
     "EXCEPTION_HANDLER": "analytics_platform.api_errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "analytics_platform.openapi.ApiAutoSchema",
+    # Views opt in with `throttle_scope`; counted per API token or user in the Redis cache (apps/access/throttling.py).
+    "DEFAULT_THROTTLE_CLASSES": ["apps.access.throttling.PrincipalRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"query": env_str("API_QUERY_RATE", "600/min")},
     "DEFAULT_PAGINATION_CLASS": "analytics_platform.pagination.StrictLimitOffsetPagination",
     "PAGE_SIZE": 100,
 }
