@@ -14,6 +14,7 @@ from analytics_platform.settings.environment import (
     env_database,
     env_float,
     env_int,
+    env_json_object,
     env_list,
     env_redis_url,
     env_str,
@@ -259,6 +260,15 @@ STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS = env_int("STORAGE_ROLLUP_PROVISIONAL_G
 # Plain PostgreSQL: each refresh run folds late points' deltas into the rollups for at most this long (seconds),
 # after the live refresh, oldest first; the rest waits for the next run (queries add it meanwhile).
 STORAGE_DELTAS_DRAIN_SECONDS = env_float("STORAGE_DELTAS_DRAIN_SECONDS", 5.0, minimum=0.0)
+# The most days a source's retention override may keep, per table (0: the table's global retention, so overrides
+# can only shorten it). Partitions and chunks are shared by every source: one source's long retention keeps
+# everyone's old data, so only the operator may allow longer.
+STORAGE_SOURCE_RETENTION_MAX_DAYS = {
+    "points": env_int("STORAGE_SOURCE_RETENTION_MAX_DAYS_RAW", 0, minimum=0),
+    "points_1m": env_int("STORAGE_SOURCE_RETENTION_MAX_DAYS_1M", 0, minimum=0),
+    "points_1h": env_int("STORAGE_SOURCE_RETENTION_MAX_DAYS_1H", 0, minimum=0),
+    "points_1d": env_int("STORAGE_SOURCE_RETENTION_MAX_DAYS_1D", 0, minimum=0),
+}
 STORAGE_PARTITION_DAYS_AHEAD = env_int("STORAGE_PARTITION_DAYS_AHEAD", 3, minimum=1)
 # TimescaleDB: whether its scheduler runs the retention and compression jobs (the TimescaleDB tests create them
 # paused and run each one explicitly, so a server's scheduler never runs one in the middle of a test).
@@ -286,6 +296,13 @@ ANOMALY_CHECKPOINT_SECONDS = env_float("ANOMALY_CHECKPOINT_SECONDS", 60.0, minim
 # Ingestion. MQTT_URL is the broker MQTT sources subscribe to (mqtt://user:password@host:1883).
 MQTT_URL = env_str("MQTT_URL", "mqtt://127.0.0.1:1883")
 KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS", "")
+# Tenant isolation on the shared broker (docs/security.md): an organisation's MQTT topic filters start with this
+# prefix ({organization} is its slug), or with a prefix the operator approved for it in MQTT_TOPIC_ALLOWLIST, a JSON
+# object like {"acme": ["plant/", "legacy/line-3/"]}. Client ids and consumer groups are "<CONNECTOR_ID_PREFIX>-
+# source-<id>", derived by the platform, never taken from a source's settings.
+MQTT_TOPIC_PREFIX = env_str("MQTT_TOPIC_PREFIX", "{organization}/")
+MQTT_TOPIC_ALLOWLIST = env_json_object("MQTT_TOPIC_ALLOWLIST", {})
+CONNECTOR_ID_PREFIX = env_str("CONNECTOR_ID_PREFIX", "analytics")
 # Largest request body (bytes, after gzip decompression too): bigger answers 413.
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 25 * 1024 * 1024, minimum=1024)
 # Points per second one source may write (0 = no limit); a source's own limit overrides it.

@@ -24,3 +24,6 @@ CELERY_TASK_EAGER_PROPAGATES = True
 LOGGING = build_logging(level="WARNING", log_format="text")
 # TimescaleDB tests run every maintenance job explicitly (docs/development.md).
 STORAGE_TIMESCALEDB_JOBS_SCHEDULED = False
+# Test data is stamped in early 2026 and test sources keep raw points ten years (tests/ingestion/factories.py):
+# the operator's bound on per-source retention allows that here; tests of the bound set their own.
+STORAGE_SOURCE_RETENTION_MAX_DAYS = {**STORAGE_SOURCE_RETENTION_MAX_DAYS, "points": 3650}  # noqa: F405
