@@ -39,6 +39,9 @@ def _error(field: str, message: str, code: int) -> Response:
 class QueryView(APIView):
     """Run a query under your data policies."""
 
+    scope_required = "read"  # a POST that only reads
+    throttle_scope = "query"  # API_QUERY_RATE per token or user; 429 with Retry-After beyond it
+
     @extend_schema(
         request=QueryRequestSerializer,
         responses={200: QueryResponseSerializer, 400: ErrorSerializer, 403: ErrorSerializer, 422: ErrorSerializer},
@@ -103,6 +106,8 @@ class QueryCsvView(APIView):
 class SeriesListView(ListAPIView):
     """Browse series by source, metric and label values (paginated)."""
 
+    throttle_scope = "query"
+
     serializer_class = SeriesSerializer
 
     @extend_schema(
@@ -128,6 +133,8 @@ class SeriesListView(ListAPIView):
 class SeriesMetricsView(APIView):
     """Metric names you may query, a page at a time."""
 
+    throttle_scope = "query"
+
     @extend_schema(
         parameters=[MetricsQuerySerializer], responses={200: MetricListSerializer}, summary="List metric names"
     )
@@ -140,6 +147,8 @@ class SeriesMetricsView(APIView):
 
 class SeriesLabelValuesView(APIView):
     """Values of one label, e.g. every facility (for variables and filter pickers), a page at a time."""
+
+    throttle_scope = "query"
 
     @extend_schema(
         parameters=[LabelValuesQuerySerializer],
