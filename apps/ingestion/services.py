@@ -579,7 +579,7 @@ def _batch_store(
         else:
             rows = ready_rows + rows
         if rows:
-            write = points_write(points=rows, schema_id=target.schema_id)
+            write = points_write(points=rows, schema_id=target.schema_id, source_ids=(source_id,))
             result.upserted = write.upserted
             result.points_overwritten = write.overwritten
         result.dead_letter_ids = dead_letters_store(
@@ -735,7 +735,7 @@ def dead_letters_replay(
                 continue
             rows = [(ids_by_key[key], moment, value) for key, moment, value, _ in validated.points]
             if rows:
-                points_write(points=rows, schema_id=target.schema_id)
+                points_write(points=rows, schema_id=target.schema_id, source_ids=(source.id,))
                 transaction.on_commit(lambda rows=rows: changes_publish(source_id=source.id, rows=rows))
             DeadLetter.objects.filter(id=letter.id).update(
                 status=DeadLetterStatus.REPLAYED,
