@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from operator import itemgetter
 
 from django.db import connections, transaction
+from django.utils import timezone
 
 from apps.storage.backends import backend_for
 from apps.storage.backends.base import Points, WriteResult
@@ -113,3 +114,22 @@ def _data_written_on_commit(source_ids: tuple[int, ...] | None, latest, alias: s
     if connections[alias].in_atomic_block:
         data_written(source_ids=source_ids, latest=latest)
     transaction.on_commit(lambda: data_written(source_ids=source_ids, latest=latest), using=alias)
+
+
+def rollups_refresh(*, alias: str = "default") -> dict:
+    """Bring the rollup tiers up to date (periodic task)."""
+    return backend_for(alias).rollup_refresh()
+
+
+def retention_apply(*, alias: str = "default") -> dict:
+    """Apply retention to raw points and every rollup tier (periodic task)."""
+    result = backend_for(alias).retention_apply()
+    return {"dropped_partitions": result.dropped_partitions, "deleted_rows": result.deleted_rows}
+
+
+def partitions_prepare(*, alias: str = "default") -> list[str]:
+    """Create the coming days' partitions ahead of time (plain PostgreSQL only)."""
+    backend = backend_for(alias)
+    if not hasattr(backend, "partitions_ensure"):
+        return []
+    return backend.partitions_ensure(start=timezone.now().date())
