@@ -71,6 +71,13 @@ class SharingStats:
         for item in dataclasses.fields(self):
             setattr(self, item.name, 0)
 
+    def count(self, name: str) -> None:
+        with _stats_lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+
+_stats_lock = threading.Lock()
+
 
 stats = SharingStats()
 
@@ -98,16 +105,16 @@ def query_answer_encoded(*, data: Any, principal: Any) -> bytes:
     source = query_spec_parse(data).source  # the spec again below, once generations are read
     scope = data_scope_for(principal)
     if not settings.STORAGE_RESULT_CACHE_SECONDS:
-        stats.uncached += 1
+        stats.count("uncached")
         return _encoded(query_execute(spec=query_spec_parse(data), principal=principal).as_dict())
     generations = _generations(source)
     spec = query_spec_parse(data, now=datetime.now(UTC))  # `now` after the generations: see the module doc
     if generations is None:
-        stats.uncached += 1
+        stats.count("uncached")
         return _encoded(query_execute(spec=spec, principal=principal).as_dict())
     stamp, future = generations
     if future is not None and future >= spec.end.timestamp():
-        stats.uncached += 1  # a point dated after `end` may fall inside a later request's window
+        stats.count("uncached")  # a point dated after `end` may fall inside a later request's window
         return _encoded(query_execute(spec=spec, principal=principal).as_dict())
     key = _answer_key(spec, scope, stamp)
     return _shared(key, spec, principal)
@@ -125,7 +132,7 @@ def _shared(key: str, spec: QuerySpec, principal: Any) -> bytes:
             if flight.error is not None:
                 raise flight.error
             if flight.answer is not None:
-                stats.joined_in_process += 1
+                stats.count("joined_in_process")
                 return _with_end(flight.answer, flight.answer_end, spec.end)
         answer, end = _answer(key, spec, principal)
         return _with_end(answer, end, spec.end)
@@ -149,20 +156,20 @@ def _answer(key: str, spec: QuerySpec, principal: Any) -> tuple[bytes, datetime]
     try:
         cached = _cached(client.get(answer_key), spec)
         if cached is not None:
-            stats.cache_hits += 1
+            stats.count("cache_hits")
             return cached
         leader = bool(client.set(lock_key, b"1", nx=True, px=int(WAIT_LIMIT_SECONDS * 1000)))
     except Exception:
         logger.warning("storage: shared query answers unreachable; computing", exc_info=True)
-        stats.uncached += 1
+        stats.count("uncached")
         return _encoded(query_execute(spec=spec, principal=principal).as_dict()), spec.end
     if not leader:
         cached = _wait_for_other_process(client, answer_key, lock_key, spec)
         if cached is not None:
-            stats.joined_other_process += 1
+            stats.count("joined_other_process")
             return cached
     try:
-        stats.computed += 1
+        stats.count("computed")
         answer = _encoded(query_execute(spec=spec, principal=principal).as_dict())
     except BaseException:
         if leader:
