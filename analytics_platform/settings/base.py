@@ -291,6 +291,9 @@ STORAGE_DEFAULT_MAX_POINTS = env_int("STORAGE_DEFAULT_MAX_POINTS", 1_000, minimu
 STORAGE_MAX_POINTS_PER_SERIES = env_int("STORAGE_MAX_POINTS_PER_SERIES", 10_000, minimum=10)
 # Seconds to keep complete, stable buckets of aggregate queries in Redis (0 turns the cache off).
 STORAGE_QUERY_CACHE_SECONDS = env_int("STORAGE_QUERY_CACHE_SECONDS", 600, minimum=0)
+# Seconds to keep whole answers of POST /api/v1/query in Redis for identical queries (writes invalidate them at
+# once: see apps/storage/query/shared.py). 0 turns sharing off (every request computes its own answer).
+STORAGE_RESULT_CACHE_SECONDS = env_int("STORAGE_RESULT_CACHE_SECONDS", 10, minimum=0)
 
 # Live dashboards: a live panel's changes are sent at most this often (seconds). 0.1 keeps the ingest-to-screen
 # p99 under 250 ms in bench/live.py; 0.2 halves the messages at about 100 ms more latency.

@@ -17,6 +17,7 @@ from analytics_platform.field_errors import ErrorSerializer, field_error_respons
 from apps.storage.policies import DataAccessDenied
 from apps.storage.query.csv_export import query_result_csv
 from apps.storage.query.engine import QueryTimeout, query_execute
+from apps.storage.query.shared import query_answer_encoded
 from apps.storage.query.spec import QuerySpecError, query_spec_parse
 from apps.storage.selectors import series_label_values_list, series_list, series_metrics_list
 from apps.storage.serializers import (
@@ -64,15 +65,15 @@ class QueryView(APIView):
     )
     def post(self, request: Request) -> Response:
         try:
-            spec = query_spec_parse(request.data)
-            result = query_execute(spec=spec, principal=request.user)
+            # Identical queries under the same data scope share one computation and its encoded answer.
+            answer = query_answer_encoded(data=request.data, principal=request.user)
         except QuerySpecError as error:
             return _error(error.field, error.message, status.HTTP_400_BAD_REQUEST)
         except DataAccessDenied as error:
             return _error("principal", str(error), status.HTTP_403_FORBIDDEN)
         except QueryTimeout as error:
             return _error("query", str(error), status.HTTP_422_UNPROCESSABLE_ENTITY)
-        return Response(result.as_dict())
+        return HttpResponse(answer, content_type="application/json")
 
 
 class QueryCsvView(APIView):
