@@ -11,6 +11,7 @@ from analytics_platform.views import home
 from apps.access import api as access_api
 from apps.access import views as access_views
 from apps.alerts import api as alerts_api
+from apps.dashboards import annotations_api
 from apps.dashboards import api as dashboards_api
 from apps.dashboards import views as dashboards_views
 from apps.ingestion import api as ingestion_api
@@ -57,6 +58,16 @@ api_v1 = [
         "dashboards/<slug:uid>/duplicate", dashboards_api.DashboardDuplicateView.as_view(), name="dashboard-duplicate"
     ),
     path("dashboards/<slug:uid>/export", dashboards_api.DashboardExportView.as_view(), name="dashboard-export"),
+    path(
+        "dashboards/<slug:uid>/annotations/",
+        annotations_api.AnnotationListCreateView.as_view(),
+        name="dashboard-annotation-list",
+    ),
+    path(
+        "dashboards/<slug:uid>/annotations/<int:annotation_id>",
+        annotations_api.AnnotationDetailView.as_view(),
+        name="dashboard-annotation-detail",
+    ),
     path("sources/", sources_api.SourceListCreateView.as_view(), name="source-list"),
     path("sources/<slug:slug>/", sources_api.SourceDetailView.as_view(), name="source-detail"),
     path("sources/<slug:slug>/pause", sources_api.SourcePauseView.as_view(), name="source-pause"),

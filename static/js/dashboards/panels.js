@@ -172,6 +172,7 @@ function timeseries(element, items, options, colors, context) {
     dragmode: "zoom",
     barmode: "group",
     hovermode: "x unified",
+    shapes: context.annotations ?? [],
   };
   if (right) layout.yaxis2 = { overlaying: "y", side: "right", showgrid: false, fixedrange: true, ticksuffix: options.unit_right ? ` ${options.unit_right}` : "" };
   if (options.stack) {
