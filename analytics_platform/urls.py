@@ -103,6 +103,16 @@ api_v1 = [
         name="upload-resume",
     ),
     path(
+        "sources/<slug:slug>/dead-letters/<int:letter_id>",
+        ingestion_api.DeadLetterDetailView.as_view(),
+        name="dead-letter-detail",
+    ),
+    path(
+        "sources/<slug:slug>/dead-letters/<int:letter_id>/replay",
+        ingestion_api.DeadLetterEditReplayView.as_view(),
+        name="dead-letter-edit-replay",
+    ),
+    path(
         "sources/<slug:slug>/dead-letters/discard",
         ingestion_api.DeadLetterDiscardView.as_view(),
         name="dead-letter-discard",
