@@ -17,6 +17,7 @@ from apps.dashboards import views as dashboards_views
 from apps.ingestion import api as ingestion_api
 from apps.ingestion import upload_api
 from apps.sources import api as sources_api
+from apps.sources import views as sources_views
 from apps.storage import api as storage_api
 
 admin.site.site_header = "Analytics Platform administration"
@@ -129,6 +130,25 @@ urlpatterns = [
     path("account/tokens/<int:token_id>/revoke/", access_views.api_token_revoke_view, name="api-token-revoke"),
     path("dashboards/", dashboards_views.dashboard_list, name="dashboard-list"),
     path("dashboards/<slug:uid>/", dashboards_views.dashboard_detail, name="dashboard-detail"),
+    path("sources/", sources_views.source_list, name="source-list"),
+    path("sources/new/<slug:kind>/", sources_views.source_new, name="source-new"),
+    path("sources/<slug:slug>/", sources_views.source_page, name="source-page"),
+    path("sources/<slug:slug>/edit/", sources_views.source_edit, name="source-edit"),
+    path("sources/<slug:slug>/keys/", sources_views.write_key_new, name="source-key-new"),
+    path(
+        "sources/<slug:slug>/keys/<int:key_id>/revoke/", sources_views.write_key_revoke_page, name="source-key-revoke"
+    ),
+    path("sources/<slug:slug>/dead-letters/", sources_views.dead_letter_list, name="source-dead-letters"),
+    path(
+        "sources/<slug:slug>/dead-letters/<int:letter_id>/replay/",
+        sources_views.dead_letter_replay_page,
+        name="source-dead-letter-replay",
+    ),
+    path(
+        "sources/<slug:slug>/dead-letters/<slug:action>/",
+        sources_views.dead_letters_bulk_page,
+        name="source-dead-letters-bulk",
+    ),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
