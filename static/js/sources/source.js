@@ -108,6 +108,7 @@ function addRow(upload) {
     row.append(cell);
   }
   table.prepend(row);
+  table.closest(".table-scroll").hidden = false;
 }
 
 form?.addEventListener("submit", async (event) => {
