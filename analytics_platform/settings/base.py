@@ -202,6 +202,8 @@ SPECTACULAR_SETTINGS = {
         "SchemaModeEnum": "apps.sources.models.SchemaMode",
         "PanelTypeEnum": "apps.dashboards.models.PanelType",
         "RefreshEnum": "apps.dashboards.models.Refresh",
+        "AnnotationKindEnum": "apps.dashboards.models.AnnotationKind",
+        "SourceKindEnum": "apps.sources.models.SourceKind",
     },
 }
 

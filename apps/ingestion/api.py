@@ -308,6 +308,7 @@ class DeadLetterEditReplayView(APIView):
         responses={200: DeadLetterSerializer, 400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer,
                    413: ErrorSerializer},
         summary="Edit and replay one dead letter",
+        operation_id="api_v1_sources_dead_letters_replay_one",
         description="Replaces the record's text with `raw` (if given) and runs it through the source's current "
         "schema. The answer is the letter afterwards: `status` `replayed` when it was stored, or still `pending` "
         "with the reason it failed this time (`error_code`, `error_field`, `error_message`) and the edited text; "
