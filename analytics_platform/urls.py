@@ -14,12 +14,14 @@ from apps.access import views as access_views
 from apps.alerts import api as alerts_api
 from apps.audit import api as audit_api
 from apps.audit import views as audit_views
+from apps.dashboards import annotations_api
 from apps.dashboards import api as dashboards_api
 from apps.dashboards import sharing_api as dashboard_sharing_api
 from apps.dashboards import views as dashboards_views
 from apps.ingestion import api as ingestion_api
 from apps.ingestion import upload_api
 from apps.sources import api as sources_api
+from apps.sources import views as sources_views
 from apps.storage import api as storage_api
 
 admin.site.site_header = "Analytics Platform administration"
@@ -104,6 +106,16 @@ api_v1 = [
         name="dashboard-share-detail",
     ),
     path("dashboards/<slug:uid>/export", dashboards_api.DashboardExportView.as_view(), name="dashboard-export"),
+    path(
+        "dashboards/<slug:uid>/annotations/",
+        annotations_api.AnnotationListCreateView.as_view(),
+        name="dashboard-annotation-list",
+    ),
+    path(
+        "dashboards/<slug:uid>/annotations/<int:annotation_id>",
+        annotations_api.AnnotationDetailView.as_view(),
+        name="dashboard-annotation-detail",
+    ),
     path("sources/", sources_api.SourceListCreateView.as_view(), name="source-list"),
     path("sources/<slug:slug>/", sources_api.SourceDetailView.as_view(), name="source-detail"),
     path("sources/<slug:slug>/pause", sources_api.SourcePauseView.as_view(), name="source-pause"),
@@ -139,6 +151,16 @@ api_v1 = [
         name="upload-resume",
     ),
     path(
+        "sources/<slug:slug>/dead-letters/<int:letter_id>",
+        ingestion_api.DeadLetterDetailView.as_view(),
+        name="dead-letter-detail",
+    ),
+    path(
+        "sources/<slug:slug>/dead-letters/<int:letter_id>/replay",
+        ingestion_api.DeadLetterEditReplayView.as_view(),
+        name="dead-letter-edit-replay",
+    ),
+    path(
         "sources/<slug:slug>/dead-letters/discard",
         ingestion_api.DeadLetterDiscardView.as_view(),
         name="dead-letter-discard",
@@ -156,6 +178,25 @@ urlpatterns = [
     path("organizations/<slug:slug>/audit-log/", audit_views.audit_log_page, name="audit-log"),
     path("dashboards/", dashboards_views.dashboard_list, name="dashboard-list"),
     path("dashboards/<slug:uid>/", dashboards_views.dashboard_detail, name="dashboard-detail"),
+    path("sources/", sources_views.source_list, name="source-list"),
+    path("sources/new/<slug:kind>/", sources_views.source_new, name="source-new"),
+    path("sources/<slug:slug>/", sources_views.source_page, name="source-page"),
+    path("sources/<slug:slug>/edit/", sources_views.source_edit, name="source-edit"),
+    path("sources/<slug:slug>/keys/", sources_views.write_key_new, name="source-key-new"),
+    path(
+        "sources/<slug:slug>/keys/<int:key_id>/revoke/", sources_views.write_key_revoke_page, name="source-key-revoke"
+    ),
+    path("sources/<slug:slug>/dead-letters/", sources_views.dead_letter_list, name="source-dead-letters"),
+    path(
+        "sources/<slug:slug>/dead-letters/<int:letter_id>/replay/",
+        sources_views.dead_letter_replay_page,
+        name="source-dead-letter-replay",
+    ),
+    path(
+        "sources/<slug:slug>/dead-letters/<slug:action>/",
+        sources_views.dead_letters_bulk_page,
+        name="source-dead-letters-bulk",
+    ),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -189,7 +189,8 @@ STATICFILES_DIRS = [
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    # WhiteNoise's compressed manifest storage, compressing incrementally (see the module).
+    "staticfiles": {"BACKEND": "analytics_platform.static_storage.StaticFilesStorage"},
 }
 
 REST_FRAMEWORK = {
@@ -226,11 +227,23 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # System fonts: the ReDoc page (templates/drf_spectacular/redoc.html) loads nothing from other hosts.
+    "REDOC_UI_SETTINGS": {
+        "theme": {
+            "typography": {
+                "fontFamily": "system-ui, -apple-system, 'Segoe UI', sans-serif",
+                "headings": {"fontFamily": "system-ui, -apple-system, 'Segoe UI', sans-serif"},
+                "code": {"fontFamily": "ui-monospace, monospace"},
+            }
+        }
+    },
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "SchemaModeEnum": "apps.sources.models.SchemaMode",
         "PanelTypeEnum": "apps.dashboards.models.PanelType",
         "RefreshEnum": "apps.dashboards.models.Refresh",
+        "AnnotationKindEnum": "apps.dashboards.models.AnnotationKind",
+        "SourceKindEnum": "apps.sources.models.SourceKind",
     },
 }
 
