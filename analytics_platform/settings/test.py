@@ -24,3 +24,5 @@ CELERY_TASK_EAGER_PROPAGATES = True
 LOGGING = build_logging(level="WARNING", log_format="text")
 # TimescaleDB tests run every maintenance job explicitly (docs/development.md).
 STORAGE_TIMESCALEDB_JOBS_SCHEDULED = False
+# Tests deliver to receivers on 127.0.0.1.
+ALERTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
