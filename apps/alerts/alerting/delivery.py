@@ -101,6 +101,6 @@ def notifications_flush(*, now: datetime | None = None, limit: int | None = None
     )
     counts: dict[str, int] = {}
     for notification_id in due:
-        outcome = notification_deliver(notification_id=notification_id)
+        outcome = notification_deliver(notification_id=notification_id, now=now)
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts

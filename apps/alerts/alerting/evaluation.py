@@ -105,6 +105,8 @@ def _series_points(
     try:
         result = query_execute(spec=query_spec_parse(body, now=now), principal=rule.owner)
     except QuerySpecError as error:
+        if error.field == "metric":
+            return []  # a metric with no series (yet): no data, which `no data for` turns into an alert
         raise EvaluationError(f"query {error.field}: {error.message}") from None
     except QueryTimeout as error:
         raise EvaluationError(str(error)) from None

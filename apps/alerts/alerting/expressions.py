@@ -44,8 +44,8 @@ def expression_parse(text: str, *, refs: set[str]) -> ast.Expression:
 
 
 def _check(node: ast.AST, refs: set[str]) -> None:
-    if isinstance(node, ast.Expression | ast.Load):
-        return
+    if isinstance(node, ast.Expression | ast.Load | ast.operator | ast.unaryop):
+        return  # operators are checked with the BinOp or UnaryOp that holds them
     if isinstance(node, ast.BinOp):
         if type(node.op) not in _BINARY:
             raise ExpressionError("only + - * / % ** are allowed.")
