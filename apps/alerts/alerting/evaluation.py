@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -16,7 +16,8 @@ from apps.alerts.alerting.conditions import Condition, condition_parse
 from apps.alerts.alerting.expressions import expression_compute, expression_parse
 from apps.alerts.alerting.reductions import reduce_points
 from apps.alerts.alerting.rule_spec import iso
-from apps.alerts.models import SCORE_METRIC_SUFFIX, AlertRule
+from apps.alerts.detectors.calibration import sensitivity_level
+from apps.alerts.models import SCORE_METRIC_SUFFIX, AlertRule, AnomalyDetection
 from apps.storage.policies import DataAccessDenied
 from apps.storage.query.engine import QueryTimeout, query_execute
 from apps.storage.query.spec import QuerySpecError, query_spec_parse
@@ -45,8 +46,17 @@ def labels_fingerprint(labels: dict[str, str]) -> str:
 
 
 def rule_condition(rule: AlertRule) -> Condition:
-    """The rule's parsed condition."""
-    return condition_parse(rule.condition)
+    """The rule's parsed condition; an anomaly condition without a level takes its detection's level."""
+    condition = condition_parse(rule.condition)
+    if condition.type == "anomaly" and "level" not in rule.condition:
+        query = rule.queries[0]["query"]
+        detections = AnomalyDetection.objects.filter(metric=query["metric"], enabled=True)
+        if query.get("source"):
+            detections = detections.filter(source__slug=query["source"])
+        detection = detections.order_by("id").first()
+        if detection is not None:
+            condition = replace(condition, value=sensitivity_level(detection.sensitivity))
+    return condition
 
 
 def rule_results(*, rule: AlertRule, now: datetime) -> dict[str, GroupResult]:

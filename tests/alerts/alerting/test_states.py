@@ -226,3 +226,30 @@ def test_a_query_the_owner_may_not_run_puts_instances_in_error(user, factory, re
     assert instance.state == "error"
     assert "owner" in instance.error
     assert StateTransition.objects.filter(rule=rule, to_state="error").exists()
+
+
+def test_the_anomaly_condition_fires_on_the_existing_detectors_scores(user, factory, receiver):
+    import numpy as np
+
+    from apps.alerts.scoring import anomaly_cache_clear, anomaly_scores_update
+    from apps.alerts.services import anomaly_detection_create
+    from tests.storage.factories import points_store, series_create
+
+    anomaly_cache_clear()
+    rng = np.random.default_rng(3)
+    values = 40 + 5 * np.sin(np.arange(600) / 30) + rng.normal(0, 0.5, 600)
+    values[590:] += 60  # the jump: the last ten points
+    series_id = series_create(source=factory.source, metric="temperature", device="press-7")
+    points_store(series_id, [(factory.at(index), float(value)) for index, value in enumerate(values)])
+    anomaly_detection_create(source=factory.source, metric="temperature", detector="ensemble", sensitivity=0.5)
+    anomaly_scores_update()
+    rule = webhook_rule(owner=user, url=receiver.url, condition={"type": "anomaly", "points": 1}, window="5m")
+
+    # Evaluations read up to 5 s past `now` (device clocks running fast), so these see up to 579 and 590.
+    _step(rule, factory, 575)  # before the jump: normal scores
+    assert AlertInstance.objects.get(rule=rule).state == "normal"
+    _step(rule, factory, 585.5)  # the jump's first point
+    instance = AlertInstance.objects.get(rule=rule)
+    assert instance.state == "firing", (instance.value, instance.error, rule.condition)
+    assert _statuses(receiver) == ["firing"]
+    anomaly_cache_clear()
