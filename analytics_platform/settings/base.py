@@ -268,6 +268,8 @@ ALERTS_DELIVERY_MAX_ATTEMPTS = env_int("ALERTS_DELIVERY_MAX_ATTEMPTS", 8, minimu
 ALERTS_FLUSH_MAX_NOTIFICATIONS = env_int("ALERTS_FLUSH_MAX_NOTIFICATIONS", 200, minimum=1)
 # Rules the scheduled tick evaluates at most per run (the most overdue first); the rest wait for the next tick.
 ALERTS_MAX_RULES_PER_TICK = env_int("ALERTS_MAX_RULES_PER_TICK", 200, minimum=1)
+# The change-driven evaluator evaluates a window or expression rule at most this often after changes (seconds).
+ALERTS_CHANGE_MIN_INTERVAL_SECONDS = env_float("ALERTS_CHANGE_MIN_INTERVAL_SECONDS", 1.0, minimum=0.0)
 
 # Ingestion. MQTT_URL is the broker MQTT sources subscribe to (mqtt://user:password@host:1883).
 MQTT_URL = env_str("MQTT_URL", "mqtt://127.0.0.1:1883")
