@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 _LOCK_NAMESPACE = 0x414C5254  # "ALRT": advisory locks (namespace, rule id)
 _INSTANCE_FIELDS = [
     "state", "state_since", "value", "values", "annotations", "last_breach_at", "last_data_at",
-    "last_evaluated_at", "error", "notified", "notified_at",
+    "last_evaluated_at", "error", "notified", "notified_at", "acknowledged_by", "acknowledged_at",
 ]  # fmt: skip
 # Tests of crash safety set this to hold an evaluation open (all its writes made, not committed) so a process can
 # be killed right there.
@@ -177,6 +177,8 @@ def _step(
     if nxt.changed:
         instance.state, instance.state_since = nxt.state, now
         instance._reason = nxt.reason
+        if nxt.state == AlertState.NORMAL:  # an acknowledgement is for one episode
+            instance.acknowledged_by, instance.acknowledged_at = None, None
     context = {
         "labels": {**rule.labels, **instance.labels},
         "value": instance.value,

@@ -33,9 +33,9 @@ def rules_due(*, now: datetime, limit: int) -> list[int]:
 
 def alert_rules_evaluate_due(*, now: datetime | None = None, limit: int | None = None) -> dict[str, int]:
     """Evaluate the rules that are due (at most ALERTS_MAX_RULES_PER_TICK)."""
-    now = now or timezone.now()
-    rule_ids = rules_due(now=now, limit=limit or settings.ALERTS_MAX_RULES_PER_TICK)
+    rule_ids = rules_due(now=now or timezone.now(), limit=limit or settings.ALERTS_MAX_RULES_PER_TICK)
     errors = 0
     for rule_id in rule_ids:
-        errors += bool(alert_rule_evaluate(rule_id=rule_id, trigger="schedule").error)
+        # Without `now`, each rule is evaluated at the time its turn comes (its lock may have been busy).
+        errors += bool(alert_rule_evaluate(rule_id=rule_id, now=now, trigger="schedule").error)
     return {"evaluated": len(rule_ids), "errors": errors}

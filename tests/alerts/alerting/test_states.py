@@ -253,3 +253,37 @@ def test_the_anomaly_condition_fires_on_the_existing_detectors_scores(user, fact
     assert instance.state == "firing", (instance.value, instance.error, rule.condition)
     assert _statuses(receiver) == ["firing"]
     anomaly_cache_clear()
+
+
+def test_instances_history_acknowledge_and_assign_through_the_api(user, editor, viewer, factory, receiver):
+    from tests.conftest import api_client_for
+
+    rule = webhook_rule(owner=editor, url=receiver.url)
+    factory.write(0, 95)
+    _step(rule, factory, 1)
+    instance = AlertInstance.objects.get(rule=rule)
+    client = api_client_for(viewer)
+    listed = client.get(f"/api/v1/alerts/?rule={rule.id}&state=firing").json()["results"]
+    assert [(item["id"], item["labels"], item["value"]) for item in listed] == [
+        (instance.id, {"device": "press-7"}, 95)
+    ]
+    history = client.get(f"/api/v1/alert-history/?rule={rule.id}").json()["results"]
+    assert [(item["from_state"], item["to_state"], item["value"]) for item in history] == [("normal", "firing", 95)]
+    acknowledged = client.post(f"/api/v1/alerts/{instance.id}/acknowledge").json()
+    assert acknowledged["acknowledged_by"] == "vic"
+    assert (
+        client.post(f"/api/v1/alerts/{instance.id}/assign", {"assignee": editor.id}, format="json").status_code == 403
+    )
+    editing = api_client_for(editor)
+    assert (
+        editing.post(f"/api/v1/alerts/{instance.id}/assign", {"assignee": editor.id}, format="json").json()["assignee"]
+        == "erin"
+    )
+    outsider = user.__class__.objects.create_user(username="zed")
+    refused = editing.post(f"/api/v1/alerts/{instance.id}/assign", {"assignee": outsider.id}, format="json")
+    assert (refused.status_code, refused.json()["field"]) == (400, "assignee")
+    notifications = client.get("/api/v1/alert-notifications/").json()["results"]
+    assert notifications[0]["delivery_attempts"][0]["ok"] is True
+    factory.write(10, 50)
+    _step(rule, factory, 11)
+    assert AlertInstance.objects.get(pk=instance.pk).acknowledged_at is None  # the next episode starts unacknowledged
