@@ -11,9 +11,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import anomaly, http_api, ingest, live, storage
+from bench import alerting, anomaly, http_api, ingest, live, storage
 
 BENCHMARKS = {
+    "alerting": alerting.run,
     "anomaly": anomaly.run,
     "http_api": http_api.run,
     "ingest": ingest.run,

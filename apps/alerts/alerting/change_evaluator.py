@@ -50,13 +50,19 @@ class ChangeEvaluator:
         except ValueError:
             logger.warning("unreadable change message ignored")
             return set()
+        started = time.perf_counter()
         now_rules, later_rules = self.index.rules_touched(message)
         self.pending |= later_rules
+        logger.debug(
+            "change of %s series: %d rules now, %d later (%.1f ms)",
+            len(message.get("series") or ()), len(now_rules), len(later_rules), (time.perf_counter() - started) * 1000,
+        )  # fmt: skip
         return now_rules
 
     def evaluate(self, rule_ids: set[int]) -> None:
         """Evaluate rules one by one (the lowest id first), remembering the states they leave."""
         for rule_id in sorted(rule_ids):
+            started = time.perf_counter()
             try:
                 summary = alert_rule_evaluate(rule_id=rule_id, trigger="change")
             except (OperationalError, InterfaceError):
@@ -65,6 +71,7 @@ class ChangeEvaluator:
                 continue
             self.evaluations += 1
             self.index.states_update(rule_id, summary.states)
+            logger.debug("rule %s evaluated in %.1f ms", rule_id, (time.perf_counter() - started) * 1000)
 
     def run(self) -> None:
         """Subscribe and evaluate until stopped; reconnects when Redis goes away."""

@@ -1,7 +1,9 @@
 """Which rules a change message concerns, and whether its points could move an instance's state.
 
 Built from the enabled rules: (source id, metric) -> rules reading that metric (a rule without a source reads
-the metric of every source). A series id resolves once to its source, metric and labels (cached).
+the metric of every source). A series id resolves once to its source, metric and labels, and then to the rules
+whose label filters it passes with its instance fingerprint in each (cached until the index reloads), so a point
+costs a dictionary look-up and a comparison per rule that reads it, however many rules there are.
 
 A rule is *point-decidable* when one new point alone tells whether its state could change: one query, the `last`
 reduction, a threshold or range condition. For those the index keeps the states the last evaluation left and asks
@@ -16,6 +18,7 @@ ALERTS_CHANGE_MIN_INTERVAL_SECONDS each.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ from apps.alerts.alerting.evaluation import labels_fingerprint, rule_condition
 from apps.alerts.models import SCORE_METRIC_SUFFIX, AlertInstance, AlertRule, AlertState
 from apps.sources.models import Source
 from apps.storage.models import Series
+from apps.storage.query.spec import LabelFilter, QuerySpecError, query_spec_parse
 
 _QUIET_STATES = (AlertState.NORMAL, AlertState.FIRING)
 
@@ -39,8 +43,28 @@ class IndexedRule:
     group_by: tuple[str, ...]
     condition: Condition
     decidable: bool
+    filters: tuple[LabelFilter, ...] = ()
     states: dict[str, str] = field(default_factory=dict)  # fingerprint -> state after the last evaluation
     evaluated_at: float = float("-inf")  # monotonic
+
+    def selects(self, labels: dict) -> bool:
+        """Whether a series with these labels passes the rule's label filters (as the engine applies them; a
+        regex PostgreSQL would read differently errs towards an evaluation, which the engine then decides)."""
+        for label_filter in self.filters:
+            value = labels.get(label_filter.label)
+            value = None if value is None else str(value)
+            operator, values = label_filter.operator, label_filter.values
+            if operator in ("eq", "in") and value not in values:
+                return False
+            if operator in ("ne", "not_in") and value is not None and value in values:
+                return False
+            if operator == "regex":
+                try:
+                    if value is None or re.search(values[0], value) is None:
+                        return False
+                except re.error:
+                    continue
+        return True
 
     def could_change(self, fingerprint: str, value: float) -> bool:
         """Whether a new last value for this instance could move its state."""
@@ -58,6 +82,8 @@ class RuleIndex:
         self.rules: dict[int, IndexedRule] = {}
         self.by_metric: dict[tuple[int | None, str], list[int]] = defaultdict(list)
         self.series: dict[int, tuple[int, str, dict] | None] = {}
+        # series id -> (rule id, instance fingerprint) of every rule that reads it (cleared when the index reloads)
+        self.series_rules: dict[int, list[tuple[int, str]]] = {}
         self.loaded_at = float("-inf")
 
     def load(self) -> None:
@@ -76,7 +102,14 @@ class RuleIndex:
                 and rule.reduction == "last"
                 and condition.type != "anomaly"
             )
-            rules[rule.id] = IndexedRule(rule.id, tuple(rule.group_by), condition, decidable)
+            filters: tuple[LabelFilter, ...] = ()
+            if len(rule.queries) == 1 and rule.queries[0]["query"].get("filters"):
+                try:
+                    query = rule.queries[0]["query"]
+                    filters = query_spec_parse({"metric": query["metric"], "filters": query["filters"]}).filters
+                except QuerySpecError:
+                    filters = ()
+            rules[rule.id] = IndexedRule(rule.id, tuple(rule.group_by), condition, decidable, filters)
             for item in rule.queries:
                 query = item["query"]
                 metric = query["metric"] + (SCORE_METRIC_SUFFIX if condition.type == "anomaly" else "")
@@ -91,6 +124,7 @@ class RuleIndex:
             if rule_id in previous:
                 rule.evaluated_at = previous[rule_id].evaluated_at
         self.rules, self.by_metric = rules, by_metric
+        self.series_rules = {}
         self.loaded_at = time.monotonic()
 
     def states_update(self, rule_id: int, states: dict[str, str]) -> None:
@@ -113,6 +147,7 @@ class RuleIndex:
         """(rules to evaluate now, rules to evaluate once their minimum interval has passed) for a change message."""
         series_ids = message.get("series") or []
         self._series_resolve(series_ids)
+        source = message.get("source")
         latest: dict[int, float] | None = None
         rows = message.get("rows")
         if rows:
@@ -125,18 +160,32 @@ class RuleIndex:
         later_rules: set[int] = set()
         for series_id in series_ids:
             resolved = self.series.get(series_id)
-            if resolved is None:
-                continue
-            source_id, metric, labels = resolved
-            for rule_id in (*self.by_metric.get((source_id, metric), ()), *self.by_metric.get((None, metric), ())):
+            if resolved is None or resolved[0] != source:
+                continue  # not a series of this database (another deployment sharing the Redis channel)
+            readers = self.series_rules.get(series_id)
+            if readers is None:
+                readers = self.series_rules[series_id] = self._readers(series_id)
+            for rule_id, fingerprint in readers:
                 rule = self.rules[rule_id]
                 if not rule.decidable or latest is None or series_id not in latest:
                     later_rules.add(rule_id)
-                    continue
-                group = {label: labels[label] for label in rule.group_by if labels.get(label) is not None}
-                if rule.could_change(labels_fingerprint(group), latest[series_id]):
+                elif rule.could_change(fingerprint, latest[series_id]):
                     now_rules.add(rule_id)
         return now_rules, later_rules - now_rules
+
+    def _readers(self, series_id: int) -> list[tuple[int, str]]:
+        """The rules that read a series, with the series' instance fingerprint in each."""
+        resolved = self.series.get(series_id)
+        if resolved is None:
+            return []
+        source_id, metric, labels = resolved
+        readers = []
+        for rule_id in (*self.by_metric.get((source_id, metric), ()), *self.by_metric.get((None, metric), ())):
+            rule = self.rules[rule_id]
+            if rule.selects(labels):
+                group = {label: labels[label] for label in rule.group_by if labels.get(label) is not None}
+                readers.append((rule_id, labels_fingerprint(group)))
+        return readers
 
     def due(self, rule_ids: set[int]) -> tuple[set[int], set[int]]:
         """Split rules into those whose minimum interval since their last evaluation has passed and the rest."""
