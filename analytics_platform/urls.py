@@ -50,6 +50,7 @@ api_v1 = [
         name="contact-point-test",
     ),
     path("alert-rules/", alerting_api.AlertRuleListCreateView.as_view(), name="alert-rule-list"),
+    path("alert-rules/backtest", alerting_api.AlertRuleBacktestView.as_view(), name="alert-rule-backtest"),
     path("alert-rules/<int:rule_id>/", alerting_api.AlertRuleDetailView.as_view(), name="alert-rule-detail"),
     path("alerts/", alerting_api.AlertInstanceListView.as_view(), name="alert-instance-list"),
     path("alerts/<int:instance_id>/", alerting_api.AlertInstanceDetailView.as_view(), name="alert-instance-detail"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django.db.models import Model, QuerySet
 from django.http import Http404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
@@ -21,6 +22,7 @@ from apps.access.selectors import organization_ids_for_user
 from apps.alerts.alerting import selectors, serializers
 from apps.alerts.alerting import services as alerting
 from apps.alerts.alerting.selectors import EDITOR_ROLES, alerting_can_edit
+from apps.storage.query.spec import QuerySpecError, time_parse
 
 _ERROR = ErrorSerializer
 
@@ -221,6 +223,41 @@ class AlertRuleDetailView(APIView):
     def delete(self, request: Request, rule_id: int) -> Response:
         alerting.alert_rule_delete(rule=self._object(request, rule_id, edit=True))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AlertRuleBacktestView(APIView):
+    """Backtest a rule body over the last 24 hours or 7 days: where it would have fired, how many notifications."""
+
+    @extend_schema(
+        request=serializers.AlertRuleInputSerializer,
+        parameters=[
+            OpenApiParameter("start", str, description="From (default -24h; at most 7 days back)."),
+            OpenApiParameter("end", str, description="Until (default now)."),
+        ],
+        responses={200: serializers.BacktestSerializer, 400: _ERROR, 403: _ERROR, 422: _ERROR},
+        summary="Backtest an alert rule",
+    )
+    def post(self, request: Request) -> Response:
+        now = timezone.now()
+        try:
+            start = time_parse(request.query_params.get("start", "-24h"), field="start", now=now)
+            end = time_parse(request.query_params.get("end", "now"), field="end", now=now)
+        except QuerySpecError as error:
+            return field_error_response(error.field, error.message, 400)
+        if end <= start:
+            return field_error_response("end", "must be after start", 400)
+        if not isinstance(request.data, dict):
+            return field_error_response("body", "send a JSON object", 400)
+        try:
+            organization = _organization_for_write(request)
+            answer = alerting.alert_rule_backtest(
+                organization=organization, owner=request.user, data=request.data, start=start, end=end
+            )
+        except _RefusedError as refused:
+            return refused.response
+        except alerting.AlertingError as error:
+            return _refusal(error)
+        return Response(answer)
 
 
 # Instances and history ---------------------------------------------------------------------------------------------

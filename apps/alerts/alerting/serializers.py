@@ -254,3 +254,14 @@ class NotificationSerializer(serializers.ModelSerializer):
             "attempts", "created_at", "sent_at", "last_error", "delivery_attempts",
         ]  # fmt: skip
         read_only_fields = fields
+
+
+class BacktestSerializer(serializers.Serializer):
+    """A backtest: per label set the value and state at each step ([time, value, state]) and its transitions."""
+
+    start = serializers.CharField()
+    end = serializers.CharField()
+    step = serializers.CharField()
+    groups = serializers.JSONField()
+    firings = serializers.IntegerField()
+    notifications = serializers.IntegerField()

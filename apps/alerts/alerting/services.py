@@ -40,6 +40,7 @@ __all__ = [
     "AlertingError",
     "alert_instance_acknowledge",
     "alert_instance_assign",
+    "alert_rule_backtest",
     "alert_rule_create",
     "alert_rule_delete",
     "alert_rule_evaluate",
@@ -231,6 +232,21 @@ def alert_rule_delete(*, rule: AlertRule) -> None:
     with transaction.atomic():
         rule.delete()
         _rules_changed_publish(rule_id)
+
+
+def alert_rule_backtest(
+    *, organization: Organization, owner: AbstractBaseUser, data: Any, start: datetime, end: datetime
+) -> dict:
+    """Backtest a rule body (not saved) over [start, end) as `owner` reads the data: the rule editor's preview."""
+    from apps.alerts.alerting.backtest import rule_backtest
+    from apps.alerts.alerting.evaluation import EvaluationError
+
+    fields = _rule_fields({**data, "name": data.get("name") or "backtest"}, partial=False)
+    rule = AlertRule(organization=organization, owner=owner, created_at=start, **fields)
+    try:
+        return rule_backtest(rule=rule, start=start, end=end)
+    except EvaluationError as error:
+        raise AlertingError("query", str(error), status=422) from None
 
 
 # Policies, silences, mute timings --------------------------------------------------------------------------------
