@@ -10,6 +10,7 @@ app = Celery("analytics_platform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["analytics_platform"])
 app.autodiscover_tasks()
+app.autodiscover_tasks(["apps.alerts.alerting"])
 
 # Queues: "default" for housekeeping, "storage" for rollups, partitions and retention.
 app.conf.task_routes = {
@@ -39,6 +40,16 @@ app.conf.beat_schedule = {
         "task": "alerts.anomaly_scores_update",
         "schedule": 2.0,
         "options": {"queue": "default", "expires": 2},
+    },
+    "alerts-rules-evaluate-due": {
+        "task": "alerts.rules_evaluate_due",
+        "schedule": 5.0,
+        "options": {"queue": "default", "expires": 10},
+    },
+    "alerts-notifications-flush": {
+        "task": "alerts.notifications_flush",
+        "schedule": 1.0,
+        "options": {"queue": "default", "expires": 5},
     },
     "storage-retention-apply": {
         "task": "storage.retention_apply",

@@ -12,6 +12,7 @@ from apps.access import api as access_api
 from apps.access import organizations_api
 from apps.access import views as access_views
 from apps.alerts import api as alerts_api
+from apps.alerts.alerting import api as alerting_api
 from apps.audit import api as audit_api
 from apps.audit import views as audit_views
 from apps.dashboards import annotations_api
@@ -78,6 +79,45 @@ api_v1 = [
         name="anomaly-detection-detail",
     ),
     path("anomaly-events", alerts_api.AnomalyEventListView.as_view(), name="anomaly-event-list"),
+    path("contact-points/", alerting_api.ContactPointListCreateView.as_view(), name="contact-point-list"),
+    path(
+        "contact-points/<int:contact_point_id>/",
+        alerting_api.ContactPointDetailView.as_view(),
+        name="contact-point-detail",
+    ),
+    path(
+        "contact-points/<int:contact_point_id>/test",
+        alerting_api.ContactPointTestView.as_view(),
+        name="contact-point-test",
+    ),
+    path("alert-rules/", alerting_api.AlertRuleListCreateView.as_view(), name="alert-rule-list"),
+    path("alert-rules/backtest", alerting_api.AlertRuleBacktestView.as_view(), name="alert-rule-backtest"),
+    path("alert-rules/<int:rule_id>/", alerting_api.AlertRuleDetailView.as_view(), name="alert-rule-detail"),
+    path("alerts/", alerting_api.AlertInstanceListView.as_view(), name="alert-instance-list"),
+    path("alerts/<int:instance_id>/", alerting_api.AlertInstanceDetailView.as_view(), name="alert-instance-detail"),
+    path(
+        "alerts/<int:instance_id>/acknowledge",
+        alerting_api.AlertInstanceAcknowledgeView.as_view(),
+        name="alert-instance-acknowledge",
+    ),
+    path(
+        "alerts/<int:instance_id>/assign", alerting_api.AlertInstanceAssignView.as_view(), name="alert-instance-assign"
+    ),
+    path("alert-history/", alerting_api.StateHistoryView.as_view(), name="alert-history"),
+    path("alert-notifications/", alerting_api.NotificationListView.as_view(), name="alert-notification-list"),
+    path("silences/", alerting_api.SilenceListCreateView.as_view(), name="silence-list"),
+    path("silences/<int:silence_id>/", alerting_api.SilenceDetailView.as_view(), name="silence-detail"),
+    path("mute-timings/", alerting_api.MuteTimingListCreateView.as_view(), name="mute-timing-list"),
+    path(
+        "notification-policies/",
+        alerting_api.NotificationPolicyListCreateView.as_view(),
+        name="notification-policy-list",
+    ),
+    path(
+        "notification-policies/<int:policy_id>/",
+        alerting_api.NotificationPolicyDetailView.as_view(),
+        name="notification-policy-detail",
+    ),
     path("dashboards/", dashboards_api.DashboardListCreateView.as_view(), name="dashboard-list"),
     path("dashboards/import", dashboards_api.DashboardImportView.as_view(), name="dashboard-import"),
     path("dashboards/<slug:uid>/", dashboards_api.DashboardDetailView.as_view(), name="dashboard-detail"),

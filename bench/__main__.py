@@ -11,9 +11,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import anomaly, dashboards, http_api, ingest, live, storage
+from bench import alerting, anomaly, dashboards, http_api, ingest, live, storage
 
 BENCHMARKS = {
+    "alerting": alerting.run,
     "anomaly": anomaly.run,
     "dashboards": dashboards.run,
     "http_api": http_api.run,

@@ -243,6 +243,9 @@ SPECTACULAR_SETTINGS = {
         "PanelTypeEnum": "apps.dashboards.models.PanelType",
         "RefreshEnum": "apps.dashboards.models.Refresh",
         "AnnotationKindEnum": "apps.dashboards.models.AnnotationKind",
+        "AlertStateEnum": "apps.alerts.models.instances.AlertState",
+        "NotificationStateEnum": "apps.alerts.models.instances.NotificationStatus",
+        "ContactPointKindEnum": "apps.alerts.models.rules.ContactPointKind",
         "SourceKindEnum": "apps.sources.models.SourceKind",
     },
 }
@@ -317,6 +320,22 @@ LIVE_FLUSH_INTERVAL_SECONDS = env_float("LIVE_FLUSH_INTERVAL_SECONDS", 0.1, mini
 # the points since are scored again, to the same scores).
 ANOMALY_MAX_POINTS_PER_RUN = env_int("ANOMALY_MAX_POINTS_PER_RUN", 100_000, minimum=10)
 ANOMALY_CHECKPOINT_SECONDS = env_float("ANOMALY_CHECKPOINT_SECONDS", 60.0, minimum=0.0)
+
+# Alerting (docs/alerting.md). Webhook URLs are user-supplied: loopback, private and link-local destinations are
+# refused unless allowed here (development and test settings allow them). Links in notifications start with
+# ALERTS_LINK_BASE_URL. Failed deliveries are retried after base * 2^(n-1) seconds (capped) up to max attempts.
+ALERTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("ALERTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)
+ALERTS_WEBHOOK_TIMEOUT_SECONDS = env_float("ALERTS_WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+ALERTS_LINK_BASE_URL = env_str("ALERTS_LINK_BASE_URL", "http://localhost:8000")
+ALERTS_EMAIL_FROM = env_str("ALERTS_EMAIL_FROM", "alerts@localhost")
+ALERTS_DELIVERY_BACKOFF_SECONDS = env_float("ALERTS_DELIVERY_BACKOFF_SECONDS", 2.0, minimum=0.01)
+ALERTS_DELIVERY_BACKOFF_MAX_SECONDS = env_float("ALERTS_DELIVERY_BACKOFF_MAX_SECONDS", 300.0, minimum=0.01)
+ALERTS_DELIVERY_MAX_ATTEMPTS = env_int("ALERTS_DELIVERY_MAX_ATTEMPTS", 8, minimum=1)
+ALERTS_FLUSH_MAX_NOTIFICATIONS = env_int("ALERTS_FLUSH_MAX_NOTIFICATIONS", 200, minimum=1)
+# Rules the scheduled tick evaluates at most per run (the most overdue first); the rest wait for the next tick.
+ALERTS_MAX_RULES_PER_TICK = env_int("ALERTS_MAX_RULES_PER_TICK", 200, minimum=1)
+# The change-driven evaluator evaluates a window or expression rule at most this often after changes (seconds).
+ALERTS_CHANGE_MIN_INTERVAL_SECONDS = env_float("ALERTS_CHANGE_MIN_INTERVAL_SECONDS", 1.0, minimum=0.0)
 
 # Ingestion. MQTT_URL is the broker MQTT sources subscribe to (mqtt://user:password@host:1883).
 MQTT_URL = env_str("MQTT_URL", "mqtt://127.0.0.1:1883")

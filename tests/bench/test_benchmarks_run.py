@@ -28,9 +28,10 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-4000:]
     results = {name: json.loads((tmp_path / f"{name}-latest.json").read_text()) for name in
-               ("anomaly", "dashboards", "http_api", "ingest", "live", "storage")}  # fmt: skip
+               ("alerting", "anomaly", "dashboards", "http_api", "ingest", "live", "storage")}  # fmt: skip
     assert all(document["smoke"] for document in results.values())
     for name in (
+        "alerting",
         "dashboards",
         "http_api",
         "ingest",
@@ -64,6 +65,11 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
     assert live["paced"]["probe_latency"]["samples"] > 0
     assert live["paced"]["probe_deliveries_missing"]["deliveries_missing"] == 0
     assert live["saturation"]["delivered_messages_per_second"] > 0
+
+    alerting = results["alerting"]["result"]
+    assert alerting["detection"]["missed"] == 0
+    assert alerting["detection"]["firing"]["samples"] > 0
+    assert alerting["evaluation_cost"]["per_machine_rules"]["instances_per_second"] > 0
 
     storage = results["storage"]["result"]
     assert set(storage["queries"]) == {
