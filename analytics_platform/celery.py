@@ -11,12 +11,14 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["analytics_platform"])
 app.autodiscover_tasks()
 
-# Queues: "default" for housekeeping, "storage" for rollups, partitions and retention.
+# Queues: "default" for housekeeping, "storage" for rollups, partitions and retention, "reports" for rendering
+# and mailing reports (each report's cron schedule is a PeriodicTask row kept by apps/reporting/schedules.py).
 app.conf.task_routes = {
     "platform.*": {"queue": "default"},
     "storage.*": {"queue": "storage"},
     "ingestion.*": {"queue": "default"},
     "alerts.*": {"queue": "default"},
+    "reporting.*": {"queue": "reports"},
 }
 
 app.conf.beat_schedule = {
@@ -39,6 +41,11 @@ app.conf.beat_schedule = {
         "task": "alerts.anomaly_scores_update",
         "schedule": 2.0,
         "options": {"queue": "default", "expires": 2},
+    },
+    "reporting-files-prune": {
+        "task": "reporting.files_prune",
+        "schedule": 3600.0,
+        "options": {"queue": "reports", "expires": 3000},
     },
     "storage-retention-apply": {
         "task": "storage.retention_apply",
