@@ -15,6 +15,8 @@ from apps.dashboards import api as dashboards_api
 from apps.dashboards import views as dashboards_views
 from apps.ingestion import api as ingestion_api
 from apps.ingestion import upload_api
+from apps.reporting import api as reporting_api
+from apps.reporting import views as reporting_views
 from apps.sources import api as sources_api
 from apps.storage import api as storage_api
 
@@ -57,6 +59,11 @@ api_v1 = [
         "dashboards/<slug:uid>/duplicate", dashboards_api.DashboardDuplicateView.as_view(), name="dashboard-duplicate"
     ),
     path("dashboards/<slug:uid>/export", dashboards_api.DashboardExportView.as_view(), name="dashboard-export"),
+    path("reports/", reporting_api.ReportListCreateView.as_view(), name="report-list"),
+    path("reports/<int:report_id>/", reporting_api.ReportDetailView.as_view(), name="report-detail"),
+    path("reports/<int:report_id>/run", reporting_api.ReportRunView.as_view(), name="report-run"),
+    path("reports/<int:report_id>/runs/", reporting_api.ReportRunListView.as_view(), name="report-runs"),
+    path("reports/<int:report_id>/preview", reporting_api.ReportPreviewView.as_view(), name="report-preview"),
     path("sources/", sources_api.SourceListCreateView.as_view(), name="source-list"),
     path("sources/<slug:slug>/", sources_api.SourceDetailView.as_view(), name="source-detail"),
     path("sources/<slug:slug>/pause", sources_api.SourcePauseView.as_view(), name="source-pause"),
@@ -108,6 +115,13 @@ urlpatterns = [
     path("account/tokens/<int:token_id>/revoke/", access_views.api_token_revoke_view, name="api-token-revoke"),
     path("dashboards/", dashboards_views.dashboard_list, name="dashboard-list"),
     path("dashboards/<slug:uid>/", dashboards_views.dashboard_detail, name="dashboard-detail"),
+    path("reports/", reporting_views.report_list, name="report-list"),
+    path("reports/new/", reporting_views.report_edit, name="report-new"),
+    path("reports/<int:report_id>/", reporting_views.report_detail, name="report-detail"),
+    path("reports/<int:report_id>/edit/", reporting_views.report_edit, name="report-edit"),
+    path("reports/<int:report_id>/send/", reporting_views.report_send_now, name="report-send-now"),
+    path("reports/<int:report_id>/preview/", reporting_views.report_preview_file, name="report-preview-file"),
+    path("reports/download/<str:token>", reporting_views.report_download, name="report-download"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

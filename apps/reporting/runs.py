@@ -232,3 +232,32 @@ def run_files_prune(*, now: datetime | None = None) -> int:
             shutil.rmtree(directory, ignore_errors=True)
             pruned += 1
     return pruned
+
+
+def report_preview_render(
+    *, report: Report, principal: AbstractBaseUser, file_format: str, external: bool, now: datetime | None = None
+) -> tuple[Path, str, ReportContent]:
+    """Render one format for one recipient's view now, exactly as a run would; the caller removes the directory."""
+    import tempfile
+
+    from apps.reporting.time_ranges import period_resolve
+
+    start, end = period_resolve(report.time_range, now=now or timezone.now(), zone=timezone_get(report.timezone))
+    content = report_content(report=report, principal=principal, start=start, end=end)
+    root = Path(settings.REPORT_FILES_ROOT) / "previews"
+    root.mkdir(parents=True, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(dir=root))
+    label = (
+        f"the data access of {report.owner.get_username()}, who sends this report"
+        if external
+        else "the recipient's own data access"
+    )
+    files = report_files_render(
+        report=report,
+        content=content,
+        directory=directory,
+        formats=[file_format],
+        generated_at=timezone.now(),
+        recipient_label=label,
+    )
+    return Path(files[0]["path"]), files[0]["content_type"], content
