@@ -192,7 +192,7 @@ class ReportPreviewView(APIView):
         principal = preview_principal(user=request.user, report=report, recipient=recipient)
         if principal is None:
             raise Http404("You may not preview this report as that recipient.")
-        file_format = query.validated_data["format"]
+        file_format = query.validated_data["file_format"]
         path, content_type, _ = report_preview_render(
             report=report, principal=principal, file_format=file_format, external=recipient.startswith("email:")
         )

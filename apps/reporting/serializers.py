@@ -141,4 +141,4 @@ class ReportRunSerializer(serializers.Serializer):
 
 class PreviewQuerySerializer(serializers.Serializer):
     recipient = serializers.CharField(help_text="'user:<username>' or 'email:<address>' (see docs/reports.md).")
-    format = serializers.ChoiceField(choices=ReportFormat.choices, default="pdf")
+    file_format = serializers.ChoiceField(choices=ReportFormat.choices, default="pdf")

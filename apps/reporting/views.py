@@ -130,6 +130,8 @@ def report_edit(request: HttpRequest, report_id: int | None = None) -> HttpRespo
         "variables": TEMPLATE_VARIABLES,
         "error": error,
         "posted": request.POST if request.method == "POST" else None,
+        "default_subject": Report._meta.get_field("subject_template").default,
+        "default_message": Report._meta.get_field("message_template").default,
         "queries_json": json.dumps(report.queries) if report and report.queries else "",
     }
     return render(request, "reporting/edit.html", context)
