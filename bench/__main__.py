@@ -11,13 +11,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import anomaly, http_api, ingest, live, storage
+from bench import anomaly, http_api, ingest, live, reports, storage
 
 BENCHMARKS = {
     "anomaly": anomaly.run,
     "http_api": http_api.run,
     "ingest": ingest.run,
     "live": live.run,
+    "reports": reports.run,
     "storage": storage.run,
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

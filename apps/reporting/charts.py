@@ -84,11 +84,12 @@ def line_chart_svg(
     for index in range(6):
         moment = datetime.fromtimestamp(first + span * index / 5, tz=zone)
         x = x_of(moment)
+        anchor = "start" if index == 0 else "end" if index == 5 else "middle"
         parts.append(
             f'<line x1="{x:.1f}" y1="{top + plot_height}" x2="{x:.1f}" y2="{top + plot_height + 4}" stroke="#444"/>'
         )
         parts.append(
-            f'<text x="{x:.1f}" y="{top + plot_height + 16}" text-anchor="middle" fill="#444">'
+            f'<text x="{x:.1f}" y="{top + plot_height + 16}" text-anchor="{anchor}" fill="#444">'
             f"{escape(moment.strftime(label_format))}</text>"
         )
     parts.append(f'<rect x="{left}" y="{top}" width="{plot_width}" height="{plot_height}" fill="none" stroke="#999"/>')

@@ -163,9 +163,9 @@ def report_run_execute(*, run_id: int) -> ReportRun:
             if content.anything_visible:
                 external = any(recipient.user is None for recipient in group.recipients)
                 label = (
-                    f"the data access of {report.owner.get_username()}, who sends this report"
+                    f"what {report.owner.get_username()} may see (sent by them to external addresses)"
                     if external
-                    else "the recipient's own data access"
+                    else "what you may see, under your own data access"
                 )
                 files = report_files_render(
                     report=report,
@@ -248,9 +248,9 @@ def report_preview_render(
     root.mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(dir=root))
     label = (
-        f"the data access of {report.owner.get_username()}, who sends this report"
+        f"what {report.owner.get_username()} may see (sent by them to external addresses)"
         if external
-        else "the recipient's own data access"
+        else "what you may see, under your own data access"
     )
     files = report_files_render(
         report=report,
