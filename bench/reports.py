@@ -176,7 +176,7 @@ def _body(*, quick: bool) -> dict:
     series, days = (5, 1) if smoke() else (SERIES, 7 if quick else DAYS)
     organization, user, end = _load(series=series, days=days)
     dashboard = dashboard_create(organization=organization, owner=user, document={
-        "schema_version": 1, "title": "Power", "time_range": {"start": f"-{days}d", "end": "now"},
+        "schema_version": 1, "title": "Power", "time_range": {"start": "-6h", "end": "now"},
         "panels": [{"key": "power", "title": "Power by machine", "type": "timeseries",
                     "grid": {"x": 0, "y": 0, "w": 12, "h": 8}, "options": {"unit": "kW", "decimals": 1},
                     "queries": [{"ref": "A", "query": {"source": "bench-plant", "metric": "power", "aggregation": "avg",

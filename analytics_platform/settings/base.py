@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "channels",
+    "guardian",
     "analytics_platform",
     "apps.access",
     "apps.sources",
@@ -44,7 +45,16 @@ INSTALLED_APPS = [
     "apps.dashboards",
     "apps.alerts",
     "apps.reporting",
+    "apps.audit",
 ]
+
+# Object permissions (dashboards shared with a user or team) come from django-guardian's backend; no anonymous
+# user is created because nothing is shared with anonymous visitors.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+ANONYMOUS_USER_NAME = None
 
 MIDDLEWARE = [
     "analytics_platform.metrics.RequestMetricsMiddleware",
@@ -57,6 +67,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication: audit events recorded by any view or service know the request's address and agent.
+    "apps.audit.context.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, so the chain runs synchronously in one thread under ASGI (see runtime.py): 6 ms of CPU less a request.
@@ -329,3 +341,6 @@ REPORT_LINK_MAX_AGE_SECONDS = env_int("REPORT_LINK_MAX_AGE_SECONDS", 7 * 86_400,
 # The address links in report mails start with, e.g. https://analytics.example.com
 REPORT_SITE_URL = env_str("REPORT_SITE_URL", "http://localhost:8000").rstrip("/")
 REPORT_SEND_MAX_RETRIES = env_int("REPORT_SEND_MAX_RETRIES", 5, minimum=0)
+
+# Audit log (docs/security.md): most events one CSV export holds.
+AUDIT_EXPORT_MAX_ROWS = env_int("AUDIT_EXPORT_MAX_ROWS", 100_000, minimum=1)

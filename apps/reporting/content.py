@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+
 from apps.storage.policies import DataAccessDenied
 from apps.storage.query.engine import QueryTimeout, query_execute
 from apps.storage.query.spec import QuerySpecError, query_spec_parse
@@ -233,7 +235,7 @@ def _overview_read(section: Section, principal: Any, start: datetime, end: datet
     for item in section.definition.queries:
         try:
             spec = _spec(
-                item.query,
+                _chart_query(item.query, start=start, end=end),
                 start=start,
                 end=end,
                 max_points=CHART_POINTS,
@@ -273,6 +275,17 @@ def _overview_read(section: Section, principal: Any, start: datetime, end: datet
     range_seconds = (end - start).total_seconds()
     automatic = max(MIN_EXPORT_BUCKET_SECONDS, nice_bucket_at_least(range_seconds / EXPORT_MAX_ROWS))
     section.export_bucket_seconds = max([automatic, *bucket_seconds]) if bucket_seconds else automatic
+
+
+def _chart_query(query: Mapping[str, Any], *, start: datetime, end: datetime) -> Mapping[str, Any]:
+    """The query for a chart of the whole period: a bucket finer than the engine answers over it is left to the
+    engine's point budget (the exported rows keep the query's own bucket, read in chunks)."""
+    bucket = query.get("bucket")
+    if bucket in (None, "auto"):
+        return query
+    if (end - start).total_seconds() / duration_parse(bucket) <= settings.STORAGE_MAX_POINTS_PER_SERIES:
+        return query
+    return {key: value for key, value in query.items() if key != "bucket"}
 
 
 def _series_name(item: SectionQuery, series: Mapping[str, Any], query_count: int) -> str:

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from apps.audit.services import audit_record
 from apps.reporting.content import NOTHING_VISIBLE
 from apps.reporting.message_templates import subject_render, template_render
 from apps.reporting.models import DeliveryStatus, ReportDelivery
@@ -123,14 +124,27 @@ def delivery_send(*, delivery_id: int) -> ReportDelivery:
     delivery.status = DeliveryStatus.SENT if delivery.files else DeliveryStatus.NO_DATA
     delivery.linked, delivery.sent_at = linked, timezone.now()
     delivery.save(update_fields=["status", "linked", "sent_at"])
+    report = delivery.run.report
+    audit_record(
+        action="report.sent", obj=report, actor_description=f"report run {delivery.run_id}",
+        details={"run": delivery.run_id, "to": delivery.email, "status": delivery.status, "linked": linked,
+                 "rendered_as": delivery.rendered_as.get_username() if delivery.rendered_as else None,
+                 "files": [item["name"] for item in delivery.files], "attempts": delivery.attempts},
+    )  # fmt: skip
     logger.info("report delivery %s sent to %s (%s)", delivery.pk, delivery.email, delivery.status)
     return delivery
 
 
 def delivery_give_up(*, delivery_id: int, error: str) -> None:
     """Mark a delivery failed once its retries are spent."""
-    delivery = ReportDelivery.objects.get(pk=delivery_id)
+    delivery = ReportDelivery.objects.select_related("run__report").get(pk=delivery_id)
     delivery.status = DeliveryStatus.FAILED
     delivery.error = (delivery.error + f"\ngave up: {error}").strip()[-4000:]
     delivery.save(update_fields=["status", "error"])
+    audit_record(
+        action="report.send_failed",
+        obj=delivery.run.report,
+        actor_description=f"report run {delivery.run_id}",
+        details={"run": delivery.run_id, "to": delivery.email, "attempts": delivery.attempts},
+    )
     logger.error("report delivery %s to %s failed for good: %s", delivery.pk, delivery.email, error)

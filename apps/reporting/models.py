@@ -24,6 +24,7 @@ class ReportFormat(models.TextChoices):
 class Report(models.Model):
     """A report of an organisation: what it shows, over which period, to whom, when.
 
+    Recipients are users, teams (each member, at the time of the run) and external addresses.
     The content is a dashboard (all its panels, or the chosen `panel_keys`) and/or `queries` shown as tables.
     Each user recipient gets the report rendered under their own data policies; external addresses get the
     owner's view only when `send_emails_as_owner` says so ("send as me").
@@ -40,6 +41,9 @@ class Report(models.Model):
     time_range = models.JSONField(default=_default_time_range)
     formats = models.JSONField(default=_default_formats)
     recipient_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    recipient_teams = models.ManyToManyField(
+        "access.Team", blank=True, related_name="+", help_text="Each member gets the report under their own policies."
+    )
     recipient_emails = models.JSONField(default=list, blank=True)
     send_emails_as_owner = models.BooleanField(
         default=False, help_text="External addresses receive what the owner sees; required to send to any."

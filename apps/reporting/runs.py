@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -28,7 +29,7 @@ from apps.reporting.models import DeliveryStatus, Report, ReportDelivery, Report
 from apps.reporting.renderers.pdf import PdfMeta, pdf_render
 from apps.reporting.renderers.spreadsheets import csv_render, xlsx_render
 from apps.reporting.time_ranges import timezone_get
-from apps.storage.policies import DataAccessDenied, data_scope_for
+from apps.storage.policies import DataAccessDenied, Principal, data_scope_for
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,10 @@ class RenderGroup:
 def report_recipients(report: Report) -> list[Recipient]:
     """Users first (by their own scope), then external addresses (the owner's scope, if allowed); one per address."""
     recipients: dict[str, Recipient] = {}
-    for user in report.recipient_users.filter(is_active=True).order_by("username"):
+    members = get_user_model().objects.filter(memberships__organization_id=report.organization_id, is_active=True)
+    named = members.filter(pk__in=report.recipient_users.values("pk"))
+    in_teams = members.filter(groups__team__in=report.recipient_teams.all())
+    for user in (named | in_teams).distinct().order_by("username"):
         if user.email and user.email.lower() not in recipients:
             name = user.get_full_name() or user.get_username()
             recipients[user.email.lower()] = Recipient(email=user.email, name=name, user=user, rendered_as=user)
@@ -66,28 +70,33 @@ def report_recipients(report: Report) -> list[Recipient]:
     return list(recipients.values())
 
 
-def _scope_key(user: AbstractBaseUser) -> str:
+def report_principal(report: Report, user: AbstractBaseUser) -> Principal:
+    """The user acting in the report's organisation: only that organisation's policies apply to what they get."""
+    return Principal(user=user, organization_id=report.organization_id)
+
+
+def _scope_key(principal: Principal) -> str:
     try:
-        return repr(data_scope_for(user))
+        return data_scope_for(principal).cache_key()
     except DataAccessDenied:
-        return f"denied:{user.pk}"
+        return f"denied:{principal.pk}"
 
 
-def render_groups(recipients: list[Recipient]) -> list[RenderGroup]:
+def render_groups(report: Report, recipients: list[Recipient]) -> list[RenderGroup]:
     """Recipients grouped by equal data scope (each group rendered once, as its first member)."""
     groups: dict[str, RenderGroup] = {}
     for recipient in recipients:
-        key = _scope_key(recipient.rendered_as)
+        key = _scope_key(report_principal(report, recipient.rendered_as))
         group = groups.setdefault(key, RenderGroup(principal=recipient.rendered_as))
         group.recipients.append(recipient)
     return list(groups.values())
 
 
 def report_content(*, report: Report, principal: AbstractBaseUser, start: datetime, end: datetime) -> ReportContent:
-    """The report's sections as `principal` may read them over [start, end)."""
+    """The report's sections as `principal` may read them in the report's organisation over [start, end)."""
     document = dashboard_document(dashboard=report.dashboard) if report.dashboard_id else None
     definitions = sections_define(dashboard_document=document, panel_keys=report.panel_keys, queries=report.queries)
-    return content_build(definitions=definitions, principal=principal, start=start, end=end)
+    return content_build(definitions=definitions, principal=report_principal(report, principal), start=start, end=end)
 
 
 def report_files_render(
@@ -155,7 +164,7 @@ def report_run_execute(*, run_id: int) -> ReportRun:
     started = time.perf_counter()
     deliveries: list[ReportDelivery] = []
     try:
-        for index, group in enumerate(render_groups(report_recipients(report))):
+        for index, group in enumerate(render_groups(report, report_recipients(report))):
             content = report_content(
                 report=report, principal=group.principal, start=run.period_start, end=run.period_end
             )

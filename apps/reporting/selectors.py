@@ -62,8 +62,11 @@ def report_preview_choices(*, user: AbstractBaseUser, report: Report) -> list[tu
     choices = [(f"user:{user.get_username()}", f"{user.get_username()} (you)")]
     admin = report_is_admin(user=user, report=report)
     if admin:
-        for member in report.recipient_users.exclude(pk=user.pk).order_by("username"):
-            choices.append((f"user:{member.get_username()}", member.get_username()))
+        from apps.reporting.runs import report_recipients
+
+        for recipient in report_recipients(report):
+            if recipient.user is not None and recipient.user.pk != user.pk:
+                choices.append((f"user:{recipient.user.get_username()}", recipient.user.get_username()))
     if report.recipient_emails and report.send_emails_as_owner and (admin or report.owner_id == user.pk):
         for email in report.recipient_emails:
             choices.append((f"email:{email}", f"{email} (sees what {report.owner.get_username()} sees)"))

@@ -12,6 +12,9 @@ from apps.reporting.models import DeliveryStatus, Report, ReportFormat, RunStatu
 
 class RecipientsSerializer(serializers.Serializer):
     users = serializers.ListField(child=serializers.CharField(), required=False, help_text="Usernames of members.")
+    teams = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Team slugs: every member, at the time of each run."
+    )
     emails = serializers.ListField(child=serializers.EmailField(), required=False, help_text="External addresses.")
     send_emails_as_me = serializers.BooleanField(
         required=False,
@@ -89,6 +92,7 @@ class ReportSerializer(serializers.ModelSerializer):
     def get_recipients(self, report: Report) -> dict[str, Any]:
         return {
             "users": sorted(user.username for user in report.recipient_users.all()),
+            "teams": sorted(team.slug for team in report.recipient_teams.all()),
             "emails": list(report.recipient_emails),
             "send_emails_as_me": report.send_emails_as_owner,
         }

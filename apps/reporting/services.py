@@ -15,7 +15,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from analytics_platform.field_errors import FieldError
-from apps.access.models import Membership, Organization
+from apps.access.models import Membership, Organization, Team
+from apps.audit.services import audit_record
 from apps.dashboards.models import Dashboard
 from apps.reporting.message_templates import template_clean
 from apps.reporting.models import Report, ReportFormat, ReportRun, RunStatus, RunTrigger
@@ -42,7 +43,7 @@ REPORT_FIELDS = (
     "message",
     "enabled",
 )
-RECIPIENT_FIELDS = ("users", "emails", "send_emails_as_me")
+RECIPIENT_FIELDS = ("users", "teams", "emails", "send_emails_as_me")
 
 
 class ReportError(FieldError):
@@ -122,7 +123,9 @@ def _queries_clean(value: Any) -> list[dict[str, Any]]:
     return cleaned
 
 
-def _recipients_clean(value: Any, organization: Organization) -> tuple[list[AbstractBaseUser], list[str], bool]:
+def _recipients_clean(
+    value: Any, organization: Organization
+) -> tuple[list[AbstractBaseUser], list[Team], list[str], bool]:
     if not isinstance(value, Mapping):
         raise ReportError(
             "recipients", '{"users": ["<username>"], "emails": ["a@example.com"], "send_emails_as_me": true}.'
@@ -131,7 +134,14 @@ def _recipients_clean(value: Any, organization: Organization) -> tuple[list[Abst
     if unknown:
         raise ReportError(f"recipients.{str(unknown[0])[:40]}", f"unknown field; use {', '.join(RECIPIENT_FIELDS)}.")
     usernames = value.get("users") or []
+    team_slugs = value.get("teams") or []
     emails = value.get("emails") or []
+    if not isinstance(team_slugs, list) or any(not isinstance(slug, str) for slug in team_slugs):
+        raise ReportError("recipients.teams", "a list of team slugs.")
+    teams = {team.slug: team for team in Team.objects.filter(organization=organization, slug__in=team_slugs)}
+    unknown_teams = [slug for slug in team_slugs if slug not in teams]
+    if unknown_teams:
+        raise ReportError("recipients.teams", f"no team {unknown_teams[0][:64]!r} in this organisation.")
     as_me = value.get("send_emails_as_me", False)
     if not isinstance(usernames, list) or any(not isinstance(name, str) for name in usernames):
         raise ReportError("recipients.users", "a list of usernames.")
@@ -165,9 +175,14 @@ def _recipients_clean(value: Any, organization: Organization) -> tuple[list[Abst
             "recipients.send_emails_as_me",
             "external addresses receive what you can see: set send_emails_as_me to true to allow it.",
         )
-    if not usernames and not cleaned_emails:
-        raise ReportError("recipients", "name at least one user or email address.")
-    return [members[name] for name in dict.fromkeys(usernames)], list(dict.fromkeys(cleaned_emails)), as_me
+    if not usernames and not teams and not cleaned_emails:
+        raise ReportError("recipients", "name at least one user, team or email address.")
+    return (
+        [members[name] for name in dict.fromkeys(usernames)],
+        [teams[slug] for slug in dict.fromkeys(team_slugs)],
+        list(dict.fromkeys(cleaned_emails)),
+        as_me,
+    )
 
 
 def _schedule_clean(value: Any) -> tuple[str, str | None]:
@@ -186,7 +201,7 @@ def _schedule_clean(value: Any) -> tuple[str, str | None]:
     return cron, zone
 
 
-def _apply(report: Report, data: Mapping[str, Any], *, creating: bool) -> tuple[list | None]:
+def _apply(report: Report, data: Mapping[str, Any], *, creating: bool) -> tuple[list | None, list | None]:
     unknown = sorted(set(data) - set(REPORT_FIELDS))
     if unknown:
         raise ReportError(str(unknown[0])[:64], f"unknown field; the fields are {', '.join(REPORT_FIELDS)}.")
@@ -224,12 +239,12 @@ def _apply(report: Report, data: Mapping[str, Any], *, creating: bool) -> tuple[
         if not isinstance(data["enabled"], bool):
             raise ReportError("enabled", "true or false.")
         report.enabled = data["enabled"]
-    users = None
+    users = teams = None
     if creating or "recipients" in data:
-        users, report.recipient_emails, report.send_emails_as_owner = _recipients_clean(
+        users, teams, report.recipient_emails, report.send_emails_as_owner = _recipients_clean(
             data.get("recipients"), report.organization
         )
-    return (users,)
+    return users, teams
 
 
 @transaction.atomic
@@ -237,12 +252,14 @@ def report_create(*, organization: Organization, owner: AbstractBaseUser, data: 
     """A new report from the API's JSON shape; its schedule is registered with beat in the same transaction."""
     report = Report(organization=organization, owner=owner)
     try:
-        (users,) = _apply(report, data, creating=True)
+        users, teams = _apply(report, data, creating=True)
     except FieldError as error:
         raise ReportError(error.field, error.message, status=error.status) from None
     report.save()
     report.recipient_users.set(users or [])
+    report.recipient_teams.set(teams or [])
     schedule_sync(report)
+    audit_record(action="report.created", obj=report, details={"name": report.name, "cron": report.cron})
     return report
 
 
@@ -251,13 +268,15 @@ def report_update(*, report: Report, data: Mapping[str, Any]) -> Report:
     """Change the given fields (a partial update) and bring the schedule in step."""
     report = Report.objects.select_for_update().get(pk=report.pk)
     try:
-        (users,) = _apply(report, data, creating=False)
+        users, teams = _apply(report, data, creating=False)
     except FieldError as error:
         raise ReportError(error.field, error.message, status=error.status) from None
     report.save()
     if users is not None:
         report.recipient_users.set(users)
+        report.recipient_teams.set(teams or [])
     schedule_sync(report)
+    audit_record(action="report.changed", obj=report, details={"fields": sorted(data)})
     return report
 
 
@@ -265,6 +284,7 @@ def report_update(*, report: Report, data: Mapping[str, Any]) -> Report:
 def report_delete(*, report: Report) -> None:
     """Delete the report, its runs and its beat schedule."""
     task = report.periodic_task
+    audit_record(action="report.deleted", obj=report, details={"name": report.name})
     report.delete()
     if task is not None:
         task.delete()
@@ -297,6 +317,8 @@ def report_run_start(
     except IntegrityError:
         logger.info("report %s: the run scheduled for %s exists already", report.pk, scheduled_for)
         return None
+    if trigger == RunTrigger.MANUAL:
+        audit_record(action="report.run_requested", actor=requested_by, obj=report, details={"run": run.pk})
     transaction.on_commit(lambda: report_run_execute.delay(run.pk))
     return run
 

@@ -73,6 +73,7 @@ def _form_data(request: HttpRequest) -> dict:
         "formats": post.getlist("formats"),
         "recipients": {
             "users": [name.strip() for name in post.get("users", "").split(",") if name.strip()],
+            "teams": [slug.strip() for slug in post.get("teams", "").split(",") if slug.strip()],
             "emails": [email.strip() for email in post.get("emails", "").split(",") if email.strip()],
             "send_emails_as_me": post.get("send_emails_as_me") == "on",
         },

@@ -26,7 +26,7 @@ def test_the_minimal_contract_creates_a_scheduled_report(plant_dashboard, editor
     body = response.json()
     assert isinstance(body["id"], int)
     assert body["schedule"] == {"cron": "0 7 * * 1", "timezone": "Europe/London"}
-    assert body["recipients"] == {"users": ["vic"], "emails": [], "send_emails_as_me": False}
+    assert body["recipients"] == {"users": ["vic"], "teams": [], "emails": [], "send_emails_as_me": False}
     assert body["dashboard"] == plant_dashboard.uid
     assert body["organization"] == "test-org"
     report = Report.objects.get(pk=body["id"])
@@ -40,6 +40,8 @@ def test_the_minimal_contract_creates_a_scheduled_report(plant_dashboard, editor
         ({"schedule": {"cron": "0 7 * * 1", "timezone": "Mars/Olympus"}}, "schedule.timezone"),
         ({"formats": ["docx"]}, "formats"),
         ({"recipients": {"users": ["nobody"]}}, "recipients.users"),
+        ({"recipients": {"users": ["mallory"]}}, "recipients.users"),  # a member of another organisation
+        ({"recipients": {"teams": ["no-such-team"]}}, "recipients.teams"),
         ({"recipients": {"emails": ["ceo@partner.example"]}}, "recipients.send_emails_as_me"),
         ({"recipients": {"emails": ["not an address"], "send_emails_as_me": True}}, "recipients.emails"),
         ({"time_range": {"start": "2026-01-01T00:00:00Z", "end": "now"}}, "time_range.start"),
@@ -52,6 +54,7 @@ def test_the_minimal_contract_creates_a_scheduled_report(plant_dashboard, editor
     ],
 )
 def test_refusals_name_the_field(plant_dashboard, editor, viewer, change, field):
+    user_create(username="mallory", organization="other-org")
     response = api_client_for(editor).post("/api/v1/reports/", {**_contract(plant_dashboard.uid), **change},
                                            format="json")  # fmt: skip
     assert response.status_code == 400, response.json()

@@ -8,7 +8,7 @@ import logging
 import re
 import time
 import zipfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import openpyxl
@@ -16,26 +16,25 @@ import pytest
 from django.core import signing
 
 from analytics_platform.field_errors import FieldError
+from apps.access.models import DataPolicy, Membership
+from apps.access.services import data_policy_create, team_create, team_member_add
+from apps.audit.models import AuditEvent
 from apps.reporting.content import NOTHING_VISIBLE
 from apps.reporting.delivery import download_token
 from apps.reporting.message_templates import subject_render, template_clean, template_render
 from apps.reporting.models import DeliveryStatus, ReportDelivery, RunStatus
 from apps.reporting.renderers.pdf import pdf_from_html
 from apps.reporting.services import report_create, report_run_start
-from apps.storage.policies import DataScope, data_scope_provider_get, data_scope_provider_set
 from tests.factories import organization_get
 from tests.reporting.conftest import attachments, body_text
-from tests.storage.factories import points_store, series_create
+from tests.storage.factories import points_store, series_create, source_create
 
 
 @pytest.fixture
-def scopes():
-    """Install a scope provider for the test (the access app's policies plug in the same way)."""
-    original = data_scope_provider_get()
-    chosen: dict[str, DataScope] = {}
-    data_scope_provider_set(lambda principal: chosen.get(principal.get_username(), DataScope()))
-    yield chosen
-    data_scope_provider_set(original)
+def policies(db):
+    """The test organisation without its default "everyone reads everything" policy: deny by default."""
+    DataPolicy.objects.filter(organization=organization_get()).delete()
+    return organization_get()
 
 
 @pytest.fixture
@@ -57,10 +56,10 @@ def _send(report, user, capture):
     return run
 
 
-def _report(dashboard, owner, **changes):
+def _report(board, owner, **changes):
     data = {
         "name": "Plant",
-        "dashboard": dashboard.uid,
+        "dashboard": board.uid,
         "formats": ["xlsx", "csv"],
         "recipients": {"users": ["vic", "erin"]},
         "time_range": {"start": "-6h", "end": "now"},
@@ -69,18 +68,25 @@ def _report(dashboard, owner, **changes):
     return report_create(organization=organization_get(), owner=owner, data=data)
 
 
-def _csv_header(message, name="hourly-table.csv") -> list[str]:
-    archive = next(data for file, data in attachments(message).items() if file.endswith(".zip"))
+def _csv_header(message, name: str | None = "hourly-table.csv") -> list[str]:
+    files = attachments(message)
+    if name is None:  # a report of one table: one CSV file, not zipped
+        return next(csv.reader(io.StringIO(next(d for n, d in files.items() if n.endswith(".csv")).decode())))
+    archive = next(data for file, data in files.items() if file.endswith(".zip"))
     with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
         return next(csv.reader(io.StringIO(zipped.read(name).decode())))
 
 
-def test_two_recipients_with_different_scopes_get_different_rows(
-    smtp_server, plant_dashboard, editor, viewer, scopes, django_capture_on_commit_callbacks
+def test_two_recipients_with_different_policies_get_different_rows(
+    smtp_server, plant_dashboard, editor, viewer, policies, django_capture_on_commit_callbacks
 ):
-    scopes["vic"] = DataScope(label_values={"facility": ("f1",)})
-    scopes["erin"] = DataScope(label_values={"facility": ("f2",)})
-    run = _send(_report(plant_dashboard, editor), editor, django_capture_on_commit_callbacks)
+    """vic may read facility f1 (a policy naming him); erin, through her team, facility f2; each sees only that."""
+    team = team_create(organization=policies, name="Line 2", slug="line-2")
+    team_member_add(team=team, username="erin")
+    data_policy_create(organization=policies, name="f1 for vic", users=["vic"], labels={"facility": ["f1"]})
+    data_policy_create(organization=policies, name="f2 for line 2", teams=["line-2"], labels={"facility": ["f2"]})
+    report = _report(plant_dashboard, editor, recipients={"users": ["vic"], "teams": ["line-2"]})
+    run = _send(report, editor, django_capture_on_commit_callbacks)
     assert run.status == RunStatus.SUCCEEDED
     assert _csv_header(smtp_server.to("vic@example.com")[0]) == ["time", "device=d0", "device=d2"]
     assert _csv_header(smtp_server.to("erin@example.com")[0]) == ["time", "device=d1", "device=d3"]
@@ -88,23 +94,46 @@ def test_two_recipients_with_different_scopes_get_different_rows(
         io.BytesIO(next(d for n, d in attachments(smtp_server.to("vic@example.com")[0]).items() if n.endswith("xlsx")))
     )
     summary = [row[1] for row in workbook["Summary"].iter_rows(min_row=8, values_only=True)]
+    assert "device=d0" in summary
     assert "device=d1" not in summary
     assert "device=d3" not in summary
     assert {delivery.email: delivery.rendered_as.username for delivery in run.deliveries.all()} == {
         "vic@example.com": "vic", "erin@example.com": "erin",
     }  # fmt: skip
+    sent = AuditEvent.objects.filter(action="report.sent").order_by("id")
+    assert [(event.details["to"], event.details["rendered_as"]) for event in sent] == [
+        ("erin@example.com", "erin"), ("vic@example.com", "vic"),
+    ]  # fmt: skip
 
 
 def test_a_recipient_granted_nothing_gets_a_clear_line_not_an_empty_report(
-    smtp_server, plant_dashboard, editor, viewer, scopes, django_capture_on_commit_callbacks
+    smtp_server, plant_dashboard, editor, viewer, policies, django_capture_on_commit_callbacks
 ):
-    scopes["vic"] = DataScope(source_ids=frozenset({-1}))
+    data_policy_create(organization=policies, name="erin reads all", users=["erin"])
     run = _send(_report(plant_dashboard, editor), editor, django_capture_on_commit_callbacks)
     (mail,) = smtp_server.to("vic@example.com")
     assert attachments(mail) == {}
     assert NOTHING_VISIBLE in body_text(mail)
     assert run.deliveries.get(email="vic@example.com").status == DeliveryStatus.NO_DATA
     assert len(attachments(smtp_server.to("erin@example.com")[0])) == 2
+
+
+def test_reports_read_only_their_own_organisations_data(
+    smtp_server, plant_dashboard, editor, viewer, django_capture_on_commit_callbacks
+):
+    """vic is also a member of another organisation with a source of the same name and metric; its rows never
+    appear in this organisation's report (the recipient is scoped to the report's organisation)."""
+    other = organization_get(slug="other-org")
+    Membership.objects.create(organization=other, user=viewer, role="viewer")
+    elsewhere = source_create(slug="plant-elsewhere", organization="other-org")
+    points_store(series_create(source=elsewhere, metric="temperature", device="x9", facility="f9"),
+                 [(datetime.now(UTC) - timedelta(hours=1), 1.0)])  # fmt: skip
+    query = {"metric": "temperature", "group_by": ["device"], "bucket": "1h"}
+    report = _report(plant_dashboard, editor, recipients={"users": ["vic"]}, dashboard=None,
+                     queries=[{"title": "All temperatures", "query": query}])  # fmt: skip
+    _send(report, editor, django_capture_on_commit_callbacks)
+    header = _csv_header(smtp_server.to("vic@example.com")[0], name=None)
+    assert header == ["time", "device=d0", "device=d1", "device=d2", "device=d3"]
 
 
 def test_a_failed_send_is_retried_and_logged(

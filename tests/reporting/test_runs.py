@@ -148,3 +148,41 @@ def test_files_hold_the_query_engines_numbers(smtp_server, plant_dashboard, edit
         list(values) for values in zip(*engine_values, strict=True)
     ]
     assert run.period_end - run.period_start == timedelta(hours=6)
+
+
+def test_long_pdf_tables_repeat_their_header_on_every_page(plant, editor, viewer, tmp_path):
+    from django.utils import timezone
+
+    from apps.reporting.runs import report_content, report_files_render
+
+    report = report_create(organization=organization_get(), owner=editor, data={
+        "name": "Minutes", "queries": [{"title": "Every minute", "query": {
+            "source": "plant", "metric": "temperature", "group_by": ["device"], "bucket": "1m"}}],
+        "formats": ["pdf"], "recipients": {"users": ["vic"]}, "time_range": {"start": "-6h", "end": "now"},
+    })  # fmt: skip
+    content = report_content(report=report, principal=viewer, start=plant["start"], end=plant["end"])
+    (pdf_file,) = report_files_render(report=report, content=content, directory=tmp_path, formats=["pdf"],
+                                      generated_at=timezone.now(), recipient_label="test")  # fmt: skip
+    pages = [page.extract_text() for page in PdfReader(pdf_file["path"]).pages]
+    table_pages = [text for text in pages[1:] if "device=d0" in text]
+    assert len(table_pages) >= 3
+    assert all("Time" in text and "device=d3" in text for text in table_pages)
+    assert all(f"Page {number} of {len(pages)}" in text for number, text in enumerate(pages, 1))
+    assert all("generated" in text for text in pages[1:])
+
+
+def test_a_fine_bucket_over_a_long_period_is_charted_within_the_budget(plant, editor, viewer):
+    from apps.reporting.runs import report_content
+
+    report = report_create(organization=organization_get(), owner=editor, data={
+        "name": "Month", "queries": [{"title": "Minutes", "query": {
+            "source": "plant", "metric": "temperature", "group_by": ["device"], "bucket": "1m"}}],
+        "formats": ["csv"], "recipients": {"users": ["vic"]}, "time_range": {"preset": "month_to_date"},
+    })  # fmt: skip
+    content = report_content(report=report, principal=viewer, start=plant["end"] - timedelta(days=30),
+                             end=plant["end"])  # fmt: skip
+    (section,) = content.sections
+    assert section.error == ""
+    assert len(section.columns) == 4
+    assert len(section.chart_times) <= 600
+    assert section.export_bucket_seconds == 60
