@@ -19,6 +19,7 @@ def report_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Report]:
     reports = (
         Report.objects.select_related("organization", "owner", "dashboard")
         .annotate(
+            last_run_id=Subquery(last_run.values("id")[:1]),
             last_run_status=Subquery(last_run.values("status")[:1]),
             last_run_at=Subquery(last_run.values("created_at")[:1]),
         )

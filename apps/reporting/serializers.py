@@ -103,6 +103,12 @@ class ReportSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(LastRunSerializer(allow_null=True))
     def get_last_run(self, report: Report) -> dict[str, Any] | None:
+        if hasattr(report, "last_run_id"):  # annotated by report_list_for_user: no query per report
+            if report.last_run_id is None:
+                return None
+            return LastRunSerializer(
+                {"id": report.last_run_id, "status": report.last_run_status, "created_at": report.last_run_at}
+            ).data
         run = report.runs.order_by("-created_at", "-id").first()
         return LastRunSerializer(run).data if run else None
 
