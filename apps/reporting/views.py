@@ -15,6 +15,7 @@ from django.core import signing
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
 from analytics_platform.field_errors import FieldError
@@ -179,6 +180,7 @@ def report_detail(request: HttpRequest, report_id: int) -> HttpResponse:
 
 
 @login_required
+@xframe_options_sameorigin  # shown in the detail page's <iframe>; every other page keeps X-Frame-Options: DENY
 def report_preview_file(request: HttpRequest, report_id: int) -> HttpResponse:
     """The file a chosen recipient would get (PDF inline, XLSX/CSV as a download), rendered now under their scope."""
     report = _report_or_404(request, report_id)

@@ -178,6 +178,8 @@ def test_pages_list_edit_detail_and_preview(plant_dashboard, editor, viewer, cli
     assert b"<iframe" in detail.content
     pdf = client.get(f"/reports/{report.pk}/preview/?recipient=email:ext@partner.example&format=pdf")
     assert pdf.status_code == 200
+    assert pdf["X-Frame-Options"] == "SAMEORIGIN"  # the detail page frames it; other pages stay DENY
+    assert detail["X-Frame-Options"] == "DENY"
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         assert client.post(f"/reports/{report.pk}/send/").status_code == 302
     assert len(callbacks) == 1
