@@ -21,6 +21,8 @@ from apps.dashboards import sharing_api as dashboard_sharing_api
 from apps.dashboards import views as dashboards_views
 from apps.ingestion import api as ingestion_api
 from apps.ingestion import upload_api
+from apps.reporting import api as reporting_api
+from apps.reporting import views as reporting_views
 from apps.sources import api as sources_api
 from apps.sources import views as sources_views
 from apps.storage import api as storage_api
@@ -146,6 +148,7 @@ api_v1 = [
         name="dashboard-share-detail",
     ),
     path("dashboards/<slug:uid>/export", dashboards_api.DashboardExportView.as_view(), name="dashboard-export"),
+<<<<<<< HEAD
     path(
         "dashboards/<slug:uid>/annotations/",
         annotations_api.AnnotationListCreateView.as_view(),
@@ -156,6 +159,13 @@ api_v1 = [
         annotations_api.AnnotationDetailView.as_view(),
         name="dashboard-annotation-detail",
     ),
+=======
+    path("reports/", reporting_api.ReportListCreateView.as_view(), name="report-list"),
+    path("reports/<int:report_id>/", reporting_api.ReportDetailView.as_view(), name="report-detail"),
+    path("reports/<int:report_id>/run", reporting_api.ReportRunView.as_view(), name="report-run"),
+    path("reports/<int:report_id>/runs/", reporting_api.ReportRunListView.as_view(), name="report-runs"),
+    path("reports/<int:report_id>/preview", reporting_api.ReportPreviewView.as_view(), name="report-preview"),
+>>>>>>> reports
     path("sources/", sources_api.SourceListCreateView.as_view(), name="source-list"),
     path("sources/<slug:slug>/", sources_api.SourceDetailView.as_view(), name="source-detail"),
     path("sources/<slug:slug>/pause", sources_api.SourcePauseView.as_view(), name="source-pause"),
@@ -218,6 +228,7 @@ urlpatterns = [
     path("organizations/<slug:slug>/audit-log/", audit_views.audit_log_page, name="audit-log"),
     path("dashboards/", dashboards_views.dashboard_list, name="dashboard-list"),
     path("dashboards/<slug:uid>/", dashboards_views.dashboard_detail, name="dashboard-detail"),
+<<<<<<< HEAD
     path("sources/", sources_views.source_list, name="source-list"),
     path("sources/new/<slug:kind>/", sources_views.source_new, name="source-new"),
     path("sources/<slug:slug>/", sources_views.source_page, name="source-page"),
@@ -237,6 +248,15 @@ urlpatterns = [
         sources_views.dead_letters_bulk_page,
         name="source-dead-letters-bulk",
     ),
+=======
+    path("reports/", reporting_views.report_list, name="report-list"),
+    path("reports/new/", reporting_views.report_edit, name="report-new"),
+    path("reports/<int:report_id>/", reporting_views.report_detail, name="report-detail"),
+    path("reports/<int:report_id>/edit/", reporting_views.report_edit, name="report-edit"),
+    path("reports/<int:report_id>/send/", reporting_views.report_send_now, name="report-send-now"),
+    path("reports/<int:report_id>/preview/", reporting_views.report_preview_file, name="report-preview-file"),
+    path("reports/download/<str:token>", reporting_views.report_download, name="report-download"),
+>>>>>>> reports
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

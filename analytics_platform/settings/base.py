@@ -432,5 +432,24 @@ WEBSOCKET_MAX_CONNECTIONS_PER_USER = env_int("WEBSOCKET_MAX_CONNECTIONS_PER_USER
 # A socket's place under the cap is a lease its process renews; a crashed process's sockets free it this late.
 WEBSOCKET_CONNECTION_LEASE_SECONDS = env_int("WEBSOCKET_CONNECTION_LEASE_SECONDS", 60, minimum=3)
 
+# Mail (scheduled reports): SMTP with these settings; DEFAULT_FROM_EMAIL is the sender of every report.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "reports@localhost")
+
+# Reports (docs/reports.md): rendered files live here until their download links expire; web and worker share it.
+REPORT_FILES_ROOT = Path(env_str("REPORT_FILES_ROOT", str(BASE_DIR / "var" / "reports")))
+# Above this total attachment size a report mail carries signed download links instead of the files.
+REPORT_EMAIL_MAX_BYTES = env_int("REPORT_EMAIL_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
+REPORT_LINK_MAX_AGE_SECONDS = env_int("REPORT_LINK_MAX_AGE_SECONDS", 7 * 86_400, minimum=60)
+# The address links in report mails start with, e.g. https://analytics.example.com
+REPORT_SITE_URL = env_str("REPORT_SITE_URL", "http://localhost:8000").rstrip("/")
+REPORT_SEND_MAX_RETRIES = env_int("REPORT_SEND_MAX_RETRIES", 5, minimum=0)
+
 # Audit log (docs/security.md): most events one CSV export holds.
 AUDIT_EXPORT_MAX_ROWS = env_int("AUDIT_EXPORT_MAX_ROWS", 100_000, minimum=1)

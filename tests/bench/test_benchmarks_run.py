@@ -28,7 +28,7 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-4000:]
     results = {name: json.loads((tmp_path / f"{name}-latest.json").read_text()) for name in
-               ("alerting", "anomaly", "dashboards", "http_api", "ingest", "live", "storage")}  # fmt: skip
+               ("alerting", "anomaly", "dashboards", "http_api", "ingest", "live", "reports", "storage")}  # fmt: skip
     assert all(document["smoke"] for document in results.values())
     for name in (
         "alerting",
@@ -77,6 +77,13 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
         "c2_avg_1h_30d_fleet_by_facility",
     }  # fmt: skip
     assert storage["load"]["ratio_ours_to_influx"]["write_path"] > 0
+
+    reports = results["reports"]["result"]
+    assert set(reports["formats"]) == {"pdf", "xlsx", "csv"}
+    for measured in reports["formats"].values():
+        assert measured["seconds"] > 0
+        assert measured["bytes"] > 0
+        assert measured["peak_rss_mb"] >= 0
 
     anomaly = results["anomaly"]["result"]
     assert set(anomaly["detectors"]) >= {"novelty", "seasonal", "ensemble"}
