@@ -16,6 +16,7 @@ from apps.dashboards import views as dashboards_views
 from apps.ingestion import api as ingestion_api
 from apps.ingestion import upload_api
 from apps.sources import api as sources_api
+from apps.sso import views as sso_views
 from apps.storage import api as storage_api
 
 admin.site.site_header = "Analytics Platform administration"
@@ -101,7 +102,10 @@ api_v1 = [
 urlpatterns = [
     path("", home, name="home"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", sso_views.logout, name="logout"),
+    # Single sign-on (404 without OIDC_ISSUER); the names are mozilla-django-oidc's.
+    path("oidc/authenticate/", sso_views.SignInView.as_view(), name="oidc_authentication_init"),
+    path("oidc/callback/", sso_views.CallbackView.as_view(), name="oidc_authentication_callback"),
     path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("account/tokens/", access_views.api_tokens, name="api-tokens"),

@@ -89,6 +89,7 @@ class OidcTestProvider:
         self.port = port_in(PROVIDER_PORTS)
         self.issuer = f"http://localhost:{self.port}"
         self.key, jwk = signing_key("key-1")
+        self.retired_keys: list[rsa.RSAPrivateKey] = []
         self.config: dict[str, Any] = {
             "name": name,
             "issuer": self.issuer,
@@ -144,7 +145,8 @@ class OidcTestProvider:
     def rotate_keys(self, *, keep_old: bool = False) -> None:
         """Sign with a new key (new kid) from now on; restarts the provider."""
         old = self.config["keys"]
-        self.key, jwk = signing_key(f"key-{len(old) + 1}")
+        self.retired_keys.insert(0, self.key)
+        self.key, jwk = signing_key(f"key-{len(old) + len(self.retired_keys)}")
         self.config["keys"] = [jwk, *old] if keep_old else [jwk]
         self.stop()
         self.start()
