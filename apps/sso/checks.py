@@ -6,7 +6,14 @@ from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
-from apps.sso.config import issuer, issuer_problem, settings_group_rules, sso_configured
+from apps.sso.config import (
+    CLIENT_SECRET_BASIC,
+    CLIENT_SECRET_POST,
+    issuer,
+    issuer_problem,
+    settings_group_rules,
+    sso_configured,
+)
 from apps.sso.provider import DISCOVERY_PATH, ProviderError, provider_metadata
 
 
@@ -22,6 +29,9 @@ def sso_provider_check(app_configs=None, **kwargs) -> list:
     for name in ("OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET"):
         if not getattr(settings, name):
             problems.append(Error(f"{name} is required when OIDC_ISSUER is set.", id="sso.E002"))
+    if settings.OIDC_TOKEN_AUTH_METHOD not in {CLIENT_SECRET_BASIC, CLIENT_SECRET_POST}:
+        message = f"OIDC_TOKEN_AUTH_METHOD must be {CLIENT_SECRET_BASIC} or {CLIENT_SECRET_POST}."
+        problems.append(Error(message, id="sso.E009"))
     try:
         settings_group_rules()
     except ImproperlyConfigured as error:

@@ -21,6 +21,8 @@ from apps.sso.provider import ProviderError, provider_metadata
 from apps.sso.session import SESSION_ID_TOKEN, sso_session
 from apps.sso.tokens import TokenError
 
+UNKNOWN_STATE = "this response from the provider does not belong to a sign-in started in this browser (state)"
+
 
 def sign_in_failed(request: HttpRequest, reason: str, *, status: int) -> HttpResponse:
     """The sign-in page again, saying why single sign-on did not work; the failure goes to the audit log."""
@@ -61,11 +63,12 @@ class CallbackView(OIDCAuthenticationCallbackView):
     def get(self, request: HttpRequest) -> HttpResponse:
         if not sso_configured():
             raise Http404("Single sign-on is not configured.")
+        states = request.session.get("oidc_states")
+        self.state_known = isinstance(states, dict) and request.GET.get("state") in states
         try:
             return super().get(request)
         except SuspiciousOperation:
-            reason = "this response from the provider does not belong to a sign-in started in this browser (state)"
-            return sign_in_failed(request, reason, status=400)
+            return sign_in_failed(request, UNKNOWN_STATE, status=400)
         except TokenError as error:
             return sign_in_failed(request, f"the provider's ID token was refused: {error}", status=401)
         except requests.HTTPError as error:
@@ -79,6 +82,8 @@ class CallbackView(OIDCAuthenticationCallbackView):
         reason = getattr(request, "sso_failure", None)
         if reason:
             return sign_in_failed(request, reason, status=403)
+        if "code" in request.GET and not self.state_known:
+            return sign_in_failed(request, UNKNOWN_STATE, status=400)
         if request.GET.get("error"):
             detail = request.GET.get("error_description") or request.GET["error"]
             return sign_in_failed(request, f"{settings.OIDC_PROVIDER_NAME} answered: {detail}", status=401)

@@ -122,7 +122,8 @@ const provider = new Provider(config.issuer, {
       },
     },
   },
-  async renderError(ctx, out) {
+  async renderError(ctx, out, error) {
+    if (error?.cause) process.stdout.write(`error cause: ${error.cause}\n`);
     ctx.type = 'html';
     ctx.body = page('Error', `<pre id="error">${htmlEscape(JSON.stringify(out))}</pre>`);
   },

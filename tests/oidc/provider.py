@@ -45,6 +45,7 @@ def signing_key(kid: str) -> tuple[rsa.RSAPrivateKey, dict[str, Any]]:
     """A fresh RSA key and its private JWK (the provider signs with it; tests may forge with it)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = jwt.algorithms.RSAAlgorithm.to_jwk(key, as_dict=True)
+    jwk.pop("key_ops", None)  # PyJWT writes ["sign"]; the provider verifies its own ID tokens with it too
     jwk.update({"kid": kid, "use": "sig", "alg": "RS256"})
     return key, jwk
 

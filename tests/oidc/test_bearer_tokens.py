@@ -147,3 +147,18 @@ def test_jwt_bearers_are_api_tokens_when_sso_is_off(db, settings):
     response = _get(token)
     assert response.status_code == 401
     assert response.json()["detail"] == "Invalid API token."
+
+
+def test_id_tokens_are_checked_for_nonce_audience_and_issuer(oidc_settings, web_client, olivia, settings):
+    from apps.sso.tokens import TokenError, id_token_verify
+
+    id_token = oidc_settings.user_tokens(web_client, olivia)["id_token"]
+    nonce = jwt.decode(id_token, options={"verify_signature": False})["nonce"]
+    assert id_token_verify(id_token, nonce=nonce)["sub"] == olivia.id
+    with pytest.raises(TokenError, match="nonce does not match"):
+        id_token_verify(id_token, nonce="another sign-in's nonce")
+    with pytest.raises(TokenError, match="nonce does not match"):
+        id_token_verify(id_token, nonce=None)
+    settings.OIDC_CLIENT_ID = "some-other-client"
+    with pytest.raises(TokenError, match="audience"):
+        id_token_verify(id_token, nonce=nonce)
