@@ -9,8 +9,11 @@ from analytics_platform.health import healthz
 from analytics_platform.metrics import metrics_view
 from analytics_platform.views import home
 from apps.access import api as access_api
+from apps.access import organizations_api
 from apps.access import views as access_views
 from apps.alerts import api as alerts_api
+from apps.audit import api as audit_api
+from apps.audit import views as audit_views
 from apps.dashboards import api as dashboards_api
 from apps.dashboards import views as dashboards_views
 from apps.ingestion import api as ingestion_api
@@ -27,6 +30,40 @@ api_v1 = [
     path("me", access_api.MeView.as_view(), name="me"),
     path("tokens/", access_api.ApiTokenListCreateView.as_view(), name="api-token-list"),
     path("tokens/<int:token_id>/", access_api.ApiTokenRevokeView.as_view(), name="api-token-detail"),
+    path("organizations/", organizations_api.OrganizationListCreateView.as_view(), name="organization-list"),
+    path("organizations/<slug:slug>/", organizations_api.OrganizationDetailView.as_view(), name="organization-detail"),
+    path("organizations/<slug:slug>/members/", organizations_api.MemberListCreateView.as_view(), name="member-list"),
+    path(
+        "organizations/<slug:slug>/members/<str:username>/",
+        organizations_api.MemberDetailView.as_view(),
+        name="member-detail",
+    ),
+    path("organizations/<slug:slug>/teams/", organizations_api.TeamListCreateView.as_view(), name="team-list"),
+    path(
+        "organizations/<slug:slug>/teams/<slug:team_slug>/",
+        organizations_api.TeamDetailView.as_view(),
+        name="team-detail",
+    ),
+    path(
+        "organizations/<slug:slug>/teams/<slug:team_slug>/members/",
+        organizations_api.TeamMemberListCreateView.as_view(),
+        name="team-member-list",
+    ),
+    path(
+        "organizations/<slug:slug>/teams/<slug:team_slug>/members/<str:username>/",
+        organizations_api.TeamMemberDetailView.as_view(),
+        name="team-member-detail",
+    ),
+    path(
+        "organizations/<slug:slug>/policies/", organizations_api.DataPolicyListCreateView.as_view(), name="policy-list"
+    ),
+    path(
+        "organizations/<slug:slug>/policies/<int:policy_id>/",
+        organizations_api.DataPolicyDetailView.as_view(),
+        name="policy-detail",
+    ),
+    path("organizations/<slug:slug>/audit-log", audit_api.AuditLogView.as_view(), name="audit-log"),
+    path("organizations/<slug:slug>/audit-log/export", audit_api.AuditLogExportView.as_view(), name="audit-log-export"),
     path("query", storage_api.QueryView.as_view(), name="query"),
     path("series", storage_api.SeriesListView.as_view(), name="series-list"),
     path("series/metrics", storage_api.SeriesMetricsView.as_view(), name="series-metrics"),
@@ -110,6 +147,7 @@ urlpatterns = [
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("account/tokens/", access_views.api_tokens, name="api-tokens"),
     path("account/tokens/<int:token_id>/revoke/", access_views.api_token_revoke_view, name="api-token-revoke"),
+    path("organizations/<slug:slug>/audit-log/", audit_views.audit_log_page, name="audit-log"),
     path("dashboards/", dashboards_views.dashboard_list, name="dashboard-list"),
     path("dashboards/<slug:uid>/", dashboards_views.dashboard_detail, name="dashboard-detail"),
     path("admin/", admin.site.urls),

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "channels",
+    "guardian",
     "analytics_platform",
     "apps.access",
     "apps.sources",
@@ -44,8 +45,20 @@ INSTALLED_APPS = [
     "apps.dashboards",
     "apps.alerts",
     "apps.reporting",
+    "apps.audit",
     "apps.sso",
 ]
+
+# Object permissions (dashboards shared with a user or team) come from django-guardian's backend; no anonymous
+# user is created because nothing is shared with anonymous visitors.
+AUTHENTICATION_BACKENDS = [
+    # Username + password; only OIDC_BREAK_GLASS_USERS when OIDC_LOCAL_PASSWORDS is off.
+    "apps.sso.backend.LocalPasswordBackend",
+    # The OpenID Connect provider's authorization code flow (inactive without OIDC_ISSUER).
+    "apps.sso.backend.OidcBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+ANONYMOUS_USER_NAME = None
 
 MIDDLEWARE = [
     "analytics_platform.metrics.RequestMetricsMiddleware",
@@ -58,6 +71,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication: audit events recorded by any view or service know the request's address and agent.
+    "apps.audit.context.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # Ends single sign-on sessions whose provider tokens can no longer be refreshed (a no-op without OIDC_ISSUER).
     "apps.sso.middleware.SsoSessionMiddleware",
@@ -137,12 +152,6 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
-]
-AUTHENTICATION_BACKENDS = [
-    # Username + password; only OIDC_BREAK_GLASS_USERS when OIDC_LOCAL_PASSWORDS is off.
-    "apps.sso.backend.LocalPasswordBackend",
-    # The OpenID Connect provider's authorization code flow (inactive without OIDC_ISSUER).
-    "apps.sso.backend.OidcBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -323,6 +332,9 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
 API_TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
+
+# Audit log (docs/security.md): most events one CSV export holds.
+AUDIT_EXPORT_MAX_ROWS = env_int("AUDIT_EXPORT_MAX_ROWS", 100_000, minimum=1)
 
 # Single sign-on with OpenID Connect (docs/sso.md). Without OIDC_ISSUER none of it is active.
 OIDC_ISSUER = env_str("OIDC_ISSUER", "")

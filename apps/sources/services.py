@@ -17,6 +17,7 @@ from analytics_platform.field_errors import FieldError
 from analytics_platform.json_text import UNSTORABLE_TEXT_MESSAGE, unstorable_text_path
 from analytics_platform.keys import key_digest
 from apps.access.models import Organization
+from apps.audit.services import audit_record
 from apps.sources.models import SchemaChange, SchemaMode, Source, SourceKind, SourceSchema, SourceWriteKey
 from apps.sources.schemas import SchemaDefinitionError, schema_breaking_changes, schema_definition_clean
 
@@ -68,6 +69,13 @@ def write_key_create(
         key_hash=key_digest(raw_key),
         created_by=created_by if created_by is not None and created_by.is_authenticated else None,
     )
+    audit_record(
+        action="write_key.created",
+        actor=_user_or_none(created_by),
+        organization=source.organization_id,
+        obj=key,
+        details={"source": source.slug, "key_prefix": key.key_prefix},
+    )
     return key, raw_key
 
 
@@ -76,6 +84,13 @@ def write_key_revoke(*, key: SourceWriteKey) -> SourceWriteKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+        source = key.source
+        audit_record(
+            action="write_key.revoked",
+            organization=source.organization_id,
+            obj=key,
+            details={"source": source.slug, "key_prefix": key.key_prefix},
+        )
     _write_key_cache.pop(key.key_hash, None)
     return key
 
@@ -195,6 +210,12 @@ def source_create(
         change=SchemaChange.INITIAL,
         created_by=_user_or_none(created_by),
     )
+    audit_record(
+        action="source.created",
+        actor=_user_or_none(created_by),
+        obj=source,
+        details={"kind": kind, "config": cleaned_config, "schema_mode": schema_mode},
+    )
     _, raw_key = write_key_create(source=source, name="default", created_by=created_by)
     return source, raw_key
 
@@ -214,10 +235,14 @@ def source_update(*, source: Source, **changes: Any) -> Source:
             raise SourceError(field_name, f"cannot be changed here; editable: {', '.join(sorted(editable))}.")
     if "config" in changes:
         changes["config"] = _config_clean(kind=source.kind, config=changes["config"])
+    before = {field_name: getattr(source, field_name) for field_name in changes}
     for field_name, value in changes.items():
         setattr(source, field_name, value)
     source.full_clean(exclude=["organization", "slug"])
     source.save()
+    changed = {name: {"from": before[name], "to": value} for name, value in changes.items() if before[name] != value}
+    if changed:
+        audit_record(action="source.changed", obj=source, details={"changes": changed})
     return source
 
 
@@ -226,6 +251,7 @@ def source_set_enabled(*, source: Source, enabled: bool) -> Source:
     if source.enabled != enabled:
         source.enabled = enabled
         source.save(update_fields=["enabled", "updated_at"])
+        audit_record(action="source.resumed" if enabled else "source.paused", obj=source)
     return source
 
 
