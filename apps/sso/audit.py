@@ -1,18 +1,12 @@
-"""SSO events for the audit log (apps.audit once it is installed; the log file until then)."""
+"""SSO events for the audit log."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-logger = logging.getLogger("apps.sso")
+from apps.audit.services import audit_record
 
 
 def sso_audit(*, action: str, **fields: Any) -> None:
-    """Record one SSO event: `action` is `sso.sign_in`, `sso.sign_in_failed`, `sso.membership_changed`, ..."""
-    try:
-        from apps.audit.services import audit_record
-    except ImportError:
-        logger.info("audit %s %s", action, fields.get("details") or "")
-        return
+    """Record one SSO event (sso.sign_in, sso.sign_in_failed, sso.membership_*, sso.team_*, sso.session_ended)."""
     audit_record(action=action, **fields)

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from apps.access.models import Membership, MembershipRole, Organization
+from apps.access.models import Membership, MembershipRole, Organization, Team
 
 
 class OidcIdentity(models.Model):
@@ -58,6 +58,21 @@ class ManagedMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.membership} (from SSO groups {', '.join(self.groups)})"
+
+
+class ManagedTeamMembership(models.Model):
+    """Marks a user's place in a team as granted by SSO group rules (team members are the team group's users)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_teams")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="sso_members")
+    groups = models.JSONField(default=list, help_text="The provider groups that put the user in the team.")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "team"], name="sso_team_membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} (from SSO groups {', '.join(self.groups)})"
 
 
 class ServiceClient(models.Model):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -14,11 +13,12 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from apps.access.models import Membership, Organization
+from apps.access.models import Organization
 from apps.sso.audit import sso_audit
-from apps.sso.config import ROLE_RANK, GroupRule, issuer, settings_group_rules
-from apps.sso.models import GroupRule as GroupRuleRow
-from apps.sso.models import ManagedMembership, OidcIdentity
+from apps.sso.config import issuer
+from apps.sso.memberships import sso_memberships_sync
+from apps.sso.models import OidcIdentity
+from apps.storage.scope_events import scope_changed
 
 logger = logging.getLogger(__name__)
 
@@ -27,16 +27,6 @@ _USERNAME_ALLOWED = re.compile(r"[^\w.@+-]")
 
 class SignInRefused(Exception):
     """The provider vouched for someone this platform will not let in; the message says why."""
-
-
-@dataclass(frozen=True)
-class MembershipChange:
-    """One change a sign-in made: `added`, `role_changed` or `removed`."""
-
-    organization: str
-    change: str
-    role: str
-    previous_role: str = ""
 
 
 def claim_text(claims: dict[str, Any], name: str) -> str:
@@ -55,14 +45,6 @@ def claim_groups(claims: dict[str, Any]) -> list[str]:
     if not isinstance(value, list | tuple):
         return []
     return sorted({str(group).strip() for group in value if str(group).strip()})
-
-
-def group_rules() -> list[GroupRule]:
-    """Rules from OIDC_GROUP_RULES and from the admin."""
-    rows = GroupRuleRow.objects.select_related("organization")
-    return settings_group_rules() + [
-        GroupRule(group=row.group, organization=row.organization.slug, team=row.team, role=row.role) for row in rows
-    ]
 
 
 def _username_for(claims: dict[str, Any], email: str) -> str:
@@ -134,67 +116,20 @@ def sso_user_sign_in(*, claims: dict[str, Any], request: Any = None) -> Abstract
         details={"issuer": issuer(), "subject": subject, "groups": groups, "user_created": created},
     )
     for change in changes:
-        organization = Organization.objects.filter(slug=change.organization).first()
+        action = f"sso.{change.change}" if change.change.startswith("team_") else f"sso.membership_{change.change}"
         sso_audit(
-            action=f"sso.membership_{change.change}",
+            action=action,
             actor=user,
-            organization=organization,
+            organization=Organization.objects.filter(slug=change.organization).first(),
             request=request,
-            actor_description=f"sso ({user.get_username()})",
-            details={"role": change.role, "previous_role": change.previous_role, "groups": groups},
+            details={
+                "role": change.role,
+                "previous_role": change.previous_role,
+                "team": change.team,
+                "reason": change.reason,
+                "groups": groups,
+            },
         )
+    if changes:
+        scope_changed(user_ids=[user.pk])
     return user
-
-
-def sso_memberships_sync(*, user: AbstractBaseUser, groups: list[str]) -> list[MembershipChange]:
-    """Make the user's SSO-managed memberships exactly what the group rules grant for `groups`.
-
-    The highest role any matching rule grants in an organisation wins. A membership someone granted by hand
-    (not SSO-managed) is never changed or removed here; SSO-managed ones the groups no longer grant are
-    removed. Rules naming an organisation that does not exist are skipped (and logged).
-    """
-    wanted: dict[str, tuple[str, list[str]]] = {}
-    for rule in group_rules():
-        if rule.group not in groups:
-            continue
-        role, granted_by = wanted.get(rule.organization, ("", []))
-        if not role or ROLE_RANK[rule.role] > ROLE_RANK[role]:
-            role = rule.role
-        wanted[rule.organization] = (role, sorted({*granted_by, rule.group}))
-    organizations = {org.slug: org for org in Organization.objects.filter(slug__in=wanted)}
-    for slug in set(wanted) - set(organizations):
-        logger.warning("SSO group rule names organisation %r, which does not exist; skipped", slug)
-    memberships = {
-        membership.organization_id: membership
-        for membership in Membership.objects.filter(user=user).select_related("organization", "sso")
-    }
-    changes: list[MembershipChange] = []
-    for slug, organization in organizations.items():
-        role, granted_by = wanted[slug]
-        membership = memberships.pop(organization.pk, None)
-        if membership is None:
-            membership = Membership.objects.create(organization=organization, user=user, role=role)
-            ManagedMembership.objects.create(membership=membership, groups=granted_by)
-            changes.append(MembershipChange(organization=slug, change="added", role=role))
-            continue
-        managed = getattr(membership, "sso", None)
-        if managed is None:
-            continue  # granted by hand: SSO leaves it alone
-        if membership.role != role:
-            changes.append(
-                MembershipChange(organization=slug, change="role_changed", role=role, previous_role=membership.role)
-            )
-            membership.role = role
-            membership.save(update_fields=["role"])
-        if managed.groups != granted_by:
-            managed.groups = granted_by
-            managed.updated_at = timezone.now()
-            managed.save(update_fields=["groups", "updated_at"])
-    for membership in memberships.values():
-        if getattr(membership, "sso", None) is None:
-            continue
-        changes.append(
-            MembershipChange(organization=membership.organization.slug, change="removed", role=membership.role)
-        )
-        membership.delete()
-    return changes

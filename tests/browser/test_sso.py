@@ -8,6 +8,8 @@ import pytest
 from django.db import connection
 
 from apps.access.models import Membership
+from apps.access.services import team_create
+from apps.audit.models import AuditEvent
 from apps.dashboards.services import dashboard_create
 from apps.sso.models import ManagedMembership, OidcIdentity
 from tests.browser.conftest import wait_for
@@ -77,6 +79,7 @@ def test_sign_in_roles_from_groups_logout_of_both_and_session_end(browser, sso_s
     from selenium.webdriver.common.by import By
 
     acme = organization_get(slug="acme")
+    f1 = team_create(organization=acme, name="Plant F1", slug="f1")
     document = {"title": "Plant floor F1", "time_range": {"start": "-1h", "end": "now"}, "panels": []}
     dashboard_create(organization=acme, owner=None, document=document)
     dashboard_create(organization=organization_get(slug="globex"), owner=None, document={**document, "title": "Hidden"})
@@ -94,6 +97,7 @@ def test_sign_in_roles_from_groups_logout_of_both_and_session_end(browser, sso_s
     membership = Membership.objects.get(user=user)
     assert (membership.organization.slug, membership.role) == ("acme", "viewer")
     assert ManagedMembership.objects.filter(membership=membership).exists()
+    assert list(f1.group.user_set.all()) == [user]  # team f1 from the same rule
 
     # 2. The provider moves her to the engineers' group; this session keeps its role until the next sign-in.
     oidc_provider.user_update(olivia.id, groups=["plant-f1-engineers"])
@@ -124,6 +128,10 @@ def test_sign_in_roles_from_groups_logout_of_both_and_session_end(browser, sso_s
     wait_for(lambda: "/accounts/login/" in browser.current_url, message="the session outlived the provider's refusal")
     assert "Your single sign-on session ended" in browser.find_element(By.TAG_NAME, "body").text
 
+    actions = list(AuditEvent.objects.filter(actor=user).order_by("id").values_list("action", flat=True))
+    for expected in ("sso.sign_in", "sso.membership_added", "sso.membership_role_changed", "sso.session_ended"):
+        assert expected in actions, actions
+
 
 def test_a_failed_provider_sign_in_says_why(browser, sso_server, oidc_provider):  # noqa: F811
     from selenium.webdriver.common.by import By
@@ -132,3 +140,4 @@ def test_a_failed_provider_sign_in_says_why(browser, sso_server, oidc_provider):
     browser.get(f"{sso_server}/oidc/callback/?code=forged&state=forged")
     error = wait_for(lambda: browser.find_element(By.ID, "sso-error"), message="no error shown")
     assert "does not belong to a sign-in started in this browser" in error.text
+    assert AuditEvent.objects.filter(action="sso.sign_in_failed").count() == 1

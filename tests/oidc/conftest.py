@@ -9,7 +9,7 @@ import pytest
 from apps.sso.provider import provider_caches_clear
 from tests.oidc.provider import API_AUDIENCE, APP_PORTS, Client, OidcTestProvider, User, port_in
 
-GROUP_RULES = "plant-f1-operators=acme/viewer; plant-f1-engineers=acme/editor; acme-admins=acme/admin"
+GROUP_RULES = "plant-f1-operators=acme/f1/viewer; plant-f1-engineers=acme/f1/editor; acme-admins=acme/admin"
 
 
 @pytest.fixture

@@ -7,9 +7,11 @@ from django.contrib.auth import authenticate, get_user_model
 from django.core.exceptions import ImproperlyConfigured
 
 from apps.access.models import Membership
+from apps.access.services import team_create
+from apps.audit.models import AuditEvent
 from apps.sso.config import GroupRule, parse_group_rules
 from apps.sso.models import GroupRule as GroupRuleRow
-from apps.sso.models import ManagedMembership, OidcIdentity
+from apps.sso.models import ManagedMembership, ManagedTeamMembership, OidcIdentity
 from apps.sso.services import SignInRefused, sso_user_sign_in
 from tests.factories import organization_get, user_create
 
@@ -22,7 +24,8 @@ def sso(settings):
     settings.OIDC_CLIENT_ID = "analytics"
     settings.OIDC_CLIENT_SECRET = "secret"
     settings.OIDC_GROUP_RULES = (
-        "plant-f1-operators=acme/viewer; plant-f1-engineers=acme/editor; globex-admins=globex/admin"
+        "plant-f1-operators=acme/f1/viewer; plant-f1-engineers=acme/f2/editor; "
+        "globex-admins=globex/admin; globex-staff=globex/editor"
     )
     return settings
 
@@ -41,6 +44,10 @@ def _claims(groups: list[str], **extra) -> dict:
 
 def _roles(user) -> dict[str, str]:
     return dict(Membership.objects.filter(user=user).values_list("organization__slug", "role"))
+
+
+def _teams(user) -> set[str]:
+    return {f"{group.team.organization.slug}/{group.team.slug}" for group in user.groups.select_related("team")}
 
 
 def test_rules_parse_from_the_environment_forms():
@@ -92,8 +99,8 @@ def test_every_sign_in_applies_the_groups_again(db, sso):
     user = sso_user_sign_in(claims=_claims(["plant-f1-operators"]))
     assert sso_user_sign_in(claims=_claims(["plant-f1-operators", "plant-f1-engineers"])) == user
     assert _roles(user) == {"acme": "editor"}  # the highest role of the matching rules wins
-    sso_user_sign_in(claims=_claims(["globex-admins"]))
-    assert _roles(user) == {"globex": "admin"}  # removed at the provider, removed here
+    sso_user_sign_in(claims=_claims(["globex-staff"]))
+    assert _roles(user) == {"globex": "editor"}  # removed at the provider, removed here
     sso_user_sign_in(claims=_claims([]))
     assert _roles(user) == {}
     assert not ManagedMembership.objects.exists()
@@ -163,3 +170,50 @@ def test_local_passwords_off_leaves_only_break_glass_users(db, settings):
     settings.OIDC_BREAK_GLASS_USERS = ["admin"]
     assert authenticate(username="vic", password=password) is None
     assert authenticate(username="admin", password=password) is not None
+
+
+def test_teams_follow_the_groups_and_hand_made_places_stay(db, sso):
+    acme = organization_get(slug="acme")
+    f1 = team_create(organization=acme, name="Plant F1", slug="f1")
+    team_create(organization=acme, name="Plant F2", slug="f2")
+    user = sso_user_sign_in(claims=_claims(["plant-f1-operators"]))
+    assert _teams(user) == {"acme/f1"}
+    assert ManagedTeamMembership.objects.get(user=user).team == f1
+    user = sso_user_sign_in(claims=_claims(["plant-f1-engineers"]))
+    assert (_roles(user), _teams(user)) == ({"acme": "editor"}, {"acme/f2"})
+    f1.group.user_set.add(user)  # by hand
+    sso_user_sign_in(claims=_claims(["plant-f1-engineers"]))
+    assert _teams(user) == {"acme/f1", "acme/f2"}
+    sso_user_sign_in(claims=_claims([]))
+    assert (_roles(user), _teams(user)) == ({}, set())  # the membership went, and every team place with it
+    assert not ManagedTeamMembership.objects.exists()
+
+
+def test_sign_ins_and_role_changes_are_audited(db, sso):
+    acme = organization_get(slug="acme")
+    user = sso_user_sign_in(claims=_claims(["plant-f1-operators"]))
+    sso_user_sign_in(claims=_claims(["plant-f1-engineers"]))
+    sso_user_sign_in(claims=_claims([]))
+    events = list(AuditEvent.objects.order_by("id").values_list("action", "actor_id", "organization_id", "details"))
+    actions = [(action, organization) for action, _, organization, _ in events]
+    assert actions == [
+        ("sso.sign_in", None),
+        ("sso.membership_added", acme.pk),
+        ("sso.sign_in", None),
+        ("sso.membership_role_changed", acme.pk),
+        ("sso.sign_in", None),
+        ("sso.membership_removed", acme.pk),
+    ]
+    assert {actor for _, actor, _, _ in events} == {user.pk}
+    assert events[0][3]["groups"] == ["plant-f1-operators"]
+    assert (events[3][3]["previous_role"], events[3][3]["role"]) == ("viewer", "editor")
+
+
+def test_the_last_admin_is_not_removed_by_a_sign_in(db, sso):
+    globex = organization_get(slug="globex")
+    user = sso_user_sign_in(claims=_claims(["globex-admins"]))
+    sso_user_sign_in(claims=_claims([]))
+    assert _roles(user) == {"globex": "admin"}
+    kept = AuditEvent.objects.get(action="sso.membership_kept")
+    assert kept.organization_id == globex.pk
+    assert "last admin" in kept.details["reason"]
