@@ -201,7 +201,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Analytics Platform API",
     "DESCRIPTION": (
         "Real-time analytics: sources, ingestion, queries, dashboards, alerts and reports. "
-        "Authenticate with a session or `Authorization: Bearer <API token>`."
+        "Authenticate with a session, `Authorization: Bearer <API token>`, or `Authorization: Bearer <JWT>` with an "
+        "access token from the configured OpenID Connect provider (docs/sso.md)."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

@@ -49,6 +49,8 @@ def sso_provider_check(app_configs=None, **kwargs) -> list:
         return problems
     if metadata.code_challenge_methods and "S256" not in metadata.code_challenge_methods:
         problems.append(Error("The provider does not offer PKCE with S256.", id="sso.E005"))
+    if not settings.OIDC_SIGN_ALGORITHMS:
+        problems.append(Error("OIDC_SIGN_ALGORITHMS is empty; list at least one, e.g. RS256.", id="sso.E006"))
     unsupported = [alg for alg in settings.OIDC_SIGN_ALGORITHMS if alg.startswith(("HS", "none"))]
     if unsupported:
         problems.append(Error(f"OIDC_SIGN_ALGORITHMS must be asymmetric, not {unsupported}.", id="sso.E006"))
