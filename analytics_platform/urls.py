@@ -25,6 +25,7 @@ from apps.reporting import api as reporting_api
 from apps.reporting import views as reporting_views
 from apps.sources import api as sources_api
 from apps.sources import views as sources_views
+from apps.sso import views as sso_views
 from apps.storage import api as storage_api
 
 admin.site.site_header = "Analytics Platform administration"
@@ -148,7 +149,6 @@ api_v1 = [
         name="dashboard-share-detail",
     ),
     path("dashboards/<slug:uid>/export", dashboards_api.DashboardExportView.as_view(), name="dashboard-export"),
-<<<<<<< HEAD
     path(
         "dashboards/<slug:uid>/annotations/",
         annotations_api.AnnotationListCreateView.as_view(),
@@ -159,13 +159,11 @@ api_v1 = [
         annotations_api.AnnotationDetailView.as_view(),
         name="dashboard-annotation-detail",
     ),
-=======
     path("reports/", reporting_api.ReportListCreateView.as_view(), name="report-list"),
     path("reports/<int:report_id>/", reporting_api.ReportDetailView.as_view(), name="report-detail"),
     path("reports/<int:report_id>/run", reporting_api.ReportRunView.as_view(), name="report-run"),
     path("reports/<int:report_id>/runs/", reporting_api.ReportRunListView.as_view(), name="report-runs"),
     path("reports/<int:report_id>/preview", reporting_api.ReportPreviewView.as_view(), name="report-preview"),
->>>>>>> reports
     path("sources/", sources_api.SourceListCreateView.as_view(), name="source-list"),
     path("sources/<slug:slug>/", sources_api.SourceDetailView.as_view(), name="source-detail"),
     path("sources/<slug:slug>/pause", sources_api.SourcePauseView.as_view(), name="source-pause"),
@@ -220,7 +218,10 @@ api_v1 = [
 urlpatterns = [
     path("", home, name="home"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", sso_views.logout, name="logout"),
+    # Single sign-on (404 without OIDC_ISSUER); the names are mozilla-django-oidc's.
+    path("oidc/authenticate/", sso_views.SignInView.as_view(), name="oidc_authentication_init"),
+    path("oidc/callback/", sso_views.CallbackView.as_view(), name="oidc_authentication_callback"),
     path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("account/tokens/", access_views.api_tokens, name="api-tokens"),
@@ -228,7 +229,6 @@ urlpatterns = [
     path("organizations/<slug:slug>/audit-log/", audit_views.audit_log_page, name="audit-log"),
     path("dashboards/", dashboards_views.dashboard_list, name="dashboard-list"),
     path("dashboards/<slug:uid>/", dashboards_views.dashboard_detail, name="dashboard-detail"),
-<<<<<<< HEAD
     path("sources/", sources_views.source_list, name="source-list"),
     path("sources/new/<slug:kind>/", sources_views.source_new, name="source-new"),
     path("sources/<slug:slug>/", sources_views.source_page, name="source-page"),
@@ -248,7 +248,6 @@ urlpatterns = [
         sources_views.dead_letters_bulk_page,
         name="source-dead-letters-bulk",
     ),
-=======
     path("reports/", reporting_views.report_list, name="report-list"),
     path("reports/new/", reporting_views.report_edit, name="report-new"),
     path("reports/<int:report_id>/", reporting_views.report_detail, name="report-detail"),
@@ -256,7 +255,6 @@ urlpatterns = [
     path("reports/<int:report_id>/send/", reporting_views.report_send_now, name="report-send-now"),
     path("reports/<int:report_id>/preview/", reporting_views.report_preview_file, name="report-preview-file"),
     path("reports/download/<str:token>", reporting_views.report_download, name="report-download"),
->>>>>>> reports
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -108,10 +108,10 @@ def server_environment(*, database_name: str, extra_environment: dict[str, str] 
 
 
 def daphne_start(
-    *, database_name: str, extra_environment: dict[str, str] | None = None
+    *, database_name: str, extra_environment: dict[str, str] | None = None, port: int | None = None
 ) -> tuple[subprocess.Popen, str]:
-    """Start the real ASGI app under daphne against `database_name`; returns the process and host:port."""
-    port = free_port()
+    """Start the real ASGI app under daphne against `database_name` (on `port` or a free one); process, host:port."""
+    port = port or free_port()
     environment = server_environment(database_name=database_name, extra_environment=extra_environment)
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "analytics_platform.asgi:application"],

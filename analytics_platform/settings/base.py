@@ -52,14 +52,11 @@ INSTALLED_APPS = [
     "apps.audit",
     "axes",
     "csp",
+    "apps.sso",
 ]
 
 # Object permissions (dashboards shared with a user or team) come from django-guardian's backend; no anonymous
 # user is created because nothing is shared with anonymous visitors.
-AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
-    "guardian.backends.ObjectPermissionBackend",
-]
 ANONYMOUS_USER_NAME = None
 
 MIDDLEWARE = [
@@ -76,6 +73,8 @@ MIDDLEWARE = [
     # After authentication: audit events recorded by any view or service know the request's address and agent.
     "apps.audit.context.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Ends single sign-on sessions whose provider tokens can no longer be refreshed (a no-op without OIDC_ISSUER).
+    "apps.sso.middleware.SsoSessionMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     # Sign-in throttling (apps/access/sign_in.py): answers a locked-out sign-in with 429.
@@ -98,6 +97,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.sso.context_processors.single_sign_on",
             ],
         },
     },
@@ -157,7 +157,12 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 AUTHENTICATION_BACKENDS = [
     "apps.access.sign_in.SignInThrottleBackend",  # first: refuses locked-out sign-ins before a password check
-    "django.contrib.auth.backends.ModelBackend",
+    # Username + password; only OIDC_BREAK_GLASS_USERS when OIDC_LOCAL_PASSWORDS is off.
+    "apps.sso.backend.LocalPasswordBackend",
+    # The OpenID Connect provider's authorization code flow (inactive without OIDC_ISSUER).
+    "apps.sso.backend.OidcBackend",
+    # Object permissions (dashboards, alert rules, reports shared with a user or team).
+    "guardian.backends.ObjectPermissionBackend",
 ]
 # Sign-in throttling (django-axes): failures per (username, address) before a lockout, and its length.
 AXES_FAILURE_LIMIT = env_int("SIGN_IN_FAILURE_LIMIT", 5, minimum=1)
@@ -195,6 +200,9 @@ STORAGES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # JWT access tokens from the OpenID Connect provider (only with OIDC_API_AUDIENCE); other bearer values
+        # go on to the API-token class.
+        "apps.sso.authentication.ProviderTokenAuthentication",
         "apps.access.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -220,7 +228,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Analytics Platform API",
     "DESCRIPTION": (
         "Real-time analytics: sources, ingestion, queries, dashboards, alerts and reports. "
-        "Authenticate with a session or `Authorization: Bearer <API token>`."
+        "Authenticate with a session, `Authorization: Bearer <API token>`, or `Authorization: Bearer <JWT>` with an "
+        "access token from the configured OpenID Connect provider (docs/sso.md)."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -453,3 +462,39 @@ REPORT_SEND_MAX_RETRIES = env_int("REPORT_SEND_MAX_RETRIES", 5, minimum=0)
 
 # Audit log (docs/security.md): most events one CSV export holds.
 AUDIT_EXPORT_MAX_ROWS = env_int("AUDIT_EXPORT_MAX_ROWS", 100_000, minimum=1)
+
+# Single sign-on with OpenID Connect (docs/sso.md). Without OIDC_ISSUER none of it is active.
+OIDC_ISSUER = env_str("OIDC_ISSUER", "")
+OIDC_CLIENT_ID = env_str("OIDC_CLIENT_ID", "")
+OIDC_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET", "")
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "single sign-on")
+OIDC_SCOPES = env_str("OIDC_SCOPES", "openid email profile")
+# How the client authenticates at the token endpoint: client_secret_basic or client_secret_post.
+OIDC_TOKEN_AUTH_METHOD = env_str("OIDC_TOKEN_AUTH_METHOD", "client_secret_basic")
+OIDC_SIGN_ALGORITHMS = env_list("OIDC_SIGN_ALGORITHMS", ["RS256"])
+OIDC_CLAIM_EMAIL = env_str("OIDC_CLAIM_EMAIL", "email")
+OIDC_CLAIM_NAME = env_str("OIDC_CLAIM_NAME", "name")
+OIDC_CLAIM_USERNAME = env_str("OIDC_CLAIM_USERNAME", "preferred_username")
+OIDC_CLAIM_GROUPS = env_str("OIDC_CLAIM_GROUPS", "groups")
+# Also read claims from the userinfo endpoint (the ID token's are always read).
+OIDC_CLAIMS_FROM_USERINFO = env_bool("OIDC_CLAIMS_FROM_USERINFO", False)
+# group=organization/role or group=organization/team/role, separated by ';' (or a JSON list); see docs/sso.md.
+OIDC_GROUP_RULES = env_str("OIDC_GROUP_RULES", "")
+# Apply the group rules at every sign-in (adding, changing and removing SSO-managed memberships).
+OIDC_SYNC_MEMBERSHIPS = env_bool("OIDC_SYNC_MEMBERSHIPS", True)
+# Create users on their first sign-in (just in time); off: only users linked beforehand may sign in.
+OIDC_CREATE_USERS = env_bool("OIDC_CREATE_USERS", True)
+# Local passwords: off leaves them to OIDC_BREAK_GLASS_USERS (usernames) only.
+OIDC_LOCAL_PASSWORDS = env_bool("OIDC_LOCAL_PASSWORDS", True)
+OIDC_BREAK_GLASS_USERS = env_list("OIDC_BREAK_GLASS_USERS", [])
+# Bearer JWTs from the provider on the API: the audience they must carry (empty: not accepted).
+OIDC_API_AUDIENCE = env_str("OIDC_API_AUDIENCE", "")
+OIDC_CLIENT_ID_CLAIMS = env_list("OIDC_CLIENT_ID_CLAIMS", ["client_id", "azp", "appid", "cid"])
+# An SSO session renews the provider's tokens at least this often (seconds); a refused renewal ends it.
+OIDC_SESSION_CHECK_SECONDS = env_int("OIDC_SESSION_CHECK_SECONDS", 300, minimum=1)
+OIDC_CLOCK_SKEW_SECONDS = env_int("OIDC_CLOCK_SKEW_SECONDS", 30, minimum=0)
+OIDC_HTTP_TIMEOUT = env_float("OIDC_HTTP_TIMEOUT", 5.0, minimum=0.1)
+OIDC_VERIFY_TLS = env_bool("OIDC_VERIFY_TLS", True)
+OIDC_DISCOVERY_CACHE_SECONDS = env_int("OIDC_DISCOVERY_CACHE_SECONDS", 3600, minimum=0)
+OIDC_JWKS_CACHE_SECONDS = env_int("OIDC_JWKS_CACHE_SECONDS", 3600, minimum=0)
+OIDC_JWKS_MIN_REFETCH_SECONDS = env_int("OIDC_JWKS_MIN_REFETCH_SECONDS", 10, minimum=0)
