@@ -256,6 +256,10 @@ SPECTACULAR_SETTINGS = {
         "NotificationStateEnum": "apps.alerts.models.instances.NotificationStatus",
         "ContactPointKindEnum": "apps.alerts.models.rules.ContactPointKind",
         "SourceKindEnum": "apps.sources.models.SourceKind",
+        "ReportRunStatusEnum": "apps.reporting.models.RunStatus",
+        "ReportDeliveryStatusEnum": "apps.reporting.models.DeliveryStatus",
+        "DeadLetterStatusEnum": "apps.ingestion.models.DeadLetterStatus",
+        "UploadStatusEnum": "apps.ingestion.models.UploadStatus",
     },
 }
 
