@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from analytics_platform.health import healthz
 from analytics_platform.metrics import metrics_view
@@ -15,6 +15,7 @@ from apps.alerts import api as alerts_api
 from apps.audit import api as audit_api
 from apps.audit import views as audit_views
 from apps.dashboards import api as dashboards_api
+from apps.dashboards import sharing_api as dashboard_sharing_api
 from apps.dashboards import views as dashboards_views
 from apps.ingestion import api as ingestion_api
 from apps.ingestion import upload_api
@@ -65,6 +66,7 @@ api_v1 = [
     path("organizations/<slug:slug>/audit-log", audit_api.AuditLogView.as_view(), name="audit-log"),
     path("organizations/<slug:slug>/audit-log/export", audit_api.AuditLogExportView.as_view(), name="audit-log-export"),
     path("query", storage_api.QueryView.as_view(), name="query"),
+    path("query/csv", storage_api.QueryCsvView.as_view(), name="query-csv"),
     path("series", storage_api.SeriesListView.as_view(), name="series-list"),
     path("series/metrics", storage_api.SeriesMetricsView.as_view(), name="series-metrics"),
     path("series/label-values", storage_api.SeriesLabelValuesView.as_view(), name="series-label-values"),
@@ -93,6 +95,14 @@ api_v1 = [
     ),
     path(
         "dashboards/<slug:uid>/duplicate", dashboards_api.DashboardDuplicateView.as_view(), name="dashboard-duplicate"
+    ),
+    path(
+        "dashboards/<slug:uid>/shares/", dashboard_sharing_api.DashboardShareListView.as_view(), name="dashboard-shares"
+    ),
+    path(
+        "dashboards/<slug:uid>/shares/<str:kind>/<str:name>/",
+        dashboard_sharing_api.DashboardShareDetailView.as_view(),
+        name="dashboard-share-detail",
     ),
     path("dashboards/<slug:uid>/export", dashboards_api.DashboardExportView.as_view(), name="dashboard-export"),
     path("sources/", sources_api.SourceListCreateView.as_view(), name="source-list"),
@@ -153,8 +163,14 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    # The split view serves Swagger UI's start-up script as a file, and ReDoc's template carries a nonce: both run
+    # under the Content Security Policy, which refuses inline scripts.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    path(
+        "api/redoc/",
+        SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"),
+        name="api-redoc",
+    ),
     # InfluxDB-compatible writes, at the paths InfluxDB clients and Telegraf use.
     path("api/v2/write", ingestion_api.InfluxV2WriteView.as_view(), name="influx-v2-write"),
     path("write", ingestion_api.InfluxV1WriteView.as_view(), name="influx-v1-write"),

@@ -26,10 +26,12 @@ def _storage_caches_cleared():
     from apps.sources.services import write_key_cache_clear
     from apps.storage.backends import base as backends_base
     from apps.storage.query.engine import series_plans_clear
+    from apps.storage.query.shared import shared_answers_forget
     from apps.storage.services import series_cache_clear
 
     series_cache_clear()
     series_plans_clear()
+    shared_answers_forget()
     backends_base._backends.clear()
     ingest_targets_forget()
     write_key_cache_clear()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from csp.constants import NONCE, NONE, SELF
 
 from analytics_platform.settings.environment import (
     REQUIRED,
@@ -11,6 +14,7 @@ from analytics_platform.settings.environment import (
     env_database,
     env_float,
     env_int,
+    env_json_object,
     env_list,
     env_redis_url,
     env_str,
@@ -47,17 +51,12 @@ INSTALLED_APPS = [
     "apps.reporting",
     "apps.audit",
     "apps.sso",
+    "axes",
+    "csp",
 ]
 
-# Object permissions (dashboards shared with a user or team) come from django-guardian's backend; no anonymous
-# user is created because nothing is shared with anonymous visitors.
-AUTHENTICATION_BACKENDS = [
-    # Username + password; only OIDC_BREAK_GLASS_USERS when OIDC_LOCAL_PASSWORDS is off.
-    "apps.sso.backend.LocalPasswordBackend",
-    # The OpenID Connect provider's authorization code flow (inactive without OIDC_ISSUER).
-    "apps.sso.backend.OidcBackend",
-    "guardian.backends.ObjectPermissionBackend",
-]
+# No anonymous user for django-guardian: nothing is shared with anonymous visitors. (The authentication
+# backends, guardian's among them, are listed with sign-in throttling below.)
 ANONYMOUS_USER_NAME = None
 
 MIDDLEWARE = [
@@ -77,6 +76,9 @@ MIDDLEWARE = [
     # Ends single sign-on sessions whose provider tokens can no longer be refreshed (a no-op without OIDC_ISSUER).
     "apps.sso.middleware.SsoSessionMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Sign-in throttling (apps/access/sign_in.py): answers a locked-out sign-in with 429.
+    "axes.middleware.AxesMiddleware",
     # Last, so the chain runs synchronously in one thread under ASGI (see runtime.py): 6 ms of CPU less a request.
     "analytics_platform.runtime.SyncMiddlewareChain",
 ]
@@ -153,6 +155,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "apps.access.sign_in.SignInThrottleBackend",  # first: refuses locked-out sign-ins before a password check
+    # Username + password; only OIDC_BREAK_GLASS_USERS when OIDC_LOCAL_PASSWORDS is off.
+    "apps.sso.backend.LocalPasswordBackend",
+    # The OpenID Connect provider's authorization code flow (inactive without OIDC_ISSUER).
+    "apps.sso.backend.OidcBackend",
+    # Object permissions (dashboards shared with a user or team).
+    "guardian.backends.ObjectPermissionBackend",
+]
+# Sign-in throttling (django-axes): failures per (username, address) before a lockout, and its length.
+AXES_FAILURE_LIMIT = env_int("SIGN_IN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("SIGN_IN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "apps.access.sign_in.sign_in_locked_out"
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -186,7 +205,11 @@ REST_FRAMEWORK = {
         "apps.access.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # API tokens carry scopes (read, write, admin): apps/access/permissions.py.
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "apps.access.permissions.TokenScopePermission",
+    ],
     # The API speaks JSON (uploads and dashboard imports also read multipart forms, declared on their views).
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -194,6 +217,9 @@ REST_FRAMEWORK = {
     # One error shape everywhere (analytics_platform/field_errors.py).
     "EXCEPTION_HANDLER": "analytics_platform.api_errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "analytics_platform.openapi.ApiAutoSchema",
+    # Views opt in with `throttle_scope`; counted per API token or user in the Redis cache (apps/access/throttling.py).
+    "DEFAULT_THROTTLE_CLASSES": ["apps.access.throttling.PrincipalRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"query": env_str("API_QUERY_RATE", "600/min")},
     "DEFAULT_PAGINATION_CLASS": "analytics_platform.pagination.StrictLimitOffsetPagination",
     "PAGE_SIZE": 100,
 }
@@ -228,6 +254,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # Optional shared secret for GET /metrics; when set, scrapers send "Authorization: Bearer <token>".
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# Refuse /metrics without METRICS_TOKEN (its labels name sources): on by default in production settings.
+METRICS_REQUIRE_TOKEN = env_bool("METRICS_REQUIRE_TOKEN", False)
 
 # Time-series storage. STORAGE_BACKEND: "auto" picks TimescaleDB when the database offers the extension.
 STORAGE_BACKEND = env_str("STORAGE_BACKEND", "auto")
@@ -250,6 +278,15 @@ STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS = env_int("STORAGE_ROLLUP_PROVISIONAL_G
 # Plain PostgreSQL: each refresh run folds late points' deltas into the rollups for at most this long (seconds),
 # after the live refresh, oldest first; the rest waits for the next run (queries add it meanwhile).
 STORAGE_DELTAS_DRAIN_SECONDS = env_float("STORAGE_DELTAS_DRAIN_SECONDS", 5.0, minimum=0.0)
+# The most days a source's retention override may keep, per table (0: the table's global retention, so overrides
+# can only shorten it). Partitions and chunks are shared by every source: one source's long retention keeps
+# everyone's old data, so only the operator may allow longer.
+STORAGE_SOURCE_RETENTION_MAX_DAYS = {
+    "points": env_int("STORAGE_SOURCE_RETENTION_MAX_DAYS_RAW", 0, minimum=0),
+    "points_1m": env_int("STORAGE_SOURCE_RETENTION_MAX_DAYS_1M", 0, minimum=0),
+    "points_1h": env_int("STORAGE_SOURCE_RETENTION_MAX_DAYS_1H", 0, minimum=0),
+    "points_1d": env_int("STORAGE_SOURCE_RETENTION_MAX_DAYS_1D", 0, minimum=0),
+}
 STORAGE_PARTITION_DAYS_AHEAD = env_int("STORAGE_PARTITION_DAYS_AHEAD", 3, minimum=1)
 # TimescaleDB: whether its scheduler runs the retention and compression jobs (the TimescaleDB tests create them
 # paused and run each one explicitly, so a server's scheduler never runs one in the middle of a test).
@@ -263,6 +300,9 @@ STORAGE_DEFAULT_MAX_POINTS = env_int("STORAGE_DEFAULT_MAX_POINTS", 1_000, minimu
 STORAGE_MAX_POINTS_PER_SERIES = env_int("STORAGE_MAX_POINTS_PER_SERIES", 10_000, minimum=10)
 # Seconds to keep complete, stable buckets of aggregate queries in Redis (0 turns the cache off).
 STORAGE_QUERY_CACHE_SECONDS = env_int("STORAGE_QUERY_CACHE_SECONDS", 600, minimum=0)
+# Seconds to keep whole answers of POST /api/v1/query in Redis for identical queries (writes invalidate them at
+# once: see apps/storage/query/shared.py). 0 turns sharing off (every request computes its own answer).
+STORAGE_RESULT_CACHE_SECONDS = env_int("STORAGE_RESULT_CACHE_SECONDS", 10, minimum=0)
 
 # Live dashboards: a live panel's changes are sent at most this often (seconds). 0.1 keeps the ingest-to-screen
 # p99 under 250 ms in bench/live.py; 0.2 halves the messages at about 100 ms more latency.
@@ -277,6 +317,13 @@ ANOMALY_CHECKPOINT_SECONDS = env_float("ANOMALY_CHECKPOINT_SECONDS", 60.0, minim
 # Ingestion. MQTT_URL is the broker MQTT sources subscribe to (mqtt://user:password@host:1883).
 MQTT_URL = env_str("MQTT_URL", "mqtt://127.0.0.1:1883")
 KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS", "")
+# Tenant isolation on the shared broker (docs/security.md): an organisation's MQTT topic filters start with this
+# prefix ({organization} is its slug), or with a prefix the operator approved for it in MQTT_TOPIC_ALLOWLIST, a JSON
+# object like {"acme": ["plant/", "legacy/line-3/"]}. Client ids and consumer groups are "<CONNECTOR_ID_PREFIX>-
+# source-<id>", derived by the platform, never taken from a source's settings.
+MQTT_TOPIC_PREFIX = env_str("MQTT_TOPIC_PREFIX", "{organization}/")
+MQTT_TOPIC_ALLOWLIST = env_json_object("MQTT_TOPIC_ALLOWLIST", {})
+CONNECTOR_ID_PREFIX = env_str("CONNECTOR_ID_PREFIX", "analytics")
 # Largest request body (bytes, after gzip decompression too): bigger answers 413.
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 25 * 1024 * 1024, minimum=1024)
 # Points per second one source may write (0 = no limit); a source's own limit overrides it.
@@ -326,6 +373,26 @@ def build_logging(*, level: str, log_format: str) -> dict:
 
 LOGGING = build_logging(level=LOG_LEVEL, log_format=LOG_FORMAT)
 
+# Content Security Policy (django-csp): scripts only from this site (or an inline one carrying the response's
+# nonce: the ReDoc page), no plugins, no framing, forms post only here. Styles may be inline: Plotly, Gridstack
+# and Swagger UI set style attributes and elements at run time. Images and workers may be data:/blob: URLs
+# (chart downloads, ReDoc's search worker). connect-src 'self' covers this site's ws:// and wss:// URLs.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:", "blob:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "worker-src": [SELF, "blob:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
@@ -333,6 +400,14 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
 API_TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
+# A token minted by another token expires at the latest this many days from its creation (and never after its
+# parent): a token can never mint a token that never expires.
+API_TOKEN_MINTED_MAX_DAYS = env_int("API_TOKEN_MINTED_MAX_DAYS", 90, minimum=1)
+
+# WebSockets: open sockets per user across all web processes (0 = no cap); more are closed with code 4008.
+WEBSOCKET_MAX_CONNECTIONS_PER_USER = env_int("WEBSOCKET_MAX_CONNECTIONS_PER_USER", 20, minimum=0)
+# A socket's place under the cap is a lease its process renews; a crashed process's sockets free it this late.
+WEBSOCKET_CONNECTION_LEASE_SECONDS = env_int("WEBSOCKET_CONNECTION_LEASE_SECONDS", 60, minimum=3)
 
 # Audit log (docs/security.md): most events one CSV export holds.
 AUDIT_EXPORT_MAX_ROWS = env_int("AUDIT_EXPORT_MAX_ROWS", 100_000, minimum=1)
@@ -363,6 +438,8 @@ OIDC_LOCAL_PASSWORDS = env_bool("OIDC_LOCAL_PASSWORDS", True)
 OIDC_BREAK_GLASS_USERS = env_list("OIDC_BREAK_GLASS_USERS", [])
 # Bearer JWTs from the provider on the API: the audience they must carry (empty: not accepted).
 OIDC_API_AUDIENCE = env_str("OIDC_API_AUDIENCE", "")
+# Token scopes `<prefix>read`, `<prefix>write`, `<prefix>admin` grant the platform's read, write and admin scopes.
+OIDC_API_SCOPE_PREFIX = env_str("OIDC_API_SCOPE_PREFIX", "api:")
 OIDC_CLIENT_ID_CLAIMS = env_list("OIDC_CLIENT_ID_CLAIMS", ["client_id", "azp", "appid", "cid"])
 # An SSO session renews the provider's tokens at least this often (seconds); a refused renewal ends it.
 OIDC_SESSION_CHECK_SECONDS = env_int("OIDC_SESSION_CHECK_SECONDS", 300, minimum=1)

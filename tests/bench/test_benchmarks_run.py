@@ -28,12 +28,24 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-4000:]
     results = {name: json.loads((tmp_path / f"{name}-latest.json").read_text()) for name in
-               ("anomaly", "http_api", "ingest", "live", "storage")}  # fmt: skip
+               ("anomaly", "dashboards", "http_api", "ingest", "live", "storage")}  # fmt: skip
     assert all(document["smoke"] for document in results.values())
-    for name in ("http_api", "ingest", "live", "storage"):  # what each measured: backend and server versions
+    for name in (
+        "dashboards",
+        "http_api",
+        "ingest",
+        "live",
+        "storage",
+    ):  # what each measured: backend and server versions
         database = results[name]["result"]["database"]
         assert database["storage_backend"] in ("postgres", "timescaledb"), (name, database)
         assert database["postgres"], (name, database)
+
+    dashboards = results["dashboards"]["result"]["configurations"]["shared"]
+    assert dashboards["queries_per_user"] >= 10
+    for crowd in ("users_1", "users_2"):
+        assert dashboards[crowd]["time_to_all_panels_median_s"] > 0, crowd
+        assert dashboards[crowd]["query_p95_s"] > 0, crowd
 
     http_api = results["http_api"]["result"]
     assert http_api["me_token"]["median_ms"] > 0
