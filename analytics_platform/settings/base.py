@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from csp.constants import NONCE, NONE, SELF
 
@@ -449,3 +450,9 @@ OIDC_VERIFY_TLS = env_bool("OIDC_VERIFY_TLS", True)
 OIDC_DISCOVERY_CACHE_SECONDS = env_int("OIDC_DISCOVERY_CACHE_SECONDS", 3600, minimum=0)
 OIDC_JWKS_CACHE_SECONDS = env_int("OIDC_JWKS_CACHE_SECONDS", 3600, minimum=0)
 OIDC_JWKS_MIN_REFETCH_SECONDS = env_int("OIDC_JWKS_MIN_REFETCH_SECONDS", 10, minimum=0)
+if OIDC_ISSUER:
+    # Sign-out posts a form here that redirects to the provider's end_session_endpoint: browsers apply form-action
+    # to the redirect too, so the provider's origin must be allowed (it serves that endpoint at the issuer's origin
+    # for Keycloak, Entra ID, Okta and Google).
+    _issuer_parts = urlsplit(OIDC_ISSUER)
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"] = [SELF, f"{_issuer_parts.scheme}://{_issuer_parts.netloc}"]
