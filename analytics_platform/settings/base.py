@@ -51,13 +51,13 @@ INSTALLED_APPS = [
     "apps.alerts",
     "apps.reporting",
     "apps.audit",
-    "apps.sso",
     "axes",
     "csp",
+    "apps.sso",
 ]
 
-# No anonymous user for django-guardian: nothing is shared with anonymous visitors. (The authentication
-# backends, guardian's among them, are listed with sign-in throttling below.)
+# Object permissions (dashboards shared with a user or team) come from django-guardian's backend; no anonymous
+# user is created because nothing is shared with anonymous visitors.
 ANONYMOUS_USER_NAME = None
 
 MIDDLEWARE = [
@@ -162,7 +162,7 @@ AUTHENTICATION_BACKENDS = [
     "apps.sso.backend.LocalPasswordBackend",
     # The OpenID Connect provider's authorization code flow (inactive without OIDC_ISSUER).
     "apps.sso.backend.OidcBackend",
-    # Object permissions (dashboards shared with a user or team).
+    # Object permissions (dashboards, alert rules, reports shared with a user or team).
     "guardian.backends.ObjectPermissionBackend",
 ]
 # Sign-in throttling (django-axes): failures per (username, address) before a lockout, and its length.
@@ -195,7 +195,8 @@ STATICFILES_DIRS = [
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    # WhiteNoise's compressed manifest storage, compressing incrementally (see the module).
+    "staticfiles": {"BACKEND": "analytics_platform.static_storage.StaticFilesStorage"},
 }
 
 REST_FRAMEWORK = {
@@ -236,11 +237,30 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # System fonts: the ReDoc page (templates/drf_spectacular/redoc.html) loads nothing from other hosts.
+    "REDOC_UI_SETTINGS": {
+        "theme": {
+            "typography": {
+                "fontFamily": "system-ui, -apple-system, 'Segoe UI', sans-serif",
+                "headings": {"fontFamily": "system-ui, -apple-system, 'Segoe UI', sans-serif"},
+                "code": {"fontFamily": "ui-monospace, monospace"},
+            }
+        }
+    },
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "SchemaModeEnum": "apps.sources.models.SchemaMode",
         "PanelTypeEnum": "apps.dashboards.models.PanelType",
         "RefreshEnum": "apps.dashboards.models.Refresh",
+        "AnnotationKindEnum": "apps.dashboards.models.AnnotationKind",
+        "AlertStateEnum": "apps.alerts.models.instances.AlertState",
+        "NotificationStateEnum": "apps.alerts.models.instances.NotificationStatus",
+        "ContactPointKindEnum": "apps.alerts.models.rules.ContactPointKind",
+        "SourceKindEnum": "apps.sources.models.SourceKind",
+        "ReportRunStatusEnum": "apps.reporting.models.RunStatus",
+        "ReportDeliveryStatusEnum": "apps.reporting.models.DeliveryStatus",
+        "DeadLetterStatusEnum": "apps.ingestion.models.DeadLetterStatus",
+        "UploadStatusEnum": "apps.ingestion.models.UploadStatus",
     },
 }
 
@@ -314,6 +334,22 @@ LIVE_FLUSH_INTERVAL_SECONDS = env_float("LIVE_FLUSH_INTERVAL_SECONDS", 0.1, mini
 # the points since are scored again, to the same scores).
 ANOMALY_MAX_POINTS_PER_RUN = env_int("ANOMALY_MAX_POINTS_PER_RUN", 100_000, minimum=10)
 ANOMALY_CHECKPOINT_SECONDS = env_float("ANOMALY_CHECKPOINT_SECONDS", 60.0, minimum=0.0)
+
+# Alerting (docs/alerting.md). Webhook URLs are user-supplied: loopback, private and link-local destinations are
+# refused unless allowed here (development and test settings allow them). Links in notifications start with
+# ALERTS_LINK_BASE_URL. Failed deliveries are retried after base * 2^(n-1) seconds (capped) up to max attempts.
+ALERTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("ALERTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)
+ALERTS_WEBHOOK_TIMEOUT_SECONDS = env_float("ALERTS_WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+ALERTS_LINK_BASE_URL = env_str("ALERTS_LINK_BASE_URL", "http://localhost:8000")
+ALERTS_EMAIL_FROM = env_str("ALERTS_EMAIL_FROM", "alerts@localhost")
+ALERTS_DELIVERY_BACKOFF_SECONDS = env_float("ALERTS_DELIVERY_BACKOFF_SECONDS", 2.0, minimum=0.01)
+ALERTS_DELIVERY_BACKOFF_MAX_SECONDS = env_float("ALERTS_DELIVERY_BACKOFF_MAX_SECONDS", 300.0, minimum=0.01)
+ALERTS_DELIVERY_MAX_ATTEMPTS = env_int("ALERTS_DELIVERY_MAX_ATTEMPTS", 8, minimum=1)
+ALERTS_FLUSH_MAX_NOTIFICATIONS = env_int("ALERTS_FLUSH_MAX_NOTIFICATIONS", 200, minimum=1)
+# Rules the scheduled tick evaluates at most per run (the most overdue first); the rest wait for the next tick.
+ALERTS_MAX_RULES_PER_TICK = env_int("ALERTS_MAX_RULES_PER_TICK", 200, minimum=1)
+# The change-driven evaluator evaluates a window or expression rule at most this often after changes (seconds).
+ALERTS_CHANGE_MIN_INTERVAL_SECONDS = env_float("ALERTS_CHANGE_MIN_INTERVAL_SECONDS", 1.0, minimum=0.0)
 
 # Ingestion. MQTT_URL is the broker MQTT sources subscribe to (mqtt://user:password@host:1883).
 MQTT_URL = env_str("MQTT_URL", "mqtt://127.0.0.1:1883")
@@ -409,6 +445,25 @@ API_TOKEN_MINTED_MAX_DAYS = env_int("API_TOKEN_MINTED_MAX_DAYS", 90, minimum=1)
 WEBSOCKET_MAX_CONNECTIONS_PER_USER = env_int("WEBSOCKET_MAX_CONNECTIONS_PER_USER", 20, minimum=0)
 # A socket's place under the cap is a lease its process renews; a crashed process's sockets free it this late.
 WEBSOCKET_CONNECTION_LEASE_SECONDS = env_int("WEBSOCKET_CONNECTION_LEASE_SECONDS", 60, minimum=3)
+
+# Mail (scheduled reports): SMTP with these settings; DEFAULT_FROM_EMAIL is the sender of every report.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "reports@localhost")
+
+# Reports (docs/reports.md): rendered files live here until their download links expire; web and worker share it.
+REPORT_FILES_ROOT = Path(env_str("REPORT_FILES_ROOT", str(BASE_DIR / "var" / "reports")))
+# Above this total attachment size a report mail carries signed download links instead of the files.
+REPORT_EMAIL_MAX_BYTES = env_int("REPORT_EMAIL_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
+REPORT_LINK_MAX_AGE_SECONDS = env_int("REPORT_LINK_MAX_AGE_SECONDS", 7 * 86_400, minimum=60)
+# The address links in report mails start with, e.g. https://analytics.example.com
+REPORT_SITE_URL = env_str("REPORT_SITE_URL", "http://localhost:8000").rstrip("/")
+REPORT_SEND_MAX_RETRIES = env_int("REPORT_SEND_MAX_RETRIES", 5, minimum=0)
 
 # Audit log (docs/security.md): most events one CSV export holds.
 AUDIT_EXPORT_MAX_ROWS = env_int("AUDIT_EXPORT_MAX_ROWS", 100_000, minimum=1)

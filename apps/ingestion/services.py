@@ -754,10 +754,15 @@ def dead_letters_replay(
             _replay_failed(letter, failure, schema_id=target.schema_id, schema_version=target.schema_version)
             outcome.still_failing += 1
             continue
+        limit_error = None
         with transaction.atomic():
             ids_by_key, refused, conflicts = _series_ids(target, validated.points)
             if refused or conflicts:
                 transaction.set_rollback(True)
+                if refused and not conflicts:
+                    limit_error = _series_limit_errors(target, parsed.records, validated.points, refused, conflicts)[1][
+                        0
+                    ]
             else:
                 rows = [(ids_by_key[key], moment, value) for key, moment, value, _ in validated.points]
                 if rows:
@@ -770,6 +775,8 @@ def dead_letters_replay(
                     replay_attempts=letter.replay_attempts + 1,
                 )
         if refused or conflicts:
+            if limit_error is not None:  # after the rollback, so the letter keeps the reason it failed this time
+                _replay_failed(letter, limit_error, schema_id=target.schema_id, schema_version=target.schema_version)
             if conflicts:  # the letter's reason becomes the conflict (after the rollback, so it is kept)
                 field_name, message = next(iter(conflicts.values()))
                 failure = RecordError(index=0, code=TYPE_CONFLICT, field=field_name, message=message)
@@ -778,6 +785,50 @@ def dead_letters_replay(
             continue
         outcome.replayed += 1
     return outcome
+
+
+class DeadLetterError(ValueError):
+    """A dead letter cannot be edited or replayed as asked; `field` names the input, `status` the HTTP status."""
+
+    def __init__(self, field: str, message: str, *, status: int = 400) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.status = status
+
+
+DEAD_LETTER_RAW_MAX_CHARS = 1_000_000
+
+
+def dead_letter_edit_replay(
+    *, source: Source, letter_id: int, raw: str | None = None, user: AbstractBaseUser | None = None
+) -> DeadLetter:
+    """Replace a pending letter's record with `raw` (when given) and replay it; returns the letter afterwards.
+
+    The outcome is never a lost record: stored (status replayed) or still pending with the reason it failed this
+    time and the edited text, so it can be edited again. The first edit keeps the record as it arrived in
+    `context["original_raw"]`. `dedup_key` stays that of the record as received, so a redelivery of the original
+    still counts on this letter instead of adding one.
+    """
+    letter = DeadLetter.objects.filter(source=source, id=letter_id).first()
+    if letter is None:
+        raise DeadLetterError("id", f"source {source.slug!r} has no dead letter {letter_id}.", status=404)
+    if letter.status != DeadLetterStatus.PENDING:
+        raise DeadLetterError(
+            "status", f"this letter is {letter.status}; only pending letters are replayed.", status=409
+        )
+    if raw is not None:
+        if not raw.strip():
+            raise DeadLetterError("raw", "the record is empty; discard the letter instead.")
+        if len(raw) > DEAD_LETTER_RAW_MAX_CHARS:
+            raise DeadLetterError("raw", f"at most {DEAD_LETTER_RAW_MAX_CHARS:,} characters.", status=413)
+        if raw != letter.raw:
+            context = dict(letter.context or {})
+            context.setdefault("original_raw", letter.raw)
+            DeadLetter.objects.filter(id=letter.id).update(raw=_storable(raw), context=context)
+    dead_letters_replay(source=source, ids=[letter.id], user=user)
+    letter.refresh_from_db()
+    return letter
 
 
 def _replay_failed(
@@ -812,4 +863,12 @@ def raw_json(fields: dict[str, Any]) -> str:
     return json.dumps(fields, default=str, ensure_ascii=False, separators=(",", ":"))
 
 
-__all__ = ["Transport", "batch_ingest", "dead_letters_discard", "dead_letters_replay", "payload_dead_letter"]
+__all__ = [
+    "DeadLetterError",
+    "Transport",
+    "batch_ingest",
+    "dead_letter_edit_replay",
+    "dead_letters_discard",
+    "dead_letters_replay",
+    "payload_dead_letter",
+]

@@ -28,9 +28,10 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-4000:]
     results = {name: json.loads((tmp_path / f"{name}-latest.json").read_text()) for name in
-               ("anomaly", "dashboards", "http_api", "ingest", "live", "storage")}  # fmt: skip
+               ("alerting", "anomaly", "dashboards", "http_api", "ingest", "live", "reports", "storage")}  # fmt: skip
     assert all(document["smoke"] for document in results.values())
     for name in (
+        "alerting",
         "dashboards",
         "http_api",
         "ingest",
@@ -65,12 +66,24 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
     assert live["paced"]["probe_deliveries_missing"]["deliveries_missing"] == 0
     assert live["saturation"]["delivered_messages_per_second"] > 0
 
+    alerting = results["alerting"]["result"]
+    assert alerting["detection"]["missed"] == 0
+    assert alerting["detection"]["firing"]["samples"] > 0
+    assert alerting["evaluation_cost"]["per_machine_rules"]["instances_per_second"] > 0
+
     storage = results["storage"]["result"]
     assert set(storage["queries"]) == {
         "a_raw_15m_one_device", "b_avg_1m_24h_by_facility", "c1_avg_1h_30d_one_facility",
         "c2_avg_1h_30d_fleet_by_facility",
     }  # fmt: skip
     assert storage["load"]["ratio_ours_to_influx"]["write_path"] > 0
+
+    reports = results["reports"]["result"]
+    assert set(reports["formats"]) == {"pdf", "xlsx", "csv"}
+    for measured in reports["formats"].values():
+        assert measured["seconds"] > 0
+        assert measured["bytes"] > 0
+        assert measured["peak_rss_mb"] >= 0
 
     anomaly = results["anomaly"]["result"]
     assert set(anomaly["detectors"]) >= {"novelty", "seasonal", "ensemble"}
