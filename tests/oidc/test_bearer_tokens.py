@@ -170,3 +170,17 @@ def test_id_tokens_are_checked_for_nonce_audience_and_issuer(oidc_settings, web_
     settings.OIDC_CLIENT_ID = "some-other-client"
     with pytest.raises(TokenError, match="audience"):
         id_token_verify(id_token, nonce=nonce)
+
+
+def test_unknown_kids_refetch_the_keys_at_most_every_few_seconds(oidc_settings, bot_client, bot_account, settings):
+    settings.OIDC_JWKS_MIN_REFETCH_SECONDS = 3600
+    assert _get(oidc_settings.client_credentials_token(bot_client)).status_code == 200  # keys fetched now
+    oidc_settings.rotate_keys()
+    rotated = oidc_settings.client_credentials_token(bot_client)
+    # Within the spacing a new kid is not fetched (made-up kids cannot make every request hit the provider) ...
+    response = _get(rotated)
+    assert response.status_code == 401
+    assert "signing key (kid)" in response.json()["detail"]
+    # ... and once it has passed, the rotated key is fetched and accepted.
+    settings.OIDC_JWKS_MIN_REFETCH_SECONDS = 0
+    assert _get(rotated).status_code == 200
