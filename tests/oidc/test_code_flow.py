@@ -68,3 +68,10 @@ def test_claims_from_the_userinfo_endpoint(db, oidc_settings, olivia, settings):
     from django.contrib.auth import get_user_model
 
     assert get_user_model().objects.get(username="olivia").last_name == "Userinfo"
+
+
+def test_sign_in_after_the_provider_rotated_its_keys(db, oidc_settings, olivia):
+    assert _sign_in(Client(), oidc_settings, olivia).status_code == 302  # the provider's keys are cached now
+    oidc_settings.rotate_keys()
+    response = _sign_in(Client(), oidc_settings, olivia)
+    assert (response.status_code, response["Location"]) == (302, "/dashboards/")  # the new kid was fetched
