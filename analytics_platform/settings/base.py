@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from csp.constants import NONCE, NONE, SELF
 
@@ -496,6 +497,8 @@ OIDC_LOCAL_PASSWORDS = env_bool("OIDC_LOCAL_PASSWORDS", True)
 OIDC_BREAK_GLASS_USERS = env_list("OIDC_BREAK_GLASS_USERS", [])
 # Bearer JWTs from the provider on the API: the audience they must carry (empty: not accepted).
 OIDC_API_AUDIENCE = env_str("OIDC_API_AUDIENCE", "")
+# Token scopes `<prefix>read`, `<prefix>write`, `<prefix>admin` grant the platform's read, write and admin scopes.
+OIDC_API_SCOPE_PREFIX = env_str("OIDC_API_SCOPE_PREFIX", "api:")
 OIDC_CLIENT_ID_CLAIMS = env_list("OIDC_CLIENT_ID_CLAIMS", ["client_id", "azp", "appid", "cid"])
 # An SSO session renews the provider's tokens at least this often (seconds); a refused renewal ends it.
 OIDC_SESSION_CHECK_SECONDS = env_int("OIDC_SESSION_CHECK_SECONDS", 300, minimum=1)
@@ -505,3 +508,9 @@ OIDC_VERIFY_TLS = env_bool("OIDC_VERIFY_TLS", True)
 OIDC_DISCOVERY_CACHE_SECONDS = env_int("OIDC_DISCOVERY_CACHE_SECONDS", 3600, minimum=0)
 OIDC_JWKS_CACHE_SECONDS = env_int("OIDC_JWKS_CACHE_SECONDS", 3600, minimum=0)
 OIDC_JWKS_MIN_REFETCH_SECONDS = env_int("OIDC_JWKS_MIN_REFETCH_SECONDS", 10, minimum=0)
+if OIDC_ISSUER:
+    # Sign-out posts a form here that redirects to the provider's end_session_endpoint: browsers apply form-action
+    # to the redirect too, so the provider's origin must be allowed (it serves that endpoint at the issuer's origin
+    # for Keycloak, Entra ID, Okta and Google).
+    _issuer_parts = urlsplit(OIDC_ISSUER)
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"] = [SELF, f"{_issuer_parts.scheme}://{_issuer_parts.netloc}"]
