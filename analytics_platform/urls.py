@@ -11,6 +11,7 @@ from analytics_platform.views import home
 from apps.access import api as access_api
 from apps.access import views as access_views
 from apps.alerts import api as alerts_api
+from apps.alerts import views as alerts_views
 from apps.alerts.alerting import api as alerting_api
 from apps.dashboards import api as dashboards_api
 from apps.dashboards import views as dashboards_views
@@ -148,6 +149,14 @@ urlpatterns = [
     path("account/tokens/<int:token_id>/revoke/", access_views.api_token_revoke_view, name="api-token-revoke"),
     path("dashboards/", dashboards_views.dashboard_list, name="dashboard-list"),
     path("dashboards/<slug:uid>/", dashboards_views.dashboard_detail, name="dashboard-detail"),
+    path("alerts/", alerts_views.alert_rule_list, name="alert-rules"),
+    path("alerts/rules/new", alerts_views.alert_rule_editor, name="alert-rule-new"),
+    path("alerts/rules/<int:rule_id>", alerts_views.alert_rule_detail, name="alert-rule-detail"),
+    path("alerts/rules/<int:rule_id>/edit", alerts_views.alert_rule_editor, name="alert-rule-edit"),
+    path("alerts/instances/", alerts_views.alert_instance_list, name="alert-instances"),
+    path("alerts/silences/", alerts_views.silence_list, name="alert-silences"),
+    path("alerts/contact-points/", alerts_views.contact_point_list, name="alert-contact-points"),
+    path("alerts/policies/", alerts_views.notification_policy_list, name="alert-policies"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
