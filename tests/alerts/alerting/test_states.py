@@ -287,3 +287,16 @@ def test_instances_history_acknowledge_and_assign_through_the_api(user, editor, 
     factory.write(10, 50)
     _step(rule, factory, 11)
     assert AlertInstance.objects.get(pk=instance.pk).acknowledged_at is None  # the next episode starts unacknowledged
+
+
+def test_an_evaluation_without_a_change_costs_a_fixed_number_of_statements(
+    user, factory, receiver, django_assert_max_num_queries
+):
+    rule = webhook_rule(owner=user, url=receiver.url)
+    for device in range(20):
+        factory.write(0, 50, device=f"press-{device}")
+    _step(rule, factory, 1)
+    # Lock, rule, instances, the owner's data scope (2), the engine (settings, series plan and watermarks (3), the
+    # aggregate), instances' update, rule's timestamp, and savepoints: the same for 20 instances as for one.
+    with django_assert_max_num_queries(17):
+        alert_rule_evaluate(rule_id=rule.id, now=factory.at(2))
