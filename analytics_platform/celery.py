@@ -12,12 +12,14 @@ app.autodiscover_tasks(["analytics_platform"])
 app.autodiscover_tasks()
 app.autodiscover_tasks(["apps.alerts.alerting"])
 
-# Queues: "default" for housekeeping, "storage" for rollups, partitions and retention.
+# Queues: "default" for housekeeping, "storage" for rollups, partitions and retention, "reports" for rendering
+# and mailing reports (each report's cron schedule is a PeriodicTask row kept by apps/reporting/schedules.py).
 app.conf.task_routes = {
     "platform.*": {"queue": "default"},
     "storage.*": {"queue": "storage"},
     "ingestion.*": {"queue": "default"},
     "alerts.*": {"queue": "default"},
+    "reporting.*": {"queue": "reports"},
 }
 
 app.conf.beat_schedule = {
@@ -50,6 +52,11 @@ app.conf.beat_schedule = {
         "task": "alerts.notifications_flush",
         "schedule": 1.0,
         "options": {"queue": "default", "expires": 5},
+    },
+    "reporting-files-prune": {
+        "task": "reporting.files_prune",
+        "schedule": 3600.0,
+        "options": {"queue": "reports", "expires": 3000},
     },
     "storage-retention-apply": {
         "task": "storage.retention_apply",

@@ -28,10 +28,11 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-4000:]
     results = {name: json.loads((tmp_path / f"{name}-latest.json").read_text()) for name in
-               ("alerting", "anomaly", "http_api", "ingest", "live", "storage")}  # fmt: skip
+               ("alerting", "anomaly", "dashboards", "http_api", "ingest", "live", "reports", "storage")}  # fmt: skip
     assert all(document["smoke"] for document in results.values())
     for name in (
         "alerting",
+        "dashboards",
         "http_api",
         "ingest",
         "live",
@@ -40,6 +41,12 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
         database = results[name]["result"]["database"]
         assert database["storage_backend"] in ("postgres", "timescaledb"), (name, database)
         assert database["postgres"], (name, database)
+
+    dashboards = results["dashboards"]["result"]["configurations"]["shared"]
+    assert dashboards["queries_per_user"] >= 10
+    for crowd in ("users_1", "users_2"):
+        assert dashboards[crowd]["time_to_all_panels_median_s"] > 0, crowd
+        assert dashboards[crowd]["query_p95_s"] > 0, crowd
 
     http_api = results["http_api"]["result"]
     assert http_api["me_token"]["median_ms"] > 0
@@ -70,6 +77,13 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
         "c2_avg_1h_30d_fleet_by_facility",
     }  # fmt: skip
     assert storage["load"]["ratio_ours_to_influx"]["write_path"] > 0
+
+    reports = results["reports"]["result"]
+    assert set(reports["formats"]) == {"pdf", "xlsx", "csv"}
+    for measured in reports["formats"].values():
+        assert measured["seconds"] > 0
+        assert measured["bytes"] > 0
+        assert measured["peak_rss_mb"] >= 0
 
     anomaly = results["anomaly"]["result"]
     assert set(anomaly["detectors"]) >= {"novelty", "seasonal", "ensemble"}
