@@ -300,3 +300,28 @@ def test_an_evaluation_without_a_change_costs_a_fixed_number_of_statements(
     # aggregate), instances' update, rule's timestamp, and savepoints: the same for 20 instances as for one.
     with django_assert_max_num_queries(17):
         alert_rule_evaluate(rule_id=rule.id, now=factory.at(2))
+
+
+def test_state_changes_become_annotations_on_the_rules_dashboard(editor, factory, receiver):
+    from apps.dashboards.models import Annotation
+    from apps.dashboards.services import dashboard_create
+
+    panel = {"key": "temps", "title": "Temperatures", "type": "timeseries", "grid": {"x": 0, "y": 0, "w": 6, "h": 4},
+             "queries": [{"ref": "A", "query": {"source": "plant", "metric": "temperature"}}]}  # fmt: skip
+    dashboard = dashboard_create(
+        organization=organization_get(), owner=editor, document={"title": "Presses", "panels": [panel]}
+    )
+    rule = webhook_rule(
+        owner=editor, url=receiver.url, annotations={"dashboard_uid": dashboard.uid, "panel_key": "temps"}
+    )
+    factory.write(0, 95)
+    _step(rule, factory, 1)
+    factory.write(10, 50)
+    _step(rule, factory, 11)
+    annotations = list(Annotation.objects.filter(dashboard=dashboard).order_by("time"))
+    assert [(a.kind, a.panel_key, a.tags, a.source_ref) for a in annotations] == [
+        ("alert", "temps", ["alert", "firing"], f"alert-rule:{rule.id}"),
+        ("alert", "temps", ["alert", "normal"], f"alert-rule:{rule.id}"),
+    ]
+    assert annotations[0].text == "Hot press: normal → firing at 95 (device=press-7)"
+    assert annotations[0].time == factory.at(1)
