@@ -12,6 +12,7 @@ from apps.access import api as access_api
 from apps.access import organizations_api
 from apps.access import views as access_views
 from apps.alerts import api as alerts_api
+from apps.alerts import views as alerts_views
 from apps.alerts.alerting import api as alerting_api
 from apps.audit import api as audit_api
 from apps.audit import views as audit_views
@@ -229,6 +230,14 @@ urlpatterns = [
     path("organizations/<slug:slug>/audit-log/", audit_views.audit_log_page, name="audit-log"),
     path("dashboards/", dashboards_views.dashboard_list, name="dashboard-list"),
     path("dashboards/<slug:uid>/", dashboards_views.dashboard_detail, name="dashboard-detail"),
+    path("alerts/", alerts_views.alert_rule_list, name="alert-rules"),
+    path("alerts/rules/new", alerts_views.alert_rule_editor, name="alert-rule-new"),
+    path("alerts/rules/<int:rule_id>", alerts_views.alert_rule_detail, name="alert-rule-detail"),
+    path("alerts/rules/<int:rule_id>/edit", alerts_views.alert_rule_editor, name="alert-rule-edit"),
+    path("alerts/instances/", alerts_views.alert_instance_list, name="alert-instances"),
+    path("alerts/silences/", alerts_views.silence_list, name="alert-silences"),
+    path("alerts/contact-points/", alerts_views.contact_point_list, name="alert-contact-points"),
+    path("alerts/policies/", alerts_views.notification_policy_list, name="alert-policies"),
     path("sources/", sources_views.source_list, name="source-list"),
     path("sources/new/<slug:kind>/", sources_views.source_new, name="source-new"),
     path("sources/<slug:slug>/", sources_views.source_page, name="source-page"),
