@@ -1,6 +1,7 @@
 // The dashboard page: loads a dashboard, lays its panels out on a gridstack grid, fetches and streams
 // their data, and (for editors) adds, moves, resizes, edits and removes panels, then saves with the version.
 
+import { Annotations } from "./annotations.js";
 import { ApiError, get, post, put, query as queryString } from "./api.js";
 import { csvFromRows, csvFromSeries, download, fileSafe } from "./csv.js";
 import { catalog, PanelEditor } from "./editor.js";
@@ -43,6 +44,19 @@ const state = {
 };
 
 const live = new LiveConnection({ onState: showLiveState });
+const annotations = new Annotations({ apiBase, uid, dialog: document.getElementById("annotation-dialog"), onChange: redrawTimeSeries });
+
+function redrawTimeSeries() {
+  for (const panel of state.doc?.panels ?? []) {
+    const view = state.panels.get(panel.key);
+    if (view && panel.type === "timeseries" && view.data.size) draw(panel, view);
+  }
+}
+
+function annotatePanel(key = state.activeKey) {
+  const panel = panelByKey(key) ?? (state.doc.panels ?? []).find((item) => item.type === "timeseries");
+  if (panel && annotations.canEdit) annotations.open({ panel });
+}
 
 // ----- messages -----
 
@@ -327,7 +341,8 @@ function draw(panel, view) {
       spark: fetched.spark,
     };
   });
-  renderPanel(view.body, panel, results, { range: currentRange(), onZoom: (start, end) => setRange({ start, end }, { fromZoom: true }) });
+  renderPanel(view.body, panel, results, { range: currentRange(), onZoom: (start, end) => setRange({ start, end }, { fromZoom: true }), annotations: annotations.shapesFor(panel.key) });
+  if (panel.type === "timeseries") annotations.bind(view.body, panel);
 }
 
 function scheduleDraw(panel, view) {
@@ -428,6 +443,7 @@ function reloadAll() {
     live.close();
   }
   showLiveState(live.state);
+  annotations.load(currentRange());
   for (const panel of state.doc.panels ?? []) loadPanel(panel);
   const seconds = { "5s": 5, "10s": 10, "30s": 30, "1m": 60, "5m": 300, "15m": 900 }[refresh];
   if (seconds && isRelative(state.range)) {
@@ -469,6 +485,8 @@ function panelElement(panel) {
   menu.querySelector("[data-action=csv]").addEventListener("click", () => exportCsv(panel.key));
   menu.querySelector("[data-action=png]").addEventListener("click", () => exportPng(panel.key));
   menu.querySelector("[data-action=inspect]").addEventListener("click", () => openInspector($("#inspector-dialog"), panelByKey(panel.key)?.title, state.panels.get(panel.key)?.inspect));
+  menu.querySelector("[data-action=annotate]").hidden = panel.type !== "timeseries" || !state.canEdit;
+  menu.querySelector("[data-action=annotate]").addEventListener("click", () => annotatePanel(panel.key));
   menu.querySelector("[data-action=duplicate]").addEventListener("click", () => duplicatePanel(panel.key));
   menu.querySelector("[data-action=remove]").addEventListener("click", () => removePanel(panel.key));
   for (const button of menu.querySelectorAll("button")) button.addEventListener("click", () => menu.closest("details").removeAttribute("open"));
@@ -889,6 +907,7 @@ function onKey(event) {
   if (event.ctrlKey || event.metaKey || event.altKey || typing(event)) return;
   const actions = {
     e: () => editPanel(),
+    a: () => annotatePanel(),
     s: save,
     t: openTimePicker,
     r: reloadAll,
@@ -920,6 +939,7 @@ async function start() {
   state.doc.panels ??= [];
   state.version = data.version;
   state.canEdit = Boolean(data.can_edit ?? canEditDefault);
+  annotations.canEdit = state.canEdit;
   if (!params.get("from")) state.range = { ...(state.doc.time_range ?? { start: "-6h", end: "now" }) };
   state.range.end ??= "now";
   renderTitle();
@@ -995,7 +1015,7 @@ function wire() {
 }
 
 // For browser tests and debugging.
-window.dashboardPage = { state, live, save, setEditing, createPanel, setRange, backToLive };
+window.dashboardPage = { state, live, save, setEditing, createPanel, setRange, backToLive, annotations };
 
 wire();
 start();

@@ -196,6 +196,7 @@ function timeseries(element, panel, results, colors, context) {
     dragmode: "zoom",
     barmode: options.stack ? "stack" : "group",
     hovermode: "x unified",
+    shapes: context.annotations ?? [],
   };
   if (right) layout.yaxis2 = valueAxis(colors, options, "right");
   if (options.stack) {
