@@ -209,7 +209,7 @@ function timeseries(element, panel, results, colors, context) {
   }
   const thresholdLines = (options.thresholds ?? []).filter((item) => item.value !== null && item.value !== undefined);
   if (options.threshold_lines) {
-    layout.shapes = thresholdLines.map((item) => ({ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: item.value, y1: item.value, line: { color: item.color, dash: "dash", width: 1 } }));
+    layout.shapes = [...layout.shapes, ...thresholdLines.map((item) => ({ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: item.value, y1: item.value, line: { color: item.color, dash: "dash", width: 1 } }))];
   }
   plot(element, data, layout, { onZoom: context.onZoom });
 }
