@@ -46,8 +46,8 @@ def test_the_list_is_empty_then_paginated_and_scoped(editor):
     ("kind", "fields", "config"),
     [
         ("http", {"line_protocol_metric": "field"}, {}),
-        ("mqtt", {"topic": "plant/+/telemetry", "format": "line", "qos": "0", "precision": "ms"},
-         {"topic": "plant/+/telemetry", "format": "line", "qos": 0, "precision": "ms", "topic_label": False}),
+        ("mqtt", {"topic": "test-org/plant/+/telemetry", "format": "line", "qos": "0", "precision": "ms"},
+         {"topic": "test-org/plant/+/telemetry", "format": "line", "qos": 0, "precision": "ms", "topic_label": False}),
         ("kafka", {"topics": "orders, invoices", "format": "json", "auto_offset_reset": "latest"},
          {"topics": ["orders", "invoices"], "format": "json", "auto_offset_reset": "latest", "topic_label": False}),
         ("file", {}, {}),
@@ -74,13 +74,13 @@ def test_errors_are_shown_on_their_field(editor):
     client = _client(editor)
     source_with_key(slug="taken")
     response = client.post("/sources/new/mqtt/", {"name": "", "slug": "taken", "schema_mode": "infer",
-                                                  "topic": "plant/#/x", "format": "json", "qos": "1"})  # fmt: skip
+                                                  "topic": "test-org/p/#/x", "format": "json", "qos": "1"})  # fmt: skip
     assert response.status_code == 400
     page = response.content.decode()
     assert re.search(r'data-field="name">.*?field-error', page, re.S)
     # The form is valid; the service refuses the topic and names it, so it shows on the topic field.
     response = client.post("/sources/new/mqtt/", {"name": "Plant", "slug": "fresh", "schema_mode": "infer",
-                                                  "topic": "plant/#/x", "format": "json", "qos": "1"})  # fmt: skip
+                                                  "topic": "test-org/p/#/x", "format": "json", "qos": "1"})  # fmt: skip
     page = response.content.decode()
     assert response.status_code == 400
     assert re.search(r'data-field="topic">.*?class="error field-error"[^>]*>[^<]*not a valid MQTT topic', page, re.S)
