@@ -9,7 +9,7 @@ from analytics_platform.health import healthz
 from analytics_platform.metrics import metrics_view
 from analytics_platform.views import home
 from apps.access import api as access_api
-from apps.access import organizations_api
+from apps.access import organization_views, organizations_api
 from apps.access import views as access_views
 from apps.alerts import api as alerts_api
 from apps.audit import api as audit_api
@@ -153,6 +153,10 @@ urlpatterns = [
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("account/tokens/", access_views.api_tokens, name="api-tokens"),
     path("account/tokens/<int:token_id>/revoke/", access_views.api_token_revoke_view, name="api-token-revoke"),
+    path("organizations/switch", organization_views.organization_switch, name="organization-switch"),
+    path("organizations/<slug:slug>/members/", organization_views.organization_members, name="organization-members"),
+    path("organizations/<slug:slug>/teams/", organization_views.organization_teams, name="organization-teams"),
+    path("organizations/<slug:slug>/policies/", organization_views.organization_policies, name="organization-policies"),
     path("organizations/<slug:slug>/audit-log/", audit_views.audit_log_page, name="audit-log"),
     path("dashboards/", dashboards_views.dashboard_list, name="dashboard-list"),
     path("dashboards/<slug:uid>/", dashboards_views.dashboard_detail, name="dashboard-detail"),

@@ -35,9 +35,11 @@ def test_a_source_you_may_not_read_answers_exactly_like_one_that_does_not_exist(
     points_store(series_id, [(datetime.now(UTC) - timedelta(minutes=1), 1.0)])
     source_create(slug="plant")  # the user's own source, without data
     client = api_client_for(user)
+    now = datetime.now(UTC).replace(microsecond=0)
+    window = {"start": (now - timedelta(hours=1)).isoformat(), "end": now.isoformat()}
     for path in ("/api/v1/query", "/api/v1/query/csv"):
         answers = [
-            client.post(path, {"metric": "temperature", "source": slug, "start": "-1h"}, format="json")
+            client.post(path, {"metric": "temperature", "source": slug, **window}, format="json")
             for slug in ("rival-plant", "no-such-plant")
         ]
         assert answers[0].status_code == answers[1].status_code

@@ -42,6 +42,8 @@ def _empty_answer(response) -> bool:
     """What may be read of nothing: a 400 naming the metric (no such metric in what you may see) or an empty 200."""
     if response.status_code == 400:
         return response.json()["field"] == "metric"
+    if response["Content-Type"].startswith("text/csv"):
+        return response.status_code == 200 and len(response.content.decode().splitlines()) == 1  # the header
     return response.status_code == 200 and not response.json()["series"]
 
 
