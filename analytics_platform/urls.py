@@ -16,6 +16,7 @@ from apps.audit import api as audit_api
 from apps.audit import views as audit_views
 from apps.dashboards import api as dashboards_api
 from apps.dashboards import sharing_api as dashboard_sharing_api
+from apps.dashboards import sharing_views as dashboard_sharing_views
 from apps.dashboards import views as dashboards_views
 from apps.ingestion import api as ingestion_api
 from apps.ingestion import upload_api
@@ -160,6 +161,7 @@ urlpatterns = [
     path("organizations/<slug:slug>/audit-log/", audit_views.audit_log_page, name="audit-log"),
     path("dashboards/", dashboards_views.dashboard_list, name="dashboard-list"),
     path("dashboards/<slug:uid>/", dashboards_views.dashboard_detail, name="dashboard-detail"),
+    path("dashboards/<slug:uid>/access/", dashboard_sharing_views.dashboard_access, name="dashboard-access"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
