@@ -10,6 +10,7 @@ interleaved so drift on a shared machine hits each reader alike.
 
 from __future__ import annotations
 
+import os
 import secrets
 import statistics
 from datetime import datetime
@@ -61,6 +62,7 @@ def policies_cost(end: datetime, devices: list[tuple[str, str]], *, rounds: int)
     """Median cold and warm milliseconds per case and reader, and each policy count's overhead on the baseline."""
     from bench.storage import _cache_clear, _cases, _ours_once
 
+    rounds = int(os.environ.get("BENCH_STORAGE_POLICY_ROUNDS") or rounds)
     readers = _readers(devices)
     names = list(_cases(end, 0))
     cold = {reader: {name: [] for name in names} for reader in readers}
