@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
 
+class TokenScope(models.TextChoices):
+    """What a token may do: read (GET, queries), write (create and change), admin (tokens, members, audit log)."""
+
+    READ = "read", "Read"
+    WRITE = "write", "Write"
+    ADMIN = "admin", "Admin"
+
+
 class ApiToken(models.Model):
-    """A personal API token. Only the SHA-256 digest of the secret is stored; the secret is shown once."""
+    """A personal API token. Only the SHA-256 digest of the secret is stored; the secret is shown once.
+
+    A token acts for its user within its organisation only (every organisation of the user when it has none: a
+    token made before tokens carried one) and only for its scopes. A token minted by another token records it
+    as `parent`: it is never broader nor longer-lived, and revoking the parent revokes it too.
+    """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100, help_text="What the token is for, e.g. 'grafana-import' or 'notebook'.")
@@ -18,6 +32,28 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty means it never expires.")
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    organization = models.ForeignKey(
+        "access.Organization",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="api_tokens",
+        help_text="The organisation the token acts in; empty (older tokens only) means all of the user's.",
+    )
+    scopes = ArrayField(
+        models.CharField(max_length=16, choices=TokenScope.choices),
+        default=list,
+        blank=True,
+        help_text="read, write and/or admin.",
+    )
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="children",
+        help_text="The token that minted this one, if a token did.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -34,6 +70,10 @@ class ApiToken(models.Model):
     def is_expired(self, *, now=None) -> bool:
         """Whether the expiry time has passed."""
         return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+    def has_scope(self, scope: str) -> bool:
+        """Whether the token carries `scope`."""
+        return scope in self.scopes
 
     @property
     def status(self) -> str:

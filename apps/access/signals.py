@@ -2,14 +2,20 @@
 
 A new organisation gets its editable default policy (every member reads everything), whoever creates it. Policy
 and team changes announce a data scope change (apps/storage/scope_events.py), so live connections re-scope at once.
+Signing out closes the WebSockets that session opened, on every web process.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_out
+from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from apps.access.models import DataPolicy, Organization
+from apps.access.websocket_sessions import websocket_sessions_close
 from apps.storage.scope_events import scope_changed
 
 
@@ -44,6 +50,12 @@ def _user_groups_changed(sender, instance, action: str, reverse: bool, pk_set, *
         scope_changed(user_ids=list(instance.user_set.values_list("pk", flat=True)))
 
 
+def _signed_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    if session_key:
+        transaction.on_commit(lambda: websocket_sessions_close(session_keys=[session_key], reason="signed out"))
+
+
 def signals_connect() -> None:
     post_save.connect(_organization_saved, sender=Organization, dispatch_uid="access.organization_saved")
     post_save.connect(_policy_changed, sender=DataPolicy, dispatch_uid="access.policy_saved")
@@ -51,3 +63,4 @@ def signals_connect() -> None:
     m2m_changed.connect(_policy_subjects_changed, sender=DataPolicy.users.through, dispatch_uid="access.policy_users")
     m2m_changed.connect(_policy_subjects_changed, sender=DataPolicy.teams.through, dispatch_uid="access.policy_teams")
     m2m_changed.connect(_user_groups_changed, sender=get_user_model().groups.through, dispatch_uid="access.user_groups")
+    user_logged_out.connect(_signed_out, dispatch_uid="access_close_session_websockets")

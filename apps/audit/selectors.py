@@ -22,7 +22,8 @@ def organization_for_admin(*, user: AbstractBaseUser, slug: str) -> Organization
         .filter(organization__slug=slug, user=user, role=MembershipRole.ADMIN)
         .first()
     )
-    if membership is None:
+    token_organization_id = getattr(user, "api_token_organization_id", None)
+    if membership is None or token_organization_id not in (None, membership.organization_id):
         raise Http404("No such organization.")
     return membership.organization
 

@@ -40,6 +40,7 @@ from apps.storage.columns import EPOCH, time_micros
 from apps.storage.policies import DataAccessDenied, DataScope, data_scope_for
 from apps.storage.query.engine import QueryTimeout, query_bucket_seconds, query_execute
 from apps.storage.query.spec import RAW, QuerySpec, QuerySpecError, query_spec_parse
+from apps.storage.query.time_bound import statement_time_bounded
 from apps.storage.scope_events import SCOPE_CHANNEL, scope_message_users
 from apps.storage.selectors import series_list, source_visible
 from apps.storage.tiers import bucket_floor
@@ -611,11 +612,13 @@ def _series_for(
                 **{f"{name}__regex": label_filter.values[0]}
             )
     try:
-        rows = [
-            (series_id, labels, slug)
-            for series_id, labels, slug in queryset.values_list("id", "labels", "source__slug")
-            if _labels_match(spec, labels)
-        ]
+        # A regex filter is the client's: bounded in time like the engine's queries (apps/storage/query/time_bound.py).
+        with statement_time_bounded():
+            rows = [
+                (series_id, labels, slug)
+                for series_id, labels, slug in queryset.values_list("id", "labels", "source__slug")
+                if _labels_match(spec, labels)
+            ]
     except DataError as error:
         raise QuerySpecError("filters", f"the database refused a filter: {error}".strip()) from None
     series = frozenset(series_id for series_id, _, _ in rows)

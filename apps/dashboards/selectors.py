@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from apps.access.models import MembershipRole
 from apps.access.selectors import organization_ids_for_user
 from apps.access.sharing import EDIT, object_share_level
 from apps.dashboards.documents import SCHEMA_VERSION
-from apps.dashboards.models import Dashboard, DashboardVersion
+from apps.dashboards.models import Annotation, Dashboard, DashboardVersion
 
 EDITOR_ROLES = (MembershipRole.ADMIN, MembershipRole.EDITOR)
 
@@ -94,3 +95,37 @@ def dashboard_version_list(*, dashboard: Dashboard) -> QuerySet[DashboardVersion
 def dashboard_version_get(*, dashboard: Dashboard, version: int) -> DashboardVersion | None:
     """One saved version of a dashboard, or None."""
     return dashboard.versions.select_related("created_by").filter(version=version).first()
+
+
+def annotation_list(
+    *,
+    dashboard: Dashboard,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    panel_key: str | None = None,
+    kind: str | None = None,
+    tags: list[str] | None = None,
+) -> QuerySet[Annotation]:
+    """A dashboard's annotations that overlap [start, end], oldest first.
+
+    With `panel_key`, those of that panel plus the dashboard-wide ones (empty panel key); with `tags`, those
+    carrying every one of them.
+    """
+    annotations = dashboard.annotations.select_related("created_by").order_by("time", "id")
+    if end is not None:
+        annotations = annotations.filter(time__lte=end)
+    if start is not None:
+        # An instant overlaps when it is at or after start; a range when it ends at or after start.
+        annotations = annotations.filter(Q(time_end__isnull=True, time__gte=start) | Q(time_end__gte=start))
+    if panel_key:
+        annotations = annotations.filter(Q(panel_key=panel_key) | Q(panel_key=""))
+    if kind:
+        annotations = annotations.filter(kind=kind)
+    if tags:
+        annotations = annotations.filter(tags__contains=list(tags))
+    return annotations
+
+
+def annotation_get(*, dashboard: Dashboard, annotation_id: int) -> Annotation | None:
+    """One annotation of the dashboard, or None."""
+    return dashboard.annotations.select_related("created_by").filter(pk=annotation_id).first()

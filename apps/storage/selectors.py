@@ -109,7 +109,9 @@ def retention_raw(*, source) -> timedelta:
     them, so no backend can roll up a point that old after the fact: ingest refuses it instead (the same on both)."""
     from apps.storage.backends import backend_for
 
-    return timedelta(days=source.raw_retention_days or backend_for().retention_days()["points"])
+    backend = backend_for()
+    days = source.raw_retention_days or backend.retention_days()["points"]
+    return timedelta(days=min(days, backend.retention_override_max_days("points")))
 
 
 def rollup_backlog(*, limit: int = 10_000_000) -> dict[str, tuple[int, float | None]]:
@@ -147,3 +149,14 @@ def retention_defaults() -> dict:
 
     backend = backend_for()
     return {"backend": backend.name, **backend.retention_days()}
+
+
+def retention_override_limits() -> dict[str, int]:
+    """The most days a source's retention override may ask for, per override field."""
+    from apps.storage.backends import backend_for
+    from apps.storage.backends.base import RETENTION_FIELDS
+
+    backend = backend_for()
+    return {
+        field_name: backend.retention_override_max_days(table) for table, (field_name, _) in RETENTION_FIELDS.items()
+    }

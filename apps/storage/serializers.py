@@ -43,6 +43,7 @@ class QueryRequestSerializer(serializers.Serializer):
     metric = serializers.CharField(max_length=METRIC_MAX_LENGTH, help_text="Metric name, e.g. temperature.")
     filters = serializers.DictField(
         required=False,
+        allow_null=True,
         help_text='Label conditions: {"facility": "f1"} (equal), {"device": ["d1", "d2"]} (in), '
         '{"device": {"regex": "^press-"}}, {"device": {"ne": "d3"}}, {"device": {"not_in": ["d3"]}}.',
     )
@@ -57,6 +58,7 @@ class QueryRequestSerializer(serializers.Serializer):
     end = serializers.CharField(default="now", help_text="Same forms as start; must be after start.")
     bucket = serializers.CharField(
         required=False,
+        allow_null=True,
         help_text="A minimum interval: '1m', '5m', '1h', '1d' ... or 'auto' (from max_points). When bucket x range "
         "exceeds max_points the server widens it to the smallest nice multiple that fits and answers the bucket used.",
     )
@@ -68,15 +70,26 @@ class QueryRequestSerializer(serializers.Serializer):
     )
     reduce = QueryReduceSerializer(
         required=False,
+        allow_null=True,
         help_text="Answer one value per series or one in all (`reduced`) instead of points (`series` is then []).",
     )
-    group_by = serializers.ListField(child=serializers.CharField(), required=False, help_text="Label names.")
+    group_by = serializers.ListField(
+        child=serializers.CharField(), required=False, allow_null=True, help_text="Label names; null means none."
+    )
     limit = serializers.IntegerField(
-        required=False, default=100, min_value=1, max_value=MAX_LIMIT, help_text="Most output series (1-1000)."
+        required=False,
+        default=100,
+        min_value=1,
+        max_value=MAX_LIMIT,
+        allow_null=True,
+        help_text="Most output series (1-1000); null means the default.",
     )
     fill = serializers.ChoiceField(choices=FILL_MODES, default="null", help_text="Empty buckets: null, previous, none.")
     max_points = serializers.IntegerField(
-        required=False, min_value=1, help_text="Point budget per series (the panel's width)."
+        required=False,
+        min_value=1,
+        allow_null=True,
+        help_text="Point budget per series (the panel's width); null means the default.",
     )
 
 

@@ -54,12 +54,14 @@ def _world() -> dict[str, str]:
     object_share(obj=dashboard, level="edit", username="vic")
     token, _ = api_token_create(user=owner, name="alice's notebook")
     detection = AnomalyDetection.objects.create(source=source, metric="temperature")
+    objects = _objects_through_the_api(api_client_for(owner), dashboard.uid)
     return {
+        **objects,
         "organizations.slug": "test-org",
         "sources.slug": "secret-plant",
         "username": "alice",
         "team_slug": "secret-team",
-        "policy_id": str(DataPolicy.objects.get(organization__slug="test-org").pk),
+        "organizations.policy_id": str(DataPolicy.objects.get(organization__slug="test-org").pk),
         "token_id": str(token.pk),
         "uid": dashboard.uid,
         "version": "1",
@@ -68,6 +70,45 @@ def _world() -> dict[str, str]:
         "key_id": str(source.write_keys.first().pk),
         "upload_id": "1",
         "detection_id": str(detection.pk),
+    }
+
+
+def _created(response) -> str:
+    assert response.status_code == 201, response.content
+    return str(response.json()["id"])
+
+
+def _objects_through_the_api(client, uid: str) -> dict[str, str]:
+    """The owner's alerting, reporting and annotation objects, made as a client would (so their ids are real)."""
+    hook = {"name": "secret-team hook", "kind": "webhook", "config": {"url": "http://127.0.0.1:18101/h", "secret": "s"}}
+    contact_point = _created(client.post("/api/v1/contact-points/", hook, format="json"))
+    rule = {"name": "secret-plant hot", "for": "0s", "group_wait": "0s", "contact_points": [int(contact_point)],
+            "query": {"source": "secret-plant", "metric": "temperature", "aggregation": "last"},
+            "condition": {"type": "threshold", "op": ">", "value": 90}}  # fmt: skip
+    silence = {
+        "matchers": [{"label": "device", "op": "=", "value": "secret-device"}],
+        "ends_at": "2099-01-01T00:00:00Z",
+    }
+    report = {
+        "name": "secret-plant report", "dashboard": uid, "formats": ["csv"], "recipients": {"users": ["vic"]},
+        "time_range": {"start": "-24h", "end": "now"}, "schedule": {"cron": "0 7 * * 1", "timezone": "UTC"},
+    }  # fmt: skip
+    policy = {
+        "matchers": [{"label": "device", "op": "=", "value": "secret-device"}],
+        "contact_point": int(contact_point),
+    }
+    return {
+        "contact_point_id": contact_point,
+        "rule_id": _created(client.post("/api/v1/alert-rules/", rule, format="json")),
+        "silence_id": _created(client.post("/api/v1/silences/", silence, format="json")),
+        "report_id": _created(client.post("/api/v1/reports/", report, format="json")),
+        "notification-policies.policy_id": _created(
+            client.post("/api/v1/notification-policies/", policy, format="json")
+        ),
+        # No alert has fired and nothing was refused: ids that match nothing still walk the endpoint's lookup.
+        "instance_id": "1",
+        "letter_id": "1",
+        "annotation_id": "1",
     }
 
 

@@ -258,7 +258,9 @@ def query_spec_parse(data: Any, *, now: datetime | None = None) -> QuerySpec:
                 f"Use a bucket of at least {suggestion}, a shorter range, or leave exact_bucket out to let the "
                 "server widen it.",
             )
-    group_by = data.get("group_by") or []
+    group_by = data.get("group_by")
+    if group_by is None:
+        group_by = []
     if not isinstance(group_by, list) or any(
         not isinstance(label, str) or not _LABEL_NAME.match(label) for label in group_by
     ):
