@@ -9,7 +9,7 @@ from analytics_platform.health import healthz
 from analytics_platform.metrics import metrics_view
 from analytics_platform.views import home
 from apps.access import api as access_api
-from apps.access import organizations_api
+from apps.access import organization_views, organizations_api
 from apps.access import views as access_views
 from apps.alerts import api as alerts_api
 from apps.alerts import views as alerts_views
@@ -19,6 +19,7 @@ from apps.audit import views as audit_views
 from apps.dashboards import annotations_api
 from apps.dashboards import api as dashboards_api
 from apps.dashboards import sharing_api as dashboard_sharing_api
+from apps.dashboards import sharing_views as dashboard_sharing_views
 from apps.dashboards import views as dashboards_views
 from apps.ingestion import api as ingestion_api
 from apps.ingestion import upload_api
@@ -227,6 +228,10 @@ urlpatterns = [
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("account/tokens/", access_views.api_tokens, name="api-tokens"),
     path("account/tokens/<int:token_id>/revoke/", access_views.api_token_revoke_view, name="api-token-revoke"),
+    path("organizations/switch", organization_views.organization_switch, name="organization-switch"),
+    path("organizations/<slug:slug>/members/", organization_views.organization_members, name="organization-members"),
+    path("organizations/<slug:slug>/teams/", organization_views.organization_teams, name="organization-teams"),
+    path("organizations/<slug:slug>/policies/", organization_views.organization_policies, name="organization-policies"),
     path("organizations/<slug:slug>/audit-log/", audit_views.audit_log_page, name="audit-log"),
     path("dashboards/", dashboards_views.dashboard_list, name="dashboard-list"),
     path("dashboards/<slug:uid>/", dashboards_views.dashboard_detail, name="dashboard-detail"),
@@ -238,6 +243,7 @@ urlpatterns = [
     path("alerts/silences/", alerts_views.silence_list, name="alert-silences"),
     path("alerts/contact-points/", alerts_views.contact_point_list, name="alert-contact-points"),
     path("alerts/policies/", alerts_views.notification_policy_list, name="alert-policies"),
+    path("dashboards/<slug:uid>/access/", dashboard_sharing_views.dashboard_access, name="dashboard-access"),
     path("sources/", sources_views.source_list, name="source-list"),
     path("sources/new/<slug:kind>/", sources_views.source_new, name="source-new"),
     path("sources/<slug:slug>/", sources_views.source_page, name="source-page"),

@@ -98,6 +98,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.access.context_processors.organizations",
                 "apps.sso.context_processors.single_sign_on",
             ],
         },

@@ -141,3 +141,27 @@ async def test_a_policy_change_re_scopes_open_connections_at_once():
     finally:
         await client.disconnect()
         await live_hub().stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_policy_change_takes_effect_at_once_for_queries():
+    """Scopes are cached per process by a generation every committed change bumps: the next query sees it."""
+    user = user_create(username="olive")
+    source = source_create(slug="plant")
+    for device, facility in (("d1", "f1"), ("d2", "f2")):
+        series_id = series_create(source=source, metric="temperature", device=device, facility=facility)
+        points_store(series_id, [(datetime.now(UTC) - timedelta(minutes=1), 1.0)])
+    client = api_client_for(user)
+
+    def devices() -> set[str]:
+        answer = client.post("/api/v1/query", {"metric": "temperature", "aggregation": "raw", "start": "-1h"},
+                             format="json").json()  # fmt: skip
+        return {item["labels"]["device"] for item in answer["series"]}
+
+    assert devices() == {"d1", "d2"}
+    policy = DataPolicy.objects.get(organization__slug="test-org")
+    policy.labels = {"facility": ["f2"]}
+    policy.save()
+    assert devices() == {"d2"}
+    policy.delete()
+    assert client.get("/api/v1/series/metrics").json()["metrics"] == []

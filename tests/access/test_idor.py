@@ -62,7 +62,7 @@ def _world() -> dict[str, str]:
         "sources.slug": "secret-plant",
         "username": "alice",
         "team_slug": "secret-team",
-        "policy_id": str(DataPolicy.objects.get(organization__slug="test-org").pk),
+        "organizations.policy_id": str(DataPolicy.objects.get(organization__slug="test-org").pk),
         "token_id": str(token.pk),
         "uid": dashboard.uid,
         "version": "1",

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 
 from analytics_platform.redis_client import redis_client, redis_key
-from apps.storage.policies import DataScope, data_scope_provider_get, data_scope_provider_set
+from apps.storage.policies import DataScope, Grant, data_scope_provider_get, data_scope_provider_set
 from apps.storage.query import shared
 from apps.storage.query.shared import query_answer_encoded, stats
 from apps.storage.services import points_write
@@ -93,7 +93,9 @@ def test_principals_with_different_scopes_never_share(mill, user):
     other = user_create(username="scoped")
     original = data_scope_provider_get()
     data_scope_provider_set(
-        lambda principal: DataScope(label_values={"device": ("a",)}) if principal.pk == other.pk else DataScope()
+        lambda principal: (
+            DataScope.of([Grant.build(labels={"device": ["a"]})]) if principal.pk == other.pk else DataScope()
+        )
     )
     try:
         everything = query_answer_encoded(data=QUERY, principal=user)
