@@ -1,4 +1,4 @@
-"""Access models: personal API tokens, organisations and memberships (teams and data policies come later)."""
+"""Access models: personal API tokens, organisations, memberships, teams and row-level data policies."""
 
 from __future__ import annotations
 
@@ -101,6 +101,9 @@ class Organization(models.Model):
 
 
 class MembershipRole(models.TextChoices):
+    """What a member may do: admins manage members, teams and policies; editors manage sources, dashboards (and
+    alert rules, reports); viewers read. What data anyone reads is decided by data policies, not by the role."""
+
     ADMIN = "admin", "Admin"
     EDITOR = "editor", "Editor"
     VIEWER = "viewer", "Viewer"
@@ -119,3 +122,55 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.organization} ({self.role})"
+
+
+class Team(models.Model):
+    """A named group of an organisation's members; policies and shares name teams.
+
+    Its members are the users of `group`, a Django group of its own, so django-guardian's group object
+    permissions carry the team's shares.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="teams")
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100)
+    group = models.OneToOneField("auth.Group", on_delete=models.PROTECT, related_name="team")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["organization", "name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "slug"], name="access_team_slug_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.organization})"
+
+
+class DataPolicy(models.Model):
+    """Who may read which series of an organisation: a row-level (labels) and column-level (metrics) grant.
+
+    Subjects: every member (`all_members`), some users, some teams. Object: one source, or every source of the
+    organisation when `source` is empty; series whose labels match `labels` ({key: [values]}: each key's values
+    OR-ed, the keys AND-ed; empty means every series); only `metrics` when given. Deny by default: what no
+    policy grants is not readable.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="data_policies")
+    name = models.CharField(max_length=200)
+    source = models.ForeignKey(
+        "sources.Source", on_delete=models.CASCADE, null=True, blank=True, related_name="data_policies"
+    )
+    all_members = models.BooleanField(default=False, help_text="Grant every member of the organisation.")
+    users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="data_policies")
+    teams = models.ManyToManyField(Team, blank=True, related_name="data_policies")
+    labels = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(null=True, blank=True, help_text="Metric names; empty (null) means every metric.")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organization", "name", "id"]
+        verbose_name = "data policy"
+        verbose_name_plural = "data policies"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.organization})"

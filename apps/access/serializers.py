@@ -62,3 +62,94 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
     class Meta(ApiTokenSerializer.Meta):
         fields = [*ApiTokenSerializer.Meta.fields, "token"]
         read_only_fields = fields
+
+
+ROLE_CHOICES = ["admin", "editor", "viewer"]
+
+
+class OrganizationSerializer(serializers.Serializer):
+    name = serializers.CharField(read_only=True)
+    slug = serializers.CharField(read_only=True)
+    role = serializers.ChoiceField(choices=ROLE_CHOICES, read_only=True, help_text="Your role in it.")
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class OrganizationCreateSerializer(JsonBodySerializer):
+    name = serializers.CharField(max_length=200)
+    slug = serializers.SlugField(max_length=100, help_text="Used in URLs, e.g. 'acme-plants'.")
+
+
+class MemberSerializer(serializers.Serializer):
+    username = serializers.CharField(read_only=True)
+    role = serializers.ChoiceField(choices=ROLE_CHOICES, read_only=True)
+    teams = serializers.ListField(child=serializers.CharField(), read_only=True, help_text="Slugs of their teams.")
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class MemberCreateSerializer(JsonBodySerializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=ROLE_CHOICES)
+
+
+class MemberUpdateSerializer(JsonBodySerializer):
+    role = serializers.ChoiceField(choices=ROLE_CHOICES)
+
+
+class TeamSerializer(serializers.Serializer):
+    name = serializers.CharField(read_only=True)
+    slug = serializers.CharField(read_only=True)
+    members = serializers.ListField(child=serializers.CharField(), read_only=True, help_text="Usernames.")
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class TeamCreateSerializer(JsonBodySerializer):
+    name = serializers.CharField(max_length=200)
+    slug = serializers.SlugField(max_length=100)
+
+
+class TeamUpdateSerializer(JsonBodySerializer):
+    name = serializers.CharField(max_length=200)
+
+
+class TeamMemberCreateSerializer(JsonBodySerializer):
+    username = serializers.CharField(max_length=150)
+
+
+class DataPolicySerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(read_only=True)
+    source = serializers.CharField(read_only=True, allow_null=True, help_text="A source slug, or null: every source.")
+    all_members = serializers.BooleanField(read_only=True)
+    users = serializers.ListField(child=serializers.CharField(), read_only=True)
+    teams = serializers.ListField(child=serializers.CharField(), read_only=True)
+    labels = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), read_only=True)
+    metrics = serializers.ListField(child=serializers.CharField(), read_only=True, allow_null=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+
+class DataPolicyWriteSerializer(JsonBodySerializer):
+    """A policy: its subjects may read the series of `source` (every source of the organisation when null) whose
+    labels match `labels` (each key's values OR-ed, keys AND-ed), only `metrics` when given."""
+
+    name = serializers.CharField(max_length=200)
+    source = serializers.CharField(max_length=100, allow_null=True, required=False, default=None)
+    all_members = serializers.BooleanField(required=False, default=False, help_text="Grant every member.")
+    users = serializers.ListField(child=serializers.CharField(max_length=150), required=False, default=list)
+    teams = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
+    labels = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField(), allow_empty=False), required=False, default=dict
+    )
+    metrics = serializers.ListField(
+        child=serializers.CharField(), allow_null=True, allow_empty=False, required=False, default=None
+    )
+
+
+class DataPolicyUpdateSerializer(DataPolicyWriteSerializer):
+    """The fields to change; the others keep their values."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.required = False
+            field.default = serializers.empty

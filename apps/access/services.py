@@ -1,4 +1,4 @@
-"""Writes for access: API tokens (create, revoke, authenticate), organisations and memberships."""
+"""Writes for access: API tokens, organisations, members, teams and row-level data policies."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import transaction
 from django.utils import timezone
 
 from analytics_platform.field_errors import FieldError
 from analytics_platform.keys import key_digest
-from apps.access.models import ApiToken, Membership, MembershipRole, Organization, TokenScope
+from apps.access.models import ApiToken, DataPolicy, Membership, MembershipRole, Organization, Team, TokenScope
 from apps.access.websocket_sessions import websocket_sessions_close
 from apps.audit.services import audit_record
+from apps.storage.scope_events import scope_changed
 
 TOKEN_PREFIX = "apt_"  # noqa: S105 (a public marker, not a secret)
 _DISPLAY_PREFIX_LENGTH = 12
@@ -189,8 +191,8 @@ def api_token_authenticate(*, raw_key: str) -> ApiToken:
 
 
 def organization_create(*, name: str, slug: str, admin: AbstractBaseUser | None = None) -> Organization:
-    """Create an organisation, optionally with its first admin."""
-    organization = Organization.objects.create(name=name, slug=slug)
+    """Create an organisation (with its default policy), optionally with its first admin."""
+    organization = Organization.objects.create(name=name, slug=slug)  # its default policy: signals.py
     if admin is not None:
         Membership.objects.create(organization=organization, user=admin, role=MembershipRole.ADMIN)
     return organization
@@ -200,3 +202,267 @@ def membership_set(*, organization: Organization, user: AbstractBaseUser, role: 
     """Give the user this role in the organisation (adding them if needed)."""
     membership, _ = Membership.objects.update_or_create(organization=organization, user=user, defaults={"role": role})
     return membership
+
+
+# Organisations, members, teams ----------------------------------------------------------------------------
+
+DEFAULT_POLICY_NAME = "All members read everything"
+
+
+class AccessError(FieldError):
+    """A change to organisations, members, teams, policies or shares that cannot be made (`field` says why)."""
+
+
+def organization_create_with_admin(*, name: str, slug: str, admin: AbstractBaseUser) -> Organization:
+    """Create an organisation whose creator is its admin, with the editable default policy (every member reads
+    every series), so a small team works at once; admins narrow or delete it."""
+    name, slug = name.strip(), slug.strip()
+    if not name:
+        raise AccessError("name", "give the organisation a name.")
+    if Organization.objects.filter(slug=slug).exists():
+        raise AccessError("slug", f"the slug {slug!r} is taken; choose another.", status=409)
+    with transaction.atomic():
+        organization = organization_create(name=name, slug=slug, admin=admin)
+    return organization
+
+
+def organization_default_policy_create(*, organization: Organization) -> DataPolicy:
+    """The default policy of a new organisation: every member reads every series of every source."""
+    return DataPolicy.objects.create(organization=organization, name=DEFAULT_POLICY_NAME, all_members=True)
+
+
+def _admin_count(organization: Organization) -> int:
+    return Membership.objects.filter(organization=organization, role=MembershipRole.ADMIN).count()
+
+
+def member_add(*, organization: Organization, username: str, role: str) -> Membership:
+    """Add an existing user to the organisation with a role; 409 when they are a member already."""
+    if role not in MembershipRole.values:
+        raise AccessError("role", f"must be one of {', '.join(MembershipRole.values)}.")
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise AccessError("username", f"no active user named {username!r}.")
+    if Membership.objects.filter(organization=organization, user=user).exists():
+        raise AccessError("username", f"{username!r} is a member already; change their role instead.", status=409)
+    return Membership.objects.create(organization=organization, user=user, role=role)
+
+
+def member_role_set(*, membership: Membership, role: str) -> Membership:
+    """Change a member's role; the last admin cannot step down (someone must be able to manage the members)."""
+    if role not in MembershipRole.values:
+        raise AccessError("role", f"must be one of {', '.join(MembershipRole.values)}.")
+    with transaction.atomic():
+        Organization.objects.select_for_update().filter(pk=membership.organization_id).first()
+        if (
+            membership.role == MembershipRole.ADMIN
+            and role != MembershipRole.ADMIN
+            and _admin_count(membership.organization) <= 1
+        ):
+            raise AccessError(
+                "role", "the organisation's last admin cannot step down; make someone else admin first.", status=409
+            )
+        membership.role = role
+        membership.save(update_fields=["role"])
+    return membership
+
+
+def member_remove(*, membership: Membership) -> None:
+    """Remove a member, from the organisation's teams, policies and shares too; never the last admin."""
+    organization = membership.organization
+    with transaction.atomic():
+        Organization.objects.select_for_update().filter(pk=organization.pk).first()
+        if membership.role == MembershipRole.ADMIN and _admin_count(organization) <= 1:
+            raise AccessError("username", "the organisation's last admin cannot be removed.", status=409)
+        user = membership.user
+        for team in Team.objects.filter(organization=organization, group__user=user):
+            team.group.user_set.remove(user)
+        for policy in DataPolicy.objects.filter(organization=organization, users=user):
+            policy.users.remove(user)
+        membership.delete()
+
+
+def team_create(*, organization: Organization, name: str, slug: str) -> Team:
+    """Create a team (and the Django group that carries its object permissions)."""
+    name, slug = name.strip(), slug.strip()
+    if not name:
+        raise AccessError("name", "give the team a name.")
+    if Team.objects.filter(organization=organization, slug=slug).exists():
+        raise AccessError("slug", f"this organisation has a team {slug!r} already.", status=409)
+    with transaction.atomic():
+        group = Group.objects.create(name=f"team:{organization.pk}:{slug}:{secrets.token_hex(4)}")
+        return Team.objects.create(organization=organization, name=name, slug=slug, group=group)
+
+
+def team_update(*, team: Team, name: str) -> Team:
+    """Rename a team (its slug, which policies and shares name, stays)."""
+    if not name.strip():
+        raise AccessError("name", "give the team a name.")
+    team.name = name.strip()
+    team.save(update_fields=["name"])
+    return team
+
+
+def team_delete(*, team: Team) -> None:
+    """Delete a team: its members lose what its policies and shares gave them."""
+    user_ids = list(team.group.user_set.values_list("pk", flat=True))
+    with transaction.atomic():
+        group = team.group
+        team.delete()
+        group.delete()
+        scope_changed(user_ids=user_ids)
+
+
+def team_member_add(*, team: Team, username: str) -> AbstractBaseUser:
+    """Add a member of the team's organisation to the team."""
+    membership = (
+        Membership.objects.select_related("user").filter(organization_id=team.organization_id, user__username=username)
+    ).first()
+    if membership is None:
+        raise AccessError("username", f"{username!r} is not a member of this organisation.")
+    team.group.user_set.add(membership.user)
+    return membership.user
+
+
+def team_member_remove(*, team: Team, user: AbstractBaseUser) -> None:
+    """Take a user out of a team."""
+    team.group.user_set.remove(user)
+
+
+# Data policies ----------------------------------------------------------------------------------------------
+
+
+def _policy_subjects(
+    organization: Organization, usernames: list[str] | None, team_slugs: list[str] | None
+) -> tuple[list, list[Team]]:
+    users = []
+    if usernames:
+        members = {
+            membership.user.username: membership.user
+            for membership in Membership.objects.select_related("user").filter(
+                organization=organization, user__username__in=usernames
+            )
+        }
+        missing = [name for name in usernames if name not in members]
+        if missing:
+            raise AccessError("users", f"not members of this organisation: {', '.join(sorted(missing))}.")
+        users = [members[name] for name in usernames]
+    teams = []
+    if team_slugs:
+        found = {team.slug: team for team in Team.objects.filter(organization=organization, slug__in=team_slugs)}
+        missing = [slug for slug in team_slugs if slug not in found]
+        if missing:
+            raise AccessError("teams", f"no such teams in this organisation: {', '.join(sorted(missing))}.")
+        teams = [found[slug] for slug in team_slugs]
+    return users, teams
+
+
+def _policy_source(organization: Organization, slug: str | None):
+    from apps.sources.models import Source
+
+    if slug is None:
+        return None
+    source = Source.objects.filter(organization=organization, slug=slug).first()
+    if source is None:
+        raise AccessError("source", f"this organisation has no source {slug!r}.")
+    return source
+
+
+def data_policy_labels_clean(labels) -> dict[str, list[str]]:
+    """`{"facility": ["f1", "f2"]}`: label names to non-empty lists of string values."""
+    if labels is None:
+        return {}
+    if not isinstance(labels, dict):
+        raise AccessError("labels", 'must be an object of label name to a list of values, e.g. {"facility": ["f1"]}.')
+    cleaned = {}
+    for key, values in labels.items():
+        if not isinstance(key, str) or not key:
+            raise AccessError("labels", "label names must be non-empty strings.")
+        if not isinstance(values, list) or not values or not all(isinstance(value, str) for value in values):
+            raise AccessError(f"labels.{key}", "must be a non-empty list of string values.")
+        cleaned[key] = sorted(set(values))
+    return cleaned
+
+
+def data_policy_metrics_clean(metrics) -> list[str] | None:
+    """None (every metric) or a non-empty list of metric names."""
+    if metrics is None:
+        return None
+    if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) and m for m in metrics):
+        raise AccessError("metrics", "must be null (every metric) or a non-empty list of metric names.")
+    return sorted(set(metrics))
+
+
+def data_policy_create(
+    *,
+    organization: Organization,
+    name: str,
+    source: str | None = None,
+    users: list[str] | None = None,
+    teams: list[str] | None = None,
+    all_members: bool = False,
+    labels=None,
+    metrics=None,
+) -> DataPolicy:
+    """Create a policy; its subjects may read at once (live connections re-scope)."""
+    if not name.strip():
+        raise AccessError("name", "give the policy a name.")
+    source_object = _policy_source(organization, source)
+    user_objects, team_objects = _policy_subjects(organization, users, teams)
+    with transaction.atomic():
+        policy = DataPolicy.objects.create(
+            organization=organization,
+            name=name.strip(),
+            source=source_object,
+            all_members=all_members,
+            labels=data_policy_labels_clean(labels),
+            metrics=data_policy_metrics_clean(metrics),
+        )
+        policy.users.set(user_objects)
+        policy.teams.set(team_objects)
+    return policy
+
+
+_UNSET = object()
+
+
+def data_policy_update(
+    *,
+    policy: DataPolicy,
+    name=_UNSET,
+    source=_UNSET,
+    users=_UNSET,
+    teams=_UNSET,
+    all_members=_UNSET,
+    labels=_UNSET,
+    metrics=_UNSET,
+) -> DataPolicy:
+    """Change the given fields of a policy; takes effect at once for queries and live connections."""
+    organization = policy.organization
+    with transaction.atomic():
+        if name is not _UNSET:
+            if not str(name).strip():
+                raise AccessError("name", "give the policy a name.")
+            policy.name = str(name).strip()
+        if source is not _UNSET:
+            policy.source = _policy_source(organization, source)
+        if all_members is not _UNSET:
+            policy.all_members = bool(all_members)
+        if labels is not _UNSET:
+            policy.labels = data_policy_labels_clean(labels)
+        if metrics is not _UNSET:
+            policy.metrics = data_policy_metrics_clean(metrics)
+        user_objects, team_objects = _policy_subjects(
+            organization, None if users is _UNSET else users, None if teams is _UNSET else teams
+        )
+        policy.save()
+        if users is not _UNSET:
+            policy.users.set(user_objects)
+        if teams is not _UNSET:
+            policy.teams.set(team_objects)
+    return policy
+
+
+def data_policy_delete(*, policy: DataPolicy) -> None:
+    """Delete a policy; what it alone granted is no longer readable (deny by default)."""
+    with transaction.atomic():
+        policy.delete()

@@ -26,6 +26,8 @@ from django.utils.http import is_same_domain
 
 from apps.access.authentication import bearer_token_from_header
 from apps.access.services import ApiTokenError, api_token_authenticate
+from apps.sso.config import bearer_tokens_enabled
+from apps.sso.tokens import TokenError, jwt_shaped
 
 _HTTP_SCHEME_OF = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
 
@@ -87,7 +89,7 @@ class CsrfOriginValidator:
 
 
 class TokenAuthMiddleware:
-    """Authenticate `Authorization: Bearer <API token>` on the handshake; otherwise keep the session user."""
+    """Authenticate `Authorization: Bearer <API token or provider JWT>` on the handshake; else the session user."""
 
     def __init__(self, application) -> None:
         self.application = application
@@ -96,7 +98,19 @@ class TokenAuthMiddleware:
         headers = dict(scope.get("headers", []))
         raw_header = headers.get(b"authorization", b"").decode("latin1")
         raw_key = bearer_token_from_header(raw_header) if raw_header else None
-        if raw_key is not None:
+        if raw_key is not None and jwt_shaped(raw_key) and bearer_tokens_enabled():
+            from apps.sso.bearer import provider_token_authenticate
+
+            scope = dict(scope)
+            try:
+                user, provider_token = await database_sync_to_async(provider_token_authenticate)(token=raw_key)
+            except TokenError as error:
+                scope["user"] = AnonymousUser()
+                scope["auth_error"] = f"Bearer token refused: {error}."
+            else:
+                scope["user"] = user
+                scope["provider_token"] = provider_token
+        elif raw_key is not None:
             scope = dict(scope)
             try:
                 token = await database_sync_to_async(api_token_authenticate)(raw_key=raw_key)

@@ -34,10 +34,13 @@ class PanelType(models.TextChoices):
     TIMESERIES = "timeseries", "Time series"
     STAT = "stat", "Stat"
     GAUGE = "gauge", "Gauge"
+    BAR_GAUGE = "bargauge", "Bar gauge"
     BAR = "bar", "Bar chart"
     PIE = "pie", "Pie chart"
     TABLE = "table", "Table"
     HEATMAP = "heatmap", "Heatmap"
+    HISTOGRAM = "histogram", "Histogram"
+    XY = "xy", "XY scatter"
     STATE_TIMELINE = "state_timeline", "State timeline"
     TEXT = "text", "Text (markdown)"
 
@@ -106,3 +109,44 @@ class DashboardVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dashboard} v{self.version}"
+
+
+class AnnotationKind(models.TextChoices):
+    """Where an annotation came from: a person (UI or API) or, later, an alert rule's state change."""
+
+    MANUAL = "manual", "Added by a person"
+    ALERT = "alert", "Alert state change"
+
+
+class Annotation(models.Model):
+    """A note on a dashboard's time axis: an instant (`time_end` empty) or a range, on one panel or all of them.
+
+    `kind` and `source_ref` let other apps (alert state changes) write annotations that are drawn the same way.
+    """
+
+    dashboard = models.ForeignKey(Dashboard, on_delete=models.CASCADE, related_name="annotations")
+    panel_key = models.CharField(max_length=64, blank=True, help_text="The panel's key; empty means every panel.")
+    time = models.DateTimeField()
+    time_end = models.DateTimeField(null=True, blank=True, help_text="End of a range; empty for an instant.")
+    text = models.CharField(max_length=1000)
+    tags = models.JSONField(default=list, blank=True)
+    kind = models.CharField(max_length=16, choices=AnnotationKind.choices, default=AnnotationKind.MANUAL)
+    source_ref = models.CharField(
+        max_length=200, blank=True, help_text="What wrote it, e.g. 'alert-rule:12' for an alert state change."
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["dashboard", "time", "id"]
+        indexes = [models.Index(fields=["dashboard", "time"], name="dashboards_annotation_time_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(time_end__isnull=True) | models.Q(time_end__gte=models.F("time")),
+                name="dashboards_annotation_range_ordered",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dashboard_id}@{self.time:%Y-%m-%d %H:%M}: {self.text[:40]}"

@@ -5,6 +5,7 @@ Every write goes through a validated document (`apps.dashboards.documents`) and 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -13,11 +14,14 @@ from django.db import transaction
 from analytics_platform.field_errors import FieldError
 from apps.access.models import Organization
 from apps.dashboards.documents import dashboard_document_clean
-from apps.dashboards.models import Dashboard, DashboardVersion, Panel
+from apps.dashboards.models import Annotation, AnnotationKind, Dashboard, DashboardVersion, Panel
 from apps.dashboards.selectors import dashboard_document, dashboard_version_get
 
 __all__ = [
     "DashboardError",
+    "annotation_create",
+    "annotation_delete",
+    "annotation_update",
     "dashboard_create",
     "dashboard_delete",
     "dashboard_document",
@@ -140,3 +144,85 @@ def dashboard_duplicate(*, dashboard: Dashboard, user: AbstractBaseUser | None, 
 def dashboard_delete(*, dashboard: Dashboard) -> None:
     """Delete the dashboard with its panels and versions."""
     dashboard.delete()
+
+
+ANNOTATION_TEXT_MAX = 1000
+ANNOTATION_TAGS_MAX = 20
+ANNOTATION_TAG_MAX_LENGTH = 50
+
+
+def _annotation_clean(
+    *, dashboard: Dashboard, time: datetime, time_end: datetime | None, text: str, tags: Any, panel_key: str
+) -> tuple[str, list[str], str]:
+    text = (text or "").strip()
+    if not text:
+        raise DashboardError("text", "write what happened (at most 1000 characters).")
+    if len(text) > ANNOTATION_TEXT_MAX:
+        raise DashboardError("text", f"at most {ANNOTATION_TEXT_MAX} characters; this is {len(text)}.")
+    if time_end is not None and time_end < time:
+        raise DashboardError("time_end", "the end of a range must not be before its start (time).")
+    if tags is None:
+        tags = []
+    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        raise DashboardError("tags", 'a list of words, e.g. ["deploy", "maintenance"].')
+    cleaned_tags = list(dict.fromkeys(tag.strip().lower() for tag in tags if tag.strip()))
+    if len(cleaned_tags) > ANNOTATION_TAGS_MAX:
+        raise DashboardError("tags", f"at most {ANNOTATION_TAGS_MAX} tags.")
+    if any(len(tag) > ANNOTATION_TAG_MAX_LENGTH for tag in cleaned_tags):
+        raise DashboardError("tags", f"each tag at most {ANNOTATION_TAG_MAX_LENGTH} characters.")
+    panel_key = (panel_key or "").strip()
+    if panel_key and not dashboard.panels.filter(key=panel_key).exists():
+        raise DashboardError("panel", f"this dashboard has no panel {panel_key!r}; leave it empty for every panel.")
+    return text, cleaned_tags, panel_key
+
+
+def annotation_create(
+    *,
+    dashboard: Dashboard,
+    time: datetime,
+    text: str,
+    time_end: datetime | None = None,
+    tags: list[str] | None = None,
+    panel_key: str = "",
+    kind: str = AnnotationKind.MANUAL,
+    source_ref: str = "",
+    created_by: AbstractBaseUser | None = None,
+) -> Annotation:
+    """Add an annotation (an instant, or a range with `time_end`) to one panel or, with no panel key, to all."""
+    text, tags, panel_key = _annotation_clean(
+        dashboard=dashboard, time=time, time_end=time_end, text=text, tags=tags, panel_key=panel_key
+    )
+    if kind not in AnnotationKind.values:
+        raise DashboardError("kind", f"must be one of {', '.join(AnnotationKind.values)}.")
+    return Annotation.objects.create(
+        dashboard=dashboard,
+        panel_key=panel_key,
+        time=time,
+        time_end=time_end,
+        text=text,
+        tags=tags,
+        kind=kind,
+        source_ref=source_ref[:200],
+        created_by=_user_or_none(created_by),
+    )
+
+
+def annotation_update(*, annotation: Annotation, **changes: Any) -> Annotation:
+    """Change an annotation's time, end, text, tags or panel (what is not given stays)."""
+    merged = {
+        "time": changes.get("time", annotation.time),
+        "time_end": changes.get("time_end", annotation.time_end),
+        "text": changes.get("text", annotation.text),
+        "tags": changes.get("tags", annotation.tags),
+        "panel_key": changes.get("panel_key", annotation.panel_key),
+    }
+    text, tags, panel_key = _annotation_clean(dashboard=annotation.dashboard, **merged)
+    annotation.time, annotation.time_end = merged["time"], merged["time_end"]
+    annotation.text, annotation.tags, annotation.panel_key = text, tags, panel_key
+    annotation.save()
+    return annotation
+
+
+def annotation_delete(*, annotation: Annotation) -> None:
+    """Delete an annotation."""
+    annotation.delete()

@@ -17,10 +17,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from analytics_platform.field_errors import ErrorSerializer, field_error_response
 from analytics_platform.json_body import JsonBodySerializer
 from apps.ingestion import views
 from apps.ingestion.models import DeadLetter, DeadLetterStatus, Transport
-from apps.ingestion.services import dead_letters_discard, dead_letters_replay
+from apps.ingestion.services import (
+    DeadLetterError,
+    dead_letter_edit_replay,
+    dead_letters_discard,
+    dead_letters_replay,
+)
 from apps.ingestion.stats import stats_get
 from apps.sources.api import source_for_request
 from apps.storage.services import series_count
@@ -271,6 +277,54 @@ class DeadLetterReplayView(APIView):
         ids = None if serializer.validated_data["all"] else serializer.validated_data["ids"]
         outcome = dead_letters_replay(source=source, ids=ids, user=request.user)
         return Response({"replayed": outcome.replayed, "still_failing": outcome.still_failing})
+
+
+class DeadLetterEditReplaySerializer(JsonBodySerializer):
+    raw = serializers.CharField(
+        required=False,
+        trim_whitespace=False,
+        help_text="The corrected record (for JSON sources one JSON object; for line protocol one line). Omit it to "
+        "replay the record as it is.",
+    )
+
+
+class DeadLetterDetailView(APIView):
+    """One dead letter of a source."""
+
+    @extend_schema(responses={200: DeadLetterSerializer, 404: ErrorSerializer}, summary="Get a dead letter")
+    def get(self, request: Request, slug: str, letter_id: int) -> Response:
+        source = source_for_request(request, slug)
+        letter = DeadLetter.objects.filter(source=source, id=letter_id).first()
+        if letter is None:
+            return field_error_response("id", f"source {slug!r} has no dead letter {letter_id}.", 404)
+        return Response(DeadLetterSerializer(letter).data)
+
+
+class DeadLetterEditReplayView(APIView):
+    """Correct one dead letter's record and replay it."""
+
+    @extend_schema(
+        request=DeadLetterEditReplaySerializer,
+        responses={200: DeadLetterSerializer, 400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer,
+                   413: ErrorSerializer},
+        summary="Edit and replay one dead letter",
+        operation_id="api_v1_sources_dead_letters_replay_one",
+        description="Replaces the record's text with `raw` (if given) and runs it through the source's current "
+        "schema. The answer is the letter afterwards: `status` `replayed` when it was stored, or still `pending` "
+        "with the reason it failed this time (`error_code`, `error_field`, `error_message`) and the edited text; "
+        "it is never lost. The record as it first arrived is kept in `context.original_raw`.",
+    )  # fmt: skip
+    def post(self, request: Request, slug: str, letter_id: int) -> Response:
+        source = source_for_request(request, slug, manage=True)
+        serializer = DeadLetterEditReplaySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            letter = dead_letter_edit_replay(
+                source=source, letter_id=letter_id, raw=serializer.validated_data.get("raw"), user=request.user
+            )
+        except DeadLetterError as error:
+            return field_error_response(error.field, error.message, error.status)
+        return Response(DeadLetterSerializer(letter).data)
 
 
 class DeadLetterDiscardView(APIView):
