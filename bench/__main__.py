@@ -11,10 +11,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import anomaly, http_api, ingest, live, storage
+from bench import anomaly, dashboards, http_api, ingest, live, storage
 
 BENCHMARKS = {
     "anomaly": anomaly.run,
+    "dashboards": dashboards.run,
     "http_api": http_api.run,
     "ingest": ingest.run,
     "live": live.run,

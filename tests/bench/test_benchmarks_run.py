@@ -28,9 +28,9 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-4000:]
     results = {name: json.loads((tmp_path / f"{name}-latest.json").read_text()) for name in
-               ("anomaly", "http_api", "ingest", "live", "storage")}  # fmt: skip
+               ("anomaly", "dashboards", "http_api", "ingest", "live", "storage")}  # fmt: skip
     assert all(document["smoke"] for document in results.values())
-    for name in ("http_api", "ingest", "live", "storage"):  # what each measured: backend and server versions
+    for name in ("dashboards", "http_api", "ingest", "live", "storage"):  # what each measured: backend, versions
         database = results[name]["result"]["database"]
         assert database["storage_backend"] in ("postgres", "timescaledb"), (name, database)
         assert database["postgres"], (name, database)
@@ -59,6 +59,12 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
         "c2_avg_1h_30d_fleet_by_facility",
     }  # fmt: skip
     assert storage["load"]["ratio_ours_to_influx"]["write_path"] > 0
+
+    dashboards = results["dashboards"]["result"]["dashboards"]
+    assert set(dashboards) == {"Executive", "Factory floor", "Marketing"}
+    for figures in dashboards.values():
+        assert 0 < figures["median_panels_drawn_ms"] < 60_000
+        assert figures["panel_errors"] == 0
 
     anomaly = results["anomaly"]["result"]
     assert set(anomaly["detectors"]) >= {"novelty", "seasonal", "ensemble"}
