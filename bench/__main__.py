@@ -11,14 +11,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import anomaly, dashboards, http_api, ingest, live, storage
+from bench import anomaly, http_api, ingest, live, panels_drawn, storage
 
 BENCHMARKS = {
     "anomaly": anomaly.run,
-    "dashboards": dashboards.run,
     "http_api": http_api.run,
     "ingest": ingest.run,
     "live": live.run,
+    "panels_drawn": panels_drawn.run,
     "storage": storage.run,
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -376,7 +376,7 @@ function reloadAll() {
   showLiveState(live.state);
   annotations.load(currentRange());
   const loads = (state.doc.panels ?? []).map((panel) => loadPanel(panel));
-  // When every panel has drawn (or shown its error): a performance mark the benchmark reads (bench/dashboards.py).
+  // When every panel has drawn (or shown its error): a performance mark the benchmark reads (bench/panels_drawn.py).
   Promise.allSettled(loads).then(() => requestAnimationFrame(() => {
     performance.mark("dashboard-panels-drawn");
     root.dataset.panelsDrawn = String(Math.round(performance.now()));

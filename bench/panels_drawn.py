@@ -27,8 +27,8 @@ from bench import smoke
 from bench.django_server import database_drop, database_versions, manage, prod_environment
 from bench.ingest import _start_web
 
-BENCH_DATABASE = "analytics_bench_dashboards"
-PASSWORD = "bench-dashboards-password"  # noqa: S105 (a throw-away user of a throw-away database)
+BENCH_DATABASE = "analytics_bench_panels_drawn"
+PASSWORD = "bench-panels-drawn-password"  # noqa: S105 (a throw-away user of a throw-away database)
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
 CHROMEDRIVER = "/usr/bin/chromedriver"
 RANGE = "now-24h"
@@ -36,7 +36,7 @@ TARGET_MS = 1000
 
 
 def _log(message: str) -> None:
-    print(f"[bench dashboards] {message}", file=sys.stderr, flush=True)
+    print(f"[bench panels_drawn] {message}", file=sys.stderr, flush=True)
 
 
 def _prepare(environment: dict[str, str]) -> dict[str, str]:
@@ -101,6 +101,15 @@ return {
 """
 
 
+_DRAIN_ROLLUPS = (
+    "from apps.storage.selectors import rollup_backlog; from apps.storage.services import rollups_refresh\n"
+    "for _ in range(200):\n"
+    "    rollups_refresh()\n"
+    "    if not any(count for count, _ in rollup_backlog().values()):\n"
+    "        break\n"
+)
+
+
 def _load(driver: Any, url: str) -> dict[str, float]:
     driver.get(url)
     deadline = time.monotonic() + 60
@@ -124,7 +133,7 @@ def run(*, quick: bool = False) -> dict:
     _log("preparing the database and the demo")
     keys = _prepare(environment)
     launcher, port, _ = _start_web(environment, None)
-    profile = Path(tempfile.mkdtemp(prefix="bench-dashboards-"))
+    profile = Path(tempfile.mkdtemp(prefix="bench-panels-drawn-"))
     driver = None
     try:
         base = f"http://127.0.0.1:{port}"
@@ -135,6 +144,10 @@ def run(*, quick: bool = False) -> dict:
             "demo_history", "--url", base, "--days", history_days,
         )  # fmt: skip
         history_seconds = round(time.monotonic() - history_started, 1)
+        # The demo's beat refreshes the rollups every 10 s; here nothing runs it, so drain them as it would.
+        refresh_started = time.monotonic()
+        manage(environment, "shell", "-c", _DRAIN_ROLLUPS)
+        refresh_seconds = round(time.monotonic() - refresh_started, 1)
         driver = _browser(profile)
         driver.get(f"{base}/accounts/login/")
         driver.find_element("name", "username").send_keys("admin")
@@ -165,6 +178,7 @@ def run(*, quick: bool = False) -> dict:
             "window": "1440x900",
             "history_days": float(history_days),
             "history_seconds": history_seconds,
+            "rollup_refresh_seconds": refresh_seconds,
             "target_ms_for_10_panels": TARGET_MS,
             "dashboards": results,
             "target_met": all(results[name]["median_panels_drawn_ms"] < TARGET_MS for name in ten_panel)
