@@ -81,6 +81,7 @@ def _browser(profile: Path) -> Any:
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(60)
+    driver.set_script_timeout(60)
     return driver
 
 
@@ -113,8 +114,13 @@ _DRAIN_ROLLUPS = (
 def _load(driver: Any, url: str) -> dict[str, float]:
     driver.get(url)
     deadline = time.monotonic() + 60
+    from selenium.common.exceptions import TimeoutException
+
     while time.monotonic() < deadline:
-        figures = driver.execute_script(_READ)
+        try:
+            figures = driver.execute_script(_READ)
+        except TimeoutException:  # the page's main thread is busy drawing; ask again
+            continue
         if figures:
             return figures
         time.sleep(0.05)
