@@ -18,6 +18,7 @@ existing agents and client libraries read them; apps/ingestion/views.py renders 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -124,7 +125,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))
+        headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
     if isinstance(exc, exceptions.ValidationError):
         body = _validation_body(exc)
     else:

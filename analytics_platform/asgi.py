@@ -11,13 +11,14 @@ django_asgi_app = get_asgi_application()
 
 from analytics_platform.runtime import startup_objects_freeze  # noqa: E402
 from apps.access.websocket import secure_websocket_application  # noqa: E402  (needs Django set up)
+from apps.alerts.routing import websocket_urlpatterns as alert_websocket_urlpatterns  # noqa: E402
 from apps.dashboards.routing import websocket_urlpatterns  # noqa: E402
 from apps.ingestion.write_lane import WriteLane  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": WriteLane(django_asgi_app),  # ingest writes skip most of Django (write_lane.py)
-        "websocket": secure_websocket_application(URLRouter(websocket_urlpatterns)),
+        "websocket": secure_websocket_application(URLRouter([*websocket_urlpatterns, *alert_websocket_urlpatterns])),
     }
 )
 

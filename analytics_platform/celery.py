@@ -10,13 +10,16 @@ app = Celery("analytics_platform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["analytics_platform"])
 app.autodiscover_tasks()
+app.autodiscover_tasks(["apps.alerts.alerting"])
 
-# Queues: "default" for housekeeping, "storage" for rollups, partitions and retention.
+# Queues: "default" for housekeeping, "storage" for rollups, partitions and retention, "reports" for rendering
+# and mailing reports (each report's cron schedule is a PeriodicTask row kept by apps/reporting/schedules.py).
 app.conf.task_routes = {
     "platform.*": {"queue": "default"},
     "storage.*": {"queue": "storage"},
     "ingestion.*": {"queue": "default"},
     "alerts.*": {"queue": "default"},
+    "reporting.*": {"queue": "reports"},
 }
 
 app.conf.beat_schedule = {
@@ -39,6 +42,21 @@ app.conf.beat_schedule = {
         "task": "alerts.anomaly_scores_update",
         "schedule": 2.0,
         "options": {"queue": "default", "expires": 2},
+    },
+    "alerts-rules-evaluate-due": {
+        "task": "alerts.rules_evaluate_due",
+        "schedule": 5.0,
+        "options": {"queue": "default", "expires": 10},
+    },
+    "alerts-notifications-flush": {
+        "task": "alerts.notifications_flush",
+        "schedule": 1.0,
+        "options": {"queue": "default", "expires": 5},
+    },
+    "reporting-files-prune": {
+        "task": "reporting.files_prune",
+        "schedule": 3600.0,
+        "options": {"queue": "reports", "expires": 3000},
     },
     "storage-retention-apply": {
         "task": "storage.retention_apply",

@@ -86,8 +86,16 @@ class RequestMetricsMiddleware:
 @never_cache
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Expose metrics; when METRICS_TOKEN is set, require it as a Bearer token."""
+    """Expose metrics; when METRICS_TOKEN is set, require it as a Bearer token (production always requires it)."""
     expected = settings.METRICS_TOKEN
+    if not expected and settings.METRICS_REQUIRE_TOKEN:
+        response = HttpResponse(
+            "Metrics need a token: set METRICS_TOKEN and send it as 'Authorization: Bearer <token>'.\n",
+            status=401,
+            content_type="text/plain",
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     if expected:
         supplied = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(supplied.encode(), expected.encode()):

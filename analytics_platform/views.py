@@ -6,7 +6,7 @@ from django.shortcuts import render
 
 from analytics_platform.health import database_check, redis_check, worker_heartbeat_last
 from apps.access.selectors import api_token_list
-from apps.sources.selectors import source_list
+from apps.sources.selectors import source_list_for_user
 from apps.storage.selectors import storage_summary
 
 
@@ -20,7 +20,8 @@ def home(request: HttpRequest) -> HttpResponse:
         "database": database_check(),
         "redis": redis_check(),
         "worker_last_heartbeat": worker_heartbeat_last(),
-        "sources": source_list(),
-        "storage": storage_summary(),
+        # Only the user's organisations' sources, and the series their data policies let them read.
+        "sources": source_list_for_user(user=request.user),
+        "storage": storage_summary(principal=request.user),
     }
     return render(request, "home.html", context)

@@ -11,14 +11,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import anomaly, http_api, ingest, live, panels_drawn, storage
+from bench import alerting, anomaly, dashboards, http_api, ingest, live, panels_drawn, reports, storage
 
 BENCHMARKS = {
+    "alerting": alerting.run,
     "anomaly": anomaly.run,
+    "dashboards": dashboards.run,
     "http_api": http_api.run,
     "ingest": ingest.run,
     "live": live.run,
     "panels_drawn": panels_drawn.run,
+    "reports": reports.run,
     "storage": storage.run,
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

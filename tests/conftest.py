@@ -26,10 +26,12 @@ def _storage_caches_cleared():
     from apps.sources.services import write_key_cache_clear
     from apps.storage.backends import base as backends_base
     from apps.storage.query.engine import series_plans_clear
+    from apps.storage.query.shared import shared_answers_forget
     from apps.storage.services import series_cache_clear
 
     series_cache_clear()
     series_plans_clear()
+    shared_answers_forget()
     backends_base._backends.clear()
     ingest_targets_forget()
     write_key_cache_clear()
@@ -106,10 +108,10 @@ def server_environment(*, database_name: str, extra_environment: dict[str, str] 
 
 
 def daphne_start(
-    *, database_name: str, extra_environment: dict[str, str] | None = None
+    *, database_name: str, extra_environment: dict[str, str] | None = None, port: int | None = None
 ) -> tuple[subprocess.Popen, str]:
-    """Start the real ASGI app under daphne against `database_name`; returns the process and host:port."""
-    port = free_port()
+    """Start the real ASGI app under daphne against `database_name` (on `port` or a free one); process, host:port."""
+    port = port or free_port()
     environment = server_environment(database_name=database_name, extra_environment=extra_environment)
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "analytics_platform.asgi:application"],

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from csp.constants import NONCE, NONE, SELF
 
 from analytics_platform.settings.environment import (
     REQUIRED,
@@ -11,6 +14,7 @@ from analytics_platform.settings.environment import (
     env_database,
     env_float,
     env_int,
+    env_json_object,
     env_list,
     env_redis_url,
     env_str,
@@ -36,6 +40,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "channels",
+    "guardian",
     "analytics_platform",
     "apps.access",
     "apps.sources",
@@ -44,7 +49,15 @@ INSTALLED_APPS = [
     "apps.dashboards",
     "apps.alerts",
     "apps.reporting",
+    "apps.audit",
+    "axes",
+    "csp",
+    "apps.sso",
 ]
+
+# Object permissions (dashboards shared with a user or team) come from django-guardian's backend; no anonymous
+# user is created because nothing is shared with anonymous visitors.
+ANONYMOUS_USER_NAME = None
 
 MIDDLEWARE = [
     "analytics_platform.metrics.RequestMetricsMiddleware",
@@ -57,8 +70,15 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication: audit events recorded by any view or service know the request's address and agent.
+    "apps.audit.context.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Ends single sign-on sessions whose provider tokens can no longer be refreshed (a no-op without OIDC_ISSUER).
+    "apps.sso.middleware.SsoSessionMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Sign-in throttling (apps/access/sign_in.py): answers a locked-out sign-in with 429.
+    "axes.middleware.AxesMiddleware",
     # Last, so the chain runs synchronously in one thread under ASGI (see runtime.py): 6 ms of CPU less a request.
     "analytics_platform.runtime.SyncMiddlewareChain",
 ]
@@ -77,6 +97,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.sso.context_processors.single_sign_on",
             ],
         },
     },
@@ -134,6 +155,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "apps.access.sign_in.SignInThrottleBackend",  # first: refuses locked-out sign-ins before a password check
+    # Username + password; only OIDC_BREAK_GLASS_USERS when OIDC_LOCAL_PASSWORDS is off.
+    "apps.sso.backend.LocalPasswordBackend",
+    # The OpenID Connect provider's authorization code flow (inactive without OIDC_ISSUER).
+    "apps.sso.backend.OidcBackend",
+    # Object permissions (dashboards, alert rules, reports shared with a user or team).
+    "guardian.backends.ObjectPermissionBackend",
+]
+# Sign-in throttling (django-axes): failures per (username, address) before a lockout, and its length.
+AXES_FAILURE_LIMIT = env_int("SIGN_IN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("SIGN_IN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "apps.access.sign_in.sign_in_locked_out"
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -162,10 +200,17 @@ STORAGES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # JWT access tokens from the OpenID Connect provider (only with OIDC_API_AUDIENCE); other bearer values
+        # go on to the API-token class.
+        "apps.sso.authentication.ProviderTokenAuthentication",
         "apps.access.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # API tokens carry scopes (read, write, admin): apps/access/permissions.py.
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "apps.access.permissions.TokenScopePermission",
+    ],
     # The API speaks JSON (uploads and dashboard imports also read multipart forms, declared on their views).
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -173,6 +218,9 @@ REST_FRAMEWORK = {
     # One error shape everywhere (analytics_platform/field_errors.py).
     "EXCEPTION_HANDLER": "analytics_platform.api_errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "analytics_platform.openapi.ApiAutoSchema",
+    # Views opt in with `throttle_scope`; counted per API token or user in the Redis cache (apps/access/throttling.py).
+    "DEFAULT_THROTTLE_CLASSES": ["apps.access.throttling.PrincipalRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"query": env_str("API_QUERY_RATE", "600/min")},
     "DEFAULT_PAGINATION_CLASS": "analytics_platform.pagination.StrictLimitOffsetPagination",
     "PAGE_SIZE": 100,
 }
@@ -180,7 +228,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Analytics Platform API",
     "DESCRIPTION": (
         "Real-time analytics: sources, ingestion, queries, dashboards, alerts and reports. "
-        "Authenticate with a session or `Authorization: Bearer <API token>`."
+        "Authenticate with a session, `Authorization: Bearer <API token>`, or `Authorization: Bearer <JWT>` with an "
+        "access token from the configured OpenID Connect provider (docs/sso.md)."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -203,7 +252,14 @@ SPECTACULAR_SETTINGS = {
         "PanelTypeEnum": "apps.dashboards.models.PanelType",
         "RefreshEnum": "apps.dashboards.models.Refresh",
         "AnnotationKindEnum": "apps.dashboards.models.AnnotationKind",
+        "AlertStateEnum": "apps.alerts.models.instances.AlertState",
+        "NotificationStateEnum": "apps.alerts.models.instances.NotificationStatus",
+        "ContactPointKindEnum": "apps.alerts.models.rules.ContactPointKind",
         "SourceKindEnum": "apps.sources.models.SourceKind",
+        "ReportRunStatusEnum": "apps.reporting.models.RunStatus",
+        "ReportDeliveryStatusEnum": "apps.reporting.models.DeliveryStatus",
+        "DeadLetterStatusEnum": "apps.ingestion.models.DeadLetterStatus",
+        "UploadStatusEnum": "apps.ingestion.models.UploadStatus",
     },
 }
 
@@ -218,6 +274,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # Optional shared secret for GET /metrics; when set, scrapers send "Authorization: Bearer <token>".
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# Refuse /metrics without METRICS_TOKEN (its labels name sources): on by default in production settings.
+METRICS_REQUIRE_TOKEN = env_bool("METRICS_REQUIRE_TOKEN", False)
 
 # Time-series storage. STORAGE_BACKEND: "auto" picks TimescaleDB when the database offers the extension.
 STORAGE_BACKEND = env_str("STORAGE_BACKEND", "auto")
@@ -240,6 +298,15 @@ STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS = env_int("STORAGE_ROLLUP_PROVISIONAL_G
 # Plain PostgreSQL: each refresh run folds late points' deltas into the rollups for at most this long (seconds),
 # after the live refresh, oldest first; the rest waits for the next run (queries add it meanwhile).
 STORAGE_DELTAS_DRAIN_SECONDS = env_float("STORAGE_DELTAS_DRAIN_SECONDS", 5.0, minimum=0.0)
+# The most days a source's retention override may keep, per table (0: the table's global retention, so overrides
+# can only shorten it). Partitions and chunks are shared by every source: one source's long retention keeps
+# everyone's old data, so only the operator may allow longer.
+STORAGE_SOURCE_RETENTION_MAX_DAYS = {
+    "points": env_int("STORAGE_SOURCE_RETENTION_MAX_DAYS_RAW", 0, minimum=0),
+    "points_1m": env_int("STORAGE_SOURCE_RETENTION_MAX_DAYS_1M", 0, minimum=0),
+    "points_1h": env_int("STORAGE_SOURCE_RETENTION_MAX_DAYS_1H", 0, minimum=0),
+    "points_1d": env_int("STORAGE_SOURCE_RETENTION_MAX_DAYS_1D", 0, minimum=0),
+}
 STORAGE_PARTITION_DAYS_AHEAD = env_int("STORAGE_PARTITION_DAYS_AHEAD", 3, minimum=1)
 # TimescaleDB: whether its scheduler runs the retention and compression jobs (the TimescaleDB tests create them
 # paused and run each one explicitly, so a server's scheduler never runs one in the middle of a test).
@@ -253,6 +320,9 @@ STORAGE_DEFAULT_MAX_POINTS = env_int("STORAGE_DEFAULT_MAX_POINTS", 1_000, minimu
 STORAGE_MAX_POINTS_PER_SERIES = env_int("STORAGE_MAX_POINTS_PER_SERIES", 10_000, minimum=10)
 # Seconds to keep complete, stable buckets of aggregate queries in Redis (0 turns the cache off).
 STORAGE_QUERY_CACHE_SECONDS = env_int("STORAGE_QUERY_CACHE_SECONDS", 600, minimum=0)
+# Seconds to keep whole answers of POST /api/v1/query in Redis for identical queries (writes invalidate them at
+# once: see apps/storage/query/shared.py). 0 turns sharing off (every request computes its own answer).
+STORAGE_RESULT_CACHE_SECONDS = env_int("STORAGE_RESULT_CACHE_SECONDS", 10, minimum=0)
 
 # Live dashboards: a live panel's changes are sent at most this often (seconds). 0.1 keeps the ingest-to-screen
 # p99 under 250 ms in bench/live.py; 0.2 halves the messages at about 100 ms more latency.
@@ -264,9 +334,32 @@ LIVE_FLUSH_INTERVAL_SECONDS = env_float("LIVE_FLUSH_INTERVAL_SECONDS", 0.1, mini
 ANOMALY_MAX_POINTS_PER_RUN = env_int("ANOMALY_MAX_POINTS_PER_RUN", 100_000, minimum=10)
 ANOMALY_CHECKPOINT_SECONDS = env_float("ANOMALY_CHECKPOINT_SECONDS", 60.0, minimum=0.0)
 
+# Alerting (docs/alerting.md). Webhook URLs are user-supplied: loopback, private and link-local destinations are
+# refused unless allowed here (development and test settings allow them). Links in notifications start with
+# ALERTS_LINK_BASE_URL. Failed deliveries are retried after base * 2^(n-1) seconds (capped) up to max attempts.
+ALERTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("ALERTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)
+ALERTS_WEBHOOK_TIMEOUT_SECONDS = env_float("ALERTS_WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+ALERTS_LINK_BASE_URL = env_str("ALERTS_LINK_BASE_URL", "http://localhost:8000")
+ALERTS_EMAIL_FROM = env_str("ALERTS_EMAIL_FROM", "alerts@localhost")
+ALERTS_DELIVERY_BACKOFF_SECONDS = env_float("ALERTS_DELIVERY_BACKOFF_SECONDS", 2.0, minimum=0.01)
+ALERTS_DELIVERY_BACKOFF_MAX_SECONDS = env_float("ALERTS_DELIVERY_BACKOFF_MAX_SECONDS", 300.0, minimum=0.01)
+ALERTS_DELIVERY_MAX_ATTEMPTS = env_int("ALERTS_DELIVERY_MAX_ATTEMPTS", 8, minimum=1)
+ALERTS_FLUSH_MAX_NOTIFICATIONS = env_int("ALERTS_FLUSH_MAX_NOTIFICATIONS", 200, minimum=1)
+# Rules the scheduled tick evaluates at most per run (the most overdue first); the rest wait for the next tick.
+ALERTS_MAX_RULES_PER_TICK = env_int("ALERTS_MAX_RULES_PER_TICK", 200, minimum=1)
+# The change-driven evaluator evaluates a window or expression rule at most this often after changes (seconds).
+ALERTS_CHANGE_MIN_INTERVAL_SECONDS = env_float("ALERTS_CHANGE_MIN_INTERVAL_SECONDS", 1.0, minimum=0.0)
+
 # Ingestion. MQTT_URL is the broker MQTT sources subscribe to (mqtt://user:password@host:1883).
 MQTT_URL = env_str("MQTT_URL", "mqtt://127.0.0.1:1883")
 KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS", "")
+# Tenant isolation on the shared broker (docs/security.md): an organisation's MQTT topic filters start with this
+# prefix ({organization} is its slug), or with a prefix the operator approved for it in MQTT_TOPIC_ALLOWLIST, a JSON
+# object like {"acme": ["plant/", "legacy/line-3/"]}. Client ids and consumer groups are "<CONNECTOR_ID_PREFIX>-
+# source-<id>", derived by the platform, never taken from a source's settings.
+MQTT_TOPIC_PREFIX = env_str("MQTT_TOPIC_PREFIX", "{organization}/")
+MQTT_TOPIC_ALLOWLIST = env_json_object("MQTT_TOPIC_ALLOWLIST", {})
+CONNECTOR_ID_PREFIX = env_str("CONNECTOR_ID_PREFIX", "analytics")
 # Largest request body (bytes, after gzip decompression too): bigger answers 413.
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 25 * 1024 * 1024, minimum=1024)
 # Points per second one source may write (0 = no limit); a source's own limit overrides it.
@@ -310,11 +403,34 @@ def build_logging(*, level: str, log_format: str) -> dict:
         "loggers": {
             "django.db.backends": {"level": "WARNING"},
             "daphne.server": {"level": "WARNING" if level == "INFO" else level},
+            # WeasyPrint logs every rendering step at INFO (a line per stylesheet parsed).
+            "weasyprint": {"level": "WARNING"},
+            "fontTools": {"level": "WARNING"},
         },
     }
 
 
 LOGGING = build_logging(level=LOG_LEVEL, log_format=LOG_FORMAT)
+
+# Content Security Policy (django-csp): scripts only from this site (or an inline one carrying the response's
+# nonce: the ReDoc page), no plugins, no framing, forms post only here. Styles may be inline: Plotly, Gridstack
+# and Swagger UI set style attributes and elements at run time. Images and workers may be data:/blob: URLs
+# (chart downloads, ReDoc's search worker). connect-src 'self' covers this site's ws:// and wss:// URLs.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:", "blob:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "worker-src": [SELF, "blob:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
@@ -323,3 +439,69 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
 API_TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
+# A token minted by another token expires at the latest this many days from its creation (and never after its
+# parent): a token can never mint a token that never expires.
+API_TOKEN_MINTED_MAX_DAYS = env_int("API_TOKEN_MINTED_MAX_DAYS", 90, minimum=1)
+
+# WebSockets: open sockets per user across all web processes (0 = no cap); more are closed with code 4008.
+WEBSOCKET_MAX_CONNECTIONS_PER_USER = env_int("WEBSOCKET_MAX_CONNECTIONS_PER_USER", 20, minimum=0)
+# A socket's place under the cap is a lease its process renews; a crashed process's sockets free it this late.
+WEBSOCKET_CONNECTION_LEASE_SECONDS = env_int("WEBSOCKET_CONNECTION_LEASE_SECONDS", 60, minimum=3)
+
+# Mail (scheduled reports): SMTP with these settings; DEFAULT_FROM_EMAIL is the sender of every report.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "reports@localhost")
+
+# Reports (docs/reports.md): rendered files live here until their download links expire; web and worker share it.
+REPORT_FILES_ROOT = Path(env_str("REPORT_FILES_ROOT", str(BASE_DIR / "var" / "reports")))
+# Above this total attachment size a report mail carries signed download links instead of the files.
+REPORT_EMAIL_MAX_BYTES = env_int("REPORT_EMAIL_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
+REPORT_LINK_MAX_AGE_SECONDS = env_int("REPORT_LINK_MAX_AGE_SECONDS", 7 * 86_400, minimum=60)
+# The address links in report mails start with, e.g. https://analytics.example.com
+REPORT_SITE_URL = env_str("REPORT_SITE_URL", "http://localhost:8000").rstrip("/")
+REPORT_SEND_MAX_RETRIES = env_int("REPORT_SEND_MAX_RETRIES", 5, minimum=0)
+
+# Audit log (docs/security.md): most events one CSV export holds.
+AUDIT_EXPORT_MAX_ROWS = env_int("AUDIT_EXPORT_MAX_ROWS", 100_000, minimum=1)
+
+# Single sign-on with OpenID Connect (docs/sso.md). Without OIDC_ISSUER none of it is active.
+OIDC_ISSUER = env_str("OIDC_ISSUER", "")
+OIDC_CLIENT_ID = env_str("OIDC_CLIENT_ID", "")
+OIDC_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET", "")
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "single sign-on")
+OIDC_SCOPES = env_str("OIDC_SCOPES", "openid email profile")
+# How the client authenticates at the token endpoint: client_secret_basic or client_secret_post.
+OIDC_TOKEN_AUTH_METHOD = env_str("OIDC_TOKEN_AUTH_METHOD", "client_secret_basic")
+OIDC_SIGN_ALGORITHMS = env_list("OIDC_SIGN_ALGORITHMS", ["RS256"])
+OIDC_CLAIM_EMAIL = env_str("OIDC_CLAIM_EMAIL", "email")
+OIDC_CLAIM_NAME = env_str("OIDC_CLAIM_NAME", "name")
+OIDC_CLAIM_USERNAME = env_str("OIDC_CLAIM_USERNAME", "preferred_username")
+OIDC_CLAIM_GROUPS = env_str("OIDC_CLAIM_GROUPS", "groups")
+# Also read claims from the userinfo endpoint (the ID token's are always read).
+OIDC_CLAIMS_FROM_USERINFO = env_bool("OIDC_CLAIMS_FROM_USERINFO", False)
+# group=organization/role or group=organization/team/role, separated by ';' (or a JSON list); see docs/sso.md.
+OIDC_GROUP_RULES = env_str("OIDC_GROUP_RULES", "")
+# Apply the group rules at every sign-in (adding, changing and removing SSO-managed memberships).
+OIDC_SYNC_MEMBERSHIPS = env_bool("OIDC_SYNC_MEMBERSHIPS", True)
+# Create users on their first sign-in (just in time); off: only users linked beforehand may sign in.
+OIDC_CREATE_USERS = env_bool("OIDC_CREATE_USERS", True)
+# Local passwords: off leaves them to OIDC_BREAK_GLASS_USERS (usernames) only.
+OIDC_LOCAL_PASSWORDS = env_bool("OIDC_LOCAL_PASSWORDS", True)
+OIDC_BREAK_GLASS_USERS = env_list("OIDC_BREAK_GLASS_USERS", [])
+# Bearer JWTs from the provider on the API: the audience they must carry (empty: not accepted).
+OIDC_API_AUDIENCE = env_str("OIDC_API_AUDIENCE", "")
+OIDC_CLIENT_ID_CLAIMS = env_list("OIDC_CLIENT_ID_CLAIMS", ["client_id", "azp", "appid", "cid"])
+# An SSO session renews the provider's tokens at least this often (seconds); a refused renewal ends it.
+OIDC_SESSION_CHECK_SECONDS = env_int("OIDC_SESSION_CHECK_SECONDS", 300, minimum=1)
+OIDC_CLOCK_SKEW_SECONDS = env_int("OIDC_CLOCK_SKEW_SECONDS", 30, minimum=0)
+OIDC_HTTP_TIMEOUT = env_float("OIDC_HTTP_TIMEOUT", 5.0, minimum=0.1)
+OIDC_VERIFY_TLS = env_bool("OIDC_VERIFY_TLS", True)
+OIDC_DISCOVERY_CACHE_SECONDS = env_int("OIDC_DISCOVERY_CACHE_SECONDS", 3600, minimum=0)
+OIDC_JWKS_CACHE_SECONDS = env_int("OIDC_JWKS_CACHE_SECONDS", 3600, minimum=0)
+OIDC_JWKS_MIN_REFETCH_SECONDS = env_int("OIDC_JWKS_MIN_REFETCH_SECONDS", 10, minimum=0)

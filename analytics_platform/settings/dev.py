@@ -1,9 +1,11 @@
 """Local development and `make demo`: debug on, local services by default."""
 
 from analytics_platform.settings.base import *  # noqa: F403
-from analytics_platform.settings.environment import env_str
+from analytics_platform.settings.environment import env_bool, env_str
 
 DEBUG = True
 # Development only: a fixed key so sessions survive restarts. Production requires DJANGO_SECRET_KEY.
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "django-insecure-development-only-key-do-not-use-in-production")
 WHITENOISE_USE_FINDERS = True
+# Alert webhooks to receivers on this machine or the local network are fine in development.
+ALERTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("ALERTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", True)

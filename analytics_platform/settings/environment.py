@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -103,6 +104,24 @@ def env_list(name: str, default: Any = REQUIRED, *, help_text: str = "") -> list
     if not items and default is REQUIRED:
         raise ImproperlyConfigured(f"Environment variable {name} must list at least one value ({help_text}).")
     return items
+
+
+def env_json_object(name: str, default: Any = REQUIRED) -> dict[str, list[str]]:
+    """Read a JSON object of lists of strings, e.g. {"acme": ["plant/", "line-3/"]}."""
+    value = _raw(name, default, "")
+    if value is None:
+        return default
+    try:
+        parsed = json.loads(value)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"Environment variable {name} must be a JSON object: {error}.") from None
+    if not isinstance(parsed, dict) or not all(
+        isinstance(items, list) and all(isinstance(item, str) for item in items) for items in parsed.values()
+    ):
+        raise ImproperlyConfigured(
+            f'Environment variable {name} must map names to lists of text, e.g. {{"a": ["b/"]}}.'
+        )
+    return parsed
 
 
 def parse_database_url(url: str, *, name: str = "DATABASE_URL") -> dict[str, Any]:

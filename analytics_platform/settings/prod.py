@@ -31,6 +31,10 @@ REDIS_URL = env_redis_url("REDIS_URL")
 CACHES, CHANNEL_LAYERS = redis_settings(REDIS_URL, prefix="analytics")
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 
+# /metrics is labelled with source slugs: production serves it only to scrapers that send METRICS_TOKEN (without
+# one set, /metrics answers 401 to everyone). METRICS_REQUIRE_TOKEN=false serves it to anyone who can reach it.
+METRICS_REQUIRE_TOKEN = env_bool("METRICS_REQUIRE_TOKEN", True)
+
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)

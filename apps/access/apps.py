@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class AccessConfig(AppConfig):
-    """Users, API tokens; later organisations, teams, roles and row-level data policies."""
+    """Users, API tokens, organisations, members, teams, roles, object sharing and row-level data policies."""
 
     name = "apps.access"
     label = "access"
@@ -10,3 +10,9 @@ class AccessConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.access import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from apps.access.scopes import policy_data_scope
+        from apps.access.signals import signals_connect
+        from apps.storage.policies import data_scope_provider_set
+
+        data_scope_provider_set(policy_data_scope)
+        signals_connect()

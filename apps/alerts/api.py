@@ -124,7 +124,7 @@ class AnomalyEventListView(APIView):
         except QuerySpecError as error:
             return field_error_response(error.field, error.message, 400)
         try:
-            detection_id = int(params["detection"]) if params.get("detection") else None
+            detection_id = int(params["detection"]) if "detection" in params else None
             series_ids = [int(value) for value in params.getlist("series")] if params.getlist("series") else None
             limit = int(params.get("limit", 1_000))
         except ValueError:

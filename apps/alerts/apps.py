@@ -7,3 +7,8 @@ class AlertsConfig(AppConfig):
     name = "apps.alerts"
     label = "alerts"
     verbose_name = "Alerts"
+
+    def ready(self) -> None:
+        from apps.alerts.alerting.metrics import alerting_collectors_register
+
+        alerting_collectors_register()

@@ -12,6 +12,12 @@ from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from apps.access.websocket_sessions import (
+    CLOSE_TOO_MANY_CONNECTIONS,
+    TooManyConnections,
+    websocket_credentials,
+    websocket_sessions,
+)
 from apps.dashboards.live import MAX_SUBSCRIPTIONS_PER_CONNECTION, LiveRefused, LiveSubscription, live_hub
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -36,6 +42,14 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         await self.accept()
+        try:
+            # Revoking the token, signing out or expiry closes the socket; at most N sockets per user.
+            self.open_socket = await websocket_sessions().open(
+                **await websocket_credentials(self.scope), close=self._credentials_ended
+            )
+        except TooManyConnections as error:
+            await self.close(code=CLOSE_TOO_MANY_CONNECTIONS, reason=str(error))
+            return
         self.user_id = user.pk
         live_hub().connection_add(self.user_id, self._scope_changed)
         await self.send_json({"type": "hello", "user": user.get_username(), "time": _now()})
@@ -44,7 +58,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.disconnect(CLOSE_SCOPE_CHANGED)  # nothing more reaches this connection from its feeds
         await self.close(code=CLOSE_SCOPE_CHANGED)
 
+    async def _credentials_ended(self, code: int, reason: str) -> None:
+        await self.disconnect(code)
+        await self.close(code=code, reason=reason)
+
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "open_socket", None) is not None:
+            await websocket_sessions().closed(self.open_socket)
         if getattr(self, "user_id", None) is not None:
             live_hub().connection_remove(self.user_id, self._scope_changed)
         for subscription in getattr(self, "subscriptions", {}).values():

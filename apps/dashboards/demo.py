@@ -21,6 +21,9 @@ FACTORY = "demo-factory"
 MARKETING = "demo-marketing"
 BUSINESS = "demo-business"
 _FACILITY = {"facility": "$facility"}
+# A total over the range across every series (counts and sums), and one total per series (bars, pies, tables).
+_TOTAL = {"calculation": "sum", "combination": "sum"}
+_PER_SERIES_TOTAL = {"calculation": "sum", "combination": "none"}
 _TEMPERATURE_THRESHOLDS = [
     {"value": None, "color": "green"},
     {"value": 80, "color": "orange", "label": "warn"},
@@ -58,19 +61,22 @@ def _panel(key: str, title: str, panel_type: str, grid: tuple[int, int, int, int
 
 
 def _factory_floor() -> dict[str, Any]:
+    # Each stat: the latest minute of every machine, combined as its title says (the hottest, or the mean).
     stats = [
-        ("temperature", "Hottest machine", "max", {"unit": "°C", "thresholds": _TEMPERATURE_THRESHOLDS}),
-        ("vibration", "Vibration", "avg", {"unit": "mm/s", "thresholds": [
+        ("temperature", "Hottest machine", "max", {"unit": "°C", "thresholds": _TEMPERATURE_THRESHOLDS,
+                                                   "combination": "max"}),
+        ("vibration", "Vibration", "avg", {"unit": "mm/s", "combination": "mean", "thresholds": [
             {"value": None, "color": "green"}, {"value": 7, "color": "orange"}, {"value": 12, "color": "red"}]}),
-        ("pressure", "Pressure", "avg", {"unit": "bar", "thresholds": [
+        ("pressure", "Pressure", "avg", {"unit": "bar", "combination": "mean", "thresholds": [
             {"value": None, "color": "red"}, {"value": 4, "color": "orange"}, {"value": 5, "color": "green"}]}),
-        ("power", "Power per machine", "avg", {"unit": "kW", "thresholds": [{"value": None, "color": "blue"}]}),
+        ("power", "Power per machine", "avg", {"unit": "kW", "combination": "mean",
+                                               "thresholds": [{"value": None, "color": "blue"}]}),
     ]  # fmt: skip
     panels = [
         _panel(
             f"stat-{metric}", title, "stat", (index * 3, 0, 3, 4),
             [_query(FACTORY, metric, aggregation, bucket="1m", filters=_FACILITY)],
-            sparkline=True, reduce="last", decimals=1, **options,
+            sparkline=True, calculation="last_not_null", decimals=1, **options,
         )
         for index, (metric, title, aggregation, options) in enumerate(stats)
     ]  # fmt: skip
@@ -83,7 +89,7 @@ def _factory_floor() -> dict[str, Any]:
         _panel(
             "power-gauge", "Power per machine", "gauge", (8, 4, 4, 9),
             [_query(FACTORY, "power", bucket="1m", filters=_FACILITY)],
-            unit="kW", decimals=1, min=0, max=80, reduce="last",
+            unit="kW", decimals=1, min=0, max=80, calculation="last_not_null", combination="mean",
             thresholds=[{"value": None, "color": "green"}, {"value": 55, "color": "orange"},
                         {"value": 70, "color": "red"}],
         ),
@@ -105,13 +111,17 @@ def _factory_floor() -> dict[str, Any]:
                     "8": {"label": "running", "color": "green"}},
         ),
         _panel(
+            # One row per device (joined by its labels), one column per metric: each metric's latest value.
             "latest-by-device", "Latest values by device", "table", (0, 31, 12, 10),
             [
-                _query(FACTORY, metric, "last", ref=ref, start="-5m", bucket="5m", group_by=["device"],
-                       filters=_FACILITY, limit=100, legend=metric)
-                for ref, metric in zip("ABCDE", ("temperature", "vibration", "pressure", "flow", "power"), strict=True)
+                {**_query(FACTORY, metric, "last", ref=ref, start="-5m", bucket="1m", group_by=["device", "facility"],
+                          filters=_FACILITY, limit=100, legend=metric), "unit": unit}
+                for ref, metric, unit in zip(
+                    "ABCDE", ("temperature", "vibration", "pressure", "flow", "power"),
+                    ("°C", "mm/s", "bar", "l/min", "kW"), strict=True,
+                )
             ],
-            decimals=2, reduce="last", thresholds=_TEMPERATURE_THRESHOLDS,
+            decimals=2, table_mode="join", calculation="last_not_null", combination="none",
         ),
         _panel(
             "temperature-heatmap", "Temperature heatmap", "heatmap", (0, 41, 12, 10),
@@ -143,29 +153,33 @@ def _factory_floor() -> dict[str, Any]:
 def _marketing() -> dict[str, Any]:
     panels = [
         _panel("events-total", "Events", "stat", (0, 0, 3, 4),
-               [_query(MARKETING, "count", "sum", bucket="5m")], sparkline=True, reduce="sum", decimals=0),
+               [_query(MARKETING, "count", "sum", bucket="5m")], sparkline=True, decimals=0, **_TOTAL),
         _panel("purchases-total", "Purchases", "stat", (3, 0, 3, 4),
-               [_query(MARKETING, "amount", "count", bucket="5m")], sparkline=True, reduce="sum", decimals=0),
+               [_query(MARKETING, "amount", "count", bucket="5m")], sparkline=True, decimals=0, **_TOTAL),
         _panel("revenue-total", "Revenue", "stat", (6, 0, 3, 4),
-               [_query(MARKETING, "amount", "sum", bucket="5m")], sparkline=True, reduce="sum", decimals=0),
+               [_query(MARKETING, "amount", "sum", bucket="5m")], sparkline=True, decimals=0, **_TOTAL),
         _panel("signups-total", "Signups", "stat", (9, 0, 3, 4),
                [_query(MARKETING, "count", "sum", bucket="5m", filters={"event": "signup"})],
-               sparkline=True, reduce="sum", decimals=0),
+               sparkline=True, decimals=0, **_TOTAL),
         _panel("events-by-segment", "Events per minute by segment", "timeseries", (0, 4, 8, 8),
-               [_query(MARKETING, "count", "sum", bucket="1m", group_by=["segment"])],
+               [_query(MARKETING, "count", "sum", bucket="1m", group_by=["segment"], legend="{segment}")],
                style="areas", stack=True, decimals=0),
         _panel("revenue-by-segment-share", "Revenue by segment", "pie", (8, 4, 4, 8),
-               [_query(MARKETING, "amount", "sum", bucket="1h", group_by=["segment"])], reduce="sum", decimals=0),
+               [_query(MARKETING, "amount", "sum", bucket="1h", group_by=["segment"], legend="{segment}")],
+               decimals=0, **_PER_SERIES_TOTAL),
         _panel("revenue-per-minute", "Revenue per minute", "timeseries", (0, 12, 8, 8),
-               [_query(MARKETING, "amount", "sum", bucket="1m"),
-                _query(MARKETING, "amount", "count", ref="B", axis="right", bucket="1m", legend="purchases")],
-               style="bars", decimals=0, unit_right="purchases"),
+               # amount exists on purchases only: grouping by event sums every series into one line.
+               [_query(MARKETING, "amount", "sum", bucket="1m", group_by=["event"], legend="revenue"),
+                _query(MARKETING, "amount", "count", ref="B", axis="right", bucket="1m", group_by=["event"],
+                       legend="purchases")],
+               style="bars", decimals=0, unit_right="purchases", overrides=[{"match": "purchases", "style": "lines"}]),
         _panel("events-by-channel", "Events by channel", "bar", (8, 12, 4, 8),
-               [_query(MARKETING, "count", "sum", bucket="1h", group_by=["channel"])], reduce="sum", decimals=0),
+               [_query(MARKETING, "count", "sum", bucket="1h", group_by=["channel"], legend="{channel}")],
+               decimals=0, **_PER_SERIES_TOTAL),
         _panel("purchases-by-country", "Purchases by country", "table", (0, 20, 12, 8),
                [_query(MARKETING, "amount", "count", bucket="1h", group_by=["country"], legend="purchases"),
                 _query(MARKETING, "amount", "sum", ref="B", bucket="1h", group_by=["country"], legend="revenue")],
-               reduce="sum", decimals=0),
+               decimals=0, table_mode="join", **_PER_SERIES_TOTAL),
     ]  # fmt: skip
     return {
         "title": "Marketing",
@@ -192,29 +206,32 @@ def _executive() -> dict[str, Any]:
     panels = [
         _panel("invoiced-total", "Invoiced, 30 days", "stat", (0, 0, 3, 4),
                [_query(BUSINESS, "amount", "sum", bucket="1d", filters=invoices)],
-               sparkline=True, reduce="sum", decimals=0),
+               sparkline=True, decimals=0, **_TOTAL),
         _panel("orders-total", "Orders, 30 days", "stat", (3, 0, 3, 4),
                [_query(BUSINESS, "amount", "count", bucket="1d", filters=orders)],
-               sparkline=True, reduce="sum", decimals=0),
+               sparkline=True, decimals=0, **_TOTAL),
         _panel("web-revenue-total", "Web revenue, 30 days", "stat", (6, 0, 3, 4),
-               [_query(MARKETING, "amount", "sum", bucket="1d")], sparkline=True, reduce="sum", decimals=0),
+               [_query(MARKETING, "amount", "sum", bucket="1d")], sparkline=True, decimals=0, **_TOTAL),
         _panel("hottest-machine", "Hottest machine, 30 days", "stat", (9, 0, 3, 4),
-               [_query(FACTORY, "temperature", "max", bucket="1d")], sparkline=True, reduce="max", decimals=1,
-               unit="°C", thresholds=_TEMPERATURE_THRESHOLDS),
+               [_query(FACTORY, "temperature", "max", bucket="1d")], sparkline=True, decimals=1,
+               calculation="max", combination="max", unit="°C", thresholds=_TEMPERATURE_THRESHOLDS),
         _panel("revenue-per-day", "Invoiced revenue per day", "timeseries", (0, 4, 8, 8),
-               [_query(BUSINESS, "amount", "sum", bucket="1d", filters=invoices, group_by=["currency"])],
+               [_query(BUSINESS, "amount", "sum", bucket="1d", filters=invoices, group_by=["currency"],
+                       legend="{currency}")],
                style="bars", stack=True, decimals=0),
         _panel("notes", "Notes", "text", (8, 4, 4, 16), markdown=notes),
         _panel("orders-per-day", "Orders per day by region", "timeseries", (0, 12, 8, 8),
-               [_query(BUSINESS, "amount", "count", bucket="1d", filters=orders, group_by=["region"])],
+               [_query(BUSINESS, "amount", "count", bucket="1d", filters=orders, group_by=["region"],
+                       legend="{region}")],
                style="bars", stack=True, decimals=0),
         _panel("order-value-by-line", "Order value by product line", "bar", (0, 20, 6, 8),
-               [_query(BUSINESS, "amount", "sum", bucket="1d", filters=orders, group_by=["product_line"])],
-               reduce="sum", decimals=0),
+               [_query(BUSINESS, "amount", "sum", bucket="1d", filters=orders, group_by=["product_line"],
+                       legend="{product_line}")],
+               decimals=0, **_PER_SERIES_TOTAL),
         _panel("web-revenue-per-day", "Web revenue and signups per day", "timeseries", (6, 20, 6, 8),
-               [_query(MARKETING, "amount", "sum", bucket="1d", legend="revenue"),
+               [_query(MARKETING, "amount", "sum", bucket="1d", group_by=["event"], legend="revenue"),
                 _query(MARKETING, "count", "sum", ref="B", axis="right", bucket="1d", filters={"event": "signup"},
-                       legend="signups")],
+                       group_by=["event"], legend="signups")],
                style="lines", decimals=0, unit_right="signups"),
     ]  # fmt: skip
     return {

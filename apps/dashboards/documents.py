@@ -54,11 +54,30 @@ MAX_MARKDOWN_CHARACTERS = 50_000
 DEFAULT_TIME_RANGE = {"start": "-6h", "end": "now"}
 AXES = ("left", "right")
 STYLES = ("lines", "areas", "bars")
-REDUCERS = ("last", "first", "sum", "avg", "min", "max")
+REDUCERS = ("last", "first", "sum", "avg", "min", "max")  # the older single `reduce` option, still read
+CALCULATIONS = ("last", "last_not_null", "first", "mean", "sum", "min", "max", "count", "delta", "range")
+COMBINATIONS = ("sum", "mean", "min", "max", "none")
+LEGEND_MODES = ("list", "table")
+LEGEND_PLACEMENTS = ("bottom", "right")
+LEGEND_VALUES = ("last", "mean", "min", "max", "sum")
+TABLE_MODES = ("join", "series")
+ORIENTATIONS = ("vertical", "horizontal")
+MAX_MAPPINGS = 50
+MAX_OVERRIDES = 50
+_CHOICES = {
+    "style": STYLES,
+    "reduce": REDUCERS,
+    "calculation": CALCULATIONS,
+    "combination": COMBINATIONS,
+    "legend_mode": LEGEND_MODES,
+    "legend_placement": LEGEND_PLACEMENTS,
+    "table_mode": TABLE_MODES,
+    "orientation": ORIENTATIONS,
+}
 
 _DOCUMENT_KEYS = ("schema_version", "title", "folder", "tags", "variables", "time_range", "refresh", "panels")
 _PANEL_KEYS = ("key", "title", "type", "queries", "options", "grid")
-_QUERY_KEYS = ("ref", "query", "axis", "legend", "hidden")
+_QUERY_KEYS = ("ref", "query", "axis", "legend", "unit", "hidden")
 _VARIABLE_KEYS = ("name", "label", "source", "metric", "label_key", "multi", "default")
 _PANEL_KEY = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _REF = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,15}$")
@@ -356,6 +375,8 @@ def _panel_query_clean(query: Any, path: str, context: _QueryContext, *, index: 
     cleaned: dict[str, Any] = {"ref": ref, "query": dict(spec), "axis": axis}
     if "legend" in query:
         cleaned["legend"] = _text(query["legend"], f"{path}.legend", maximum=200)
+    if "unit" in query:
+        cleaned["unit"] = _text(query["unit"], f"{path}.unit", maximum=32)
     if "hidden" in query:
         if not isinstance(query["hidden"], bool):
             raise DashboardDocumentError(f"{path}.hidden", "must be true or false.")
@@ -412,21 +433,33 @@ def _options_clean(options: Any, path: str, *, panel_type: str) -> dict[str, Any
     if len(json.dumps(options)) > MAX_OPTIONS_CHARACTERS:
         raise DashboardDocumentError(path, f"at most {MAX_OPTIONS_CHARACTERS:,} characters of JSON.")
     cleaned = dict(options)
-    if "style" in cleaned and cleaned["style"] not in STYLES:
-        raise DashboardDocumentError(f"{path}.style", f"use one of {', '.join(STYLES)}.")
-    if "reduce" in cleaned and cleaned["reduce"] not in REDUCERS:
-        raise DashboardDocumentError(f"{path}.reduce", f"use one of {', '.join(REDUCERS)}.")
+    for key, choices in _CHOICES.items():
+        if key in cleaned and cleaned[key] not in choices:
+            raise DashboardDocumentError(f"{path}.{key}", f"use one of {', '.join(choices)}.")
     for key in ("unit", "unit_right"):
         if key in cleaned:
             cleaned[key] = _text(cleaned[key], f"{path}.{key}", maximum=32)
-    if cleaned.get("decimals") is not None:
-        _integer(cleaned["decimals"], f"{path}.decimals", minimum=0, maximum=10)
-    for key in ("min", "max"):
+    for key in ("decimals", "decimals_right"):
         if cleaned.get(key) is not None:
-            _number(cleaned[key], f"{path}.{key}")
-    if cleaned.get("min") is not None and cleaned.get("max") is not None and cleaned["min"] >= cleaned["max"]:
-        raise DashboardDocumentError(f"{path}.max", "must be above min.")
-    for key in ("sparkline", "stack", "legend"):
+            _integer(cleaned[key], f"{path}.{key}", minimum=0, maximum=10)
+    for suffix in ("", "_right"):
+        for key in (f"min{suffix}", f"max{suffix}"):
+            if cleaned.get(key) is not None:
+                _number(cleaned[key], f"{path}.{key}")
+        low, high = cleaned.get(f"min{suffix}"), cleaned.get(f"max{suffix}")
+        if low is not None and high is not None and low >= high:
+            raise DashboardDocumentError(f"{path}.max{suffix}", f"must be above min{suffix}.")
+    if cleaned.get("buckets") is not None:
+        _integer(cleaned["buckets"], f"{path}.buckets", minimum=1, maximum=200)
+    if "legend_values" in cleaned:
+        values = cleaned["legend_values"]
+        if not isinstance(values, list) or any(value not in LEGEND_VALUES for value in values):
+            raise DashboardDocumentError(f"{path}.legend_values", f"a list of {', '.join(LEGEND_VALUES)}.")
+    if "value_mappings" in cleaned:
+        cleaned["value_mappings"] = _mappings_clean(cleaned["value_mappings"], f"{path}.value_mappings")
+    if "overrides" in cleaned:
+        cleaned["overrides"] = _overrides_clean(cleaned["overrides"], f"{path}.overrides")
+    for key in ("sparkline", "stack", "legend", "threshold_lines"):
         if key in cleaned and not isinstance(cleaned[key], bool):
             raise DashboardDocumentError(f"{path}.{key}", "must be true or false.")
     if "thresholds" in cleaned:
@@ -483,4 +516,59 @@ def _states_clean(states: Any, path: str) -> dict[str, dict[str, str]]:
             "label": _text(state.get("label"), f"{item_path}.label", maximum=50, required=True),
             "color": _color(state.get("color"), f"{item_path}.color"),
         }
+    return cleaned
+
+
+def _mappings_clean(mappings: Any, path: str) -> list[dict[str, Any]]:
+    if not isinstance(mappings, list) or len(mappings) > MAX_MAPPINGS:
+        example = '{"type": "value", "value": 1, "text": "on"}'
+        raise DashboardDocumentError(path, f"a list of up to {MAX_MAPPINGS} mappings like {example}.")
+    cleaned = []
+    for index, mapping in enumerate(mappings):
+        item_path = f"{path}[{index}]"
+        if not isinstance(mapping, Mapping):
+            raise DashboardDocumentError(item_path, 'must be {"type": "value"|"range", ..., "text": "on"}.')
+        _unknown_keys(mapping, ("type", "value", "from", "to", "text", "color"), item_path)
+        kind = mapping.get("type", "value")
+        if kind not in ("value", "range"):
+            raise DashboardDocumentError(f"{item_path}.type", "use value or range.")
+        item: dict[str, Any] = {"type": kind, "text": _text(mapping.get("text", ""), f"{item_path}.text", maximum=50)}
+        operands = ("value",) if kind == "value" else ("from", "to")
+        for key in operands:
+            value = mapping.get(key)
+            if kind == "value" and value is None:
+                raise DashboardDocumentError(f"{item_path}.value", "required: the number to map.")
+            item[key] = None if value is None else _number(value, f"{item_path}.{key}")
+        if mapping.get("color") is not None:
+            item["color"] = _color(mapping["color"], f"{item_path}.color")
+        cleaned.append(item)
+    return cleaned
+
+
+def _overrides_clean(overrides: Any, path: str) -> list[dict[str, Any]]:
+    if not isinstance(overrides, list) or len(overrides) > MAX_OVERRIDES:
+        example = '{"match": "series name", "color": "red"}'
+        raise DashboardDocumentError(path, f"a list of up to {MAX_OVERRIDES} overrides like {example}.")
+    cleaned = []
+    for index, override in enumerate(overrides):
+        item_path = f"{path}[{index}]"
+        if not isinstance(override, Mapping):
+            raise DashboardDocumentError(item_path, 'must be {"match": "series name or query ref", ...}.')
+        _unknown_keys(override, ("match", "color", "axis", "style", "hide"), item_path)
+        item: dict[str, Any] = {"match": _text(override.get("match"), f"{item_path}.match", maximum=200, required=True)}
+        if override.get("color") is not None:
+            item["color"] = _color(override["color"], f"{item_path}.color")
+        if override.get("axis") is not None:
+            if override["axis"] not in AXES:
+                raise DashboardDocumentError(f"{item_path}.axis", f"use one of {', '.join(AXES)}.")
+            item["axis"] = override["axis"]
+        if override.get("style") is not None:
+            if override["style"] not in STYLES:
+                raise DashboardDocumentError(f"{item_path}.style", f"use one of {', '.join(STYLES)}.")
+            item["style"] = override["style"]
+        if override.get("hide") is not None:
+            if not isinstance(override["hide"], bool):
+                raise DashboardDocumentError(f"{item_path}.hide", "must be true or false.")
+            item["hide"] = override["hide"]
+        cleaned.append(item)
     return cleaned

@@ -36,13 +36,13 @@ from django.db import DataError, close_old_connections
 from django.db.models.fields.json import KeyTextTransform
 
 from apps.ingestion.events import CHANGES_CHANNEL
-from apps.sources.selectors import source_get_by_slug
 from apps.storage.columns import EPOCH, time_micros
 from apps.storage.policies import DataAccessDenied, DataScope, data_scope_for
 from apps.storage.query.engine import QueryTimeout, query_bucket_seconds, query_execute
 from apps.storage.query.spec import RAW, QuerySpec, QuerySpecError, query_spec_parse
+from apps.storage.query.time_bound import statement_time_bounded
 from apps.storage.scope_events import SCOPE_CHANNEL, scope_message_users
-from apps.storage.selectors import series_list
+from apps.storage.selectors import series_list, source_visible
 from apps.storage.tiers import bucket_floor
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,6 @@ class LiveFeed:
 
     key: str
     body: Mapping[str, Any]
-    principal: Any
     scope: DataScope
     source_id: int | None
     bucket_seconds: int | None
@@ -128,6 +127,10 @@ class LiveFeed:
     # Something touched the feed that its pending points do not describe: the next flush reads the tail.
     needs_query: bool = False
     last_values: dict[tuple[SeriesKey, str], Any] = field(default_factory=dict)
+    # Feeds of a query with `reduce` (stat and gauge panels): the reduced values last sent; each flush re-reads the
+    # whole reduction (a tail cannot change a sum or a mean by itself) and sends it when it differs.
+    reduces: bool = False
+    last_reduced: list[dict] | None = None
     tail_seconds: float = 0.0
     flushing: bool = False
     next_flush_at: float = 0.0  # heavy feeds: not before this (loop time)
@@ -140,7 +143,7 @@ class LiveFeed:
         """Whether new series of this source could belong to the feed."""
         if self.source_id is not None:
             return source_id == self.source_id
-        return self.scope.source_ids is None or source_id in self.scope.source_ids
+        return self.scope.may_cover_source(source_id)
 
     def mark_dirty(self, start: datetime, end: datetime) -> None:
         self.dirty_start = start if self.dirty_start is None else min(self.dirty_start, start)
@@ -220,10 +223,10 @@ class LiveHub:
             feed = LiveFeed(
                 key=feed_key,
                 body=query,
-                principal=user,
                 scope=scope,
                 source_id=source_id,
                 bucket_seconds=live_bucket_seconds(spec),
+                reduces=spec.reduce is not None,
             )
             self.feeds[feed_key] = feed
         subscription = LiveSubscription(client_id=client_id, sink=sink, feed=feed)
@@ -250,7 +253,7 @@ class LiveHub:
             # Registered before the snapshot is read: changes committed after the read reach the subscriber as
             # deltas; those the snapshot already has are filtered out by `overlap`.
             feed.subscribers.append(subscription)
-            message = await _database(_snapshot, spec=spec, feed=feed, principal=user, since=since)
+            message = await _database(_snapshot, spec=spec, feed=feed, since=since)
         except (QuerySpecError, DataAccessDenied, QueryTimeout) as error:
             self._leave(subscription)
             field_name = f"query.{error.field}" if isinstance(error, QuerySpecError) else "query"
@@ -299,7 +302,7 @@ class LiveHub:
 
     async def _resolve(self, feed: LiveFeed) -> None:
         """(Re)compute the feed's series ids under its data scope and update the inverted indexes."""
-        series, headers = await _database(_series_for, body=feed.body, principal=feed.principal)
+        series, headers = await _database(_series_for, body=feed.body, scope=feed.scope)
         self._unindex(feed, feed.series_ids)
         for series_id in series:
             self.series_index.setdefault(series_id, set()).add(feed)
@@ -485,6 +488,20 @@ class LiveHub:
             needs_query, feed.needs_query = feed.needs_query, False
             if span is None or not feed.subscribers:
                 return
+            if feed.reduces:
+                if feed.needs_resolve:
+                    await self._resolve(feed)
+                self.tail_queries += 1
+                reduced = await _database(_reduced, heavy=feed.tail_seconds > HEAVY_TAIL_SECONDS, feed=feed)
+                if reduced != feed.last_reduced:
+                    feed.last_reduced = reduced
+                    text = _encoded([{"type": "data", "series": [], "reduced": reduced}])[0]
+                    for subscription in list(feed.subscribers):
+                        try:
+                            await subscription.sink(_with_id(subscription.client_id, text))
+                        except Exception:  # the socket went away; its consumer unsubscribes on disconnect
+                            logger.debug("live send failed", exc_info=True)
+                return
             if needs_query or feed.headers is None:
                 if feed.needs_resolve:
                     await self._resolve(feed)
@@ -559,29 +576,26 @@ def _with_connection(function: Callable[..., T], kwargs: dict[str, Any]) -> T:
 
 
 def _feed_identity(*, query: Mapping[str, Any], spec: QuerySpec, user: Any) -> tuple[str, DataScope, int | None]:
-    """The feed key (canonical spec + data scope), the scope, and the spec's source id; refuses foreign sources."""
+    """The feed key (canonical spec + data scope), the scope, and the spec's source id (None: not readable yet).
+
+    A feed is shared only by principals with the same effective scope, and it reads under that scope (never under
+    one subscriber's identity).
+    """
     scope = data_scope_for(user)
     source_id = None
     if spec.source:
-        source = source_get_by_slug(slug=spec.source)
-        if source is None:
-            raise LiveRefused("query.source", f"no source with slug {spec.source!r}.")
-        if scope.source_ids is not None and source.pk not in scope.source_ids:
-            raise LiveRefused("query.source", f"you may not read source {spec.source!r}.")
-        source_id = source.pk
+        # A source with no data yet (or none at all) subscribes and fills in when its first points arrive; one the
+        # principal may not read looks exactly the same, and its series never enter the feed (they are outside the
+        # scope). Without a source id the feed re-resolves on any new series its scope covers.
+        source = source_visible(scope=scope, slug=spec.source)
+        if source is not None:
+            source_id = source.pk
     canonical = json.dumps(query, sort_keys=True, separators=(",", ":"), default=str)
-    scope_key = json.dumps(
-        {
-            "sources": None if scope.source_ids is None else sorted(scope.source_ids),
-            "labels": {label: sorted(values) for label, values in sorted(scope.label_values.items())},
-        },
-        sort_keys=True,
-    )
-    return f"{canonical}|{scope_key}", scope, source_id
+    return f"{canonical}|{scope.cache_key()}", scope, source_id
 
 
 def _series_for(
-    *, body: Mapping[str, Any], principal: Any
+    *, body: Mapping[str, Any], scope: DataScope
 ) -> tuple[frozenset[int], dict[int, tuple[int, dict]] | None]:
     """The series a spec covers under the principal's scope (label filters applied like the engine), and for a
     feed that can be answered from changes messages, each series' output header (ranked like the engine's).
@@ -589,7 +603,7 @@ def _series_for(
     Answered from messages: raw points, not grouped, at most `limit` series (else the engine would cut some).
     """
     spec = query_spec_parse(body)
-    queryset = series_list(principal=principal, source=spec.source, metric=spec.metric)
+    queryset = series_list(scope=scope, source=spec.source, metric=spec.metric)
     for number, label_filter in enumerate(spec.filters):
         if label_filter.operator == "regex":
             # PostgreSQL's regular expressions, as the engine's SQL applies them (not Python's dialect).
@@ -598,15 +612,17 @@ def _series_for(
                 **{f"{name}__regex": label_filter.values[0]}
             )
     try:
-        rows = [
-            (series_id, labels, slug)
-            for series_id, labels, slug in queryset.values_list("id", "labels", "source__slug")
-            if _labels_match(spec, labels)
-        ]
+        # A regex filter is the client's: bounded in time like the engine's queries (apps/storage/query/time_bound.py).
+        with statement_time_bounded():
+            rows = [
+                (series_id, labels, slug)
+                for series_id, labels, slug in queryset.values_list("id", "labels", "source__slug")
+                if _labels_match(spec, labels)
+            ]
     except DataError as error:
         raise QuerySpecError("filters", f"the database refused a filter: {error}".strip()) from None
     series = frozenset(series_id for series_id, _, _ in rows)
-    if spec.aggregation != RAW or spec.group_by or len(rows) > spec.limit:
+    if spec.aggregation != RAW or spec.group_by or len(rows) > spec.limit or spec.reduce is not None:
         return series, None
     rows.sort(key=lambda row: (row[2], sorted(row[1].items()), row[0]))
     headers = {
@@ -630,9 +646,16 @@ def _labels_match(spec: QuerySpec, labels: Mapping[str, Any]) -> bool:
     return True
 
 
-def _snapshot(*, spec: QuerySpec, feed: LiveFeed, principal: Any, since: datetime | None) -> dict:
+def _snapshot(*, spec: QuerySpec, feed: LiveFeed, since: datetime | None) -> dict:
     """The initial answer: the whole query, or (resuming) the part from the client's last time on."""
     extra: dict[str, Any] = {"initial": True}
+    if spec.reduce is not None:
+        # A reduction is of the whole window: resuming from `since` would reduce part of it.
+        result = query_execute(spec=spec, scope=feed.scope)
+        feed.last_reduced = extra["reduced"] = result.reduced
+        if result.bucket_seconds:
+            extra["bucket_seconds"] = result.bucket_seconds
+        return {"series": [], "extra": extra}
     if since is not None and since >= spec.start:
         # Raw points from `since` itself: other series may have points at that very time (a point is its series
         # and time, so the ones the client has are replaced, not duplicated). Buckets from the one holding
@@ -647,12 +670,20 @@ def _snapshot(*, spec: QuerySpec, feed: LiveFeed, principal: Any, since: datetim
             bucket_seconds=feed.bucket_seconds,
             max_points=settings.STORAGE_MAX_POINTS_PER_SERIES,
         )
-    result = query_execute(spec=spec, principal=principal)
+    result = query_execute(spec=spec, scope=feed.scope)
     if result.bucket_seconds != feed.bucket_seconds and not result.downsampled and since is None:
         logger.warning("live bucket %s differs from the engine's %s", feed.bucket_seconds, result.bucket_seconds)
     if result.bucket_seconds:
         extra["bucket_seconds"] = result.bucket_seconds
     return {"series": result.series, "extra": extra}
+
+
+def _reduced(*, feed: LiveFeed) -> list[dict] | None:
+    """The feed's reduction over its (sliding) window, now."""
+    started = time.perf_counter()
+    reduced = query_execute(spec=query_spec_parse(feed.body), scope=feed.scope).reduced
+    feed.tail_seconds = time.perf_counter() - started
+    return reduced
 
 
 def _tail(*, feed: LiveFeed, span: tuple[datetime, datetime]) -> list[dict] | None:
@@ -676,7 +707,7 @@ def _tail(*, feed: LiveFeed, span: tuple[datetime, datetime]) -> list[dict] | No
         fill="none",
     )
     started = time.perf_counter()
-    series = query_execute(spec=spec, principal=feed.principal).series
+    series = query_execute(spec=spec, scope=feed.scope).series
     feed.tail_seconds = time.perf_counter() - started  # execution only, not the wait for a thread
     return series
 

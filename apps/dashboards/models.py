@@ -34,10 +34,13 @@ class PanelType(models.TextChoices):
     TIMESERIES = "timeseries", "Time series"
     STAT = "stat", "Stat"
     GAUGE = "gauge", "Gauge"
+    BAR_GAUGE = "bargauge", "Bar gauge"
     BAR = "bar", "Bar chart"
     PIE = "pie", "Pie chart"
     TABLE = "table", "Table"
     HEATMAP = "heatmap", "Heatmap"
+    HISTOGRAM = "histogram", "Histogram"
+    XY = "xy", "XY scatter"
     STATE_TIMELINE = "state_timeline", "State timeline"
     TEXT = "text", "Text (markdown)"
 

@@ -10,6 +10,7 @@ from django.db.models import Count, Q, QuerySet
 
 from apps.access.models import MembershipRole
 from apps.access.selectors import organization_ids_for_user
+from apps.access.sharing import EDIT, object_share_level
 from apps.dashboards.documents import SCHEMA_VERSION
 from apps.dashboards.models import Annotation, Dashboard, DashboardVersion
 
@@ -44,11 +45,22 @@ def dashboard_get_for_user(*, user: AbstractBaseUser, uid: str) -> Dashboard | N
     return dashboards.first()
 
 
-def dashboard_can_edit(*, user: AbstractBaseUser, dashboard: Dashboard) -> bool:
-    """Whether the user may change the dashboard (organisation admin or editor, or superuser)."""
+def dashboard_can_manage(*, user: AbstractBaseUser, dashboard: Dashboard) -> bool:
+    """Whether the user may change, delete and share the dashboard by their role (organisation admin or editor, or
+    superuser)."""
     if user.is_superuser:
         return True
     return dashboard.organization_id in organization_ids_for_user(user=user, roles=EDITOR_ROLES)
+
+
+def dashboard_can_edit(*, user: AbstractBaseUser, dashboard: Dashboard) -> bool:
+    """Whether the user may change the dashboard: by their role, or because it was shared with them (or a team of
+    theirs) to edit. A share counts only while they are a member of its organisation."""
+    if dashboard_can_manage(user=user, dashboard=dashboard):
+        return True
+    if dashboard.organization_id not in organization_ids_for_user(user=user):
+        return False
+    return object_share_level(user=user, obj=dashboard) == EDIT
 
 
 def dashboard_document(*, dashboard: Dashboard) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from apps.ingestion.events import changes_publish
+from apps.ingestion.field_types import TYPE_CONFLICT, known_measure_names, type_conflicts
 from apps.ingestion.json_columnar import json_columns
 from apps.ingestion.line_protocol_columnar import line_protocol_columns
 from apps.ingestion.line_protocol_fast import (
@@ -169,6 +170,9 @@ def ingest_target_get(*, source_id: int) -> IngestTarget:
             # A new schema version (or retention) may judge known series differently: the fast path relearns them.
             validator = _validator_for(schema, max_age=max_age)
             series_ids, line_cache = (cached.series_ids if cached else {}), {}
+        if validator.infer:
+            # Measures other processes created since: read again with the target (field_types.py).
+            validator.known_measures = known_measure_names(source_id=source_id)
         target = IngestTarget(
             source_id=source.id,
             slug=source.slug,
@@ -197,20 +201,30 @@ def ingest_targets_forget(*, source_id: int | None = None) -> None:
 
 def _series_ids(
     target: IngestTarget, points: list[ValidatedPoint]
-) -> tuple[dict[SeriesLocalKey, int], set[SeriesLocalKey]]:
+) -> tuple[dict[SeriesLocalKey, int], set[SeriesLocalKey], dict[SeriesLocalKey, tuple[str, str]]]:
     """Ids for every series in the batch, creating new ones within the source's series limit.
 
-    Returns the ids and the keys refused by the limit.
+    Returns the ids, the keys refused by the limit, and (infer mode) the keys refused for a field type conflict
+    with the (field, message) of each (see field_types.py).
     """
     known = target.series_ids
     wanted = {point[0] for point in points}
     missing = [key for key in wanted if key not in known]
     if not missing:
-        return known, set()
+        return known, set(), {}
     storage_keys = {key: series_key(source_id=target.source_id, metric=key[0], labels=dict(key[1])) for key in missing}
     existing = series_resolve(keys=storage_keys.values(), create=False)
     new_keys = [key for key in missing if storage_keys[key] not in existing]
     refused: set[SeriesLocalKey] = set()
+    conflicts: dict[SeriesLocalKey, tuple[str, str]] = {}
+    if new_keys and target.validator.infer:
+        new_set = set(new_keys)
+        first_use: dict[SeriesLocalKey, int] = {}
+        for point in points:
+            if point[0] in new_set and point[0] not in first_use:
+                first_use[point[0]] = point[3]
+        conflicts = type_conflicts(source_id=target.source_id, new_keys=new_keys, first_use=first_use)
+        new_keys = [key for key in new_keys if key not in conflicts]
     if new_keys:
         room = target.max_series - series_count(source_id=target.source_id)
         if room < len(new_keys):
@@ -232,29 +246,42 @@ def _series_ids(
             if len(known) > _SERIES_CACHE_LIMIT_PER_SOURCE:
                 known.clear()
             known.update(learned)
+            if target.validator.infer:
+                target.validator.known_measures.update(key[0] for key in learned)
 
     transaction.on_commit(remember)
-    return resolved, refused
+    return resolved, refused, conflicts
 
 
 def _series_limit_errors(
-    target: IngestTarget, records: Sequence[Record], points: list[ValidatedPoint], refused: set[SeriesLocalKey]
+    target: IngestTarget,
+    records: Sequence[Record],
+    points: list[ValidatedPoint],
+    refused: set[SeriesLocalKey],
+    conflicts: dict[SeriesLocalKey, tuple[str, str]],
 ) -> tuple[list[ValidatedPoint], list[RecordError]]:
-    """Drop every point of a record that needs a refused series; each such record becomes one error."""
-    bad_positions = {point[3] for point in points if point[0] in refused}
+    """Drop every point of a record that needs a refused series; each such record becomes one error (a type
+    conflict, naming its field, before the series limit)."""
+    reasons: dict[int, tuple[str, str | None, str]] = {}
+    limit_message = (
+        f"Source {target.slug!r} has reached its limit of {target.max_series} series; this record would "
+        "create a new one. Raise the source's max_series or send fewer distinct label values."
+    )
+    for key, _, _, position in points:
+        conflict = conflicts.get(key)
+        if conflict is not None:
+            if reasons.get(position, ("",))[0] != TYPE_CONFLICT:
+                reasons[position] = (TYPE_CONFLICT, *conflict)
+        elif key in refused and position not in reasons:
+            reasons[position] = ("series_limit", None, limit_message)
     errors = [
         RecordError(
-            index=records[position].index,
-            code="series_limit",
-            message=(
-                f"Source {target.slug!r} has reached its limit of {target.max_series} series; this record would "
-                "create a new one. Raise the source's max_series or send fewer distinct label values."
-            ),
+            index=records[position].index, code=code, field=field_name, message=message,
             raw=record_raw(records[position]),
         )
-        for position in sorted(bad_positions)
-    ]
-    return [point for point in points if point[3] not in bad_positions], errors
+        for position, (code, field_name, message) in sorted(reasons.items())
+    ]  # fmt: skip
+    return [point for point in points if point[3] not in reasons], errors
 
 
 def _storable(text: str) -> str:
@@ -562,9 +589,9 @@ def _batch_store(
     # whole transaction: outside a caller's transaction it then needs no savepoint (two statements fewer a batch).
     columnar = isinstance(ready_rows, PointColumns)
     with contextlib.nullcontext() if columnar else transaction.atomic():
-        ids, refused = _series_ids(target, points)
-        if refused:
-            points, limit_errors = _series_limit_errors(target, records, points, refused)
+        ids, refused, conflicts = _series_ids(target, points)
+        if refused or conflicts:
+            points, limit_errors = _series_limit_errors(target, records, points, refused, conflicts)
             errors = errors + limit_errors
             accepted -= len(limit_errors)
         rows = [(ids[key], moment, value) for key, moment, value, _ in points]
@@ -579,7 +606,7 @@ def _batch_store(
         else:
             rows = ready_rows + rows
         if rows:
-            write = points_write(points=rows, schema_id=target.schema_id)
+            write = points_write(points=rows, schema_id=target.schema_id, source_ids=(source_id,))
             result.upserted = write.upserted
             result.points_overwritten = write.overwritten
         result.dead_letter_ids = dead_letters_store(
@@ -729,26 +756,33 @@ def dead_letters_replay(
             continue
         limit_error = None
         with transaction.atomic():
-            ids_by_key, refused = _series_ids(target, validated.points)
-            if refused:
+            ids_by_key, refused, conflicts = _series_ids(target, validated.points)
+            if refused or conflicts:
                 transaction.set_rollback(True)
-                limit_error = _series_limit_errors(target, parsed.records, validated.points, refused)[1][0]
-        if limit_error is not None:
-            # Outside the rolled-back block, so the letter keeps the reason it failed this time.
-            _replay_failed(letter, limit_error, schema_id=target.schema_id, schema_version=target.schema_version)
+                if refused and not conflicts:
+                    limit_error = _series_limit_errors(target, parsed.records, validated.points, refused, conflicts)[1][
+                        0
+                    ]
+            else:
+                rows = [(ids_by_key[key], moment, value) for key, moment, value, _ in validated.points]
+                if rows:
+                    points_write(points=rows, schema_id=target.schema_id, source_ids=(source.id,))
+                    transaction.on_commit(lambda rows=rows: changes_publish(source_id=source.id, rows=rows))
+                DeadLetter.objects.filter(id=letter.id).update(
+                    status=DeadLetterStatus.REPLAYED,
+                    resolved_at=timezone.now(),
+                    resolved_by=user if user is not None and user.is_authenticated else None,
+                    replay_attempts=letter.replay_attempts + 1,
+                )
+        if refused or conflicts:
+            if limit_error is not None:  # after the rollback, so the letter keeps the reason it failed this time
+                _replay_failed(letter, limit_error, schema_id=target.schema_id, schema_version=target.schema_version)
+            if conflicts:  # the letter's reason becomes the conflict (after the rollback, so it is kept)
+                field_name, message = next(iter(conflicts.values()))
+                failure = RecordError(index=0, code=TYPE_CONFLICT, field=field_name, message=message)
+                _replay_failed(letter, failure, schema_id=target.schema_id, schema_version=target.schema_version)
             outcome.still_failing += 1
             continue
-        with transaction.atomic():
-            rows = [(ids_by_key[key], moment, value) for key, moment, value, _ in validated.points]
-            if rows:
-                points_write(points=rows, schema_id=target.schema_id)
-                transaction.on_commit(lambda rows=rows: changes_publish(source_id=source.id, rows=rows))
-            DeadLetter.objects.filter(id=letter.id).update(
-                status=DeadLetterStatus.REPLAYED,
-                resolved_at=timezone.now(),
-                resolved_by=user if user is not None and user.is_authenticated else None,
-                replay_attempts=letter.replay_attempts + 1,
-            )
         outcome.replayed += 1
     return outcome
 

@@ -102,6 +102,9 @@ class RecordValidator:
         self._label_sets: dict[tuple, LabelSet] = {}
         self._metric_names: dict[tuple[str, str], str] = {}
         self._metric_names_ok: set[str] = set()
+        # Infer mode: the metric names the source stores (set by the writer, apps/ingestion/field_types.py); a line-
+        # protocol string field of one of these names is a field type conflict, not an ignored string.
+        self.known_measures: set[str] = set()
 
     # --- time -------------------------------------------------------------------------------------
     def _time_from_value(self, value: Any, name: str) -> datetime:
@@ -390,6 +393,8 @@ class RecordValidator:
                     measures.append((name, self._inferred_value(name, value)))
             elif not self.infer and self.unknown_fields == "reject":
                 raise _Reject("unknown_field", name, f"string field {name} is not in the schema.")
+            elif self.infer and self.known_measures and self._line_metric(record, name) in self.known_measures:
+                raise _Reject("type_conflict", name, measure_conflict_message(name, value))
             else:
                 # Undeclared string fields cannot be numbers and are not identity (tags are): they are not stored.
                 strings += 1
@@ -419,6 +424,10 @@ class RecordValidator:
                 metric = self._metric_name(measurement, name)
             out.append(((metric, label_set), moment, number, position))
         return strings
+
+    def _line_metric(self, record: Record, name: str) -> str:
+        measurement = record.measurement or ""
+        return self._metric_names.get((measurement, name)) or self._metric_name(measurement, name)
 
     def _metric_name(self, measurement: str, name: str) -> str:
         if self.metric_with_measurement and measurement:
@@ -460,6 +469,24 @@ class RecordValidator:
                 if strings:
                     result.ignored_strings += strings
         return result
+
+
+def measure_conflict_message(name: str, value: object) -> str:
+    """Why a record that sends a known measure as text is refused."""
+    return (
+        f"{name} is stored as a number (a measure) on this source; this record sends {str(value)[:80]!r}, which is "
+        "not a number. A field keeps the type it was first stored with (as InfluxDB's field type conflict): send "
+        "a number, or leave the field out."
+    )
+
+
+def label_conflict_message(name: str) -> str:
+    """Why a record that sends a known label as a number is refused."""
+    return (
+        f"{name} is stored as a label (text) on this source; this record sends it as a number. A field keeps the "
+        "type it was first stored with (as InfluxDB's field type conflict): send it as text (in quotes), or declare "
+        "it in the source's schema."
+    )
 
 
 def _shown(value: Any) -> str:

@@ -9,9 +9,6 @@ class SourcesConfig(AppConfig):
     verbose_name = "Sources"
 
     def ready(self) -> None:
-        from apps.sources.policies import organization_data_scope
         from apps.sources.signals import signals_connect
-        from apps.storage.policies import data_scope_provider_set
 
-        data_scope_provider_set(organization_data_scope)
         signals_connect()

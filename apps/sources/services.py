@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -17,6 +18,7 @@ from analytics_platform.field_errors import FieldError
 from analytics_platform.json_text import UNSTORABLE_TEXT_MESSAGE, unstorable_text_path
 from analytics_platform.keys import key_digest
 from apps.access.models import Organization
+from apps.audit.services import audit_record
 from apps.sources.models import SchemaChange, SchemaMode, Source, SourceKind, SourceSchema, SourceWriteKey
 from apps.sources.schemas import SchemaDefinitionError, schema_breaking_changes, schema_definition_clean
 
@@ -68,6 +70,13 @@ def write_key_create(
         key_hash=key_digest(raw_key),
         created_by=created_by if created_by is not None and created_by.is_authenticated else None,
     )
+    audit_record(
+        action="write_key.created",
+        actor=_user_or_none(created_by),
+        organization=source.organization_id,
+        obj=key,
+        details={"source": source.slug, "key_prefix": key.key_prefix},
+    )
     return key, raw_key
 
 
@@ -76,6 +85,13 @@ def write_key_revoke(*, key: SourceWriteKey) -> SourceWriteKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+        source = key.source
+        audit_record(
+            action="write_key.revoked",
+            organization=source.organization_id,
+            obj=key,
+            details={"source": source.slug, "key_prefix": key.key_prefix},
+        )
     _write_key_cache.pop(key.key_hash, None)
     return key
 
@@ -117,8 +133,52 @@ def write_key_cache_clear() -> None:
     _last_used_written.clear()
 
 
-def _config_clean(*, kind: str, config: Any) -> dict[str, Any]:
-    """Check connection settings for the kind; MQTT needs a topic filter and a payload format."""
+# Connection settings the platform derives itself (apps/ingestion/connectors): on a shared broker or cluster, a
+# chosen client id or consumer group could take over another tenant's session or partitions.
+_DERIVED_SETTINGS = {
+    SourceKind.MQTT: {"client_id": "the MQTT client id"},
+    SourceKind.KAFKA: {"group_id": "the Kafka consumer group"},
+}
+
+
+def mqtt_topic_prefixes(*, organization: Organization) -> list[str]:
+    """The topic prefixes an organisation's MQTT sources may subscribe under: its own, and any the operator
+    approved for it in MQTT_TOPIC_ALLOWLIST."""
+    own = settings.MQTT_TOPIC_PREFIX.format(organization=organization.slug)
+    return [own, *settings.MQTT_TOPIC_ALLOWLIST.get(organization.slug, [])]
+
+
+def _mqtt_topic_clean(*, topic: Any, organization: Organization) -> str:
+    if not isinstance(topic, str) or not topic.strip():
+        raise SourceError("config.topic", 'An MQTT source needs a topic filter, e.g. "plant/+/telemetry".')
+    topic = topic.strip()
+    if "#" in topic[:-1] or any(("+" in part and part != "+") for part in topic.split("/")):
+        raise SourceError(
+            "config.topic", f"{topic!r} is not a valid MQTT topic filter (+ and # fill whole levels, # only last)."
+        )
+    prefixes = mqtt_topic_prefixes(organization=organization)
+    allowed = " or ".join(repr(prefix) for prefix in prefixes)
+    if topic.split("/")[0] in ("#", "+", ""):
+        raise SourceError(
+            "config.topic",
+            f"{topic!r} would subscribe at the root of the shared broker, to every organisation's messages; "
+            f"start the filter with {allowed}.",
+            status=403,
+        )
+    if topic.startswith("$"):
+        raise SourceError("config.topic", "topics starting with '$' are the broker's own; subscribe to your devices'.")
+    if not any(topic.startswith(prefix) for prefix in prefixes):
+        raise SourceError(
+            "config.topic",
+            f"{topic!r} is outside this organisation's topics on the shared broker: start the filter with {allowed} "
+            "(an operator can approve other prefixes with MQTT_TOPIC_ALLOWLIST).",
+            status=403,
+        )
+    return topic
+
+
+def _config_clean(*, kind: str, config: Any, organization: Organization) -> dict[str, Any]:
+    """Check connection settings for the kind; MQTT needs a topic filter under the organisation's prefix."""
     if config is None:
         config = {}
     if not isinstance(config, dict):
@@ -126,21 +186,21 @@ def _config_clean(*, kind: str, config: Any) -> dict[str, Any]:
     at = unstorable_text_path(config, "config")
     if at is not None:
         raise SourceError(at, UNSTORABLE_TEXT_MESSAGE)
-    if kind == SourceKind.MQTT:
-        topic = config.get("topic")
-        if not isinstance(topic, str) or not topic.strip():
-            raise SourceError("config.topic", 'An MQTT source needs a topic filter, e.g. "plant/+/telemetry".')
-        if "#" in topic[:-1] or any(("+" in part and part != "+") for part in topic.split("/")):
+    for key, what in _DERIVED_SETTINGS.get(kind, {}).items():
+        if key in config:
             raise SourceError(
-                "config.topic", f"{topic!r} is not a valid MQTT topic filter (+ and # fill whole levels, # only last)."
+                f"config.{key}",
+                f"{what} is set by the platform (one per source, so no source can join another's); remove it.",
             )
+    if kind == SourceKind.MQTT:
+        topic = _mqtt_topic_clean(topic=config.get("topic"), organization=organization)
         payload_format = config.get("format", "json")
         if payload_format not in ("json", "line"):
             raise SourceError("config.format", 'must be "json" or "line".')
         qos = config.get("qos", 1)
         if qos not in (0, 1):
             raise SourceError("config.qos", "must be 0 or 1 (1 is the default: at least once).")
-        return {**config, "topic": topic.strip(), "format": payload_format, "qos": qos}
+        return {**config, "topic": topic, "format": payload_format, "qos": qos}
     if kind == SourceKind.KAFKA:
         topics = config.get("topics") or ([config["topic"]] if isinstance(config.get("topic"), str) else None)
         if not topics or not all(isinstance(topic, str) and topic for topic in topics):
@@ -148,11 +208,24 @@ def _config_clean(*, kind: str, config: Any) -> dict[str, Any]:
         payload_format = config.get("format", "json")
         if payload_format not in ("json", "line"):
             raise SourceError("config.format", 'must be "json" or "line".')
-        group_id = config.get("group_id") or None
-        if group_id is not None and not isinstance(group_id, str):
-            raise SourceError("config.group_id", "must be text.")
         return {**config, "topics": list(topics), "format": payload_format}
     return config
+
+
+def _retention_clean(changes: dict[str, Any]) -> None:
+    """Refuse a per-source retention longer than the server allows: on shared partitions and chunks, one
+    source's long retention would keep everyone's old data from being dropped."""
+    from apps.storage.selectors import retention_override_limits
+
+    limits = retention_override_limits()
+    for field_name, limit in limits.items():
+        days = changes.get(field_name)
+        if days is not None and isinstance(days, int) and days > limit:
+            raise SourceError(
+                field_name,
+                f"at most {limit} days on this server (its retention for this tier, or the operator's "
+                "STORAGE_SOURCE_RETENTION_MAX_DAYS_* setting); leave it empty for the server's default.",
+            )
 
 
 @transaction.atomic
@@ -175,7 +248,8 @@ def source_create(
         raise SourceError("schema_mode", f"must be one of {', '.join(SchemaMode.values)}.")
     if Source.objects.filter(slug=slug).exists():
         raise SourceError("slug", f"A source with slug {slug!r} already exists; pick another.", status=409)
-    cleaned_config = _config_clean(kind=kind, config=config)
+    cleaned_config = _config_clean(kind=kind, config=config, organization=organization)
+    _retention_clean(options)
     try:
         definition = schema_definition_clean(schema_definition, mode=schema_mode)
     except SchemaDefinitionError as error:
@@ -195,6 +269,12 @@ def source_create(
         change=SchemaChange.INITIAL,
         created_by=_user_or_none(created_by),
     )
+    audit_record(
+        action="source.created",
+        actor=_user_or_none(created_by),
+        obj=source,
+        details={"kind": kind, "config": cleaned_config, "schema_mode": schema_mode},
+    )
     _, raw_key = write_key_create(source=source, name="default", created_by=created_by)
     return source, raw_key
 
@@ -213,11 +293,16 @@ def source_update(*, source: Source, **changes: Any) -> Source:
         if field_name not in editable:
             raise SourceError(field_name, f"cannot be changed here; editable: {', '.join(sorted(editable))}.")
     if "config" in changes:
-        changes["config"] = _config_clean(kind=source.kind, config=changes["config"])
+        changes["config"] = _config_clean(kind=source.kind, config=changes["config"], organization=source.organization)
+    _retention_clean(changes)
+    before = {field_name: getattr(source, field_name) for field_name in changes}
     for field_name, value in changes.items():
         setattr(source, field_name, value)
     source.full_clean(exclude=["organization", "slug"])
     source.save()
+    changed = {name: {"from": before[name], "to": value} for name, value in changes.items() if before[name] != value}
+    if changed:
+        audit_record(action="source.changed", obj=source, details={"changes": changed})
     return source
 
 
@@ -226,6 +311,7 @@ def source_set_enabled(*, source: Source, enabled: bool) -> Source:
     if source.enabled != enabled:
         source.enabled = enabled
         source.save(update_fields=["enabled", "updated_at"])
+        audit_record(action="source.resumed" if enabled else "source.paused", obj=source)
     return source
 
 

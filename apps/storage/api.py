@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView
@@ -11,7 +15,9 @@ from rest_framework.views import APIView
 
 from analytics_platform.field_errors import ErrorSerializer, field_error_response
 from apps.storage.policies import DataAccessDenied
+from apps.storage.query.csv_export import query_result_csv
 from apps.storage.query.engine import QueryTimeout, query_execute
+from apps.storage.query.shared import query_answer_encoded
 from apps.storage.query.spec import QuerySpecError, query_spec_parse
 from apps.storage.selectors import series_label_values_list, series_list, series_metrics_list
 from apps.storage.serializers import (
@@ -33,6 +39,9 @@ def _error(field: str, message: str, code: int) -> Response:
 
 class QueryView(APIView):
     """Run a query under your data policies."""
+
+    scope_required = "read"  # a POST that only reads
+    throttle_scope = "query"  # API_QUERY_RATE per token or user; 429 with Retry-After beyond it
 
     @extend_schema(
         request=QueryRequestSerializer,
@@ -56,6 +65,32 @@ class QueryView(APIView):
     )
     def post(self, request: Request) -> Response:
         try:
+            # Identical queries under the same data scope share one computation and its encoded answer.
+            answer = query_answer_encoded(data=request.data, principal=request.user)
+        except QuerySpecError as error:
+            return _error(error.field, error.message, status.HTTP_400_BAD_REQUEST)
+        except DataAccessDenied as error:
+            return _error("principal", str(error), status.HTTP_403_FORBIDDEN)
+        except QueryTimeout as error:
+            return _error("query", str(error), status.HTTP_422_UNPROCESSABLE_ENTITY)
+        return HttpResponse(answer, content_type="application/json")
+
+
+class QueryCsvView(APIView):
+    """The same query as CSV (time, source, labels, value), under your data policies."""
+
+    @extend_schema(
+        request=QueryRequestSerializer,
+        responses={
+            (200, "text/csv"): OpenApiTypes.STR,
+            400: ErrorSerializer,
+            403: ErrorSerializer,
+            422: ErrorSerializer,
+        },
+        summary="Export a query as CSV",
+    )
+    def post(self, request: Request) -> HttpResponse | Response:
+        try:
             spec = query_spec_parse(request.data)
             result = query_execute(spec=spec, principal=request.user)
         except QuerySpecError as error:
@@ -64,11 +99,15 @@ class QueryView(APIView):
             return _error("principal", str(error), status.HTTP_403_FORBIDDEN)
         except QueryTimeout as error:
             return _error("query", str(error), status.HTTP_422_UNPROCESSABLE_ENTITY)
-        return Response(result.as_dict())
+        response = HttpResponse(query_result_csv(result.series), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{re.sub(r"[^A-Za-z0-9._-]", "_", spec.metric)}.csv"'
+        return response
 
 
 class SeriesListView(ListAPIView):
     """Browse series by source, metric and label values (paginated)."""
+
+    throttle_scope = "query"
 
     serializer_class = SeriesSerializer
 
@@ -95,6 +134,8 @@ class SeriesListView(ListAPIView):
 class SeriesMetricsView(APIView):
     """Metric names you may query, a page at a time."""
 
+    throttle_scope = "query"
+
     @extend_schema(
         parameters=[MetricsQuerySerializer], responses={200: MetricListSerializer}, summary="List metric names"
     )
@@ -107,6 +148,8 @@ class SeriesMetricsView(APIView):
 
 class SeriesLabelValuesView(APIView):
     """Values of one label, e.g. every facility (for variables and filter pickers), a page at a time."""
+
+    throttle_scope = "query"
 
     @extend_schema(
         parameters=[LabelValuesQuerySerializer],

@@ -1,14 +1,21 @@
 """Row-level data policies as the query engine sees them: which series a principal may read.
 
-Every read of points goes through the query engine, which asks `data_scope_for(principal)` and
-applies the scope to the series it selects. The access app registers the real provider
-(organisations, teams and policies); until then every active, authenticated user reads everything.
+Every read of points or series goes through the query engine (or the series selectors beside it), which asks
+`data_scope_for(principal)` and applies the scope in SQL. A scope is a union of grants; a grant is one
+conjunction (an organisation's sources or some of them, label conditions, optionally a set of metrics). The
+access app installs the provider that turns a user's policies into a scope (apps/access/scopes.py).
+
+A scope is canonical (grants deduplicated and sorted, a grant for a whole organisation absorbing the narrower
+ones of that organisation) and hashable, so equal access gives equal `cache_key()` values: live feeds and result
+caches are shared exactly between principals whose effective access is the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -16,27 +23,147 @@ class DataAccessDenied(Exception):
     """The principal may not read data at all."""
 
 
-@dataclass(frozen=True)
-class DataScope:
-    """What a principal may read. None for `source_ids` means every source.
+@dataclass(frozen=True, order=True)
+class Grant:
+    """One conjunction of what may be read.
 
-    `label_values` restricts series to those whose label has one of the listed values, e.g.
-    {"facility": ("f1", "f2")}; a series without that label is not visible.
+    `organization_id` None matches any organisation (only system scopes and tests use it); `source_ids` None means
+    every source of the organisation; `labels` are (key, values) pairs, each key's values OR-ed and the keys AND-ed
+    (a series without the key does not match); `metrics` None means every metric.
     """
 
-    source_ids: frozenset[int] | None = None
-    label_values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    organization_id: int | None = None
+    source_ids: tuple[int, ...] | None = None
+    labels: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    metrics: tuple[str, ...] | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        organization_id: int | None = None,
+        source_ids: Iterable[int] | None = None,
+        labels: Mapping[str, Iterable[str]] | None = None,
+        metrics: Iterable[str] | None = None,
+    ) -> Grant:
+        """A grant in canonical form (sorted, deduplicated)."""
+        return cls(
+            organization_id=organization_id,
+            source_ids=None if source_ids is None else tuple(sorted(set(source_ids))),
+            labels=tuple(
+                sorted((str(key), tuple(sorted({str(v) for v in values}))) for key, values in (labels or {}).items())
+            ),
+            metrics=None if metrics is None else tuple(sorted(set(metrics))),
+        )
+
+    @property
+    def whole_organization(self) -> bool:
+        """Whether the grant reads everything of its organisation."""
+        return self.source_ids is None and not self.labels and self.metrics is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "organization": self.organization_id,
+            "sources": None if self.source_ids is None else list(self.source_ids),
+            "labels": {key: list(values) for key, values in self.labels},
+            "metrics": None if self.metrics is None else list(self.metrics),
+        }
+
+
+@dataclass(frozen=True)
+class DataScope:
+    """What a principal may read: None for `grants` reads everything; an empty tuple reads nothing."""
+
+    grants: tuple[Grant, ...] | None = None
+
+    @classmethod
+    def everything(cls) -> DataScope:
+        return cls(grants=None)
+
+    @classmethod
+    def nothing(cls) -> DataScope:
+        return cls(grants=())
+
+    @classmethod
+    def of(cls, grants: Iterable[Grant]) -> DataScope:
+        """The union of grants, canonical: deduplicated, sorted, narrower grants of a wholly granted organisation
+        dropped (a grant with `organization_id` None and nothing else reads everything)."""
+        unique = set(grants)
+        if any(grant.organization_id is None and grant.whole_organization for grant in unique):
+            return cls.everything()
+        whole = {grant.organization_id for grant in unique if grant.whole_organization}
+        kept = {grant for grant in unique if grant.whole_organization or grant.organization_id not in whole}
+        return cls(grants=tuple(sorted(kept, key=_grant_sort_key)))
 
     @property
     def unrestricted(self) -> bool:
-        return self.source_ids is None and not self.label_values
+        return self.grants is None
+
+    @property
+    def empty(self) -> bool:
+        return self.grants == ()
+
+    def may_cover_source(self, source_id: int, organization_id: int | None = None) -> bool:
+        """Whether series of this source may be in the scope (labels and metrics aside)."""
+        if self.grants is None:
+            return True
+        for grant in self.grants:
+            if grant.organization_id is not None and organization_id is not None:
+                if grant.organization_id != organization_id:
+                    continue
+            elif grant.organization_id is not None and grant.source_ids is None:
+                return True  # the caller does not know the source's organisation: stay on the safe (wider) side
+            if grant.source_ids is None or source_id in grant.source_ids:
+                return True
+        return False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"grants": None if self.grants is None else [grant.as_dict() for grant in self.grants]}
+
+    def cache_key(self) -> str:
+        """A short, stable key: equal for equal scopes, in every process and across restarts."""
+        canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _grant_sort_key(grant: Grant) -> tuple:
+    return (
+        grant.organization_id is None,
+        grant.organization_id or 0,
+        grant.source_ids is not None,
+        grant.source_ids or (),
+        grant.labels,
+        grant.metrics is not None,
+        grant.metrics or (),
+    )
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A user acting in one organisation (a token bound to it, the organisation chosen in the UI, a report's
+    recipient for one organisation's report): only that organisation's policies apply."""
+
+    user: Any
+    organization_id: int | None = None
+
+    @property
+    def is_authenticated(self) -> bool:
+        return bool(getattr(self.user, "is_authenticated", False))
+
+    @property
+    def is_active(self) -> bool:
+        return bool(getattr(self.user, "is_active", False))
+
+    @property
+    def pk(self) -> Any:
+        return self.user.pk
 
 
 DataScopeProvider = Callable[[Any], DataScope]
 
 
 def _authenticated_users_read_everything(principal: Any) -> DataScope:
-    return DataScope()
+    return DataScope.everything()
 
 
 _provider: DataScopeProvider = _authenticated_users_read_everything
@@ -55,7 +182,7 @@ def data_scope_provider_get() -> DataScopeProvider:
 
 
 def data_scope_for(principal: Any) -> DataScope:
-    """The scope for a principal; anonymous or inactive principals may read nothing."""
+    """The scope for a principal (a user or a Principal); anonymous or inactive principals may read nothing."""
     if principal is None or not getattr(principal, "is_authenticated", False) or not principal.is_active:
         raise DataAccessDenied("Sign in or send an API token to read data.")
     return _provider(principal)

@@ -1,9 +1,9 @@
 """'Data scope changed' messages: whoever holds a long-lived read (a live WebSocket) re-checks its access.
 
 A live feed resolves its series under the principal's data scope once; without these messages a user removed
-from an organisation would keep receiving its points until they reconnected. The policy that computes scopes
-(apps/sources/policies.py) says when a scope may have changed and calls `scope_changed`; each web process's
-live hub closes the affected connections (the browser reconnects and resubscribes, under the new scope).
+from an organisation would keep receiving its points until they reconnected. Whatever changes a scope (data
+policies, teams and memberships: apps/access/signals.py, apps/sources/signals.py) calls `scope_changed`; each web
+process's live hub closes the affected connections (the browser reconnects and resubscribes, under the new scope).
 """
 
 from __future__ import annotations

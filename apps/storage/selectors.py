@@ -12,22 +12,28 @@ from django.db.models.fields.json import KeyTextTransform
 
 from apps.storage.models import Series
 from apps.storage.policies import DataScope, data_scope_for
+from apps.storage.query.scope_sql import scope_q, source_scope_q
 
 
 def _scoped(scope: DataScope) -> QuerySet[Series]:
-    queryset = Series.objects.select_related("source")
-    if scope.source_ids is not None:
-        queryset = queryset.filter(source_id__in=scope.source_ids)
-    for label, values in scope.label_values.items():
-        queryset = queryset.filter(**{f"labels__{label}__in": list(values)})
-    return queryset
+    return Series.objects.select_related("source").filter(scope_q(scope))
+
+
+def _scope(principal, scope: DataScope | None) -> DataScope:
+    """The scope given (a live feed's, computed from its principals before), else the principal's."""
+    return scope if scope is not None else data_scope_for(principal)
 
 
 def series_list(
-    *, principal, source: str | None = None, metric: str | None = None, labels: Mapping[str, str] | None = None
+    *,
+    principal=None,
+    scope: DataScope | None = None,
+    source: str | None = None,
+    metric: str | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> QuerySet[Series]:
-    """Series the principal may see, filtered by source slug, metric and exact label values."""
-    queryset = _scoped(data_scope_for(principal))
+    """Series the principal (or the given scope) may see, filtered by source slug, metric and exact label values."""
+    queryset = _scoped(_scope(principal, scope))
     if source:
         queryset = queryset.filter(source__slug=source)
     if metric:
@@ -35,6 +41,13 @@ def series_list(
     if labels:
         queryset = queryset.filter(labels__contains=dict(labels))
     return queryset.order_by("source__slug", "metric", "id")
+
+
+def source_visible(*, principal=None, scope: DataScope | None = None, slug: str):
+    """The source with this slug if the principal's scope reaches it, else None (also when it does not exist)."""
+    from apps.sources.models import Source
+
+    return Source.objects.filter(source_scope_q(_scope(principal, scope)), slug=slug).first()
 
 
 @dataclass(frozen=True)
@@ -50,9 +63,11 @@ def _page(values: QuerySet, *, limit: int, offset: int) -> Page:
     return Page(items=items[:limit], truncated=len(items) > limit)
 
 
-def series_metrics_list(*, principal, source: str | None = None, limit: int = 1_000, offset: int = 0) -> Page:
+def series_metrics_list(
+    *, principal=None, scope: DataScope | None = None, source: str | None = None, limit: int = 1_000, offset: int = 0
+) -> Page:
     """Distinct metric names the principal may see, in order, `limit` from `offset`."""
-    queryset = _scoped(data_scope_for(principal))
+    queryset = _scoped(_scope(principal, scope))
     if source:
         queryset = queryset.filter(source__slug=source)
     return _page(queryset.order_by("metric").values_list("metric", flat=True).distinct(), limit=limit, offset=offset)
@@ -60,7 +75,8 @@ def series_metrics_list(*, principal, source: str | None = None, limit: int = 1_
 
 def series_label_values_list(
     *,
-    principal,
+    principal=None,
+    scope: DataScope | None = None,
     label: str,
     metric: str | None = None,
     source: str | None = None,
@@ -68,7 +84,7 @@ def series_label_values_list(
     offset: int = 0,
 ) -> Page:
     """Distinct values of one label (e.g. every facility) among the series the principal may see, in order."""
-    queryset = _scoped(data_scope_for(principal)).filter(Q(**{"labels__has_key": label}))
+    queryset = _scoped(_scope(principal, scope)).filter(Q(**{"labels__has_key": label}))
     if metric:
         queryset = queryset.filter(metric=metric)
     if source:
@@ -82,9 +98,10 @@ def series_label_values_list(
     return _page(values, limit=limit, offset=offset)
 
 
-def storage_summary() -> dict[str, int]:
-    """Counts for the home page."""
-    return {"series": Series.objects.count(), "metrics": Series.objects.values("metric").distinct().count()}
+def storage_summary(*, principal) -> dict[str, int]:
+    """Counts for the home page: the series and metrics the principal may read."""
+    series = _scoped(data_scope_for(principal))
+    return {"series": series.count(), "metrics": series.values("metric").distinct().count()}
 
 
 def retention_raw(*, source) -> timedelta:
@@ -93,7 +110,9 @@ def retention_raw(*, source) -> timedelta:
     them, so no backend can roll up a point that old after the fact: ingest refuses it instead (the same on both)."""
     from apps.storage.backends import backend_for
 
-    return timedelta(days=source.raw_retention_days or backend_for().retention_days()["points"])
+    backend = backend_for()
+    days = source.raw_retention_days or backend.retention_days()["points"]
+    return timedelta(days=min(days, backend.retention_override_max_days("points")))
 
 
 def rollup_backlog(*, limit: int = 10_000_000) -> dict[str, tuple[int, float | None]]:
@@ -142,3 +161,14 @@ def points_exist_before(*, source_id: int, before: datetime) -> bool:
             [source_id, before],
         )
         return bool(cursor.fetchone()[0])
+
+
+def retention_override_limits() -> dict[str, int]:
+    """The most days a source's retention override may ask for, per override field."""
+    from apps.storage.backends import backend_for
+    from apps.storage.backends.base import RETENTION_FIELDS
+
+    backend = backend_for()
+    return {
+        field_name: backend.retention_override_max_days(table) for table, (field_name, _) in RETENTION_FIELDS.items()
+    }

@@ -6,13 +6,29 @@ from rest_framework import serializers
 
 from analytics_platform.pagination import WholeNumberQueryField
 from apps.storage.models import Series
-from apps.storage.query.spec import AGGREGATIONS, FILL_MODES, MAX_LIMIT, PERCENTILES, RAW
+from apps.storage.query.spec import AGGREGATIONS, CALCULATIONS, COMBINATIONS, FILL_MODES, MAX_LIMIT, PERCENTILES, RAW
 from apps.storage.services import LABEL_NAME_MAX_LENGTH, LABEL_VALUE_MAX_LENGTH, METRIC_MAX_LENGTH
 
 SOURCE_SLUG_MAX_LENGTH = 100  # Source.slug
 LABEL_PREFIX = "label."
 PICKER_DEFAULT_LIMIT = 1_000
 PICKER_MAX_LIMIT = 10_000
+
+
+class QueryReduceSerializer(serializers.Serializer):
+    """How to reduce each series to one value, then the series to one (see docs/storage.md, Reductions)."""
+
+    calculation = serializers.ChoiceField(
+        choices=CALCULATIONS,
+        help_text="Over each series' buckets (after the aggregation, with fill applied): last (null when the last "
+        "bucket is empty), last_not_null, first (first non-null), mean, sum, min, max (over non-null values), count "
+        "(non-null buckets), delta (last non-null minus first non-null), range (max minus min).",
+    )
+    combination = serializers.ChoiceField(
+        choices=COMBINATIONS,
+        default="none",
+        help_text="Across series' non-null results: sum, mean, min, max (one value, labels {}); none (one per series).",
+    )
 
 
 class QueryRequestSerializer(serializers.Serializer):
@@ -27,6 +43,7 @@ class QueryRequestSerializer(serializers.Serializer):
     metric = serializers.CharField(max_length=METRIC_MAX_LENGTH, help_text="Metric name, e.g. temperature.")
     filters = serializers.DictField(
         required=False,
+        allow_null=True,
         help_text='Label conditions: {"facility": "f1"} (equal), {"device": ["d1", "d2"]} (in), '
         '{"device": {"regex": "^press-"}}, {"device": {"ne": "d3"}}, {"device": {"not_in": ["d3"]}}.',
     )
@@ -39,14 +56,40 @@ class QueryRequestSerializer(serializers.Serializer):
         "rounded down to the bucket (the response's start says where it went).",
     )
     end = serializers.CharField(default="now", help_text="Same forms as start; must be after start.")
-    bucket = serializers.CharField(required=False, help_text="'1m', '5m', '1h', '1d' ... or 'auto' (from max_points).")
-    group_by = serializers.ListField(child=serializers.CharField(), required=False, help_text="Label names.")
+    bucket = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="A minimum interval: '1m', '5m', '1h', '1d' ... or 'auto' (from max_points). When bucket x range "
+        "exceeds max_points the server widens it to the smallest nice multiple that fits and answers the bucket used.",
+    )
+    exact_bucket = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Use the bucket exactly: 400 (field bucket) when it exceeds max_points (if given, else 10,000) "
+        "instead of widening it.",
+    )
+    reduce = QueryReduceSerializer(
+        required=False,
+        allow_null=True,
+        help_text="Answer one value per series or one in all (`reduced`) instead of points (`series` is then []).",
+    )
+    group_by = serializers.ListField(
+        child=serializers.CharField(), required=False, allow_null=True, help_text="Label names; null means none."
+    )
     limit = serializers.IntegerField(
-        required=False, default=100, min_value=1, max_value=MAX_LIMIT, help_text="Most output series (1-1000)."
+        required=False,
+        default=100,
+        min_value=1,
+        max_value=MAX_LIMIT,
+        allow_null=True,
+        help_text="Most output series (1-1000); null means the default.",
     )
     fill = serializers.ChoiceField(choices=FILL_MODES, default="null", help_text="Empty buckets: null, previous, none.")
     max_points = serializers.IntegerField(
-        required=False, min_value=1, help_text="Point budget per series (the panel's width)."
+        required=False,
+        min_value=1,
+        allow_null=True,
+        help_text="Point budget per series (the panel's width); null means the default.",
     )
 
 
@@ -56,16 +99,34 @@ class QueryPointSeriesSerializer(serializers.Serializer):
     points = serializers.ListField(child=serializers.ListField(), help_text='[["2026-01-01T00:00:00Z", 21.5], ...]')
 
 
+class QueryReducedSerializer(serializers.Serializer):
+    labels = serializers.DictField(help_text="The series' labels; {} for a combination other than none.")
+    source = serializers.CharField(required=False, help_text="With combination none, when results are not grouped.")
+    value = serializers.FloatField(allow_null=True, help_text="null when there is no value to reduce.")
+
+
+class QueryResponseReduceSerializer(serializers.Serializer):
+    calculation = serializers.CharField()
+    combination = serializers.CharField()
+
+
 class QueryResponseSerializer(serializers.Serializer):
     tier = serializers.CharField(help_text="Coarsest storage tier used: raw, 1m, 1h or 1d.")
-    bucket = serializers.CharField(allow_null=True)
+    bucket = serializers.CharField(allow_null=True, help_text="The bucket used (null for raw points).")
+    bucket_requested = serializers.CharField(
+        allow_null=True, help_text="The bucket asked for (null for auto); differs from bucket when widened."
+    )
     aggregation = serializers.CharField()
     start = serializers.DateTimeField(help_text="Start of the range answered: for aggregates, of the first bucket.")
     end = serializers.DateTimeField()
     downsampled = serializers.BooleanField(help_text="The bucket was widened to fit max_points.")
     truncated = serializers.BooleanField(help_text="More output series matched than `limit`.")
     cached_buckets = serializers.IntegerField(help_text="Buckets answered from the query cache.")
-    series = QueryPointSeriesSerializer(many=True)
+    series = QueryPointSeriesSerializer(
+        many=True, help_text="[] when nothing matched (no data yet, or none you may read) and with reduce."
+    )
+    reduce = QueryResponseReduceSerializer(required=False, help_text="Present with a reduce request.")
+    reduced = QueryReducedSerializer(many=True, required=False, help_text="Present with a reduce request.")
 
 
 class SeriesSerializer(serializers.ModelSerializer):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 
 from django.db import connections, transaction
 from django.utils import timezone
 
 from apps.storage.backends import backend_for
 from apps.storage.backends.base import Points, WriteResult
+from apps.storage.columns import PointColumns
 from apps.storage.metrics import POINTS_WRITTEN
+from apps.storage.query.generations import data_written
 
 SeriesKey = tuple[int, str, str]  # (source id, metric, canonical labels JSON)
 # What a series key may hold: ingest refuses records beyond these, and the query API and pickers refuse parameters
@@ -45,6 +48,9 @@ def series_resolve(*, keys: Iterable[SeriesKey], create: bool = True, alias: str
                     "ON CONFLICT ON CONSTRAINT storage_series_unique_key DO NOTHING",
                     [source_ids, metrics, labels],
                 )
+                if cursor.rowcount:
+                    # New series are in answers (empty) before their points are: shared answers no longer match.
+                    _data_written_on_commit(tuple(set(source_ids)), None, alias)
             cursor.execute(
                 "SELECT s.id, s.source_id, s.metric, s.labels::text FROM storage_series s "
                 "JOIN unnest(%s::bigint[], %s::text[], %s::text[]) AS k(s, m, l) "
@@ -81,14 +87,33 @@ def series_cache_clear() -> None:
     _series_cache.clear()
 
 
-def points_write(*, points: Points, schema_id: int | None = None, alias: str = "default") -> WriteResult:
+def points_write(
+    *,
+    points: Points,
+    schema_id: int | None = None,
+    source_ids: Iterable[int] | None = None,
+    alias: str = "default",
+) -> WriteResult:
     """Write (series_id, time, value) points; writing the same series and time again replaces the value.
 
-    `schema_id` is the source schema version that accepted the points, kept per point for tracing.
+    `schema_id` is the source schema version that accepted the points, kept per point for tracing. Once committed,
+    shared query answers of `source_ids` (the sources the series belong to; every source when not given) that
+    were computed before no longer match (apps/storage/query/shared.py): writers should name their sources.
     """
     result = backend_for(alias).points_write(points, schema_id=schema_id)
     POINTS_WRITTEN.inc(result.written)
+    if len(points):
+        latest = max(points.moments) if isinstance(points, PointColumns) else max(map(itemgetter(1), points))
+        _data_written_on_commit(None if source_ids is None else tuple(source_ids), latest, alias)
     return result
+
+
+def _data_written_on_commit(source_ids: tuple[int, ...] | None, latest, alias: str) -> None:
+    """Tell shared query answers once the write commits, and, inside a transaction, at once as well: a read in the
+    writer's own transaction (a service that writes then reads, a test) sees the points before they commit."""
+    if connections[alias].in_atomic_block:
+        data_written(source_ids=source_ids, latest=latest)
+    transaction.on_commit(lambda: data_written(source_ids=source_ids, latest=latest), using=alias)
 
 
 def rollups_refresh(*, alias: str = "default") -> dict:

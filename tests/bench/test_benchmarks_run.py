@@ -28,12 +28,19 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-4000:]
     results = {name: json.loads((tmp_path / f"{name}-latest.json").read_text()) for name in
-               ("anomaly", "http_api", "ingest", "live", "panels_drawn", "storage")}  # fmt: skip
+               ("alerting", "anomaly", "dashboards", "http_api", "ingest", "live", "panels_drawn", "reports",
+                "storage")}  # fmt: skip
     assert all(document["smoke"] for document in results.values())
-    for name in ("http_api", "ingest", "live", "panels_drawn", "storage"):  # what each measured: backend, versions
+    for name in ("alerting", "dashboards", "http_api", "ingest", "live", "panels_drawn", "storage"):  # versions
         database = results[name]["result"]["database"]
         assert database["storage_backend"] in ("postgres", "timescaledb"), (name, database)
         assert database["postgres"], (name, database)
+
+    dashboards = results["dashboards"]["result"]["configurations"]["shared"]
+    assert dashboards["queries_per_user"] >= 10
+    for crowd in ("users_1", "users_2"):
+        assert dashboards[crowd]["time_to_all_panels_median_s"] > 0, crowd
+        assert dashboards[crowd]["query_p95_s"] > 0, crowd
 
     http_api = results["http_api"]["result"]
     assert http_api["me_token"]["median_ms"] > 0
@@ -53,6 +60,11 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
     assert live["paced"]["probe_deliveries_missing"]["deliveries_missing"] == 0
     assert live["saturation"]["delivered_messages_per_second"] > 0
 
+    alerting = results["alerting"]["result"]
+    assert alerting["detection"]["missed"] == 0
+    assert alerting["detection"]["firing"]["samples"] > 0
+    assert alerting["evaluation_cost"]["per_machine_rules"]["instances_per_second"] > 0
+
     storage = results["storage"]["result"]
     assert set(storage["queries"]) == {
         "a_raw_15m_one_device", "b_avg_1m_24h_by_facility", "c1_avg_1h_30d_one_facility",
@@ -65,6 +77,13 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
     for figures in panels_drawn.values():
         assert 0 < figures["median_panels_drawn_ms"] < 60_000
         assert figures["panel_errors"] == 0
+
+    reports = results["reports"]["result"]
+    assert set(reports["formats"]) == {"pdf", "xlsx", "csv"}
+    for measured in reports["formats"].values():
+        assert measured["seconds"] > 0
+        assert measured["bytes"] > 0
+        assert measured["peak_rss_mb"] >= 0
 
     anomaly = results["anomaly"]["result"]
     assert set(anomaly["detectors"]) >= {"novelty", "seasonal", "ensemble"}

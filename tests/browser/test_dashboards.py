@@ -88,12 +88,20 @@ def _choose_metric_in_editor(driver) -> None:
     source = dialog.find_element(By.CSS_SELECTOR, ".query-builder select[name=source]")
     wait_for(lambda: len(Select(source).options) > 1, message="sources listed")
     Select(source).select_by_value(SOURCE)
-    metric = dialog.find_element(By.CSS_SELECTOR, ".query-builder select[name=metric]")
+    metric = dialog.find_element(By.CSS_SELECTOR, ".query-builder input[name=metric]")
+    # The metric picker suggests the source's metrics and takes what is typed.
     wait_for(
-        lambda: "temperature" in [option.get_attribute("value") for option in Select(metric).options],
-        message="metrics of the source listed",
+        lambda: (
+            "temperature"
+            in [
+                option.get_attribute("value")
+                for option in dialog.find_elements(By.CSS_SELECTOR, ".query-builder datalist option")
+            ]
+        ),
+        message="metrics of the source suggested",
     )
-    Select(metric).select_by_value("temperature")
+    metric.send_keys("temperature")
+    metric.send_keys("\t")
     # The preview draws the query before the panel is applied.
     try:
         wait_for(lambda: dialog.find_elements(By.CSS_SELECTOR, ".editor-preview.js-plotly-plot"), message="preview")

@@ -76,7 +76,7 @@ def _panel_query(index: int, **spec_changes):
         (_set(["panels", 1, "grid"], {"x": 0, "y": 0, "w": 4, "h": 0}), "panels[1].grid.h", "from 1"),
         (_set(["panels", 1, "grid"], {"x": 0, "y": 0, "w": 4}), "panels[1].grid.h", "required"),
         (_panel_query(1, bucket="fortnight"), "panels[1].queries[0].query.bucket", "not a duration"),
-        (_panel_query(1, bucket="1s"), "panels[1].queries[0].query.bucket", "points per series"),
+        (_panel_query(1, bucket="1s", exact_bucket=True), "panels[1].queries[0].query.bucket", "points per series"),
         (_panel_query(1, aggregation="median"), "panels[1].queries[0].query.aggregation", "unknown aggregation"),
         (_panel_query(1, metric=""), "panels[1].queries[0].query.metric", "required"),
         (_panel_query(1, filters={"facility": "$plant"}), "panels[1].queries[0].query.filters.facility",

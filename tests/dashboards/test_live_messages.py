@@ -16,7 +16,7 @@ from apps.dashboards import live
 from apps.dashboards.live import live_hub
 from apps.ingestion import events
 from apps.storage.columns import EPOCH, time_micros
-from apps.storage.policies import DataScope, data_scope_provider_get, data_scope_provider_set
+from apps.storage.policies import DataScope, Grant, data_scope_for, data_scope_provider_get, data_scope_provider_set
 from apps.storage.query.engine import query_execute
 from apps.storage.query.spec import query_spec_parse
 from tests.dashboards.live_clients import RAW_QUERY
@@ -68,9 +68,7 @@ async def test_changes_apply_keeps_points_only_for_feeds_answered_from_messages(
     hub = live.LiveHub(redis_url="redis://unused")
 
     def feed(key: str, headers: dict | None) -> live.LiveFeed:
-        made = live.LiveFeed(
-            key=key, body=RAW_QUERY, principal=None, scope=DataScope(), source_id=1, bucket_seconds=None
-        )
+        made = live.LiveFeed(key=key, body=RAW_QUERY, scope=DataScope(), source_id=1, bucket_seconds=None)
         made.headers = headers
         return made
 
@@ -128,7 +126,7 @@ def test_feed_series_are_the_engines_selection(filters):
         ],
     )
     query = {**RAW_QUERY, "filters": filters}
-    series, headers = live._series_for(body=query, principal=user)
+    series, headers = live._series_for(body=query, scope=data_scope_for(user))
     engine = sorted(device for device, _, _ in _engine_points(user, query, now - timedelta(minutes=1)))
     assert headers is not None
     assert sorted(header["labels"]["device"] for _, header in headers.values()) == engine
@@ -141,10 +139,10 @@ def test_aggregated_or_truncated_feeds_are_not_answered_from_messages():
     _, key = source_with_key(slug="plant")
     now = _iso(datetime.now(UTC))
     _ingest(key, [{"time": now, "device": device, "temperature": 1.0} for device in ("d1", "d2")])
-    assert live._series_for(body=RAW_QUERY, principal=user)[1] is not None
+    assert live._series_for(body=RAW_QUERY, scope=data_scope_for(user))[1] is not None
     # Aggregated, or more series than the limit (the engine would cut some): tail queries.
     for query in ({**RAW_QUERY, "aggregation": "avg"}, {**RAW_QUERY, "limit": 1}):
-        series, headers = live._series_for(body=query, principal=user)
+        series, headers = live._series_for(body=query, scope=data_scope_for(user))
         assert len(series) == 2, query
         assert headers is None, query
 
@@ -202,7 +200,12 @@ async def test_message_deltas_respect_the_data_scope():
     def provider(principal) -> DataScope:
         scope = original(principal)
         if principal.username == "rita":
-            return DataScope(source_ids=scope.source_ids, label_values={"facility": ("f1",)})
+            return DataScope.of(
+                [
+                    Grant.build(organization_id=g.organization_id, source_ids=g.source_ids, labels={"facility": ["f1"]})
+                    for g in scope.grants
+                ]
+            )
         return scope
 
     data_scope_provider_set(provider)
@@ -322,9 +325,7 @@ async def test_flushes_are_coalesced_per_feed_and_lose_no_point():
     received: dict[str, list[tuple[float, dict]]] = {"busy": [], "quiet": []}
 
     def feed(key: str, series_id: int) -> live.LiveFeed:
-        made = live.LiveFeed(
-            key=key, body=RAW_QUERY, principal=None, scope=DataScope(), source_id=1, bucket_seconds=None
-        )
+        made = live.LiveFeed(key=key, body=RAW_QUERY, scope=DataScope(), source_id=1, bucket_seconds=None)
         made.headers = {series_id: (0, {"labels": {"device": key}, "source": "plant"})}
         made.series_ids = frozenset({series_id})
         made.resolved = True

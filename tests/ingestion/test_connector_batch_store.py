@@ -77,7 +77,7 @@ def test_poison_messages_are_dead_lettered_whole_and_everything_is_acknowledged_
     db, database_refuses_poison
 ):
     """A message the database refuses is dead-lettered whole as unstorable; odd values are refused per record."""
-    source, _ = source_with_key(slug="poisoned", kind="mqtt", config={"topic": "plant/+"})
+    source, _ = source_with_key(slug="poisoned", kind="mqtt", config={"topic": "test-org/plant/+"})
     poison = '{"time": "2026-01-01T00:00:02Z", "device": "poison", "temperature": 2}'
     surrogate = '{"time": "2026-01-01T00:00:04Z", "device": "\\ud800", "temperature": 2}'
     huge = '{"time": "2026-01-01T00:00:05Z", "device": "d1", "temperature": ' + "9" * 400 + "}"
@@ -101,7 +101,7 @@ def test_a_batch_larger_than_a_window_is_split_even_inside_one_message(db, monke
     """One message of 12 records at 5 points per window: stored in record-pieces, acknowledged once at its end."""
     monkeypatch.setattr(stats, "WINDOW_SECONDS", 1)
     source, _ = source_with_key(
-        slug="limited", kind="mqtt", config={"topic": "plant/+"}, rate_limit_points_per_second=5
+        slug="limited", kind="mqtt", config={"topic": "test-org/plant/+"}, rate_limit_points_per_second=5
     )
     big = json.dumps([json.loads(_good(second)) for second in range(12)])
     messages = [_message(big, 1), _message(_good(30), 2)]
@@ -121,7 +121,9 @@ def test_a_batch_larger_than_a_window_is_split_even_inside_one_message(db, monke
 def test_one_record_over_a_whole_window_waits_for_its_points_and_is_stored(db, monkeypatch):
     """12 points in one record at 5 points per 1-second window: it cannot be split, so it waits 3 windows."""
     monkeypatch.setattr(stats, "WINDOW_SECONDS", 1)
-    source, _ = source_with_key(slug="wide", kind="mqtt", config={"topic": "plant/+"}, rate_limit_points_per_second=5)
+    source, _ = source_with_key(
+        slug="wide", kind="mqtt", config={"topic": "test-org/plant/+"}, rate_limit_points_per_second=5
+    )
     wide = json.dumps({"time": "2026-01-01T00:00:00Z", **{f"field{i}": i for i in range(12)}})
     acknowledged: list[int] = []
     store = BatchStore(source_id=source.id, transport="mqtt", payload_format="json", connector_key="mqtt:wide")
@@ -154,7 +156,7 @@ def test_an_http_sender_is_told_to_split_a_batch_that_can_never_fit_a_window(db,
 def test_while_redis_is_down_the_batch_waits_and_is_stored_once_it_is_back(storage_committed_cleanup, settings):
     """Redis (the rate limiter) on a port where nothing listens yet; a private redis-server is started there."""
     source, _ = source_with_key(
-        slug="redisless", kind="mqtt", config={"topic": "plant/+"}, rate_limit_points_per_second=100
+        slug="redisless", kind="mqtt", config={"topic": "test-org/plant/+"}, rate_limit_points_per_second=100
     )
     port = free_port()
     settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"

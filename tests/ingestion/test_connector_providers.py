@@ -25,13 +25,13 @@ def _specs(provider) -> dict[str, str]:
 
 def test_mqtt_specs_follow_enabling_pausing_and_editing(settings):
     settings.MQTT_URL = "mqtt://127.0.0.1:1883"
-    source, _ = source_with_key(slug="plant", kind="mqtt", config={"topic": "plant/+/telemetry"})
+    source, _ = source_with_key(slug="plant", kind="mqtt", config={"topic": "test-org/plant/+/telemetry"})
     source_with_key(slug="web", kind="http")
     first = _specs(providers.mqtt_connector_specs)
     assert list(first) == ["mqtt:plant"]
     assert _specs(providers.mqtt_connector_specs) == first  # nothing changed: same fingerprint, keeps running
 
-    source_update(source=source, config={"topic": "plant/+/telemetry", "format": "line"})
+    source_update(source=source, config={"topic": "test-org/plant/+/telemetry", "format": "line"})
     edited = _specs(providers.mqtt_connector_specs)
     assert edited["mqtt:plant"] != first["mqtt:plant"]
 
@@ -46,24 +46,26 @@ def test_mqtt_specs_follow_enabling_pausing_and_editing(settings):
 
 def test_mqtt_spec_builds_a_connector_for_the_source(settings):
     settings.MQTT_URL = "mqtt://user:secret@127.0.0.1:1884"
-    source, _ = source_with_key(slug="plant", kind="mqtt", config={"topic": "plant/#", "qos": 0, "topic_label": True})
+    source, _ = source_with_key(
+        slug="plant", kind="mqtt", config={"topic": "test-org/plant/#", "qos": 0, "topic_label": True}
+    )
     (spec,) = providers.mqtt_connector_specs()
     connector = spec.build()
     assert isinstance(connector, MqttConnector)
     assert (connector.source_id, connector.topic, connector.qos, connector.topic_label) == (
         source.id,
-        "plant/#",
+        "test-org/plant/#",
         0,
         True,
     )
     assert (connector.broker.host, connector.broker.port, connector.broker.username) == ("127.0.0.1", 1884, "user")
-    assert connector.client_id.startswith("analytics-plant-")
+    assert connector.client_id.startswith(f"analytics-source-{source.id}-")
 
 
 def test_kafka_specs_need_bootstrap_servers_and_warn_once(settings, caplog, monkeypatch):
     monkeypatch.setattr(providers, "_kafka_unconfigured_warned", False)
     settings.KAFKA_BOOTSTRAP_SERVERS = ""
-    source, _ = source_with_key(slug="orders", kind="kafka", config={"topics": ["orders"], "group_id": "g1"})
+    source, _ = source_with_key(slug="orders", kind="kafka", config={"topics": ["orders"]})
     with caplog.at_level(logging.WARNING, logger=providers.__name__):
         assert providers.kafka_connector_specs() == []
         assert providers.kafka_connector_specs() == []
@@ -77,7 +79,7 @@ def test_kafka_specs_need_bootstrap_servers_and_warn_once(settings, caplog, monk
     (spec,) = providers.kafka_connector_specs()
     connector = spec.build()
     assert isinstance(connector, KafkaConnector)
-    assert connector.consumer_config()["group.id"] == "g1"
+    assert connector.consumer_config()["group.id"] == f"analytics-source-{source.id}"
     assert connector.consumer_config()["bootstrap.servers"] == "kafka-1:9092"
 
     settings.KAFKA_BOOTSTRAP_SERVERS = "kafka-1:9092,kafka-2:9092"

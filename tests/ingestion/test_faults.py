@@ -204,7 +204,7 @@ def test_postgresql_restarted_during_sustained_http_ingest(postgres):
 def test_postgresql_restarted_while_the_mqtt_connector_stores(postgres):
     redis = PrivateRedis()
     redis.start()
-    topic = f"faults/{uuid.uuid4().hex[:10]}"
+    topic = f"faults/{uuid.uuid4().hex[:10]}"  # under the organisation's prefix ("faults/")
     environment = _environment(postgres, redis.url(), MQTT_URL="mqtt://127.0.0.1:1883",
                                INGEST_CONNECTOR_FLUSH_SECONDS="0.2", INGEST_CONNECTOR_BATCH_SIZE="200")  # fmt: skip
     _prepare(environment, {"slug": "line", "kind": "mqtt", "config": {"topic": f"{topic}/#", "format": "json"}})

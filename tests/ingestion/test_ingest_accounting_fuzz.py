@@ -342,7 +342,7 @@ def test_connector_payloads_account_for_every_record_and_every_message(messages,
 
     from apps.ingestion.connectors import BatchStore, message_parse
 
-    source, _ = source_with_key(slug=f"fuzz-{next(_slugs)}", kind="mqtt", config={"topic": "plant/+"})
+    source, _ = source_with_key(slug=f"fuzz-{next(_slugs)}", kind="mqtt", config={"topic": "test-org/plant/+"})
     payload_format = "line" if line_protocol else "json"
     parsed, expected_points, expected_letters = [], [], []
     index = 0  # every record gets its own device and second across the whole batch

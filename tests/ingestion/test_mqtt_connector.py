@@ -82,10 +82,10 @@ def _mqtt_source(sessions: list[str], *, options: dict | None = None, **config: 
     """An MQTT source on a fresh topic filter; returns it and a concrete topic that matches the filter."""
     token = uuid.uuid4().hex[:12]
     source, _ = source_with_key(
-        slug=f"mqtt-{token}", kind="mqtt", config={"topic": f"test/{token}/+", **config}, **(options or {})
+        slug=f"mqtt-{token}", kind="mqtt", config={"topic": f"test-org/{token}/+", **config}, **(options or {})
     )
-    sessions.append(mqtt_client_id(slug=source.slug, config=source.config))
-    return source, f"test/{token}/device-1"
+    sessions.append(mqtt_client_id(source_id=source.id, config=source.config))
+    return source, f"test-org/{token}/device-1"
 
 
 @contextmanager

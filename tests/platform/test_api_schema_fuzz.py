@@ -8,7 +8,7 @@ undocumented methods refused.
 The app runs in this process over WSGI (the same Django views, middleware and database as under daphne), in the
 test's transaction, for speed: each operation's examples run in a savepoint that is rolled back, so every example
 sees the same world, a deleted dashboard included. Path parameters are pinned to objects of that world (a source,
-its write key, a dashboard, an upload, a spare token and key to revoke) so requests reach the code behind the
+its write key, a dashboard, an upload, a report, a spare token and key to revoke) so requests reach the code behind the
 404. The world's owner is an organisation editor, authenticated with an API token (the ingest endpoints with
 the source's write key).
 
@@ -35,6 +35,8 @@ from apps.access.services import api_token_create
 from apps.dashboards.models import Dashboard
 from apps.dashboards.services import dashboard_create
 from apps.ingestion.models import FileUpload, UploadStatus
+from apps.reporting.models import Report
+from apps.reporting.services import report_create
 from apps.sources.models import SourceWriteKey
 from tests.dashboards.factories import dashboard_document
 from tests.factories import organization_get, user_create
@@ -62,6 +64,7 @@ CONFIG = schemathesis.config.SchemathesisConfig.from_dict(
             "key_id": SPARE_ID,
             "upload_id": SPARE_ID,
             "version": 1,
+            "report_id": SPARE_ID,
         },
         "checks": {"positive_data_acceptance": {"enabled": False}},
     }
@@ -102,6 +105,12 @@ def world(db, settings, tmp_path):
         points_store(series_id, [(now - timedelta(minutes=minute), 20.0 + minute) for minute in range(30)])
     dashboard = dashboard_create(organization=organization_get(), owner=user, document=dashboard_document())
     Dashboard.objects.filter(pk=dashboard.pk).update(uid=DASHBOARD_UID)
+    settings.REPORT_FILES_ROOT = tmp_path / "reports"
+    report = report_create(organization=organization_get(), owner=user, data={
+        "name": "Fuzz", "dashboard": DASHBOARD_UID, "formats": ["csv"], "recipients": {"users": ["fuzzer"]},
+        "time_range": {"start": "-1h", "end": "now"}})  # fmt: skip
+    Report.objects.filter(pk=report.pk).update(id=SPARE_ID)  # foreign keys are checked at commit: move them too
+    Report.recipient_users.through.objects.filter(report_id=report.pk).update(report_id=SPARE_ID)
     try:
         yield {"token": token, "write_key": write_key}
     finally:

@@ -58,3 +58,22 @@ def test_query_figures_exported(client, user):
     text = client.get("/metrics").content.decode()
     assert _sample(text, "analytics_query_duration_seconds_count", tier="raw") >= 1
     assert _sample(text, "analytics_query_refused_total", field="metric") >= 1
+
+
+@pytest.mark.django_db
+def test_metrics_closed_without_a_token_when_required(client, settings):
+    settings.METRICS_REQUIRE_TOKEN = True  # production's default
+    settings.METRICS_TOKEN = ""
+    response = client.get("/metrics")
+    assert response.status_code == 401
+    assert b"METRICS_TOKEN" in response.content
+    assert b"analytics_http_requests_total" not in response.content
+
+
+def test_production_requires_a_metrics_token_by_default():
+    from tests.platform.test_settings import PROD_ENVIRONMENT, _run_with_prod_settings
+
+    code = "import django; django.setup(); from django.conf import settings; print(settings.METRICS_REQUIRE_TOKEN)"
+    result = _run_with_prod_settings(PROD_ENVIRONMENT, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"

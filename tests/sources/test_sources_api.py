@@ -16,14 +16,14 @@ def test_create_answers_201_with_the_source_and_its_first_write_key_once(editor)
     response = api_client_for(editor).post(
         "/api/v1/sources/",
         {"name": "Plant", "slug": "plant", "kind": "mqtt", "schema_mode": "infer",
-         "config": {"topic": "plant/+/telemetry", "format": "json"}},
+         "config": {"topic": "test-org/plant/+/telemetry", "format": "json"}},
         format="json",
     )  # fmt: skip
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["write_key"].startswith("swk_")
     assert (body["slug"], body["kind"], body["schema_mode"], body["schema_version"]) == ("plant", "mqtt", "infer", 1)
-    assert body["config"] == {"topic": "plant/+/telemetry", "format": "json", "qos": 1}
+    assert body["config"] == {"topic": "test-org/plant/+/telemetry", "format": "json", "qos": 1}
     assert body["organization"] == "test-org"
     keys = api_client_for(editor).get("/api/v1/sources/plant/keys/").json()
     assert len(keys) == 1

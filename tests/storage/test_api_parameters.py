@@ -119,7 +119,7 @@ def test_a_metric_past_the_first_5000_names_is_found(editor, plant):
     assert response.status_code == 200, response.content
     assert response.json()["series"] == []
     missing = client.post("/api/v1/query", {"metric": "metric_x", "filters": {"device": "none"}})
-    assert "no metric named 'metric_x'" in _refused(missing, "metric")["detail"]
+    assert (missing.status_code, missing.json()["series"]) == (200, [])  # no data yet: an empty answer
 
 
 def test_the_metrics_picker_pages_and_says_when_it_truncates(editor, plant):

@@ -10,7 +10,7 @@ from django.db import connection
 
 from apps.access.models import Membership
 from apps.storage.backends import backend_for
-from apps.storage.policies import DataScope, data_scope_provider_get, data_scope_provider_set
+from apps.storage.policies import DataScope, Grant, data_scope_provider_get, data_scope_provider_set
 from apps.storage.query.engine import query_execute
 from apps.storage.query.spec import LabelFilter, QuerySpec
 from apps.storage.services import points_write
@@ -131,7 +131,7 @@ def test_a_subset_of_a_group_is_answered_per_series():
 def test_a_data_scope_that_hides_devices_is_answered_per_series():
     labels, ids, truth = _plant_refreshed()
     previous = data_scope_provider_get()
-    data_scope_provider_set(lambda principal: DataScope(label_values={"device": ("d0", "d1")}))
+    data_scope_provider_set(lambda principal: DataScope.of([Grant.build(labels={"device": ["d0", "d1"]})]))
     try:
         spec = _spec()
         result = query_execute(spec=spec, principal=_user())

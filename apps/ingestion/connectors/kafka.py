@@ -64,9 +64,13 @@ class ConsumerLike(Protocol):
     def close(self) -> None: ...
 
 
-def kafka_group_id(*, slug: str, config: dict[str, Any]) -> str:
-    """The consumer group: config group_id, else one per source so each source reads every message once."""
-    return str(config.get("group_id") or f"analytics-{slug}")
+def kafka_group_id(*, source_id: int) -> str:
+    """The source's consumer group, derived by the platform and never taken from the source's settings.
+
+    One group per source, so each source reads every message once. A tenant who could name a group could join
+    another source's group on a shared cluster, take some of its partitions and commit its offsets.
+    """
+    return f"{settings.CONNECTOR_ID_PREFIX}-source-{source_id}"
 
 
 class KafkaConnector:
@@ -88,7 +92,7 @@ class KafkaConnector:
         self.slug = slug
         self.source_id = source_id
         self.topics: list[str] = list(config["topics"])
-        self.group_id = kafka_group_id(slug=slug, config=config)
+        self.group_id = kafka_group_id(source_id=source_id)
         offset_reset = config.get("auto_offset_reset", "earliest")
         self.offset_reset = offset_reset if offset_reset in OFFSET_RESETS else "earliest"
         self.payload_format = payload_format_of(config)

@@ -68,16 +68,17 @@ def broker_address_parse(url: str) -> BrokerAddress:
     )
 
 
-def mqtt_client_id(*, slug: str, config: dict[str, Any]) -> str:
-    """The source's client id: stable across restarts so the broker keeps its session and queued QoS 1 messages.
+def mqtt_client_id(*, source_id: int, config: dict[str, Any]) -> str:
+    """The source's client id, derived by the platform and never taken from the source's settings.
 
-    It includes a digest of the topic filter because a persistent session keeps its subscriptions: with the same id,
-    a source whose filter was edited would go on receiving the old topic. `config["client_id"]` overrides it.
+    Stable across restarts so the broker keeps its session and queued QoS 1 messages. On a shared broker a client
+    id is a session: a tenant choosing another source's id would take over its session (and its queued messages),
+    so it is made from the source's id (unique across organisations, unlike a slug). It includes a digest of the
+    topic filter because a persistent session keeps its subscriptions: with the same id, a source whose filter
+    was edited would go on receiving the old topic.
     """
-    if config.get("client_id"):
-        return str(config["client_id"])
     digest = hashlib.sha256(str(config.get("topic", "")).encode()).hexdigest()[:8]
-    return f"analytics-{slug}-{digest}"
+    return f"{settings.CONNECTOR_ID_PREFIX}-source-{source_id}-{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,7 @@ class MqttConnector:
         self.source_id = source_id
         self.topic: str = config["topic"]
         self.qos: int = int(config.get("qos", 1))
-        self.client_id = mqtt_client_id(slug=slug, config=config)
+        self.client_id = mqtt_client_id(source_id=source_id, config=config)
         self.payload_format = payload_format_of(config)
         self.precision: str = config.get("precision", "ns")
         self.topic_label = bool(config.get("topic_label", False))

@@ -190,13 +190,20 @@ class StorageBackend(ABC):
         )
         return cursor.rowcount or 0
 
+    def retention_override_max_days(self, table: str) -> int:
+        """The longest retention a source's override may keep on a table: the operator's bound
+        (STORAGE_SOURCE_RETENTION_MAX_DAYS_*), else the table's global retention (overrides may only shorten)."""
+        configured = settings.STORAGE_SOURCE_RETENTION_MAX_DAYS.get(table, 0)
+        return max(configured, self.retention_days()[table]) if configured else self.retention_days()[table]
+
     def max_retention_days(self, table: str) -> int:
-        """The longest retention any source has on a table (partitions and chunks go only when all agree)."""
+        """The longest retention any source has on a table (partitions and chunks go only when all agree), never
+        past the override bound: an override stored before the bound existed cannot hold everyone's data."""
         field_name, _ = RETENTION_FIELDS[table]
         with self.connection.cursor() as cursor:
             cursor.execute(sql.SQL("SELECT max({}) FROM sources_source").format(sql.Identifier(field_name)))
             longest = cursor.fetchone()[0]
-        return max(self.retention_days()[table], longest or 0)
+        return max(self.retention_days()[table], min(longest or 0, self.retention_override_max_days(table)))
 
 
 RETENTION_FIELDS = {

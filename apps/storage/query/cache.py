@@ -18,6 +18,8 @@ from datetime import datetime
 
 from django.core.cache import cache
 
+from apps.storage.query.generations import global_generation_bump
+
 logger = logging.getLogger(__name__)
 
 GENERATION_KEY = "storage:query-cache:generation"
@@ -48,7 +50,8 @@ def generation_current() -> int | None:
 
 
 def generation_bump() -> None:
-    """Invalidate every cached bucket (stored data below the watermark changed)."""
+    """Invalidate every cached bucket (stored data below the watermark changed), and every shared answer."""
+    global_generation_bump()
     try:
         try:
             cache.incr(GENERATION_KEY)

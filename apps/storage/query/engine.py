@@ -34,6 +34,7 @@ from apps.storage.query.cache import (
     cached_buckets_set,
     generation_current,
 )
+from apps.storage.query.reduce import reduced_values
 from apps.storage.query.series_selection import refused_filter, series_plan
 from apps.storage.query.series_selection import series_plans_clear as series_plans_clear
 from apps.storage.query.spec import RAW, QuerySpec, QuerySpecError
@@ -107,14 +108,17 @@ class QueryResult:
     downsampled: bool = False
     truncated: bool = False
     cached_buckets: int = 0
+    bucket_requested: int | None = None
+    reduced: list[dict] | None = None  # with spec.reduce: the reduced values, and `series` is empty
     label_rollups: bool = False  # rollup segments were read per label value (not part of the JSON answer)
     segments: list[Segment] = field(default_factory=list)  # what the statement read (not part of the JSON answer)
     sql: str = ""
 
     def as_dict(self) -> dict:
-        return {
+        answer = {
             "tier": self.tier,
             "bucket": duration_format(self.bucket_seconds) if self.bucket_seconds else None,
+            "bucket_requested": duration_format(self.bucket_requested) if self.bucket_requested else None,
             "aggregation": self.spec.aggregation,
             "start": _iso(self.spec.start),
             "end": _iso(self.spec.end),
@@ -123,6 +127,11 @@ class QueryResult:
             "cached_buckets": self.cached_buckets,
             "series": self.series,
         }
+        if self.reduced is not None:
+            reduce = self.spec.reduce
+            answer["reduce"] = {"calculation": reduce.calculation, "combination": reduce.combination}
+            answer["reduced"] = self.reduced
+        return answer
 
 
 def segments_plan(
@@ -205,9 +214,16 @@ def segments_split_dirty(segments: Sequence[Segment], dirty: Sequence[datetime])
     return merged
 
 
-def query_execute(*, spec: QuerySpec, principal, alias: str = "default") -> QueryResult:
-    """Answer a query for a principal; the only way points are read."""
-    scope = data_scope_for(principal)
+def query_execute(
+    *, spec: QuerySpec, principal=None, scope: DataScope | None = None, alias: str = "default"
+) -> QueryResult:
+    """Answer a query for a principal; the only way points are read.
+
+    `scope` instead of a principal: a scope computed from a principal before (a live feed answers every
+    subscriber whose scope has this very cache key with one query).
+    """
+    if scope is None:
+        scope = data_scope_for(principal)
     started = time.perf_counter()
     outermost = not connections[alias].in_atomic_block
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
@@ -249,8 +265,12 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
         series_groups = [(series_id, index) for series_id, index in series_groups if index < spec.limit]
         if label_plan is not None:
             label_plan = replace(label_plan, values=label_plan.values[: spec.limit])
-    result = QueryResult(spec=spec, tier="raw", bucket_seconds=None, truncated=truncated)
+    result = QueryResult(
+        spec=spec, tier="raw", bucket_seconds=None, truncated=truncated, bucket_requested=spec.bucket_seconds
+    )
     if not series_groups:
+        if spec.reduce is not None:
+            result.reduced = reduced_values(spec.reduce, [], [])
         return result
     series_ids = [series_id for series_id, _ in series_groups]
     group_indexes = [index for _, index in series_groups]
@@ -262,6 +282,10 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
                 {**groups[index], "points": [[moment, value] for moment, value in points]}
                 for index, points in _by_group(rows, len(groups))
             ]
+            if spec.reduce is not None:
+                values = [[value for _, value in item["points"]] for item in result.series]
+                result.reduced = reduced_values(spec.reduce, groups, values)
+                result.series = []
             return result
         result.downsampled = True  # too many raw points for the budget: fall back to averages
         spec = replace(spec, aggregation="avg", bucket_seconds=None)
@@ -406,6 +430,9 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
             ),
             timeout=settings.STORAGE_QUERY_CACHE_SECONDS,
         )
+    if spec.reduce is not None:
+        result.reduced = reduced_values(spec.reduce, groups, [_filled(spec.fill, column) for column in columns])
+        return result
     result.series = _series_output(spec, groups, times, columns)
     return result
 
@@ -420,7 +447,10 @@ def _run(cursor, query: sql.Composed, parameters: dict, result: QueryResult, spe
 
 
 def query_bucket_seconds(spec: QuerySpec) -> int:
-    """The bucket an aggregate answers with: as asked, unless it exceeds the point budget; else from the budget."""
+    """The bucket an aggregate answers with: as asked (a minimum interval), widened to the smallest nice multiple
+    that fits the point budget when it exceeds it; without a bucket, from the budget; an exact bucket as asked."""
+    if spec.exact_bucket and spec.bucket_seconds is not None:
+        return spec.bucket_seconds  # the parser refused it if it exceeds the budget
     per_point = spec.range_seconds / spec.max_points
     if spec.bucket_seconds is None:
         return nice_bucket_at_least(max(per_point, 1))
@@ -594,18 +624,27 @@ def _series_output(spec: QuerySpec, groups: list[dict], times: list[str], column
         if spec.fill == "none":
             points = [[moment, value] for moment, value in zip(times, values, strict=True) if value is not None]
         else:
-            if spec.fill == "previous":
-                values = list(values)
-                previous = None
-                for index, value in enumerate(values):
-                    if value is None:
-                        values[index] = previous
-                    else:
-                        previous = value
+            values = _filled(spec.fill, values)
             # A list display per point: about twice as fast as list(pair) over 7,200 points of a dashboard.
             points = [[moment, value] for moment, value in zip(times, values, strict=True)]
         output.append({**header, "points": points})
     return output
+
+
+def _filled(fill: str, values: list) -> list:
+    """A group's bucket values as the answer gives them: gaps carried forward with fill=previous, left out with
+    fill=none, else None."""
+    if fill == "none":
+        return [value for value in values if value is not None]
+    if fill == "previous":
+        values = list(values)
+        previous = None
+        for index, value in enumerate(values):
+            if value is None:
+                values[index] = previous
+            else:
+                previous = value
+    return values
 
 
 def _int_array(values: list[int]) -> str:

@@ -1,13 +1,14 @@
 """Which series a query reads: selected under the principal's data scope, grouped, and planned per label.
 
 The selection is cached per process (see `series_plan`); the engine (engine.py) reads the points of what it
-returns. Errors a client can fix (no such metric or source, too many series, a filter the database refuses) are
-QuerySpecErrors naming the field; the database's own text is logged, never sent.
+returns. A metric, source or label value with no series (not yet written, or outside the principal's data scope:
+both look the same) selects nothing, and the query answers an empty result, as Grafana shows "No data". Errors a
+client can fix (too many series, a filter the database refuses) are QuerySpecErrors naming the field; the
+database's own text is logged, never sent.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import threading
@@ -19,6 +20,7 @@ from django.db import DataError
 from psycopg import sql
 
 from apps.storage.policies import DataScope
+from apps.storage.query.scope_sql import scope_condition
 from apps.storage.query.spec import QuerySpec, QuerySpecError
 
 logger = logging.getLogger(__name__)
@@ -59,8 +61,7 @@ def series_plan(cursor, spec: QuerySpec, scope: DataScope) -> SeriesPlan:
         spec.source,
         tuple((item.label, item.operator, item.values) for item in spec.filters),
         spec.group_by,
-        None if scope.source_ids is None else frozenset(scope.source_ids),
-        tuple(sorted((label, tuple(values)) for label, values in scope.label_values.items())),
+        scope,
     )
     cached = _series_plans.get(key)
     if cached is not None:
@@ -139,9 +140,6 @@ def _series_select(cursor, spec: QuerySpec, scope: DataScope) -> list[tuple[int,
     conditions = [sql.SQL("s.metric = %(metric)s")]
     parameters: dict = {"metric": spec.metric}
     if spec.source:
-        cursor.execute("SELECT id FROM sources_source WHERE slug = %s", [spec.source])
-        if cursor.fetchone() is None:
-            raise QuerySpecError("source", f"no source with slug {spec.source!r}.")
         conditions.append(sql.SQL("src.slug = %(source)s"))
         parameters["source"] = spec.source
     scope_conditions = _scope_conditions(scope, parameters)
@@ -183,66 +181,14 @@ def _series_select(cursor, spec: QuerySpec, scope: DataScope) -> list[tuple[int,
         raise refused_filter(error, spec) from None
     if spec.group_by:
         # Labels are stored as strings, so ->> gives each one's value; a missing label is None, as .get() gives.
-        rows = [(row[0], dict(zip(spec.group_by, row[3:], strict=True)), row[1], row[2]) for row in cursor.fetchall()]
-    else:
-        rows = [(row[0], json.loads(row[3]), row[1], row[2]) for row in cursor.fetchall()]
-    if not rows:
-        _metric_must_exist(cursor, spec, scope)
-    return rows
+        return [(row[0], dict(zip(spec.group_by, row[3:], strict=True)), row[1], row[2]) for row in cursor.fetchall()]
+    return [(row[0], json.loads(row[3]), row[1], row[2]) for row in cursor.fetchall()]
 
 
 def _scope_conditions(scope: DataScope, parameters: dict) -> list[sql.Composable]:
-    """The row-level data policy as SQL conditions on the series (src) selected."""
-    conditions: list[sql.Composable] = []
-    if scope.source_ids is not None:
-        conditions.append(sql.SQL("src.id = ANY(%(scope_sources)s::bigint[])"))
-        parameters["scope_sources"] = sorted(scope.source_ids)
-    for index, (label, values) in enumerate(sorted(scope.label_values.items())):
-        key, value = f"sk{index}", f"sv{index}"
-        conditions.append(sql.SQL("s.labels->>%({})s = ANY(%({})s::text[])").format(sql.SQL(key), sql.SQL(value)))
-        parameters[key], parameters[value] = label, list(values)
-    return conditions
-
-
-# Metric names read for "did you mean" suggestions when a metric does not exist (a hint, not an answer).
-SUGGESTION_CANDIDATES = 5_000
-
-
-def _metric_must_exist(cursor, spec: QuerySpec, scope: DataScope) -> None:
-    """Raise a helpful error when the metric does not exist (in what the principal may see).
-
-    Existence is asked of the database exactly, whatever the number of metrics; only the suggestions are read
-    from a bounded list of names.
-    """
-    parameters: dict = {"metric": spec.metric}
-    conditions = [sql.SQL("TRUE"), *_scope_conditions(scope, parameters)]
-    if spec.source:
-        conditions.append(sql.SQL("src.slug = %(source)s"))
-        parameters["source"] = spec.source
-    seen = sql.SQL(" AND ").join(conditions)
-    cursor.execute(
-        sql.SQL(
-            "SELECT EXISTS (SELECT 1 FROM storage_series s JOIN sources_source src ON src.id = s.source_id "
-            "WHERE s.metric = %(metric)s AND {})"
-        ).format(seen),
-        parameters,
-    )
-    if cursor.fetchone()[0]:
-        return
-    cursor.execute(
-        sql.SQL(
-            "SELECT DISTINCT s.metric FROM storage_series s JOIN sources_source src ON src.id = s.source_id "
-            "WHERE {} LIMIT %(candidates)s"
-        ).format(seen),
-        {**parameters, "candidates": SUGGESTION_CANDIDATES},
-    )
-    metrics = [row[0] for row in cursor.fetchall()]
-    where = f" in source {spec.source!r}" if spec.source else ""
-    suggestions = difflib.get_close_matches(spec.metric, metrics, n=3)
-    hint = f" Did you mean {', '.join(repr(name) for name in suggestions)}?" if suggestions else ""
-    if not metrics:
-        hint = " No data has been stored yet." if not spec.source else " That source has no data yet."
-    raise QuerySpecError("metric", f"no metric named {spec.metric!r}{where}.{hint}")
+    """The row-level data policy as SQL conditions on the series (s) and their source (src)."""
+    condition = scope_condition(scope, parameters)
+    return [] if condition is None else [condition]
 
 
 def _groups(spec: QuerySpec, series: list[tuple[int, dict, str, int]]) -> tuple[list[dict], list[tuple[int, int]]]:

@@ -19,6 +19,9 @@ AGGREGATIONS = ("avg", "sum", "count", "min", "max", "last")
 PERCENTILES = {"p50": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 RAW = "raw"
 FILL_MODES = ("null", "previous", "none")
+# Reductions of each series' bucketed values to one number (see apps/storage/query/reduce.py).
+CALCULATIONS = ("last", "last_not_null", "first", "mean", "sum", "min", "max", "count", "delta", "range")
+COMBINATIONS = ("sum", "mean", "min", "max", "none")
 FILTER_OPERATORS = ("eq", "ne", "in", "not_in", "regex")
 MAX_FILTERS = 20
 MAX_GROUP_BY = 5
@@ -50,6 +53,14 @@ class LabelFilter:
 
 
 @dataclass(frozen=True)
+class Reduce:
+    """Reduce each series to one value (`calculation` over its buckets), then across series (`combination`)."""
+
+    calculation: str
+    combination: str = "none"
+
+
+@dataclass(frozen=True)
 class QuerySpec:
     """A validated query."""
 
@@ -64,6 +75,8 @@ class QuerySpec:
     limit: int = DEFAULT_LIMIT
     fill: str = "null"
     max_points: int = 1_000
+    exact_bucket: bool = False  # refuse rather than widen a bucket that exceeds the point budget
+    reduce: Reduce | None = None
 
     @property
     def percentile(self) -> float | None:
@@ -193,7 +206,7 @@ def query_spec_parse(data: Any, *, now: datetime | None = None) -> QuerySpec:
         raise QuerySpecError("body", "send a JSON object.")
     known = {
         "source", "metric", "filters", "aggregation", "start", "end", "bucket",
-        "group_by", "limit", "fill", "max_points",
+        "group_by", "limit", "fill", "max_points", "exact_bucket", "reduce",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -215,6 +228,12 @@ def query_spec_parse(data: Any, *, now: datetime | None = None) -> QuerySpec:
     end = time_parse(data.get("end", "now"), field="end", now=now)
     if end <= start:
         raise QuerySpecError("end", "must be after start.")
+    exact_bucket = data.get("exact_bucket", False)
+    if not isinstance(exact_bucket, bool):
+        raise QuerySpecError("exact_bucket", "must be true or false.")
+    max_points = _positive_int(
+        data, "max_points", settings.STORAGE_DEFAULT_MAX_POINTS, settings.STORAGE_MAX_POINTS_PER_SERIES
+    )
     bucket_seconds = None
     bucket = data.get("bucket")
     if bucket not in (None, "auto"):
@@ -224,18 +243,24 @@ def query_spec_parse(data: Any, *, now: datetime | None = None) -> QuerySpec:
             bucket_seconds = duration_parse(bucket)
         except ValueError as error:
             raise QuerySpecError("bucket", f"{error}; the smallest bucket is 1s.") from None
+    if exact_bucket:
+        if bucket_seconds is None:
+            raise QuerySpecError("exact_bucket", "give a bucket such as '1m' to use it exactly.")
+        # A bucket is a minimum interval that the engine widens to the point budget; an exact one is refused
+        # instead when it exceeds the budget (max_points when given, else the most any query may ask for).
+        budget = max_points if data.get("max_points") is not None else settings.STORAGE_MAX_POINTS_PER_SERIES
         buckets = (end - start).total_seconds() / bucket_seconds
-        if buckets > settings.STORAGE_MAX_POINTS_PER_SERIES:
-            suggestion = duration_format(
-                nice_bucket_at_least((end - start).total_seconds() / settings.STORAGE_MAX_POINTS_PER_SERIES)
-            )
+        if buckets > budget:
+            suggestion = duration_format(nice_bucket_at_least((end - start).total_seconds() / budget))
             raise QuerySpecError(
                 "bucket",
-                f"{bucket} over this range makes {buckets:,.0f} points per series; the most is "
-                f"{settings.STORAGE_MAX_POINTS_PER_SERIES:,}. Use a bucket of at least {suggestion}, "
-                "a shorter range, or 'auto'.",
+                f"{bucket} over this range makes {buckets:,.0f} points per series; the most is {budget:,}. "
+                f"Use a bucket of at least {suggestion}, a shorter range, or leave exact_bucket out to let the "
+                "server widen it.",
             )
-    group_by = data.get("group_by") or []
+    group_by = data.get("group_by")
+    if group_by is None:
+        group_by = []
     if not isinstance(group_by, list) or any(
         not isinstance(label, str) or not _LABEL_NAME.match(label) for label in group_by
     ):
@@ -259,7 +284,24 @@ def query_spec_parse(data: Any, *, now: datetime | None = None) -> QuerySpec:
         group_by=tuple(dict.fromkeys(group_by)),
         limit=_positive_int(data, "limit", DEFAULT_LIMIT, MAX_LIMIT),
         fill=fill,
-        max_points=_positive_int(
-            data, "max_points", settings.STORAGE_DEFAULT_MAX_POINTS, settings.STORAGE_MAX_POINTS_PER_SERIES
-        ),
+        max_points=max_points,
+        exact_bucket=exact_bucket,
+        reduce=_reduce_parse(data.get("reduce")),
     )
+
+
+def _reduce_parse(raw: Any) -> Reduce | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise QuerySpecError("reduce", 'an object such as {"calculation": "last_not_null", "combination": "sum"}.')
+    unknown = sorted(set(raw) - {"calculation", "combination"})
+    if unknown:
+        raise QuerySpecError(f"reduce.{_shown(unknown[0])}", "unknown field; the fields are calculation, combination.")
+    calculation = raw.get("calculation")
+    if not isinstance(calculation, str) or calculation not in CALCULATIONS:
+        raise QuerySpecError("reduce.calculation", f"required; use one of {', '.join(CALCULATIONS)}.")
+    combination = raw.get("combination", "none")
+    if not isinstance(combination, str) or combination not in COMBINATIONS:
+        raise QuerySpecError("reduce.combination", f"use one of {', '.join(COMBINATIONS)}.")
+    return Reduce(calculation=calculation, combination=combination)

@@ -4,6 +4,7 @@ const FORMULA_START = /^[=+\-@\t\r]/;
 
 export function csvCell(value) {
   if (value === null || value === undefined) return "";
+  if (typeof value === "number") return String(value); // a negative reading is data, not a formula
   let text = String(value);
   if (FORMULA_START.test(text)) text = `'${text}`;
   if (/[",\n\r]/.test(text)) text = `"${text.replace(/"/g, '""')}"`;

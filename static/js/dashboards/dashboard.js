@@ -3,10 +3,12 @@
 
 import { Annotations } from "./annotations.js";
 import { ApiError, get, post, put, query as queryString } from "./api.js";
-import { csvFromSeries, download, fileSafe } from "./csv.js";
+import { csvFromRows, csvFromSeries, download, fileSafe } from "./csv.js";
 import { catalog, PanelEditor } from "./editor.js";
 import { LiveConnection } from "./live.js";
-import { PANEL_TYPES, panelErrorMessage, panelImage, renderPanel, resizePanel } from "./panels.js";
+import { PANEL_TYPES, panelErrorMessage, panelImage, purge, renderPanel, resizePanel } from "./panels.js";
+import { openInspector } from "./inspector.js";
+import { combinedPoints, panelReduce, REDUCED_TYPES } from "./values.js";
 import { dropBefore, lastPointTime, mergeSeries } from "./series.js";
 import { initTheme } from "./theme.js";
 import { isRelative, PRESETS, rangeLabel, resolveTime, toLocalInput } from "./timerange.js";
@@ -14,6 +16,9 @@ import { ALL, substituteVariables } from "./variables.js";
 
 const COLUMNS = 12;
 const PHONE_WIDTH = 768;
+const MAX_SERIES_LIMIT = 1000; // the query API's largest `limit`
+// On a phone (one column) these panels are only as tall as their content, in grid rows of 80 px.
+const PHONE_ROWS = { stat: 2, bargauge: 3 };
 const REFRESH_CHOICES = [["live", "Live"], ["off", "Off"], ["5s", "5s"], ["10s", "10s"], ["30s", "30s"], ["1m", "1m"], ["5m", "5m"]];
 const DEFAULT_SIZES = { text: [4, 3], stat: [3, 3], gauge: [3, 4], table: [6, 4], pie: [4, 4] };
 
@@ -264,13 +269,25 @@ function pixelWidth(body) {
 
 export function preparedQuery(spec, { range, values, maxPoints }) {
   const prepared = substituteVariables(spec, values);
-  prepared.start = range.start;
-  prepared.end = range.end;
+  // A query with its own start/end (e.g. "latest values": -5m) keeps it; the others follow the dashboard.
+  if (!spec.start) prepared.start = range.start;
+  if (!spec.start && !spec.end) prepared.end = range.end;
   prepared.max_points = Math.min(10000, Math.max(10, maxPoints));
   if (!prepared.bucket) prepared.bucket = "auto";
   if (!prepared.source) delete prepared.source;
   if (!prepared.group_by?.length) delete prepared.group_by;
   return prepared;
+}
+
+// Panels that show reduced numbers ask the server for them ("reduce"); a stat's sparkline is a small series query.
+export function reducesOnServer(panel) {
+  return REDUCED_TYPES.has(panel.type) || panel.type === "bar" || panel.type === "pie" || panel.type === "table";
+}
+
+async function fetchQuery(spec, { signal }) {
+  const started = performance.now();
+  const data = await post("/api/v1/query", spec, { signal });
+  return { data, milliseconds: Math.round(performance.now() - started) };
 }
 
 async function fetchPanel(panel, view, { signal } = {}) {
@@ -280,25 +297,50 @@ async function fetchPanel(panel, view, { signal } = {}) {
     const resolved = currentRange();
     return { start: resolved.start.toISOString(), end: resolved.end.toISOString() };
   })();
+  const reduce = reducesOnServer(panel) ? panelReduce(panel) : null;
   const results = await Promise.all(
     (panel.queries ?? []).filter((item) => item.query?.metric).map(async (item) => {
       const spec = preparedQuery(item.query, { range, values: state.variableValues, maxPoints });
-      const data = await post("/api/v1/query", spec, { signal });
-      return { ref: item.ref, axis: item.axis, metric: item.query.metric, spec, series: data.series ?? [], truncated: data.truncated };
+      const base = { ref: item.ref, axis: item.axis, metric: item.query.metric, spec, inspect: [] };
+      if (!reduce) {
+        const { data, milliseconds } = await fetchQuery(spec, { signal });
+        base.inspect.push({ spec, response: data, milliseconds });
+        return { ...base, series: data.series ?? [], truncated: data.truncated };
+      }
+      // One number across series must count every series, not the first `limit` of them.
+      const reducedSpec = { ...spec, reduce, ...(reduce.combination !== "none" && !item.query.limit ? { limit: MAX_SERIES_LIMIT } : {}) };
+      const wantsSpark = panel.type === "stat" && panel.options?.sparkline !== false && reduce.combination !== "none";
+      const sparkSpec = { ...spec, max_points: Math.min(spec.max_points, 60) };
+      const [reduced, spark] = await Promise.all([fetchQuery(reducedSpec, { signal }), wantsSpark ? fetchQuery(sparkSpec, { signal }) : null]);
+      base.inspect.push({ spec: reducedSpec, response: reduced.data, milliseconds: reduced.milliseconds });
+      if (spark) base.inspect.push({ spec: sparkSpec, response: spark.data, milliseconds: spark.milliseconds });
+      return {
+        ...base,
+        series: [],
+        reduced: reduced.data.reduced ?? [],
+        spark: spark ? combinedPoints(spark.data.series ?? [], reduce.combination) : null,
+        truncated: reduced.data.truncated,
+      };
     }),
   );
-  return { results, maxPoints, liveMode };
+  return { results, maxPoints, liveMode, reduce };
 }
 
 function draw(panel, view) {
-  const results = (panel.queries ?? []).map((item) => ({
-    ref: item.ref,
-    axis: item.axis,
-    legend: item.legend,
-    hidden: item.hidden,
-    metric: item.query?.metric,
-    series: view.data.get(item.ref) ?? [],
-  }));
+  const results = (panel.queries ?? []).map((item) => {
+    const fetched = view.fetched?.get(item.ref) ?? {};
+    return {
+      ref: item.ref,
+      axis: item.axis,
+      legend: item.legend,
+      unit: item.unit,
+      hidden: item.hidden,
+      metric: item.query?.metric,
+      series: view.data.get(item.ref) ?? [],
+      reduced: fetched.reduced,
+      spark: fetched.spark,
+    };
+  });
   renderPanel(view.body, panel, results, { range: currentRange(), onZoom: (start, end) => setRange({ start, end }, { fromZoom: true }), annotations: annotations.shapesFor(panel.key) });
   if (panel.type === "timeseries") annotations.bind(view.body, panel);
 }
@@ -316,10 +358,33 @@ function scheduleDraw(panel, view) {
   });
 }
 
+// A reduced panel's number is the server's: a live change asks for it again, at most once a second.
+function scheduleRefetch(panel, view) {
+  if (view.refetchTimer) return;
+  view.refetchTimer = setTimeout(async () => {
+    view.refetchTimer = null;
+    try {
+      const { results } = await fetchPanel(panel, view, { signal: view.abort?.signal });
+      storeResults(view, results);
+      draw(panel, view);
+    } catch (error) {
+      if (error.name !== "AbortError") view.status.textContent = "Live update failed";
+    }
+  }, 1000);
+}
+
+function storeResults(view, results) {
+  view.data = new Map(results.map((result) => [result.ref, result.series]));
+  view.fetched = new Map(results.map((result) => [result.ref, result]));
+  view.inspect = results.flatMap((result) => result.inspect.map((entry) => ({ ref: result.ref, ...entry })));
+}
+
 async function loadPanel(panel) {
   const view = state.panels.get(panel.key);
   if (!view) return;
   view.abort?.abort();
+  clearTimeout(view.refetchTimer);
+  view.refetchTimer = null;
   const controller = new AbortController();
   view.abort = controller;
   for (const id of view.subscriptions ?? []) live.unsubscribe(id);
@@ -333,9 +398,9 @@ async function loadPanel(panel) {
   }
   view.element.classList.add("loading");
   try {
-    const { results, maxPoints, liveMode } = await fetchPanel(panel, view, { signal: controller.signal });
+    const { results, maxPoints, liveMode, reduce } = await fetchPanel(panel, view, { signal: controller.signal });
     if (controller.signal.aborted) return;
-    view.data = new Map(results.map((result) => [result.ref, result.series]));
+    storeResults(view, results);
     if (results.some((result) => result.truncated)) view.status.textContent = "Some series left out";
     draw(panel, view);
     if (liveMode) {
@@ -345,6 +410,10 @@ async function loadPanel(panel) {
         live.subscribe(id, result.spec, {
           since: lastPointTime(result.series),
           onData: (series) => {
+            if (reduce) {
+              scheduleRefetch(panel, view);
+              return;
+            }
             view.data.set(result.ref, mergeSeries(view.data.get(result.ref) ?? [], series, maxPoints * 2));
             scheduleDraw(panel, view);
           },
@@ -420,6 +489,7 @@ function panelElement(panel) {
   item.querySelector(".panel-edit").addEventListener("click", () => editPanel(panel.key));
   menu.querySelector("[data-action=csv]").addEventListener("click", () => exportCsv(panel.key));
   menu.querySelector("[data-action=png]").addEventListener("click", () => exportPng(panel.key));
+  menu.querySelector("[data-action=inspect]").addEventListener("click", () => openInspector($("#inspector-dialog"), panelByKey(panel.key)?.title, state.panels.get(panel.key)?.inspect));
   menu.querySelector("[data-action=annotate]").hidden = panel.type !== "timeseries" || !state.canEdit;
   menu.querySelector("[data-action=annotate]").addEventListener("click", () => annotatePanel(panel.key));
   menu.querySelector("[data-action=duplicate]").addEventListener("click", () => duplicatePanel(panel.key));
@@ -506,6 +576,24 @@ function buildGrid() {
   state.grid.updateOptions({ columnOpts: { breakpointForWindow: false, breakpoints: [{ w: PHONE_WIDTH, c: 1 }], layout: "list" } });
   GridStack.setupDragIn(".palette-item", { appendTo: "body", helper: "clone" });
   syncLayout();
+  fitPhoneHeights();
+  let resizeTimer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(fitPhoneHeights, 150);
+  });
+}
+
+// The one-column phone layout is derived (never saved): stats there are as tall as their number.
+function fitPhoneHeights() {
+  if (!state.grid || state.grid.getColumn() !== 1) return;
+  state.grid.batchUpdate();
+  for (const panel of state.doc.panels ?? []) {
+    const rows = PHONE_ROWS[panel.type];
+    const view = state.panels.get(panel.key);
+    if (rows && view && view.element.gridstackNode?.h !== rows) state.grid.update(view.element, { h: rows });
+  }
+  state.grid.batchUpdate(false);
 }
 
 function defaultPanel(type) {
@@ -572,26 +660,38 @@ async function editPanel(key) {
 }
 
 async function previewPanel(panel, container) {
-  container.replaceChildren();
+  // The preview is drawn again on every edit: react() over the same chart, or a purge when the type changes.
+  if (container._previewType !== panel.type) purge(container);
+  container._previewType = panel.type;
   const view = { body: container, data: new Map() };
   try {
     if (panel.type !== "text") {
       const { results } = await fetchPanel(panel, view);
-      view.data = new Map(results.map((result) => [result.ref, result.series]));
+      storeResults(view, results);
     }
     draw(panel, view);
+    container.dataset.drawn = String(Number(container.dataset.drawn ?? 0) + 1);
   } catch (error) {
     panelErrorMessage(container, error.message);
   }
+  return view.inspect ?? [];
 }
 
 function exportCsv(key) {
   const panel = panelByKey(key);
   const view = state.panels.get(key);
   if (!panel || !view) return;
+  const several = (panel.queries ?? []).length > 1;
   const series = [];
+  const reducedRows = [];
   for (const item of panel.queries ?? []) {
-    for (const entry of view.data.get(item.ref) ?? []) series.push({ ...entry, labels: { ...(panel.queries.length > 1 ? { query: item.ref } : {}), ...entry.labels } });
+    for (const entry of view.data.get(item.ref) ?? []) series.push({ ...entry, labels: { ...(several ? { query: item.ref } : {}), ...entry.labels } });
+    for (const entry of view.fetched?.get(item.ref)?.reduced ?? []) reducedRows.push({ query: item.legend || item.query?.metric || item.ref, ...entry });
+  }
+  if (reducedRows.length) {
+    const keys = [...new Set(reducedRows.flatMap((row) => Object.keys(row.labels ?? {})))].sort();
+    download(`${fileSafe(panel.title)}.csv`, csvFromRows([["query", ...keys, "value"], ...reducedRows.map((row) => [row.query, ...keys.map((name) => row.labels?.[name] ?? ""), row.value])]));
+    return;
   }
   if (!series.length) {
     toast("This panel has no data to export.");
@@ -815,6 +915,7 @@ function onKey(event) {
     a: () => annotatePanel(),
     s: save,
     t: openTimePicker,
+    r: reloadAll,
     "?": () => $("#help-dialog").showModal(),
     l: () => !isRelative(state.range) && backToLive(),
   };
@@ -870,6 +971,7 @@ function wire() {
   $("#time-button").addEventListener("click", openTimePicker);
   $("#time-picker form").addEventListener("submit", applyAbsoluteRange);
   $("#back-to-live").addEventListener("click", backToLive);
+  $("#refresh-now").addEventListener("click", reloadAll);
   $("#edit-toggle").addEventListener("click", () => setEditing(!state.editing));
   $("#add-panel").addEventListener("click", () => createPanel("timeseries"));
   $("#dash-empty .empty-edit").addEventListener("click", () => {

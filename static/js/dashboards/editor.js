@@ -2,11 +2,13 @@
 // (source → metric → label filters → aggregation → bucket → group by) with a live preview.
 
 import { get, query as queryString, results as listResults } from "./api.js";
+import { element, field, optionFields, select } from "./editor-options.js";
+import { renderInspector } from "./inspector.js";
 import { PANEL_TYPES } from "./panels.js";
+import { seriesDisplayName } from "./values.js";
 
 const AGGREGATIONS = ["avg", "sum", "count", "min", "max", "last", "p50", "p75", "p90", "p95", "p99", "raw"];
 const BUCKETS = ["auto", "1s", "10s", "30s", "1m", "5m", "15m", "1h", "6h", "1d"];
-const STYLES = [["lines", "Lines"], ["areas", "Areas"], ["bars", "Bars"]];
 const REFS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
 const cache = new Map();
@@ -37,34 +39,6 @@ export const catalog = {
       return [...keys].sort();
     }),
 };
-
-function element(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attributes)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "text") node.textContent = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (key in node && typeof value !== "string") node[key] = value;
-    else node.setAttribute(key, value === true ? "" : value);
-  }
-  node.append(...children.filter((child) => child !== null && child !== undefined));
-  return node;
-}
-
-function field(labelText, control, help) {
-  const id = control.id || `f-${Math.random().toString(36).slice(2, 9)}`;
-  control.id = id;
-  return element("div", { class: "field" }, element("label", { for: id, text: labelText }), control, help ? element("small", { class: "help", text: help }) : null);
-}
-
-function select(options, value, attributes = {}) {
-  const node = element("select", attributes);
-  for (const option of options) {
-    const [optionValue, label] = Array.isArray(option) ? option : [option, option];
-    node.append(element("option", { value: optionValue, text: label, selected: String(optionValue) === String(value ?? "") }));
-  }
-  return node;
-}
 
 // "50:#e0752d, 80:#c4162a" <-> [{value: 50, color: "#e0752d"}, ...]; a bare colour is the base colour.
 export function thresholdsParse(text) {
@@ -106,15 +80,18 @@ export function statesFormat(states) {
 export function panelClean(panel) {
   const clean = structuredClone(panel);
   if (clean.type === "text") clean.queries = [];
+  const empty = (value) => value === undefined || value === null || value === "" || (Array.isArray(value) && !value.length);
   for (const item of clean.queries ?? []) {
     const spec = item.query;
     if (!spec.source) delete spec.source;
     for (const [label, condition] of Object.entries(spec.filters ?? {})) {
-      if (condition === "" || (Array.isArray(condition) && !condition.length)) delete spec.filters[label];
+      const operand = condition && typeof condition === "object" && !Array.isArray(condition) ? Object.values(condition)[0] : condition;
+      if (empty(operand)) delete spec.filters[label];
     }
     if (!spec.group_by?.length) delete spec.group_by;
+    for (const key of ["legend", "unit"]) if (empty(item[key])) delete item[key];
   }
-  for (const [key, value] of Object.entries(clean.options ?? {})) if (value === undefined || value === "") delete clean.options[key];
+  for (const [key, value] of Object.entries(clean.options ?? {})) if (empty(value)) delete clean.options[key];
   return clean;
 }
 
@@ -190,7 +167,22 @@ export class PanelEditor {
 
   schedulePreview(delay = 400) {
     clearTimeout(this.previewTimer);
-    this.previewTimer = setTimeout(() => this.preview(panelClean(this.panel), this.previewBox), delay);
+    this.previewTimer = setTimeout(async () => {
+      const entries = await this.preview(panelClean(this.panel), this.previewBox);
+      this.lastInspect = entries ?? [];
+      renderInspector(this.dialog.querySelector(".editor-inspect .inspector-body"), this.lastInspect);
+    }, delay);
+  }
+
+  // Display names of the series the preview last drew (override suggestions).
+  seriesNames() {
+    const names = new Set(this.panel.queries.map((item) => item.ref));
+    const several = this.panel.queries.length > 1;
+    for (const entry of this.lastInspect ?? []) {
+      const item = this.panel.queries.find((query) => query.ref === entry.ref);
+      for (const series of entry.response?.series ?? []) names.add(seriesDisplayName({ ...item, metric: item?.query?.metric }, series.labels, { several }));
+    }
+    return [...names];
   }
 
   renderFields() {
@@ -211,39 +203,13 @@ export class PanelEditor {
       this.renderQueries();
       this.changed();
     });
-    const rows = [field("Title", title), field("Type", type)];
+    const rows = [element("div", { class: "query-row" }, field("Title", title), field("Type", type))];
     if (panel.type === "text") {
       const markdown = bindText(element("textarea", { name: "markdown", rows: "8" }), (value) => (options.markdown = value));
       markdown.value = options.markdown ?? "";
       rows.push(field("Text (markdown)", markdown, "Headings (#), **bold**, *italics*, lists (- item) and [links](https://…). HTML is shown as text."));
     } else {
-      if (panel.type === "timeseries") {
-        const style = select(STYLES, options.style ?? "lines", { name: "style" });
-        style.addEventListener("change", () => {
-          options.style = style.value;
-          this.changed();
-        });
-        rows.push(field("Draw as", style));
-      }
-      rows.push(field("Unit", bindText(element("input", { type: "text", name: "unit", value: options.unit ?? "", placeholder: "°C, %, req/s", maxlength: "20" }), (value) => (options.unit = value.trim() || undefined))));
-      const decimals = bindText(element("input", { type: "number", name: "decimals", min: "0", max: "10", value: options.decimals ?? "" }), (value) => (options.decimals = value === "" ? undefined : Math.max(0, Math.min(10, Number.parseInt(value, 10)))));
-      rows.push(field("Decimals", decimals));
-      if (["stat", "gauge", "bar"].includes(panel.type)) {
-        const thresholds = bindText(element("input", { type: "text", name: "thresholds", value: thresholdsFormat(options.thresholds), placeholder: "#56a64b, 70:#d6a21d, 90:#c4162a" }), (value) => (options.thresholds = thresholdsParse(value)));
-        rows.push(field("Thresholds", thresholds, "Base colour, then value:colour pairs from low to high."));
-      }
-      if (panel.type === "gauge") {
-        rows.push(field("Minimum", bindText(element("input", { type: "number", name: "min", value: options.min ?? "" }), (value) => (options.min = value === "" ? undefined : Number(value)))));
-        rows.push(field("Maximum", bindText(element("input", { type: "number", name: "max", value: options.max ?? "" }), (value) => (options.max = value === "" ? undefined : Number(value)))));
-      }
-      if (panel.type === "pie") {
-        const donut = element("input", { type: "checkbox", name: "donut", checked: options.donut !== false });
-        donut.addEventListener("change", () => {
-          options.donut = donut.checked;
-          this.changed();
-        });
-        rows.push(element("div", { class: "field checkbox" }, element("label", {}, donut, " Donut")));
-      }
+      rows.push(...optionFields(panel, { changed: () => this.changed(), rerender: () => this.renderFields(), seriesNames: () => this.seriesNames() }));
       if (panel.type === "state_timeline") {
         const states = bindText(element("input", { type: "text", name: "states", value: statesFormat(options.states), placeholder: "0:off:#888888, 1:on:#56a64b" }), (value) => (options.states = statesParse(value)));
         rows.push(field("States", states, "value:label:colour, comma separated."));
@@ -267,7 +233,9 @@ export class PanelEditor {
     const box = element("fieldset", { class: "query-builder", "data-ref": item.ref });
     box.append(element("legend", { text: `Query ${item.ref}` }));
     const sourceSelect = select([["", "Any source"]], spec.source ?? "", { name: "source" });
-    const metricSelect = select([["", "Choose a metric…"]], spec.metric ?? "", { name: "metric", required: true });
+    // A typed name is taken as it is (a metric with no data yet is fine); the list only suggests.
+    const metricList = element("datalist", { id: `metrics-${item.ref}-${Math.random().toString(36).slice(2, 8)}` });
+    const metricSelect = element("input", { type: "text", name: "metric", value: spec.metric ?? "", list: metricList.id, required: true, placeholder: "Type or choose a metric", autocomplete: "off", spellcheck: "false" });
     const filtersBox = element("div", { class: "filters" });
     const groupBox = element("div", { class: "group-by" });
     const aggregation = select(AGGREGATIONS, spec.aggregation ?? "avg", { name: "aggregation" });
@@ -279,15 +247,10 @@ export class PanelEditor {
     }).catch((error) => (status.textContent = `Sources: ${error.message}`));
 
     const loadMetrics = () => {
-      metricSelect.replaceChildren(element("option", { value: "", text: "Loading metrics…" }));
       catalog.metrics(spec.source || undefined).then((metrics) => {
-        const list = spec.metric && !metrics.includes(spec.metric) ? [spec.metric, ...metrics] : metrics;
-        metricSelect.replaceChildren(element("option", { value: "", text: list.length ? "Choose a metric…" : "No metrics yet" }), ...list.map((metric) => element("option", { value: metric, text: metric, selected: metric === spec.metric })));
-        if (metrics.truncated) metricSelect.append(element("option", { value: "", disabled: true, text: `Only the first ${PICKER_LIMIT.toLocaleString()} metrics are listed; pick a source to narrow them.` }));
-      }).catch((error) => {
-        metricSelect.replaceChildren(element("option", { value: spec.metric ?? "", text: spec.metric || "—" }));
-        status.textContent = `Metrics: ${error.message}`;
-      });
+        metricList.replaceChildren(...metrics.map((metric) => element("option", { value: metric })));
+        status.textContent = metrics.truncated ? `Only the first ${PICKER_LIMIT.toLocaleString()} metrics are suggested; pick a source to narrow them.` : metrics.length ? "" : "No metrics yet: type the name your data will use.";
+      }).catch((error) => (status.textContent = `Metrics: ${error.message}`));
     };
 
     const renderLabels = () => {
@@ -326,9 +289,23 @@ export class PanelEditor {
       renderLabels();
       this.changed();
     });
+    metricSelect.addEventListener("input", () => {
+      spec.metric = metricSelect.value.trim();
+      this.changed();
+    });
     metricSelect.addEventListener("change", () => {
-      spec.metric = metricSelect.value;
+      spec.metric = metricSelect.value.trim();
       renderLabels();
+      this.changed();
+    });
+    const legend = element("input", { type: "text", name: "legend", value: item.legend ?? "", placeholder: "e.g. {device} or revenue", maxlength: "200" });
+    legend.addEventListener("input", () => {
+      item.legend = legend.value || undefined;
+      this.changed();
+    });
+    const unit = element("input", { type: "text", name: "query_unit", value: item.unit ?? "", placeholder: "kW", maxlength: "20" });
+    unit.addEventListener("input", () => {
+      item.unit = unit.value.trim() || undefined;
       this.changed();
     });
     aggregation.addEventListener("change", () => {
@@ -351,10 +328,11 @@ export class PanelEditor {
       this.changed();
     });
     box.append(
-      element("div", { class: "query-row" }, field("Source", sourceSelect), field("Metric", metricSelect)),
+      element("div", { class: "query-row" }, field("Source", sourceSelect), field("Metric", metricSelect), metricList),
       filtersBox,
       element("div", { class: "query-row" }, field("Aggregation", aggregation), field("Bucket", bucket), this.panel.type === "timeseries" ? field("Axis", axis) : null),
       groupBox,
+      element("div", { class: "query-row" }, field("Legend", legend, "{label} is replaced by the series' value."), field("Unit", unit)),
       element("div", { class: "query-row" }, remove, status),
     );
     loadMetrics();
@@ -364,6 +342,7 @@ export class PanelEditor {
 
   filterRow(spec, label, condition, keys, rerender) {
     const row = element("div", { class: "filter-row" });
+    const parsed = filterParse(condition);
     const keySelect = select(keys, label, { name: "filter_label", "aria-label": "Label" });
     keySelect.addEventListener("change", () => {
       delete spec.filters[label];
@@ -371,17 +350,31 @@ export class PanelEditor {
       rerender();
       this.changed();
     });
-    const values = element("select", { name: "filter_values", multiple: true, size: "4", "aria-label": `Values of ${label}` });
-    const chosen = new Set([].concat(condition ?? []).map(String));
-    for (const name of this.variables()) {
-      values.append(element("option", { value: `$${name}`, text: `$${name} (variable)`, selected: chosen.has(`$${name}`) }));
+    const operator = select([["=", "="], ["!=", "!="], ["=~", "=~ regex"]], parsed.operator, { name: "filter_operator", "aria-label": `Operator on ${label}` });
+    const chosen = new Set(parsed.values.map(String));
+    let valueControl;
+    if (parsed.operator === "=~") {
+      valueControl = element("input", { type: "text", name: "filter_regex", value: parsed.values[0] ?? "", placeholder: "f[12]|f5", "aria-label": `Pattern for ${label}` });
+      valueControl.addEventListener("input", () => {
+        spec.filters[label] = { regex: valueControl.value };
+        this.changed();
+      });
+    } else {
+      valueControl = element("select", { name: "filter_values", multiple: true, size: "4", "aria-label": `Values of ${label}` });
+      for (const name of this.variables()) {
+        valueControl.append(element("option", { value: `$${name}`, text: `$${name} (variable)`, selected: chosen.has(`$${name}`) }));
+      }
+      catalog.labelValues(label, { source: spec.source || undefined, metric: spec.metric }).then((list) => {
+        for (const value of list) valueControl.append(element("option", { value, text: value, selected: chosen.has(String(value)) }));
+      }).catch(() => {});
+      valueControl.addEventListener("change", () => {
+        spec.filters[label] = filterBuild(operator.value, [...valueControl.selectedOptions].map((option) => option.value));
+        this.changed();
+      });
     }
-    catalog.labelValues(label, { source: spec.source || undefined, metric: spec.metric }).then((list) => {
-      for (const value of list) values.append(element("option", { value, text: value, selected: chosen.has(String(value)) }));
-    }).catch(() => {});
-    values.addEventListener("change", () => {
-      const selected = [...values.selectedOptions].map((option) => option.value);
-      spec.filters[label] = selected.length === 1 ? selected[0] : selected;
+    operator.addEventListener("change", () => {
+      spec.filters[label] = operator.value === "=~" ? { regex: "" } : filterBuild(operator.value, parsed.operator === "=~" ? [] : parsed.values);
+      rerender();
       this.changed();
     });
     const remove = element("button", { type: "button", class: "link danger", text: "Remove", "aria-label": `Remove filter on ${label}` });
@@ -390,7 +383,22 @@ export class PanelEditor {
       rerender();
       this.changed();
     });
-    row.append(keySelect, element("span", { text: "=" }), values, remove);
+    row.append(keySelect, operator, valueControl, remove);
     return row;
   }
+}
+
+// A filter condition as the query API takes it <-> {operator: "=" | "!=" | "=~", values}.
+export function filterParse(condition) {
+  if (condition && typeof condition === "object" && !Array.isArray(condition)) {
+    const [name, operand] = Object.entries(condition)[0] ?? ["eq", ""];
+    if (name === "regex") return { operator: "=~", values: [operand] };
+    return { operator: name === "ne" || name === "not_in" ? "!=" : "=", values: [].concat(operand ?? []) };
+  }
+  return { operator: "=", values: [].concat(condition ?? []) };
+}
+
+export function filterBuild(operator, values) {
+  if (operator === "!=") return values.length === 1 ? { ne: values[0] } : { not_in: values };
+  return values.length === 1 ? values[0] : values;
 }

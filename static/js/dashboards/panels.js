@@ -1,93 +1,73 @@
-// Rendering one panel's data with plotly.js (or plain HTML for stat, table and text).
-// Each result is {ref, axis, series: [{labels, points: [[iso, value], ...]}]}.
+// Rendering one panel's data with plotly.js (or plain HTML for stat, bar gauge, table and text).
+// Each result is {ref, axis, legend, unit, metric, series: [{labels, points: [[iso, value], ...]}]}; panels whose
+// numbers the server reduces also carry reduced: [{labels, value}] (and stats a `spark` line).
 
-import { seriesName } from "./csv.js";
 import { renderMarkdown } from "./markdown.js";
-import { lastValue } from "./series.js";
+import { renderTable } from "./tables.js";
 import { chartColors } from "./theme.js";
+import { calculate, displayValue, formatValue, panelReduce, seriesDisplayName, thresholdColor } from "./values.js";
+
+export { formatValue, thresholdColor } from "./values.js";
 
 export const PANEL_TYPES = [
   ["timeseries", "Time series"],
   ["stat", "Stat"],
   ["gauge", "Gauge"],
+  ["bargauge", "Bar gauge"],
   ["bar", "Bar"],
   ["pie", "Pie / donut"],
   ["table", "Table"],
   ["heatmap", "Heatmap"],
+  ["histogram", "Histogram"],
+  ["xy", "XY scatter"],
   ["state_timeline", "State timeline"],
   ["text", "Text"],
 ];
 
-const PALETTE = ["#3274d9", "#e0752d", "#56a64b", "#c4162a", "#8f3bb8", "#1f9aa8", "#d6a21d", "#6e7f8f"];
+export const PALETTE = ["#3274d9", "#e0752d", "#56a64b", "#c4162a", "#8f3bb8", "#1f9aa8", "#d6a21d", "#6e7f8f"];
 // No mode bar: dragging across a chart zooms (into an absolute range), and panel menus hold the exports.
 const PLOTLY_CONFIG = { displaylogo: false, displayModeBar: false, responsive: true, doubleClick: false };
 
-export function formatValue(value, options = {}) {
-  if (value === null || value === undefined || Number.isNaN(value)) return "–";
-  const decimals = Number.isInteger(options.decimals) ? options.decimals : Math.abs(value) >= 100 ? 0 : 2;
-  const text = Number(value).toLocaleString(undefined, { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
-  return options.unit ? `${text} ${options.unit}` : text;
-}
-
-// thresholds: [{value, color}]; the colour of the highest threshold at or below `value`.
-export function thresholdColor(value, thresholds, fallback) {
-  let color = fallback;
-  const sorted = [...(thresholds ?? [])].filter((item) => item && item.color).sort((a, b) => (a.value ?? -Infinity) - (b.value ?? -Infinity));
-  for (const threshold of sorted) {
-    if (value !== null && value !== undefined && (threshold.value === null || threshold.value === undefined || value >= threshold.value)) {
-      color = threshold.color;
-    }
-  }
-  return color;
-}
-
-function named(results) {
+// Every drawn series with its display name, colour and axis, overrides applied (matched by display name).
+export function named(results) {
   const items = [];
+  const several = results.filter((result) => !result.hidden).length > 1;
   for (const result of results) {
     if (result.hidden) continue;
     for (const item of result.series ?? []) {
-      const labels = seriesName(item.labels, "");
-      const base = result.legend ? (labels ? `${result.legend} ${labels}` : result.legend) : labels || result.metric || result.ref || "value";
-      const name = results.length > 1 && !result.legend ? `${result.ref}: ${base}` : base;
-      items.push({ ...item, name, axis: result.axis || "left", ref: result.ref });
+      items.push({ ...item, name: seriesDisplayName(result, item.labels, { several, count: result.series.length }), axis: result.axis || "left", ref: result.ref, unit: result.unit });
     }
   }
   return items;
 }
 
-// options.reduce picks the one number a stat, gauge, bar or pie shows of a series (the last by default).
-export function reduceValue(item, reduce = "last") {
-  const values = (item?.points ?? []).map((point) => point[1]).filter((value) => value !== null && value !== undefined);
-  if (!values.length) return null;
-  switch (reduce) {
-    case "first":
-      return values[0];
-    case "sum":
-      return values.reduce((total, value) => total + value, 0);
-    case "avg":
-      return values.reduce((total, value) => total + value, 0) / values.length;
-    case "min":
-      return Math.min(...values);
-    case "max":
-      return Math.max(...values);
-    default:
-      return lastValue(item);
-  }
+function applyOverrides(items, overrides) {
+  const shown = [];
+  items.forEach((item, index) => {
+    const override = (overrides ?? []).find((candidate) => candidate.match === item.name || candidate.match === item.ref);
+    const merged = { ...item, color: PALETTE[index % PALETTE.length], ...(override ?? {}) };
+    if (!merged.hide) shown.push(merged);
+  });
+  return shown;
 }
 
 function baseLayout(colors, options = {}) {
+  const legend = options.legendOptions ?? {};
+  const right = legend.placement === "right";
   return {
-    margin: { l: 48, r: options.right ? 48 : 16, t: 8, b: 32 },
+    margin: { l: 8, r: 8, t: 8, b: 8 },
     paper_bgcolor: "rgba(0,0,0,0)",
     plot_bgcolor: "rgba(0,0,0,0)",
     font: { color: colors.fg, size: 11 },
     showlegend: options.legend ?? true,
-    legend: { orientation: "h", x: 0, y: 1, xanchor: "left", yanchor: "bottom", font: { size: 10 } },
+    legend: right
+      ? { orientation: "v", x: 1.02, y: 1, xanchor: "left", yanchor: "top", font: { size: 10 } }
+      : { orientation: "h", x: 0, y: -0.12, xanchor: "left", yanchor: "top", font: { size: 10 } },
     colorway: PALETTE,
   };
 }
 
-function purge(element) {
+export function purge(element) {
   if (element._plotted) {
     window.Plotly.purge(element);
     element._plotted = false;
@@ -125,6 +105,15 @@ function message(element, text, kind = "empty") {
   element.replaceChildren(paragraph);
 }
 
+function hasData(panel, results) {
+  for (const result of results) {
+    if (result.hidden) continue;
+    if ((result.reduced ?? []).some((item) => item.value !== null && item.value !== undefined)) return true;
+    if ((result.series ?? []).some((item) => item.points?.length)) return true;
+  }
+  return false;
+}
+
 export function renderPanel(element, panel, results, context = {}) {
   const options = panel.options ?? {};
   const colors = chartColors();
@@ -136,13 +125,16 @@ export function renderPanel(element, panel, results, context = {}) {
     element.replaceChildren(body);
     return;
   }
-  const items = named(results);
-  if (!items.length || items.every((item) => !item.points?.length)) {
-    message(element, (panel.queries ?? []).length ? "No data in this time range." : "No query yet: edit the panel to choose a metric.");
+  if (!(panel.queries ?? []).some((item) => item.query?.metric)) {
+    message(element, "No query yet: edit the panel to choose a metric.");
     return;
   }
-  const renderers = { timeseries, stat, gauge, bar, pie, table, heatmap, state_timeline: stateTimeline };
-  (renderers[panel.type] ?? timeseries)(element, items, options, colors, context);
+  if (!hasData(panel, results)) {
+    message(element, "No data");
+    return;
+  }
+  const renderers = { timeseries, stat, gauge, bargauge: barGauge, bar, pie, table, heatmap, histogram, xy, state_timeline: stateTimeline };
+  (renderers[panel.type] ?? timeseries)(element, panel, results, colors, context);
 }
 
 function timeAxis(colors, context) {
@@ -151,98 +143,184 @@ function timeAxis(colors, context) {
   return axis;
 }
 
-function timeseries(element, items, options, colors, context) {
-  const style = options.style ?? "lines";
+function valueAxis(colors, options, side = "left") {
+  const suffix = side === "right" ? "_right" : "";
+  const unit = options[`unit${suffix}`];
+  const axis = { gridcolor: colors.grid, zeroline: false, fixedrange: true, automargin: true, ticksuffix: unit ? ` ${unit}` : "" };
+  const decimals = options[`decimals${suffix}`] ?? options.decimals;
+  if (Number.isInteger(decimals)) axis.tickformat = `,.${decimals}f`;
+  const min = options[`min${suffix}`];
+  const max = options[`max${suffix}`];
+  if (Number.isFinite(min) || Number.isFinite(max)) {
+    axis.range = [Number.isFinite(min) ? min : null, Number.isFinite(max) ? max : null];
+    axis.autorange = !(Number.isFinite(min) && Number.isFinite(max)) ? (Number.isFinite(min) ? "max" : "min") : false;
+  }
+  if (side === "right") Object.assign(axis, { overlaying: "y", side: "right", showgrid: false });
+  return axis;
+}
+
+// The legend's values (options.legend_values, e.g. ["last", "mean", "max"]) after each name.
+function legendName(item, options) {
+  const values = options.legend_values ?? [];
+  if (!values.length) return item.name;
+  const decimals = item.axis === "right" ? options.decimals_right ?? options.decimals : options.decimals;
+  const parts = values.map((calculation) => `${calculation} ${formatValue(calculate(item.points, calculation === "last" ? "last_not_null" : calculation), { decimals })}`);
+  return options.legend_mode === "table" ? `${item.name}  │ ${parts.join(" │ ")}` : `${item.name} (${parts.join(", ")})`;
+}
+
+function timeseries(element, panel, results, colors, context) {
+  const options = panel.options ?? {};
+  const items = applyOverrides(named(results), options.overrides);
   const right = items.some((item) => item.axis === "right");
   const data = items.map((item) => {
+    const style = item.style ?? options.style ?? "lines";
+    const unit = item.unit || (item.axis === "right" ? options.unit_right : options.unit);
+    const decimals = Number.isInteger(options.decimals) ? options.decimals : 2;
     const trace = {
-      name: item.name,
+      name: legendName(item, options),
       x: item.points.map((point) => point[0]),
       y: item.points.map((point) => point[1]),
       yaxis: item.axis === "right" ? "y2" : "y",
-      hovertemplate: `%{y:.${Number.isInteger(options.decimals) ? options.decimals : 2}f}${options.unit ? ` ${options.unit}` : ""}<extra>%{fullData.name}</extra>`,
+      hovertemplate: `%{y:,.${decimals}f}${unit ? ` ${unit}` : ""}<extra>${item.name.replace(/</g, "&lt;")}</extra>`,
     };
-    if (style === "bars") return { ...trace, type: "bar" };
-    return { ...trace, type: "scatter", mode: "lines", line: { width: 1.5 }, fill: style === "areas" ? "tozeroy" : "none", connectgaps: false };
+    if (style === "bars") return { ...trace, type: "bar", marker: { color: item.color } };
+    return { ...trace, type: "scatter", mode: "lines", line: { width: 1.5, color: item.color }, fill: style === "areas" && !options.stack ? "tozeroy" : "none", connectgaps: false };
   });
+  const legendShown = options.legend ?? items.length > 1;
   const layout = {
-    ...baseLayout(colors, { right, legend: options.legend ?? items.length > 1 }),
+    ...baseLayout(colors, { legend: legendShown, legendOptions: { placement: options.legend_placement } }),
     xaxis: timeAxis(colors, context),
-    yaxis: { gridcolor: colors.grid, zeroline: false, fixedrange: true, ticksuffix: options.unit ? ` ${options.unit}` : "" },
+    yaxis: valueAxis(colors, options),
     dragmode: "zoom",
-    barmode: "group",
+    barmode: options.stack ? "stack" : "group",
     hovermode: "x unified",
     shapes: context.annotations ?? [],
   };
-  if (right) layout.yaxis2 = { overlaying: "y", side: "right", showgrid: false, fixedrange: true, ticksuffix: options.unit_right ? ` ${options.unit_right}` : "" };
+  if (right) layout.yaxis2 = valueAxis(colors, options, "right");
   if (options.stack) {
-    layout.barmode = "stack";
-    for (const trace of data) if (trace.type === "scatter") trace.stackgroup = trace.yaxis;
+    for (const trace of data) {
+      if (trace.type === "scatter") {
+        trace.stackgroup = trace.yaxis;
+        if ((options.style ?? "lines") !== "areas") trace.fill = "none";
+      }
+    }
+  }
+  const thresholdLines = (options.thresholds ?? []).filter((item) => item.value !== null && item.value !== undefined);
+  if (options.threshold_lines) {
+    layout.shapes = thresholdLines.map((item) => ({ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: item.value, y1: item.value, line: { color: item.color, dash: "dash", width: 1 } }));
   }
   plot(element, data, layout, { onZoom: context.onZoom });
 }
 
-function stat(element, items, options, colors) {
+function reducedItems(results, options) {
+  const items = [];
+  const several = results.filter((result) => !result.hidden).length > 1;
+  for (const result of results) {
+    if (result.hidden) continue;
+    for (const item of result.reduced ?? []) {
+      const labelled = Object.keys(item.labels ?? {}).length;
+      const name = result.legend || labelled || several ? seriesDisplayName(result, item.labels, { several, count: result.reduced.length }) : "";
+      items.push({ name, value: item.value, labels: item.labels, ref: result.ref, unit: result.unit || options.unit });
+    }
+  }
+  return items;
+}
+
+function stat(element, panel, results, colors) {
   purge(element);
-  const first = items[0];
-  const value = reduceValue(first, options.reduce);
-  const color = thresholdColor(value, options.thresholds, colors.fg);
+  const options = panel.options ?? {};
+  const items = reducedItems(results, options);
   const wrapper = document.createElement("div");
-  wrapper.className = "stat";
-  const number = document.createElement("div");
-  number.className = "stat-value";
-  number.style.color = color;
-  number.textContent = formatValue(value, options);
-  const label = document.createElement("div");
-  label.className = "stat-label";
-  label.textContent = items.length > 1 ? first.name : "";
-  const spark = document.createElement("div");
-  spark.className = "stat-sparkline";
-  const main = document.createElement("div");
-  main.className = "stat-main";
-  main.append(number, label);
-  wrapper.append(main, spark);
+  wrapper.className = `stat${items.length > 1 ? " stat-many" : ""}`;
+  for (const item of items) {
+    const shown = displayValue(item.value, { ...options, unit: item.unit }, colors.fg);
+    const number = Object.assign(document.createElement("div"), { className: "stat-value", textContent: item.value === null ? "No data" : shown.text });
+    number.style.color = shown.color;
+    const label = Object.assign(document.createElement("div"), { className: "stat-label", textContent: item.name });
+    const main = Object.assign(document.createElement("div"), { className: "stat-main" });
+    main.append(number, label);
+    wrapper.append(main);
+  }
+  const spark = results.find((result) => result.spark?.length)?.spark;
   element.replaceChildren(wrapper);
-  if (options.sparkline !== false && first.points.length > 1) {
+  if (options.sparkline !== false && spark && spark.length > 1 && items.length === 1) {
+    const line = Object.assign(document.createElement("div"), { className: "stat-sparkline" });
+    wrapper.append(line);
+    const color = displayValue(items[0].value, options, PALETTE[0]).color;
     window.Plotly.newPlot(
-      spark,
-      [{ x: first.points.map((p) => p[0]), y: first.points.map((p) => p[1]), type: "scatter", mode: "lines", fill: "tozeroy", line: { color, width: 1 }, hoverinfo: "skip" }],
+      line,
+      [{ x: spark.map((p) => p[0]), y: spark.map((p) => p[1]), type: "scatter", mode: "lines", fill: "tozeroy", line: { color, width: 1 }, hoverinfo: "skip" }],
       { margin: { l: 0, r: 0, t: 0, b: 0 }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", xaxis: { visible: false, fixedrange: true }, yaxis: { visible: false, fixedrange: true }, showlegend: false },
       { staticPlot: true, responsive: true },
     );
   }
 }
 
-function gauge(element, items, options, colors) {
-  const value = reduceValue(items[0], options.reduce);
+function gauge(element, panel, results, colors) {
+  const options = panel.options ?? {};
+  const items = reducedItems(results, options);
   const min = Number.isFinite(options.min) ? options.min : 0;
-  const max = Number.isFinite(options.max) ? options.max : Math.max(100, Math.ceil((value ?? 0) * 1.2));
+  const top = Math.max(...items.map((item) => item.value ?? 0));
+  const max = Number.isFinite(options.max) ? options.max : Math.max(100, Math.ceil(top * 1.2));
   const sorted = [...(options.thresholds ?? [])].sort((a, b) => (a.value ?? min) - (b.value ?? min));
-  const steps = sorted.map((threshold, index) => ({
-    range: [threshold.value ?? min, sorted[index + 1]?.value ?? max],
-    color: threshold.color,
-  }));
-  plot(
-    element,
-    [{
+  const steps = sorted.map((threshold, index) => ({ range: [threshold.value ?? min, sorted[index + 1]?.value ?? max], color: threshold.color }));
+  const columns = Math.min(items.length, 4);
+  const rows = Math.ceil(items.length / columns);
+  const data = items.map((item, index) => {
+    const column = index % columns;
+    const row = Math.floor(index / columns);
+    const shown = displayValue(item.value, options, PALETTE[0]);
+    return {
       type: "indicator",
       mode: "gauge+number",
-      value: value ?? 0,
-      number: { suffix: options.unit ? ` ${options.unit}` : "", valueformat: Number.isInteger(options.decimals) ? `.${options.decimals}f` : "" },
-      gauge: { axis: { range: [min, max] }, bar: { color: thresholdColor(value, options.thresholds, PALETTE[0]) }, steps: steps.map((step) => ({ ...step, color: `${step.color}` })), bgcolor: "rgba(0,0,0,0)" },
-    }],
-    { ...baseLayout(colors, { legend: false }), margin: { l: 24, r: 24, t: 16, b: 8 } },
-  );
+      value: item.value ?? 0,
+      title: item.name ? { text: item.name, font: { size: 11 } } : undefined,
+      domain: { x: [column / columns, (column + 1) / columns], y: [1 - (row + 1) / rows, 1 - row / rows] },
+      number: { suffix: item.unit ? ` ${item.unit}` : "", valueformat: Number.isInteger(options.decimals) ? `,.${options.decimals}f` : "" },
+      gauge: { axis: { range: [min, max] }, bar: { color: shown.color }, steps, bgcolor: "rgba(0,0,0,0)" },
+    };
+  });
+  plot(element, data, { ...baseLayout(colors, { legend: false }), margin: { l: 24, r: 24, t: 24, b: 8 } });
 }
 
-function bar(element, items, options, colors) {
+// Bar gauge: one horizontal bar per value, filled to its share of [min, max], coloured by the thresholds.
+function barGauge(element, panel, results, colors) {
+  purge(element);
+  const options = panel.options ?? {};
+  const items = reducedItems(results, options);
+  const min = Number.isFinite(options.min) ? options.min : 0;
+  const max = Number.isFinite(options.max) ? options.max : Math.max(...items.map((item) => item.value ?? 0), min + 1);
+  const list = document.createElement("div");
+  list.className = `bar-gauge ${options.orientation === "vertical" ? "vertical" : "horizontal"}`;
+  for (const item of items) {
+    const shown = displayValue(item.value, { ...options, unit: item.unit }, PALETTE[0]);
+    const row = Object.assign(document.createElement("div"), { className: "bar-gauge-row" });
+    const name = Object.assign(document.createElement("div"), { className: "bar-gauge-name", textContent: item.name || panel.title || "" });
+    const track = Object.assign(document.createElement("div"), { className: "bar-gauge-track" });
+    const fill = Object.assign(document.createElement("div"), { className: "bar-gauge-fill" });
+    const share = item.value === null ? 0 : Math.max(0, Math.min(1, (item.value - min) / (max - min || 1)));
+    fill.style.width = `${(share * 100).toFixed(2)}%`;
+    fill.style.background = shown.color;
+    track.append(fill);
+    const value = Object.assign(document.createElement("div"), { className: "bar-gauge-value", textContent: shown.text });
+    value.style.color = shown.color;
+    row.append(name, track, value);
+    list.append(row);
+  }
+  element.replaceChildren(list);
+}
+
+function bar(element, panel, results, colors) {
+  const options = panel.options ?? {};
+  const items = reducedItems(results, options);
   const horizontal = options.orientation === "horizontal";
-  const names = items.map((item) => item.name);
-  const values = items.map((item) => reduceValue(item, options.reduce));
-  const barColors = values.map((value, index) => thresholdColor(value, options.thresholds, PALETTE[index % PALETTE.length]));
+  const names = items.map((item, index) => item.name || `${index + 1}`);
+  const values = items.map((item) => item.value);
+  const barColors = values.map((value, index) => displayValue(value, options, PALETTE[index % PALETTE.length]).color);
+  const text = values.map((value) => displayValue(value, options, "").text);
   const trace = horizontal
-    ? { type: "bar", orientation: "h", y: names, x: values, marker: { color: barColors } }
-    : { type: "bar", x: names, y: values, marker: { color: barColors } };
+    ? { type: "bar", orientation: "h", y: names, x: values, marker: { color: barColors }, text, textposition: "auto", hovertemplate: "%{y}: %{text}<extra></extra>" }
+    : { type: "bar", x: names, y: values, marker: { color: barColors }, text, textposition: "auto", hovertemplate: "%{x}: %{text}<extra></extra>" };
   plot(element, [trace], {
     ...baseLayout(colors, { legend: false }),
     xaxis: { gridcolor: colors.grid, automargin: true, fixedrange: true },
@@ -250,79 +328,33 @@ function bar(element, items, options, colors) {
   });
 }
 
-function pie(element, items, options, colors) {
+function pie(element, panel, results, colors) {
+  const options = panel.options ?? {};
+  const items = reducedItems(results, options);
   plot(
     element,
     [{
       type: "pie",
-      labels: items.map((item) => item.name),
-      values: items.map((item) => reduceValue(item, options.reduce) ?? 0),
+      labels: items.map((item, index) => item.name || `${index + 1}`),
+      values: items.map((item) => item.value ?? 0),
       hole: options.donut === false ? 0 : 0.45,
       textinfo: "percent",
       sort: false,
       marker: { colors: PALETTE },
+      hovertemplate: `%{label}: %{value:,.${Number.isInteger(options.decimals) ? options.decimals : 2}f}<extra></extra>`,
     }],
-    { ...baseLayout(colors), margin: { l: 8, r: 8, t: 8, b: 8 } },
+    { ...baseLayout(colors, { legend: options.legend ?? true, legendOptions: { placement: options.legend_placement ?? "right" } }), margin: { l: 8, r: 8, t: 8, b: 8 } },
   );
 }
 
-function table(element, items, options) {
+function table(element, panel, results) {
   purge(element);
-  const labelKeys = [...new Set(items.flatMap((item) => Object.keys(item.labels ?? {})))];
-  const columns = [...(labelKeys.length ? labelKeys : ["series"]), "last", "time", "min", "max"];
-  const rows = items.map((item) => {
-    const values = item.points.map((point) => point[1]).filter((value) => value !== null && value !== undefined);
-    const last = item.points[item.points.length - 1];
-    const row = labelKeys.length ? labelKeys.map((key) => item.labels?.[key] ?? "") : [item.name];
-    return [...row, lastValue(item), last ? last[0] : "", values.length ? Math.min(...values) : null, values.length ? Math.max(...values) : null];
-  });
-  const state = element._sort ?? { column: labelKeys.length || 1, descending: true };
-  const numericFrom = columns.length - 4;
-  const sorted = [...rows].sort((a, b) => {
-    const x = a[state.column];
-    const y = b[state.column];
-    const order = typeof x === "number" && typeof y === "number" ? x - y : String(x ?? "").localeCompare(String(y ?? ""), undefined, { numeric: true });
-    return state.descending ? -order : order;
-  });
-  const tableElement = document.createElement("table");
-  tableElement.className = "panel-table";
-  const head = tableElement.createTHead().insertRow();
-  columns.forEach((column, index) => {
-    const cell = document.createElement("th");
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "link sort";
-    button.textContent = column + (state.column === index ? (state.descending ? " ▼" : " ▲") : "");
-    cell.setAttribute("aria-sort", state.column === index ? (state.descending ? "descending" : "ascending") : "none");
-    button.addEventListener("click", () => {
-      element._sort = { column: index, descending: state.column === index ? !state.descending : index >= numericFrom };
-      table(element, items, options);
-    });
-    cell.append(button);
-    head.append(cell);
-  });
-  const body = tableElement.createTBody();
-  for (const row of sorted) {
-    const tr = body.insertRow();
-    row.forEach((value, index) => {
-      const cell = tr.insertCell();
-      if (index === numericFrom || index >= numericFrom + 2) {
-        cell.textContent = formatValue(value, options);
-        cell.className = "number";
-      } else if (index === numericFrom + 1) {
-        cell.textContent = value ? new Date(value).toLocaleString() : "";
-      } else {
-        cell.textContent = value;
-      }
-    });
-  }
-  const wrapper = document.createElement("div");
-  wrapper.className = "table-scroll";
-  wrapper.append(tableElement);
-  element.replaceChildren(wrapper);
+  renderTable(element, panel, results);
 }
 
-function heatmap(element, items, options, colors, context) {
+function heatmap(element, panel, results, colors, context) {
+  const options = panel.options ?? {};
+  const items = named(results);
   const times = [...new Set(items.flatMap((item) => item.points.map((point) => point[0])))].sort((a, b) => Date.parse(a) - Date.parse(b));
   const index = new Map(times.map((time, position) => [Date.parse(time), position]));
   const z = items.map((item) => {
@@ -330,12 +362,58 @@ function heatmap(element, items, options, colors, context) {
     for (const [time, value] of item.points) row[index.get(Date.parse(time))] = value;
     return row;
   });
+  const scale = { inferno: "Hot", viridis: "Viridis" }[options.color_scheme] ?? options.colorscale ?? "Viridis";
   plot(
     element,
-    [{ type: "heatmap", x: times, y: items.map((item) => item.name), z, colorscale: options.colorscale ?? "Viridis", hoverongaps: false, colorbar: { thickness: 10, ticksuffix: options.unit ? ` ${options.unit}` : "" } }],
+    [{ type: "heatmap", x: times, y: items.map((item) => item.name), z, colorscale: scale, zmin: options.min, zmax: options.max, hoverongaps: false, colorbar: { thickness: 10, ticksuffix: options.unit ? ` ${options.unit}` : "" } }],
     { ...baseLayout(colors, { legend: false }), xaxis: timeAxis(colors, context), yaxis: { automargin: true, fixedrange: true }, dragmode: "zoom" },
     { onZoom: context.onZoom },
   );
+}
+
+// Histogram: how the values of every point fall into `options.buckets` bins (plotly picks when unset).
+function histogram(element, panel, results, colors) {
+  const options = panel.options ?? {};
+  const items = applyOverrides(named(results), options.overrides);
+  const data = items.map((item) => ({
+    type: "histogram",
+    name: item.name,
+    x: item.points.map((point) => point[1]).filter((value) => value !== null),
+    nbinsx: Number.isInteger(options.buckets) ? options.buckets : undefined,
+    marker: { color: item.color },
+    opacity: items.length > 1 ? 0.7 : 1,
+  }));
+  plot(element, data, {
+    ...baseLayout(colors, { legend: options.legend ?? items.length > 1 }),
+    barmode: options.stack ? "stack" : "overlay",
+    xaxis: { gridcolor: colors.grid, automargin: true, fixedrange: true, ticksuffix: options.unit ? ` ${options.unit}` : "" },
+    yaxis: { gridcolor: colors.grid, automargin: true, fixedrange: true, title: { text: "count" } },
+  });
+}
+
+// XY scatter: query A's values on x against query B's on y, paired by labels and bucket time.
+function xy(element, panel, results, colors) {
+  const options = panel.options ?? {};
+  const [xResult, yResult] = results;
+  if (!xResult || !yResult) {
+    message(element, "An XY scatter takes two queries: A for x, B for y.");
+    return;
+  }
+  const key = (labels) => JSON.stringify(Object.entries(labels ?? {}).sort());
+  const ySeries = new Map((yResult.series ?? []).map((item) => [key(item.labels), item]));
+  const data = [];
+  (xResult.series ?? []).forEach((item, index) => {
+    const partner = ySeries.get(key(item.labels)) ?? (ySeries.size === 1 ? [...ySeries.values()][0] : null);
+    if (!partner) return;
+    const yByTime = new Map(partner.points.map((point) => [Date.parse(point[0]), point[1]]));
+    const pairs = item.points.map((point) => [point[1], yByTime.get(Date.parse(point[0]))]).filter(([a, b]) => a !== null && b !== null && b !== undefined);
+    data.push({ type: "scatter", mode: "markers", name: seriesDisplayName(xResult, item.labels), x: pairs.map((pair) => pair[0]), y: pairs.map((pair) => pair[1]), marker: { size: 6, color: PALETTE[index % PALETTE.length] } });
+  });
+  plot(element, data, {
+    ...baseLayout(colors, { legend: options.legend ?? data.length > 1 }),
+    xaxis: { gridcolor: colors.grid, automargin: true, fixedrange: true, title: { text: xResult.legend || xResult.metric }, ticksuffix: options.unit ? ` ${options.unit}` : "" },
+    yaxis: { gridcolor: colors.grid, automargin: true, fixedrange: true, title: { text: yResult.legend || yResult.metric }, ticksuffix: options.unit_right ? ` ${options.unit_right}` : "" },
+  });
 }
 
 // options.states: {"<number>": {label, color}}; a value shows the state of the highest key not above it.
@@ -348,8 +426,10 @@ export function stateFor(value, states) {
   return { label: state.label || String(match), color: state.color };
 }
 
-function stateTimeline(element, items, options, colors, context) {
-  const describe = (value) => stateFor(value, options.states) ?? { label: formatValue(value, { decimals: options.decimals ?? 0 }), color: null };
+function stateTimeline(element, panel, results, colors, context) {
+  const options = panel.options ?? {};
+  const items = named(results);
+  const describe = (value) => stateFor(value, options.states) ?? { label: displayValue(value, { ...options, decimals: options.decimals ?? 0 }, null).text, color: null };
   const segmentsByState = new Map();
   const endOfRange = context.range ? context.range.end.getTime() : Date.now();
   for (const item of items) {
@@ -357,10 +437,10 @@ function stateTimeline(element, items, options, colors, context) {
     for (let position = 0; position < points.length; position += 1) {
       const [time, value] = points[position];
       let next = position + 1;
-      while (next < points.length && points[next][1] === value) next += 1;
+      const state = describe(value);
+      while (next < points.length && describe(points[next][1]).label === state.label) next += 1;
       const start = Date.parse(time);
       const end = next < points.length ? Date.parse(points[next][0]) : endOfRange;
-      const state = describe(value);
       if (!segmentsByState.has(state.label)) segmentsByState.set(state.label, { color: state.color, base: [], x: [], y: [] });
       const bucket = segmentsByState.get(state.label);
       bucket.base.push(new Date(start).toISOString());
@@ -404,3 +484,5 @@ export function panelImage(element, filename) {
 export function panelErrorMessage(element, text) {
   message(element, text, "error");
 }
+
+export { panelReduce };

@@ -1,0 +1,1 @@
+"""Report renderers: PDF (WeasyPrint), XLSX (openpyxl) and CSV, each from a ReportContent."""

@@ -1,0 +1,85 @@
+"""Report schedules: one django-celery-beat PeriodicTask per scheduled report, kept in step by the services.
+
+Chosen over one beat tick that looks for due reports: beat's DatabaseScheduler already evaluates cron
+expressions in any time zone (CrontabSchedule.timezone), shows each schedule in the admin, and fires a report
+at its minute without polling. The services create, change or delete the task in the same transaction as the
+report, so the two cannot drift; `report_schedules_sync` repairs them all (a restored database, say).
+"""
+
+from __future__ import annotations
+
+import json
+
+from celery.schedules import crontab
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from analytics_platform.field_errors import FieldError
+
+SCHEDULED_TASK = "reporting.report_run_scheduled"
+REPORT_QUEUE = "reports"
+
+
+def cron_clean(expression: object, *, field: str = "schedule.cron") -> str:
+    """A five-field cron expression (minute hour day-of-month month day-of-week), or a FieldError."""
+    if not isinstance(expression, str):
+        raise FieldError(field, "a cron expression such as '0 7 * * 1' (every Monday at 07:00).")
+    fields = expression.split()
+    if len(fields) != 5:
+        raise FieldError(field, "five fields: minute hour day-of-month month day-of-week, e.g. '0 7 * * 1'.")
+    minute, hour, day_of_month, month, day_of_week = fields
+    try:
+        crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month, day_of_week=day_of_week)
+    except (ValueError, TypeError, IndexError) as error:
+        raise FieldError(field, f"not a valid cron expression: {error}") from None
+    return " ".join(fields)
+
+
+def schedule_sync(report) -> None:
+    """Create, update or remove the report's PeriodicTask so it matches report.cron/timezone/enabled."""
+    task = report.periodic_task
+    if not report.cron or not report.enabled:
+        if task is not None:
+            report.periodic_task = None
+            report.save(update_fields=["periodic_task"])
+            task.delete()
+        return
+    minute, hour, day_of_month, month, day_of_week = report.cron.split()
+    schedule, _ = CrontabSchedule.objects.get_or_create(
+        minute=minute,
+        hour=hour,
+        day_of_month=day_of_month,
+        month_of_year=month,
+        day_of_week=day_of_week,
+        timezone=report.timezone,
+    )
+    values = {
+        "name": f"report {report.pk}: {report.name}"[:200],
+        "task": SCHEDULED_TASK,
+        "crontab": schedule,
+        "interval": None,
+        "args": json.dumps([report.pk]),
+        "queue": REPORT_QUEUE,
+        "enabled": True,
+        "description": "Managed by the reporting app: change the report, not this task.",
+    }
+    if task is None:
+        report.periodic_task = PeriodicTask.objects.create(**values)
+        report.save(update_fields=["periodic_task"])
+        return
+    for key, value in values.items():
+        setattr(task, key, value)
+    task.save()
+
+
+def report_schedules_sync() -> int:
+    """Bring every report's PeriodicTask in step; returns how many reports were looked at."""
+    from apps.reporting.models import Report
+
+    count = 0
+    for report in Report.objects.select_related("periodic_task"):
+        schedule_sync(report)
+        count += 1
+    PeriodicTask.objects.filter(task=SCHEDULED_TASK).exclude(
+        pk__in=Report.objects.exclude(periodic_task=None).values("periodic_task")
+    ).delete()
+    return count

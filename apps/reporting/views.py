@@ -1,0 +1,238 @@
+"""Report pages (list, editor, detail with run history and preview) and the signed download view.
+
+The pages are server-rendered forms over the same services the REST API uses.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core import signing
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseForbidden
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.clickjacking import xframe_options_sameorigin
+from django.views.decorators.http import require_POST
+
+from analytics_platform.field_errors import FieldError
+from apps.access.models import Organization
+from apps.access.selectors import organization_ids_for_user
+from apps.dashboards.selectors import dashboard_list_for_user
+from apps.reporting.content import NOTHING_VISIBLE
+from apps.reporting.delivery import download_token_read
+from apps.reporting.message_templates import TEMPLATE_VARIABLES, subject_render, template_render
+from apps.reporting.models import Report, ReportDelivery, ReportFormat, RunTrigger
+from apps.reporting.runs import report_preview_render
+from apps.reporting.selectors import (
+    EDITOR_ROLES,
+    preview_principal,
+    report_can_edit,
+    report_get_for_user,
+    report_list_for_user,
+    report_preview_choices,
+    report_run_list,
+)
+from apps.reporting.services import report_create, report_run_start, report_update
+from apps.reporting.time_ranges import PRESETS, period_label, period_resolve, timezone_get
+
+
+def _report_or_404(request: HttpRequest, report_id: int) -> Report:
+    report = report_get_for_user(user=request.user, report_id=report_id)
+    if report is None:
+        raise Http404("No such report, or you cannot see it.")
+    return report
+
+
+@login_required
+def report_list(request: HttpRequest) -> HttpResponse:
+    """Reports with their schedule, last run and its status."""
+    organizations = Organization.objects.order_by("name")
+    if not request.user.is_superuser:
+        organizations = organizations.filter(pk__in=organization_ids_for_user(user=request.user, roles=EDITOR_ROLES))
+    return render(
+        request,
+        "reporting/list.html",
+        {"reports": report_list_for_user(user=request.user), "can_create": organizations.exists()},
+    )
+
+
+def _form_data(request: HttpRequest) -> dict:
+    post = request.POST
+    time_range = (
+        {"preset": post.get("preset")}
+        if post.get("preset")
+        else {"start": post.get("start", "-7d"), "end": post.get("end", "now")}
+    )
+    data = {
+        "name": post.get("name", ""),
+        "dashboard": post.get("dashboard") or None,
+        "panels": [key.strip() for key in post.get("panels", "").split(",") if key.strip()],
+        "formats": post.getlist("formats"),
+        "recipients": {
+            "users": [name.strip() for name in post.get("users", "").split(",") if name.strip()],
+            "teams": [slug.strip() for slug in post.get("teams", "").split(",") if slug.strip()],
+            "emails": [email.strip() for email in post.get("emails", "").split(",") if email.strip()],
+            "send_emails_as_me": post.get("send_emails_as_me") == "on",
+        },
+        "time_range": time_range,
+        "schedule": {"cron": post["cron"], "timezone": post.get("timezone") or "UTC"} if post.get("cron") else None,
+        "timezone": post.get("timezone") or "UTC",
+        "subject": post.get("subject", ""),
+        "message": post.get("message", ""),
+        "enabled": post.get("enabled") == "on",
+    }
+    queries = post.get("queries", "").strip()
+    if queries:
+        try:
+            data["queries"] = json.loads(queries)
+        except json.JSONDecodeError as error:
+            raise FieldError("queries", f"not JSON: {error}") from None
+    else:
+        data["queries"] = []
+    return data
+
+
+@login_required
+def report_edit(request: HttpRequest, report_id: int | None = None) -> HttpResponse:
+    """The editor: create a report or change one (editors and admins)."""
+    report = _report_or_404(request, report_id) if report_id else None
+    if report is not None and not report_can_edit(user=request.user, report=report):
+        return HttpResponseForbidden("Only organisation admins and editors may change reports.")
+    organizations = list(
+        Organization.objects.filter(pk__in=organization_ids_for_user(user=request.user, roles=EDITOR_ROLES)).order_by(
+            "name"
+        )
+    )
+    error = None
+    if request.method == "POST":
+        try:
+            data = _form_data(request)
+            if report is None:
+                slug = request.POST.get("organization")
+                organization = next((item for item in organizations if item.slug == slug), None)
+                if organization is None:
+                    raise FieldError("organization", "choose an organisation where you are an editor.")
+                report = report_create(organization=organization, owner=request.user, data=data)
+            else:
+                report = report_update(report=report, data=data)
+            messages.success(request, f"Saved {report.name}.")
+            return redirect("report-detail", report_id=report.pk)
+        except FieldError as refused:
+            error = f"{refused.field}: {refused.message}"
+    context = {
+        "report": report,
+        "organizations": organizations,
+        "dashboards": dashboard_list_for_user(user=request.user),
+        "formats": ReportFormat.choices,
+        "presets": PRESETS,
+        "variables": TEMPLATE_VARIABLES,
+        "error": error,
+        "posted": request.POST if request.method == "POST" else None,
+        "default_subject": Report._meta.get_field("subject_template").default,
+        "default_message": Report._meta.get_field("message_template").default,
+        "queries_json": json.dumps(report.queries) if report and report.queries else "",
+    }
+    return render(request, "reporting/edit.html", context)
+
+
+@login_required
+def report_detail(request: HttpRequest, report_id: int) -> HttpResponse:
+    """A report: what it sends to whom, send now, preview as a recipient, run history."""
+    report = _report_or_404(request, report_id)
+    choices = report_preview_choices(user=request.user, report=report)
+    recipient = request.GET.get("recipient") or choices[0][0]
+    preview = None
+    if request.GET.get("preview") and preview_principal(user=request.user, report=report, recipient=recipient):
+        zone = timezone_get(report.timezone)
+        from django.utils import timezone as django_timezone
+
+        start, end = period_resolve(report.time_range, now=django_timezone.now(), zone=zone)
+        name = recipient.partition(":")[2]
+        variables = {
+            "report_name": report.name,
+            "period": period_label(start, end, zone),
+            "recipient_name": name,
+            "recipient_email": name,
+            "timezone": zone.key,
+            "organization_name": report.organization.name,
+            "dashboard_title": report.dashboard.title if report.dashboard_id else "",
+        }
+        preview = {
+            "subject": subject_render(report.subject_template, variables),
+            "message": template_render(report.message_template, variables),
+            "file_url": reverse("report-preview-file", kwargs={"report_id": report.pk})
+            + f"?recipient={recipient}&format=pdf",
+        }
+    context = {
+        "report": report,
+        "can_edit": report_can_edit(user=request.user, report=report),
+        "runs": report_run_list(report=report)[:50],
+        "choices": choices,
+        "recipient": recipient,
+        "preview": preview,
+        "nothing_visible": NOTHING_VISIBLE,
+    }
+    return render(request, "reporting/detail.html", context)
+
+
+@login_required
+@xframe_options_sameorigin  # shown in the detail page's <iframe>; every other page keeps X-Frame-Options: DENY
+def report_preview_file(request: HttpRequest, report_id: int) -> HttpResponse:
+    """The file a chosen recipient would get (PDF inline, XLSX/CSV as a download), rendered now under their scope."""
+    report = _report_or_404(request, report_id)
+    recipient = request.GET.get("recipient", "")
+    principal = preview_principal(user=request.user, report=report, recipient=recipient)
+    if principal is None:
+        raise Http404("You may not preview this report as that recipient.")
+    file_format = request.GET.get("format", "pdf")
+    if file_format not in ReportFormat.values:
+        raise Http404("Unknown format.")
+    path, content_type, _ = report_preview_render(
+        report=report, principal=principal, file_format=file_format, external=recipient.startswith("email:")
+    )
+    return _file_response(path, content_type, inline=file_format == "pdf", remove_directory=True)
+
+
+def _file_response(path: Path, content_type: str, *, inline: bool, remove_directory: bool = False) -> FileResponse:
+    handle = path.open("rb")
+    if remove_directory:
+        shutil.rmtree(path.parent, ignore_errors=True)  # the open handle keeps the bytes readable until sent
+    response = FileResponse(handle, content_type=content_type, as_attachment=not inline, filename=path.name)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@login_required
+@require_POST
+def report_send_now(request: HttpRequest, report_id: int) -> HttpResponse:
+    """Queue a run now (editors and admins)."""
+    report = _report_or_404(request, report_id)
+    if not report_can_edit(user=request.user, report=report):
+        return HttpResponseForbidden("Only organisation admins and editors may send reports.")
+    run = report_run_start(report=report, trigger=RunTrigger.MANUAL, requested_by=request.user)
+    messages.success(request, f"Run {run.pk} queued.")
+    return redirect("report-detail", report_id=report.pk)
+
+
+def report_download(request: HttpRequest, token: str) -> HttpResponse:
+    """A file of a delivery, for whoever holds its signed link until it expires (404 forged, 410 expired)."""
+    try:
+        delivery_id, name = download_token_read(token)
+    except signing.SignatureExpired:
+        return HttpResponse(
+            "This download link has expired; ask for the report to be sent again.",
+            status=410,
+            content_type="text/plain",
+        )
+    except signing.BadSignature:
+        raise Http404("No such file.") from None
+    delivery = ReportDelivery.objects.filter(pk=delivery_id).first()
+    item = next((item for item in (delivery.files if delivery else []) if item["name"] == name), None)
+    if item is None or not Path(item["path"]).is_file():
+        raise Http404("No such file.")
+    return _file_response(Path(item["path"]), item["content_type"], inline=False)

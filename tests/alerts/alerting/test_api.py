@@ -1,0 +1,159 @@
+"""The alerting API: the issue's minimal contract, organisation scoping (404 across tenants), editors write,
+viewers read, errors that name the field, and the OpenAPI schema."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.alerts.models import AlertRule, ContactPoint
+from tests.conftest import api_client_for
+from tests.factories import user_create
+from tests.storage.factories import source_create
+
+pytestmark = pytest.mark.django_db
+
+WEBHOOK = {"name": "ops hook", "kind": "webhook", "config": {"url": "http://127.0.0.1:18601/hook", "secret": "s3"}}
+
+
+def _rule_body(contact_point_id: int) -> dict:
+    return {
+        "name": "Hot press",
+        "query": {"source": "plant", "metric": "temperature", "aggregation": "last", "group_by": ["device"]},
+        "condition": {"type": "threshold", "op": ">", "value": 90},
+        "for": "0s",
+        "contact_points": [contact_point_id],
+        "group_wait": "0s",
+    }
+
+
+def test_the_minimal_contract_creates_a_contact_point_and_a_rule(editor):
+    source_create(slug="plant")
+    client = api_client_for(editor)
+    response = client.post("/api/v1/contact-points/", WEBHOOK, format="json")
+    assert response.status_code == 201, response.content
+    contact_point_id = response.json()["id"]
+    assert "secret" not in response.json()["config"]
+    assert response.json()["has_secret"] is True
+
+    response = client.post("/api/v1/alert-rules/", _rule_body(contact_point_id), format="json")
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["group_by"] == ["device"]
+    assert body["reduction"] == "last"
+    assert body["queries"] == [{"ref": "A", "query": {"source": "plant", "metric": "temperature"}}]
+    assert (body["for"], body["group_wait"], body["contact_points"]) == ("0s", "0s", [contact_point_id])
+    rule = AlertRule.objects.get(pk=body["id"])
+    assert rule.owner == editor
+    assert rule.organization.slug == "test-org"
+
+
+def test_viewers_read_but_do_not_write(editor, viewer):
+    contact_point_id = api_client_for(editor).post("/api/v1/contact-points/", WEBHOOK, format="json").json()["id"]
+    client = api_client_for(viewer)
+    assert client.get("/api/v1/contact-points/").json()["results"][0]["id"] == contact_point_id
+    assert client.post("/api/v1/contact-points/", {**WEBHOOK, "name": "x"}, format="json").status_code == 403
+    assert client.patch(f"/api/v1/contact-points/{contact_point_id}/", {"name": "y"}, format="json").status_code == 403
+    assert client.delete(f"/api/v1/contact-points/{contact_point_id}/").status_code == 403
+
+
+def test_another_organisation_sees_nothing_and_gets_404(editor):
+    source_create(slug="plant")
+    client = api_client_for(editor)
+    contact_point_id = client.post("/api/v1/contact-points/", WEBHOOK, format="json").json()["id"]
+    rule_id = client.post("/api/v1/alert-rules/", _rule_body(contact_point_id), format="json").json()["id"]
+    stranger = api_client_for(user_create(username="mallory", organization="other-org", role="editor"))
+
+    assert stranger.get("/api/v1/contact-points/").json()["results"] == []
+    assert stranger.get("/api/v1/alert-rules/").json()["results"] == []
+    assert stranger.get(f"/api/v1/alert-rules/{rule_id}/").status_code == 404
+    assert stranger.delete(f"/api/v1/contact-points/{contact_point_id}/").status_code == 404
+    # Naming someone else's contact point in one's own rule: 400 on the field.
+    response = stranger.post("/api/v1/alert-rules/", _rule_body(contact_point_id), format="json")
+    assert response.status_code == 400
+    assert response.json()["field"] == "contact_points"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"condition": {"type": "threshold", "op": "=>", "value": 90}}, "condition.op"),
+        ({"condition": {"type": "threshold", "op": ">", "value": 90, "recovery": 95}}, "condition.recovery"),
+        ({"for": "soon"}, "for"),
+        ({"query": {"metric": ""}}, "query.metric"),
+        ({"reduction": "median"}, "reduction"),
+        ({"queries": [{"ref": "A", "query": {"metric": "a"}}, {"ref": "B", "query": {"metric": "b"}}],
+          "expression": "A.__class__"}, "expression"),
+        ({"queries": [{"ref": "A", "query": {"metric": "a"}}, {"ref": "B", "query": {"metric": "b"}}],
+          "expression": "__import__('os')"}, "expression"),
+        ({"annotations": {"summary": "{{ value | shell }}"}}, "annotations.summary"),
+        ({"severity": "apocalyptic"}, "severity"),
+    ],
+)  # fmt: skip
+def test_a_bad_rule_is_refused_naming_the_field(editor, change, field):
+    body = {**_rule_body(0), "contact_points": [], **change}
+    if "queries" in change:
+        body.pop("query")
+    response = api_client_for(editor).post("/api/v1/alert-rules/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == field
+
+
+def test_contact_point_config_is_checked(editor):
+    client = api_client_for(editor)
+    bad_url = {**WEBHOOK, "config": {"url": "ftp://example.com/x"}}
+    assert client.post("/api/v1/contact-points/", bad_url, format="json").json()["field"] == "config.url"
+    credentials = {**WEBHOOK, "config": {"url": "https://user:pw@example.com/x"}}
+    assert client.post("/api/v1/contact-points/", credentials, format="json").json()["field"] == "config.url"
+    email = {"name": "mail", "kind": "email", "config": {"addresses": ["not-an-address"]}}
+    assert client.post("/api/v1/contact-points/", email, format="json").json()["field"] == "config.addresses[0]"
+    client.post("/api/v1/contact-points/", WEBHOOK, format="json")
+    assert client.post("/api/v1/contact-points/", WEBHOOK, format="json").status_code == 409
+    assert ContactPoint.objects.count() == 1
+
+
+def test_silences_policies_and_mute_timings(editor, viewer):
+    client = api_client_for(editor)
+    contact_point_id = client.post("/api/v1/contact-points/", WEBHOOK, format="json").json()["id"]
+    silence = client.post(
+        "/api/v1/silences/",
+        {"matchers": [{"label": "device", "op": "=", "value": "press-7"}], "ends_at": "2099-01-01T00:00:00Z"},
+        format="json",
+    )
+    assert silence.status_code == 201
+    assert silence.json()["active"] is True
+    bad = client.post("/api/v1/silences/", {"matchers": [], "ends_at": "2099-01-01T00:00:00Z"}, format="json")
+    assert bad.status_code == 400
+    assert bad.json()["field"] == "matchers"
+    timing = client.post(
+        "/api/v1/mute-timings/",
+        {"name": "weekends", "intervals": [{"weekdays": ["saturday", "sunday"], "timezone": "Europe/Berlin"}]},
+        format="json",
+    )
+    assert timing.status_code == 201, timing.content
+    root = client.post(
+        "/api/v1/notification-policies/",
+        {"matchers": [{"label": "severity", "op": "=~", "value": "critical|warning"}],
+         "contact_point": contact_point_id, "group_by": ["device"], "group_wait": "30s",
+         "mute_timings": [timing.json()["id"]]},
+        format="json",
+    )  # fmt: skip
+    assert root.status_code == 201, root.content
+    assert (root.json()["group_wait"], root.json()["mute_timings"]) == ("30s", [timing.json()["id"]])
+    bad_regex = client.post(
+        "/api/v1/notification-policies/", {"matchers": [{"label": "a", "op": "=~", "value": "("}]}, format="json"
+    )
+    assert bad_regex.json()["field"] == "matchers[0].value"
+    expired = api_client_for(editor).delete(f"/api/v1/silences/{silence.json()['id']}/")
+    assert expired.json()["active"] is False
+    assert api_client_for(viewer).get("/api/v1/notification-policies/").json()["results"][0]["id"] == root.json()["id"]
+
+
+def test_the_openapi_schema_lists_the_alerting_endpoints(editor):
+    schema = api_client_for(editor).get("/api/schema/?format=json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    for path in ("/api/v1/alert-rules/", "/api/v1/alerts/", "/api/v1/silences/", "/api/v1/contact-points/",
+                 "/api/v1/notification-policies/", "/api/v1/alerts/{instance_id}/acknowledge",
+                 "/api/v1/alert-history/"):  # fmt: skip
+        assert path in paths, path

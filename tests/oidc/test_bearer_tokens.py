@@ -1,0 +1,164 @@
+"""API requests with JWT access tokens from a real OpenID Connect provider (npm oidc-provider in a node process)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import jwt
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from apps.sso.models import OidcIdentity, ServiceClient
+from tests.oidc.provider import API_AUDIENCE, OTHER_AUDIENCE, signing_key
+
+ME = "/api/v1/me"
+
+
+def _get(token: str, path: str = ME):
+    client = APIClient()
+    return client.get(path, HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+@pytest.fixture
+def bot_account(db, bot_client):
+    """The service account the ingest bot's tokens act as."""
+    user = get_user_model().objects.create_user(username="svc-ingest-bot")
+    ServiceClient.objects.create(client_id=bot_client.client_id, user=user)
+    return user
+
+
+def test_client_credentials_token_is_accepted_as_the_service_account(oidc_settings, bot_client, bot_account):
+    token = oidc_settings.client_credentials_token(bot_client, scope="api:read")
+    response = _get(token)
+    assert response.status_code == 200, response.content
+    assert response.json()["username"] == "svc-ingest-bot"
+
+
+def test_service_client_scopes_cut_down_the_token_scopes(oidc_settings, bot_client, bot_account):
+    from apps.sso.bearer import provider_token_authenticate
+
+    ServiceClient.objects.filter(user=bot_account).update(scopes="api:read")
+    token = oidc_settings.client_credentials_token(bot_client, scope="api:read api:write")
+    user, principal = provider_token_authenticate(token=token)
+    assert user == bot_account
+    assert principal.kind == "service"
+    assert principal.scopes == frozenset({"api:read"})
+
+
+def test_a_users_access_token_acts_as_that_user(db, oidc_settings, web_client, olivia):
+    person = get_user_model().objects.create_user(username="olivia")
+    OidcIdentity.objects.create(user=person, issuer=oidc_settings.issuer, subject=olivia.id)
+    tokens = oidc_settings.user_tokens(web_client, olivia)
+    response = _get(tokens["access_token"])
+    assert response.status_code == 200, response.content
+    assert response.json()["username"] == "olivia"
+
+
+def test_a_users_token_is_refused_until_they_signed_in_here(db, oidc_settings, web_client, olivia):
+    tokens = oidc_settings.user_tokens(web_client, olivia)
+    response = _get(tokens["access_token"])
+    assert response.status_code == 401
+    assert "neither a user who has signed in here" in response.json()["detail"]
+
+
+def test_a_token_of_an_unregistered_client_is_refused(oidc_settings, stranger_client, bot_account):
+    token = oidc_settings.client_credentials_token(stranger_client, scope="api:read")
+    assert _get(token).status_code == 401
+
+
+def test_wrong_audience_is_refused(oidc_settings, bot_client, bot_account):
+    # A real token from the same provider, for another service's API.
+    token = oidc_settings.client_credentials_token(bot_client, resource=OTHER_AUDIENCE, scope="other:read")
+    response = _get(token)
+    assert response.status_code == 401
+    assert "audience" in response.json()["detail"]
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_bad_signature_is_refused(oidc_settings, bot_client, bot_account):
+    genuine = oidc_settings.client_credentials_token(bot_client)
+    claims = jwt.decode(genuine, options={"verify_signature": False})
+    # Same claims and kid, signed with a key that is not the provider's.
+    forger_key, _ = signing_key("key-1")
+    forged = jwt.encode(claims, forger_key, algorithm="RS256", headers={"kid": "key-1", "typ": "at+jwt"})
+    response = _get(forged)
+    assert response.status_code == 401
+    assert "signature" in response.json()["detail"]
+    # And a tampered payload under the genuine signature.
+    header, _, signature = genuine.split(".")
+    tampered_claims = {**claims, "sub": "someone-else"}
+    tampered_payload = jwt.utils.base64url_encode(json.dumps(tampered_claims).encode()).decode()
+    assert _get(f"{header}.{tampered_payload}.{signature}").status_code == 401
+
+
+def test_expired_token_is_refused(oidc_settings, bot_client, bot_account, settings):
+    genuine = oidc_settings.client_credentials_token(bot_client)
+    claims = jwt.decode(genuine, options={"verify_signature": False})
+    # Signed with the provider's real key (the test generated it), so only the expiry is wrong. The provider
+    # cannot be asked for an already-expired token.
+    now = int(time.time())
+    expired = jwt.encode(
+        {**claims, "iat": now - 3600, "exp": now - 600},
+        oidc_settings.key,
+        algorithm="RS256",
+        headers={"kid": "key-1", "typ": "at+jwt"},
+    )
+    response = _get(expired)
+    assert response.status_code == 401
+    assert "expired" in response.json()["detail"]
+    # The same token with a fresh expiry passes, so it was the expiry that failed it.
+    fresh = jwt.encode({**claims, "exp": now + 600}, oidc_settings.key, algorithm="RS256", headers={"kid": "key-1"})
+    assert _get(fresh).status_code == 200
+
+
+@pytest.mark.parametrize("algorithm", ["HS256", "none"])
+def test_symmetric_and_unsigned_tokens_are_refused(oidc_settings, bot_client, bot_account, algorithm):
+    claims = jwt.decode(oidc_settings.client_credentials_token(bot_client), options={"verify_signature": False})
+    if algorithm == "none":
+        token = jwt.encode(claims, None, algorithm="none")
+    else:
+        token = jwt.encode(claims, "web-secret-0123456789-0123456789-0123456789", algorithm="HS256")
+    response = _get(token)
+    assert response.status_code == 401
+    assert "signed with" in response.json()["detail"]
+
+
+def test_rotated_provider_keys_are_picked_up(oidc_settings, bot_client, bot_account):
+    assert _get(oidc_settings.client_credentials_token(bot_client)).status_code == 200  # JWKS with key-1 cached
+    oidc_settings.rotate_keys()
+    token = oidc_settings.client_credentials_token(bot_client)
+    assert jwt.get_unverified_header(token)["kid"] == "key-2"
+    assert _get(token).status_code == 200
+    # The withdrawn key no longer verifies anything.
+    now = int(time.time())
+    claims = {**jwt.decode(token, options={"verify_signature": False}), "exp": now + 600}
+    old_key_token = jwt.encode(claims, oidc_settings.retired_keys[0], algorithm="RS256", headers={"kid": "key-1"})
+    response = _get(old_key_token)
+    assert response.status_code == 401
+    assert "signing key" in response.json()["detail"]
+
+
+def test_jwt_bearers_are_api_tokens_when_sso_is_off(db, settings):
+    settings.OIDC_ISSUER = ""
+    key, _ = signing_key("k")
+    token = jwt.encode({"sub": "x", "aud": API_AUDIENCE, "exp": int(time.time()) + 60}, key, algorithm="RS256")
+    response = _get(token)
+    assert response.status_code == 401
+    assert response.json()["detail"] == "Invalid API token."
+
+
+def test_id_tokens_are_checked_for_nonce_audience_and_issuer(oidc_settings, web_client, olivia, settings):
+    from apps.sso.tokens import TokenError, id_token_verify
+
+    id_token = oidc_settings.user_tokens(web_client, olivia)["id_token"]
+    nonce = jwt.decode(id_token, options={"verify_signature": False})["nonce"]
+    assert id_token_verify(id_token, nonce=nonce)["sub"] == olivia.id
+    with pytest.raises(TokenError, match="nonce does not match"):
+        id_token_verify(id_token, nonce="another sign-in's nonce")
+    with pytest.raises(TokenError, match="nonce does not match"):
+        id_token_verify(id_token, nonce=None)
+    settings.OIDC_CLIENT_ID = "some-other-client"
+    with pytest.raises(TokenError, match="audience"):
+        id_token_verify(id_token, nonce=nonce)
