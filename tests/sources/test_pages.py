@@ -86,6 +86,13 @@ def test_errors_are_shown_on_their_field(editor):
     assert re.search(r'data-field="topic">.*?class="error field-error"[^>]*>[^<]*not a valid MQTT topic', page, re.S)
     response = client.post("/sources/new/http/", {"name": "Plant", "slug": "taken", "schema_mode": "infer"})
     assert re.search(r'data-field="slug">.*?already exists', response.content.decode(), re.S)
+    # Outside the organisation's topics on the shared broker: refused on the field, saying where to start.
+    response = client.post("/sources/new/mqtt/", {"name": "Plant", "slug": "fresh", "schema_mode": "infer",
+                                                  "topic": "other/+/x", "format": "json", "qos": "1"})  # fmt: skip
+    assert re.search(
+        r'data-field="topic">.*?field-error[^>]*>[^<]*outside this organisation', response.content.decode(), re.S
+    )
+    assert "&#x27;test-org/&#x27;" in response.content.decode() or "test-org/plant" in response.content.decode()
     assert not Source.objects.filter(slug="fresh").exists()
 
 
