@@ -260,6 +260,8 @@ SPECTACULAR_SETTINGS = {
         "ReportDeliveryStatusEnum": "apps.reporting.models.DeliveryStatus",
         "DeadLetterStatusEnum": "apps.ingestion.models.DeadLetterStatus",
         "UploadStatusEnum": "apps.ingestion.models.UploadStatus",
+        "ReportRunTriggerEnum": "apps.reporting.models.RunTrigger",
+        "ReportFormatEnum": "apps.reporting.models.ReportFormat",
     },
 }
 
@@ -403,6 +405,9 @@ def build_logging(*, level: str, log_format: str) -> dict:
         "loggers": {
             "django.db.backends": {"level": "WARNING"},
             "daphne.server": {"level": "WARNING" if level == "INFO" else level},
+            # Report PDFs: WeasyPrint logs every layout step at INFO, fontTools every subset.
+            "weasyprint": {"level": "WARNING"},
+            "fontTools": {"level": "WARNING"},
         },
     }
 
