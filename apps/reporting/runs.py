@@ -27,7 +27,7 @@ from apps.dashboards.selectors import dashboard_document
 from apps.reporting.content import ReportContent, content_build, sections_define
 from apps.reporting.models import DeliveryStatus, Report, ReportDelivery, ReportRun, RunStatus
 from apps.reporting.renderers.pdf import PdfMeta, pdf_render
-from apps.reporting.renderers.spreadsheets import csv_render, xlsx_render
+from apps.reporting.renderers.spreadsheets import tables_render
 from apps.reporting.time_ranges import timezone_get
 from apps.storage.policies import DataAccessDenied, Principal, data_scope_for
 
@@ -125,12 +125,15 @@ def report_files_render(
         )
         pdf_render(content=content, meta=meta, target=path)
         files.append(_file(path, "application/pdf"))
-    if "xlsx" in formats:
-        path = directory / f"{base}-{stamp}.xlsx"
-        xlsx_render(content=content, report_name=report.name, zone=zone, generated_at=generated_at, target=path)
-        files.append(_file(path, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))
-    if "csv" in formats:
-        for path in csv_render(content=content, zone=zone, directory=directory / "csv", base_name=f"{base}-{stamp}"):
+    if "xlsx" in formats or "csv" in formats:
+        xlsx_path = directory / f"{base}-{stamp}.xlsx" if "xlsx" in formats else None
+        _, csv_paths = tables_render(
+            content=content, report_name=report.name, zone=zone, generated_at=generated_at, xlsx_target=xlsx_path,
+            csv_directory=directory / "csv" if "csv" in formats else None, base_name=f"{base}-{stamp}",
+        )  # fmt: skip
+        if xlsx_path is not None:
+            files.append(_file(xlsx_path, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))
+        for path in csv_paths:
             final = directory / path.name
             path.replace(final)
             files.append(_file(final, "application/zip" if final.suffix == ".zip" else "text/csv"))
