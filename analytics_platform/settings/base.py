@@ -405,7 +405,7 @@ def build_logging(*, level: str, log_format: str) -> dict:
         "loggers": {
             "django.db.backends": {"level": "WARNING"},
             "daphne.server": {"level": "WARNING" if level == "INFO" else level},
-            # Report PDFs: WeasyPrint logs every layout step at INFO, fontTools every subset.
+            # WeasyPrint logs every rendering step at INFO (a line per stylesheet parsed).
             "weasyprint": {"level": "WARNING"},
             "fontTools": {"level": "WARNING"},
         },
