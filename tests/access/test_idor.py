@@ -14,6 +14,8 @@ from apps.access.services import api_token_create, team_create, team_member_add
 from apps.access.sharing import object_share
 from apps.alerts.models import AnomalyDetection
 from apps.dashboards.models import Dashboard
+from apps.reporting.models import Report, ReportRun
+from apps.reporting.services import report_create
 from apps.sources.models import Source
 from tests.conftest import api_client_for
 from tests.dashboards.factories import dashboard_make
@@ -21,7 +23,7 @@ from tests.factories import organization_get, user_create
 from tests.ingestion.factories import source_with_key
 from tests.storage.factories import points_store, series_create
 
-MARKERS = ("secret-plant", "secret-device", "secret-team", "Hidden board", "test-org", "alice")
+MARKERS = ("secret-plant", "secret-device", "secret-team", "Hidden board", "Hidden report", "test-org", "alice")
 METHODS = ("get", "post", "put", "patch", "delete")
 REFUSED = {403, 404}
 # Endpoints that authenticate another way (write keys) or take other methods answer these too.
@@ -54,6 +56,16 @@ def _world() -> dict[str, str]:
     object_share(obj=dashboard, level="edit", username="vic")
     token, _ = api_token_create(user=owner, name="alice's notebook")
     detection = AnomalyDetection.objects.create(source=source, metric="temperature")
+    report = report_create(
+        organization=organization_get(),
+        owner=owner,
+        data={
+            "name": "Hidden report",
+            "dashboard": dashboard.uid,
+            "formats": ["csv"],
+            "recipients": {"users": ["alice"]},
+        },
+    )
     return {
         "organizations.slug": "test-org",
         "sources.slug": "secret-plant",
@@ -68,6 +80,7 @@ def _world() -> dict[str, str]:
         "key_id": str(source.write_keys.first().pk),
         "upload_id": "1",
         "detection_id": str(detection.pk),
+        "report_id": str(report.pk),
     }
 
 
@@ -95,6 +108,8 @@ def _state() -> tuple:
         Membership.objects.filter(organization__slug="test-org").count(),
         organization_get().teams.get().group.user_set.count(),
         AnomalyDetection.objects.count(),
+        list(Report.objects.values_list("name", "cron", "enabled")),
+        ReportRun.objects.count(),
     )
 
 
