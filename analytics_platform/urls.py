@@ -24,6 +24,7 @@ from apps.dashboards import views as dashboards_views
 from apps.ingestion import api as ingestion_api
 from apps.ingestion import upload_api
 from apps.reporting import api as reporting_api
+from apps.reporting import sharing_api as reporting_sharing_api
 from apps.reporting import views as reporting_views
 from apps.sources import api as sources_api
 from apps.sources import views as sources_views
@@ -166,6 +167,12 @@ api_v1 = [
     path("reports/<int:report_id>/run", reporting_api.ReportRunView.as_view(), name="report-run"),
     path("reports/<int:report_id>/runs/", reporting_api.ReportRunListView.as_view(), name="report-runs"),
     path("reports/<int:report_id>/preview", reporting_api.ReportPreviewView.as_view(), name="report-preview"),
+    path("reports/<int:report_id>/shares/", reporting_sharing_api.ReportShareListView.as_view(), name="report-shares"),
+    path(
+        "reports/<int:report_id>/shares/<str:kind>/<str:name>/",
+        reporting_sharing_api.ReportShareDetailView.as_view(),
+        name="report-share-detail",
+    ),
     path("sources/", sources_api.SourceListCreateView.as_view(), name="source-list"),
     path("sources/<slug:slug>/", sources_api.SourceDetailView.as_view(), name="source-detail"),
     path("sources/<slug:slug>/pause", sources_api.SourcePauseView.as_view(), name="source-pause"),

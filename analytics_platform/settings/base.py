@@ -262,6 +262,8 @@ SPECTACULAR_SETTINGS = {
         "ReportDeliveryStatusEnum": "apps.reporting.models.DeliveryStatus",
         "DeadLetterStatusEnum": "apps.ingestion.models.DeadLetterStatus",
         "UploadStatusEnum": "apps.ingestion.models.UploadStatus",
+        "ReportRunTriggerEnum": "apps.reporting.models.RunTrigger",
+        "ReportFormatEnum": "apps.reporting.models.ReportFormat",
     },
 }
 

@@ -15,6 +15,7 @@ from apps.access.sharing import object_share
 from apps.alerts.models import AlertInstance, AnomalyDetection
 from apps.dashboards.models import Dashboard
 from apps.ingestion.models import DeadLetter
+from apps.reporting.models import Report, ReportRun
 from apps.sources.models import Source
 from tests.conftest import api_client_for
 from tests.dashboards.factories import dashboard_make
@@ -22,7 +23,7 @@ from tests.factories import organization_get, user_create
 from tests.ingestion.factories import source_with_key
 from tests.storage.factories import points_store, series_create
 
-MARKERS = ("secret-plant", "secret-device", "secret-team", "Hidden board", "test-org", "alice")
+MARKERS = ("secret-plant", "secret-device", "secret-team", "Hidden board", "Hidden report", "test-org", "alice")
 METHODS = ("get", "post", "put", "patch", "delete")
 REFUSED = {403, 404}
 # Endpoints that authenticate another way (write keys) or take other methods answer these too.
@@ -102,7 +103,7 @@ def _owned_through_the_api(owner, dashboard) -> dict[str, str]:
     instance = AlertInstance.objects.create(rule_id=int(rule), fingerprint="f" * 64, labels={"device": "secret-device"})
     report = created(
         "/api/v1/reports/",
-        {"name": "Secret weekly", "dashboard": dashboard.uid, "formats": ["csv"],
+        {"name": "Hidden report", "dashboard": dashboard.uid, "formats": ["csv"],
          "recipients": {"users": ["alice"], "emails": []}, "time_range": {"start": "-24h", "end": "now"},
          "schedule": {"cron": "0 7 * * 1", "timezone": "Europe/London"}},
     )  # fmt: skip
@@ -148,6 +149,8 @@ def _state() -> tuple:
         Membership.objects.filter(organization__slug="test-org").count(),
         organization_get().teams.get().group.user_set.count(),
         AnomalyDetection.objects.count(),
+        list(Report.objects.values_list("name", "cron", "enabled")),
+        ReportRun.objects.count(),
     )
 
 

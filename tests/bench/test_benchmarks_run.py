@@ -85,7 +85,7 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
         assert figures["panel_errors"] == 0
 
     reports = results["reports"]["result"]
-    assert set(reports["formats"]) == {"pdf", "xlsx", "csv"}
+    assert set(reports["formats"]) == {"pdf", "xlsx", "csv", "xlsx+csv"}
     for measured in reports["formats"].values():
         assert measured["seconds"] > 0
         assert measured["bytes"] > 0
