@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics_platform.field_errors import ErrorSerializer, field_error_response
+from analytics_platform.field_errors import ErrorSerializer, FieldError, field_error_response
 from apps.access.models import Organization
 from apps.access.selectors import organization_ids_for_user
 from apps.alerts.alerting import selectors, serializers
@@ -70,6 +70,14 @@ def _refusal(error: alerting.AlertingError) -> Response:
     return field_error_response(error.field, error.message, error.status)
 
 
+def _id_param(params, name: str) -> int:
+    """A query parameter that must be one id (given once): 400 naming it otherwise."""
+    values = params.getlist(name)
+    if len(values) != 1 or not values[0].isdigit() or not values[0].isascii():
+        raise FieldError(name, "must be one id, a whole number.")
+    return int(values[0])
+
+
 class _CreateMixin:
     """POST: pick the organisation, call `create`, answer 201 with the output serializer."""
 
@@ -80,6 +88,8 @@ class _CreateMixin:
 
     def post(self, request: Request) -> Response:
         try:
+            if not isinstance(request.data, dict):
+                raise alerting.AlertingError("body", "send a JSON object.")
             organization = _organization_for_write(request)
             created = self.create(request, organization)
         except _RefusedError as refused:
@@ -281,8 +291,8 @@ class AlertInstanceListView(ListAPIView):
     def get_queryset(self):
         instances = selectors.alert_instance_list_for_user(user=self.request.user)
         params = self.request.query_params
-        if params.get("rule", "").isdigit():
-            instances = instances.filter(rule_id=int(params["rule"]))
+        if "rule" in params:
+            instances = instances.filter(rule_id=_id_param(params, "rule"))
         if params.get("state"):
             instances = instances.filter(state=params["state"])
         return instances
@@ -345,10 +355,10 @@ class StateHistoryView(ListAPIView):
     def get_queryset(self):
         history = selectors.state_transition_list_for_user(user=self.request.user)
         params = self.request.query_params
-        if params.get("rule", "").isdigit():
-            history = history.filter(rule_id=int(params["rule"]))
-        if params.get("instance", "").isdigit():
-            history = history.filter(instance_id=int(params["instance"]))
+        if "rule" in params:
+            history = history.filter(rule_id=_id_param(params, "rule"))
+        if "instance" in params:
+            history = history.filter(instance_id=_id_param(params, "instance"))
         return history
 
 
