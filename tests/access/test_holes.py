@@ -35,8 +35,8 @@ def test_a_source_you_may_not_read_answers_exactly_like_one_that_does_not_exist(
     points_store(series_id, [(datetime.now(UTC) - timedelta(minutes=1), 1.0)])
     source_create(slug="plant")  # the user's own source, without data
     client = api_client_for(user)
-    now = datetime.now(UTC).replace(microsecond=0)
-    window = {"start": (now - timedelta(hours=1)).isoformat(), "end": now.isoformat()}
+    end = datetime.now(UTC)  # one window for both, so the answers' start and end agree
+    window = {"start": (end - timedelta(hours=1)).isoformat(), "end": end.isoformat()}
     for path in ("/api/v1/query", "/api/v1/query/csv"):
         answers = [
             client.post(path, {"metric": "temperature", "source": slug, **window}, format="json")
