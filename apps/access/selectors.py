@@ -112,3 +112,15 @@ def data_scope_for_user(*, user: AbstractBaseUser, organization: Organization | 
     from apps.access.scopes import data_scope_for_user as scope_for_user
 
     return scope_for_user(user=user, organization=organization)
+
+
+def request_principal(request):
+    """Who a request reads data as: a token bound to an organisation reads under that organisation's policies only
+    (apps.storage.policies.Principal); a session or an older token reads under all of the user's organisations."""
+    from apps.storage.policies import Principal
+
+    token = getattr(request, "auth", None)
+    organization_id = getattr(token, "organization_id", None)
+    if organization_id is None:
+        return request.user
+    return Principal(user=request.user, organization_id=organization_id)

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics_platform.field_errors import ErrorSerializer, field_error_response
+from apps.access.selectors import request_principal
 from apps.storage.policies import DataAccessDenied
 from apps.storage.query.csv_export import query_result_csv
 from apps.storage.query.engine import QueryTimeout, query_execute
@@ -66,7 +67,7 @@ class QueryView(APIView):
     def post(self, request: Request) -> Response:
         try:
             # Identical queries under the same data scope share one computation and its encoded answer.
-            answer = query_answer_encoded(data=request.data, principal=request.user)
+            answer = query_answer_encoded(data=request.data, principal=request_principal(request))
         except QuerySpecError as error:
             return _error(error.field, error.message, status.HTTP_400_BAD_REQUEST)
         except DataAccessDenied as error:
@@ -92,7 +93,7 @@ class QueryCsvView(APIView):
     def post(self, request: Request) -> HttpResponse | Response:
         try:
             spec = query_spec_parse(request.data)
-            result = query_execute(spec=spec, principal=request.user)
+            result = query_execute(spec=spec, principal=request_principal(request))
         except QuerySpecError as error:
             return _error(error.field, error.message, status.HTTP_400_BAD_REQUEST)
         except DataAccessDenied as error:
@@ -124,7 +125,7 @@ class SeriesListView(ListAPIView):
         filters = SeriesFilterSerializer(data=self.request.query_params.dict())
         filters.is_valid(raise_exception=True)
         return series_list(
-            principal=self.request.user,
+            principal=request_principal(self.request),
             source=filters.validated_data.get("source"),
             metric=filters.validated_data.get("metric"),
             labels=series_label_filters(self.request.query_params),
@@ -142,7 +143,7 @@ class SeriesMetricsView(APIView):
     def get(self, request: Request) -> Response:
         params = MetricsQuerySerializer(data=request.query_params.dict())
         params.is_valid(raise_exception=True)
-        page = series_metrics_list(principal=request.user, **params.validated_data)
+        page = series_metrics_list(principal=request_principal(request), **params.validated_data)
         return Response({"metrics": page.items, "truncated": page.truncated})
 
 
@@ -159,5 +160,5 @@ class SeriesLabelValuesView(APIView):
     def get(self, request: Request) -> Response:
         params = LabelValuesQuerySerializer(data=request.query_params.dict())
         params.is_valid(raise_exception=True)
-        page = series_label_values_list(principal=request.user, **params.validated_data)
+        page = series_label_values_list(principal=request_principal(request), **params.validated_data)
         return Response({"label": params.validated_data["label"], "values": page.items, "truncated": page.truncated})
