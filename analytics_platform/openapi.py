@@ -42,7 +42,10 @@ class ApiAutoSchema(AutoSchema):
             statuses.append("400")
         if "security" in operation:
             statuses.append("401")
-            if self.method not in _SAFE_METHODS or getattr(self.view, "scope_required", None) not in (None, "read"):
+            declared = getattr(self.view, "scope_required", None)
+            if isinstance(declared, dict):
+                declared = declared.get(self.method)
+            if self.method not in _SAFE_METHODS or declared not in (None, "read"):
                 statuses.append("403")
         if "{" in self.path:
             statuses.append("404")

@@ -147,6 +147,8 @@ class OrganizationDetailView(APIView):
 class MemberListCreateView(APIView):
     """The organisation's members (any member reads them); admins add members."""
 
+    scope_required = {"POST": "admin", "PATCH": "admin", "PUT": "admin", "DELETE": "admin"}  # API tokens
+
     @extend_schema(responses={200: MemberSerializer(many=True), 404: ErrorSerializer}, summary="List members")
     def get(self, request: Request, slug: str) -> Response:
         organization, _ = organization_for_request(request, slug)
@@ -163,6 +165,8 @@ class MemberListCreateView(APIView):
 
 class MemberDetailView(APIView):
     """One member: admins change their role or remove them (never the last admin)."""
+
+    scope_required = {"POST": "admin", "PATCH": "admin", "PUT": "admin", "DELETE": "admin"}  # API tokens
 
     def _membership(self, request: Request, slug: str, username: str, *, admin: bool) -> Membership:
         organization, _ = organization_for_request(request, slug, admin=admin)
@@ -191,6 +195,8 @@ class MemberDetailView(APIView):
 class TeamListCreateView(APIView):
     """The organisation's teams (any member reads them); admins create teams."""
 
+    scope_required = {"POST": "admin", "PATCH": "admin", "PUT": "admin", "DELETE": "admin"}  # API tokens
+
     @extend_schema(responses={200: TeamSerializer(many=True), 404: ErrorSerializer}, summary="List teams")
     def get(self, request: Request, slug: str) -> Response:
         organization, _ = organization_for_request(request, slug)
@@ -217,6 +223,8 @@ def _team_for_request(request: Request, slug: str, team_slug: str, *, admin: boo
 class TeamDetailView(APIView):
     """One team: admins rename or delete it."""
 
+    scope_required = {"POST": "admin", "PATCH": "admin", "PUT": "admin", "DELETE": "admin"}  # API tokens
+
     @extend_schema(responses={200: TeamSerializer, 404: ErrorSerializer}, summary="Get a team")
     def get(self, request: Request, slug: str, team_slug: str) -> Response:
         return Response(_team(_team_for_request(request, slug, team_slug, admin=False)))
@@ -237,6 +245,8 @@ class TeamDetailView(APIView):
 class TeamMemberListCreateView(APIView):
     """A team's members; admins add members of the organisation to it."""
 
+    scope_required = {"POST": "admin", "PATCH": "admin", "PUT": "admin", "DELETE": "admin"}  # API tokens
+
     @extend_schema(responses={200: TeamSerializer, 404: ErrorSerializer}, summary="List a team's members")
     def get(self, request: Request, slug: str, team_slug: str) -> Response:
         return Response(_team(_team_for_request(request, slug, team_slug, admin=False)))
@@ -255,6 +265,8 @@ class TeamMemberListCreateView(APIView):
 class TeamMemberDetailView(APIView):
     """Remove a user from a team (admins)."""
 
+    scope_required = {"POST": "admin", "PATCH": "admin", "PUT": "admin", "DELETE": "admin"}  # API tokens
+
     @extend_schema(request=None, responses={204: None, **ERRORS}, summary="Remove a team member")
     def delete(self, request: Request, slug: str, team_slug: str, username: str) -> Response:
         team = _team_for_request(request, slug, team_slug, admin=True)
@@ -267,6 +279,8 @@ class TeamMemberDetailView(APIView):
 
 class DataPolicyListCreateView(APIView):
     """Row-level data policies (admins): deny by default; each policy grants its subjects some series."""
+
+    scope_required = {"POST": "admin", "PATCH": "admin", "PUT": "admin", "DELETE": "admin"}  # API tokens
 
     @extend_schema(responses={200: DataPolicySerializer(many=True), **ERRORS}, summary="List data policies")
     def get(self, request: Request, slug: str) -> Response:
@@ -286,6 +300,8 @@ class DataPolicyListCreateView(APIView):
 
 class DataPolicyDetailView(APIView):
     """One data policy (admins): change or delete it; the change applies to queries and live feeds at once."""
+
+    scope_required = {"POST": "admin", "PATCH": "admin", "PUT": "admin", "DELETE": "admin"}  # API tokens
 
     def _policy(self, request: Request, slug: str, policy_id: int) -> DataPolicy:
         organization, _ = organization_for_request(request, slug, admin=True)

@@ -67,6 +67,8 @@ class SharedObjectMixin:
 class ObjectShareListView(SharedObjectMixin, APIView):
     """Who can open the object and why; managers share it with a member or team as view or edit."""
 
+    scope_required = {"POST": "admin", "PATCH": "admin", "PUT": "admin", "DELETE": "admin"}  # API tokens
+
     @extend_schema(responses={200: SharesSerializer, **ERRORS}, summary="Shares and access")
     def get(self, request: Request, **kwargs: Any) -> Response:
         return Response(_shares(self.shared_object(request, **kwargs)))
@@ -83,6 +85,8 @@ class ObjectShareListView(SharedObjectMixin, APIView):
 
 class ObjectShareDetailView(SharedObjectMixin, APIView):
     """Take back one share (`kind` is user or team)."""
+
+    scope_required = {"POST": "admin", "PATCH": "admin", "PUT": "admin", "DELETE": "admin"}  # API tokens
 
     @extend_schema(request=None, responses={204: None, **ERRORS}, summary="Unshare")
     def delete(self, request: Request, kind: str, name: str, **kwargs: Any) -> Response:

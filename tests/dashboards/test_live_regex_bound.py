@@ -37,7 +37,7 @@ def test_a_live_regex_filter_is_cut_off_by_the_statement_timeout(monkeypatch):
         series_create(source=source, metric="temperature", device="ab" * 100, n=str(number))
     body = {"source": "plant", "metric": "temperature", "filters": {"device": {"regex": SLOW_PATTERN}}}
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
-        scope = data_scope_for(user)
+        scope = live._with_connection(data_scope_for, {"principal": user})
         future = executor.submit(live._with_connection, live._series_for, {"body": body, "scope": scope})
         try:
             with pytest.raises(QueryTimeout, match="simpler regular expression"):

@@ -238,6 +238,8 @@ class AlertRuleDetailView(APIView):
 class AlertRuleBacktestView(APIView):
     """Backtest a rule body over the last 24 hours or 7 days: where it would have fired, how many notifications."""
 
+    scope_required = "read"  # a POST that only reads
+
     @extend_schema(
         request=serializers.AlertRuleInputSerializer,
         parameters=[
