@@ -22,6 +22,7 @@ from apps.reporting.selectors import (
     EDITOR_ROLES,
     preview_principal,
     report_can_edit,
+    report_can_manage,
     report_get_for_user,
     report_list_for_user,
     report_run_list,
@@ -136,7 +137,10 @@ class ReportDetailView(APIView):
 
     @extend_schema(request=None, responses={204: None, 403: ErrorSerializer}, summary="Delete a report")
     def delete(self, request: Request, report_id: int) -> Response:
-        report_delete(report=report_for_request(request, report_id, edit=True))
+        report = report_for_request(request, report_id)
+        if not report_can_manage(user=request.user, report=report):
+            raise PermissionDenied("Only organisation admins and editors may delete this report.")
+        report_delete(report=report)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -12,7 +12,7 @@ import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,14 @@ from apps.dashboards.selectors import dashboard_document
 from apps.reporting.content import ReportContent, content_build, sections_define
 from apps.reporting.models import DeliveryStatus, Report, ReportDelivery, ReportRun, RunStatus
 from apps.reporting.renderers.pdf import PdfMeta, pdf_render
-from apps.reporting.renderers.spreadsheets import csv_render, xlsx_render
+from apps.reporting.renderers.spreadsheets import tables_render
 from apps.reporting.time_ranges import timezone_get
 from apps.storage.policies import DataAccessDenied, Principal, data_scope_for
 
 logger = logging.getLogger(__name__)
+
+# The render task's hard time limit (tasks.py): a run still "running" after it has no worker any more.
+RENDER_TIME_LIMIT_SECONDS = 1900
 
 
 @dataclass
@@ -125,12 +128,15 @@ def report_files_render(
         )
         pdf_render(content=content, meta=meta, target=path)
         files.append(_file(path, "application/pdf"))
-    if "xlsx" in formats:
-        path = directory / f"{base}-{stamp}.xlsx"
-        xlsx_render(content=content, report_name=report.name, zone=zone, generated_at=generated_at, target=path)
-        files.append(_file(path, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))
-    if "csv" in formats:
-        for path in csv_render(content=content, zone=zone, directory=directory / "csv", base_name=f"{base}-{stamp}"):
+    if "xlsx" in formats or "csv" in formats:
+        xlsx_path = directory / f"{base}-{stamp}.xlsx" if "xlsx" in formats else None
+        _, csv_paths = tables_render(
+            content=content, report_name=report.name, zone=zone, generated_at=generated_at, xlsx_target=xlsx_path,
+            csv_directory=directory / "csv" if "csv" in formats else None, base_name=f"{base}-{stamp}",
+        )  # fmt: skip
+        if xlsx_path is not None:
+            files.append(_file(xlsx_path, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))
+        for path in csv_paths:
             final = directory / path.name
             path.replace(final)
             files.append(_file(final, "application/zip" if final.suffix == ".zip" else "text/csv"))
@@ -155,9 +161,17 @@ def report_run_execute(*, run_id: int) -> ReportRun:
         run = (
             ReportRun.objects.select_for_update().select_related("report__owner", "report__organization").get(pk=run_id)
         )
-        if run.status != RunStatus.QUEUED:
+        abandoned = (
+            run.status == RunStatus.RUNNING
+            and run.started_at is not None
+            and run.started_at < timezone.now() - timedelta(seconds=RENDER_TIME_LIMIT_SECONDS)
+            and not run.deliveries.exists()
+        )
+        if run.status != RunStatus.QUEUED and not abandoned:
             logger.info("report run %s is %s already: not rendered again", run.pk, run.status)
             return run
+        if abandoned:  # its worker died mid-render (the task came back through acks_late): render it again
+            logger.warning("report run %s was left running since %s; rendering it again", run.pk, run.started_at)
         run.status, run.started_at = RunStatus.RUNNING, timezone.now()
         run.save(update_fields=["status", "started_at"])
     report = run.report
@@ -231,8 +245,6 @@ def run_status_update(*, run_id: int) -> None:
 
 def run_files_prune(*, now: datetime | None = None) -> int:
     """Remove the files of runs older than the download links' lifetime; returns how many runs were pruned."""
-    from datetime import timedelta
-
     cutoff = (now or timezone.now()) - timedelta(seconds=settings.REPORT_LINK_MAX_AGE_SECONDS + 3600)
     pruned = 0
     for run in ReportRun.objects.filter(created_at__lt=cutoff).only("pk"):

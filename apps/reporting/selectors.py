@@ -8,6 +8,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 
 from apps.access.models import MembershipRole
 from apps.access.selectors import organization_ids_for_user
+from apps.access.sharing import EDIT, object_share_level
 from apps.reporting.models import Report, ReportRun
 
 EDITOR_ROLES = (MembershipRole.ADMIN, MembershipRole.EDITOR)
@@ -35,11 +36,22 @@ def report_get_for_user(*, user: AbstractBaseUser, report_id: int) -> Report | N
     return report_list_for_user(user=user).filter(pk=report_id).first()
 
 
-def report_can_edit(*, user: AbstractBaseUser, report: Report) -> bool:
-    """Organisation admins and editors (and superusers) change reports and send them."""
+def report_can_manage(*, user: AbstractBaseUser, report: Report) -> bool:
+    """Whether the user may change, send, delete and share the report by their role (organisation admin or editor,
+    or superuser)."""
     if user.is_superuser:
         return True
     return report.organization_id in organization_ids_for_user(user=user, roles=EDITOR_ROLES)
+
+
+def report_can_edit(*, user: AbstractBaseUser, report: Report) -> bool:
+    """Whether the user may change and send the report: by their role, or because it was shared with them (or a team
+    of theirs) to edit, while they are a member of its organisation (apps/access/sharing.py)."""
+    if report_can_manage(user=user, report=report):
+        return True
+    if report.organization_id not in organization_ids_for_user(user=user):
+        return False
+    return object_share_level(user=user, obj=report) == EDIT
 
 
 def report_is_admin(*, user: AbstractBaseUser, report: Report) -> bool:

@@ -7,8 +7,8 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from apps.reporting.delivery import DeliveryFailed, delivery_give_up, delivery_send
+from apps.reporting.runs import RENDER_TIME_LIMIT_SECONDS, run_status_update
 from apps.reporting.runs import report_run_execute as run_execute
-from apps.reporting.runs import run_status_update
 from apps.reporting.services import report_run_scheduled as run_scheduled
 
 
@@ -35,7 +35,7 @@ def report_run_scheduled(report_id: int) -> int | None:
     retry_backoff=10,
     max_retries=3,
     soft_time_limit=1800,
-    time_limit=1900,
+    time_limit=RENDER_TIME_LIMIT_SECONDS,
 )
 def report_run_execute(run_id: int) -> None:
     """Render a queued run (once; a redelivered task finds it running) and queue its mails."""

@@ -71,6 +71,12 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
         "c2_avg_1h_30d_fleet_by_facility",
     }  # fmt: skip
     assert storage["load"]["ratio_ours_to_influx"]["write_path"] > 0
+    # Data policies: the same answers through 1, 10 and 100 policies as through none (timings are measured by
+    # `make bench`, not asserted on a smoke run).
+    assert storage["policies"]["same_answers_as_baseline"] is True
+    assert set(storage["policies"]["cases"]["b_avg_1m_24h_by_facility"]) == {
+        "no policy (superuser)", "1 policies", "10 policies", "100 policies",
+    }  # fmt: skip
 
     panels_drawn = results["panels_drawn"]["result"]["dashboards"]
     assert set(panels_drawn) == {"Executive", "Factory floor", "Marketing"}
@@ -79,7 +85,7 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
         assert figures["panel_errors"] == 0
 
     reports = results["reports"]["result"]
-    assert set(reports["formats"]) == {"pdf", "xlsx", "csv"}
+    assert set(reports["formats"]) == {"pdf", "xlsx", "csv", "xlsx+csv"}
     for measured in reports["formats"].values():
         assert measured["seconds"] > 0
         assert measured["bytes"] > 0

@@ -32,7 +32,7 @@ def test_an_mqtt_source_is_created_from_the_keyboard_with_errors_on_their_field(
     assert driver.switch_to.active_element.get_attribute("name") == "name"  # focus starts on the first field
     active = driver.switch_to.active_element
     active.send_keys("Plant sensors", Keys.TAB, "plant")
-    driver.find_element(By.NAME, "topic").send_keys("test-org/#/telemetry", Keys.ENTER)
+    driver.find_element(By.NAME, "topic").send_keys("test-org/plant/#/telemetry", Keys.ENTER)
     error = wait_for(
         lambda: driver.find_element(By.CSS_SELECTOR, '[data-field="topic"] .field-error').text,
         message="the topic's error is shown on it",

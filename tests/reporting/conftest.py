@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-import os
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,8 +16,9 @@ from apps.dashboards.services import dashboard_create
 from tests.factories import organization_get
 from tests.storage.factories import points_store, series_create, source_create
 
-# Ports 18700-18799 belong to this test area; xdist workers (if any) take one each.
-SMTP_PORT = 18700 + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+# Ports 18700-18749 belong to this test area: the first free one is used (a server just stopped by the previous
+# test can hold its port for a moment on a busy machine).
+SMTP_PORTS = range(18700, 18750)
 HOURS = 3
 
 
@@ -50,10 +50,17 @@ class SmtpRecorder:
 def smtp_server(settings, tmp_path):
     """A real SMTP server on this area's port; Django's SMTP backend pointed at it."""
     recorder = SmtpRecorder()
-    controller = Controller(recorder, hostname="127.0.0.1", port=SMTP_PORT)
-    controller.start()
+    for port in SMTP_PORTS:
+        controller = Controller(recorder, hostname="127.0.0.1", port=port)
+        try:
+            controller.start()
+            break
+        except (OSError, RuntimeError):
+            continue
+    else:
+        raise RuntimeError(f"no free port for the SMTP server in {SMTP_PORTS}")
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", SMTP_PORT
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
     settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
     settings.EMAIL_USE_TLS = False
     settings.DEFAULT_FROM_EMAIL = "reports@example.com"

@@ -187,3 +187,20 @@ def test_pages_list_edit_detail_and_preview(plant_dashboard, editor, viewer, cli
     client.force_login(viewer)
     assert client.post(f"/reports/{report.pk}/send/").status_code == 403
     assert client.get(f"/reports/{report.pk}/edit/").status_code == 403
+
+
+def test_a_report_shared_to_edit_lets_a_viewer_change_and_send_it(plant_dashboard, editor, viewer):
+    report_id = api_client_for(editor).post("/api/v1/reports/", _contract(plant_dashboard.uid),
+                                            format="json").json()["id"]  # fmt: skip
+    reader = api_client_for(viewer)
+    assert reader.patch(f"/api/v1/reports/{report_id}/", {"name": "Mine"}, format="json").status_code == 403
+    assert reader.post(f"/api/v1/reports/{report_id}/shares/", {"user": "vic", "level": "edit"},
+                       format="json").status_code == 403  # fmt: skip
+    shared = api_client_for(editor).post(f"/api/v1/reports/{report_id}/shares/", {"user": "vic", "level": "edit"},
+                                         format="json")  # fmt: skip
+    assert shared.status_code in (200, 201), shared.json()
+    assert reader.patch(f"/api/v1/reports/{report_id}/", {"name": "Mine"}, format="json").status_code == 200
+    assert reader.post(f"/api/v1/reports/{report_id}/run").status_code == 202
+    assert reader.delete(f"/api/v1/reports/{report_id}/").status_code == 403  # deleting stays with the roles
+    assert api_client_for(editor).delete(f"/api/v1/reports/{report_id}/shares/user/vic/").status_code == 204
+    assert reader.patch(f"/api/v1/reports/{report_id}/", {"name": "Again"}, format="json").status_code == 403

@@ -186,3 +186,27 @@ def test_a_fine_bucket_over_a_long_period_is_charted_within_the_budget(plant, ed
     assert len(section.columns) == 4
     assert len(section.chart_times) <= 600
     assert section.export_bucket_seconds == 60
+
+
+def test_a_run_left_running_by_a_dead_worker_is_rendered_again_once(
+    smtp_server, plant_dashboard, editor, viewer, django_capture_on_commit_callbacks
+):
+    from apps.reporting.runs import RENDER_TIME_LIMIT_SECONDS, report_run_execute
+
+    report = _report(plant_dashboard, editor, recipients={"users": ["vic"]}, formats=["csv"])
+    with django_capture_on_commit_callbacks(execute=False):
+        run = report_run_start(report=report, trigger="manual", requested_by=editor)
+    ReportRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, started_at=run.created_at)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert report_run_execute(run_id=run.pk).status == RunStatus.RUNNING  # maybe still rendering: left alone
+    assert smtp_server.messages == []
+    ReportRun.objects.filter(pk=run.pk).update(
+        started_at=run.created_at - timedelta(seconds=RENDER_TIME_LIMIT_SECONDS + 1)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        report_run_execute(run_id=run.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        report_run_execute(run_id=run.pk)  # delivered again by the broker: nothing more
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+    assert len(smtp_server.to("vic@example.com")) == 1

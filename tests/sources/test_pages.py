@@ -74,13 +74,13 @@ def test_errors_are_shown_on_their_field(editor):
     client = _client(editor)
     source_with_key(slug="taken")
     response = client.post("/sources/new/mqtt/", {"name": "", "slug": "taken", "schema_mode": "infer",
-                                                  "topic": "test-org/#/x", "format": "json", "qos": "1"})  # fmt: skip
+                                                  "topic": "test-org/p/#/x", "format": "json", "qos": "1"})  # fmt: skip
     assert response.status_code == 400
     page = response.content.decode()
     assert re.search(r'data-field="name">.*?field-error', page, re.S)
     # The form is valid; the service refuses the topic and names it, so it shows on the topic field.
     response = client.post("/sources/new/mqtt/", {"name": "Plant", "slug": "fresh", "schema_mode": "infer",
-                                                  "topic": "test-org/#/x", "format": "json", "qos": "1"})  # fmt: skip
+                                                  "topic": "test-org/p/#/x", "format": "json", "qos": "1"})  # fmt: skip
     page = response.content.decode()
     assert response.status_code == 400
     assert re.search(r'data-field="topic">.*?class="error field-error"[^>]*>[^<]*not a valid MQTT topic', page, re.S)

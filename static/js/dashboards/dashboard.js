@@ -20,7 +20,7 @@ const MAX_SERIES_LIMIT = 1000; // the query API's largest `limit`
 // On a phone (one column) these panels are only as tall as their content, in grid rows of 80 px.
 const PHONE_ROWS = { stat: 2, bargauge: 3 };
 const REFRESH_CHOICES = [["live", "Live"], ["off", "Off"], ["5s", "5s"], ["10s", "10s"], ["30s", "30s"], ["1m", "1m"], ["5m", "5m"]];
-const DEFAULT_SIZES = { text: [4, 3], stat: [3, 3], gauge: [3, 4], table: [6, 4], pie: [4, 4] };
+const DEFAULT_SIZES = { text: [4, 3], stat: [3, 3], gauge: [3, 4], bargauge: [4, 4], table: [6, 4], pie: [4, 4] };
 
 const root = document.getElementById("dashboard");
 const $ = (selector) => root.querySelector(selector);
