@@ -9,15 +9,17 @@ from analytics_platform.health import healthz
 from analytics_platform.metrics import metrics_view
 from analytics_platform.views import home
 from apps.access import api as access_api
-from apps.access import organizations_api
+from apps.access import organization_views, organizations_api
 from apps.access import views as access_views
 from apps.alerts import api as alerts_api
+from apps.alerts import views as alerts_views
 from apps.alerts.alerting import api as alerting_api
 from apps.audit import api as audit_api
 from apps.audit import views as audit_views
 from apps.dashboards import annotations_api
 from apps.dashboards import api as dashboards_api
 from apps.dashboards import sharing_api as dashboard_sharing_api
+from apps.dashboards import sharing_views as dashboard_sharing_views
 from apps.dashboards import views as dashboards_views
 from apps.ingestion import api as ingestion_api
 from apps.ingestion import upload_api
@@ -233,9 +235,22 @@ urlpatterns = [
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("account/tokens/", access_views.api_tokens, name="api-tokens"),
     path("account/tokens/<int:token_id>/revoke/", access_views.api_token_revoke_view, name="api-token-revoke"),
+    path("organizations/switch", organization_views.organization_switch, name="organization-switch"),
+    path("organizations/<slug:slug>/members/", organization_views.organization_members, name="organization-members"),
+    path("organizations/<slug:slug>/teams/", organization_views.organization_teams, name="organization-teams"),
+    path("organizations/<slug:slug>/policies/", organization_views.organization_policies, name="organization-policies"),
     path("organizations/<slug:slug>/audit-log/", audit_views.audit_log_page, name="audit-log"),
     path("dashboards/", dashboards_views.dashboard_list, name="dashboard-list"),
     path("dashboards/<slug:uid>/", dashboards_views.dashboard_detail, name="dashboard-detail"),
+    path("alerts/", alerts_views.alert_rule_list, name="alert-rules"),
+    path("alerts/rules/new", alerts_views.alert_rule_editor, name="alert-rule-new"),
+    path("alerts/rules/<int:rule_id>", alerts_views.alert_rule_detail, name="alert-rule-detail"),
+    path("alerts/rules/<int:rule_id>/edit", alerts_views.alert_rule_editor, name="alert-rule-edit"),
+    path("alerts/instances/", alerts_views.alert_instance_list, name="alert-instances"),
+    path("alerts/silences/", alerts_views.silence_list, name="alert-silences"),
+    path("alerts/contact-points/", alerts_views.contact_point_list, name="alert-contact-points"),
+    path("alerts/policies/", alerts_views.notification_policy_list, name="alert-policies"),
+    path("dashboards/<slug:uid>/access/", dashboard_sharing_views.dashboard_access, name="dashboard-access"),
     path("sources/", sources_views.source_list, name="source-list"),
     path("sources/new/<slug:kind>/", sources_views.source_new, name="source-new"),
     path("sources/<slug:slug>/", sources_views.source_page, name="source-page"),

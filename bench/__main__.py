@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import alerting, anomaly, dashboards, http_api, ingest, live, reports, storage
+from bench import alerting, anomaly, dashboards, http_api, ingest, live, panels_drawn, reports, storage
 
 BENCHMARKS = {
     "alerting": alerting.run,
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "http_api": http_api.run,
     "ingest": ingest.run,
     "live": live.run,
+    "panels_drawn": panels_drawn.run,
     "reports": reports.run,
     "storage": storage.run,
 }

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import queue
 import statistics
 import subprocess
@@ -222,6 +223,7 @@ def _measure(environment: dict[str, str], tokens: list[str], keys: dict[str, str
         for users in crowds:
             per_user: list[float] = []
             latencies: list[float] = []
+            load_before = os.getloadavg()[0]
             for _ in range(rounds):
                 times, waits = _crowd(port, tokens[:users], uid, bodies)
                 per_user += times
@@ -234,6 +236,8 @@ def _measure(environment: dict[str, str], tokens: list[str], keys: dict[str, str
                 "query_p95_s": round(_percentile(latencies, 0.95), 3),
                 "requests": len(latencies),
                 "rounds": rounds,
+                # The machine's 1-minute load average around the rounds: other work slows every figure.
+                "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
             }
             _log(f"{users} users: {results[f'users_{users}']}")
         if simulator.poll() is not None:

@@ -179,7 +179,8 @@ def _rounds_summary(rounds: list[dict]) -> dict:
 def _start_web(environment: dict[str, str], count: int | None) -> tuple[subprocess.Popen, int, list[int]]:
     """`manage.py serve` on a free port; (the launcher, the port, its daphne children's pids) once it answers."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        # BENCH_WEB_PORT pins the port (machines where each user has a range of ports), else any free one.
+        sock.bind(("127.0.0.1", int(os.environ.get("BENCH_WEB_PORT", "0"))))
         port = sock.getsockname()[1]
     processes = [] if count is None else ["--processes", str(count)]
     launcher = subprocess.Popen(

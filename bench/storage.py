@@ -721,6 +721,7 @@ def _body(*, quick: bool) -> dict:
     import apps.storage.backends.timescaledb
     import apps.storage.query.engine  # noqa: F401 - load all the code measured now, not halfway through
     from apps.storage.backends import backend_for
+    from bench.storage_policies import policies_cost
 
     backend = backend_for()
 
@@ -808,6 +809,8 @@ def _body(*, quick: bool) -> dict:
         "note": "cold: the query cache (if the engine has one) emptied first, i.e. a dashboard's first load; "
         f"warm refresh: the same query {DASHBOARD_REFRESH_SECONDS} s later, as an auto-refreshing dashboard asks",
     }
+    _log("data policies: the dashboard queries through 1, 10 and 100 policies")
+    result["policies"] = policies_cost(end, _devices(), rounds=rounds)
     _log("EXPLAIN ANALYZE")
     result["explain"] = _explains(end, user, rollup_statement)
     result["where_the_time_goes"] = _where_the_time_goes(queries, result["explain"])

@@ -22,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def _storage_caches_cleared():
     """Tests roll back their data, so ids and partitions cached in the process must not leak between them."""
+    from apps.access.scopes import data_scopes_forget
     from apps.ingestion.services import ingest_targets_forget
     from apps.sources.services import write_key_cache_clear
     from apps.storage.backends import base as backends_base
@@ -31,6 +32,7 @@ def _storage_caches_cleared():
 
     series_cache_clear()
     series_plans_clear()
+    data_scopes_forget()  # a test's policy changes roll back without the commit that bumps the scope generation
     shared_answers_forget()
     backends_base._backends.clear()
     ingest_targets_forget()

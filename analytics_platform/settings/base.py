@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from csp.constants import NONCE, NONE, SELF
 
@@ -97,6 +98,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.access.context_processors.organizations",
                 "apps.sso.context_processors.single_sign_on",
             ],
         },
@@ -343,6 +345,13 @@ ALERTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("ALERTS_WEBHOOK_ALLOW_PRIVATE_
 ALERTS_WEBHOOK_TIMEOUT_SECONDS = env_float("ALERTS_WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
 ALERTS_LINK_BASE_URL = env_str("ALERTS_LINK_BASE_URL", "http://localhost:8000")
 ALERTS_EMAIL_FROM = env_str("ALERTS_EMAIL_FROM", "alerts@localhost")
+# The SMTP server alert emails go through (Django's email settings).
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
 ALERTS_DELIVERY_BACKOFF_SECONDS = env_float("ALERTS_DELIVERY_BACKOFF_SECONDS", 2.0, minimum=0.01)
 ALERTS_DELIVERY_BACKOFF_MAX_SECONDS = env_float("ALERTS_DELIVERY_BACKOFF_MAX_SECONDS", 300.0, minimum=0.01)
 ALERTS_DELIVERY_MAX_ATTEMPTS = env_int("ALERTS_DELIVERY_MAX_ATTEMPTS", 8, minimum=1)
@@ -498,6 +507,8 @@ OIDC_LOCAL_PASSWORDS = env_bool("OIDC_LOCAL_PASSWORDS", True)
 OIDC_BREAK_GLASS_USERS = env_list("OIDC_BREAK_GLASS_USERS", [])
 # Bearer JWTs from the provider on the API: the audience they must carry (empty: not accepted).
 OIDC_API_AUDIENCE = env_str("OIDC_API_AUDIENCE", "")
+# Token scopes `<prefix>read`, `<prefix>write`, `<prefix>admin` grant the platform's read, write and admin scopes.
+OIDC_API_SCOPE_PREFIX = env_str("OIDC_API_SCOPE_PREFIX", "api:")
 OIDC_CLIENT_ID_CLAIMS = env_list("OIDC_CLIENT_ID_CLAIMS", ["client_id", "azp", "appid", "cid"])
 # An SSO session renews the provider's tokens at least this often (seconds); a refused renewal ends it.
 OIDC_SESSION_CHECK_SECONDS = env_int("OIDC_SESSION_CHECK_SECONDS", 300, minimum=1)
@@ -507,3 +518,9 @@ OIDC_VERIFY_TLS = env_bool("OIDC_VERIFY_TLS", True)
 OIDC_DISCOVERY_CACHE_SECONDS = env_int("OIDC_DISCOVERY_CACHE_SECONDS", 3600, minimum=0)
 OIDC_JWKS_CACHE_SECONDS = env_int("OIDC_JWKS_CACHE_SECONDS", 3600, minimum=0)
 OIDC_JWKS_MIN_REFETCH_SECONDS = env_int("OIDC_JWKS_MIN_REFETCH_SECONDS", 10, minimum=0)
+if OIDC_ISSUER:
+    # Sign-out posts a form here that redirects to the provider's end_session_endpoint: browsers apply form-action
+    # to the redirect too, so the provider's origin must be allowed (it serves that endpoint at the issuer's origin
+    # for Keycloak, Entra ID, Okta and Google).
+    _issuer_parts = urlsplit(OIDC_ISSUER)
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"] = [SELF, f"{_issuer_parts.scheme}://{_issuer_parts.netloc}"]

@@ -1,7 +1,7 @@
 """Local development and `make demo`: debug on, local services by default."""
 
 from analytics_platform.settings.base import *  # noqa: F403
-from analytics_platform.settings.environment import env_bool, env_str
+from analytics_platform.settings.environment import env_bool, env_int, env_str
 
 DEBUG = True
 # Development only: a fixed key so sessions survive restarts. Production requires DJANGO_SECRET_KEY.
@@ -9,3 +9,9 @@ SECRET_KEY = env_str("DJANGO_SECRET_KEY", "django-insecure-development-only-key-
 WHITENOISE_USE_FINDERS = True
 # Alert webhooks to receivers on this machine or the local network are fine in development.
 ALERTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("ALERTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", True)
+# The demo's sources keep raw points 35 days (it writes 30 days of history); per-source overrides that long are
+# allowed here. Production keeps the bound at the server's own retention unless the operator raises it.
+STORAGE_SOURCE_RETENTION_MAX_DAYS = {
+    **STORAGE_SOURCE_RETENTION_MAX_DAYS,  # noqa: F405
+    "points": env_int("STORAGE_SOURCE_RETENTION_MAX_DAYS_RAW", 35, minimum=0),
+}

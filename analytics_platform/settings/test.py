@@ -27,6 +27,6 @@ STORAGE_TIMESCALEDB_JOBS_SCHEDULED = False
 # Test data is stamped in early 2026 and test sources keep raw points ten years (tests/ingestion/factories.py), and
 # retention tests give sources overrides longer than the defaults: the operator's bound on per-source retention
 # allows ten years on every tier here; tests of the bound itself set the production default (no longer than global).
-STORAGE_SOURCE_RETENTION_MAX_DAYS = dict.fromkeys(STORAGE_SOURCE_RETENTION_MAX_DAYS, 3650)  # noqa: F405
+STORAGE_SOURCE_RETENTION_MAX_DAYS = dict.fromkeys(STORAGE_SOURCE_RETENTION_MAX_DAYS, 36500)  # noqa: F405
 # Tests deliver to receivers on 127.0.0.1.
 ALERTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True

@@ -19,11 +19,12 @@ def scope_required_for(request: Request, view) -> str:
 
 
 class TokenScopePermission(BasePermission):
-    """Requests authenticated with an API token may do only what its scopes allow (sessions are not limited)."""
+    """Requests authenticated with a token (an API token, or the OpenID Connect provider's access token) may do only
+    what its scopes allow (sessions are not limited)."""
 
     def has_permission(self, request: Request, view) -> bool:
         token = request.auth
-        if not isinstance(token, ApiToken):
+        if not isinstance(token, ApiToken) and not hasattr(token, "has_scope"):
             return True
         required = scope_required_for(request, view)
         if token.has_scope(required):

@@ -7,12 +7,32 @@ in apps.py, with the principal of each request.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from typing import Any
 
 from django.db.models import Q
 
 from apps.access.models import DataPolicy, Organization
 from apps.storage.policies import DataScope, Grant, Principal
+from apps.storage.scope_events import scope_generation
+
+# Computed scopes per process, keyed by (user, organisation, scope generation): every change that can alter a
+# scope (policies, teams, memberships, a user's flags, sources moved or deleted) bumps the generation after it
+# commits (apps/storage/scope_events.py), so an entry is never used after such a change. Reading the generation
+# is one Redis GET, against a join over policies, teams and memberships per query (bench/storage_policies.py).
+# Entries also expire after SCOPE_CACHE_SECONDS, the bound on staleness should a bump ever be lost with Redis.
+SCOPE_CACHE_SIZE = 4096
+SCOPE_CACHE_SECONDS = 60.0
+_scopes: OrderedDict[tuple, tuple[float, DataScope]] = OrderedDict()
+_scopes_lock = threading.Lock()
+
+
+def data_scopes_forget() -> None:
+    """Empty this process's scope cache (tests)."""
+    with _scopes_lock:
+        _scopes.clear()
 
 
 def data_scope_for_user(*, user: Any, organization: Organization | int | None = None) -> DataScope:
@@ -25,19 +45,38 @@ def data_scope_for_user(*, user: Any, organization: Organization | int | None = 
         return DataScope.nothing()
     if user.is_superuser:
         return DataScope.everything()
+    organization_id = None if organization is None else getattr(organization, "pk", organization)
+    generation = scope_generation()
+    if generation is None:
+        return _data_scope_compute(user, organization_id)
+    key = (user.pk, organization_id, generation)
+    now = time.monotonic()
+    cached = _scopes.get(key)
+    if cached is not None and now - cached[0] < SCOPE_CACHE_SECONDS:
+        return cached[1]
+    scope = _data_scope_compute(user, organization_id)
+    with _scopes_lock:
+        _scopes[key] = (now, scope)
+        _scopes.move_to_end(key)
+        while len(_scopes) > SCOPE_CACHE_SIZE:
+            _scopes.popitem(last=False)
+    return scope
+
+
+def _data_scope_compute(user: Any, organization_id: int | None) -> DataScope:
     policies = DataPolicy.objects.filter(organization__memberships__user=user).filter(
         Q(all_members=True) | Q(users=user) | Q(teams__group__user=user)
     )
-    if organization is not None:
-        policies = policies.filter(organization_id=getattr(organization, "pk", organization))
+    if organization_id is not None:
+        policies = policies.filter(organization_id=organization_id)
     grants = [
         Grant.build(
-            organization_id=organization_id,
+            organization_id=policy_organization,
             source_ids=None if source_id is None else [source_id],
             labels=labels or {},
             metrics=metrics,
         )
-        for organization_id, source_id, labels, metrics in policies.values_list(
+        for policy_organization, source_id, labels, metrics in policies.values_list(
             "organization_id", "source_id", "labels", "metrics"
         ).distinct()
     ]

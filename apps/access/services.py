@@ -223,6 +223,7 @@ def organization_create_with_admin(*, name: str, slug: str, admin: AbstractBaseU
         raise AccessError("slug", f"the slug {slug!r} is taken; choose another.", status=409)
     with transaction.atomic():
         organization = organization_create(name=name, slug=slug, admin=admin)
+        audit_record(action="organization.created", actor=admin, obj=organization, organization=organization)
     return organization
 
 
@@ -244,7 +245,11 @@ def member_add(*, organization: Organization, username: str, role: str) -> Membe
         raise AccessError("username", f"no active user named {username!r}.")
     if Membership.objects.filter(organization=organization, user=user).exists():
         raise AccessError("username", f"{username!r} is a member already; change their role instead.", status=409)
-    return Membership.objects.create(organization=organization, user=user, role=role)
+    membership = Membership.objects.create(organization=organization, user=user, role=role)
+    audit_record(
+        action="member.added", obj=organization, organization=organization, details={"username": username, "role": role}
+    )
+    return membership
 
 
 def member_role_set(*, membership: Membership, role: str) -> Membership:
@@ -261,8 +266,15 @@ def member_role_set(*, membership: Membership, role: str) -> Membership:
             raise AccessError(
                 "role", "the organisation's last admin cannot step down; make someone else admin first.", status=409
             )
+        before = membership.role
         membership.role = role
         membership.save(update_fields=["role"])
+        audit_record(
+            action="member.role_changed",
+            obj=membership.organization,
+            organization=membership.organization,
+            details={"username": membership.user.get_username(), "from": before, "to": role},
+        )
     return membership
 
 
@@ -279,6 +291,12 @@ def member_remove(*, membership: Membership) -> None:
         for policy in DataPolicy.objects.filter(organization=organization, users=user):
             policy.users.remove(user)
         membership.delete()
+        audit_record(
+            action="member.removed",
+            obj=organization,
+            organization=organization,
+            details={"username": user.get_username(), "role": membership.role},
+        )
 
 
 def team_create(*, organization: Organization, name: str, slug: str) -> Team:
@@ -290,15 +308,19 @@ def team_create(*, organization: Organization, name: str, slug: str) -> Team:
         raise AccessError("slug", f"this organisation has a team {slug!r} already.", status=409)
     with transaction.atomic():
         group = Group.objects.create(name=f"team:{organization.pk}:{slug}:{secrets.token_hex(4)}")
-        return Team.objects.create(organization=organization, name=name, slug=slug, group=group)
+        team = Team.objects.create(organization=organization, name=name, slug=slug, group=group)
+        audit_record(action="team.created", obj=team, details={"slug": slug, "name": name})
+        return team
 
 
 def team_update(*, team: Team, name: str) -> Team:
     """Rename a team (its slug, which policies and shares name, stays)."""
     if not name.strip():
         raise AccessError("name", "give the team a name.")
+    before = team.name
     team.name = name.strip()
     team.save(update_fields=["name"])
+    audit_record(action="team.renamed", obj=team, details={"from": before, "to": team.name})
     return team
 
 
@@ -307,6 +329,7 @@ def team_delete(*, team: Team) -> None:
     user_ids = list(team.group.user_set.values_list("pk", flat=True))
     with transaction.atomic():
         group = team.group
+        audit_record(action="team.deleted", obj=team, details={"slug": team.slug})
         team.delete()
         group.delete()
         scope_changed(user_ids=user_ids)
@@ -320,12 +343,14 @@ def team_member_add(*, team: Team, username: str) -> AbstractBaseUser:
     if membership is None:
         raise AccessError("username", f"{username!r} is not a member of this organisation.")
     team.group.user_set.add(membership.user)
+    audit_record(action="team.member_added", obj=team, details={"team": team.slug, "username": username})
     return membership.user
 
 
 def team_member_remove(*, team: Team, user: AbstractBaseUser) -> None:
     """Take a user out of a team."""
     team.group.user_set.remove(user)
+    audit_record(action="team.member_removed", obj=team, details={"team": team.slug, "username": user.get_username()})
 
 
 # Data policies ----------------------------------------------------------------------------------------------
@@ -392,6 +417,19 @@ def data_policy_metrics_clean(metrics) -> list[str] | None:
     return sorted(set(metrics))
 
 
+def data_policy_description(policy: DataPolicy) -> dict:
+    """A policy as the audit log records it (what it granted, to whom)."""
+    return {
+        "name": policy.name,
+        "source": policy.source.slug if policy.source_id else None,
+        "all_members": policy.all_members,
+        "users": sorted(user.get_username() for user in policy.users.all()) if policy.pk else [],
+        "teams": sorted(team.slug for team in policy.teams.all()) if policy.pk else [],
+        "labels": policy.labels,
+        "metrics": policy.metrics,
+    }
+
+
 def data_policy_create(
     *,
     organization: Organization,
@@ -419,6 +457,7 @@ def data_policy_create(
         )
         policy.users.set(user_objects)
         policy.teams.set(team_objects)
+        audit_record(action="policy.created", obj=policy, details=data_policy_description(policy))
     return policy
 
 
@@ -438,6 +477,7 @@ def data_policy_update(
 ) -> DataPolicy:
     """Change the given fields of a policy; takes effect at once for queries and live connections."""
     organization = policy.organization
+    before = data_policy_description(policy)
     with transaction.atomic():
         if name is not _UNSET:
             if not str(name).strip():
@@ -459,10 +499,13 @@ def data_policy_update(
             policy.users.set(user_objects)
         if teams is not _UNSET:
             policy.teams.set(team_objects)
+        after = data_policy_description(policy)
+        audit_record(action="policy.changed", obj=policy, details={"before": before, "after": after})
     return policy
 
 
 def data_policy_delete(*, policy: DataPolicy) -> None:
     """Delete a policy; what it alone granted is no longer readable (deny by default)."""
     with transaction.atomic():
+        audit_record(action="policy.deleted", obj=policy, details=data_policy_description(policy))
         policy.delete()

@@ -26,6 +26,7 @@ from guardian.shortcuts import (
 
 from apps.access.models import Membership, MembershipRole, Team
 from apps.access.services import AccessError
+from apps.audit.services import audit_record
 
 VIEW, EDIT = "view", "edit"
 LEVELS = (VIEW, EDIT)
@@ -93,6 +94,7 @@ def object_share(*, obj: Model, level: str, username: str | None = None, team: s
         assign_perm(_perm(obj, level), subject, obj)
         if level == EDIT:
             assign_perm(_perm(obj, VIEW), subject, obj)
+        audit_record(action="share.created", obj=obj, details={"user": username, "team": team, "level": level})
     return Share(kind="user" if username is not None else "team", name=username or team, level=level)
 
 
@@ -109,6 +111,7 @@ def object_unshare(*, obj: Model, username: str | None = None, team: str | None 
     with transaction.atomic():
         for level in LEVELS:
             remove_perm(_perm(obj, level), subject, obj)
+        audit_record(action="share.removed", obj=obj, details={"user": username, "team": team})
     return True
 
 

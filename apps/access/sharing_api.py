@@ -22,7 +22,7 @@ ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 
 
 class ShareSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=["user", "team"], read_only=True)
+    kind = serializers.CharField(read_only=True, help_text="user or team")
     name = serializers.CharField(read_only=True, help_text="The username, or the team's slug.")
     level = serializers.ChoiceField(choices=list(LEVELS), read_only=True)
 

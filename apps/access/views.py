@@ -9,8 +9,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from apps.access.selectors import api_token_list
-from apps.access.services import api_token_create, api_token_expiry_from_days, api_token_revoke
+from apps.access.models import Organization, TokenScope
+from apps.access.selectors import api_token_list, organization_list_for_user
+from apps.access.services import ApiTokenRefused, api_token_create, api_token_expiry_from_days, api_token_revoke
 
 EXPIRY_CHOICES = [("30", "30 days"), ("90", "90 days"), ("365", "1 year"), ("", "Never")]
 
@@ -22,6 +23,21 @@ class ApiTokenForm(forms.Form):
         widget=forms.TextInput(attrs={"autofocus": True, "placeholder": "notebook"}),
     )
     expires_in_days = forms.ChoiceField(choices=EXPIRY_CHOICES, initial="90", required=False, label="Expires in")
+    scopes = forms.MultipleChoiceField(
+        choices=TokenScope.choices,
+        initial=[TokenScope.READ],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="read (always): queries and lists; write: create and change; admin: tokens and the audit log.",
+    )
+    organization = forms.ModelChoiceField(queryset=Organization.objects.none(), to_field_name="slug", required=False)
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        organizations = organization_list_for_user(user=user)
+        self.fields["organization"].queryset = organizations
+        if organizations.count() <= 1:
+            del self.fields["organization"]  # the only one is implied
 
 
 @login_required
@@ -29,16 +45,22 @@ class ApiTokenForm(forms.Form):
 def api_tokens(request: HttpRequest) -> HttpResponse:
     """List tokens and create one; a new token's secret is shown on this response only."""
     created_secret = None
-    form = ApiTokenForm(request.POST or None)
+    form = ApiTokenForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         days = form.cleaned_data["expires_in_days"]
-        token, created_secret = api_token_create(
-            user=request.user,
-            name=form.cleaned_data["name"],
-            expires_at=api_token_expiry_from_days(int(days) if days else None),
-        )
-        messages.success(request, f"Token '{token.name}' created. Copy it now: it will not be shown again.")
-        form = ApiTokenForm()
+        try:
+            token, created_secret = api_token_create(
+                user=request.user,
+                name=form.cleaned_data["name"],
+                expires_at=api_token_expiry_from_days(int(days) if days else None),
+                scopes=form.cleaned_data["scopes"] or [TokenScope.READ],
+                organization=form.cleaned_data.get("organization"),
+            )
+        except ApiTokenRefused as error:
+            form.add_error(error.field if error.field in form.fields else None, error.message)
+        else:
+            messages.success(request, f"Token '{token.name}' created. Copy it now: it will not be shown again.")
+            form = ApiTokenForm(user=request.user)
     return render(
         request,
         "access/api_tokens.html",

@@ -110,6 +110,7 @@ class TokenAuthMiddleware:
             else:
                 scope["user"] = user
                 scope["provider_token"] = provider_token
+                scope["api_token_scopes"] = tuple(sorted(provider_token.scopes))
         elif raw_key is not None:
             scope = dict(scope)
             try:

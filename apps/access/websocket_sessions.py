@@ -225,6 +225,11 @@ class WebSocketSessions:
 
 async def websocket_credentials(scope: dict[str, Any]) -> dict[str, Any]:
     """The user, token or session and expiry of an authenticated handshake, as `WebSocketSessions.open` takes them."""
+    provider_token = scope.get("provider_token")
+    if provider_token is not None:
+        # An access token from the OpenID Connect provider (apps.sso): the socket ends when the token expires.
+        expires_at = datetime.fromtimestamp(int(provider_token.claims["exp"]), UTC)
+        return {"user_id": scope["user"].pk, "token_id": None, "session_key": None, "expires_at": expires_at}
     token_id = scope.get("api_token_id")
     if token_id is not None:
         return {

@@ -14,7 +14,8 @@ A document (schema_version 1)::
       "panels": [{
         "key": "p1",                          # the builder's stable id, unique in the dashboard
         "title": "Temperature by device",
-        "type": "timeseries",                 # timeseries stat gauge bar pie table heatmap state_timeline text
+        "type": "timeseries",                 # timeseries stat gauge bargauge bar pie table heatmap histogram xy
+                                              # state_timeline text
         "queries": [{"ref": "A", "axis": "left",  "legend": "optional text",
                      "query": {<a query spec as POST /api/v1/query takes it>}}],
         "options": {"style": "lines", "unit": "°C", "decimals": 1, "thresholds": [{"value": 80, "color": "red"}]},
@@ -23,10 +24,15 @@ A document (schema_version 1)::
     }
 
 A query without start/end runs over the dashboard's time range. A filter value "$facility" stands for the declared
-variable `facility`. Panel options: style (lines|areas|bars), unit, unit_right, decimals, min, max, reduce
-(last|first|sum|avg|min|max), sparkline, thresholds [{"value": number or null for the base, "color", "label"?}],
-states {"<number>": {"label", "color"}} (a value shows the state of the highest key not above it), markdown (text
-panels; raw HTML is stripped on save). Other option keys are kept as given.
+variable `facility`. A query may carry a `legend` (a template: "{facility}" is the series' label) and a `unit`.
+Panel options (docs/dashboards.md has the full table): calculation (last|last_not_null|first|mean|sum|min|max|
+count|delta|range) and combination (sum|mean|min|max|none) for reduced panels, style (lines|areas|bars), stack,
+unit/decimals/min/max and their _right twins, legend, legend_mode (list|table), legend_placement (bottom|right),
+legend_values, thresholds [{"value": number or null for the base, "color", "label"?}], threshold_lines,
+value_mappings [{"type": "value"|"range", "value" | "from"/"to", "text", "color"?}], overrides [{"match", "color"?,
+"axis"?, "style"?, "hide"?}], table_mode (join|series), orientation, buckets (histogram), sparkline, states
+{"<number>": {"label", "color"}} (a value shows the state of the highest key not above it), markdown (text panels;
+raw HTML is stripped on save), and the older reduce (last|first|sum|avg|min|max). Other option keys are kept as given.
 """
 
 from __future__ import annotations
@@ -555,7 +561,9 @@ def _overrides_clean(overrides: Any, path: str) -> list[dict[str, Any]]:
         if not isinstance(override, Mapping):
             raise DashboardDocumentError(item_path, 'must be {"match": "series name or query ref", ...}.')
         _unknown_keys(override, ("match", "color", "axis", "style", "hide"), item_path)
-        item: dict[str, Any] = {"match": _text(override.get("match"), f"{item_path}.match", maximum=200, required=True)}
+        if override.get("match") is None:
+            raise DashboardDocumentError(f"{item_path}.match", "required: a series' display name or a query ref.")
+        item: dict[str, Any] = {"match": _text(override["match"], f"{item_path}.match", maximum=200, required=True)}
         if override.get("color") is not None:
             item["color"] = _color(override["color"], f"{item_path}.color")
         if override.get("axis") is not None:

@@ -10,6 +10,7 @@ from django import forms
 
 from apps.sources.models import SchemaMode, Source, SourceKind
 from apps.sources.serializers import MAX_INTEGER, MAX_RETENTION_DAYS
+from apps.sources.services import mqtt_topic_prefixes
 
 PAYLOAD_FORMATS = [("json", "JSON (one object per message)"), ("line", "InfluxDB line protocol")]
 PRECISIONS = [("ns", "nanoseconds"), ("us", "microseconds"), ("ms", "milliseconds"), ("s", "seconds")]
@@ -21,7 +22,7 @@ KIND_HELP = {
     SourceKind.HTTP: "Agents POST JSON or NDJSON to the ingest endpoint, or InfluxDB line protocol to /api/v2/write "
     "(Telegraf and InfluxDB clients work as they are).",
     SourceKind.MQTT: "The connector subscribes to a topic filter on the MQTT broker and stores each message.",
-    SourceKind.KAFKA: "The connector reads topics as a consumer group member and commits offsets after storing.",
+    SourceKind.KAFKA: "The connector reads topics in a consumer group of its own and commits offsets after storing.",
     SourceKind.FILE: "Upload CSV or Parquet files on the source's page to backfill history.",
 }
 # A service error's field, as the form names it.
@@ -30,7 +31,6 @@ SERVICE_FIELDS = {
     "config.topics": "topics",
     "config.format": "format",
     "config.qos": "qos",
-    "config.group_id": "group_id",
     "schema_mode": "schema_mode",
     "slug": "slug",
     "kind": None,
@@ -55,6 +55,7 @@ class SourceBaseForm(forms.Form):
 
     def __init__(self, *args: Any, source: Source | None = None, organizations=(), **kwargs: Any) -> None:
         self.source = source
+        self._organizations = list(organizations)
         if source is not None and "initial" not in kwargs:
             kwargs["initial"] = self.initial_from(source)
         super().__init__(*args, **kwargs)
@@ -68,7 +69,7 @@ class SourceBaseForm(forms.Form):
                 help_text="Infer: numbers become metrics, text becomes labels. Strict: only declared fields "
                 "(declare them as a schema version through the API).",
             )
-            organizations = list(organizations)
+            organizations = self._organizations
             if len(organizations) > 1:
                 self.fields["organization"] = forms.ChoiceField(
                     choices=[(organization.slug, organization.name) for organization in organizations]
@@ -138,7 +139,7 @@ class HttpSourceForm(SourceBaseForm):
 
 class MqttSourceForm(SourceBaseForm):
     kind = SourceKind.MQTT
-    config_fields = ("topic", "format", "qos", "precision", "topic_label", "client_id")
+    config_fields = ("topic", "format", "qos", "precision", "topic_label")
     topic = forms.CharField(
         max_length=500, help_text="A topic filter, e.g. plant/+/telemetry (+ one level, # the rest)."
     )
@@ -150,17 +151,25 @@ class MqttSourceForm(SourceBaseForm):
         choices=PRECISIONS, initial="ns", required=False, help_text="Timestamp unit of line-protocol messages."
     )
     topic_label = forms.BooleanField(required=False, label="Add the topic as a label")
-    client_id = forms.CharField(max_length=200, required=False, label="Client id", help_text="Empty: derived.")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        organization = self.source.organization if self.source is not None else next(iter(self._organizations), None)
+        if organization is not None:
+            prefixes = " or ".join(mqtt_topic_prefixes(organization=organization))
+            self.fields["topic"].help_text = (
+                f"A topic filter under your organisation's topics on the shared broker: it starts with {prefixes}, "
+                f"e.g. {mqtt_topic_prefixes(organization=organization)[0]}plant/+/telemetry (+ one level, # the rest)."
+            )
 
 
 class KafkaSourceForm(SourceBaseForm):
     kind = SourceKind.KAFKA
-    config_fields = ("topics", "format", "group_id", "auto_offset_reset", "precision", "topic_label")
+    config_fields = ("topics", "format", "auto_offset_reset", "precision", "topic_label")
     topics = forms.CharField(
         max_length=1000, help_text="Comma-separated topic names, e.g. plant-telemetry, erp-orders."
     )
     format = forms.ChoiceField(choices=PAYLOAD_FORMATS, initial="json", label="Message format")
-    group_id = forms.CharField(max_length=200, required=False, label="Consumer group", help_text="Empty: derived.")
     auto_offset_reset = forms.ChoiceField(
         choices=[("earliest", "earliest (read the backlog)"), ("latest", "latest (new messages only)")],
         initial="earliest",

@@ -13,20 +13,37 @@ from apps.sso.config import issuer
 from apps.sso.models import OidcIdentity, ServiceClient
 from apps.sso.tokens import TokenError, token_verify
 
+PLATFORM_SCOPES = ("read", "write", "admin")
+
 
 @dataclass(frozen=True)
 class ProviderToken:
-    """`request.auth` for a provider-issued token: `kind` is `user` or `service`; `scopes` as granted."""
+    """`request.auth` for a provider-issued token: `kind` is `user` or `service`.
+
+    `scopes` are the platform's (read, write, admin, as API tokens have them) that the token's own scopes grant:
+    `<OIDC_API_SCOPE_PREFIX>read` and so on; write and admin each imply read. `token_scopes` are the token's own.
+    """
 
     kind: str
     subject: str
     client_id: str
     scopes: frozenset[str]
+    token_scopes: frozenset[str]
     claims: dict[str, Any]
 
     def has_scope(self, scope: str) -> bool:
-        """Whether the token grants `scope`."""
+        """Whether the token grants the platform scope `scope` (read, write, admin)."""
         return scope in self.scopes
+
+
+def platform_scopes(token_scopes: frozenset[str]) -> frozenset[str]:
+    """The platform scopes a token's scopes grant (`api:write` grants write and read with the default prefix)."""
+    prefix = settings.OIDC_API_SCOPE_PREFIX
+    granted = {scope.removeprefix(prefix) for scope in token_scopes if scope.startswith(prefix)}
+    granted &= set(PLATFORM_SCOPES)
+    if granted:
+        granted.add("read")
+    return frozenset(granted)
 
 
 def _scopes(claims: dict[str, Any]) -> frozenset[str]:
@@ -62,8 +79,12 @@ def provider_token_authenticate(*, token: str) -> tuple[AbstractBaseUser, Provid
                 "the token's subject is neither a user who has signed in here nor a registered service client"
             )
         user, kind = service.user, "service"
-        if service.scopes.strip():
-            scopes = scopes & frozenset(service.scopes.split())
+    granted = platform_scopes(scopes)
+    if kind == "service" and service.scopes.strip():
+        granted &= frozenset(service.scopes.split())
     if not user.is_active:
         raise TokenError("the token's user is inactive")
-    return user, ProviderToken(kind=kind, subject=subject, client_id=client_id, scopes=scopes, claims=claims)
+    principal = ProviderToken(
+        kind=kind, subject=subject, client_id=client_id, scopes=granted, token_scopes=scopes, claims=claims
+    )
+    return user, principal

@@ -94,8 +94,8 @@ class ServiceClient(models.Model):
     scopes = models.CharField(
         max_length=500,
         blank=True,
-        help_text="Space-separated scopes this client may use (its tokens' scopes are cut down to these); "
-        "empty: whatever its tokens carry.",
+        help_text="Space-separated platform scopes (read, write, admin) this client may use; its tokens' scopes "
+        "are cut down to these. Empty: whatever its tokens grant.",
     )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -73,7 +73,8 @@ class CallbackView(OIDCAuthenticationCallbackView):
             return sign_in_failed(request, f"the provider's ID token was refused: {error}", status=401)
         except requests.HTTPError as error:
             detail = error.response.text[:200] if error.response is not None else str(error)
-            return sign_in_failed(request, f"the provider refused the sign-in code: {detail}", status=502)
+            url = error.response.url if error.response is not None else "the provider"
+            return sign_in_failed(request, f"{url} refused the sign-in: {detail}", status=502)
         except (requests.RequestException, ProviderError) as error:
             return sign_in_failed(request, f"{settings.OIDC_PROVIDER_NAME} could not be reached: {error}", status=502)
 

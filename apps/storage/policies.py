@@ -93,7 +93,7 @@ class DataScope:
             return cls.everything()
         whole = {grant.organization_id for grant in unique if grant.whole_organization}
         kept = {grant for grant in unique if grant.whole_organization or grant.organization_id not in whole}
-        return cls(grants=tuple(sorted(kept, key=_grant_sort_key)))
+        return cls(grants=tuple(sorted(_grants_merged(kept), key=_grant_sort_key)))
 
     @property
     def unrestricted(self) -> bool:
@@ -124,6 +124,88 @@ class DataScope:
         """A short, stable key: equal for equal scopes, in every process and across restarts."""
         canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _grants_merged(grants: set[Grant]) -> set[Grant]:
+    """Fewer grants for the same union: grants that differ only in the values of one label, only in their sources
+    or only in their metrics become one grant with the union of those (exact: the other conditions are equal).
+
+    A user with a policy per device or per facility then costs the engine one condition, not one per policy.
+    """
+    merged = set(grants)
+    changed = True
+    while changed and len(merged) > 1:
+        changed = False
+        keys = sorted({key for grant in merged for key, _ in grant.labels})
+        for key in keys:
+            merged, did = _merge_by(merged, lambda grant, key=key: _without_label(grant, key), _union_label(key))
+            changed = changed or did
+        merged, did = _merge_by(
+            merged,
+            lambda grant: None if grant.source_ids is None else (grant.organization_id, grant.labels, grant.metrics),
+            lambda group: Grant.build(
+                organization_id=group[0].organization_id,
+                source_ids=[source for grant in group for source in grant.source_ids],
+                labels=dict(group[0].labels),
+                metrics=group[0].metrics,
+            ),
+        )
+        changed = changed or did
+        merged, did = _merge_by(
+            merged,
+            lambda grant: None if grant.metrics is None else (grant.organization_id, grant.source_ids, grant.labels),
+            lambda group: Grant.build(
+                organization_id=group[0].organization_id,
+                source_ids=group[0].source_ids,
+                labels=dict(group[0].labels),
+                metrics=[metric for grant in group for metric in grant.metrics],
+            ),
+        )
+        changed = changed or did
+    return merged
+
+
+def _without_label(grant: Grant, key: str) -> tuple | None:
+    """What a grant is besides its values of `key` (None when it has no condition on `key`)."""
+    if key not in dict(grant.labels):
+        return None
+    others = tuple(pair for pair in grant.labels if pair[0] != key)
+    return (grant.organization_id, grant.source_ids, grant.metrics, others)
+
+
+def _union_label(key: str) -> Callable[[list[Grant]], Grant]:
+    def union(group: list[Grant]) -> Grant:
+        labels = dict(group[0].labels)
+        labels[key] = [value for grant in group for value in dict(grant.labels)[key]]
+        return Grant.build(
+            organization_id=group[0].organization_id,
+            source_ids=group[0].source_ids,
+            labels=labels,
+            metrics=group[0].metrics,
+        )
+
+    return union
+
+
+def _merge_by(
+    grants: set[Grant], signature: Callable[[Grant], tuple | None], combine: Callable[[list[Grant]], Grant]
+) -> tuple[set[Grant], bool]:
+    groups: dict[tuple, list[Grant]] = {}
+    result: set[Grant] = set()
+    for grant in grants:
+        key = signature(grant)
+        if key is None:
+            result.add(grant)
+        else:
+            groups.setdefault(key, []).append(grant)
+    changed = False
+    for group in groups.values():
+        if len(group) > 1:
+            result.add(combine(sorted(group, key=_grant_sort_key)))
+            changed = True
+        else:
+            result.add(group[0])
+    return result, changed
 
 
 def _grant_sort_key(grant: Grant) -> tuple:

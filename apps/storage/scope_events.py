@@ -19,6 +19,8 @@ from analytics_platform.redis_client import redis_client, redis_key
 logger = logging.getLogger(__name__)
 
 SCOPE_CHANNEL = redis_key("access", "scope-changes")
+# Bumped with every announcement: processes that cache computed scopes (apps/access/scopes.py) key them by it.
+SCOPE_GENERATION_KEY = redis_key("access", "scope-generation")
 
 
 def scope_changed(*, user_ids: Iterable[int] | None) -> None:
@@ -27,11 +29,24 @@ def scope_changed(*, user_ids: Iterable[int] | None) -> None:
 
     def publish() -> None:
         try:
-            redis_client().publish(SCOPE_CHANNEL, message)
+            pipeline = redis_client().pipeline(transaction=False)
+            pipeline.incr(SCOPE_GENERATION_KEY)
+            pipeline.publish(SCOPE_CHANNEL, message)
+            pipeline.execute()
         except Exception:  # the change is committed; live connections keep their old scope until they reconnect
             logger.error("could not announce a data scope change; live connections keep their access", exc_info=True)
 
     transaction.on_commit(publish)
+
+
+def scope_generation() -> int | None:
+    """The current scope generation, or None when Redis cannot say (then nothing may be served from a cache)."""
+    try:
+        value = redis_client().get(SCOPE_GENERATION_KEY)
+    except Exception:
+        logger.warning("could not read the data scope generation; computing scopes afresh", exc_info=True)
+        return None
+    return int(value or 0)
 
 
 def scope_message_users(raw: bytes | str) -> set[int] | None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 
@@ -149,6 +150,17 @@ def retention_defaults() -> dict:
 
     backend = backend_for()
     return {"backend": backend.name, **backend.retention_days()}
+
+
+def points_exist_before(*, source_id: int, before: datetime) -> bool:
+    """Whether a source has any point older than `before` (the demo asks so as not to write its history twice)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM points p JOIN storage_series s ON s.id = p.series_id "
+            "WHERE s.source_id = %s AND p.time < %s)",
+            [source_id, before],
+        )
+        return bool(cursor.fetchone()[0])
 
 
 def retention_override_limits() -> dict[str, int]:

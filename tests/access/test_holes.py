@@ -35,9 +35,11 @@ def test_a_source_you_may_not_read_answers_exactly_like_one_that_does_not_exist(
     points_store(series_id, [(datetime.now(UTC) - timedelta(minutes=1), 1.0)])
     source_create(slug="plant")  # the user's own source, without data
     client = api_client_for(user)
+    end = datetime.now(UTC)  # one window for both, so the answers' start and end agree
+    window = {"start": (end - timedelta(hours=1)).isoformat(), "end": end.isoformat()}
     for path in ("/api/v1/query", "/api/v1/query/csv"):
         answers = [
-            client.post(path, {"metric": "temperature", "source": slug, "start": "-1h"}, format="json")
+            client.post(path, {"metric": "temperature", "source": slug, **window}, format="json")
             for slug in ("rival-plant", "no-such-plant")
         ]
         assert answers[0].status_code == answers[1].status_code
@@ -139,3 +141,27 @@ async def test_a_policy_change_re_scopes_open_connections_at_once():
     finally:
         await client.disconnect()
         await live_hub().stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_policy_change_takes_effect_at_once_for_queries():
+    """Scopes are cached per process by a generation every committed change bumps: the next query sees it."""
+    user = user_create(username="olive")
+    source = source_create(slug="plant")
+    for device, facility in (("d1", "f1"), ("d2", "f2")):
+        series_id = series_create(source=source, metric="temperature", device=device, facility=facility)
+        points_store(series_id, [(datetime.now(UTC) - timedelta(minutes=1), 1.0)])
+    client = api_client_for(user)
+
+    def devices() -> set[str]:
+        answer = client.post("/api/v1/query", {"metric": "temperature", "aggregation": "raw", "start": "-1h"},
+                             format="json").json()  # fmt: skip
+        return {item["labels"]["device"] for item in answer["series"]}
+
+    assert devices() == {"d1", "d2"}
+    policy = DataPolicy.objects.get(organization__slug="test-org")
+    policy.labels = {"facility": ["f2"]}
+    policy.save()
+    assert devices() == {"d2"}
+    policy.delete()
+    assert client.get("/api/v1/series/metrics").json()["metrics"] == []

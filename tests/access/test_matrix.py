@@ -39,9 +39,11 @@ def _query(client, path: str, metric: str):
 
 
 def _empty_answer(response) -> bool:
-    """What may be read of nothing: a 400 naming the metric (no such metric in what you may see) or an empty 200."""
+    """What may be read of nothing: a 400 naming the metric or (since no data is not an error) an empty 200."""
     if response.status_code == 400:
         return response.json()["field"] == "metric"
+    if response.status_code == 200 and response["Content-Type"].startswith("text/csv"):
+        return not list(csv.DictReader(io.StringIO(response.content.decode())))
     return response.status_code == 200 and not response.json()["series"]
 
 

@@ -88,3 +88,31 @@ def test_a_share_without_membership_gives_nothing(editor):
     object_share(obj=dashboard, level="edit", username="lee")
     leaver.memberships.all().delete()
     assert api_client_for(leaver).get(f"/api/v1/dashboards/{dashboard.uid}/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_access_page_shows_who_and_why_and_lets_editors_share(editor, viewer):
+    from django.test import Client
+
+    dashboard = dashboard_make()
+    browser = Client()
+    browser.force_login(editor)
+    browser.post(
+        f"/dashboards/{dashboard.uid}/access/", {"action": "share", "kind": "user", "name": "vic", "level": "edit"}
+    )
+    assert object_share_level(user=viewer, obj=dashboard) == "edit"
+    page = browser.get(f"/dashboards/{dashboard.uid}/access/").content.decode()
+    assert "viewer of Test Org; shared with them (edit)" in page
+    reader = Client()
+    reader.force_login(viewer)
+    assert "stop sharing" not in reader.get(f"/dashboards/{dashboard.uid}/access/").content.decode()
+    assert (
+        reader.post(
+            f"/dashboards/{dashboard.uid}/access/", {"action": "unshare", "kind": "user", "name": "vic"}
+        ).status_code
+        == 404
+    )
+    assert (
+        'href="/dashboards/' + dashboard.uid + '/access/"'
+        in reader.get(f"/dashboards/{dashboard.uid}/").content.decode()
+    )

@@ -28,16 +28,10 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-4000:]
     results = {name: json.loads((tmp_path / f"{name}-latest.json").read_text()) for name in
-               ("alerting", "anomaly", "dashboards", "http_api", "ingest", "live", "reports", "storage")}  # fmt: skip
+               ("alerting", "anomaly", "dashboards", "http_api", "ingest", "live", "panels_drawn", "reports",
+                "storage")}  # fmt: skip
     assert all(document["smoke"] for document in results.values())
-    for name in (
-        "alerting",
-        "dashboards",
-        "http_api",
-        "ingest",
-        "live",
-        "storage",
-    ):  # what each measured: backend and server versions
+    for name in ("alerting", "dashboards", "http_api", "ingest", "live", "panels_drawn", "storage"):  # versions
         database = results[name]["result"]["database"]
         assert database["storage_backend"] in ("postgres", "timescaledb"), (name, database)
         assert database["postgres"], (name, database)
@@ -77,6 +71,18 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
         "c2_avg_1h_30d_fleet_by_facility",
     }  # fmt: skip
     assert storage["load"]["ratio_ours_to_influx"]["write_path"] > 0
+    # Data policies: the same answers through 1, 10 and 100 policies as through none (timings are measured by
+    # `make bench`, not asserted on a smoke run).
+    assert storage["policies"]["same_answers_as_baseline"] is True
+    assert set(storage["policies"]["cases"]["b_avg_1m_24h_by_facility"]) == {
+        "no policy (superuser)", "1 policies", "10 policies", "100 policies",
+    }  # fmt: skip
+
+    panels_drawn = results["panels_drawn"]["result"]["dashboards"]
+    assert set(panels_drawn) == {"Executive", "Factory floor", "Marketing"}
+    for figures in panels_drawn.values():
+        assert 0 < figures["median_panels_drawn_ms"] < 60_000
+        assert figures["panel_errors"] == 0
 
     reports = results["reports"]["result"]
     assert set(reports["formats"]) == {"pdf", "xlsx", "csv", "xlsx+csv"}

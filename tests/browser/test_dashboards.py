@@ -128,11 +128,18 @@ def test_build_drag_resize_save_and_reload(browser_server, browser):
     driver = browser
     sign_in(driver, browser_server, "erin")
 
-    # An empty list, then "New dashboard" opens a new one in edit mode.
+    # An empty list, then "New dashboard" asks for a name (nothing is created before) and opens it in edit mode.
     driver.get(f"{browser_server}/dashboards/")
     wait_for(lambda: driver.find_element(By.ID, "list-empty").is_displayed(), message="empty state")
     driver.find_element(By.ID, "new-dashboard").click()
+    name = wait_for(lambda: driver.find_element(By.CSS_SELECTOR, "#new-dashboard-dialog[open] [name=title]"))
+    driver.find_element(By.CSS_SELECTOR, "#new-dashboard-dialog [data-close]").click()
+    assert not Dashboard.objects.exists(), "cancelling creates nothing"
+    driver.find_element(By.ID, "new-dashboard").click()
+    name.send_keys("Line 3 overview")
+    driver.find_element(By.CSS_SELECTOR, "#new-dashboard-dialog [type=submit]").click()
     wait_for(lambda: "edit=1" in driver.current_url, message="new dashboard opened for editing")
+    assert driver.find_element(By.ID, "dash-title").text == "Line 3 overview"
     wait_for(lambda: driver.find_element(By.CSS_SELECTOR, "#dashboard.ready.editing"), message="builder ready")
     assert driver.find_element(By.ID, "dash-empty").is_displayed()
     uid = driver.find_element(By.ID, "dashboard").get_attribute("data-uid")

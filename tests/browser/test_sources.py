@@ -32,7 +32,7 @@ def test_an_mqtt_source_is_created_from_the_keyboard_with_errors_on_their_field(
     assert driver.switch_to.active_element.get_attribute("name") == "name"  # focus starts on the first field
     active = driver.switch_to.active_element
     active.send_keys("Plant sensors", Keys.TAB, "plant")
-    driver.find_element(By.NAME, "topic").send_keys("plant/#/telemetry", Keys.ENTER)
+    driver.find_element(By.NAME, "topic").send_keys("test-org/plant/#/telemetry", Keys.ENTER)
     error = wait_for(
         lambda: driver.find_element(By.CSS_SELECTOR, '[data-field="topic"] .field-error').text,
         message="the topic's error is shown on it",
@@ -41,13 +41,13 @@ def test_an_mqtt_source_is_created_from_the_keyboard_with_errors_on_their_field(
     focused = driver.switch_to.active_element
     assert (focused.get_attribute("name"), focused.get_attribute("aria-invalid")) == ("topic", "true")
     focused.clear()
-    focused.send_keys("plant/+/telemetry", Keys.ENTER)
+    focused.send_keys("test-org/plant/+/telemetry", Keys.ENTER)
     secret = wait_for(
         lambda: driver.find_element(By.ID, "new-secret").get_attribute("value"), message="the key is shown once"
     )
     assert len(secret) > 20
     source = Source.objects.get(slug="plant")
-    assert (source.kind, source.config["topic"], source.config["qos"]) == ("mqtt", "plant/+/telemetry", 1)
+    assert (source.kind, source.config["topic"], source.config["qos"]) == ("mqtt", "test-org/plant/+/telemetry", 1)
     assert driver.find_element(By.CSS_SELECTOR, '[data-stat="series"]').text == "0"
     # The refused form answered 400 on purpose (the page says why); nothing else may fail.
     assert [error for error in console_errors(driver) if "status of 400" not in error] == []

@@ -57,6 +57,13 @@ def _panel_query(index: int, **spec_changes):
     return change
 
 
+def _options(index: int, **changes):
+    def change(document: dict) -> None:
+        document["panels"][index]["options"].update(changes)
+
+    return change
+
+
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [
@@ -94,6 +101,25 @@ def _panel_query(index: int, **spec_changes):
         (_set(["panels", 1, "options", "states"], {"down": {"label": "down", "color": "red"}}),
          "panels[1].options.states.down", "numbers"),
         (_set(["panels", 1, "type"], "text"), "panels[1].queries", "text panels take no queries"),
+        (_set(["panels", 1, "options", "calculation"], "median"), "panels[1].options.calculation", "last_not_null"),
+        (_set(["panels", 1, "options", "combination"], "avg"), "panels[1].options.combination", "mean"),
+        (_set(["panels", 1, "options", "legend_mode"], "grid"), "panels[1].options.legend_mode", "list, table"),
+        (_set(["panels", 1, "options", "legend_values"], ["p99"]), "panels[1].options.legend_values", "last"),
+        (_set(["panels", 1, "options", "table_mode"], "pivot"), "panels[1].options.table_mode", "join"),
+        (_set(["panels", 1, "options", "decimals_right"], -1), "panels[1].options.decimals_right", "from 0"),
+        (_options(1, min_right=5, max_right=5), "panels[1].options.max_right", "must be above min_right"),
+        (_set(["panels", 1, "options", "buckets"], 0), "panels[1].options.buckets", "from 1"),
+        (_set(["panels", 1, "options", "value_mappings"], [{"type": "value", "text": "on"}]),
+         "panels[1].options.value_mappings[0].value", "required"),
+        (_set(["panels", 1, "options", "value_mappings"], [{"type": "set", "value": 1}]),
+         "panels[1].options.value_mappings[0].type", "value or range"),
+        (_set(["panels", 1, "options", "value_mappings"], [{"type": "range", "from": 0, "to": 1, "color": "a;b"}]),
+         "panels[1].options.value_mappings[0].color", "colour"),
+        (_set(["panels", 1, "options", "overrides"], [{"color": "red"}]), "panels[1].options.overrides[0].match",
+         "required"),
+        (_set(["panels", 1, "options", "overrides"], [{"match": "A", "axis": "top"}]),
+         "panels[1].options.overrides[0].axis", "left, right"),
+        (_set(["panels", 1, "queries", 0, "unit"], 5), "panels[1].queries[0].unit", "text"),
     ],
 )  # fmt: skip
 def test_errors_name_the_json_path(change, field, words):
@@ -178,3 +204,25 @@ def test_the_demo_documents_are_valid_and_canonical():
         cleaned = dashboard_document_clean(document)
         assert dashboard_document_clean(cleaned) == cleaned
         assert len(cleaned["panels"]) >= 8
+
+
+def test_new_panel_types_and_options_are_kept():
+    document = dashboard_document(panels=1)
+    panel = document["panels"][0]
+    panel["queries"][0]["unit"] = "°C"
+    panel["queries"][0]["legend"] = "{facility}"
+    panel["options"] = {
+        "calculation": "delta",
+        "combination": "none",
+        "legend": True,
+        "legend_mode": "table",
+        "legend_placement": "right",
+        "legend_values": ["last", "max"],
+        "value_mappings": [{"type": "value", "value": 0, "text": "off"},
+                           {"type": "range", "from": 90, "to": None, "text": "hot", "color": "#c4162a"}],
+        "overrides": [{"match": "f1", "color": "#3274d9", "axis": "right", "style": "bars", "hide": False}],
+        "unit_right": "bar", "decimals_right": 1, "min_right": 0, "max_right": 10, "threshold_lines": True,
+    }  # fmt: skip
+    for panel_type in ("bargauge", "histogram", "xy"):
+        panel["type"] = panel_type
+        assert dashboard_document_clean(document) == document

@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 
 from apps.dashboards import live
+from apps.storage.policies import data_scope_for
 from apps.storage.query import engine
 from apps.storage.query.engine import QueryTimeout
 from tests.factories import user_create
@@ -36,7 +37,8 @@ def test_a_live_regex_filter_is_cut_off_by_the_statement_timeout(monkeypatch):
         series_create(source=source, metric="temperature", device="ab" * 100, n=str(number))
     body = {"source": "plant", "metric": "temperature", "filters": {"device": {"regex": SLOW_PATTERN}}}
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
-        future = executor.submit(live._with_connection, live._series_for, {"body": body, "principal": user})
+        scope = data_scope_for(user)
+        future = executor.submit(live._with_connection, live._series_for, {"body": body, "scope": scope})
         try:
             with pytest.raises(QueryTimeout, match="simpler regular expression"):
                 future.result(timeout=20)

@@ -107,7 +107,13 @@ const provider = new Provider(config.issuer, {
     },
     resourceIndicators: {
       enabled: true,
-      defaultResource: async (ctx, client, oneOf) => oneOf ?? config.default_resource,
+      // The API is the default audience when API scopes are asked for; otherwise the access token is the
+      // provider's own (opaque, for its userinfo endpoint).
+      defaultResource: async (ctx, client, oneOf) => {
+        if (oneOf) return oneOf;
+        const scope = String(ctx.oidc.params?.scope ?? '');
+        return /(^|\s)api:/.test(scope) ? config.default_resource : undefined;
+      },
       useGrantedResource: async () => true,
       async getResourceServerInfo(ctx, resourceIndicator) {
         const resource = resources[resourceIndicator];

@@ -171,6 +171,24 @@ class OidcTestProvider:
         assert response.status_code == 200, response.text
         return response.json()["access_token"]
 
+    def authorize(self, url: str, user: User, *, session: requests.Session | None = None) -> str:
+        """Follow an authorization request at the provider as `user` (signing in on its form); returns where the
+        provider finally redirects the browser back to (the client's redirect URI with code and state)."""
+        session = session or requests.Session()
+        location = url
+        while location.startswith(self.issuer):
+            page = session.get(location, allow_redirects=False, timeout=5)
+            if page.status_code == 200 and 'name="login"' in page.text:
+                page = session.post(
+                    urljoin(self.issuer, _form_action(page.text)),
+                    data={"login": user.username, "password": user.password},
+                    allow_redirects=False,
+                    timeout=5,
+                )
+            assert page.is_redirect, page.text
+            location = urljoin(self.issuer, page.headers["Location"])
+        return location
+
     def user_tokens(self, client: Client, user: User, *, scope: str = "openid email profile groups api:read") -> dict:
         """Run the authorization code flow with PKCE as a user would, without a browser; returns the token response."""
         session = requests.Session()
@@ -192,19 +210,8 @@ class OidcTestProvider:
             allow_redirects=False,
             timeout=5,
         )
-        location = urljoin(self.issuer, response.headers["Location"])
-        while not location.startswith(redirect_uri):
-            page = session.get(location, allow_redirects=False, timeout=5)
-            if page.status_code == 200 and 'name="login"' in page.text:
-                action = _form_action(page.text)
-                page = session.post(
-                    urljoin(self.issuer, action),
-                    data={"login": user.username, "password": user.password},
-                    allow_redirects=False,
-                    timeout=5,
-                )
-            assert page.is_redirect, page.text
-            location = urljoin(self.issuer, page.headers["Location"])
+        location = self.authorize(urljoin(self.issuer, response.headers["Location"]), user, session=session)
+        assert location.startswith(redirect_uri), location
         code = parse_qs(urlsplit(location).query)["code"][0]
         response = requests.post(
             self.token_endpoint(),

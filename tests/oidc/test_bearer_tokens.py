@@ -36,15 +36,23 @@ def test_client_credentials_token_is_accepted_as_the_service_account(oidc_settin
     assert response.json()["username"] == "svc-ingest-bot"
 
 
-def test_service_client_scopes_cut_down_the_token_scopes(oidc_settings, bot_client, bot_account):
+def test_token_scopes_become_platform_scopes_and_limit_the_api(oidc_settings, bot_client, bot_account):
     from apps.sso.bearer import provider_token_authenticate
 
-    ServiceClient.objects.filter(user=bot_account).update(scopes="api:read")
     token = oidc_settings.client_credentials_token(bot_client, scope="api:read api:write")
     user, principal = provider_token_authenticate(token=token)
-    assert user == bot_account
-    assert principal.kind == "service"
-    assert principal.scopes == frozenset({"api:read"})
+    assert (user, principal.kind) == (bot_account, "service")
+    assert principal.token_scopes == frozenset({"api:read", "api:write"})
+    assert principal.scopes == frozenset({"read", "write"})
+    # The service client may only read: its tokens are cut down to that.
+    ServiceClient.objects.filter(user=bot_account).update(scopes="read")
+    assert provider_token_authenticate(token=token)[1].scopes == frozenset({"read"})
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert client.get("/api/v1/dashboards/").status_code == 200
+    response = client.post("/api/v1/dashboards/", {"title": "x"}, format="json")
+    assert response.status_code == 403
+    assert "'write'" in response.json()["detail"]
 
 
 def test_a_users_access_token_acts_as_that_user(db, oidc_settings, web_client, olivia):
@@ -162,3 +170,17 @@ def test_id_tokens_are_checked_for_nonce_audience_and_issuer(oidc_settings, web_
     settings.OIDC_CLIENT_ID = "some-other-client"
     with pytest.raises(TokenError, match="audience"):
         id_token_verify(id_token, nonce=nonce)
+
+
+def test_unknown_kids_refetch_the_keys_at_most_every_few_seconds(oidc_settings, bot_client, bot_account, settings):
+    settings.OIDC_JWKS_MIN_REFETCH_SECONDS = 3600
+    assert _get(oidc_settings.client_credentials_token(bot_client)).status_code == 200  # keys fetched now
+    oidc_settings.rotate_keys()
+    rotated = oidc_settings.client_credentials_token(bot_client)
+    # Within the spacing a new kid is not fetched (made-up kids cannot make every request hit the provider) ...
+    response = _get(rotated)
+    assert response.status_code == 401
+    assert "signing key (kid)" in response.json()["detail"]
+    # ... and once it has passed, the rotated key is fetched and accepted.
+    settings.OIDC_JWKS_MIN_REFETCH_SECONDS = 0
+    assert _get(rotated).status_code == 200

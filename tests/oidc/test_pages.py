@@ -60,3 +60,11 @@ def test_local_passwords_off_folds_the_form_for_break_glass_users(db, oidc_setti
     assert "Break-glass administrator sign-in" in page
     response = client.post("/accounts/login/", {"username": username, "password": "correct horse battery staple"})
     assert response.status_code == (302 if username == "admin" else 200)
+
+
+def test_failed_sso_callbacks_do_not_lock_out_the_address(db, oidc_settings, settings):
+    client = Client()
+    for _ in range(settings.AXES_FAILURE_LIMIT + 2):
+        response = client.get("/oidc/callback/?code=stale&state=stale")
+        assert response.status_code == 400  # not 429: a failed SSO callback names no username to lock out
+    assert "does not belong to a sign-in started in this browser" in response.content.decode()

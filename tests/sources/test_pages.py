@@ -46,8 +46,8 @@ def test_the_list_is_empty_then_paginated_and_scoped(editor):
     ("kind", "fields", "config"),
     [
         ("http", {"line_protocol_metric": "field"}, {}),
-        ("mqtt", {"topic": "plant/+/telemetry", "format": "line", "qos": "0", "precision": "ms"},
-         {"topic": "plant/+/telemetry", "format": "line", "qos": 0, "precision": "ms", "topic_label": False}),
+        ("mqtt", {"topic": "test-org/plant/+/telemetry", "format": "line", "qos": "0", "precision": "ms"},
+         {"topic": "test-org/plant/+/telemetry", "format": "line", "qos": 0, "precision": "ms", "topic_label": False}),
         ("kafka", {"topics": "orders, invoices", "format": "json", "auto_offset_reset": "latest"},
          {"topics": ["orders", "invoices"], "format": "json", "auto_offset_reset": "latest", "topic_label": False}),
         ("file", {}, {}),
@@ -74,18 +74,25 @@ def test_errors_are_shown_on_their_field(editor):
     client = _client(editor)
     source_with_key(slug="taken")
     response = client.post("/sources/new/mqtt/", {"name": "", "slug": "taken", "schema_mode": "infer",
-                                                  "topic": "plant/#/x", "format": "json", "qos": "1"})  # fmt: skip
+                                                  "topic": "test-org/p/#/x", "format": "json", "qos": "1"})  # fmt: skip
     assert response.status_code == 400
     page = response.content.decode()
     assert re.search(r'data-field="name">.*?field-error', page, re.S)
     # The form is valid; the service refuses the topic and names it, so it shows on the topic field.
     response = client.post("/sources/new/mqtt/", {"name": "Plant", "slug": "fresh", "schema_mode": "infer",
-                                                  "topic": "plant/#/x", "format": "json", "qos": "1"})  # fmt: skip
+                                                  "topic": "test-org/p/#/x", "format": "json", "qos": "1"})  # fmt: skip
     page = response.content.decode()
     assert response.status_code == 400
     assert re.search(r'data-field="topic">.*?class="error field-error"[^>]*>[^<]*not a valid MQTT topic', page, re.S)
     response = client.post("/sources/new/http/", {"name": "Plant", "slug": "taken", "schema_mode": "infer"})
     assert re.search(r'data-field="slug">.*?already exists', response.content.decode(), re.S)
+    # Outside the organisation's topics on the shared broker: refused on the field, saying where to start.
+    response = client.post("/sources/new/mqtt/", {"name": "Plant", "slug": "fresh", "schema_mode": "infer",
+                                                  "topic": "other/+/x", "format": "json", "qos": "1"})  # fmt: skip
+    assert re.search(
+        r'data-field="topic">.*?field-error[^>]*>[^<]*outside this organisation', response.content.decode(), re.S
+    )
+    assert "&#x27;test-org/&#x27;" in response.content.decode() or "test-org/plant" in response.content.decode()
     assert not Source.objects.filter(slug="fresh").exists()
 
 

@@ -17,9 +17,18 @@ def announced(monkeypatch):
     messages: list[set[int] | None] = []
 
     class Recorder:
+        def pipeline(self, transaction=False):
+            return self
+
+        def incr(self, key):
+            assert key == scope_events.SCOPE_GENERATION_KEY
+
         def publish(self, channel, message):
             assert channel == scope_events.SCOPE_CHANNEL
             messages.append(scope_events.scope_message_users(message))
+
+        def execute(self):
+            return []
 
     # Recorded instead of published so the test sees each message (the pub/sub path is tested end to end in
     # tests/dashboards/test_live_subscriptions.py against real Redis).

@@ -11,7 +11,7 @@ from django.db import connection
 
 from apps.access.services import api_token_create
 from apps.storage.backends import backend_for
-from apps.storage.policies import DataScope, data_scope_provider_get, data_scope_provider_set
+from apps.storage.policies import DataScope, Grant, data_scope_provider_get, data_scope_provider_set
 from apps.storage.query.spec import CALCULATIONS, COMBINATIONS
 from tests.storage.factories import points_store, series_create, source_create
 
@@ -233,7 +233,7 @@ def test_what_has_no_data_yet_answers_an_empty_result(api_client, line, token, b
 
 def test_a_source_you_may_not_read_looks_exactly_like_one_that_does_not_exist(api_client, line, token):
     original = data_scope_provider_get()
-    data_scope_provider_set(lambda principal: DataScope(source_ids=frozenset({line.pk + 1000})))
+    data_scope_provider_set(lambda principal: DataScope.of([Grant.build(source_ids=[line.pk + 1000])]))
     try:
         body = {"metric": "power", "start": T0.isoformat(), "end": END.isoformat()}
         hidden = _post(api_client, token, {**body, "source": "line"})

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 
 from analytics_platform.redis_client import redis_client, redis_key
-from apps.storage.policies import DataScope, data_scope_provider_get, data_scope_provider_set
+from apps.storage.policies import DataScope, Grant, data_scope_provider_get, data_scope_provider_set
 from apps.storage.query import shared
 from apps.storage.query.shared import query_answer_encoded, stats
 from apps.storage.services import points_write
@@ -21,7 +21,6 @@ from tests.factories import user_create
 from tests.storage.conftest import storage_committed_cleanup  # noqa: F401 (fixture)
 from tests.storage.factories import points_store, series_create, source_create
 
-NOW = datetime.now(UTC)
 QUERY = {"source": "mill", "metric": "load", "aggregation": "sum", "bucket": "1m", "start": "-30m"}
 
 
@@ -30,7 +29,7 @@ def mill(db):
     source = source_create(slug="mill")
     ids = {device: series_create(source=source, metric="load", device=device) for device in ("a", "b")}
     for series_id in ids.values():
-        points_store(series_id, [(NOW - timedelta(minutes=m), 1.0) for m in range(1, 20)])
+        points_store(series_id, [(datetime.now(UTC) - timedelta(minutes=m), 1.0) for m in range(1, 20)])
     stats.reset()
     return ids
 
@@ -94,7 +93,9 @@ def test_principals_with_different_scopes_never_share(mill, user):
     other = user_create(username="scoped")
     original = data_scope_provider_get()
     data_scope_provider_set(
-        lambda principal: DataScope(label_values={"device": ("a",)}) if principal.pk == other.pk else DataScope()
+        lambda principal: (
+            DataScope.of([Grant.build(labels={"device": ["a"]})]) if principal.pk == other.pk else DataScope()
+        )
     )
     try:
         everything = query_answer_encoded(data=QUERY, principal=user)
@@ -121,7 +122,7 @@ def test_concurrent_identical_queries_are_computed_once(storage_committed_cleanu
     user = user_create(username="floor")
     source = source_create(slug="mill")
     series_id = series_create(source=source, metric="load", device="a")
-    points_store(series_id, [(NOW - timedelta(minutes=m), 1.0) for m in range(1, 20)])
+    points_store(series_id, [(datetime.now(UTC) - timedelta(minutes=m), 1.0) for m in range(1, 20)])
     stats.reset()
     real_execute = shared.query_execute
 

@@ -69,6 +69,10 @@ class Command(BaseCommand):
             "WEB_PORT": str(port),
             "WEB_HOST": host,
             "DEMO_PASSWORD": password,
+            # The live simulator goes on from the history (demo_history) with the same machines and event rate.
+            "DEMO_SEED": os.environ.get("DEMO_SEED", "7"),
+            "DEMO_DEVICES": os.environ.get("DEMO_DEVICES", "50"),
+            "DEMO_EVENT_RATE": os.environ.get("DEMO_EVENT_RATE", "0.2"),
             # The simulator writes through the real ingest API with keys made for this run.
             "SIMULATE_WRITE_KEYS": ",".join(f"{slug}={key}" for slug, key in simulator_write_keys().items()),
         }

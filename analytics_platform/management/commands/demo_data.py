@@ -26,6 +26,9 @@ DEMO_SOURCES: dict[str, tuple[str, dict]] = {
     "demo-business": ("ERP and finance events", {}),
 }
 SIMULATOR_KEY_NAME = "demo simulator"
+# The demo writes this many days of history (DEMO_HISTORY_DAYS); its sources keep raw points a little longer, or
+# ingest would refuse the oldest as already past retention.
+DEMO_RAW_RETENTION_DAYS = 35
 
 
 class Command(BaseCommand):
@@ -45,6 +48,9 @@ class Command(BaseCommand):
         created = []
         for source_slug, (source_name, schema) in DEMO_SOURCES.items():
             if Source.objects.filter(slug=source_slug).exists():
+                Source.objects.filter(slug=source_slug, raw_retention_days__isnull=True).update(
+                    raw_retention_days=DEMO_RAW_RETENTION_DAYS
+                )
                 continue
             source_create(
                 organization=organization,
@@ -52,6 +58,7 @@ class Command(BaseCommand):
                 slug=source_slug,
                 schema_definition=schema,
                 created_by=admin,
+                raw_retention_days=DEMO_RAW_RETENTION_DAYS,
             )
             created.append(source_slug)
         dashboards = []

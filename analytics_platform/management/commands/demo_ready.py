@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 
@@ -38,6 +39,8 @@ class Command(BaseCommand):
                 time.sleep(0.5)
         if status is None:
             raise CommandError(f"The site did not answer at {url} within {timeout:.0f} s; see the web process log.")
+        # History goes in through the ingest API, so only now that the site answers; the banner waits for it.
+        call_command("demo_history")
         password = os.environ.get("DEMO_PASSWORD", "(the DEMO_PASSWORD you set)")
         banner = [
             "",

@@ -70,7 +70,8 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
                 outcome = "failed"
             else:
                 delay = backoff_seconds(number)
-                notification.not_before = now + timedelta(seconds=delay)
+                # From the failure, not from the start of the attempt (a slow refusal must not shorten the wait).
+                notification.not_before = now + timedelta(seconds=delay + duration_ms / 1000)
                 outcome = "retry"
                 transaction.on_commit(lambda: _retry_schedule(notification_id, delay))
             logger.warning("notification %s attempt %s: %s (%s)", notification_id, number, error, outcome)

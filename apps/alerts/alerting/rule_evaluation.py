@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
+from apps.alerts.alerting.chart_annotations import transitions_annotate
 from apps.alerts.alerting.conditions import Condition
 from apps.alerts.alerting.evaluation import (
     EvaluationError,
@@ -141,6 +142,7 @@ def _evaluate(rule: AlertRule, now: datetime, summary: EvaluationSummary) -> Non
             instance.notified, instance.notified_at = status, now
     AlertInstance.objects.bulk_update(list(instances.values()), _INSTANCE_FIELDS)
     StateTransition.objects.bulk_create(transitions)
+    transitions_annotate(rule=rule, transitions=transitions)
     summary.instances = len(instances)
     summary.notifications = [notification.id for notification in notifications]
 

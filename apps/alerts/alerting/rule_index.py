@@ -7,10 +7,11 @@ costs a dictionary look-up and a comparison per rule that reads it, however many
 
 A rule is *point-decidable* when one new point alone tells whether its state could change: one query, the `last`
 reduction, a threshold or range condition. For those the index keeps the states the last evaluation left and asks
-an evaluation only when a point breaches an instance that is not firing, or stops breaching one that is (and
-always while an instance is pending, recovering, without data or in error). With 1,000 rules and 10,000 points a
-second that all stay in range, nothing is evaluated; a breaching point costs one rule evaluation. The evaluation
-itself reads through the query engine under the owner's data policies: the index only decides *when*.
+an evaluation at once only when a point breaches an instance that is not firing, or stops breaching one that is
+(or the instance is without data or in error); while a pending or keep-firing period runs, within the minimum
+interval. With 1,000 rules and 10,000 points a second that all stay in range, nothing is evaluated; a breaching
+point costs one rule evaluation. The evaluation itself reads through the query engine under the owner's data
+policies: the index only decides *when*.
 
 Other rules (windows, expressions, anomaly scores) are evaluated after a change at most every
 ALERTS_CHANGE_MIN_INTERVAL_SECONDS each.
@@ -31,8 +32,6 @@ from apps.alerts.models import SCORE_METRIC_SUFFIX, AlertInstance, AlertRule, Al
 from apps.sources.models import Source
 from apps.storage.models import Series
 from apps.storage.query.spec import LabelFilter, QuerySpecError, query_spec_parse
-
-_QUIET_STATES = (AlertState.NORMAL, AlertState.FIRING)
 
 
 @dataclass
@@ -66,13 +65,21 @@ class IndexedRule:
                     continue
         return True
 
-    def could_change(self, fingerprint: str, value: float) -> bool:
-        """Whether a new last value for this instance could move its state."""
+    def decide(self, fingerprint: str, value: float) -> str:
+        """Returns "now" when a new last value may move this instance's state at once, "later" when only time can (a
+        pending or keep-firing period running: evaluated within the minimum interval), "" when nothing can."""
         state = self.states.get(fingerprint, AlertState.NORMAL)
-        if state not in _QUIET_STATES:
-            return True
-        firing = state == AlertState.FIRING
-        return self.condition.breaching(value, firing=firing) != firing
+        if state in (AlertState.NO_DATA, AlertState.ERROR):
+            return "now"
+        firing = state in (AlertState.FIRING, AlertState.RECOVERING)
+        breach = self.condition.breaching(value, firing=firing)
+        if state == AlertState.NORMAL:
+            return "now" if breach else ""
+        if state == AlertState.FIRING:
+            return "" if breach else "now"
+        if state == AlertState.PENDING:
+            return "later" if breach else "now"
+        return "now" if breach else "later"  # recovering
 
 
 class RuleIndex:
@@ -167,10 +174,15 @@ class RuleIndex:
                 readers = self.series_rules[series_id] = self._readers(series_id)
             for rule_id, fingerprint in readers:
                 rule = self.rules[rule_id]
-                if not rule.decidable or latest is None or series_id not in latest:
-                    later_rules.add(rule_id)
-                elif rule.could_change(fingerprint, latest[series_id]):
+                decision = (
+                    "later"
+                    if not rule.decidable or latest is None or series_id not in latest
+                    else rule.decide(fingerprint, latest[series_id])
+                )
+                if decision == "now":
                     now_rules.add(rule_id)
+                elif decision == "later":
+                    later_rules.add(rule_id)
         return now_rules, later_rules - now_rules
 
     def _readers(self, series_id: int) -> list[tuple[int, str]]:

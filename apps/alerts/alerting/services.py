@@ -35,6 +35,7 @@ from apps.alerts.models import (
     Severity,
     Silence,
 )
+from apps.audit.services import audit_record
 
 __all__ = [
     "AlertingError",
@@ -124,9 +125,19 @@ def contact_point_create(
     cleaned = _contact_config_clean(kind, config)
     if ContactPoint.objects.filter(organization=organization, name=name.strip()).exists():
         raise AlertingError("name", "the organisation already has a contact point of this name.", status=409)
-    return ContactPoint.objects.create(
+    contact_point = ContactPoint.objects.create(
         organization=organization, name=name.strip(), kind=kind, config=cleaned, created_by=created_by
     )
+    audit_record(
+        action="contact_point.created", actor=created_by, obj=contact_point, details=_shown_config(contact_point)
+    )
+    return contact_point
+
+
+def _shown_config(contact_point: ContactPoint) -> dict:
+    """What the audit log keeps of a contact point (never its secret)."""
+    config = {key: value for key, value in contact_point.config.items() if key != "secret"}
+    return {"name": contact_point.name, "kind": contact_point.kind, "config": config}
 
 
 def contact_point_update(*, contact_point: ContactPoint, data: dict) -> ContactPoint:
@@ -142,13 +153,18 @@ def contact_point_update(*, contact_point: ContactPoint, data: dict) -> ContactP
             config = {**config, "secret": contact_point.config["secret"]}
         contact_point.config = _contact_config_clean(contact_point.kind, config)
     contact_point.save()
+    audit_record(action="contact_point.changed", obj=contact_point, details=_shown_config(contact_point))
     return contact_point
 
 
 def contact_point_delete(*, contact_point: ContactPoint) -> None:
     """Delete a contact point; 409 while a notification policy routes to it."""
+    details = _shown_config(contact_point)
+    organization = contact_point.organization
     try:
-        contact_point.delete()
+        with transaction.atomic():
+            contact_point.delete()
+            audit_record(action="contact_point.deleted", organization=organization, details=details)
     except ProtectedError:
         raise AlertingError("id", "a notification policy routes to this contact point.", status=409) from None
 
@@ -206,8 +222,13 @@ def alert_rule_create(*, organization: Organization, owner: AbstractBaseUser, da
     contact_points = _contact_points_for(organization.id, data.get("contact_points", []))
     rule = AlertRule.objects.create(organization=organization, owner=owner, **fields)
     rule.contact_points.set(contact_points)
+    audit_record(action="alert_rule.created", actor=owner, obj=rule, details={"fields": _audit_fields(fields)})
     _rules_changed_publish(rule.id)
     return rule
+
+
+def _audit_fields(fields: dict) -> dict:
+    return {key: value for key, value in fields.items() if key not in ("annotations",)}
 
 
 @transaction.atomic
@@ -222,6 +243,8 @@ def alert_rule_update(*, rule: AlertRule, data: Any) -> AlertRule:
     rule.save()
     if "contact_points" in data:
         rule.contact_points.set(_contact_points_for(rule.organization_id, data["contact_points"]))
+        fields["contact_points"] = data["contact_points"]
+    audit_record(action="alert_rule.changed", obj=rule, details={"changes": _audit_fields(fields)})
     _rules_changed_publish(rule.id)
     return rule
 
@@ -229,8 +252,10 @@ def alert_rule_update(*, rule: AlertRule, data: Any) -> AlertRule:
 def alert_rule_delete(*, rule: AlertRule) -> None:
     """Delete a rule with its instances and history."""
     rule_id = rule.id
+    organization, name = rule.organization, rule.name
     with transaction.atomic():
         rule.delete()
+        audit_record(action="alert_rule.deleted", organization=organization, details={"id": rule_id, "name": name})
         _rules_changed_publish(rule_id)
 
 
@@ -301,6 +326,7 @@ def notification_policy_create(*, organization: Organization, data: dict) -> Not
     policy.save()
     if timings is not None:
         policy.mute_timings.set(timings)
+    audit_record(action="notification_policy.created", obj=policy, details={"matchers": policy.matchers})
     return policy
 
 
@@ -311,12 +337,16 @@ def notification_policy_update(*, policy: NotificationPolicy, data: dict) -> Not
     policy.save()
     if timings is not None:
         policy.mute_timings.set(timings)
+    audit_record(action="notification_policy.changed", obj=policy, details={"fields": sorted(data)})
     return policy
 
 
 def notification_policy_delete(*, policy: NotificationPolicy) -> None:
     """Remove a policy node and its children."""
-    policy.delete()
+    organization, policy_id = policy.organization, policy.id
+    with transaction.atomic():
+        policy.delete()
+        audit_record(action="notification_policy.deleted", organization=organization, details={"id": policy_id})
 
 
 def _moment(raw: Any, field: str, default: datetime | None = None) -> datetime:
@@ -341,10 +371,15 @@ def silence_create(*, organization: Organization, created_by: AbstractBaseUser |
     comment = data.get("comment", "")
     if not isinstance(comment, str) or len(comment) > 500:
         raise AlertingError("comment", "text of at most 500 characters.")
-    return Silence.objects.create(
+    silence = Silence.objects.create(
         organization=organization, matchers=matchers, starts_at=starts_at, ends_at=ends_at, comment=comment,
         created_by=created_by,
     )  # fmt: skip
+    audit_record(
+        action="silence.created", actor=created_by, obj=silence,
+        details={"matchers": matchers, "starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat()},
+    )  # fmt: skip
+    return silence
 
 
 def silence_expire(*, silence: Silence) -> Silence:
@@ -353,6 +388,7 @@ def silence_expire(*, silence: Silence) -> Silence:
     if silence.ends_at > now:
         silence.ends_at = max(now, silence.starts_at)
         silence.save(update_fields=["ends_at"])
+        audit_record(action="silence.expired", obj=silence, details={"matchers": silence.matchers})
     return silence
 
 
@@ -367,7 +403,9 @@ def mute_timing_create(*, organization: Organization, data: dict) -> MuteTiming:
         raise AlertingError(error.field, error.message) from None
     if MuteTiming.objects.filter(organization=organization, name=name.strip()).exists():
         raise AlertingError("name", "the organisation already has a mute timing of this name.", status=409)
-    return MuteTiming.objects.create(organization=organization, name=name.strip(), intervals=intervals)
+    timing = MuteTiming.objects.create(organization=organization, name=name.strip(), intervals=intervals)
+    audit_record(action="mute_timing.created", obj=timing, details={"intervals": intervals})
+    return timing
 
 
 # Instances ----------------------------------------------------------------------------------------------------------
@@ -377,6 +415,10 @@ def alert_instance_acknowledge(*, instance: AlertInstance, user: AbstractBaseUse
     """Acknowledge an instance: someone is on it (repeat notifications stop until it resolves)."""
     instance.acknowledged_by, instance.acknowledged_at = user, timezone.now()
     instance.save(update_fields=["acknowledged_by", "acknowledged_at"])
+    audit_record(
+        action="alert.acknowledged", actor=user, organization=instance.rule.organization_id, obj=instance,
+        details={"rule": instance.rule_id, "labels": instance.labels},
+    )  # fmt: skip
     return instance
 
 
@@ -394,4 +436,8 @@ def alert_instance_assign(*, instance: AlertInstance, assignee_id: int | None) -
     else:
         instance.assignee = None
     instance.save(update_fields=["assignee"])
+    audit_record(
+        action="alert.assigned", organization=instance.rule.organization_id, obj=instance,
+        details={"rule": instance.rule_id, "labels": instance.labels, "assignee": assignee_id},
+    )  # fmt: skip
     return instance

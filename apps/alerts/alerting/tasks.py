@@ -9,9 +9,11 @@ from apps.alerts.alerting.rule_evaluation import alert_rule_evaluate
 from apps.alerts.alerting.scheduling import alert_rules_evaluate_due
 
 
-@shared_task(name="alerts.notification_deliver", acks_late=True, ignore_result=True)
+# No expiry and no Celery retries: the row is the state. The service schedules its own retries with backoff (and logs
+# each attempt), and the 1-second flush sends any due row whose task was lost, expired or never queued.
+@shared_task(name="alerts.notification_deliver", acks_late=True, ignore_result=True, autoretry_for=())
 def notification_deliver_task(notification_id: int) -> str:
-    """One delivery attempt of an outbox row (retries are scheduled by the service, and the flush catches all)."""
+    """One delivery attempt of an outbox row."""
     return notification_deliver(notification_id=notification_id)
 
 

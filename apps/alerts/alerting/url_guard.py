@@ -48,6 +48,15 @@ def url_check(url: object) -> str:
         parts.port  # noqa: B018 (validates the port)
     except ValueError:
         raise UnsafeUrl("the port is not a number from 1 to 65535.") from None
+    try:
+        literal = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        literal = None  # a name: checked for what it resolves to when sending
+    if literal is not None and not address_allowed(str(literal)):
+        raise UnsafeUrl(
+            "loopback, private and link-local addresses are refused; "
+            "set ALERTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES to allow internal receivers."
+        )
     return url
 
 

@@ -232,6 +232,15 @@ class FactoryScenario:
             power_base=rng.uniform(12.0, 55.0),
         )
 
+    def sample_interval_set(self, *, seconds: float) -> None:
+        """Sample every `seconds` from now on, with the same machines and their state (history is written coarser
+        further back; the machines and their names stay those of the seed)."""
+        if seconds < 0.001:
+            raise ValueError(f"sample interval must be at least 0.001 s, got {seconds}.")
+        self._interval_ms = round(seconds * 1000)
+        for device in self._devices:
+            device.next_sample_ms = None  # resume at the next instant of the new spacing
+
     def expected_rate(self, *, at: datetime) -> float:
         """One record per device per sample interval, at any time of day."""
         return len(self._devices) * 1000 / self._interval_ms

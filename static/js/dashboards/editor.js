@@ -298,7 +298,7 @@ export class PanelEditor {
       renderLabels();
       this.changed();
     });
-    const legend = element("input", { type: "text", name: "legend", value: item.legend ?? "", placeholder: "e.g. {device} or revenue", maxlength: "200" });
+    const legend = element("input", { type: "text", name: "query_legend", value: item.legend ?? "", placeholder: "e.g. {device} or revenue", maxlength: "200" });
     legend.addEventListener("input", () => {
       item.legend = legend.value || undefined;
       this.changed();

@@ -83,15 +83,33 @@ function organization() {
   return $("#new-organization")?.value || undefined;
 }
 
-async function createDashboard() {
-  const button = $("#new-dashboard");
-  button.disabled = true;
+// "New dashboard" asks for a name first: nothing is created until it is given.
+function openNewDashboard() {
+  const dialog = $("#new-dashboard-dialog");
+  dialog.querySelector("form").reset();
+  dialog.querySelector(".new-dashboard-error").textContent = "";
+  dialog.showModal();
+  dialog.querySelector("[name=title]").focus();
+}
+
+async function createDashboard(event) {
+  event.preventDefault();
+  const dialog = $("#new-dashboard-dialog");
+  const form = dialog.querySelector("form");
+  const title = form.elements.title.value.trim();
+  const problem = dialog.querySelector(".new-dashboard-error");
+  if (!title) {
+    problem.textContent = "Give the dashboard a name.";
+    return;
+  }
+  const submit = form.querySelector("[type=submit]");
+  submit.disabled = true;
   try {
-    const created = await post(apiBase, { organization: organization(), title: "New dashboard", panels: [] });
+    const created = await post(apiBase, { organization: organization(), title, folder: form.elements.folder.value.trim(), panels: [] });
     window.location.href = `${listUrl}${encodeURIComponent(created.uid)}/?edit=1`;
   } catch (error) {
-    showError(`Could not create a dashboard: ${error.message}`);
-    button.disabled = false;
+    problem.textContent = `Could not create the dashboard: ${error.message}`;
+    submit.disabled = false;
   }
 }
 
@@ -122,7 +140,9 @@ $("#dashboard-search").addEventListener("submit", (event) => {
   load();
 });
 $("#load-more").addEventListener("click", () => load({ more: true }));
-$("#new-dashboard")?.addEventListener("click", createDashboard);
+$("#new-dashboard")?.addEventListener("click", openNewDashboard);
+$("#new-dashboard-form")?.addEventListener("submit", createDashboard);
+for (const button of document.querySelectorAll("#new-dashboard-dialog [data-close]")) button.addEventListener("click", () => button.closest("dialog").close());
 $("#import-file")?.addEventListener("change", (event) => {
   importDashboard(event.target.files[0]);
   event.target.value = "";

@@ -62,7 +62,7 @@ function baseLayout(colors, options = {}) {
     showlegend: options.legend ?? true,
     legend: right
       ? { orientation: "v", x: 1.02, y: 1, xanchor: "left", yanchor: "top", font: { size: 10 } }
-      : { orientation: "h", x: 0, y: -0.12, xanchor: "left", yanchor: "top", font: { size: 10 } },
+      : { orientation: "h", x: 0, y: 0, xanchor: "left", yanchor: "bottom", yref: "container", font: { size: 10 } },
     colorway: PALETTE,
   };
 }
@@ -184,7 +184,9 @@ function timeseries(element, panel, results, colors, context) {
       hovertemplate: `%{y:,.${decimals}f}${unit ? ` ${unit}` : ""}<extra>${item.name.replace(/</g, "&lt;")}</extra>`,
     };
     if (style === "bars") return { ...trace, type: "bar", marker: { color: item.color } };
-    return { ...trace, type: "scatter", mode: "lines", line: { width: 1.5, color: item.color }, fill: style === "areas" && !options.stack ? "tozeroy" : "none", connectgaps: false };
+    // A sparse series (a few buckets, or points between gaps) shows its points, not an invisible line.
+    const sparse = item.points.filter((point) => point[1] !== null).length < 3;
+    return { ...trace, type: "scatter", mode: sparse ? "lines+markers" : "lines", marker: { size: 5, color: item.color }, line: { width: 1.5, color: item.color }, fill: style === "areas" && !options.stack ? "tozeroy" : "none", connectgaps: false };
   });
   const legendShown = options.legend ?? items.length > 1;
   const layout = {
@@ -207,7 +209,7 @@ function timeseries(element, panel, results, colors, context) {
   }
   const thresholdLines = (options.thresholds ?? []).filter((item) => item.value !== null && item.value !== undefined);
   if (options.threshold_lines) {
-    layout.shapes = thresholdLines.map((item) => ({ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: item.value, y1: item.value, line: { color: item.color, dash: "dash", width: 1 } }));
+    layout.shapes = [...layout.shapes, ...thresholdLines.map((item) => ({ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: item.value, y1: item.value, line: { color: item.color, dash: "dash", width: 1 } }))];
   }
   plot(element, data, layout, { onZoom: context.onZoom });
 }

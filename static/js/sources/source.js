@@ -5,6 +5,13 @@ import { get } from "../dashboards/api.js";
 
 const figures = document.getElementById("live-figures");
 
+// A new write key is shown once: select it whenever it gets focus, so one copy takes it all (no inline handler: CSP).
+const newSecret = document.getElementById("new-secret");
+if (newSecret) {
+  newSecret.addEventListener("focus", () => newSecret.select());
+  if (document.activeElement === newSecret) newSecret.select();
+}
+
 function formatRate(value) {
   return Number(value ?? 0).toLocaleString(undefined, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
 }

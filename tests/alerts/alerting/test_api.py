@@ -157,3 +157,18 @@ def test_the_openapi_schema_lists_the_alerting_endpoints(editor):
                  "/api/v1/notification-policies/", "/api/v1/alerts/{instance_id}/acknowledge",
                  "/api/v1/alert-history/"):  # fmt: skip
         assert path in paths, path
+
+
+def test_changes_go_to_the_audit_log_without_secrets(editor):
+    from apps.audit.models import AuditEvent
+
+    source_create(slug="plant")
+    client = api_client_for(editor)
+    contact_point_id = client.post("/api/v1/contact-points/", WEBHOOK, format="json").json()["id"]
+    rule_id = client.post("/api/v1/alert-rules/", _rule_body(contact_point_id), format="json").json()["id"]
+    client.patch(f"/api/v1/alert-rules/{rule_id}/", {"for": "1m"}, format="json")
+    client.delete(f"/api/v1/alert-rules/{rule_id}/")
+    events = list(AuditEvent.objects.order_by("id").values_list("action", "details"))
+    actions = [action for action, _ in events]
+    assert actions[-4:] == ["contact_point.created", "alert_rule.created", "alert_rule.changed", "alert_rule.deleted"]
+    assert "s3" not in str(events)

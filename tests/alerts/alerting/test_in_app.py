@@ -28,7 +28,9 @@ async def test_an_in_app_notice_reaches_members_and_not_strangers():
     for user in (member, stranger):
         cookie = await database_sync_to_async(_cookie)(user)
         communicator = WebsocketCommunicator(
-            application, "/ws/alerts/", headers=[(b"origin", b"http://localhost"), (b"cookie", cookie)]
+            application,
+            "/ws/alerts/",
+            headers=[(b"host", b"localhost"), (b"origin", b"http://localhost"), (b"cookie", cookie)],
         )
         connected, _ = await communicator.connect()
         assert connected
@@ -46,7 +48,9 @@ async def test_an_in_app_notice_reaches_members_and_not_strangers():
     assert notice["type"] == "alert"
     assert notice["alerts"][0]["labels"]["alertname"] == "TestNotification"
     assert await sockets[1].receive_nothing(timeout=0.5)
-    anonymous = WebsocketCommunicator(application, "/ws/alerts/", headers=[(b"origin", b"http://localhost")])
+    anonymous = WebsocketCommunicator(
+        application, "/ws/alerts/", headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")]
+    )
     connected, code = await anonymous.connect()
     assert (connected, code) == (False, 4401)
     for communicator in sockets:

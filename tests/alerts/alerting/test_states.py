@@ -287,3 +287,41 @@ def test_instances_history_acknowledge_and_assign_through_the_api(user, editor, 
     factory.write(10, 50)
     _step(rule, factory, 11)
     assert AlertInstance.objects.get(pk=instance.pk).acknowledged_at is None  # the next episode starts unacknowledged
+
+
+def test_an_evaluation_without_a_change_costs_a_fixed_number_of_statements(
+    user, factory, receiver, django_assert_max_num_queries
+):
+    rule = webhook_rule(owner=user, url=receiver.url)
+    for device in range(20):
+        factory.write(0, 50, device=f"press-{device}")
+    _step(rule, factory, 1)
+    # Lock, rule, instances, the owner's data scope (2), the engine (settings, series plan and watermarks (3), the
+    # aggregate), instances' update, rule's timestamp, and savepoints: the same for 20 instances as for one.
+    with django_assert_max_num_queries(17):
+        alert_rule_evaluate(rule_id=rule.id, now=factory.at(2))
+
+
+def test_state_changes_become_annotations_on_the_rules_dashboard(editor, factory, receiver):
+    from apps.dashboards.models import Annotation
+    from apps.dashboards.services import dashboard_create
+
+    panel = {"key": "temps", "title": "Temperatures", "type": "timeseries", "grid": {"x": 0, "y": 0, "w": 6, "h": 4},
+             "queries": [{"ref": "A", "query": {"source": "plant", "metric": "temperature"}}]}  # fmt: skip
+    dashboard = dashboard_create(
+        organization=organization_get(), owner=editor, document={"title": "Presses", "panels": [panel]}
+    )
+    rule = webhook_rule(
+        owner=editor, url=receiver.url, annotations={"dashboard_uid": dashboard.uid, "panel_key": "temps"}
+    )
+    factory.write(0, 95)
+    _step(rule, factory, 1)
+    factory.write(10, 50)
+    _step(rule, factory, 11)
+    annotations = list(Annotation.objects.filter(dashboard=dashboard).order_by("time"))
+    assert [(a.kind, a.panel_key, a.tags, a.source_ref) for a in annotations] == [
+        ("alert", "temps", ["alert", "firing"], f"alert-rule:{rule.id}"),
+        ("alert", "temps", ["alert", "normal"], f"alert-rule:{rule.id}"),
+    ]
+    assert annotations[0].text == "Hot press: normal → firing at 95 (device=press-7)"
+    assert annotations[0].time == factory.at(1)

@@ -1,0 +1,126 @@
+"""Alerting pages: rules with their states, one rule (instances, history), the rule editor with a backtest preview,
+instances, silences, contact points ("send test") and notification policies. Server-rendered lists; the buttons
+and the editor call the REST API (static/js/alerts/alerts.js)."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Prefetch
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from apps.alerts.alerting import selectors
+from apps.alerts.alerting.serializers import AlertRuleSerializer
+from apps.alerts.models import AlertInstance
+
+_EDITOR_EXAMPLE = {
+    "name": "Press too hot",
+    "query": {"source": "plant", "metric": "temperature", "aggregation": "last", "group_by": ["device"]},
+    "condition": {"type": "threshold", "op": ">", "value": 90, "recovery": 85},
+    "for": "1m",
+    "keep_firing_for": "0s",
+    "severity": "warning",
+    "annotations": {"summary": "{{ labels.device }} at {{ value | round(1) }}"},
+    "contact_points": [],
+}
+
+
+def _can_edit_any(user) -> bool:
+    from apps.access.selectors import organization_ids_for_user
+
+    return user.is_superuser or bool(organization_ids_for_user(user=user, roles=selectors.EDITOR_ROLES))
+
+
+@login_required
+def alert_rule_list(request: HttpRequest) -> HttpResponse:
+    """Rules with their instances' states."""
+    rules = selectors.alert_rule_list_for_user(user=request.user).prefetch_related(
+        Prefetch("instances", queryset=AlertInstance.objects.only("id", "rule_id", "state"))
+    )
+    rows = []
+    for rule in rules:
+        counts: dict[str, int] = {}
+        for instance in rule.instances.all():
+            counts[instance.state] = counts.get(instance.state, 0) + 1
+        rows.append({"rule": rule, "states": sorted(counts.items())})
+    return render(request, "alerts/rule_list.html", {"rows": rows, "can_edit": _can_edit_any(request.user)})
+
+
+@login_required
+def alert_rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
+    """One rule: its settings, instances (acknowledge), and state history."""
+    rule = selectors.alert_rule_list_for_user(user=request.user).filter(pk=rule_id).first()
+    if rule is None:
+        raise Http404("No such alert rule, or you cannot see it.")
+    context = {
+        "rule": rule,
+        "document": json.dumps(AlertRuleSerializer(rule).data, indent=2, default=str),
+        "instances": rule.instances.select_related("acknowledged_by", "assignee").order_by("state", "fingerprint"),
+        "history": selectors.state_transition_list_for_user(user=request.user).filter(rule=rule)[:200],
+        "highlight": request.GET.get("instance", ""),
+        "can_edit": selectors.alerting_can_edit(user=request.user, organization_id=rule.organization_id),
+    }
+    return render(request, "alerts/rule_detail.html", context)
+
+
+@login_required
+def alert_rule_editor(request: HttpRequest, rule_id: int | None = None) -> HttpResponse:
+    """The rule editor: the rule as JSON, a backtest preview over 24 hours or 7 days, save."""
+    document = dict(_EDITOR_EXAMPLE)
+    if rule_id is not None:
+        rule = selectors.alert_rule_list_for_user(user=request.user).filter(pk=rule_id).first()
+        if rule is None:
+            raise Http404("No such alert rule, or you cannot see it.")
+        data = AlertRuleSerializer(rule).data
+        document = {key: data[key] for key in (
+            "name", "queries", "group_by", "reduction", "condition", "for", "keep_firing_for", "no_data_for",
+            "window", "interval", "severity", "labels", "annotations", "contact_points", "group_wait",
+        )}  # fmt: skip
+        if data["expression"]:
+            document["expression"] = data["expression"]
+    contact_points = selectors.contact_point_list_for_user(user=request.user)
+    context = {"rule_id": rule_id, "document": json.dumps(document, indent=2), "contact_points": contact_points}
+    return render(request, "alerts/rule_editor.html", context)
+
+
+@login_required
+def alert_instance_list(request: HttpRequest) -> HttpResponse:
+    """Every instance of the user's rules, firing first."""
+    instances = selectors.alert_instance_list_for_user(user=request.user)
+    state = request.GET.get("state", "")
+    if state:
+        instances = instances.filter(state=state)
+    return render(request, "alerts/instance_list.html", {"instances": instances[:500], "state": state})
+
+
+@login_required
+def silence_list(request: HttpRequest) -> HttpResponse:
+    """Silences, with a form to add one and a button to expire one."""
+    return render(
+        request, "alerts/silence_list.html", {"silences": selectors.silence_list_for_user(user=request.user)[:200]}
+    )
+
+
+@login_required
+def contact_point_list(request: HttpRequest) -> HttpResponse:
+    """Contact points with a "send test" button."""
+    contact_points = selectors.contact_point_list_for_user(user=request.user)
+    return render(request, "alerts/contact_point_list.html", {"contact_points": contact_points})
+
+
+@login_required
+def notification_policy_list(request: HttpRequest) -> HttpResponse:
+    """The routing tree of each organisation."""
+    policies = list(selectors.notification_policy_list_for_user(user=request.user))
+    children: dict[int | None, list] = {}
+    for policy in policies:
+        children.setdefault(policy.parent_id, []).append(policy)
+
+    def walk(parent_id, depth):
+        for policy in children.get(parent_id, []):
+            yield {"policy": policy, "depth": depth, "indent": depth * 24}
+            yield from walk(policy.id, depth + 1)
+
+    return render(request, "alerts/policy_list.html", {"nodes": list(walk(None, 0))})

@@ -1,0 +1,60 @@
+"""Alerting pages render for members, list only their organisations' objects, and 404 across tenants."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from apps.alerts.alerting.services import contact_point_create, silence_create
+from tests.alerts.alerting.conftest import webhook_rule
+from tests.factories import organization_get, user_create
+
+pytestmark = pytest.mark.django_db
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_pages_show_rules_states_instances_history_and_buttons(editor, factory, receiver):
+    from apps.alerts.alerting.rule_evaluation import alert_rule_evaluate
+
+    rule = webhook_rule(owner=editor, url=receiver.url, annotations={"summary": "{{ labels.device }} hot"})
+    factory.write(0, 95)
+    alert_rule_evaluate(rule_id=rule.id, now=factory.at(1))
+    matchers = [{"label": "device", "op": "=", "value": "x"}]
+    silence_create(
+        organization=organization_get(),
+        created_by=editor,
+        data={"matchers": matchers, "ends_at": "2099-01-01T00:00:00Z"},
+    )
+    client = _client(editor)
+    listing = client.get("/alerts/").content.decode()
+    assert "Hot press" in listing
+    assert "firing 1" in listing
+    detail = client.get(f"/alerts/rules/{rule.id}").content.decode()
+    assert "press-7 hot" in detail
+    assert 'data-acknowledge="' in detail
+    assert 'normal</span> → <span class="badge state-firing">firing' in detail
+    editor_page = client.get(f"/alerts/rules/{rule.id}/edit").content.decode()
+    assert "backtest-run" in editor_page
+    assert "Hot press" in editor_page
+    assert 'data-send-test="' in client.get("/alerts/contact-points/").content.decode()
+    assert 'data-expire="' in client.get("/alerts/silences/").content.decode()
+    assert "press-7" in client.get("/alerts/instances/?state=firing").content.decode()
+    assert client.get("/alerts/policies/").status_code == 200
+    assert client.get("/alerts/rules/new").status_code == 200
+
+
+def test_pages_are_scoped_to_the_organisation(editor, receiver):
+    rule = webhook_rule(owner=editor, url=receiver.url)
+    contact_point_create(organization=organization_get(), created_by=editor, name="secret hook", kind="in_app",
+                         config={})  # fmt: skip
+    stranger = _client(user_create(username="mallory", organization="other-org", role="editor"))
+    assert "Hot press" not in stranger.get("/alerts/").content.decode()
+    assert stranger.get(f"/alerts/rules/{rule.id}").status_code == 404
+    assert stranger.get(f"/alerts/rules/{rule.id}/edit").status_code == 404
+    assert "secret hook" not in stranger.get("/alerts/contact-points/").content.decode()
+    assert Client().get("/alerts/").status_code == 302  # sign in first
