@@ -380,4 +380,7 @@ def test_connector_payloads_account_for_every_record_and_every_message(messages,
         expected_points, key=lambda point: point[2]
     )
     letters = DeadLetter.objects.filter(source=source).values_list("record_index", "error_code", "occurrences")
-    assert sorted((position, code) for position, code, _ in letters) == sorted(expected_letters)
+    # Identical payloads share one dead letter that counts them (two equally spoiled gzip bodies, say).
+    assert sorted((position, code) for position, code, occurrences in letters for _ in range(occurrences)) == sorted(
+        expected_letters
+    )
