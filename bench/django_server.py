@@ -42,6 +42,9 @@ def prod_environment(*, database: str, redis_db: int, **extra: str) -> dict[str,
         "CSRF_COOKIE_SECURE": "false",
         "LOG_LEVEL": "WARNING",
         "STATIC_ROOT": str(REPO_ROOT / "var" / "bench-static"),
+        # The operator's bound on per-source raw retention (production default: the global 7 days): benchmark sources
+        # keep history up to 400 days (the ingest backfill phase sends points 300 days old, the demo sources 35 days).
+        "STORAGE_SOURCE_RETENTION_MAX_DAYS_RAW": "400",
         **extra,
     }
 
