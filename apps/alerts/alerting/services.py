@@ -62,6 +62,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 RULES_CHANGED_CHANNEL = redis_key("alerts", "rules-changed")
+POLICY_NAME_MAX_LENGTH = 200  # NotificationPolicy.name
 
 
 class AlertingError(FieldError):
@@ -304,12 +305,22 @@ def _policy_apply(policy: NotificationPolicy, data: dict, *, partial: bool) -> l
                 setattr(policy, field_name, duration_seconds(data[api_name], field=api_name))
             except RuleError as error:
                 raise AlertingError(error.field, error.message) from None
-    for key in ("name", "position", "continue_matching"):
-        if key in data:
-            setattr(policy, key, data[key])
+    if "name" in data:
+        if not isinstance(data["name"], str) or len(data["name"]) > POLICY_NAME_MAX_LENGTH:
+            raise AlertingError("name", f"a text of at most {POLICY_NAME_MAX_LENGTH} characters.")
+        policy.name = data["name"]
+    if "position" in data:
+        position = data["position"]
+        if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= 2**31 - 1:
+            raise AlertingError("position", "a whole number from 0 (first among its siblings).")
+        policy.position = position
+    if "continue_matching" in data:
+        if not isinstance(data["continue_matching"], bool):
+            raise AlertingError("continue_matching", "true or false.")
+        policy.continue_matching = data["continue_matching"]
     if "mute_timings" in data:
         raw = data["mute_timings"]
-        if not isinstance(raw, list):
+        if not isinstance(raw, list) or not all(isinstance(item, int) and not isinstance(item, bool) for item in raw):
             raise AlertingError("mute_timings", "a list of mute timing ids.")
         timings = list(MuteTiming.objects.filter(organization_id=organization_id, pk__in=raw))
         if len(timings) != len(set(raw)):
