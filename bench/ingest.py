@@ -291,7 +291,7 @@ for name, bodies, parse in (("line_careful_path", _line_bodies(8, first_second=4
         t1 = time.perf_counter(); validated = target.validator.validate(parsed.records, received_at=timezone.now())
         t2 = time.perf_counter()
         with transaction.atomic():
-            ids, _ = _series_ids(target, validated.points)
+            ids, _, _ = _series_ids(target, validated.points)
             rows = [(ids[k], m, v) for k, m, v, _ in validated.points]
             t3 = time.perf_counter()
             points_write(points=rows, schema_id=target.schema_id)

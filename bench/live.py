@@ -392,7 +392,10 @@ def run(*, quick: bool = False) -> dict:
     web_processes = int(os.environ.get("BENCH_LIVE_WEB_PROCESSES", "1"))
     paced_seconds = 2.0 if smoke() else 15.0 if quick else 60.0
     flat_seconds = 1.0 if smoke() else 5.0 if quick else 20.0
-    environment = prod_environment(database=BENCH_DATABASE, redis_db=9, INGEST_MAX_IN_FLIGHT="16")
+    # One token opens every simulated viewer's socket: lift the per-user cap (20 in production).
+    environment = prod_environment(
+        database=BENCH_DATABASE, redis_db=9, INGEST_MAX_IN_FLIGHT="16", WEBSOCKET_MAX_CONNECTIONS_PER_USER="100000"
+    )
     _log("preparing database")
     token, key = _prepare(environment)
     # BENCH_LIVE_SPLIT=1 (with 2+ processes): one `serve` process takes the ingest calls and another `serve` with
