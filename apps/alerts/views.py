@@ -15,16 +15,26 @@ from apps.alerts.alerting import selectors
 from apps.alerts.alerting.serializers import AlertRuleSerializer
 from apps.alerts.models import AlertInstance
 
-_EDITOR_EXAMPLE = {
-    "name": "Press too hot",
-    "query": {"source": "plant", "metric": "temperature", "aggregation": "last", "group_by": ["device"]},
-    "condition": {"type": "threshold", "op": ">", "value": 90, "recovery": 85},
-    "for": "1m",
+# A new rule starts from these fields (the API's defaults); the form fills the rest.
+_EDITOR_DEFAULTS = {
+    "name": "",
+    "enabled": True,
+    "queries": [{"ref": "A", "query": {"metric": ""}}],
+    "group_by": [],
+    "reduction": "last",
+    "window": "5m",
+    "interval": "1m",
+    "condition": {"type": "threshold", "op": ">"},
+    "for": "0s",
     "keep_firing_for": "0s",
+    "no_data_for": None,
     "severity": "warning",
-    "annotations": {"summary": "{{ labels.device }} at {{ value | round(1) }}"},
+    "labels": {},
+    "annotations": {},
     "contact_points": [],
+    "group_wait": "0s",
 }
+_EDITOR_FIELDS = (*_EDITOR_DEFAULTS, "expression")
 
 
 def _can_edit_any(user) -> bool:
@@ -67,21 +77,16 @@ def alert_rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
 
 @login_required
 def alert_rule_editor(request: HttpRequest, rule_id: int | None = None) -> HttpResponse:
-    """The rule editor: the rule as JSON, a backtest preview over 24 hours or 7 days, save."""
-    document = dict(_EDITOR_EXAMPLE)
+    """The rule editor: a form for the rule, a backtest preview over 24 hours or 7 days, save."""
+    document = dict(_EDITOR_DEFAULTS)
     if rule_id is not None:
         rule = selectors.alert_rule_list_for_user(user=request.user).filter(pk=rule_id).first()
         if rule is None:
             raise Http404("No such alert rule, or you cannot see it.")
         data = AlertRuleSerializer(rule).data
-        document = {key: data[key] for key in (
-            "name", "queries", "group_by", "reduction", "condition", "for", "keep_firing_for", "no_data_for",
-            "window", "interval", "severity", "labels", "annotations", "contact_points", "group_wait",
-        )}  # fmt: skip
-        if data["expression"]:
-            document["expression"] = data["expression"]
+        document = {key: data[key] for key in _EDITOR_FIELDS}
     contact_points = selectors.contact_point_list_for_user(user=request.user)
-    context = {"rule_id": rule_id, "document": json.dumps(document, indent=2), "contact_points": contact_points}
+    context = {"rule_id": rule_id, "document": document, "contact_points": contact_points}
     return render(request, "alerts/rule_editor.html", context)
 
 

@@ -1,5 +1,5 @@
-"""The alerting pages in headless Chromium against daphne: the rule editor's backtest preview and save, "send test"
-to a real receiver, acknowledging an instance."""
+"""The alerting pages in headless Chromium against daphne: the rule editor form (field errors, backtest preview, save),
+"send test" to a real receiver, the contact point, silence and policy forms, the history timeline."""
 
 from __future__ import annotations
 
@@ -17,10 +17,8 @@ from tests.ingestion.factories import source_with_key
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def test_the_rule_editor_previews_a_backtest_and_saves(browser_server, browser, storage_committed_cleanup):
-    from selenium.webdriver.common.by import By
-
-    user_create(username="erin", role="editor")
+def _plant_with_a_breach(base_url: str) -> None:
+    """plant/temperature of press-7 over the last 40 minutes: 50, with 95 from minute 10 to 15."""
     _, key = source_with_key(slug="plant")
     now = datetime.now(UTC)
     records = [
@@ -28,20 +26,67 @@ def test_the_rule_editor_previews_a_backtest_and_saves(browser_server, browser, 
          "temperature": 95 if 10 <= minute < 15 else 50}
         for minute in range(40)
     ]  # fmt: skip
-    http_ingest(browser_server, "plant", key, records)
+    http_ingest(base_url, "plant", key, records)
+
+
+def _type(browser, element_id: str, text: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    field = browser.find_element(By.ID, element_id)
+    field.clear()
+    field.send_keys(text)
+
+
+def test_the_rule_editor_form_previews_a_backtest_and_the_saved_rule_is_listed(
+    browser_server, browser, storage_committed_cleanup
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    editor = user_create(username="erin", role="editor")
+    hook = contact_point_create(organization=organization_get(), created_by=editor, name="floor hook", kind="webhook",
+                                config={"url": "http://127.0.0.1:9/hook", "secret": "s"})  # fmt: skip
+    _plant_with_a_breach(browser_server)
     sign_in(browser, browser_server, "erin")
     browser.get(f"{browser_server}/alerts/rules/new")
+    assert not browser.find_elements(By.TAG_NAME, "textarea#rule-document")  # a form, not a JSON box
+    _type(browser, "rule-name", "Press too hot")
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#rule-source option[value=plant]"), message="no sources")
+    Select(browser.find_element(By.ID, "rule-source")).select_by_value("plant")
+    _type(browser, "rule-metric", "temperature")
+    _type(browser, "rule-group-by", "device")
+    Select(browser.find_element(By.ID, "rule-condition")).select_by_value(">")
+    # Saving without a threshold: the API's error appears beside the threshold field, which gets the focus.
+    browser.find_element(By.ID, "rule-save").click()
+    error = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, "[data-field='condition.value'] .field-error"),
+                     message="no error beside the threshold")  # fmt: skip
+    assert "condition.value" in error.text
+    assert browser.switch_to.active_element.get_attribute("id") == "rule-value"
+    _type(browser, "rule-value", "90")
+    _type(browser, "rule-recovery", "85")
+    _type(browser, "rule-summary", "{{ labels.device }} at {{ value }}")
+    browser.find_element(By.CSS_SELECTOR, f"input[name=contact_points][value='{hook.id}']").click()
     browser.find_element(By.ID, "backtest-run").click()
-    summary = wait_for(
-        lambda: browser.find_element(By.ID, "backtest-summary").text, message="no backtest summary appeared"
-    )
+    summary = wait_for(lambda: browser.find_element(By.ID, "backtest-summary").get_attribute("data-firings") and
+                       browser.find_element(By.ID, "backtest-summary").text, message="no backtest summary")  # fmt: skip
     assert "fired 1 time(s) and sent 2 notification(s)" in summary, summary
-    assert browser.find_elements(By.CSS_SELECTOR, "#backtest-charts svg .band-firing")
+    assert browser.find_elements(By.CSS_SELECTOR, "#backtest-charts .js-plotly-plot")  # drawn by plotly
+    assert browser.find_elements(By.CSS_SELECTOR, "#backtest-charts .js-plotly-plot .shapelayer path")  # firing band
     browser.find_element(By.ID, "rule-save").click()
     wait_for(lambda: "/alerts/rules/" in browser.current_url and "new" not in browser.current_url,
              message="save did not open the rule")  # fmt: skip
-    assert AlertRule.objects.get().name == "Press too hot"
-    assert console_errors(browser) == []
+    rule = AlertRule.objects.get()
+    assert (rule.name, rule.group_by, rule.condition) == (
+        "Press too hot",
+        ["device"],
+        {"type": "threshold", "op": ">", "value": 90, "recovery": 85},
+    )
+    assert rule.queries == [{"ref": "A", "query": {"source": "plant", "metric": "temperature"}}]
+    assert [point.id for point in rule.contact_points.all()] == [hook.id]
+    browser.get(f"{browser_server}/alerts/")
+    assert "Press too hot" in browser.find_element(By.TAG_NAME, "table").text
+    # The one refused save above is the only failed request.
+    assert [message for message in console_errors(browser) if "alert-rules/ - " not in message] == []
 
 
 def test_send_test_reaches_the_receiver(browser_server, browser):
