@@ -12,7 +12,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from apps.alerts.alerting import selectors
-from apps.alerts.alerting.serializers import AlertRuleSerializer
+from apps.alerts.alerting.serializers import (
+    AlertRuleSerializer,
+    ContactPointSerializer,
+    NotificationPolicySerializer,
+    SilenceSerializer,
+)
 from apps.alerts.models import AlertInstance
 
 # A new rule starts from these fields (the API's defaults); the form fills the rest.
@@ -102,22 +107,36 @@ def alert_instance_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def silence_list(request: HttpRequest) -> HttpResponse:
-    """Silences, with a form to add one and a button to expire one."""
-    return render(
-        request, "alerts/silence_list.html", {"silences": selectors.silence_list_for_user(user=request.user)[:200]}
-    )
+    """Silences, with a form to add or replace one and a button to expire one."""
+    silences = list(selectors.silence_list_for_user(user=request.user)[:200])
+    context = {
+        "silences": silences,
+        "silences_data": SilenceSerializer(silences, many=True).data,
+        "can_edit": _can_edit_any(request.user),
+    }
+    return render(request, "alerts/silence_list.html", context)
 
 
 @login_required
 def contact_point_list(request: HttpRequest) -> HttpResponse:
-    """Contact points with a "send test" button."""
-    contact_points = selectors.contact_point_list_for_user(user=request.user)
-    return render(request, "alerts/contact_point_list.html", {"contact_points": contact_points})
+    """Contact points with "send test", edit and delete, and a form to add one."""
+    contact_points = list(selectors.contact_point_list_for_user(user=request.user))
+    context = {
+        "contact_points": contact_points,
+        "contact_points_data": ContactPointSerializer(contact_points, many=True).data,
+        "can_edit": _can_edit_any(request.user),
+    }
+    return render(request, "alerts/contact_point_list.html", context)
+
+
+def _policy_label(policy) -> str:
+    matchers = " ".join(f"{matcher['label']}{matcher['op']}{matcher['value']}" for matcher in policy.matchers)
+    return policy.name or matchers or "every alert"
 
 
 @login_required
 def notification_policy_list(request: HttpRequest) -> HttpResponse:
-    """The routing tree of each organisation."""
+    """The routing tree of each organisation, with forms to add, change and delete its nodes."""
     policies = list(selectors.notification_policy_list_for_user(user=request.user))
     children: dict[int | None, list] = {}
     for policy in policies:
@@ -125,7 +144,14 @@ def notification_policy_list(request: HttpRequest) -> HttpResponse:
 
     def walk(parent_id, depth):
         for policy in children.get(parent_id, []):
-            yield {"policy": policy, "depth": depth, "indent": depth * 24}
+            yield {"policy": policy, "depth": min(depth, 6), "label": "· " * depth + _policy_label(policy)}
             yield from walk(policy.id, depth + 1)
 
-    return render(request, "alerts/policy_list.html", {"nodes": list(walk(None, 0))})
+    context = {
+        "nodes": list(walk(None, 0)),
+        "policies_data": NotificationPolicySerializer(policies, many=True).data,
+        "contact_points": selectors.contact_point_list_for_user(user=request.user),
+        "mute_timings": selectors.mute_timing_list_for_user(user=request.user),
+        "can_edit": _can_edit_any(request.user),
+    }
+    return render(request, "alerts/policy_list.html", context)

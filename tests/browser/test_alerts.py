@@ -104,3 +104,55 @@ def test_send_test_reaches_the_receiver(browser_server, browser):
         assert receiver.requests[0].json()["alerts"][0]["labels"]["alertname"] == "TestNotification"
     finally:
         receiver_stop(receiver)
+
+
+def test_contact_point_silence_and_policy_forms_create_and_edit(browser_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from apps.alerts.models import ContactPoint, NotificationPolicy, Silence
+
+    user_create(username="erin", role="editor")
+    sign_in(browser, browser_server, "erin")
+    browser.get(f"{browser_server}/alerts/contact-points/")
+    Select(browser.find_element(By.ID, "cp-kind")).select_by_value("cmms")
+    assert not browser.find_element(By.ID, "cp-asset-label").find_element(By.XPATH, "..").get_attribute("hidden")
+    _type(browser, "cp-name", "maintenance")
+    _type(browser, "cp-url", "ftp://cmms.example.com")
+    browser.find_element(By.ID, "cp-save").click()
+    error = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, "[data-field~='config.url'] .field-error"),
+                     message="no error beside the URL")  # fmt: skip
+    assert "config.url" in error.text
+    _type(browser, "cp-url", "http://127.0.0.1:9/cmms")
+    _type(browser, "cp-asset-label", "device")
+    browser.find_element(By.ID, "cp-save").click()
+    wait_for(lambda: ContactPoint.objects.filter(name="maintenance").exists(), message="no contact point created")
+    point = ContactPoint.objects.get()
+    assert (point.kind, point.config["asset_label"]) == ("cmms", "device")
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, f"[data-edit-contact-point='{point.id}']"), message="row")
+    browser.find_element(By.CSS_SELECTOR, f"[data-edit-contact-point='{point.id}']").click()
+    _type(browser, "cp-name", "work orders")
+    browser.find_element(By.ID, "cp-save").click()
+    wait_for(lambda: ContactPoint.objects.get().name == "work orders", message="the edit was not saved")
+
+    browser.get(f"{browser_server}/alerts/silences/")
+    _type(browser, "silence-matchers", "device=press-7\nseverity!=info")
+    Select(browser.find_element(By.ID, "silence-duration")).select_by_value("2")
+    _type(browser, "silence-comment", "planned maintenance")
+    browser.find_element(By.CSS_SELECTOR, "#silence-form [type=submit]").click()
+    wait_for(lambda: Silence.objects.exists(), message="no silence created")
+    silence = Silence.objects.get()
+    assert silence.matchers == [{"label": "device", "op": "=", "value": "press-7"},
+                                {"label": "severity", "op": "!=", "value": "info"}]  # fmt: skip
+    assert 7100 < (silence.ends_at - silence.starts_at).total_seconds() < 7300
+
+    browser.get(f"{browser_server}/alerts/policies/")
+    _type(browser, "policy-matchers", "severity=critical")
+    Select(browser.find_element(By.ID, "policy-contact-point")).select_by_value(str(point.id))
+    _type(browser, "policy-group-wait", "30s")
+    browser.find_element(By.CSS_SELECTOR, "#policy-form [type=submit]").click()
+    wait_for(lambda: NotificationPolicy.objects.exists(), message="no policy created")
+    policy = NotificationPolicy.objects.get()
+    assert (policy.contact_point_id, policy.group_wait_seconds) == (point.id, 30)
+    assert policy.matchers == [{"label": "severity", "op": "=", "value": "critical"}]
+    assert [message for message in console_errors(browser) if "contact-points/ - " not in message] == []
