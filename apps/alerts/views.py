@@ -17,6 +17,7 @@ from apps.alerts.alerting.serializers import (
     ContactPointSerializer,
     NotificationPolicySerializer,
     SilenceSerializer,
+    StateTransitionSerializer,
 )
 from apps.alerts.models import AlertInstance
 
@@ -69,11 +70,13 @@ def alert_rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
     rule = selectors.alert_rule_list_for_user(user=request.user).filter(pk=rule_id).first()
     if rule is None:
         raise Http404("No such alert rule, or you cannot see it.")
+    history = list(selectors.state_transition_list_for_user(user=request.user).filter(rule=rule)[:200])
     context = {
         "rule": rule,
         "document": json.dumps(AlertRuleSerializer(rule).data, indent=2, default=str),
         "instances": rule.instances.select_related("acknowledged_by", "assignee").order_by("state", "fingerprint"),
-        "history": selectors.state_transition_list_for_user(user=request.user).filter(rule=rule)[:200],
+        "history": history,
+        "history_data": StateTransitionSerializer(history, many=True).data,
         "highlight": request.GET.get("instance", ""),
         "can_edit": selectors.alerting_can_edit(user=request.user, organization_id=rule.organization_id),
     }

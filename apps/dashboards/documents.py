@@ -57,6 +57,11 @@ MAX_GRID_HEIGHT = 100
 MAX_GRID_ROW = 10_000
 MAX_OPTIONS_CHARACTERS = 20_000
 MAX_MARKDOWN_CHARACTERS = 50_000
+# Panels that read no query: text shows markdown, an alert list reads GET /api/v1/alerts/ in the browser.
+QUERYLESS_PANEL_TYPES = ("text", "alertlist")
+# The alert instance states (apps.alerts.models.AlertState) an alert list may filter on.
+ALERT_LIST_STATES = ("firing", "pending", "recovering", "nodata", "error", "normal")
+MAX_ALERT_LIST_ROWS = 100
 DEFAULT_TIME_RANGE = {"start": "-6h", "end": "now"}
 AXES = ("left", "right")
 STYLES = ("lines", "areas", "bars")
@@ -326,8 +331,8 @@ def _panel_clean(panel: Any, path: str, context: _QueryContext, *, next_row: int
     queries_in = panel.get("queries", [])
     if not isinstance(queries_in, list):
         raise DashboardDocumentError(f"{path}.queries", "must be a list of queries.")
-    if panel_type == PanelType.TEXT and queries_in:
-        raise DashboardDocumentError(f"{path}.queries", "text panels take no queries.")
+    if panel_type in QUERYLESS_PANEL_TYPES and queries_in:
+        raise DashboardDocumentError(f"{path}.queries", f"{panel_type} panels take no queries.")
     if len(queries_in) > MAX_QUERIES_PER_PANEL:
         raise DashboardDocumentError(f"{path}.queries", f"at most {MAX_QUERIES_PER_PANEL} queries per panel.")
     queries: list[dict[str, Any]] = []
@@ -472,6 +477,8 @@ def _options_clean(options: Any, path: str, *, panel_type: str) -> dict[str, Any
         cleaned["thresholds"] = _thresholds_clean(cleaned["thresholds"], f"{path}.thresholds")
     if "states" in cleaned:
         cleaned["states"] = _states_clean(cleaned["states"], f"{path}.states")
+    if panel_type == PanelType.ALERT_LIST:
+        _alert_list_options_check(cleaned, path)
     if "markdown" in cleaned or panel_type == PanelType.TEXT:
         markdown = cleaned.get("markdown", "")
         if not isinstance(markdown, str):
@@ -480,6 +487,15 @@ def _options_clean(options: Any, path: str, *, panel_type: str) -> dict[str, Any
             raise DashboardDocumentError(f"{path}.markdown", f"at most {MAX_MARKDOWN_CHARACTERS:,} characters.")
         cleaned["markdown"] = markdown_html_strip(markdown)
     return cleaned
+
+
+def _alert_list_options_check(options: dict[str, Any], path: str) -> None:
+    """An alert list's `alert_states` (which states it shows; none: every state but normal) and `alert_limit`."""
+    states = options.get("alert_states")
+    if states is not None and (not isinstance(states, list) or any(state not in ALERT_LIST_STATES for state in states)):
+        raise DashboardDocumentError(f"{path}.alert_states", f"a list of {', '.join(ALERT_LIST_STATES)}.")
+    if options.get("alert_limit") is not None:
+        _integer(options["alert_limit"], f"{path}.alert_limit", minimum=1, maximum=MAX_ALERT_LIST_ROWS)
 
 
 def _thresholds_clean(thresholds: Any, path: str) -> list[dict[str, Any]]:

@@ -43,6 +43,7 @@ class PanelType(models.TextChoices):
     XY = "xy", "XY scatter"
     STATE_TIMELINE = "state_timeline", "State timeline"
     TEXT = "text", "Text (markdown)"
+    ALERT_LIST = "alertlist", "Alert list"
 
 
 class Dashboard(models.Model):

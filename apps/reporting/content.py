@@ -136,6 +136,8 @@ def sections_define(
                 continue
             options = panel.get("options") or {}
             panel_type = panel.get("type", "timeseries")
+            if panel_type == "alertlist":  # live alert instances, not data over the report's range
+                continue
             if panel_type == "text":
                 sections.append(
                     SectionDefinition(

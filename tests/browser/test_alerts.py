@@ -156,3 +156,55 @@ def test_contact_point_silence_and_policy_forms_create_and_edit(browser_server, 
     assert (policy.contact_point_id, policy.group_wait_seconds) == (point.id, 30)
     assert policy.matchers == [{"label": "severity", "op": "=", "value": "critical"}]
     assert [message for message in console_errors(browser) if "contact-points/ - " not in message] == []
+
+
+def test_the_alert_list_panel_shows_firing_instances_of_readable_rules_live(
+    browser_server, browser, storage_committed_cleanup
+):
+    from selenium.webdriver.common.by import By
+
+    from apps.alerts.alerting.rule_evaluation import alert_rule_evaluate
+    from apps.alerts.alerting.services import alert_rule_create
+    from apps.alerts.models import AlertInstance
+    from apps.dashboards.services import dashboard_create
+
+    editor = user_create(username="erin", role="editor")
+    user_create(username="vera", role="viewer")
+    stranger = user_create(username="olga", role="editor", organization="other-org")
+    _, key = source_with_key(slug="plant")
+    query = {"source": "plant", "metric": "temperature", "aggregation": "last", "group_by": ["device"]}
+    body = {"name": "Press too hot", "condition": {"type": "threshold", "op": ">", "value": 90}, "query": query}
+    rule = alert_rule_create(organization=organization_get(), owner=editor, data=body)
+    hidden = alert_rule_create(organization=organization_get(slug="other-org"), owner=stranger,
+                               data={**body, "name": "Other organisation's rule"})  # fmt: skip
+    AlertInstance.objects.create(rule=hidden, labels={"device": "secret-press"}, fingerprint="x", state="firing")
+    http_ingest(browser_server, "plant", key, [{"device": "press-7", "temperature": 95}])
+    alert_rule_evaluate(rule_id=rule.id)
+    assert AlertInstance.objects.get(rule=rule).state == "firing"
+    panel = {"key": "alerts", "title": "Alerts", "type": "alertlist", "options": {"alert_states": ["firing"]},
+             "grid": {"x": 0, "y": 0, "w": 6, "h": 6}}  # fmt: skip
+    document = {"title": "Floor", "time_range": {"start": "-1h", "end": "now"}, "refresh": "live", "panels": [panel]}
+    dashboard = dashboard_create(organization=organization_get(), owner=editor, document=document)
+
+    sign_in(browser, browser_server, "vera")
+    browser.get(f"{browser_server}/dashboards/{dashboard.uid}")
+    rows = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".alert-list-item"), message="no alert listed")
+    assert len(rows) == 1
+    expected = ("Press too hot", "device=press-7", "firing")
+    assert tuple(text for text in expected if text in rows[0].text) == expected
+    assert "secret-press" not in browser.find_element(By.CSS_SELECTOR, ".alert-list").text
+
+    # A second press breaches: the live panel lists it without a reload.
+    http_ingest(browser_server, "plant", key, [{"device": "press-9", "temperature": 97}])
+    alert_rule_evaluate(rule_id=rule.id)
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, ".alert-list-item")) == 2, timeout=15,
+             message="the second firing instance did not appear live")  # fmt: skip
+    assert console_errors(browser) == []
+
+    # The rule's page draws the state history as a timeline.
+    browser.get(f"{browser_server}/alerts/rules/{rule.id}")
+    wait_for(lambda: browser.find_element(By.ID, "history-timeline").get_attribute("data-drawn") == "1",
+             message="no history timeline")  # fmt: skip
+    bars = browser.find_elements(By.CSS_SELECTOR, "#history-timeline .barlayer .point")
+    assert len(bars) == 2  # one "firing" bar per instance
+    assert console_errors(browser) == []

@@ -226,3 +226,17 @@ def test_new_panel_types_and_options_are_kept():
     for panel_type in ("bargauge", "histogram", "xy"):
         panel["type"] = panel_type
         assert dashboard_document_clean(document) == document
+
+
+def test_an_alert_list_panel_takes_states_and_a_limit_but_no_queries():
+    panel = {"key": "a", "type": "alertlist", "options": {"alert_states": ["firing", "pending"], "alert_limit": 20}}
+    cleaned = dashboard_document_clean({"title": "Alerts", "panels": [panel]})
+    assert cleaned["panels"][0]["options"] == {"alert_states": ["firing", "pending"], "alert_limit": 20}
+    for bad, path in (
+        ({"options": {"alert_states": ["burning"]}}, "panels[0].options.alert_states"),
+        ({"options": {"alert_limit": 1000}}, "panels[0].options.alert_limit"),
+        ({"queries": [{"ref": "A", "query": {"metric": "temperature"}}]}, "panels[0].queries"),
+    ):
+        with pytest.raises(DashboardDocumentError) as refused:
+            dashboard_document_clean({"title": "Alerts", "panels": [{**panel, **bad}]})
+        assert refused.value.field == path

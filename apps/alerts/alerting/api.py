@@ -22,6 +22,7 @@ from apps.access.selectors import organization_ids_for_user
 from apps.alerts.alerting import selectors, serializers
 from apps.alerts.alerting import services as alerting
 from apps.alerts.alerting.selectors import EDITOR_ROLES, alerting_can_edit
+from apps.alerts.models import AlertState
 from apps.storage.query.spec import QuerySpecError, time_parse
 
 _ERROR = ErrorSerializer
@@ -76,6 +77,15 @@ def _id_param(params, name: str) -> int:
     if len(values) != 1 or not values[0].isdigit() or not values[0].isascii():
         raise FieldError(name, "must be one id, a whole number.")
     return int(values[0])
+
+
+def _states_param(text: str) -> list[str]:
+    """`state=firing,pending`: known states only, 400 naming `state` otherwise."""
+    states = [state.strip() for state in text.split(",") if state.strip()]
+    unknown = [state for state in states if state not in AlertState.values]
+    if unknown:
+        raise FieldError("state", f"unknown state {unknown[0]!r}; use {', '.join(AlertState.values)}.")
+    return states
 
 
 class _CreateMixin:
@@ -283,7 +293,9 @@ class AlertInstanceListView(ListAPIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("rule", int, description="Only this rule's instances."),
-            OpenApiParameter("state", str, description="Only this state (normal, pending, firing, ...)."),
+            OpenApiParameter(
+                "state", str, description="Only these states, comma-separated (normal, pending, firing, ...)."
+            ),
         ],
         summary="List alert instances",
     )
@@ -296,7 +308,7 @@ class AlertInstanceListView(ListAPIView):
         if "rule" in params:
             instances = instances.filter(rule_id=_id_param(params, "rule"))
         if params.get("state"):
-            instances = instances.filter(state=params["state"])
+            instances = instances.filter(state__in=_states_param(params["state"]))
         return instances
 
 

@@ -6,7 +6,8 @@ import { ApiError, get, post, put, query as queryString } from "./api.js";
 import { csvFromRows, csvFromSeries, download, fileSafe } from "./csv.js";
 import { catalog, PanelEditor } from "./editor.js";
 import { LiveConnection } from "./live.js";
-import { PANEL_TYPES, panelErrorMessage, panelImage, purge, renderPanel, resizePanel } from "./panels.js";
+import { fetchAlertList } from "./alert-list.js";
+import { PANEL_TYPES, QUERYLESS_TYPES, panelErrorMessage, panelImage, purge, renderPanel, resizePanel } from "./panels.js";
 import { openInspector } from "./inspector.js";
 import { combinedPoints, panelReduce, REDUCED_TYPES } from "./values.js";
 import { dropBefore, lastPointTime, mergeSeries } from "./series.js";
@@ -341,7 +342,7 @@ function draw(panel, view) {
       spark: fetched.spark,
     };
   });
-  renderPanel(view.body, panel, results, { range: currentRange(), onZoom: (start, end) => setRange({ start, end }, { fromZoom: true }), annotations: annotations.shapesFor(panel.key) });
+  renderPanel(view.body, panel, results, { alerts: view.alerts, range: currentRange(), onZoom: (start, end) => setRange({ start, end }, { fromZoom: true }), annotations: annotations.shapesFor(panel.key) });
   if (panel.type === "timeseries") annotations.bind(view.body, panel);
 }
 
@@ -391,9 +392,16 @@ async function loadPanel(panel) {
   view.subscriptions = [];
   view.status.textContent = "";
   view.status.className = "panel-status";
+  clearInterval(view.alertTimer);
   if (panel.type === "text") {
     view.data = new Map();
     draw(panel, view);
+    return;
+  }
+  if (panel.type === "alertlist") {
+    await loadAlertList(panel, view, controller.signal);
+    // Alert states change without new points: a live dashboard asks again every few seconds.
+    if (state.doc.refresh === "live") view.alertTimer = setInterval(() => !document.hidden && loadAlertList(panel, view, controller.signal), ALERT_LIST_POLL_MS);
     return;
   }
   view.element.classList.add("loading");
@@ -430,6 +438,18 @@ async function loadPanel(panel) {
     panelErrorMessage(view.body, error.message);
   } finally {
     view.element.classList.remove("loading");
+  }
+}
+
+const ALERT_LIST_POLL_MS = 5000;
+
+async function loadAlertList(panel, view, signal) {
+  try {
+    view.data = new Map();
+    view.alerts = await fetchAlertList(panel, { signal });
+    draw(panel, view);
+  } catch (error) {
+    if (error.name !== "AbortError") panelErrorMessage(view.body, error.message);
   }
 }
 
@@ -622,6 +642,7 @@ function removePanel(key) {
   if (!view || !panel) return;
   if (!confirm(`Remove the panel “${panel.title || "Untitled"}”?`)) return;
   for (const id of view.subscriptions ?? []) live.unsubscribe(id);
+  clearInterval(view.alertTimer);
   window.Plotly.purge(view.body);
   state.grid.removeWidget(view.element);
   state.panels.delete(key);
@@ -665,7 +686,8 @@ async function previewPanel(panel, container) {
   container._previewType = panel.type;
   const view = { body: container, data: new Map() };
   try {
-    if (panel.type !== "text") {
+    if (panel.type === "alertlist") view.alerts = await fetchAlertList(panel);
+    else if (!QUERYLESS_TYPES.has(panel.type)) {
       const { results } = await fetchPanel(panel, view);
       storeResults(view, results);
     }

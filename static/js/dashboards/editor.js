@@ -4,7 +4,8 @@
 import { get, query as queryString, results as listResults } from "./api.js";
 import { element, field, optionFields, select } from "./editor-options.js";
 import { renderInspector } from "./inspector.js";
-import { PANEL_TYPES } from "./panels.js";
+import { ALERT_STATES, alertListStates } from "./alert-list.js";
+import { PANEL_TYPES, QUERYLESS_TYPES } from "./panels.js";
 import { seriesDisplayName } from "./values.js";
 
 const AGGREGATIONS = ["avg", "sum", "count", "min", "max", "last", "p50", "p75", "p90", "p95", "p99", "raw"];
@@ -79,7 +80,7 @@ export function statesFormat(states) {
 // Drops what the API would refuse: empty filters, a source of "any", queries of text panels.
 export function panelClean(panel) {
   const clean = structuredClone(panel);
-  if (clean.type === "text") clean.queries = [];
+  if (QUERYLESS_TYPES.has(clean.type)) clean.queries = [];
   const empty = (value) => value === undefined || value === null || value === "" || (Array.isArray(value) && !value.length);
   for (const item of clean.queries ?? []) {
     const spec = item.query;
@@ -156,7 +157,7 @@ export class PanelEditor {
   }
 
   validate() {
-    if (this.panel.type === "text") return "";
+    if (QUERYLESS_TYPES.has(this.panel.type)) return "";
     const missing = this.panel.queries.find((item) => !item.query.metric);
     return missing ? `Query ${missing.ref}: choose a metric.` : "";
   }
@@ -208,6 +209,8 @@ export class PanelEditor {
       const markdown = bindText(element("textarea", { name: "markdown", rows: "8" }), (value) => (options.markdown = value));
       markdown.value = options.markdown ?? "";
       rows.push(field("Text (markdown)", markdown, "Headings (#), **bold**, *italics*, lists (- item) and [links](https://…). HTML is shown as text."));
+    } else if (panel.type === "alertlist") {
+      rows.push(...this.alertListFields());
     } else {
       rows.push(...optionFields(panel, { changed: () => this.changed(), rerender: () => this.renderFields(), seriesNames: () => this.seriesNames() }));
       if (panel.type === "state_timeline") {
@@ -216,11 +219,34 @@ export class PanelEditor {
       }
     }
     this.fields.replaceChildren(...rows);
-    this.dialog.querySelector(".editor-query-section").hidden = panel.type === "text";
+    this.dialog.querySelector(".editor-query-section").hidden = QUERYLESS_TYPES.has(panel.type);
+  }
+
+  // An alert list's options: which states it shows, and how many instances at most.
+  alertListFields() {
+    const options = this.panel.options;
+    const chosen = new Set(alertListStates(this.panel));
+    const boxes = ALERT_STATES.map(([state, label]) => {
+      const box = element("input", { type: "checkbox", name: "alert_states", value: state, checked: chosen.has(state) });
+      box.addEventListener("change", () => {
+        options.alert_states = [...this.fields.querySelectorAll("input[name=alert_states]:checked")].map((input) => input.value);
+        this.changed();
+      });
+      return element("label", { class: "inline-check" }, box, ` ${label}`);
+    });
+    const limit = element("input", { type: "number", name: "alert_limit", min: "1", max: "100", value: options.alert_limit ?? 50 });
+    limit.addEventListener("input", () => {
+      options.alert_limit = limit.value ? Math.min(100, Math.max(1, Number(limit.value))) : undefined;
+      this.changed();
+    });
+    return [
+      element("fieldset", { class: "option-section" }, element("legend", { text: "Show alerts that are" }), ...boxes),
+      field("At most", limit, "Instances of the rules you may read, most urgent first."),
+    ];
   }
 
   renderQueries() {
-    if (this.panel.type !== "text" && !this.panel.queries.length) {
+    if (!QUERYLESS_TYPES.has(this.panel.type) && !this.panel.queries.length) {
       this.panel.queries.push({ ref: "A", axis: "left", query: { metric: "", filters: {}, aggregation: "avg", bucket: "auto", group_by: [] } });
     }
     this.queriesBox.replaceChildren(...this.panel.queries.map((item, index) => this.queryBuilder(item, index)));

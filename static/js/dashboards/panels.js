@@ -2,6 +2,7 @@
 // Each result is {ref, axis, legend, unit, metric, series: [{labels, points: [[iso, value], ...]}]}; panels whose
 // numbers the server reduces also carry reduced: [{labels, value}] (and stats a `spark` line).
 
+import { renderAlertList } from "./alert-list.js";
 import { renderMarkdown } from "./markdown.js";
 import { renderTable } from "./tables.js";
 import { chartColors } from "./theme.js";
@@ -22,7 +23,11 @@ export const PANEL_TYPES = [
   ["xy", "XY scatter"],
   ["state_timeline", "State timeline"],
   ["text", "Text"],
+  ["alertlist", "Alert list"],
 ];
+
+// Panels without queries: text shows markdown, an alert list reads the alert instances (alert-list.js).
+export const QUERYLESS_TYPES = new Set(["text", "alertlist"]);
 
 export const PALETTE = ["#3274d9", "#e0752d", "#56a64b", "#c4162a", "#8f3bb8", "#1f9aa8", "#d6a21d", "#6e7f8f"];
 // No mode bar: dragging across a chart zooms (into an absolute range), and panel menus hold the exports.
@@ -123,6 +128,11 @@ export function renderPanel(element, panel, results, context = {}) {
     body.className = "markdown";
     body.innerHTML = renderMarkdown(options.markdown ?? "");
     element.replaceChildren(body);
+    return;
+  }
+  if (panel.type === "alertlist") {
+    purge(element);
+    renderAlertList(element, panel, context.alerts);
     return;
   }
   if (!(panel.queries ?? []).some((item) => item.query?.metric)) {

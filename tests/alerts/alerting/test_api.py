@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from apps.alerts.models import AlertRule, ContactPoint
+from tests.alerts.alerting.conftest import webhook_rule
 from tests.conftest import api_client_for
 from tests.factories import user_create
 from tests.storage.factories import source_create
@@ -172,3 +173,22 @@ def test_changes_go_to_the_audit_log_without_secrets(editor):
     actions = [action for action, _ in events]
     assert actions[-4:] == ["contact_point.created", "alert_rule.created", "alert_rule.changed", "alert_rule.deleted"]
     assert "s3" not in str(events)
+
+
+def test_instances_filter_on_several_states_and_refuse_an_unknown_one(editor, factory, receiver):
+    from apps.alerts.alerting.rule_evaluation import alert_rule_evaluate
+
+    rule = webhook_rule(owner=editor, url=receiver.url)
+    factory.write(0, 95, device="press-7")
+    factory.write(0, 50, device="press-8")
+    alert_rule_evaluate(rule_id=rule.id, now=factory.at(1))
+    client = api_client_for(editor)
+
+    def states(query: str) -> list[str]:
+        return sorted(item["state"] for item in client.get(f"/api/v1/alerts/?{query}").json()["results"])
+
+    assert states("state=firing") == ["firing"]
+    assert states("state=firing,normal") == ["firing", "normal"]
+    refused = client.get("/api/v1/alerts/?state=firing,burning")
+    assert refused.status_code == 400
+    assert refused.json()["field"] == "state"
