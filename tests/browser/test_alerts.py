@@ -134,13 +134,16 @@ def test_contact_point_silence_and_policy_forms_create_and_edit(browser_server, 
     _type(browser, "cp-name", "work orders")
     browser.find_element(By.ID, "cp-save").click()
     wait_for(lambda: ContactPoint.objects.get().name == "work orders", message="the edit was not saved")
+    wait_for(lambda: "work orders" in browser.find_element(By.TAG_NAME, "table").text, message="no reload after edit")
 
     browser.get(f"{browser_server}/alerts/silences/")
     _type(browser, "silence-matchers", "device=press-7\nseverity!=info")
     Select(browser.find_element(By.ID, "silence-duration")).select_by_value("2")
     _type(browser, "silence-comment", "planned maintenance")
     browser.find_element(By.CSS_SELECTOR, "#silence-form [type=submit]").click()
-    wait_for(lambda: Silence.objects.exists(), message="no silence created")
+    wait_for(
+        lambda: browser.find_elements(By.CSS_SELECTOR, "[data-expire]"), message="the page did not list the silence"
+    )
     silence = Silence.objects.get()
     assert silence.matchers == [{"label": "device", "op": "=", "value": "press-7"},
                                 {"label": "severity", "op": "!=", "value": "info"}]  # fmt: skip

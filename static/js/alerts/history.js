@@ -44,7 +44,7 @@ function draw() {
     textposition: "none", marker: { color: COLORS[state] ?? "#3274d9" }, hovertemplate: "%{text}<extra>%{y}</extra>",
   }));
   const layout = {
-    height: Math.max(140, 60 + rows * 32), barmode: "overlay", margin: { l: 8, r: 8, t: 8, b: 8 },
+    height: Math.max(120, 60 + rows * 32), barmode: "overlay", bargap: 0.35, margin: { l: 8, r: 8, t: 8, b: 8 },
     paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: { color: colors.fg, size: 11 },
     legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
     xaxis: { type: "date", gridcolor: colors.grid, automargin: true }, yaxis: { automargin: true, fixedrange: true },

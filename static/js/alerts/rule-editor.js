@@ -243,7 +243,7 @@ function chartDraw(container, group, condition) {
   const fired = group.transitions.filter((change) => change.to === "firing" || change.to === "nodata");
   const resolved = group.transitions.filter((change) => change.to === "normal" && change.from !== "pending");
   const data = [
-    { type: "scatter", mode: "lines", name: "value", x: times, y: group.timeline.map((step) => step[1]), line: { color: "#3274d9", width: 1.5 }, connectgaps: false },
+    { type: "scatter", mode: "lines", name: "value", x: times, y: group.timeline.map((step) => step[1]), line: { color: "#3274d9", width: 1.5 }, connectgaps: true },
     { type: "scatter", mode: "markers", name: "fires", x: fired.map((change) => change.at), y: fired.map((change) => change.value), marker: { color: "#c4162a", size: 9, symbol: "triangle-up" } },
     { type: "scatter", mode: "markers", name: "resolves", x: resolved.map((change) => change.at), y: resolved.map((change) => change.value), marker: { color: "#56a64b", size: 9, symbol: "circle" } },
   ];
