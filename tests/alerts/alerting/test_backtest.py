@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth import get_user_model
 
 from tests.conftest import api_client_for
 
@@ -39,3 +40,26 @@ def test_a_backtest_refuses_a_bad_rule_or_range(editor, viewer):
     too_long = client.post("/api/v1/alert-rules/backtest?start=-30d", BODY, format="json")
     assert too_long.status_code == 422
     assert api_client_for(viewer).post("/api/v1/alert-rules/backtest", BODY, format="json").status_code == 403
+
+
+def test_a_backtest_reads_under_the_requesting_users_data_policies(editor, factory):
+    """erin may read press-7 only, ed every device: the same rule body backtests to what each may read."""
+    from apps.access.models import DataPolicy
+    from apps.access.services import data_policy_create
+    from tests.factories import organization_get, user_create
+
+    user_create(username="ed", role="editor")
+    DataPolicy.objects.filter(organization=organization_get()).delete()  # deny by default
+    data_policy_create(organization=organization_get(), name="press 7", users=["erin"], labels={"device": ["press-7"]})
+    data_policy_create(organization=organization_get(), name="all for ed", users=["ed"])
+    for minute in range(10):
+        factory.write(minute * 60 + 1, 95, device="press-7")
+        factory.write(minute * 60 + 1, 97, device="press-8")
+
+    def devices(username: str) -> list[str]:
+        client = api_client_for(get_user_model().objects.get(username=username))
+        answer = client.post("/api/v1/alert-rules/backtest?start=-1h", BODY, format="json").json()
+        return sorted(group["labels"]["device"] for group in answer["groups"])
+
+    assert devices("ed") == ["press-7", "press-8"]
+    assert devices("erin") == ["press-7"]
