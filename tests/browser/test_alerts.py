@@ -211,3 +211,43 @@ def test_the_alert_list_panel_shows_firing_instances_of_readable_rules_live(
     bars = browser.find_elements(By.CSS_SELECTOR, "#history-timeline .barlayer .point")
     assert len(bars) == 2  # one "firing" bar per instance
     assert console_errors(browser) == []
+
+
+def test_an_editor_adds_an_alert_list_from_the_panel_palette_and_saves_it(browser_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from apps.alerts.alerting.services import alert_rule_create
+    from apps.alerts.models import AlertInstance
+    from apps.dashboards.models import Dashboard
+    from apps.dashboards.services import dashboard_create
+
+    editor = user_create(username="erin", role="editor")
+    body = {"name": "Line stopped", "condition": {"type": "threshold", "op": "<", "value": 1},
+            "query": {"metric": "speed", "group_by": ["line"]}}  # fmt: skip
+    rule = alert_rule_create(organization=organization_get(), owner=editor, data=body)
+    AlertInstance.objects.create(rule=rule, labels={"line": "l2"}, fingerprint="l2", state="pending")
+    document = {"title": "Floor", "time_range": {"start": "-1h", "end": "now"}, "refresh": "off", "panels": []}
+    dashboard = dashboard_create(organization=organization_get(), owner=editor, document=document)
+    sign_in(browser, browser_server, "erin")
+    browser.get(f"{browser_server}/dashboards/{dashboard.uid}/?edit=1")
+    item = browser.find_element(By.CSS_SELECTOR, ".palette-item[data-type=alertlist]")
+    wait_for(item.is_displayed, message="the panel palette did not open")
+    assert item.text == "Alert list"
+    item.send_keys(Keys.ENTER)
+    dialog = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, "#panel-editor[open]"), message="editor open")
+    assert not dialog.find_element(By.CSS_SELECTOR, ".editor-query-section").is_displayed()  # no queries to pick
+    boxes = {box.get_attribute("value"): box for box in dialog.find_elements(By.NAME, "alert_states")}
+    assert [state for state, box in boxes.items() if box.is_selected()] == [
+        "firing", "pending", "recovering", "nodata", "error"
+    ]  # fmt: skip
+    boxes["firing"].click()  # pending, recovering, no data and error only
+    wait_for(lambda: "Line stopped" in dialog.find_element(By.CSS_SELECTOR, ".editor-preview").text,
+             message="the preview did not list the pending alert")  # fmt: skip
+    dialog.find_element(By.CSS_SELECTOR, ".editor-apply").click()
+    browser.find_element(By.ID, "save").click()
+    wait_for(lambda: Dashboard.objects.get().version == 2, message="the dashboard was not saved")
+    panel = Dashboard.objects.get().panels.get()
+    assert (panel.type, panel.queries) == ("alertlist", [])
+    assert panel.options["alert_states"] == ["pending", "recovering", "nodata", "error"]
+    assert console_errors(browser) == []
