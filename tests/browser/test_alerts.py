@@ -89,6 +89,44 @@ def test_the_rule_editor_form_previews_a_backtest_and_the_saved_rule_is_listed(
     assert [message for message in console_errors(browser) if "alert-rules/ - " not in message] == []
 
 
+def test_editing_a_rule_changes_what_the_form_shows_and_keeps_the_rest(browser_server, browser):
+    from selenium.webdriver.common.by import By
+
+    from apps.alerts.alerting.services import alert_rule_create
+
+    editor = user_create(username="erin", role="editor")
+    body = {
+        "name": "OEE low", "expression": "A / B * 100", "condition": {"type": "outside", "min": 60, "max": 100},
+        "queries": [{"ref": "A", "query": {"metric": "good", "filters": {"line": ["l1", "l2"]}}},
+                    {"ref": "B", "query": {"metric": "total"}}],
+        "group_by": ["line"], "reduction": "sum", "window": "15m", "group_interval": "2m",
+        "annotations": {"summary": "OEE {{ value }}", "dashboard_uid": "floor"},
+    }  # fmt: skip
+    rule = alert_rule_create(organization=organization_get(), owner=editor, data=body)
+    sign_in(browser, browser_server, "erin")
+    browser.get(f"{browser_server}/alerts/rules/{rule.id}/edit")
+    assert browser.find_element(By.ID, "rule-filters").get_attribute("value") == "line=l1|l2"
+    assert browser.find_element(By.ID, "rule-window").get_attribute("value") == "15m"
+    assert browser.find_element(By.ID, "rule-min").is_displayed()
+    assert not browser.find_element(By.ID, "rule-value").is_displayed()
+    assert "A / B * 100" in browser.find_element(By.ID, "rule-expression-note").text
+    _type(browser, "rule-min", "65")
+    _type(browser, "rule-recovery-min", "70")
+    browser.find_element(By.ID, "rule-save").click()
+    wait_for(lambda: browser.current_url.endswith(f"/alerts/rules/{rule.id}"), message="save did not open the rule")
+    rule.refresh_from_db()
+    assert rule.condition == {"type": "outside", "min": 65, "max": 100, "recovery_min": 70}
+    assert rule.queries == body["queries"]
+    assert (rule.expression, rule.reduction, rule.window_seconds, rule.group_interval_seconds) == (
+        "A / B * 100",
+        "sum",
+        900,
+        120,
+    )
+    assert rule.annotations == body["annotations"]
+    assert console_errors(browser) == []
+
+
 def test_send_test_reaches_the_receiver(browser_server, browser):
     from selenium.webdriver.common.by import By
 

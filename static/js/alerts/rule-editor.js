@@ -54,6 +54,7 @@ function fill(rule) {
   $("rule-name").value = rule.name ?? "";
   $("rule-severity").value = rule.severity ?? "warning";
   $("rule-enabled").checked = rule.enabled !== false;
+  if (firstQuery.source) $("rule-source").append(new Option(firstQuery.source, firstQuery.source, true, true)); // before the list loads
   $("rule-metric").value = firstQuery.metric ?? "";
   $("rule-filters").value = filtersFormat(firstQuery.filters);
   $("rule-group-by").value = (rule.group_by ?? []).join(", ");
@@ -100,9 +101,11 @@ function sourcesLoad() {
   catalog.sources().then((sources) => {
     const picker = $("rule-source");
     for (const source of sources) {
-      picker.append(new Option(source.name ? `${source.name} (${source.slug})` : source.slug, source.slug, false, source.slug === firstQuery.source));
+      const label = source.name ? `${source.name} (${source.slug})` : source.slug;
+      const present = [...picker.options].find((option) => option.value === source.slug);
+      if (present) present.textContent = label;
+      else picker.append(new Option(label, source.slug));
     }
-    if (firstQuery.source && picker.value !== firstQuery.source) picker.append(new Option(firstQuery.source, firstQuery.source, true, true));
     metricsLoad();
   }).catch((error) => (status.textContent = `Sources: ${error.message}`));
 }
