@@ -13,6 +13,8 @@ const $ = (id) => document.getElementById(id);
 const RANGE_TYPES = new Set(["outside", "inside"]);
 const THRESHOLD_OPS = new Set([">", ">=", "<", "<="]);
 const MAX_CHARTS = 12;
+// States that notify as alerting (apps/alerts/alerting/states.py ALERTING_STATES): entering or leaving one notifies.
+const ALERTING = new Set(["firing", "recovering", "nodata"]);
 
 // Query A is edited here; further queries and their expression (API-made rules) are kept as they are.
 const firstQuery = initial.queries?.[0]?.query ?? { metric: "" };
@@ -286,7 +288,8 @@ async function backtest() {
       figure.className = "backtest-figure";
       const labels = Object.entries(group.labels).map(([key, value]) => `${key}=${value}`).join(", ") || "all series";
       const fires = group.transitions.filter((change) => change.to === "firing").length;
-      figure.append(Object.assign(document.createElement("figcaption"), { textContent: `${labels}: fires ${fires} time(s), ${group.transitions.length} state change(s)` }));
+      const notifies = group.transitions.filter((change) => ALERTING.has(change.from) !== ALERTING.has(change.to)).length;
+      figure.append(Object.assign(document.createElement("figcaption"), { textContent: `${labels}: fires ${fires} time(s), ${notifies} notification(s), ${group.transitions.length} state change(s)` }));
       const chart = Object.assign(document.createElement("div"), { className: "backtest-chart" });
       chart.setAttribute("role", "img");
       chart.setAttribute("aria-label", `Values of ${labels} with the periods the rule would have been pending or firing shaded`);
