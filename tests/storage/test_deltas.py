@@ -186,3 +186,31 @@ def test_a_re_aggregating_write_waits_for_open_delta_writers_and_counts_each_poi
     with connection.cursor() as cursor:
         cursor.execute("SELECT count, sum FROM points_1m WHERE series_id = %s AND bucket = %s", [series_id, minute])
         assert cursor.fetchone() == (2, 12.0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_vacuums_each_delta_table_it_empties(settings, storage_committed_cleanup):
+    """Folded deltas are dead rows that every query's pending check would walk: the drain VACUUMs a table as soon as
+    it has emptied it (the 1-day deltas here, while the 1-minute ones still wait), which truncates it."""
+    settings.STORAGE_ROLLUP_GRACE_SECONDS = 60
+    now = bucket_floor(timezone.now(), 60)
+    storage_tables_reset(watermark=now - timedelta(days=3))
+    series_id = series_create(source=source_create(slug="vacuum"), metric="m", device="d1")
+    start = now - timedelta(days=3)
+    points_write(points=[(series_id, start + timedelta(minutes=minute), 1.0) for minute in range(3 * 1440)])
+    backend_for().rollup_refresh(now=now)
+    points_write(points=[(series_id, start + timedelta(minutes=minute, seconds=30), 2.0) for minute in range(3 * 1440)])
+    assert _count("points_1d_delta") == 3  # one per day: emptied by the first drain transaction
+    folded, left = backend_for().deltas_drain(seconds=0, rows_per_transaction=100)
+    assert folded > 0
+    assert left
+
+    def pages(table: str) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_relation_size(%s::regclass)", [table])
+            return cursor.fetchone()[0]
+
+    assert pages("points_1d_delta") == 0  # vacuumed and truncated
+    assert pages("points_1m_delta") > 0
+    assert backend_for().deltas_drain(seconds=60)[1] is False
+    assert pages("points_1m_delta") == pages("points_1h_delta") == 0

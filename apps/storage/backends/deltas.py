@@ -270,6 +270,17 @@ class DeltasSweep:
 
     def __init__(self) -> None:
         self._below: dict[str, int] = {}  # per table: the sweep folds the pages below this one next
+        self._folded: set[str] = set()  # tables with rows folded (dead until VACUUM) since their last VACUUM
+
+    def emptied(self, pending: frozenset[str]) -> list[str]:
+        """The tables this sweep folded rows of that are now empty: their dead rows are for VACUUM."""
+        return sorted(self._folded - pending)
+
+    def vacuumed(self, tables: list[str]) -> None:
+        """Forget `tables`' folded rows and positions: VACUUM removed the rows and truncated the emptied pages."""
+        self._folded.difference_update(tables)
+        for table in tables:
+            self._below.pop(table, None)
 
     def fold_step(self, cursor, tier: Tier, *, labels: bool, rows: int) -> int:
         """Fold about `rows` deltas of `tier` (label deltas with `labels`), the next pages down; rows changed.
@@ -289,4 +300,6 @@ class DeltasSweep:
             )  # fmt: skip
             below = lower
         self._below[table] = below
+        if changed:
+            self._folded.add(table)
         return changed
