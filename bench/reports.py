@@ -11,6 +11,11 @@ REPORT_MEMORY_BOUND_MB (stated in docs/reports.md).
 
     .venv/bin/python -m bench reports [--quick]
 
+Size and scope knobs (for profiling at a smaller size; the documented figures use the defaults):
+BENCH_REPORTS_SERIES (100), BENCH_REPORTS_DAYS (30; --quick 7), BENCH_REPORTS_FORMATS (which renders, comma
+separated, default "pdf,xlsx,csv,xlsx+csv"), BENCH_REPORTS_PROFILE (a directory: each render is profiled with
+pyinstrument, when it is importable, into <directory>/<format>.txt).
+
 As the storage benchmark: the parent drops and recreates its own database (BENCH_REPORTS_DATABASE_URL, else
 BENCH_DATABASE_URL, else analytics_bench_reports), migrates it, runs the body in a child process and drops it.
 --quick: 7 days; --smoke: 1 day of 5 series.
@@ -167,12 +172,24 @@ def _load(*, series: int, days: int) -> tuple[object, object, datetime]:
     return organization, user, end
 
 
+def _size(*, quick: bool) -> tuple[int, int]:
+    """Series and days: the documented size unless BENCH_REPORTS_SERIES / BENCH_REPORTS_DAYS say otherwise."""
+    series = int(os.environ.get("BENCH_REPORTS_SERIES") or SERIES)
+    days = int(os.environ.get("BENCH_REPORTS_DAYS") or (7 if quick else DAYS))
+    return series, days
+
+
+def _format_sets() -> list[list[str]]:
+    wanted = os.environ.get("BENCH_REPORTS_FORMATS") or "pdf,xlsx,csv,xlsx+csv"
+    return [name.strip().split("+") for name in wanted.split(",") if name.strip()]
+
+
 def _body(*, quick: bool) -> dict:
     from apps.dashboards.services import dashboard_create
     from apps.reporting.runs import report_content
     from apps.reporting.services import report_create
 
-    series, days = (5, 1) if smoke() else (SERIES, 7 if quick else DAYS)
+    series, days = (5, 1) if smoke() else _size(quick=quick)
     organization, user, end = _load(series=series, days=days)
     dashboard = dashboard_create(organization=organization, owner=user, document={
         "schema_version": 1, "title": "Power", "time_range": {"start": "-6h", "end": "now"},
@@ -199,7 +216,7 @@ def _body(*, quick: bool) -> dict:
     result["overview"] = {"seconds": round(overview_seconds, 2), "peak_rss_mb": memory.peak_mb,
                           "columns": len(content.sections[0].columns)}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-report-files-") as directory:
-        for formats in (["pdf"], ["xlsx"], ["csv"], ["xlsx", "csv"]):
+        for formats in _format_sets():
             name = "+".join(formats)
             measured = _in_child(_render_measured, report, content, Path(directory) / name, formats)
             result["formats"][name] = {**measured, "within_bound": measured["peak_rss_mb"] <= REPORT_MEMORY_BOUND_MB}
@@ -218,12 +235,30 @@ def _render_measured(report, content, directory: Path, formats: list[str]) -> di
 
     from apps.reporting.runs import report_files_render
 
+    profiler = _profiler()
     with PeakMemory() as memory:
         started = time.perf_counter()
+        if profiler is not None:
+            profiler.start()
         files = report_files_render(report=report, content=content, directory=directory, formats=formats,
                                     generated_at=timezone.now(), recipient_label="bench")  # fmt: skip
         seconds = time.perf_counter() - started
+    if profiler is not None:
+        profiler.stop()
+        target = Path(os.environ["BENCH_REPORTS_PROFILE"]) / f"{'+'.join(formats)}.txt"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(profiler.output_text(show_all=False, color=False))
     return {"seconds": round(seconds, 2), "peak_rss_mb": memory.peak_mb, "bytes": sum(f["bytes"] for f in files)}
+
+
+def _profiler():
+    """A pyinstrument profiler when BENCH_REPORTS_PROFILE names a directory (pyinstrument is not a dependency:
+    put it on PYTHONPATH for a profiling run)."""
+    if not os.environ.get("BENCH_REPORTS_PROFILE"):
+        return None
+    from pyinstrument import Profiler
+
+    return Profiler(interval=0.005)
 
 
 def _in_child(function, *args) -> dict:

@@ -1,15 +1,24 @@
 """The XLSX workbook (openpyxl, write-only: rows stream to disk) and the CSV files of a report.
 
-Both take their rows from `content.section_rows`, a chunk of buckets at a time, so a month of minutes for a
+Both take their rows from `content.section_chunks`, a chunk of buckets at a time, so a month of minutes for a
 hundred series never sits in memory whole; when both formats are wanted, each table's rows are read from the
 engine once and written to both. Every text cell goes through `cell_text_safe` (formula injection);
 numbers and times are written typed and untouched.
+
+A data sheet's rows are numbers only (a time, then a value per series), millions of cells for a month of
+minutes: openpyxl writes about 40,000 cells a second (an XML element object per cell), so those rows are written
+here as the sheet XML openpyxl would write for them (the same cell elements, the same number formatting, the
+style ids openpyxl registered for the two number formats) into a temporary file, and spliced into the sheet
+openpyxl wrote (its header row, frozen panes, column width and chart) when the workbook is saved.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import re
+import shutil
+import tempfile
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -22,15 +31,19 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import Cell
 from openpyxl.chart import LineChart, Reference
 from openpyxl.styles import Font
+from openpyxl.utils import get_column_letter
+from openpyxl.utils.datetime import to_excel
 
 from analytics_platform.spreadsheet_cells import cell_safe, cell_text_safe
-from apps.reporting.content import NOTHING_VISIBLE, ReportContent, Section, section_rows
+from apps.reporting.content import NOTHING_VISIBLE, ReportContent, RowChunk, Section, section_chunks
 from apps.reporting.time_ranges import period_label
 
 SHEET_TITLE_MAX = 31
 CHART_SERIES_MAX = 50
 _SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\']")
 TIME_FORMAT = "yyyy-mm-dd hh:mm"
+SHEET_DATA_END = b"</sheetData>"
+COPY_BUFFER_BYTES = 1 << 20
 
 
 def _sheet_title(title: str, used: set[str]) -> str:
@@ -104,6 +117,7 @@ class _Workbook:
                     cells.append(cell)
                 summary.append(cells)
         self.rows_written: dict[str, int] = {}
+        self.sheet_rows: list[tuple[Any, _SheetRows]] = []
 
     def heading(self, sheet, value: Any) -> Cell:
         cell = WriteOnlyCell(sheet, value=cell_safe(value))
@@ -111,7 +125,7 @@ class _Workbook:
         return cell
 
     def table(self, section: Section):
-        """A sheet for the section; returns (append a row, finish)."""
+        """A sheet for the section; returns (append a chunk of rows, finish)."""
         title = _sheet_title(section.title, self.used)
         sheet = self.workbook.create_sheet(title)
         sheet.freeze_panes = "B2"
@@ -119,34 +133,95 @@ class _Workbook:
         header = [self.heading(sheet, f"Time ({self.zone.key})")]
         header += [self.heading(sheet, cell_text_safe(column.name)) for column in section.columns]
         sheet.append(header)
-        time_cell = _styled_cell(sheet, TIME_FORMAT)
         value_format = _value_format(section.definition.decimals, section.definition.unit)
-        value_cells = [_styled_cell(sheet, value_format) for _ in section.columns]
-        count = 0
-
-        def append(row: list[Any]) -> None:
-            nonlocal count
-            time_cell.value = _local_naive(row[0], self.zone)
-            cells: list[Any] = [time_cell]
-            for cell, value in zip(value_cells, row[1:], strict=True):
-                if value is None:
-                    cells.append(None)
-                else:
-                    cell.value = value
-                    cells.append(cell)
-            sheet.append(cells)
-            count += 1
+        rows = _SheetRows(
+            time_style=_styled_cell(sheet, TIME_FORMAT).style_id,
+            value_style=_styled_cell(sheet, value_format).style_id,
+            width=len(section.columns),
+            zone=self.zone,
+            epoch=self.workbook.epoch,
+        )
+        self.sheet_rows.append((sheet, rows))
 
         def finish() -> None:
-            self.rows_written[title] = count
-            if section.definition.kind == "chart" and count:
-                _chart_add(sheet, section, count)
+            self.rows_written[title] = rows.count
+            if section.definition.kind == "chart" and rows.count:
+                _chart_add(sheet, section, rows.count)
 
-        return append, finish
+        return rows.append, finish
 
     def save(self, target: Path) -> dict[str, int]:
-        self.workbook.save(target)
+        """openpyxl writes the workbook (each data sheet with its header row only); the rows are spliced in."""
+        try:
+            self.workbook.save(target)
+            _rows_splice(target, {sheet.path.lstrip("/"): rows for sheet, rows in self.sheet_rows})
+        finally:
+            for _, rows in self.sheet_rows:
+                rows.close()
         return self.rows_written
+
+
+class _SheetRows:
+    """A data sheet's rows from row 2 on, as sheet XML in a temporary file: per row a time cell (an Excel date
+    serial with the time format) and a number cell per value present (with the value format). Numbers are
+    written as openpyxl writes them ("%.16g"); a value that is not finite (which ingestion refuses) is left out,
+    as openpyxl leaves it empty."""
+
+    def __init__(self, *, time_style: int, value_style: int, width: int, zone: ZoneInfo, epoch: datetime) -> None:
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close(), after the splice read it
+        self.count = 0
+        self.zone, self.epoch = zone, epoch
+        self.time_cell = f'" s="{time_style}" t="n"><v>'
+        value_cell = f'" s="{value_style}" t="n"><v>'
+        self.cell_prefixes = [(f'<c r="{get_column_letter(column)}', value_cell) for column in range(2, width + 2)]
+
+    def append(self, chunk: RowChunk) -> None:
+        columns = [_finite(column) for column in chunk.columns]
+        parts: list[str] = []
+        add = parts.append
+        for offset, moment in enumerate(chunk.times):
+            row = str(self.count + offset + 2)
+            serial = to_excel(_local_naive(moment, self.zone), self.epoch)
+            add(f'<row r="{row}"><c r="A{row}{self.time_cell}{serial:.16g}</v></c>')
+            for (prefix, cell), column in zip(self.cell_prefixes, columns, strict=True):
+                value = column[offset]
+                if value is not None:
+                    add(f"{prefix}{row}{cell}{value:.16g}</v></c>")
+            add("</row>")
+        self.file.write("".join(parts).encode("ascii"))
+        self.count += len(chunk.times)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _finite(values: list[Any]) -> list[Any]:
+    """The values with any that is not finite (NaN, infinity) as None; one C-speed sum tells when all are."""
+    try:
+        if math.isfinite(math.fsum(filter(None, values))):
+            return values
+    except (OverflowError, ValueError):  # an overflowing sum of finite values; inf and -inf together
+        pass
+    return [value if value is None or math.isfinite(value) else None for value in values]
+
+
+def _rows_splice(target: Path, rows: dict[str, _SheetRows]) -> None:
+    """Rewrite the saved workbook with each data sheet's rows inserted before its `</sheetData>`; every other
+    part is copied as it is (streamed, so a sheet of millions of cells is never in memory whole)."""
+    spliced = target.with_name(target.name + ".part")
+    with zipfile.ZipFile(target) as source, zipfile.ZipFile(spliced, "w", zipfile.ZIP_DEFLATED) as output:
+        for info in source.infolist():
+            sheet_rows = rows.get(info.filename)
+            if sheet_rows is None:
+                output.writestr(info, source.read(info))
+                continue
+            head, tail = source.read(info).split(SHEET_DATA_END, 1)
+            with output.open(info.filename, "w", force_zip64=True) as member:
+                member.write(head)
+                sheet_rows.file.seek(0)
+                shutil.copyfileobj(sheet_rows.file, member, COPY_BUFFER_BYTES)
+                member.write(SHEET_DATA_END + tail)
+    spliced.replace(target)
 
 
 def tables_render(
@@ -181,12 +256,13 @@ def tables_render(
             writer = csv.writer(handle)
             writer.writerow(["time", *(cell_text_safe(column.name) for column in section.columns)])
         try:
-            for row in section_rows(section, principal=content.principal, start=content.start, end=content.end):
+            for chunk in section_chunks(section, principal=content.principal, start=content.start, end=content.end):
                 if append is not None:
-                    append(row)
+                    append(chunk)
                 if writer is not None:
-                    writer.writerow([row[0].astimezone(zone).isoformat(),
-                                     *("" if value is None else repr(value) for value in row[1:])])  # fmt: skip
+                    # csv writes None as an empty cell and a number as its repr, as the values are wanted.
+                    times = [moment.astimezone(zone).isoformat() for moment in chunk.times]
+                    writer.writerows(zip(times, *chunk.columns, strict=True))
         finally:
             if handle is not None:
                 handle.close()

@@ -110,6 +110,10 @@ class QueryResult:
     cached_buckets: int = 0
     bucket_requested: int | None = None
     reduced: list[dict] | None = None  # with spec.reduce: the reduced values, and `series` is empty
+    # With `columnar`: the bucket times (ISO, UTC) and one list of values per series (gaps per `fill` as None,
+    # or carried forward), and `series` holds the headers without points (not part of the JSON answer).
+    times: list[str] | None = None
+    columns: list[list] | None = None
     label_rollups: bool = False  # rollup segments were read per label value (not part of the JSON answer)
     segments: list[Segment] = field(default_factory=list)  # what the statement read (not part of the JSON answer)
     sql: str = ""
@@ -215,13 +219,22 @@ def segments_split_dirty(segments: Sequence[Segment], dirty: Sequence[datetime])
 
 
 def query_execute(
-    *, spec: QuerySpec, principal=None, scope: DataScope | None = None, alias: str = "default"
+    *,
+    spec: QuerySpec,
+    principal=None,
+    scope: DataScope | None = None,
+    alias: str = "default",
+    columnar: bool = False,
 ) -> QueryResult:
     """Answer a query for a principal; the only way points are read.
 
     `scope` instead of a principal: a scope computed from a principal before (a live feed answers every
     subscriber whose scope has this very cache key with one query).
+    `columnar`: the answer as `times` and `columns` instead of a [time, value] pair per point (an aggregate only):
+    a report streaming 4.3 million buckets into a file spends a fifth of its reading time building those pairs.
     """
+    if columnar and spec.aggregation == RAW:
+        raise ValueError("a columnar answer is for aggregates; raw points have no shared times")
     if scope is None:
         scope = data_scope_for(principal)
     started = time.perf_counter()
@@ -242,7 +255,7 @@ def query_execute(
             "SET LOCAL jit = off; SET LOCAL enable_mergejoin = off"
         )
         try:
-            result = _execute(cursor, spec, scope, alias)
+            result = _execute(cursor, spec, scope, alias, columnar=columnar)
         except QuerySpecError as error:
             QUERY_REFUSED.labels(error.field.split(".")[0]).inc()
             raise
@@ -257,7 +270,7 @@ def query_execute(
     return result
 
 
-def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResult:
+def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str, *, columnar: bool = False) -> QueryResult:
     groups, series_groups, label_plan, newest_series = series_plan(cursor, spec, scope)
     truncated = len(groups) > spec.limit
     if truncated:
@@ -432,6 +445,11 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str) -> QueryResu
         )
     if spec.reduce is not None:
         result.reduced = reduced_values(spec.reduce, groups, [_filled(spec.fill, column) for column in columns])
+        return result
+    if columnar:
+        result.times = times
+        result.columns = [_filled("null" if spec.fill == "none" else spec.fill, column) for column in columns]
+        result.series = [dict(header) for header in groups]
         return result
     result.series = _series_output(spec, groups, times, columns)
     return result
