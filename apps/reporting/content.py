@@ -13,6 +13,7 @@ The engine applies the principal's row-level policies to every query; nothing he
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,16 @@ MIN_EXPORT_BUCKET_SECONDS = 60
 MAX_SERIES_PER_SECTION = 200  # columns of an exported table
 CHART_PANEL_TYPES = ("timeseries", "heatmap", "state_timeline", "bar")
 TABLE_PANEL_TYPES = ("table",)
+REDUCED_PANEL_TYPES = ("stat", "gauge", "bargauge")  # panels that show the query API's reduced numbers
+LEGACY_REDUCE = {"avg": "mean", "last": "last_not_null", "first": "first", "sum": "sum", "min": "min", "max": "max"}
+REDUCED_MAX_SERIES = 1_000  # series a combined value is over: the query API's largest limit, as the page asks
+CALCULATION_LABELS = {
+    "last_not_null": "Last (not null)", "last": "Last", "first": "First", "mean": "Mean", "sum": "Total (sum)",
+    "min": "Min", "max": "Max", "count": "Count of values", "delta": "Delta (last - first)",
+    "range": "Range (max - min)",
+}  # fmt: skip
+COMBINATION_LABELS = {"sum": "sum of series", "mean": "mean of series", "min": "min of series",
+                      "max": "max of series", "none": "per series"}  # fmt: skip
 NOTHING_VISIBLE = (
     "None of this report's data is visible to you: your data access grants none of it (or there is none in this "
     "period). Ask an organisation admin if you expected to see it."
@@ -60,6 +71,15 @@ class SectionDefinition:
     decimals: int | None = None
     queries: tuple[SectionQuery, ...] = ()
     text: str = ""
+    reduce: tuple[str, str] | None = None  # (calculation, combination) of a stat, gauge or bar gauge panel
+
+    @property
+    def reduce_label(self) -> str:
+        """The reduction in words, e.g. "Last (not null), mean of series"."""
+        if self.reduce is None:
+            return ""
+        calculation, combination = self.reduce
+        return f"{CALCULATION_LABELS[calculation]}, {COMBINATION_LABELS[combination]}"
 
 
 @dataclass
@@ -82,6 +102,7 @@ class Section:
     chart_bucket_seconds: int | None = None
     export_bucket_seconds: int = MIN_EXPORT_BUCKET_SECONDS
     error: str = ""
+    reduced: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "value"}]: the panel's own numbers
 
     @property
     def title(self) -> str:
@@ -173,6 +194,9 @@ def sections_define(
                     unit=str(options.get("unit", "")),
                     decimals=options.get("decimals"),
                     queries=section_queries,
+                    reduce=panel_reduce(panel_type, options, section_queries[0].query if section_queries else {})
+                    if panel_type in REDUCED_PANEL_TYPES
+                    else None,
                 )
             )
     for index, item in enumerate(queries):
@@ -187,6 +211,30 @@ def sections_define(
             )
         )
     return sections
+
+
+def panel_reduce(panel_type: str, options: Mapping[str, Any], query: Mapping[str, Any]) -> tuple[str, str]:
+    """The (calculation, combination) a stat, gauge or bar gauge panel shows: the panel's options, else what its
+    first query implies (sums and counts add up), exactly as the dashboard page decides (panelReduce in
+    static/js/dashboards/values.js; docs/dashboards.md, "The value: calculation and combination")."""
+    aggregation = query.get("aggregation")
+    summing = aggregation in ("sum", "count") or re.search(r"(^|\.)count$", str(query.get("metric") or "")) is not None
+    calculation = (
+        options.get("calculation")
+        or LEGACY_REDUCE.get(options.get("reduce"))
+        or ("sum" if summing else "last_not_null")
+    )
+    combination = options.get("combination")
+    if not combination:
+        if panel_type == "bargauge":
+            combination = "none"
+        elif summing:
+            combination = "sum"
+        elif aggregation in ("max", "min"):
+            combination = aggregation
+        else:
+            combination = "mean"
+    return calculation, combination
 
 
 def _variable_defaults(variables: list[Mapping[str, Any]]) -> dict[str, Any]:
@@ -223,12 +271,15 @@ def content_build(
     for section in sections:
         if section.definition.kind != "text":
             _overview_read(section, principal, start, end)
+        if section.definition.reduce is not None and section.columns:
+            _reduced_read(section, principal, start, end)
     return ReportContent(principal=principal, start=start, end=end, sections=sections)
 
 
 def _spec(query: Mapping[str, Any], *, start: datetime, end: datetime, **overrides: Any):
-    body = {key: value for key, value in query.items() if key not in ("start", "end", "max_points", "limit")}
-    body.update(start=start.isoformat(), end=end.isoformat(), limit=MAX_SERIES_PER_SECTION, **overrides)
+    body = {key: value for key, value in query.items() if key not in ("start", "end", "max_points", "limit", "reduce")}
+    body.update(start=start.isoformat(), end=end.isoformat(), limit=MAX_SERIES_PER_SECTION)
+    body.update(overrides)
     return query_spec_parse(body, now=end)
 
 
@@ -278,6 +329,34 @@ def _overview_read(section: Section, principal: Any, start: datetime, end: datet
     range_seconds = (end - start).total_seconds()
     automatic = max(MIN_EXPORT_BUCKET_SECONDS, nice_bucket_at_least(range_seconds / EXPORT_MAX_ROWS))
     section.export_bucket_seconds = max([automatic, *bucket_seconds]) if bucket_seconds else automatic
+
+
+def _reduced_read(section: Section, principal: Any, start: datetime, end: datetime) -> None:
+    """The panel's numbers as the query API reduces them (the panel's query over the report's period at a chart's
+    resolution, with its calculation and combination), one item per series or one per query when combined."""
+    calculation, combination = section.definition.reduce or ("last_not_null", "mean")
+    queries = section.definition.queries
+    for item in queries:
+        try:
+            spec = _spec(
+                _chart_query(item.query, start=start, end=end),
+                start=start,
+                end=end,
+                max_points=CHART_POINTS,
+                reduce={"calculation": calculation, "combination": combination},
+                **({"limit": REDUCED_MAX_SERIES} if combination != "none" else {}),
+            )
+            result = query_execute(spec=spec, principal=principal)
+        except (DataAccessDenied, QuerySpecError, QueryTimeout) as error:
+            logger.info("report section %s: reduced value skipped: %s", section.definition.key, error)
+            continue
+        for reduced in result.reduced or []:
+            if combination == "none":
+                name = _series_name(item, reduced, len(queries))
+            else:
+                name = item.legend or str(item.query.get("metric", "value"))
+                name = f"{item.ref}: {name}" if len(queries) > 1 else name
+            section.reduced.append({"name": name, "value": reduced["value"]})
 
 
 def _chart_query(query: Mapping[str, Any], *, start: datetime, end: datetime) -> Mapping[str, Any]:

@@ -95,6 +95,8 @@ def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -
             {**row, **{key: _number(row[key], decimals) for key in ("last", "min", "max", "mean")}}
             for row in section.summary()
         ],
+        "reduce_label": definition.reduce_label,
+        "reduced": [{"name": item["name"], "value": _number(item["value"], decimals)} for item in section.reduced],
     }
     if definition.kind == "chart" and section.columns:
         context["chart"] = mark_safe(  # noqa: S308 (built by charts.py, every text in it escaped)

@@ -116,6 +116,18 @@ class _Workbook:
                     cell.value = row[key]
                     cells.append(cell)
                 summary.append(cells)
+        reduced = [section for section in content.data_sections if section.reduced]
+        if reduced:
+            summary.append([])
+            summary.append([self.heading(summary, name) for name in ("Panel", "Series", "Unit", "Value", "Reduced as")])
+            for section in reduced:
+                value_format = _value_format(section.definition.decimals, section.definition.unit)
+                for item in section.reduced:
+                    cell = _styled_cell(summary, value_format)
+                    cell.value = item["value"]
+                    summary.append([cell_text_safe(section.title), cell_text_safe(item["name"]),
+                                    cell_text_safe(section.definition.unit), cell,
+                                    section.definition.reduce_label])  # fmt: skip
         self.rows_written: dict[str, int] = {}
         self.sheet_rows: list[tuple[Any, _SheetRows]] = []
 
