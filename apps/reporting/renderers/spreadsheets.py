@@ -221,19 +221,22 @@ def _rows_splice(target: Path, rows: dict[str, _SheetRows]) -> None:
     """Rewrite the saved workbook with each data sheet's rows inserted before its `</sheetData>`; every other
     part is copied as it is (streamed, so a sheet of millions of cells is never in memory whole)."""
     spliced = target.with_name(target.name + ".part")
-    with zipfile.ZipFile(target) as source, zipfile.ZipFile(spliced, "w", zipfile.ZIP_DEFLATED) as output:
-        for info in source.infolist():
-            sheet_rows = rows.get(info.filename)
-            if sheet_rows is None:
-                output.writestr(info, source.read(info))
-                continue
-            head, tail = source.read(info).split(SHEET_DATA_END, 1)
-            with output.open(info.filename, "w", force_zip64=True) as member:
-                member.write(head)
-                sheet_rows.file.seek(0)
-                shutil.copyfileobj(sheet_rows.file, member, COPY_BUFFER_BYTES)
-                member.write(SHEET_DATA_END + tail)
-    spliced.replace(target)
+    try:
+        with zipfile.ZipFile(target) as source, zipfile.ZipFile(spliced, "w", zipfile.ZIP_DEFLATED) as output:
+            for info in source.infolist():
+                sheet_rows = rows.get(info.filename)
+                if sheet_rows is None:
+                    output.writestr(info, source.read(info))
+                    continue
+                head, tail = source.read(info).split(SHEET_DATA_END, 1)
+                with output.open(info.filename, "w", force_zip64=True) as member:
+                    member.write(head)
+                    sheet_rows.file.seek(0)
+                    shutil.copyfileobj(sheet_rows.file, member, COPY_BUFFER_BYTES)
+                    member.write(SHEET_DATA_END + tail)
+        spliced.replace(target)
+    finally:
+        spliced.unlink(missing_ok=True)
 
 
 def tables_render(
