@@ -295,4 +295,15 @@ def test_an_editor_adds_an_alert_list_from_the_panel_palette_and_saves_it(browse
     panel = Dashboard.objects.get().panels.get()
     assert (panel.type, panel.queries) == ("alertlist", [])
     assert panel.options["alert_states"] == ["pending", "recovering", "nodata", "error"]
+    # Export as CSV from the panel menu: the listed alerts, one row each (the download is caught in the page).
+    browser.execute_script(
+        "window.exported = []; URL.createObjectURL = (blob) => { window.exported.push(blob); return 'blob:x'; };"
+        "HTMLAnchorElement.prototype.click = function () { window.exportedName = this.download; };"
+        f"document.querySelector('.panel[data-key=\"{panel.key}\"] [data-action=csv]').click();"
+    )
+    csv = browser.execute_async_script("window.exported[0].text().then(arguments[0]);")
+    lines = csv.strip().splitlines()
+    assert lines[0] == "state,rule,labels,since,value"
+    assert lines[1].startswith("pending,Line stopped,line=l2,")
+    assert browser.execute_script("return window.exportedName;") == "Alert-list.csv"
     assert console_errors(browser) == []

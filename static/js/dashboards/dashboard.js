@@ -703,6 +703,12 @@ function exportCsv(key) {
   const panel = panelByKey(key);
   const view = state.panels.get(key);
   if (!panel || !view) return;
+  if (panel.type === "alertlist") {
+    const items = view.alerts?.items ?? [];
+    if (!items.length) toast("This panel has no alerts to export.");
+    else download(`${fileSafe(panel.title)}.csv`, csvFromRows([["state", "rule", "labels", "since", "value"], ...items.map((item) => [item.state, item.rule_name, Object.entries(item.labels ?? {}).map(([name, value]) => `${name}=${value}`).join(" "), item.state_since, item.value ?? ""])]));
+    return;
+  }
   const several = (panel.queries ?? []).length > 1;
   const series = [];
   const reducedRows = [];
