@@ -250,9 +250,18 @@ def _measure(environment: dict[str, str], tokens: list[str], keys: dict[str, str
         launcher.wait(timeout=20)
 
 
+def _crowds_wanted() -> tuple[int, ...]:
+    """The crowd sizes: BENCH_DASHBOARD_USERS (e.g. `10,40`: fewer, to iterate on a busy machine), else 1, 10, 40."""
+    configured = os.environ.get("BENCH_DASHBOARD_USERS", "")
+    sizes = tuple(int(size) for size in configured.split(",") if size.strip())
+    if any(size < 1 for size in sizes):
+        raise ValueError(f"BENCH_DASHBOARD_USERS: use positive numbers separated by commas, not {configured!r}")
+    return sizes or (1, 10, 40)
+
+
 def run(*, quick: bool = False) -> dict:
     """Measure N users opening the Factory floor dashboard at once, with the simulator streaming."""
-    crowds = (1, 2) if smoke() else (1, 10, 40)
+    crowds = (1, 2) if smoke() else _crowds_wanted()
     environment = prod_environment(database=BENCH_DATABASE, redis_db=REDIS_DB)
     _log("preparing the database and the demo's dashboards")
     tokens, keys = _prepare(environment, max(crowds))

@@ -180,6 +180,8 @@ def _start_web(environment: dict[str, str], count: int | None) -> tuple[subproce
     """`manage.py serve` on a free port; (the launcher, the port, its daphne children's pids) once it answers."""
     with socket.socket() as sock:
         # BENCH_WEB_PORT pins the port (machines where each user has a range of ports), else any free one.
+        # SO_REUSEADDR: a pinned port still has the previous server's connections in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", int(os.environ.get("BENCH_WEB_PORT", "0"))))
         port = sock.getsockname()[1]
     processes = [] if count is None else ["--processes", str(count)]

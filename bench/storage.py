@@ -83,6 +83,7 @@ METRIC = "temperature"
 # queries run and the refresh drains the late points' deltas as the beat task would (every 10 s).
 BACKFILL_POINTS = {"full": 10_000_000, "quick": 1_000_000, "smoke": 20_000}
 BACKFILL_DAYS = 30
+REFERENCE_SECONDS = 30  # the query mix alone, before the backfill and after its drain (the same-run reference)
 REFRESH_EVERY_SECONDS = 10
 
 
@@ -819,8 +820,9 @@ def _body(*, quick: bool) -> dict:
     if tick_statement:
         result["explain"]["rollup_refresh_live_tick_1m"] = _explain(*tick_statement, rollback=True)
     size = "smoke" if smoke() else "quick" if quick else "full"
-    _log(f"backfill: {BACKFILL_POINTS[size]:,} points over {BACKFILL_DAYS} days, queries and refreshes meanwhile")
-    result["backfill"] = _backfill_drain(ids, end + timedelta(minutes=2), user, points=BACKFILL_POINTS[size])
+    backfill_points = int(os.environ.get("BENCH_STORAGE_BACKFILL_POINTS") or BACKFILL_POINTS[size])
+    _log(f"backfill: {backfill_points:,} points over {BACKFILL_DAYS} days, queries and refreshes meanwhile")
+    result["backfill"] = _backfill_drain(ids, end + timedelta(minutes=2), user, points=backfill_points)
     if backend.name == "timescaledb":
         _log("compression: the job over the backfilled chunks (older than STORAGE_COMPRESS_AFTER_DAYS)")
         result["compression"] = compression_timescaledb(backend)
@@ -870,15 +872,63 @@ def _live_tick(ids: list[int], end: datetime) -> tuple[dict, tuple | None]:
     return tick, statement
 
 
+def _mix_round(end: datetime, user, repetition: int, latencies: dict[str, list[float]], splits: list[dict]) -> None:
+    """One round of the dashboard query mix, cold (cache emptied), each query's time and where it went."""
+    for name, (body, _) in _cases(end, repetition).items():
+        _cache_clear()
+        ms, result, calls = _ours_once(body, end, user)
+        latencies[name].append(ms)
+        split = _statement_split(ms, calls)
+        split["ms"] = ms
+        split["delta_tables_read"] = (getattr(result, "sql", "") or "").count("_delta")
+        splits.append(split)
+
+
+def _mix_for(end: datetime, user, *, seconds: float, first_repetition: int = 0) -> dict:
+    """The query mix back to back for `seconds` (at least 3 rounds): the same-run reference without a drain."""
+    latencies: dict[str, list[float]] = {name: [] for name in _cases(end, 0)}
+    splits: list[dict] = []
+    started, repetition = time.perf_counter(), first_repetition
+    while repetition - first_repetition < 3 or time.perf_counter() - started < seconds:
+        _mix_round(end, user, repetition, latencies, splits)
+        repetition += 1
+    return _mix_report(latencies, splits)
+
+
+def _mix_report(latencies: dict[str, list[float]], splits: list[dict]) -> dict:
+    """Per query and over the whole mix: latency summary; for the slow ones (over the target) where the time went."""
+    every = [value for values in latencies.values() for value in values]
+    slow = [split for split in splits if split["ms"] >= TARGET_P95_MS]
+    report = {
+        "all": _summary(every),
+        "per_query": {name: _summary(values) for name, values in latencies.items() if values},
+        "target_pass": _summary(every)["p95_ms"] < TARGET_P95_MS,
+        "median_split_ms": _split_medians(splits),
+        "reading_deltas": sum(1 for split in splits if split["delta_tables_read"]),
+        "slow": len(slow),
+    }
+    if slow:
+        report["slow_median_split_ms"] = _split_medians(slow)
+        report["slow_reading_deltas"] = sum(1 for split in slow if split["delta_tables_read"])
+    return report
+
+
+def _split_medians(splits: list[dict]) -> dict:
+    keys = ("ms", "main_sql_ms", "series_select_ms", "other_sql_ms", "python_ms")
+    return {key: round(statistics.median(split[key] for split in splits), 1) for key in keys}
+
+
 def _backfill_drain(ids: list[int], end: datetime, user, *, points: int) -> dict:
     """Write `points` late points spread over the 30 days before `end` (half a second off the 1 Hz data, so each is
     new: the delta path) in one process, run the refresh as the beat task does (a run every 10 s, each folding
     deltas for at most STORAGE_DELTAS_DRAIN_SECONDS) in another, and the dashboard queries (cold, cache emptied)
     in this one, from the first write until the backlog is drained. Three processes, as in a deployment (ingest,
     worker, web), so none waits for another's Python.
-    """
-    from apps.storage.selectors import rollup_backlog
 
+    The same query mix runs alone before (on the data as loaded) and after (on the same data as during the drain,
+    now folded) for REFERENCE_SECONDS each: the same-run reference on a machine others may share.
+    """
+    reference_before = _mix_for(end, user, seconds=REFERENCE_SECONDS)
     with tempfile.TemporaryDirectory(prefix="bench-backfill-") as directory:
         folder = Path(directory)
         arguments = {"ids": ids, "end": end.isoformat(), "points": points, "folder": directory}
@@ -890,20 +940,18 @@ def _backfill_drain(ids: list[int], end: datetime, user, *, points: int) -> dict
             for role in ("writer", "refresher")
         }
         latencies: dict[str, list[float]] = {name: [] for name in _cases(end, 0)}
-        backlog_peak = 0
+        splits: list[dict] = []
+        # The same queries split at the last write: while the backfill is written, and while only the drain runs.
+        while_writing: tuple[dict, list] | None = None
         started = time.perf_counter()
         written_at = None
         repetition = 0
         while children["refresher"].poll() is None:
-            for name, (body, _) in _cases(end, repetition).items():
-                _cache_clear()
-                ms, _, _ = _ours_once(body, end, user)
-                latencies[name].append(ms)
+            _mix_round(end, user, repetition, latencies, splits)
             repetition += 1
-            if repetition % 5 == 0:
-                backlog_peak = max(backlog_peak, sum(count for count, _ in rollup_backlog().values()))
             if written_at is None and (folder / "writer.json").exists():
                 written_at = time.perf_counter()
+                while_writing = ({name: list(values) for name, values in latencies.items()}, list(splits))
         finished = time.perf_counter()
         for role, child in children.items():
             if child.wait(timeout=600) != 0:
@@ -911,21 +959,34 @@ def _backfill_drain(ids: list[int], end: datetime, user, *, points: int) -> dict
         report = {"points": points, "days": BACKFILL_DAYS, "series": SERIES, "batch_points": BATCH_SECONDS * SERIES}
         report.update(json.loads((folder / "writer.json").read_text()))
         refreshes = json.loads((folder / "refresher.json").read_text())
-    every = [value for values in latencies.values() for value in values]
+    reference_after = _mix_for(end, user, seconds=REFERENCE_SECONDS, first_repetition=repetition)
+    meanwhile = _mix_report(latencies, splits)
+    draining_only = None
+    if while_writing is not None:
+        written_latencies, written_splits = while_writing
+        rest = {name: values[len(written_latencies[name]) :] for name, values in latencies.items()}
+        if any(rest.values()):
+            draining_only = _mix_report(rest, splits[len(written_splits) :])
     report.update({
         "drain_seconds_after_last_write": round(finished - (written_at or finished), 1),
         "seconds_from_first_write_to_drained": round(finished - started, 1),
         "refresh_runs": len(refreshes),
         "refresh_run": _summary([run["ms"] for run in refreshes]),
         "delta_rows_folded": sum(run["folded"] for run in refreshes),
-        "backlog_peak_delta_rows_sampled": backlog_peak,
-        "queries_meanwhile": {name: _summary(values) for name, values in latencies.items()},
-        "queries_meanwhile_all": _summary(every),
+        "backlog_peak_delta_rows_sampled": max((run["backlog"] for run in refreshes), default=0),
+        "queries_meanwhile": meanwhile["per_query"],
+        "queries_meanwhile_all": meanwhile["all"],
+        "queries_meanwhile_detail": meanwhile,
+        "queries_after_last_write_while_draining": draining_only,
+        "queries_reference_before_backfill": reference_before,
+        "queries_reference_after_drain": reference_after,
         "target_p95_ms": TARGET_P95_MS,
-        "target_pass": _summary(every)["p95_ms"] < TARGET_P95_MS,
+        "target_pass": meanwhile["target_pass"],
         "note": "three processes: the backfill writer (points_write, batches of 10,000), the refresh every 10 s as "
         "the beat task runs it (folding for at most STORAGE_DELTAS_DRAIN_SECONDS a run after moving the watermark), "
-        "and cold dashboard queries back to back (cache emptied), from the first write until every delta is folded",
+        "and cold dashboard queries back to back (cache emptied), from the first write until every delta is folded. "
+        f"References: the same mix alone for {REFERENCE_SECONDS} s before the backfill (the data as loaded) and "
+        "after the drain (the same data as during it, folded).",
     })  # fmt: skip
     return report
 
@@ -957,14 +1018,19 @@ def _backfill_part(role: str, arguments: dict) -> None:
                    "delta_rows_written": count}  # fmt: skip
         (folder / "writer.json").write_text(json.dumps(figures))
         return
+    from apps.storage.selectors import rollup_backlog
+
     runs: list[dict] = []
     while True:
+        # The backlog as /metrics reports it, once a run (as a scrape would): here, not between the timed queries.
+        backlog = sum(count for count, _ in rollup_backlog().values())
         started = time.perf_counter()
         backend = backend_for()
         info = backend.rollup_refresh(now=end)
         # TimescaleDB has no deltas: its refresh applies the invalidation log, and one run after the last write
         # finds it empty.
-        runs.append({"ms": (time.perf_counter() - started) * 1000, "folded": info.get("deltas_folded", 0)})
+        runs.append({"ms": (time.perf_counter() - started) * 1000, "folded": info.get("deltas_folded", 0),
+                     "backlog": backlog, "at": round(time.time(), 1)})  # fmt: skip
         if (folder / "writer.json").exists() and not info.get("deltas_left", False):
             if not backend.deltas:
                 break

@@ -23,6 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def _storage_caches_cleared():
     """Tests roll back their data, so ids and partitions cached in the process must not leak between them."""
     from apps.access.scopes import data_scopes_forget
+    from apps.access.token_cache import api_tokens_forget
     from apps.ingestion.services import ingest_targets_forget
     from apps.sources.services import write_key_cache_clear
     from apps.storage.backends import base as backends_base
@@ -34,6 +35,7 @@ def _storage_caches_cleared():
     series_plans_clear()
     data_scopes_forget()  # a test's policy changes roll back without the commit that bumps the scope generation
     shared_answers_forget()
+    api_tokens_forget()  # likewise token changes (their bump comes with a commit)
     backends_base._backends.clear()
     ingest_targets_forget()
     write_key_cache_clear()
@@ -83,7 +85,19 @@ def api_client() -> APIClient:
 
 
 def free_port() -> int:
-    """A TCP port nothing listens on right now."""
+    """A TCP port nothing listens on right now; within TEST_PORTS (e.g. `8141-8149`) when set, for machines where
+    each user has a range of ports."""
+    configured = os.environ.get("TEST_PORTS")
+    if configured:
+        low, _, high = configured.partition("-")
+        for port in range(int(low), int(high or low) + 1):
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+        raise RuntimeError(f"TEST_PORTS={configured}: every port in the range is taken")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -15,6 +15,7 @@ from django.utils import timezone
 from analytics_platform.field_errors import FieldError
 from analytics_platform.keys import key_digest
 from apps.access.models import ApiToken, DataPolicy, Membership, MembershipRole, Organization, Team, TokenScope
+from apps.access.token_cache import api_token_by_digest, api_token_used
 from apps.access.websocket_sessions import websocket_sessions_close
 from apps.audit.services import audit_record
 from apps.storage.scope_events import scope_changed
@@ -169,7 +170,8 @@ def api_token_authenticate(*, raw_key: str) -> ApiToken:
     """Return the active token for a raw key or raise ApiTokenError saying why it is refused."""
     if not raw_key.startswith(TOKEN_PREFIX):
         raise ApiTokenError("Invalid API token.")
-    token = ApiToken.objects.select_related("user", "organization").filter(key_hash=key_digest(raw_key)).first()
+    digest = key_digest(raw_key)
+    token = api_token_by_digest(digest)  # kept per process, exact: apps/access/token_cache.py
     if token is None:
         raise ApiTokenError("Invalid API token.")
     now = timezone.now()
@@ -187,6 +189,7 @@ def api_token_authenticate(*, raw_key: str) -> ApiToken:
     if token.last_used_at is None or now - token.last_used_at >= resolution:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
+        api_token_used(digest, now)
     return token
 
 

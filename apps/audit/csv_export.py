@@ -1,4 +1,5 @@
-"""Audit events as CSV, with every cell safe to open in a spreadsheet (no formula injection)."""
+"""Audit events as CSV, with every cell safe to open in a spreadsheet (no formula injection: the platform's one rule,
+analytics_platform/spreadsheet_cells.py)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,17 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 
+from analytics_platform.spreadsheet_cells import csv_cell_safe
 from apps.audit.models import AuditEvent
 
 COLUMNS = [
     "time", "actor", "action", "object_type", "object_id", "object", "source_ip", "user_agent", "details",
 ]  # fmt: skip
-# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets (OWASP "CSV injection").
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
-
-
-def spreadsheet_safe(value: object) -> str:
-    """The value as text, prefixed with a quote when a spreadsheet would run it as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def _row(event: AuditEvent) -> list[str]:
     return [
-        spreadsheet_safe(cell)
+        csv_cell_safe(cell)
         for cell in (
             event.time.isoformat(),
             event.actor_description,

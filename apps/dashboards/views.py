@@ -10,7 +10,7 @@ from django.urls import reverse
 from apps.access.models import Organization
 from apps.access.selectors import organization_ids_for_user
 from apps.dashboards.models import PanelType
-from apps.dashboards.selectors import EDITOR_ROLES, dashboard_can_edit, dashboard_get_for_user
+from apps.dashboards.selectors import EDITOR_ROLES, dashboard_get_for_user
 
 API_URL = "/api/v1/dashboards/"
 
@@ -43,10 +43,15 @@ def dashboard_detail(request: HttpRequest, uid: str) -> HttpResponse:
     dashboard = dashboard_get_for_user(user=request.user, uid=uid)
     if dashboard is None:
         raise Http404("No such dashboard, or you cannot see it.")
+    from apps.dashboards.api import dashboard_detail_data
+
+    detail = dashboard_detail_data(user=request.user, dashboard=dashboard)
     context = {
         "uid": dashboard.uid,
         "title": dashboard.title,
-        "can_edit": dashboard_can_edit(user=request.user, dashboard=dashboard),
+        # The API's answer, embedded: the page draws its panels without first asking for the document.
+        "detail": detail,
+        "can_edit": detail["can_edit"],
         "api_url": API_URL,
         "list_url": reverse("dashboard-list"),
         "panel_types": PanelType.choices,

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from django.db import transaction
 
@@ -19,7 +21,8 @@ from analytics_platform.redis_client import redis_client, redis_key
 logger = logging.getLogger(__name__)
 
 SCOPE_CHANNEL = redis_key("access", "scope-changes")
-# Bumped with every announcement: processes that cache computed scopes (apps/access/scopes.py) key them by it.
+# Bumped with every announcement: processes that cache computed scopes (apps/access/scopes.py) key them by it, and
+# by scope_generation_bump: processes that cache API tokens (apps/access/token_cache.py) key them by it too.
 SCOPE_GENERATION_KEY = redis_key("access", "scope-generation")
 
 
@@ -39,8 +42,40 @@ def scope_changed(*, user_ids: Iterable[int] | None) -> None:
     transaction.on_commit(publish)
 
 
+def scope_generation_bump() -> None:
+    """After the current transaction commits, bump the generation without announcing a scope change: for changes
+    that alter what per-process caches keyed by it hold (API tokens, apps/access/token_cache.py) but not what any
+    live connection may read."""
+
+    def bump() -> None:
+        try:
+            redis_client().incr(SCOPE_GENERATION_KEY)
+        except Exception:  # the caches' entries expire on their own (their bound on staleness)
+            logger.error("could not bump the access generation; cached tokens live out their expiry", exc_info=True)
+
+    transaction.on_commit(bump)
+
+
+# The generation a caller has just read itself, in a Redis round trip it makes anyway (shared query answers read it
+# with the data generations): scope_generation() answers it instead of asking Redis again.
+_generation_read: ContextVar[int | None] = ContextVar("scope_generation_read", default=None)
+
+
+@contextmanager
+def scope_generation_as_read(value: int | None) -> Iterator[None]:
+    """Within the block, scope_generation() answers `value`, read from Redis by the caller (None: ask Redis)."""
+    token = _generation_read.set(value)
+    try:
+        yield
+    finally:
+        _generation_read.reset(token)
+
+
 def scope_generation() -> int | None:
     """The current scope generation, or None when Redis cannot say (then nothing may be served from a cache)."""
+    known = _generation_read.get()
+    if known is not None:
+        return known
     try:
         value = redis_client().get(SCOPE_GENERATION_KEY)
     except Exception:

@@ -157,3 +157,53 @@ def test_cli_prints_a_working_token(api_client, user):
 def test_cli_unknown_user():
     with pytest.raises(CommandError, match="No user named 'nobody'"):
         call_command("create_api_token", "nobody")
+
+
+def _token_queries(queries) -> list[str]:
+    return [query["sql"] for query in queries if 'FROM "access_apitoken"' in query["sql"]]
+
+
+@pytest.mark.django_db
+def test_a_used_token_is_read_once_per_process_and_a_revocation_applies_at_once(
+    api_client, user, django_capture_on_commit_callbacks
+):
+    """Tokens are kept per process (apps/access/token_cache.py) until a committed change bumps the generation."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    token, raw_key = api_token_create(user=user, name="notebook")
+    assert api_client.get("/api/v1/me", **_auth(raw_key)).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert api_client.get("/api/v1/me", **_auth(raw_key)).json()["username"] == "alice"
+    assert _token_queries(queries.captured_queries) == []  # served from the process's cache
+    with django_capture_on_commit_callbacks(execute=True):
+        api_token_revoke(token=token)
+    response = api_client.get("/api/v1/me", **_auth(raw_key))
+    assert response.status_code == 401
+    assert response.json()["detail"] == "API token has been revoked."
+
+
+@pytest.mark.django_db
+def test_a_cached_token_of_a_deactivated_user_is_refused_at_once(api_client, user, django_capture_on_commit_callbacks):
+    _, raw_key = api_token_create(user=user, name="notebook")
+    assert api_client.get("/api/v1/me", **_auth(raw_key)).status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        user.is_active = False
+        user.save()
+    response = api_client.get("/api/v1/me", **_auth(raw_key))
+    assert response.status_code == 401
+    assert response.json()["detail"] == "The token's user is inactive."
+
+
+@pytest.mark.django_db
+def test_a_cached_token_hands_each_request_its_own_user(user):
+    """What one request sets on its user (DRF and the views do) must not reach the next request's."""
+    from apps.access.services import api_token_authenticate
+
+    _, raw_key = api_token_create(user=user, name="notebook")
+    first = api_token_authenticate(raw_key=raw_key)
+    first.user.first_name = "changed by a request"
+    second = api_token_authenticate(raw_key=raw_key)
+    assert second.user is not first.user
+    assert second.user.first_name != "changed by a request"
+    assert second is not first

@@ -9,11 +9,10 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection, transaction
-from django.test import Client
+from django.test import Client, RequestFactory
 from django.utils import timezone
 
 from apps.access.models import Organization
-from apps.audit.csv_export import spreadsheet_safe
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from tests.conftest import api_client_for
@@ -256,12 +255,21 @@ def test_csv_export_is_formula_safe_and_audited(org_admin, path):
     assert AuditEvent.objects.filter(action="export.csv", actor=org_admin).count() == 1
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"), ("\t=1", "'\t=1"), ("ok", "ok")],
-)
-def test_spreadsheet_safe_cells(value, expected):
-    assert spreadsheet_safe(value) == expected
+@pytest.mark.django_db
+def test_csv_export_quotes_every_formula_start_but_keeps_plain_numbers(org_admin):
+    """The platform's one rule (analytics_platform/spreadsheet_cells.py): a leading newline is quoted too, and an
+    id such as -5 is not damaged."""
+    organization = organization_get()
+    named = Organization(pk=-5, name="-1+2", slug="unsaved")  # an object whose id and name look like numbers
+    request = RequestFactory().get("/", HTTP_USER_AGENT="+7")
+    audit_record(action="source.changed", organization=organization, obj=named, request=request,
+                 actor_description="\n=cmd|' /C calc'!A0")  # fmt: skip
+    response = api_client_for(org_admin).get("/api/v1/organizations/test-org/audit-log?format=csv")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    row = next(row for row in rows if row["action"] == "source.changed")
+    assert (row["actor"], row["object_id"], row["object"], row["user_agent"]) == (
+        "'\n=cmd|' /C calc'!A0", "-5", "'-1+2", "+7",
+    )  # fmt: skip
 
 
 @pytest.mark.django_db

@@ -97,6 +97,29 @@ def test_poison_messages_are_dead_lettered_whole_and_everything_is_acknowledged_
     assert store.unstorable == 1
 
 
+def test_a_message_whose_first_line_is_an_array_keeps_its_good_lines(db):
+    """Issue 14's counterexample: several NDJSON messages, one holding a 400-digit integer, and one whose first line
+    is an array. That message was read as one JSON document and refused whole, so its good record (d1, 0.0) was
+    neither stored nor dead-lettered on its own. Now each line is accounted for."""
+    source, _ = source_with_key(slug="array-first", kind="mqtt", config={"topic": "test-org/plant/+"})
+    huge = '{"time": "2026-01-01T00:00:03Z", "device": "d3", "v": ' + "9" * 400 + "}"
+    payloads = [
+        _good(0) + "\n",
+        '[2]\n{"time": "2026-01-01T00:00:01Z", "device": "d1", "v": 0.0}\n',
+        huge + "\n" + _good(4) + "\n",
+    ]
+    messages = [_message(payload, handle) for handle, payload in enumerate(payloads)]
+    acknowledged: list[int] = []
+    store = BatchStore(source_id=source.id, transport="mqtt", payload_format="json", connector_key="mqtt:array")
+    store.store(messages, stop=threading.Event(), acknowledge=lambda done: acknowledged.extend(m.handle for m in done))
+    assert acknowledged == [0, 1, 2]
+    stored = sorted((moment.second, metric, labels["device"], value) for metric, labels, moment, value, _ in
+                    stored_points(source=source))  # fmt: skip
+    assert stored == [(0, "temperature", "d1", 0.0), (1, "v", "d1", 0.0), (4, "temperature", "d1", 4.0)]
+    letters = DeadLetter.objects.filter(source=source).values_list("record_index", "error_code", "raw")
+    assert sorted(letters) == [(0, "invalid_number", huge), (0, "not_an_object", "[2]")]
+
+
 def test_a_batch_larger_than_a_window_is_split_even_inside_one_message(db, monkeypatch):
     """One message of 12 records at 5 points per window: stored in record-pieces, acknowledged once at its end."""
     monkeypatch.setattr(stats, "WINDOW_SECONDS", 1)

@@ -115,6 +115,18 @@ def test_bad_records_go_to_dead_letters_with_reason_and_good_ones_are_stored(cli
     assert [labels["device"] for _, labels, *_ in stored_points(source=source)] == ["d1"]
 
 
+def test_a_json_body_of_lines_whose_first_is_an_array_is_read_as_ndjson(client):
+    """Sent as application/json, lines whose first is an array were refused whole with 400 (issue 14)."""
+    source, key = source_with_key()
+    body = '[1]\n{"time": "2026-01-01T00:00:00Z", "device": "d1", "v": 0.0}\n'
+    response = _post(client, "plant", body, key=key)
+    assert response.status_code == 200, response.content
+    assert (response.json()["accepted"], response.json()["rejected"]) == (1, 1)
+    assert response.json()["errors"][0]["code"] == "not_an_object"
+    assert stored_points(source=source) == [("v", {"device": "d1"}, datetime(2026, 1, 1, tzinfo=UTC), 0.0, 1)]
+    assert list(DeadLetter.objects.filter(source=source).values_list("record_index", "raw")) == [(0, "[1]")]
+
+
 def test_all_records_refused_answers_422(client):
     _, key = source_with_key(schema_mode="strict", schema=STRICT_SCHEMA)
     response = _post(client, "plant", [{"time": T0, "device": "d1", "temperature": 999}], key=key)

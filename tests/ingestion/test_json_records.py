@@ -135,6 +135,22 @@ def test_ndjson_true_reads_an_array_line_as_not_an_object() -> None:
     assert [e.code for e in result.errors] == ["not_an_object"]
 
 
+def test_ndjson_whose_first_line_is_an_array_is_still_ndjson() -> None:
+    """Issue 14: such a body was read as one JSON array, refused whole, and its good lines were lost."""
+    result = json_records_parse('[0]\n{"a": 1}\n{"b": ' + "9" * 400 + "}\n")
+    assert [(r.index, r.fields) for r in result.records] == [(1, {"a": 1}), (2, {"b": int("9" * 400)})]
+    assert [(e.index, e.code, e.raw) for e in result.errors] == [(0, "not_an_object", "[0]")]
+
+
+@pytest.mark.parametrize("body", ['[{"a": 1}] {"b": 2}', '[{"a": 1},\n {"b": 2,}]\n{"c": 3}', "[\n1\n]\nx\n"])
+def test_an_array_that_is_not_ndjson_either_is_still_refused_whole(body: str) -> None:
+    assert _payload_error(body).code == "invalid_json"
+
+
+def test_ndjson_false_refuses_an_array_followed_by_more_lines() -> None:
+    assert _payload_error('[0]\n{"a": 1}\n', ndjson=False).code == "invalid_json"
+
+
 def test_ndjson_with_a_bad_first_line_is_still_ndjson() -> None:
     result = json_records_parse('{"a": 1,}\n{"b": 2}\n')
     assert [r.index for r in result.records] == [1]

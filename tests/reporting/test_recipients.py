@@ -228,10 +228,11 @@ def test_formula_payloads_come_out_inert_and_negative_numbers_stay_numbers(
 
 
 def test_cells_are_neutralised_by_their_first_character_only():
-    from apps.reporting.spreadsheet_safety import cell_safe
+    from analytics_platform.spreadsheet_cells import cell_safe
 
-    assert [cell_safe(value) for value in ("=1+1", "+1", "-1+2", "@A1", "\tx", "\rx", "-3.5", "+7", "ok", -3.5, 0)] == [
-        "'=1+1", "+1", "'-1+2", "'@A1", "'\tx", "'\rx", "-3.5", "+7", "ok", -3.5, 0,
+    values = ("=1+1", "+1", "-1+2", "@A1", "\tx", "\rx", "\nx", "-3.5", "+7", "ok", -3.5, 0)
+    assert [cell_safe(value) for value in values] == [
+        "'=1+1", "+1", "'-1+2", "'@A1", "'\tx", "'\rx", "'\nx", "-3.5", "+7", "ok", -3.5, 0,
     ]  # fmt: skip
 
 

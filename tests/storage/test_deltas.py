@@ -88,6 +88,43 @@ def test_a_backfill_is_appended_and_answered_exactly_before_and_after_the_fold(
     assert _hourly_sums(plant["user"], start, now) == expected
 
 
+def test_a_drain_step_folds_the_most_recently_written_deltas_and_keeps_the_oldest(plant):
+    """The drain sweeps a delta table from its heap's end (TID ranges, no sort of the table): the last backfill
+    written goes first, the first one stays until the sweep reaches it, and answers are exact at each step."""
+    start, now, ids = plant["start"], plant["now"], plant["ids"]
+    first_day = [(series_id, start + timedelta(minutes=10 * step, seconds=30), 2.0) for series_id in ids
+                 for step in range(144)]  # fmt: skip
+    last_hour = [(ids[0], now - timedelta(hours=2, minutes=-minute, seconds=-45), 3.0) for minute in range(50)]
+    points_write(points=first_day)
+    points_write(points=last_hour)
+    expected = _raw_hourly_sums(start, now)
+    folded, left = backend_for().deltas_drain(seconds=0, rows_per_transaction=100)
+    assert folded > 0
+    assert left
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*), min(bucket) FROM points_1m_delta WHERE bucket >= %s", [start])
+        remaining, oldest = cursor.fetchone()
+        cursor.execute("SELECT count(*) FROM points_1m_delta WHERE bucket >= %s", [now - timedelta(hours=2)])
+        assert cursor.fetchone()[0] == 0  # the last write's deltas are folded
+    assert 0 < remaining < len(first_day)
+    assert oldest == bucket_floor(first_day[0][1], 60)  # the first write's first deltas are still there
+    assert _hourly_sums(plant["user"], start, now) == expected
+
+
+def test_deltas_written_while_a_sweep_goes_on_are_folded_by_the_next_one(plant):
+    """Pages appended behind a sweep's start are the next sweep's: the drain ends only when no delta is left."""
+    start, now, ids = plant["start"], plant["now"], plant["ids"]
+    points_write(points=[(ids[0], start + timedelta(minutes=minute, seconds=30), 2.0) for minute in range(2000)])
+    assert backend_for().deltas_drain(seconds=0, rows_per_transaction=100)[1]  # a sweep under way
+    points_write(points=[(ids[1], start + timedelta(minutes=minute, seconds=40), 4.0) for minute in range(2000)])
+    expected = _raw_hourly_sums(start, now)
+    assert _hourly_sums(plant["user"], start, now) == expected
+    assert backend_for().deltas_drain(seconds=60, rows_per_transaction=100)[1] is False
+    for table in ("points_1m_delta", "points_1h_delta", "points_1d_delta", "points_1m_labels_delta"):
+        assert _count(table) == 0, table
+    assert _hourly_sums(plant["user"], start, now) == expected
+
+
 def test_a_backlog_does_not_hold_up_the_live_refresh(plant, settings, monkeypatch):
     settings.STORAGE_DELTAS_DRAIN_SECONDS = 0  # one drain transaction a run, so the backlog outlives the run
     monkeypatch.setattr(postgres, "DELTAS_FOLD_ROWS", 100)
@@ -149,3 +186,31 @@ def test_a_re_aggregating_write_waits_for_open_delta_writers_and_counts_each_poi
     with connection.cursor() as cursor:
         cursor.execute("SELECT count, sum FROM points_1m WHERE series_id = %s AND bucket = %s", [series_id, minute])
         assert cursor.fetchone() == (2, 12.0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_vacuums_each_delta_table_it_empties(settings, storage_committed_cleanup):
+    """Folded deltas are dead rows that every query's pending check would walk: the drain VACUUMs a table as soon as
+    it has emptied it (the 1-day deltas here, while the 1-minute ones still wait), which truncates it."""
+    settings.STORAGE_ROLLUP_GRACE_SECONDS = 60
+    now = bucket_floor(timezone.now(), 60)
+    storage_tables_reset(watermark=now - timedelta(days=3))
+    series_id = series_create(source=source_create(slug="vacuum"), metric="m", device="d1")
+    start = now - timedelta(days=3)
+    points_write(points=[(series_id, start + timedelta(minutes=minute), 1.0) for minute in range(3 * 1440)])
+    backend_for().rollup_refresh(now=now)
+    points_write(points=[(series_id, start + timedelta(minutes=minute, seconds=30), 2.0) for minute in range(3 * 1440)])
+    assert _count("points_1d_delta") == 3  # one per day: emptied by the first drain transaction
+    folded, left = backend_for().deltas_drain(seconds=0, rows_per_transaction=100)
+    assert folded > 0
+    assert left
+
+    def pages(table: str) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_relation_size(%s::regclass)", [table])
+            return cursor.fetchone()[0]
+
+    assert pages("points_1d_delta") == 0  # vacuumed and truncated
+    assert pages("points_1m_delta") > 0
+    assert backend_for().deltas_drain(seconds=60)[1] is False
+    assert pages("points_1m_delta") == pages("points_1h_delta") == 0

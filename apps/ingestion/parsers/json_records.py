@@ -46,7 +46,14 @@ def json_records_parse(body: bytes | str, *, ndjson: bool | None = None) -> Pars
             return ParseResult()  # an empty body is empty NDJSON: nothing to store, nothing wrong
         raise PayloadError("invalid_json", "invalid JSON: the body is empty; expected an object or an array.")
     if text[start] == "[":
-        return _array_records(_document_decode(text))
+        try:
+            return _array_records(_decode(text))
+        except _DecodeError as error:
+            # NDJSON may start with a line that is an array (a record refused on its own as not_an_object):
+            # refusing the body whole would lose every good line after it.
+            if ndjson is None and _looks_like_ndjson(text, start):
+                return _ndjson_parse(text)
+            raise _payload_error(error) from None
     if ndjson is None:
         try:
             value = ujson.loads(text)
@@ -63,16 +70,16 @@ def json_records_parse(body: bytes | str, *, ndjson: bool | None = None) -> Pars
 
 
 def _looks_like_ndjson(text: str, start: int) -> bool:
-    """Whether a body that is not one JSON document is NDJSON whose first line is bad: "{...}" then more lines.
+    """Whether a body that is not one JSON document is NDJSON: a first line "{...}" or "[...]", then more lines.
 
-    Only consulted once the whole body failed to decode, so a valid multi-line object is never split; without it
-    one bad first line would refuse a whole NDJSON batch.
+    Only consulted once the whole body failed to decode, so a valid multi-line object or array is never split;
+    without it one bad first line (or one that is an array, not an object) would refuse a whole NDJSON batch.
     """
     end = text.find("\n", start)
     if end < 0 or not text[end:].strip(" \t\r\n"):
         return False
     first = text[start:end].rstrip(" \t\r")
-    return first.startswith("{") and first.endswith("}")
+    return (first.startswith("{") and first.endswith("}")) or (first.startswith("[") and first.endswith("]"))
 
 
 def _decode(text: str) -> object:
@@ -104,8 +111,13 @@ def _document_decode(text: str) -> object:
     try:
         return _decode(text)
     except _DecodeError as error:
-        where = f" at line {error.line}, column {error.column}" if error.line is not None else ""
-        raise PayloadError("invalid_json", f"invalid JSON: {error.reason}{where}.") from None
+        raise _payload_error(error) from None
+
+
+def _payload_error(error: _DecodeError) -> PayloadError:
+    """The whole body refused, saying where it stopped being JSON."""
+    where = f" at line {error.line}, column {error.column}" if error.line is not None else ""
+    return PayloadError("invalid_json", f"invalid JSON: {error.reason}{where}.")
 
 
 def _array_records(value: object) -> ParseResult:

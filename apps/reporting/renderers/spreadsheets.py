@@ -23,8 +23,8 @@ from openpyxl.cell.cell import Cell
 from openpyxl.chart import LineChart, Reference
 from openpyxl.styles import Font
 
+from analytics_platform.spreadsheet_cells import cell_safe, cell_text_safe
 from apps.reporting.content import NOTHING_VISIBLE, ReportContent, Section, section_rows
-from apps.reporting.spreadsheet_safety import cell_safe, cell_text_safe
 from apps.reporting.time_ranges import period_label
 
 SHEET_TITLE_MAX = 31

@@ -42,12 +42,12 @@ from apps.storage.backends.base import (
     StorageBackend,
 )
 from apps.storage.backends.deltas import (
+    DeltasSweep,
     LabelCell,
     delta_table,
     deltas_copy,
     deltas_fold,
     deltas_install,
-    deltas_newest,
     label_delta_table,
 )
 from apps.storage.backends.label_rollups import (
@@ -159,6 +159,7 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         # Series id -> the registered label cells it belongs to, valid for one state of the label rollup registry.
         self._label_cells_cache: dict[int, tuple[LabelCell, ...]] = {}
         self._label_cells_state: str | None = None
+        self._deltas_sweep = DeltasSweep()
 
     # --- schema -------------------------------------------------------------------------------
     def install(self) -> None:
@@ -397,6 +398,10 @@ class PostgresBackend(DailyPartitions, StorageBackend):
     def deltas_pending(self, cursor) -> frozenset[str]:
         """The delta tables with rows waiting to be folded, in the caller's snapshot (queries read only those)."""
         tables = [table for tier in TIERS_FINE_TO_COARSE for table in (delta_table(tier), label_delta_table(tier))]
+        if self.connection.in_atomic_block:
+            # From the first page, where a drain folds last (DeltasSweep): a synchronized scan would join another
+            # scan of the table midway, perhaps in the pages folded already, and walk them before finding a row.
+            cursor.execute("SET LOCAL synchronize_seqscans = off")
         cursor.execute(
             sql.SQL("SELECT {}").format(
                 sql.SQL(", ").join(
@@ -454,50 +459,46 @@ class PostgresBackend(DailyPartitions, StorageBackend):
                 dirty_minutes += self._materialize(cursor, old, new, provisional)
                 cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s", [new])
                 steps += 1
-        # Live data first, then the backlog of late points' deltas: newest first, in bounded transactions (writers
-        # wait for each), for at most DELTAS_DRAIN_SECONDS a run, so a large backfill never holds up live refreshes.
+        # Live data first, then the backlog of late points' deltas: in bounded transactions (writers wait for each),
+        # for at most DELTAS_DRAIN_SECONDS a run, so a large backfill never holds up live refreshes.
         result["deltas_folded"], result["deltas_left"] = self.deltas_drain(
             seconds=settings.STORAGE_DELTAS_DRAIN_SECONDS
         )
-        if result["deltas_folded"] and not result["deltas_left"]:
-            self._deltas_vacuum()
         return result
 
-    def _deltas_vacuum(self) -> None:
-        """VACUUM the delta tables once a drain has emptied them: the folded rows are dead tuples that every query's
-        check for pending deltas (an EXISTS per table) would otherwise walk until autovacuum comes (and some servers
-        run without it). VACUUM cannot run inside a transaction, so a caller's transaction (tests) skips it."""
-        if self.connection.in_atomic_block:
-            return
-        tables = [table for tier in TIERS_FINE_TO_COARSE for table in (delta_table(tier), label_delta_table(tier))]
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql.SQL("VACUUM {}").format(sql.SQL(", ").join(map(sql.Identifier, tables))))
-
     def deltas_drain(self, *, seconds: float, rows_per_transaction: int | None = None) -> tuple[int, bool]:
-        """Fold deltas, coarse tiers and newest buckets first, for up to `seconds` (at least one transaction's
-        worth); (rows changed, whether any deltas are left)."""
+        """Fold deltas for up to `seconds` (at least one transaction's worth), about `rows_per_transaction` per table
+        per transaction, most recently written first (see DeltasSweep); (rows changed, whether any deltas are left).
+        Each delta table is VACUUMed as soon as the drain has emptied it."""
         rows_per_transaction = rows_per_transaction or DELTAS_FOLD_ROWS
         started = time.monotonic()
         folded = 0
         while True:
             with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
                 cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR UPDATE")
-                changed = 0
-                # Coarse tiers first (they have the fewest rows, and long-range dashboards read them), newest buckets
-                # first within each (recent time is what dashboards read most).
+                pending = self.deltas_pending(cursor)
+                # Coarse tiers first: they have the fewest rows, and long-range dashboards read them.
                 for tier in TIERS_COARSE_TO_FINE:
-                    changed += self._deltas_fold(
-                        cursor,
-                        series=deltas_newest(tier, labels=False, limit=rows_per_transaction),
-                        labels=deltas_newest(tier, labels=True, limit=rows_per_transaction),
-                        parameters={},
-                        tiers=(tier,),
-                    )
-            folded += changed
-            if not changed:
-                return folded, False
-            if time.monotonic() - started >= seconds:
-                return folded, True
+                    for table, labels in ((delta_table(tier), False), (label_delta_table(tier), True)):
+                        if table in pending:
+                            folded += self._deltas_sweep.fold_step(
+                                cursor, tier, labels=labels, rows=rows_per_transaction
+                            )
+                left = self.deltas_pending(cursor)
+            self._deltas_vacuum(self._deltas_sweep.emptied(left))
+            if not left or time.monotonic() - started >= seconds:
+                return folded, bool(left)
+
+    def _deltas_vacuum(self, tables: list[str]) -> None:
+        """VACUUM delta tables a drain has emptied, at once: their folded rows are dead tuples that every query's
+        check for pending deltas (an EXISTS per table) would otherwise walk until autovacuum comes (half a second
+        a query for a 10-million-row backfill's 1-minute deltas; and some servers run without autovacuum). VACUUM
+        cannot run inside a transaction, so a caller's transaction (tests) leaves them to a later drain."""
+        if not tables or self.connection.in_atomic_block:
+            return
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql.SQL("VACUUM {}").format(sql.SQL(", ").join(map(sql.Identifier, tables))))
+        self._deltas_sweep.vacuumed(tables)
 
     def _materialize(self, cursor, old: datetime, new: datetime, provisional: datetime) -> int:
         """Make every tier exact below `new`; returns how many dirty provisional minutes were recomputed.

@@ -1,8 +1,8 @@
 """A query's answer as CSV (time, source, one column per label, value), for spreadsheets.
 
 It is rendered from the engine's answer, so it holds exactly what the principal's data policies let the query
-read. Cells that a spreadsheet would run as a formula (starting with =, +, -, @, tab or carriage return) are
-prefixed with an apostrophe, as OWASP's CSV-injection advice says: label values come from whoever writes data.
+read. Text cells that a spreadsheet would run as a formula are prefixed with an apostrophe by the platform's one
+rule (analytics_platform/spreadsheet_cells.py): label values come from whoever writes data.
 """
 
 from __future__ import annotations
@@ -11,12 +11,7 @@ import csv
 import io
 from collections.abc import Iterable
 
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+from analytics_platform.spreadsheet_cells import csv_cell_safe
 
 
 def query_result_csv(series: Iterable[dict]) -> str:
@@ -29,8 +24,8 @@ def query_result_csv(series: Iterable[dict]) -> str:
     writer.writerow(["time", *(["source"] if with_source else []), *label_keys, "value"])
     for item in series:
         labels = item.get("labels", {})
-        prefix = [_cell(item.get("source"))] if with_source else []
-        cells = [_cell(labels.get(key)) for key in label_keys]
+        prefix = [csv_cell_safe(item.get("source"))] if with_source else []
+        cells = [csv_cell_safe(labels.get(key)) for key in label_keys]
         for moment, value in item["points"]:
             writer.writerow([moment, *prefix, *cells, "" if value is None else repr(float(value))])
     return buffer.getvalue()

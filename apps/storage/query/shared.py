@@ -46,6 +46,7 @@ from apps.storage.policies import DataScope, data_scope_for
 from apps.storage.query.engine import STATEMENT_TIMEOUT_MS, query_bucket_seconds, query_execute
 from apps.storage.query.generations import ALL, GLOBAL, future_key, generation_key
 from apps.storage.query.spec import RAW, QuerySpec, query_spec_parse
+from apps.storage.scope_events import SCOPE_GENERATION_KEY, scope_generation_as_read
 from apps.storage.tiers import bucket_floor
 
 logger = logging.getLogger(__name__)
@@ -103,24 +104,26 @@ def query_answer_encoded(*, data: Any, principal: Any) -> bytes:
     """The JSON answer of POST /api/v1/query for `data` (the request body), shared when another request asks the
     same; raises QuerySpecError, DataAccessDenied and QueryTimeout as query_execute does."""
     source = query_spec_parse(data).source  # the spec again below, once generations are read
-    scope = data_scope_for(principal)
     if not settings.STORAGE_RESULT_CACHE_SECONDS:
         stats.count("uncached")
         return _encoded(query_execute(spec=query_spec_parse(data), principal=principal).as_dict())
     generations = _generations(source)
+    # The scope generation came with the data generations (one round trip): the data scope is read under it.
+    with scope_generation_as_read(None if generations is None else generations[2]):
+        scope = data_scope_for(principal)
     spec = query_spec_parse(data, now=datetime.now(UTC))  # `now` after the generations: see the module doc
     if generations is None:
         stats.count("uncached")
-        return _encoded(query_execute(spec=spec, principal=principal).as_dict())
-    stamp, future = generations
+        return _encoded(query_execute(spec=spec, scope=scope).as_dict())
+    stamp, future, _ = generations
     if future is not None and future >= spec.end.timestamp():
         stats.count("uncached")  # a point dated after `end` may fall inside a later request's window
-        return _encoded(query_execute(spec=spec, principal=principal).as_dict())
+        return _encoded(query_execute(spec=spec, scope=scope).as_dict())
     key = _answer_key(spec, scope, stamp)
-    return _shared(key, spec, principal)
+    return _shared(key, spec, scope)
 
 
-def _shared(key: str, spec: QuerySpec, principal: Any) -> bytes:
+def _shared(key: str, spec: QuerySpec, scope: DataScope) -> bytes:
     with _flights_lock:
         flight = _flights.get(key)
         mine = flight is None
@@ -134,10 +137,10 @@ def _shared(key: str, spec: QuerySpec, principal: Any) -> bytes:
             if flight.answer is not None:
                 stats.count("joined_in_process")
                 return _with_end(flight.answer, flight.answer_end, spec.end)
-        answer, end = _answer(key, spec, principal)
+        answer, end = _answer(key, spec, scope)
         return _with_end(answer, end, spec.end)
     try:
-        flight.answer, flight.answer_end = _answer(key, spec, principal)
+        flight.answer, flight.answer_end = _answer(key, spec, scope)
         return _with_end(flight.answer, flight.answer_end, spec.end)
     except BaseException as error:
         flight.error = error
@@ -149,7 +152,7 @@ def _shared(key: str, spec: QuerySpec, principal: Any) -> bytes:
         flight.done.set()
 
 
-def _answer(key: str, spec: QuerySpec, principal: Any) -> tuple[bytes, datetime]:
+def _answer(key: str, spec: QuerySpec, scope: DataScope) -> tuple[bytes, datetime]:
     """(answer, the end it was computed to): from Redis, from another process's computation, or computed here."""
     client = redis_client()
     answer_key, lock_key = redis_key("query", "answer", key), redis_key("query", "computing", key)
@@ -162,7 +165,7 @@ def _answer(key: str, spec: QuerySpec, principal: Any) -> tuple[bytes, datetime]
     except Exception:
         logger.warning("storage: shared query answers unreachable; computing", exc_info=True)
         stats.count("uncached")
-        return _encoded(query_execute(spec=spec, principal=principal).as_dict()), spec.end
+        return _encoded(query_execute(spec=spec, scope=scope).as_dict()), spec.end
     if not leader:
         cached = _wait_for_other_process(client, answer_key, lock_key, spec)
         if cached is not None:
@@ -170,7 +173,7 @@ def _answer(key: str, spec: QuerySpec, principal: Any) -> tuple[bytes, datetime]
             return cached
     try:
         stats.count("computed")
-        answer = _encoded(query_execute(spec=spec, principal=principal).as_dict())
+        answer = _encoded(query_execute(spec=spec, scope=scope).as_dict())
     except BaseException:
         if leader:
             _quietly(lambda: client.delete(lock_key))  # waiters compute it themselves
@@ -218,19 +221,22 @@ def _cached(stored: bytes | None, spec: QuerySpec) -> tuple[bytes, datetime] | N
     return (answer, end) if end <= spec.end else None
 
 
-def _generations(source: str | None) -> tuple[bytes, float | None] | None:
-    """The generations an answer for `source` (None: all sources) depends on, as bytes for its key, and the latest
-    future point time of those sources; None when Redis is unreachable."""
+def _generations(source: str | None) -> tuple[bytes, float | None, int] | None:
+    """The generations an answer for `source` (None: all sources) depends on, as bytes for its key, the latest
+    future point time of those sources, and the data scope generation (apps/storage/scope_events.py), all in one
+    round trip; None when Redis is unreachable."""
     try:
         client = redis_client()
         known = _source_ids.get(source) if source is not None else (None, None)
         for _ in range(2):
             part = ALL if known is None or known[1] is None else known[1]
             keys = [generation_key(GLOBAL), generation_key(part), future_key(part), future_key(GLOBAL)]
-            values = [value or b"-" for value in client.mget(keys)]
+            raw = client.mget([*keys, SCOPE_GENERATION_KEY])
+            values = [value or b"-" for value in raw[:4]]
             if source is None or (known is not None and known[0] == values[0]):
                 futures = [float(value) for value in values[2:] if value != b"-"]
-                return b"|".join([*values[:2], str(part).encode()]), max(futures, default=None)
+                stamp = b"|".join([*values[:2], str(part).encode()])
+                return stamp, max(futures, default=None), int(raw[4] or 0)
             known = (values[0], _source_id(source))
             _source_ids[source] = known
         return None

@@ -189,17 +189,23 @@ function writeUrl() {
 async function renderVariables() {
   const box = $("#variables");
   box.replaceChildren();
-  for (const variable of state.doc.variables ?? []) {
+  const variables = state.doc.variables ?? [];
+  for (const variable of variables) {
     if (!(variable.name in state.variableValues)) {
       state.variableValues[variable.name] = variable.default?.length ? (variable.multi ? variable.default : variable.default[0]) : variable.multi ? [ALL] : ALL;
     }
-    let values = [];
-    let problem = "";
-    try {
-      values = await catalog.labelValues(variable.label_key || variable.name, { source: variable.source || undefined, metric: variable.metric || undefined });
-    } catch (error) {
-      problem = error.message;
-    }
+  }
+  // Every variable's choices at once (in the order shown).
+  const listed = await Promise.all(
+    variables.map((variable) =>
+      catalog.labelValues(variable.label_key || variable.name, { source: variable.source || undefined, metric: variable.metric || undefined }).then(
+        (values) => ({ values, problem: "" }),
+        (error) => ({ values: [], problem: error.message }),
+      ),
+    ),
+  );
+  for (const [index, variable] of variables.entries()) {
+    const { values, problem } = listed[index];
     const wrapper = document.createElement("div");
     wrapper.className = "variable";
     wrapper.dataset.variable = variable.name;
@@ -961,7 +967,7 @@ async function start() {
   const params = readUrl();
   let data;
   try {
-    data = await get(`${apiBase}${uid}/`);
+    data = embeddedDetail() ?? (await get(`${apiBase}${uid}/`));
   } catch (error) {
     $("#dash-title").textContent = error.status === 404 ? "Dashboard not found" : "Could not load the dashboard";
     alertMessage(error.status === 404 ? "No dashboard with this address exists, or you cannot see it." : error.message);
@@ -989,10 +995,21 @@ async function start() {
   state.editor = new PanelEditor($("#panel-editor"), { preview: previewPanel, variables: () => (state.doc.variables ?? []).map((variable) => variable.name) });
   buildGrid();
   renderEmptyState();
-  await renderVariables();
+  // The panels ask for their data at once: the variables' values are set synchronously (renderVariables runs
+  // to its first await), and their lists of choices fill in meanwhile.
+  const variablesShown = renderVariables();
   setEditing(params.get("edit") === "1");
   reloadAll();
+  await variablesShown;
   root.classList.add("ready");
+}
+
+// The dashboard as GET /api/v1/dashboards/<uid>/ answers it, embedded in the page (read once: a later load asks).
+function embeddedDetail() {
+  const element = document.getElementById("dashboard-detail");
+  if (!element) return null;
+  element.remove();
+  return JSON.parse(element.textContent);
 }
 
 function wire() {

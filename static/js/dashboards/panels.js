@@ -172,10 +172,22 @@ function valueAxis(colors, options, side = "left") {
 // The legend's values (options.legend_values, e.g. ["last", "mean", "max"]) after each name.
 function legendName(item, options) {
   const values = options.legend_values ?? [];
-  if (!values.length) return item.name;
+  if (!values.length || options.legend_mode === "table") return item.name; // the table shows them in columns
   const decimals = item.axis === "right" ? options.decimals_right ?? options.decimals : options.decimals;
   const parts = values.map((calculation) => `${calculation} ${formatValue(calculate(item.points, calculation === "last" ? "last_not_null" : calculation), { decimals })}`);
-  return options.legend_mode === "table" ? `${item.name}  │ ${parts.join(" │ ")}` : `${item.name} (${parts.join(", ")})`;
+  return `${item.name} (${parts.join(", ")})`;
+}
+
+function isSparse(points) {
+  const present = (index) => points[index] !== undefined && points[index][1] !== null;
+  let shown = 0;
+  let isolated = 0;
+  points.forEach((_, index) => {
+    if (!present(index)) return;
+    shown += 1;
+    if (!present(index - 1) && !present(index + 1)) isolated += 1;
+  });
+  return shown < 3 || isolated * 2 > shown;
 }
 
 function timeseries(element, panel, results, colors, context) {
@@ -194,13 +206,16 @@ function timeseries(element, panel, results, colors, context) {
       hovertemplate: `%{y:,.${decimals}f}${unit ? ` ${unit}` : ""}<extra>${item.name.replace(/</g, "&lt;")}</extra>`,
     };
     if (style === "bars") return { ...trace, type: "bar", marker: { color: item.color } };
-    // A sparse series (a few buckets, or points between gaps) shows its points, not an invisible line.
-    const sparse = item.points.filter((point) => point[1] !== null).length < 3;
+    // A sparse series (a few buckets, or points between gaps: a reading a minute in 10 s buckets) shows its
+    // points, not an invisible line.
+    const sparse = isSparse(item.points);
     return { ...trace, type: "scatter", mode: sparse ? "lines+markers" : "lines", marker: { size: 5, color: item.color }, line: { width: 1.5, color: item.color }, fill: style === "areas" && !options.stack ? "tozeroy" : "none", connectgaps: false };
   });
   const legendShown = options.legend ?? items.length > 1;
+  // Table mode: an HTML table (a row per series, a column per value) in place of plotly's legend.
+  const legendTable = legendShown && options.legend_mode === "table";
   const layout = {
-    ...baseLayout(colors, { legend: legendShown, legendOptions: { placement: options.legend_placement } }),
+    ...baseLayout(colors, { legend: legendShown && !legendTable, legendOptions: { placement: options.legend_placement } }),
     xaxis: timeAxis(colors, context),
     yaxis: valueAxis(colors, options),
     dragmode: "zoom",
@@ -221,7 +236,57 @@ function timeseries(element, panel, results, colors, context) {
   if (options.threshold_lines) {
     layout.shapes = [...layout.shapes, ...thresholdLines.map((item) => ({ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: item.value, y1: item.value, line: { color: item.color, dash: "dash", width: 1 } }))];
   }
+  const room = legendTable ? legendTableRoom(element, items.length, options) : null;
+  // Below the chart the table leaves room for the time axis's tick labels (about 30 px) too.
+  if (room) layout.margin = { ...layout.margin, ...(room.side === "right" ? { r: room.pixels + 8 } : { b: room.pixels + 38 }) };
   plot(element, data, layout, { onZoom: context.onZoom });
+  element.querySelector(":scope > .legend-table-wrap")?.remove();
+  if (room) element.append(legendTableElement(element, items, options, room));
+}
+
+// Legend tables take the bottom (at most 45 % of the height) or the right (at most 45 % of the width) of the panel.
+const LEGEND_ROW_PIXELS = 21;
+
+function legendTableRoom(element, rows, options) {
+  const side = options.legend_placement === "right" ? "right" : "bottom";
+  const limit = side === "right" ? element.clientWidth * 0.45 : element.clientHeight * 0.45;
+  const wanted = side === "right" ? 120 + 64 * (options.legend_values ?? []).length : LEGEND_ROW_PIXELS * (rows + 1) + 6;
+  return { side, pixels: Math.max(40, Math.min(wanted, limit)) };
+}
+
+// The legend as a table: each series' colour and name, then options.legend_values (last, mean, max, min, sum)
+// computed over the points drawn; clicking a row hides or shows its series.
+function legendTableElement(element, items, options, room) {
+  const values = options.legend_values ?? [];
+  const wrap = Object.assign(document.createElement("div"), { className: `legend-table-wrap ${room.side}` });
+  wrap.style[room.side === "right" ? "width" : "height"] = `${Math.floor(room.pixels)}px`;
+  const table = Object.assign(document.createElement("table"), { className: "legend-table" });
+  const head = table.createTHead().insertRow();
+  for (const title of ["Name", ...values.map((value) => value[0].toUpperCase() + value.slice(1))]) {
+    head.append(Object.assign(document.createElement("th"), { textContent: title, scope: "col" }));
+  }
+  const body = table.createTBody();
+  items.forEach((item, index) => {
+    const row = body.insertRow();
+    row.dataset.series = item.name;
+    const name = row.insertCell();
+    const swatch = Object.assign(document.createElement("span"), { className: "legend-swatch" });
+    swatch.style.background = item.color;
+    name.append(swatch, document.createTextNode(item.name));
+    const decimals = item.axis === "right" ? options.decimals_right ?? options.decimals : options.decimals;
+    const unit = item.unit || (item.axis === "right" ? options.unit_right : options.unit);
+    for (const value of values) {
+      const cell = row.insertCell();
+      cell.dataset.value = value;
+      cell.textContent = formatValue(calculate(item.points, value === "last" ? "last_not_null" : value), { decimals, unit });
+    }
+    row.addEventListener("click", () => {
+      const hidden = row.classList.toggle("off");
+      window.Plotly.restyle(element, { visible: hidden ? "legendonly" : true }, [index]);
+    });
+  });
+  wrap.append(table);
+  return wrap;
 }
 
 function reducedItems(results, options) {
@@ -311,7 +376,7 @@ function barGauge(element, panel, results, colors) {
     const track = Object.assign(document.createElement("div"), { className: "bar-gauge-track" });
     const fill = Object.assign(document.createElement("div"), { className: "bar-gauge-fill" });
     const share = item.value === null ? 0 : Math.max(0, Math.min(1, (item.value - min) / (max - min || 1)));
-    fill.style.width = `${(share * 100).toFixed(2)}%`;
+    fill.style[options.orientation === "vertical" ? "height" : "width"] = `${(share * 100).toFixed(2)}%`;
     fill.style.background = shown.color;
     track.append(fill);
     const value = Object.assign(document.createElement("div"), { className: "bar-gauge-value", textContent: shown.text });
