@@ -36,6 +36,7 @@ from django.db import DataError, close_old_connections
 from django.db.models.fields.json import KeyTextTransform
 
 from apps.ingestion.events import CHANGES_CHANNEL
+from apps.sources.references import SourceAmbiguous
 from apps.storage.columns import EPOCH, time_micros
 from apps.storage.policies import DataAccessDenied, DataScope, data_scope_for
 from apps.storage.query.engine import QueryTimeout, query_bucket_seconds, query_execute
@@ -217,6 +218,8 @@ class LiveHub:
             feed_key, scope, source_id = await _database(_feed_identity, heavy=False, query=query, spec=spec, user=user)
         except DataAccessDenied as error:
             raise LiveRefused("principal", str(error)) from None
+        except QuerySpecError as error:
+            raise LiveRefused(f"query.{error.field}", error.message) from None
         await self.start()
         feed = self.feeds.get(feed_key)
         if feed is None:
@@ -587,7 +590,10 @@ def _feed_identity(*, query: Mapping[str, Any], spec: QuerySpec, user: Any) -> t
         # A source with no data yet (or none at all) subscribes and fills in when its first points arrive; one the
         # principal may not read looks exactly the same, and its series never enter the feed (they are outside the
         # scope). Without a source id the feed re-resolves on any new series its scope covers.
-        source = source_visible(scope=scope, slug=spec.source)
+        try:
+            source = source_visible(scope=scope, slug=spec.source)
+        except SourceAmbiguous as error:
+            raise QuerySpecError("source", error.message) from None
         if source is not None:
             source_id = source.pk
     canonical = json.dumps(query, sort_keys=True, separators=(",", ":"), default=str)
