@@ -27,6 +27,9 @@ const $ = (selector) => root.querySelector(selector);
 const apiBase = root.dataset.api;
 const uid = root.dataset.uid;
 const canEditDefault = root.dataset.canEdit === "true";
+// Set when the viewer may see sources of several organisations: a bare source slug then means the dashboard's
+// organisation's source (slugs are unique per organisation only; docs/access.md, "Source slugs").
+const sourceOrganization = root.dataset.sourceOrganization || "";
 
 const state = {
   version: null,
@@ -195,7 +198,7 @@ async function renderVariables() {
     let values = [];
     let problem = "";
     try {
-      values = await catalog.labelValues(variable.label_key || variable.name, { source: variable.source || undefined, metric: variable.metric || undefined });
+      values = await catalog.labelValues(variable.label_key || variable.name, { source: qualifiedSource(variable.source) || undefined, metric: variable.metric || undefined });
     } catch (error) {
       problem = error.message;
     }
@@ -275,8 +278,13 @@ export function preparedQuery(spec, { range, values, maxPoints }) {
   prepared.max_points = Math.min(10000, Math.max(10, maxPoints));
   if (!prepared.bucket) prepared.bucket = "auto";
   if (!prepared.source) delete prepared.source;
+  else prepared.source = qualifiedSource(prepared.source);
   if (!prepared.group_by?.length) delete prepared.group_by;
   return prepared;
+}
+
+function qualifiedSource(source) {
+  return sourceOrganization && source && !source.includes("/") ? `${sourceOrganization}/${source}` : source;
 }
 
 // Panels that show reduced numbers ask the server for them ("reduce"); a stat's sparkline is a small series query.
