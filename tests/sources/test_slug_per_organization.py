@@ -216,3 +216,51 @@ async def test_live_subscriptions_read_their_own_organisations_source_and_ambigu
         await ana.disconnect()
         await carol.disconnect()
         await live_hub().stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("storage_committed_cleanup")
+async def test_a_live_feed_keeps_to_the_source_its_slug_named_when_another_organisation_adds_one_later():
+    from channels.db import database_sync_to_async
+
+    def setup() -> tuple[str, str]:
+        carol = user_create(username="carol", organization="acme")
+        Membership.objects.create(organization=organization_get(slug="beta"), user=carol, role="viewer")
+        _, acme_key = source_with_key(slug="plant", organization="acme")
+        body = json.dumps([{"time": iso(datetime.now(UTC) - timedelta(seconds=5)), "device": "acme-1",
+                            "temperature": 1.0}])  # fmt: skip
+        assert _ingest("/api/v1/sources/plant/ingest", acme_key, body, "application/json") == 200
+        browser = Client()
+        browser.force_login(carol)
+        return acme_key, browser.cookies[settings.SESSION_COOKIE_NAME].value
+
+    acme_key, session = await database_sync_to_async(setup)()
+    carol = WebsocketCommunicator(
+        application, "/ws/live/", headers=[(b"cookie", f"{settings.SESSION_COOKIE_NAME}={session}".encode())]
+    )
+    assert (await carol.connect())[0]
+    assert (await carol.receive_json_from())["type"] == "hello"
+    try:
+        query = {"source": "plant", "metric": "temperature", "aggregation": "raw", "start": "-10m"}
+        await carol.send_json_to({"type": "subscribe", "id": "p", "query": query})
+        assert {device for device, _, _ in device_points(await carol.receive_json_from(timeout=5))} == {"acme-1"}
+
+        def beta_adds_plant_then_acme_a_device() -> None:
+            _, beta_key = source_with_key(slug="plant", organization="beta")
+            now = iso(datetime.now(UTC))
+            for key, device in ((beta_key, "beta-1"), (acme_key, "acme-2")):  # acme-2: a new series, re-resolved
+                body = json.dumps([{"time": now, "device": device, "temperature": 2.0}])
+                assert _ingest("/api/v1/sources/plant/ingest", key, body, "application/json") == 200
+
+        await database_sync_to_async(beta_adds_plant_then_acme_a_device)()
+        received = []
+        while not await carol.receive_nothing(timeout=1.5):
+            message = await carol.receive_json_from(timeout=1)
+            if message.get("type") == "data":
+                received.extend(device_points(message))
+        devices = {device for device, _, _ in received}
+        assert "acme-2" in devices
+        assert "beta-1" not in devices
+    finally:
+        await carol.disconnect()
+        await live_hub().stop()
