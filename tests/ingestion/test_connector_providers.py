@@ -75,6 +75,9 @@ def test_sources_of_two_organisations_with_one_slug_each_get_their_connector(set
     kafka = {spec.key: spec.build() for spec in providers.kafka_connector_specs()}
     assert sorted(kafka) == ["kafka:acme/orders", "kafka:beta/orders"]
     assert kafka["kafka:beta/orders"].topics == ["beta.orders"]
+    # The connectors' own keys (their logs and lag metrics) tell the organisations apart too.
+    assert [connector.key for connector in (*mqtt.values(), *kafka.values())] == [*sorted(mqtt), *sorted(kafka)]
+    assert kafka["kafka:beta/orders"].consumer_config()["client.id"] == "analytics-beta.orders"
 
 
 def test_kafka_specs_need_bootstrap_servers_and_warn_once(settings, caplog, monkeypatch):

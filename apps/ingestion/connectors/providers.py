@@ -38,9 +38,14 @@ def _enabled_sources(kind: str) -> list[Source]:
     return list(Source.objects.filter(kind=kind, enabled=True).select_related("organization").order_by("id"))
 
 
+def _connector_name(source: Source) -> str:
+    """A source's name in connector keys, logs and lag metrics: slugs are unique per organisation only."""
+    return f"{source.organization.slug}/{source.slug}"
+
+
 def _connector_key(kind: str, source: Source) -> str:
-    """The supervisor's key for a source's connector: slugs are unique per organisation only, so it names both."""
-    return f"{kind}:{source.organization.slug}/{source.slug}"
+    """The supervisor's key for a source's connector, equal to the connector's own `key`."""
+    return f"{kind}:{_connector_name(source)}"
 
 
 @connector_provider_register
@@ -51,7 +56,9 @@ def mqtt_connector_specs() -> list[ConnectorSpec]:
         ConnectorSpec(
             key=_connector_key("mqtt", source),
             fingerprint=connector_fingerprint(source=source, endpoint=url),
-            build=functools.partial(_mqtt_build, source_id=source.id, slug=source.slug, config=source.config, url=url),
+            build=functools.partial(
+                _mqtt_build, source_id=source.id, slug=_connector_name(source), config=source.config, url=url
+            ),
         )
         for source in _enabled_sources(SourceKind.MQTT)
     ]
@@ -78,7 +85,7 @@ def kafka_connector_specs() -> list[ConnectorSpec]:
             key=_connector_key("kafka", source),
             fingerprint=connector_fingerprint(source=source, endpoint=servers),
             build=functools.partial(
-                _kafka_build, source_id=source.id, slug=source.slug, config=source.config, servers=servers
+                _kafka_build, source_id=source.id, slug=_connector_name(source), config=source.config, servers=servers
             ),
         )
         for source in sources
