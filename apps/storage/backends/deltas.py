@@ -314,10 +314,9 @@ class DeltasSweep:
     newest buckets sorted the whole table in every drain transaction (1.3 s, with both parallel workers, for 5
     million rows): that sort, on a small machine's every core, is what dashboards waited for while a backfill
     drained. The heap's end holds the most recently written deltas (for a backfill written in time order, its
-    newest buckets), and its start stays live until the sweep ends, so a query's check for pending deltas (an
-    EXISTS that reads from the start) finds a row on the first page instead of walking folded ones. A sweep reads
-    each page once; pages appended meanwhile are the next sweep's. Any subset of deltas folds exactly, so the
-    positions only save work: lost (a new process) or stale (a table emptied), the sweep starts from the end again.
+    newest buckets). A sweep reads each page once; pages appended meanwhile are the next sweep's. Any subset of
+    deltas folds exactly, so the positions only save work: lost (a new process) or stale (a table emptied), the
+    sweep starts from the end again.
     """
 
     def __init__(self) -> None:

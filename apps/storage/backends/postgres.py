@@ -489,10 +489,10 @@ class PostgresBackend(DailyPartitions, StorageBackend):
                 return folded, bool(left)
 
     def _deltas_vacuum(self, tables: list[str]) -> None:
-        """VACUUM delta tables a drain has emptied, at once: their folded rows are dead tuples that every query's
-        check for pending deltas (an EXISTS per table) would otherwise walk until autovacuum comes (half a second
-        a query for a 10-million-row backfill's 1-minute deltas; and some servers run without autovacuum). VACUUM
-        cannot run inside a transaction, so a caller's transaction (tests) leaves them to a later drain."""
+        """VACUUM delta tables a drain has emptied, at once: their folded rows are dead tuples that a query reading
+        the table would walk (and the drain's own emptiness check) until autovacuum comes, and some servers run
+        without it. VACUUM cannot run inside a transaction, so a caller's transaction (tests) leaves them to a
+        later drain."""
         if not tables or self.connection.in_atomic_block:
             return
         with self.connection.cursor() as cursor:
