@@ -18,8 +18,9 @@ BENCH_STORAGE_BACKEND (default auto: TimescaleDB where the server offers it), an
 (`python -m bench.storage --worker`) whose DATABASE_URL points at it. The result names the backend and the server
 versions it measured. Knobs: BENCH_STORAGE_KEEP_DATABASE=1 (keep the loaded
 database for EXPLAIN experiments; it is dropped otherwise), BENCH_STORAGE_SECONDS (span of the data),
-BENCH_STORAGE_SKIP_INFLUX=1, BENCH_STORAGE_REDIS_URL (default redis://127.0.0.1:6379/13: the benchmark's own
-Redis database, emptied before each "cold" query so the engine's query cache, if any, cannot answer it).
+BENCH_STORAGE_SKIP_INFLUX=1, BENCH_STORAGE_BACKFILL_POINTS (size of the backfill phase, see _backfill_drain),
+BENCH_STORAGE_REDIS_URL (default redis://127.0.0.1:6379/13: the benchmark's own Redis database, emptied before
+each "cold" query so the engine's query cache, if any, cannot answer it).
 
 Each query is timed cold (cache emptied: a dashboard's first load; compared with InfluxDB, which has no result
 cache) and as a warm refresh (the same query 5 s later, as an auto-refreshing dashboard asks).

@@ -249,6 +249,10 @@ SPECTACULAR_SETTINGS = {
         }
     },
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.sources.schema.source_organization_parameter",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "SchemaModeEnum": "apps.sources.models.SchemaMode",
         "PanelTypeEnum": "apps.dashboards.models.PanelType",
@@ -363,6 +367,10 @@ KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS", "")
 # source-<id>", derived by the platform, never taken from a source's settings.
 MQTT_TOPIC_PREFIX = env_str("MQTT_TOPIC_PREFIX", "{organization}/")
 MQTT_TOPIC_ALLOWLIST = env_json_object("MQTT_TOPIC_ALLOWLIST", {})
+# The same for Kafka topics on a shared cluster: names start with KAFKA_TOPIC_PREFIX (Kafka topic names allow
+# letters, digits, '.', '_' and '-', so the default separator is a dot) or a prefix in KAFKA_TOPIC_ALLOWLIST.
+KAFKA_TOPIC_PREFIX = env_str("KAFKA_TOPIC_PREFIX", "{organization}.")
+KAFKA_TOPIC_ALLOWLIST = env_json_object("KAFKA_TOPIC_ALLOWLIST", {})
 CONNECTOR_ID_PREFIX = env_str("CONNECTOR_ID_PREFIX", "analytics")
 # Largest request body (bytes, after gzip decompression too): bigger answers 413.
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 25 * 1024 * 1024, minimum=1024)

@@ -123,6 +123,7 @@ class TokenAuthMiddleware:
                 scope["api_token_id"] = token.pk
                 scope["api_token_expires_at"] = token.expires_at
                 scope["api_token_scopes"] = tuple(token.scopes)
+                scope["api_token_organization_id"] = token.organization_id
         return await self.application(scope, receive, send)
 
 

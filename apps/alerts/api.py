@@ -27,6 +27,7 @@ from apps.alerts.services import (
     anomaly_detection_delete,
     anomaly_detection_update,
 )
+from apps.sources.references import SourceAmbiguous, source_reference_resolve
 from apps.sources.selectors import source_can_manage, source_list_for_user
 from apps.storage.query.spec import QuerySpecError, time_parse
 
@@ -60,7 +61,12 @@ class AnomalyDetectionListCreateView(ListAPIView):
         serializer = AnomalyDetectionCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
-        source = source_list_for_user(user=request.user).filter(slug=data.pop("source")).first()
+        try:
+            source = source_reference_resolve(
+                candidates=source_list_for_user(user=request.user), reference=data.pop("source")
+            )
+        except SourceAmbiguous as error:
+            return field_error_response(error.field, error.message, 400)
         if source is None:
             return field_error_response("source", "no source with this slug that you can see", 400)
         if not source_can_manage(user=request.user, source=source):

@@ -34,7 +34,10 @@ class AnomalyDetectionSerializer(serializers.ModelSerializer):
 class AnomalyDetectionCreateSerializer(serializers.Serializer):
     """Turn detection on for a metric of a source."""
 
-    source = serializers.SlugField(help_text="Slug of the source.")
+    source = serializers.RegexField(
+        r"^(?:[-a-zA-Z0-9_]{1,100}/)?[-a-zA-Z0-9_]{1,100}$",
+        help_text="Slug of the source ('<organization>/<slug>' if you see that slug in several organisations).",
+    )
     metric = serializers.CharField(max_length=200)
     label_filters = serializers.DictField(
         child=serializers.CharField(), required=False, default=dict, help_text="Empty: every series of the metric."

@@ -12,6 +12,7 @@ from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from apps.access.models import TokenScope
 from apps.access.websocket_sessions import (
     CLOSE_TOO_MANY_CONNECTIONS,
     TooManyConnections,
@@ -19,8 +20,11 @@ from apps.access.websocket_sessions import (
     websocket_sessions,
 )
 from apps.dashboards.live import MAX_SUBSCRIPTIONS_PER_CONNECTION, LiveRefused, LiveSubscription, live_hub
+from apps.storage.policies import Principal
 
 CLOSE_UNAUTHENTICATED = 4401
+# A token without the `read` scope: the live feed only reads (HTTP 403 to the client, as the handshake is refused).
+CLOSE_FORBIDDEN = 4403
 # The user's data access may have changed: reconnect and subscribe again (the browser client does so at once).
 CLOSE_SCOPE_CHANGED = 4009
 MAX_CLIENT_ID_LENGTH = 100
@@ -41,6 +45,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             # Closing before accept refuses the handshake (HTTP 403).
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        if not socket_token_may_read(self.scope):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        # What the socket reads as: a token bound to an organisation reads that organisation's data only, as on REST.
+        self.principal = socket_principal(self.scope)
         await self.accept()
         try:
             # Revoking the token, signing out or expiry closes the socket; at most N sockets per user.
@@ -102,7 +111,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         try:
             subscription = await live_hub().subscribe(
                 sink=self._forward,
-                user=self.scope["user"],
+                user=self.principal,
                 client_id=client_id,
                 query=content.get("query"),
                 since=content.get("since"),
@@ -133,6 +142,20 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return json.loads(text_data)
         except ValueError:
             return None
+
+
+def socket_token_may_read(scope: dict[str, Any]) -> bool:
+    """Whether the handshake's token (API or provider token) carries the `read` scope; sessions always may."""
+    scopes = scope.get("api_token_scopes")
+    return scopes is None or TokenScope.READ.value in scopes
+
+
+def socket_principal(scope: dict[str, Any]) -> Any:
+    """The socket's principal: the user, bound to the token's organisation when its API token carries one."""
+    organization_id = scope.get("api_token_organization_id")
+    if organization_id is None:
+        return scope["user"]
+    return Principal(user=scope["user"], organization_id=organization_id)
 
 
 def _now() -> str:

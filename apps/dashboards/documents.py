@@ -95,7 +95,8 @@ _REF = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,15}$")
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,49}$")
 _VARIABLE_REFERENCE = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]{0,49})$")
 _LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
-_SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,100}$")
+# A source slug, or "<organization>/<slug>" (slugs are unique per organisation: apps/sources/references.py).
+_SLUG = re.compile(r"^(?:[-a-zA-Z0-9_]{1,100}/)?[-a-zA-Z0-9_]{1,100}$")
 # Colours end up in style attributes: names, #hex, rgb()/hsl() and nothing that could break out of them.
 _COLOR = re.compile(r"^[#A-Za-z0-9(),.% \-]{1,32}$")
 # Code is markdown's own business: HTML inside fences or backticks is text, shown as written.
@@ -259,7 +260,7 @@ def _variables_clean(variables: Any) -> list[dict[str, Any]]:
             raise DashboardDocumentError(f"{path}.name", f"{name!r} is declared twice.")
         source = variable.get("source")
         if source is not None and (not isinstance(source, str) or not _SLUG.match(source)):
-            raise DashboardDocumentError(f"{path}.source", "must be a source slug.")
+            raise DashboardDocumentError(f"{path}.source", "must be a source slug (or '<organization>/<slug>').")
         metric = variable.get("metric")
         if metric is not None:
             metric = _text(metric, f"{path}.metric", maximum=200, required=True)

@@ -36,6 +36,7 @@ from django.db import DataError, close_old_connections
 from django.db.models.fields.json import KeyTextTransform
 
 from apps.ingestion.events import CHANGES_CHANNEL
+from apps.sources.references import SourceAmbiguous
 from apps.storage.columns import EPOCH, time_micros
 from apps.storage.policies import DataAccessDenied, DataScope, data_scope_for
 from apps.storage.query.engine import QueryTimeout, query_bucket_seconds, query_execute
@@ -214,15 +215,19 @@ class LiveHub:
             raise LiveRefused(f"query.{error.field}", error.message) from None
         since_time = _since_parse(since)
         try:
-            feed_key, scope, source_id = await _database(_feed_identity, heavy=False, query=query, spec=spec, user=user)
+            feed_key, scope, source_id, body = await _database(
+                _feed_identity, heavy=False, query=query, spec=spec, user=user
+            )
         except DataAccessDenied as error:
             raise LiveRefused("principal", str(error)) from None
+        except QuerySpecError as error:
+            raise LiveRefused(f"query.{error.field}", error.message) from None
         await self.start()
         feed = self.feeds.get(feed_key)
         if feed is None:
             feed = LiveFeed(
                 key=feed_key,
-                body=query,
+                body=body,
                 scope=scope,
                 source_id=source_id,
                 bucket_seconds=live_bucket_seconds(spec),
@@ -302,7 +307,7 @@ class LiveHub:
 
     async def _resolve(self, feed: LiveFeed) -> None:
         """(Re)compute the feed's series ids under its data scope and update the inverted indexes."""
-        series, headers = await _database(_series_for, body=feed.body, scope=feed.scope)
+        series, headers = await _database(_series_for, body=feed.body, scope=feed.scope, source_id=feed.source_id)
         self._unindex(feed, feed.series_ids)
         for series_id in series:
             self.series_index.setdefault(series_id, set()).add(feed)
@@ -575,27 +580,36 @@ def _with_connection(function: Callable[..., T], kwargs: dict[str, Any]) -> T:
         close_old_connections()
 
 
-def _feed_identity(*, query: Mapping[str, Any], spec: QuerySpec, user: Any) -> tuple[str, DataScope, int | None]:
-    """The feed key (canonical spec + data scope), the scope, and the spec's source id (None: not readable yet).
+def _feed_identity(
+    *, query: Mapping[str, Any], spec: QuerySpec, user: Any
+) -> tuple[str, DataScope, int | None, Mapping[str, Any]]:
+    """The feed key (canonical spec + data scope), the scope, the spec's source id (None: not readable yet), and the
+    query the feed reads: with the source it named as '<organization>/<slug>', so that a source of the same name
+    another organisation in the scope adds later neither joins the feed nor makes its reads ambiguous.
 
     A feed is shared only by principals with the same effective scope, and it reads under that scope (never under
     one subscriber's identity).
     """
     scope = data_scope_for(user)
     source_id = None
+    body = query
     if spec.source:
         # A source with no data yet (or none at all) subscribes and fills in when its first points arrive; one the
         # principal may not read looks exactly the same, and its series never enter the feed (they are outside the
         # scope). Without a source id the feed re-resolves on any new series its scope covers.
-        source = source_visible(scope=scope, slug=spec.source)
+        try:
+            source = source_visible(scope=scope, slug=spec.source)
+        except SourceAmbiguous as error:
+            raise QuerySpecError("source", error.message) from None
         if source is not None:
             source_id = source.pk
+            body = {**query, "source": f"{source.organization.slug}/{source.slug}"}
     canonical = json.dumps(query, sort_keys=True, separators=(",", ":"), default=str)
-    return f"{canonical}|{scope.cache_key()}", scope, source_id
+    return f"{canonical}|{scope.cache_key()}", scope, source_id, body
 
 
 def _series_for(
-    *, body: Mapping[str, Any], scope: DataScope
+    *, body: Mapping[str, Any], scope: DataScope, source_id: int | None = None
 ) -> tuple[frozenset[int], dict[int, tuple[int, dict]] | None]:
     """The series a spec covers under the principal's scope (label filters applied like the engine), and for a
     feed that can be answered from changes messages, each series' output header (ranked like the engine's).
@@ -604,6 +618,9 @@ def _series_for(
     """
     spec = query_spec_parse(body)
     queryset = series_list(scope=scope, source=spec.source, metric=spec.metric)
+    if source_id is not None:
+        # The source the slug named at subscribe time, not one of the same name another organisation adds later.
+        queryset = queryset.filter(source_id=source_id)
     for number, label_filter in enumerate(spec.filters):
         if label_filter.operator == "regex":
             # PostgreSQL's regular expressions, as the engine's SQL applies them (not Python's dialect).

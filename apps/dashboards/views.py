@@ -56,5 +56,14 @@ def dashboard_detail(request: HttpRequest, uid: str) -> HttpResponse:
         "list_url": reverse("dashboard-list"),
         "panel_types": PanelType.choices,
         "default_width": 6,
+        "source_organization": _source_organization(request.user, dashboard),
     }
     return render(request, "dashboards/detail.html", context)
+
+
+def _source_organization(user, dashboard) -> str:
+    """The organisation the page names panels' bare source slugs in, for a viewer who may see sources of several
+    (slugs are unique per organisation only): the dashboard's. Empty otherwise: the slug alone names one source."""
+    if user.is_superuser or len(organization_ids_for_user(user=user)) > 1:
+        return dashboard.organization.slug
+    return ""

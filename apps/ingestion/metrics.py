@@ -98,7 +98,7 @@ class IngestRateCollector(Collector):
 
         points, rejected, lag, lag_seconds = self._families()
         try:
-            sources = dict(Source.objects.values_list("id", "slug"))
+            sources = source_metric_labels(Source.objects.values_list("id", "organization__slug", "slug"))
             for source_id, stats in stats_get(source_ids=list(sources)).items():
                 points.add_metric([sources[source_id]], stats.points_per_second)
                 rejected.add_metric([sources[source_id]], stats.rejected_per_second)
@@ -110,6 +110,19 @@ class IngestRateCollector(Collector):
         except Exception:  # a scrape must not fail because Redis or the database blinked
             logger.warning("ingest figures unavailable for /metrics", exc_info=True)
         yield from (points, rejected, lag, lag_seconds)
+
+
+def source_metric_labels(rows) -> dict[int, str]:
+    """Each source's `source` label from (id, organisation slug, slug) rows: its slug, or '<organization>/<slug>'
+    when sources of several organisations share it (slugs are unique per organisation only, and two samples with
+    one label set would make Prometheus refuse the whole scrape)."""
+    rows = list(rows)
+    counts: dict[str, int] = {}
+    for _, _, slug in rows:
+        counts[slug] = counts.get(slug, 0) + 1
+    return {
+        source_id: slug if counts[slug] == 1 else f"{organization}/{slug}" for source_id, organization, slug in rows
+    }
 
 
 _collector_registered = False

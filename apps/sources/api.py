@@ -16,6 +16,7 @@ from analytics_platform.field_errors import ErrorSerializer, field_error_respons
 from apps.access.models import Organization
 from apps.access.selectors import organization_list_for_user
 from apps.sources.models import Source, SourceSchema
+from apps.sources.references import SourceAmbiguous, source_reference_resolve
 from apps.sources.selectors import MANAGER_ROLES, source_can_manage, source_list_for_user
 from apps.sources.serializers import (
     SchemaCreateSerializer,
@@ -53,8 +54,23 @@ def _with_current_schema(sources):
 
 
 def source_for_request(request: Request, slug: str, *, manage: bool = False) -> Source:
-    """The source if the user may see it (404 otherwise); with `manage`, 403 unless they may edit it."""
-    source = source_list_for_user(user=request.user).filter(slug=slug).first()
+    """The source if the user may see it (404 otherwise); with `manage`, 403 unless they may edit it.
+
+    Slugs are unique per organisation: `?organization=<slug>` picks one when the user sees the slug in several
+    (400 naming `organization` until they do; apps/sources/references.py)."""
+    candidates = source_list_for_user(user=request.user)
+    organization = request.query_params.get("organization")
+    if organization:
+        candidates = candidates.filter(organization__slug=organization)
+    try:
+        source = source_reference_resolve(
+            candidates=candidates,
+            reference=slug,
+            field="organization",
+            how="name one with ?organization=<slug>.",
+        )
+    except SourceAmbiguous as error:
+        raise serializers.ValidationError({error.field: [error.message]}) from None
     if source is None:
         raise Http404(f"No source {slug!r} that you can see.")
     if manage and not source_can_manage(user=request.user, source=source):

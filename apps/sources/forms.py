@@ -10,7 +10,7 @@ from django import forms
 
 from apps.sources.models import SchemaMode, Source, SourceKind
 from apps.sources.serializers import MAX_INTEGER, MAX_RETENTION_DAYS
-from apps.sources.services import mqtt_topic_prefixes
+from apps.sources.services import kafka_topic_prefixes, mqtt_topic_prefixes
 
 PAYLOAD_FORMATS = [("json", "JSON (one object per message)"), ("line", "InfluxDB line protocol")]
 PRECISIONS = [("ns", "nanoseconds"), ("us", "microseconds"), ("ms", "milliseconds"), ("s", "seconds")]
@@ -179,6 +179,16 @@ class KafkaSourceForm(SourceBaseForm):
         choices=PRECISIONS, initial="ns", required=False, help_text="Timestamp unit of line-protocol messages."
     )
     topic_label = forms.BooleanField(required=False, label="Add the topic as a label")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        organization = self.source.organization if self.source is not None else next(iter(self._organizations), None)
+        if organization is not None:
+            prefixes = kafka_topic_prefixes(organization=organization)
+            self.fields["topics"].help_text = (
+                f"Comma-separated topic names under your organisation's topics on the shared cluster: each starts "
+                f"with {' or '.join(prefixes)}, e.g. {prefixes[0]}telemetry, {prefixes[0]}orders."
+            )
 
     def clean_topics(self) -> list[str]:
         topics = [topic.strip() for topic in self.cleaned_data["topics"].split(",") if topic.strip()]

@@ -34,7 +34,9 @@ class Source(models.Model):
 
     organization = models.ForeignKey("access.Organization", on_delete=models.PROTECT, related_name="sources")
     name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=100, unique=True, help_text="Used in URLs and queries, e.g. 'plant-sensors'.")
+    # Unique within the organisation only: a global rule would let anyone learn that another tenant uses a slug
+    # (creating it answered 409). Resolution by slug always happens inside the caller's organisations.
+    slug = models.SlugField(max_length=100, help_text="Used in URLs and queries, e.g. 'plant-sensors'.")
     kind = models.CharField(max_length=16, choices=SourceKind.choices, default=SourceKind.HTTP)
     enabled = models.BooleanField(default=True, help_text="Paused sources reject writes and stop their connectors.")
     config = models.JSONField(
@@ -63,6 +65,9 @@ class Source(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "slug"], name="sources_source_organization_slug_unique")
+        ]
 
     def __str__(self) -> str:
         return self.name

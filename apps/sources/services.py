@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
@@ -177,8 +178,44 @@ def _mqtt_topic_clean(*, topic: Any, organization: Organization) -> str:
     return topic
 
 
+def kafka_topic_prefixes(*, organization: Organization) -> list[str]:
+    """The prefixes an organisation's Kafka topic names start with: its own, and any the operator approved for it
+    in KAFKA_TOPIC_ALLOWLIST."""
+    own = settings.KAFKA_TOPIC_PREFIX.format(organization=organization.slug)
+    return [own, *settings.KAFKA_TOPIC_ALLOWLIST.get(organization.slug, [])]
+
+
+# Kafka's own rule for topic names; a leading '^' would make the consumer subscribe to a regular expression.
+_KAFKA_TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+
+
+def _kafka_topics_clean(*, topics: Any, organization: Organization) -> list[str]:
+    if not isinstance(topics, list) or not topics or not all(isinstance(topic, str) and topic for topic in topics):
+        raise SourceError("config.topics", 'A Kafka source needs "topics": ["name", ...].')
+    prefixes = kafka_topic_prefixes(organization=organization)
+    allowed = " or ".join(repr(prefix) for prefix in prefixes)
+    cleaned = []
+    for topic in (topic.strip() for topic in topics):
+        if not _KAFKA_TOPIC_NAME.match(topic) or topic in (".", ".."):
+            raise SourceError(
+                "config.topics",
+                f"{topic!r} is not a Kafka topic name (letters, digits, '.', '_' and '-'; no patterns), e.g. "
+                f"{prefixes[0]}orders.",
+            )
+        if not any(topic.startswith(prefix) for prefix in prefixes):
+            raise SourceError(
+                "config.topics",
+                f"{topic!r} is outside this organisation's topics on the shared cluster: start the name with "
+                f"{allowed} (an operator can approve other prefixes with KAFKA_TOPIC_ALLOWLIST).",
+                status=403,
+            )
+        cleaned.append(topic)
+    return cleaned
+
+
 def _config_clean(*, kind: str, config: Any, organization: Organization) -> dict[str, Any]:
-    """Check connection settings for the kind; MQTT needs a topic filter under the organisation's prefix."""
+    """Check connection settings for the kind; MQTT topic filters and Kafka topics lie under the organisation's
+    prefix (docs/security.md, "Tenant isolation of connector settings")."""
     if config is None:
         config = {}
     if not isinstance(config, dict):
@@ -203,8 +240,7 @@ def _config_clean(*, kind: str, config: Any, organization: Organization) -> dict
         return {**config, "topic": topic, "format": payload_format, "qos": qos}
     if kind == SourceKind.KAFKA:
         topics = config.get("topics") or ([config["topic"]] if isinstance(config.get("topic"), str) else None)
-        if not topics or not all(isinstance(topic, str) and topic for topic in topics):
-            raise SourceError("config.topics", 'A Kafka source needs "topics": ["name", ...].')
+        topics = _kafka_topics_clean(topics=topics, organization=organization)
         payload_format = config.get("format", "json")
         if payload_format not in ("json", "line"):
             raise SourceError("config.format", 'must be "json" or "line".')
@@ -228,6 +264,9 @@ def _retention_clean(changes: dict[str, Any]) -> None:
             )
 
 
+_SLUG_TAKEN = "A source with slug {slug!r} already exists in this organisation; pick another."
+
+
 @transaction.atomic
 def source_create(
     *,
@@ -246,8 +285,9 @@ def source_create(
         raise SourceError("kind", f"must be one of {', '.join(SourceKind.values)}.")
     if schema_mode not in SchemaMode.values:
         raise SourceError("schema_mode", f"must be one of {', '.join(SchemaMode.values)}.")
-    if Source.objects.filter(slug=slug).exists():
-        raise SourceError("slug", f"A source with slug {slug!r} already exists; pick another.", status=409)
+    # Only the organisation's own sources count: another tenant's slug must be no business (and no oracle) of ours.
+    if Source.objects.filter(organization=organization, slug=slug).exists():
+        raise SourceError("slug", _SLUG_TAKEN.format(slug=slug), status=409)
     cleaned_config = _config_clean(kind=kind, config=config, organization=organization)
     _retention_clean(options)
     try:
@@ -260,7 +300,7 @@ def source_create(
                 organization=organization, name=name, slug=slug, kind=kind, config=cleaned_config, **options
             )
     except IntegrityError as error:
-        raise SourceError("slug", f"A source with slug {slug!r} already exists; pick another.", status=409) from error
+        raise SourceError("slug", _SLUG_TAKEN.format(slug=slug), status=409) from error
     SourceSchema.objects.create(
         source=source,
         version=1,

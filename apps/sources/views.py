@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.access.models import Organization
+from apps.access.organization_views import ACTIVE_ORGANIZATION_SESSION_KEY
 from apps.access.selectors import organization_ids_for_user
 from apps.ingestion.api import source_stats
 from apps.ingestion.models import DeadLetter, DeadLetterStatus, FileUpload
@@ -45,12 +46,25 @@ DEAD_LETTERS_PER_PAGE = 20
 
 
 def _source(request: HttpRequest, slug: str, *, manage: bool = False) -> Source:
-    source = source_list_for_user(user=request.user).filter(slug=slug).first()
+    """The source the page names. Slugs are unique per organisation: the pages' links carry `?organization=`; a
+    bare slug the user sees in several organisations opens the active organisation's (the switcher's) source."""
+    candidates = source_list_for_user(user=request.user).filter(slug=slug)
+    organization = request.GET.get("organization")
+    if organization:
+        candidates = candidates.filter(organization__slug=organization)
+    matches = list(candidates.order_by("organization__slug")[:20])
+    active = request.session.get(ACTIVE_ORGANIZATION_SESSION_KEY)
+    source = next((item for item in matches if item.organization.slug == active), matches[0] if matches else None)
     if source is None:
         raise Http404("No such source, or you cannot see it.")
     if manage and not source_can_manage(user=request.user, source=source):
         raise PermissionDenied("Only organisation admins and editors may change this source.")
     return source
+
+
+def source_page_url(source: Source, name: str = "source-page") -> str:
+    """A page of this source, naming its organisation (its slug alone may name sources of other organisations)."""
+    return f"{reverse(name, kwargs={'slug': source.slug})}?{urlencode({'organization': source.organization.slug})}"
 
 
 def _manager_organizations(user) -> list[Organization]:
@@ -150,7 +164,7 @@ def source_edit(request: HttpRequest, slug: str) -> HttpResponse:
         else:
             _forget(source)
             messages.success(request, f"Source '{source.name}' saved.")
-            return redirect("source-page", slug=source.slug)
+            return redirect(source_page_url(source))
     context = {"form": form, "source": source, "kind": source.kind, "kind_label": source.get_kind_display(),
                "kind_help": KIND_HELP[source.kind]}  # fmt: skip
     return render(request, "sources/form.html", context, status=400 if form.errors else 200)
@@ -215,7 +229,7 @@ def write_key_revoke_page(request: HttpRequest, slug: str, key_id: int) -> HttpR
         raise Http404("No such write key on this source.")
     write_key_revoke(key=key)
     messages.success(request, f"Write key '{key.name}' revoked; agents using it are refused from now on.")
-    return redirect("source-page", slug=source.slug)
+    return redirect(source_page_url(source))
 
 
 def _pretty(raw: str) -> str:
@@ -270,7 +284,7 @@ def dead_letter_list(request: HttpRequest, slug: str) -> HttpResponse:
 def _back_to_letters(request: HttpRequest, source: Source) -> HttpResponse:
     target = request.POST.get("next") or ""
     if not target.startswith(reverse("source-dead-letters", kwargs={"slug": source.slug})):
-        target = reverse("source-dead-letters", kwargs={"slug": source.slug})
+        target = source_page_url(source, "source-dead-letters")
     return redirect(target)
 
 

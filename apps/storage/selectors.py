@@ -10,6 +10,7 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 
+from apps.sources.references import source_reference_q, source_reference_resolve
 from apps.storage.models import Series
 from apps.storage.policies import DataScope, data_scope_for
 from apps.storage.query.scope_sql import scope_q, source_scope_q
@@ -32,10 +33,12 @@ def series_list(
     metric: str | None = None,
     labels: Mapping[str, str] | None = None,
 ) -> QuerySet[Series]:
-    """Series the principal (or the given scope) may see, filtered by source slug, metric and exact label values."""
+    """Series the principal (or the given scope) may see, filtered by source slug, metric and exact label values.
+
+    A bare slug lists the series of every source with that slug the scope reaches (lists are not ambiguous)."""
     queryset = _scoped(_scope(principal, scope))
     if source:
-        queryset = queryset.filter(source__slug=source)
+        queryset = queryset.filter(source_reference_q(source, path="source__"))
     if metric:
         queryset = queryset.filter(metric=metric)
     if labels:
@@ -44,10 +47,12 @@ def series_list(
 
 
 def source_visible(*, principal=None, scope: DataScope | None = None, slug: str):
-    """The source with this slug if the principal's scope reaches it, else None (also when it does not exist)."""
+    """The source this slug (or '<organization>/<slug>') names if the principal's scope reaches it, else None (also
+    when it does not exist); raises SourceAmbiguous when the slug names sources of several organisations in scope."""
     from apps.sources.models import Source
 
-    return Source.objects.filter(source_scope_q(_scope(principal, scope)), slug=slug).first()
+    candidates = Source.objects.filter(source_scope_q(_scope(principal, scope)))
+    return source_reference_resolve(candidates=candidates, reference=slug)
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ def series_metrics_list(
     """Distinct metric names the principal may see, in order, `limit` from `offset`."""
     queryset = _scoped(_scope(principal, scope))
     if source:
-        queryset = queryset.filter(source__slug=source)
+        queryset = queryset.filter(source_reference_q(source, path="source__"))
     return _page(queryset.order_by("metric").values_list("metric", flat=True).distinct(), limit=limit, offset=offset)
 
 
@@ -88,7 +93,7 @@ def series_label_values_list(
     if metric:
         queryset = queryset.filter(metric=metric)
     if source:
-        queryset = queryset.filter(source__slug=source)
+        queryset = queryset.filter(source_reference_q(source, path="source__"))
     values = (
         queryset.annotate(value=KeyTextTransform(label, "labels"))
         .order_by("value")

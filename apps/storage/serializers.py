@@ -9,7 +9,7 @@ from apps.storage.models import Series
 from apps.storage.query.spec import AGGREGATIONS, CALCULATIONS, COMBINATIONS, FILL_MODES, MAX_LIMIT, PERCENTILES, RAW
 from apps.storage.services import LABEL_NAME_MAX_LENGTH, LABEL_VALUE_MAX_LENGTH, METRIC_MAX_LENGTH
 
-SOURCE_SLUG_MAX_LENGTH = 100  # Source.slug
+SOURCE_SLUG_MAX_LENGTH = 201  # "<organization>/<slug>" (apps/sources/references.py)
 LABEL_PREFIX = "label."
 PICKER_DEFAULT_LIMIT = 1_000
 PICKER_MAX_LIMIT = 10_000
@@ -38,7 +38,8 @@ class QueryRequestSerializer(serializers.Serializer):
         required=False,
         allow_null=True,
         max_length=SOURCE_SLUG_MAX_LENGTH,
-        help_text="Source slug; omit (or null) to read every source you may see.",
+        help_text="Source slug ('<organization>/<slug>' if you see that slug in several organisations); omit (or null) "
+        "to read every source you may see.",
     )
     metric = serializers.CharField(max_length=METRIC_MAX_LENGTH, help_text="Metric name, e.g. temperature.")
     filters = serializers.DictField(
@@ -142,7 +143,10 @@ class SeriesFilterSerializer(serializers.Serializer):
     """Query parameters of GET /api/v1/series (label.<name> parameters are read apart: their names vary)."""
 
     source = serializers.CharField(
-        required=False, allow_blank=True, max_length=SOURCE_SLUG_MAX_LENGTH, help_text="Source slug."
+        required=False,
+        allow_blank=True,
+        max_length=SOURCE_SLUG_MAX_LENGTH,
+        help_text="Source slug or '<organization>/<slug>'.",
     )
     metric = serializers.CharField(
         required=False, allow_blank=True, max_length=METRIC_MAX_LENGTH, help_text="Metric name."
@@ -192,7 +196,10 @@ class MetricsQuerySerializer(PickerPageSerializer):
     """Query parameters of GET /api/v1/series/metrics."""
 
     source = serializers.CharField(
-        required=False, allow_blank=True, max_length=SOURCE_SLUG_MAX_LENGTH, help_text="Source slug."
+        required=False,
+        allow_blank=True,
+        max_length=SOURCE_SLUG_MAX_LENGTH,
+        help_text="Source slug or '<organization>/<slug>'.",
     )
 
 

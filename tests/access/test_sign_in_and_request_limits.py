@@ -119,6 +119,23 @@ def test_a_session_user_is_throttled_by_user(query_rate):
     assert [client.get("/api/v1/series/metrics").status_code for _ in range(3)] == [200, 200, 429]
 
 
+def test_the_query_budget_comes_back_as_the_window_slides(query_rate):
+    """A sliding window (a log of the last second's requests in Redis): refused requests do not count, and each
+    allowed one leaves the window a second after it was made."""
+    import time
+
+    query_rate("2/s")
+    client = APIClient()
+    client.force_authenticate(user_create(username="sam"))
+    assert [client.get("/api/v1/series/metrics").status_code for _ in range(2)] == [200, 200]
+    allowed_by = time.monotonic()  # both allowed requests are in the log by now
+    refused = client.get("/api/v1/series/metrics")
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "1"
+    time.sleep(max(0.0, 1.05 - (time.monotonic() - allowed_by)))
+    assert [client.get("/api/v1/series/metrics").status_code for _ in range(3)] == [200, 200, 429]
+
+
 def test_the_default_query_rate_is_set():
     from django.conf import settings
 

@@ -219,27 +219,34 @@ def test_the_alert_list_panel_shows_firing_instances_of_readable_rules_live(
     hidden = alert_rule_create(organization=organization_get(slug="other-org"), owner=stranger,
                                data={**body, "name": "Other organisation's rule"})  # fmt: skip
     AlertInstance.objects.create(rule=hidden, labels={"device": "secret-press"}, fingerprint="x", state="firing")
+    stopped = alert_rule_create(organization=organization_get(), owner=editor,
+                                data={**body, "name": "Line stopped", "query": {"metric": "speed"}})  # fmt: skip
+    AlertInstance.objects.create(rule=stopped, labels={"line": "l2"}, fingerprint="l2", state="pending")
     http_ingest(browser_server, "plant", key, [{"device": "press-7", "temperature": 95}])
     alert_rule_evaluate(rule_id=rule.id)
     assert AlertInstance.objects.get(rule=rule).state == "firing"
-    panel = {"key": "alerts", "title": "Alerts", "type": "alertlist", "options": {"alert_states": ["firing"]},
-             "grid": {"x": 0, "y": 0, "w": 6, "h": 6}}  # fmt: skip
+    panel = {"key": "alerts", "title": "Alerts", "type": "alertlist", "grid": {"x": 0, "y": 0, "w": 6, "h": 6}}
     document = {"title": "Floor", "time_range": {"start": "-1h", "end": "now"}, "refresh": "live", "panels": [panel]}
     dashboard = dashboard_create(organization=organization_get(), owner=editor, document=document)
 
     sign_in(browser, browser_server, "vera")
     browser.get(f"{browser_server}/dashboards/{dashboard.uid}")
     rows = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".alert-list-item"), message="no alert listed")
-    assert len(rows) == 1
+    assert [row.get_attribute("class").split("state-")[1] for row in rows] == ["firing", "pending"]  # urgent first
     expected = ("Press too hot", "device=press-7", "firing")
     assert tuple(text for text in expected if text in rows[0].text) == expected
     assert "secret-press" not in browser.find_element(By.CSS_SELECTOR, ".alert-list").text
+    # The viewer filters by state with the chips: firing only.
+    browser.find_element(By.CSS_SELECTOR, ".alert-list-filter button[data-state=firing]").click()
+    shown = browser.find_elements(By.CSS_SELECTOR, ".alert-list-item .alert-list-rule")
+    assert [rule_link.text for rule_link in shown] == ["Press too hot"]
 
-    # A second press breaches: the live panel lists it without a reload.
+    # A second press breaches: the live panel lists it without a reload, keeping the viewer's filter.
     http_ingest(browser_server, "plant", key, [{"device": "press-9", "temperature": 97}])
     alert_rule_evaluate(rule_id=rule.id)
-    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, ".alert-list-item")) == 2, timeout=15,
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, ".alert-list-item.state-firing")) == 2, timeout=15,
              message="the second firing instance did not appear live")  # fmt: skip
+    assert not browser.find_elements(By.CSS_SELECTOR, ".alert-list-item.state-pending")
     assert console_errors(browser) == []
 
     # The rule's page draws the state history as a timeline.
@@ -288,4 +295,15 @@ def test_an_editor_adds_an_alert_list_from_the_panel_palette_and_saves_it(browse
     panel = Dashboard.objects.get().panels.get()
     assert (panel.type, panel.queries) == ("alertlist", [])
     assert panel.options["alert_states"] == ["pending", "recovering", "nodata", "error"]
+    # Export as CSV from the panel menu: the listed alerts, one row each (the download is caught in the page).
+    browser.execute_script(
+        "window.exported = []; URL.createObjectURL = (blob) => { window.exported.push(blob); return 'blob:x'; };"
+        "HTMLAnchorElement.prototype.click = function () { window.exportedName = this.download; };"
+        f"document.querySelector('.panel[data-key=\"{panel.key}\"] [data-action=csv]').click();"
+    )
+    csv = browser.execute_async_script("window.exported[0].text().then(arguments[0]);")
+    lines = csv.strip().splitlines()
+    assert lines[0] == "state,rule,labels,since,value"
+    assert lines[1].startswith("pending,Line stopped,line=l2,")
+    assert browser.execute_script("return window.exportedName;") == "Alert-list.csv"
     assert console_errors(browser) == []

@@ -28,20 +28,20 @@ def test_mqtt_specs_follow_enabling_pausing_and_editing(settings):
     source, _ = source_with_key(slug="plant", kind="mqtt", config={"topic": "test-org/plant/+/telemetry"})
     source_with_key(slug="web", kind="http")
     first = _specs(providers.mqtt_connector_specs)
-    assert list(first) == ["mqtt:plant"]
+    assert list(first) == ["mqtt:test-org/plant"]
     assert _specs(providers.mqtt_connector_specs) == first  # nothing changed: same fingerprint, keeps running
 
     source_update(source=source, config={"topic": "test-org/plant/+/telemetry", "format": "line"})
     edited = _specs(providers.mqtt_connector_specs)
-    assert edited["mqtt:plant"] != first["mqtt:plant"]
+    assert edited["mqtt:test-org/plant"] != first["mqtt:test-org/plant"]
 
     settings.MQTT_URL = "mqtt://broker.internal:1883"
-    assert _specs(providers.mqtt_connector_specs)["mqtt:plant"] != edited["mqtt:plant"]
+    assert _specs(providers.mqtt_connector_specs)["mqtt:test-org/plant"] != edited["mqtt:test-org/plant"]
 
     source_set_enabled(source=source, enabled=False)
     assert _specs(providers.mqtt_connector_specs) == {}
     source_set_enabled(source=source, enabled=True)
-    assert list(_specs(providers.mqtt_connector_specs)) == ["mqtt:plant"]
+    assert list(_specs(providers.mqtt_connector_specs)) == ["mqtt:test-org/plant"]
 
 
 def test_mqtt_spec_builds_a_connector_for_the_source(settings):
@@ -62,10 +62,28 @@ def test_mqtt_spec_builds_a_connector_for_the_source(settings):
     assert connector.client_id.startswith(f"analytics-source-{source.id}-")
 
 
+def test_sources_of_two_organisations_with_one_slug_each_get_their_connector(settings):
+    """Slugs are unique per organisation: keyed by slug alone, one organisation's connector replaced the other's."""
+    settings.KAFKA_BOOTSTRAP_SERVERS = "kafka-1:9092"
+    acme, _ = source_with_key(slug="plant", kind="mqtt", organization="acme", config={"topic": "acme/plant/#"})
+    beta, _ = source_with_key(slug="plant", kind="mqtt", organization="beta", config={"topic": "beta/plant/#"})
+    source_with_key(slug="orders", kind="kafka", organization="acme", config={"topics": ["acme.orders"]})
+    source_with_key(slug="orders", kind="kafka", organization="beta", config={"topics": ["beta.orders"]})
+    mqtt = {spec.key: spec.build() for spec in providers.mqtt_connector_specs()}
+    assert sorted(mqtt) == ["mqtt:acme/plant", "mqtt:beta/plant"]
+    assert (mqtt["mqtt:acme/plant"].source_id, mqtt["mqtt:beta/plant"].source_id) == (acme.id, beta.id)
+    kafka = {spec.key: spec.build() for spec in providers.kafka_connector_specs()}
+    assert sorted(kafka) == ["kafka:acme/orders", "kafka:beta/orders"]
+    assert kafka["kafka:beta/orders"].topics == ["beta.orders"]
+    # The connectors' own keys (their logs and lag metrics) tell the organisations apart too.
+    assert [connector.key for connector in (*mqtt.values(), *kafka.values())] == [*sorted(mqtt), *sorted(kafka)]
+    assert kafka["kafka:beta/orders"].consumer_config()["client.id"] == "analytics-beta.orders"
+
+
 def test_kafka_specs_need_bootstrap_servers_and_warn_once(settings, caplog, monkeypatch):
     monkeypatch.setattr(providers, "_kafka_unconfigured_warned", False)
     settings.KAFKA_BOOTSTRAP_SERVERS = ""
-    source, _ = source_with_key(slug="orders", kind="kafka", config={"topics": ["orders"]})
+    source, _ = source_with_key(slug="orders", kind="kafka", config={"topics": ["test-org.orders"]})
     with caplog.at_level(logging.WARNING, logger=providers.__name__):
         assert providers.kafka_connector_specs() == []
         assert providers.kafka_connector_specs() == []
@@ -75,7 +93,7 @@ def test_kafka_specs_need_bootstrap_servers_and_warn_once(settings, caplog, monk
 
     settings.KAFKA_BOOTSTRAP_SERVERS = "kafka-1:9092"
     first = _specs(providers.kafka_connector_specs)
-    assert list(first) == ["kafka:orders"]
+    assert list(first) == ["kafka:test-org/orders"]
     (spec,) = providers.kafka_connector_specs()
     connector = spec.build()
     assert isinstance(connector, KafkaConnector)
@@ -83,9 +101,9 @@ def test_kafka_specs_need_bootstrap_servers_and_warn_once(settings, caplog, monk
     assert connector.consumer_config()["bootstrap.servers"] == "kafka-1:9092"
 
     settings.KAFKA_BOOTSTRAP_SERVERS = "kafka-1:9092,kafka-2:9092"
-    assert _specs(providers.kafka_connector_specs)["kafka:orders"] != first["kafka:orders"]
-    source_update(source=source, config={"topics": ["orders", "refunds"]})
-    assert _specs(providers.kafka_connector_specs)["kafka:orders"] != first["kafka:orders"]
+    assert _specs(providers.kafka_connector_specs)["kafka:test-org/orders"] != first["kafka:test-org/orders"]
+    source_update(source=source, config={"topics": ["test-org.orders", "test-org.refunds"]})
+    assert _specs(providers.kafka_connector_specs)["kafka:test-org/orders"] != first["kafka:test-org/orders"]
     source_set_enabled(source=source, enabled=False)
     assert providers.kafka_connector_specs() == []
 

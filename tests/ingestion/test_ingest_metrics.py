@@ -53,3 +53,23 @@ def test_rates_and_connector_lag_come_from_redis(client):
     assert _value(text, "analytics_ingest_points_per_second", source="rated") == pytest.approx(10.0)
     assert _value(text, "analytics_connector_lag", connector="mqtt:rated") == 12.0
     assert _value(text, "analytics_connector_lag_seconds", connector="mqtt:rated") == 0.5
+
+
+def test_sources_of_two_organisations_with_one_slug_are_told_apart_on_metrics(client):
+    """Slugs are unique per organisation only: two samples labelled source="plant" would make Prometheus refuse the
+    whole scrape, so a shared slug is labelled with its organisation."""
+    import time
+
+    acme, _ = source_with_key(slug="plant", organization="acme")
+    beta, _ = source_with_key(slug="plant", organization="beta")
+    source_with_key(slug="alone", organization="beta")
+    now = time.time()
+    for source, points in ((acme, 100), (beta, 300)):
+        for back in range(7):
+            moment = now - back * WINDOW_SECONDS
+            stats_record(source_id=source.pk, points=points, records=points, rejected=0, now=moment)
+    text = client.get("/metrics").content.decode()
+    assert _value(text, "analytics_ingest_points_per_second", source="acme/plant") == pytest.approx(10.0)
+    assert _value(text, "analytics_ingest_points_per_second", source="beta/plant") == pytest.approx(30.0)
+    assert _value(text, "analytics_ingest_points_per_second", source="alone") == 0.0
+    assert _value(text, "analytics_ingest_points_per_second", source="plant") is None

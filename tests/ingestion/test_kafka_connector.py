@@ -49,7 +49,7 @@ def committed_cleanup(transactional_db) -> Iterator[None]:
 
 def _kafka_source(broker: TansuBroker, *, partitions: int = 1, **options: Any) -> tuple[Source, str]:
     token = uuid.uuid4().hex[:12]
-    topic = f"telemetry-{token}"
+    topic = f"test-org.telemetry-{token}"  # under the organisation's prefix
     config = {"topics": [topic], "format": "json"}
     source, _ = source_with_key(slug=f"kafka-{token}", kind="kafka", config=config, **options)
     broker.topic_create(topic, partitions=partitions)

@@ -49,9 +49,53 @@ def test_an_edit_cannot_move_the_filter_to_the_root(editor):
     assert Source.objects.get(slug="line").config["topic"] == "test-org/#"
 
 
+@pytest.mark.parametrize(
+    "topics",
+    [["orders"], ["other-org.orders"], ["test-org.orders", "rival.orders"], ["^test-org\\..*"], ["test-org/orders"],
+     ["test-orgorders"]],
+)  # fmt: skip
+def test_kafka_topics_outside_the_organisations_prefix_are_refused_on_the_field(editor, topics):
+    response = _create(editor, kind="kafka", config={"topics": topics})
+    assert response.status_code in (400, 403), response.json()
+    assert response.json()["field"] == "config.topics"
+    assert "test-org." in response.json()["detail"]
+    assert not Source.objects.filter(slug="line").exists()
+
+
+def test_kafka_topics_under_the_prefix_or_an_approved_one_are_accepted(editor, settings):
+    created = _create(editor, kind="kafka", config={"topics": ["test-org.orders", "test-org.line-3_raw"]})
+    assert created.status_code == 201, created.json()
+    assert created.json()["config"]["topics"] == ["test-org.orders", "test-org.line-3_raw"]
+    settings.KAFKA_TOPIC_ALLOWLIST = {"test-org": ["legacy-erp."]}
+    response = api_client_for(editor).patch(
+        "/api/v1/sources/line/", {"config": {"topics": ["legacy-erp.invoices"]}}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    # An edit cannot move the source onto another organisation's topics either.
+    moved = {"config": {"topics": ["beta.orders"]}}
+    response = api_client_for(editor).patch("/api/v1/sources/line/", moved, format="json")
+    assert response.status_code == 403
+    assert response.json()["field"] == "config.topics"
+    assert Source.objects.get(slug="line").config["topics"] == ["legacy-erp.invoices"]
+
+
+def test_the_kafka_form_names_the_prefix_and_refuses_other_topics_on_the_field(editor):
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(editor)
+    assert "test-org." in browser.get("/sources/new/kafka/").content.decode()
+    fields = {"name": "Line", "slug": "line", "schema_mode": "infer", "topics": "rival.orders", "format": "json",
+              "auto_offset_reset": "latest"}  # fmt: skip
+    page = browser.post("/sources/new/kafka/", fields)
+    assert page.status_code == 400
+    assert "outside this organisation" in page.context["form"].errors["topics"][0]
+    assert not Source.objects.filter(slug="line").exists()
+
+
 @pytest.mark.parametrize(("kind", "config", "field"), [
     ("mqtt", {"topic": "test-org/#", "client_id": "analytics-source-1-deadbeef"}, "config.client_id"),
-    ("kafka", {"topics": ["orders"], "group_id": "analytics-source-1"}, "config.group_id"),
+    ("kafka", {"topics": ["test-org.orders"], "group_id": "analytics-source-1"}, "config.group_id"),
 ])  # fmt: skip
 def test_client_ids_and_consumer_groups_cannot_be_chosen(editor, kind, config, field):
     response = _create(editor, kind=kind, config=config)

@@ -48,8 +48,9 @@ def test_the_list_is_empty_then_paginated_and_scoped(editor):
         ("http", {"line_protocol_metric": "field"}, {}),
         ("mqtt", {"topic": "test-org/plant/+/telemetry", "format": "line", "qos": "0", "precision": "ms"},
          {"topic": "test-org/plant/+/telemetry", "format": "line", "qos": 0, "precision": "ms", "topic_label": False}),
-        ("kafka", {"topics": "orders, invoices", "format": "json", "auto_offset_reset": "latest"},
-         {"topics": ["orders", "invoices"], "format": "json", "auto_offset_reset": "latest", "topic_label": False}),
+        ("kafka", {"topics": "test-org.orders, test-org.invoices", "format": "json", "auto_offset_reset": "latest"},
+         {"topics": ["test-org.orders", "test-org.invoices"], "format": "json", "auto_offset_reset": "latest",
+          "topic_label": False}),
         ("file", {}, {}),
     ],
 )  # fmt: skip
@@ -97,16 +98,19 @@ def test_errors_are_shown_on_their_field(editor):
 
 
 def test_an_editor_edits_a_source_and_a_viewer_may_not(editor, viewer):
-    source, _ = source_with_key(slug="bus", kind="kafka", config={"topics": ["a"], "format": "json"})
+    source, _ = source_with_key(slug="bus", kind="kafka", config={"topics": ["test-org.a"], "format": "json"})
     client = _client(editor)
     page = client.get("/sources/bus/edit/").content.decode()
-    assert 'value="a"' in page
-    fields = {"name": "Bus 2", "enabled": "", "topics": "a, b", "format": "line", "auto_offset_reset": "earliest"}
+    assert 'value="test-org.a"' in page
+    fields = {
+        "name": "Bus 2", "enabled": "", "topics": "test-org.a, test-org.b", "format": "line",
+        "auto_offset_reset": "earliest",
+    }  # fmt: skip
     response = client.post("/sources/bus/edit/", {**fields, "raw_retention_days": "3"})
     assert response.status_code == 302, response.content.decode()[:3000]
     source.refresh_from_db()
     assert (source.name, source.enabled, source.config["topics"], source.raw_retention_days) == (
-        "Bus 2", False, ["a", "b"], 3
+        "Bus 2", False, ["test-org.a", "test-org.b"], 3
     )  # fmt: skip
     assert _client(viewer).get("/sources/bus/edit/").status_code == 403
     assert _client(viewer).get("/sources/bus/").status_code == 200

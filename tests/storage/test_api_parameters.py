@@ -65,7 +65,7 @@ def test_a_nul_character_in_a_read_parameter_is_400_naming_it(editor, plant, pat
         ({"label." + "k" * 101: "v"}, "label." + "k" * 54 + "..."),
         ({"label.facility": "v" * 257}, "label.facility"),
         ({"metric": "m" * 201}, "metric"),
-        ({"source": "s" * 101}, "source"),
+        ({"source": "s" * 202}, "source"),  # "<organization>/<slug>", 100 characters each at most
     ],
 )
 def test_series_filters_longer_than_anything_stored_are_refused(editor, plant, params, field):

@@ -125,6 +125,42 @@ def test_deltas_written_while_a_sweep_goes_on_are_folded_by_the_next_one(plant):
     assert _hourly_sums(plant["user"], start, now) == expected
 
 
+def _pending() -> frozenset[str]:
+    with connection.cursor() as cursor:
+        return backend_for().deltas_pending(cursor)
+
+
+def _hourly_sql(user, start, end) -> str:
+    spec = QuerySpec(metric="m", start=start, end=end, aggregation="sum", bucket_seconds=3600, fill="none",
+                     max_points=10_000, limit=100, group_by=("device",))  # fmt: skip
+    return query_execute(spec=spec, principal=user).sql
+
+
+def test_queries_read_a_delta_table_only_while_its_pending_flag_is_set(plant, django_capture_on_commit_callbacks):
+    """A late write flags the tables it appends to; the drain clears a flag once the table is empty, and queries
+    then leave the table (and its dead rows) alone, with the same exact answer."""
+    start, now, ids = plant["start"], plant["now"], plant["ids"]
+    assert _pending() == frozenset()  # the plant's points were live when written: no deltas
+    assert "_delta" not in _hourly_sql(plant["user"], start, now)
+    with django_capture_on_commit_callbacks(execute=True):  # as if committed: cached query buckets are dropped
+        points_write(points=[(ids[0], start + timedelta(minutes=minute, seconds=30), 2.0) for minute in range(600)])
+    assert {"points_1m_delta", "points_1h_delta", "points_1d_delta"} <= _pending()
+    assert "_delta" in _hourly_sql(plant["user"], start, now)
+    expected = _raw_hourly_sums(start, now)
+    assert _hourly_sums(plant["user"], start, now) == expected
+    backend_for().deltas_drain(seconds=0, rows_per_transaction=100)  # the 1-day deltas (2 rows): emptied at once
+    assert "points_1d_delta" not in _pending()
+    assert "points_1m_delta" in _pending()
+    backend_for().deltas_drain(seconds=60)
+    assert _pending() == frozenset()
+    assert "_delta" not in _hourly_sql(plant["user"], start, now)
+    assert _hourly_sums(plant["user"], start, now) == expected
+    with django_capture_on_commit_callbacks(execute=True):  # the next late write flags them again
+        points_write(points=[(ids[1], start + timedelta(seconds=45), 7.0)])
+    assert {"points_1m_delta", "points_1h_delta", "points_1d_delta"} <= _pending()
+    assert _hourly_sums(plant["user"], start, now) == _raw_hourly_sums(start, now)
+
+
 def test_a_backlog_does_not_hold_up_the_live_refresh(plant, settings, monkeypatch):
     settings.STORAGE_DELTAS_DRAIN_SECONDS = 0  # one drain transaction a run, so the backlog outlives the run
     monkeypatch.setattr(postgres, "DELTAS_FOLD_ROWS", 100)

@@ -14,7 +14,7 @@ import math
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from apps.alerts.alerting.evaluation import EvaluationError, labels_fingerprint, rule_condition
+from apps.alerts.alerting.evaluation import EvaluationError, labels_fingerprint, rule_condition, rule_principal
 from apps.alerts.alerting.expressions import expression_compute, expression_parse
 from apps.alerts.alerting.rule_spec import iso
 from apps.alerts.alerting.states import ALERTING_STATES, Step, state_next
@@ -101,7 +101,7 @@ def _bucketed(
     if not rule.group_by:
         body.pop("group_by")
     try:
-        result = query_execute(spec=query_spec_parse(body), principal=rule.owner)
+        result = query_execute(spec=query_spec_parse(body), principal=rule_principal(rule))
     except QuerySpecError as error:
         if error.field == "metric":
             return [], []

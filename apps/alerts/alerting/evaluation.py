@@ -19,7 +19,8 @@ from apps.alerts.alerting.reductions import reduce_points
 from apps.alerts.alerting.rule_spec import iso
 from apps.alerts.detectors.calibration import sensitivity_level
 from apps.alerts.models import SCORE_METRIC_SUFFIX, AlertRule, AnomalyDetection
-from apps.storage.policies import DataAccessDenied
+from apps.sources.references import source_reference_q
+from apps.storage.policies import DataAccessDenied, Principal
 from apps.storage.query.engine import QueryTimeout, query_execute
 from apps.storage.query.spec import QuerySpecError, query_spec_parse
 
@@ -53,7 +54,9 @@ def rule_condition(rule: AlertRule) -> Condition:
         query = rule.queries[0]["query"]
         detections = AnomalyDetection.objects.filter(metric=query["metric"], enabled=True)
         if query.get("source"):
-            detections = detections.filter(source__slug=query["source"])
+            detections = detections.filter(
+                source_reference_q(query["source"], path="source__"), source__organization_id=rule.organization_id
+            )
         detection = detections.order_by("id").first()
         if detection is not None:
             condition = replace(condition, value=sensitivity_level(detection.sensitivity))
@@ -116,9 +119,15 @@ def rule_results(*, rule: AlertRule, now: datetime) -> dict[str, GroupResult]:
     return groups
 
 
+def rule_principal(rule: AlertRule) -> Principal:
+    """Who a rule reads as: its owner, under the policies of the rule's organisation only (a source slug names
+    that organisation's source, even when the owner belongs to others with the same slug)."""
+    return Principal(user=rule.owner, organization_id=rule.organization_id)
+
+
 def _engine_read(rule: AlertRule, body: dict, now: datetime):
     try:
-        return query_execute(spec=query_spec_parse(body, now=now), principal=rule.owner)
+        return query_execute(spec=query_spec_parse(body, now=now), principal=rule_principal(rule))
     except QuerySpecError as error:
         if error.field == "metric":
             return None  # a metric with no series (yet): no data, which `no data for` turns into an alert

@@ -30,6 +30,7 @@ from apps.alerts.alerting.conditions import Condition
 from apps.alerts.alerting.evaluation import labels_fingerprint, rule_condition
 from apps.alerts.models import SCORE_METRIC_SUFFIX, AlertInstance, AlertRule, AlertState
 from apps.sources.models import Source
+from apps.sources.references import source_reference_split
 from apps.storage.models import Series
 from apps.storage.query.spec import LabelFilter, QuerySpecError, query_spec_parse
 
@@ -95,7 +96,9 @@ class RuleIndex:
 
     def load(self) -> None:
         """Read the enabled rules and their instances' states (at start, on a rules-changed message, every 30 s)."""
-        slugs = dict(Source.objects.values_list("slug", "id"))
+        # Slugs are unique per organisation: a rule's source is its own organisation's.
+        slugs = {(organization, slug): source for source, organization, slug in Source.objects.values_list(
+            "id", "organization_id", "slug")}  # fmt: skip
         rules: dict[int, IndexedRule] = {}
         by_metric: dict[tuple[int | None, str], list[int]] = defaultdict(list)
         for rule in AlertRule.objects.filter(enabled=True).order_by("id"):
@@ -120,7 +123,11 @@ class RuleIndex:
             for item in rule.queries:
                 query = item["query"]
                 metric = query["metric"] + (SCORE_METRIC_SUFFIX if condition.type == "anomaly" else "")
-                source_id = slugs.get(query["source"], -1) if query.get("source") else None
+                source_id = (
+                    slugs.get((rule.organization_id, source_reference_split(query["source"])[1]), -1)
+                    if query.get("source")
+                    else None
+                )
                 by_metric[(source_id, metric)].append(rule.id)
         for rule_id, fingerprint, state in AlertInstance.objects.filter(rule_id__in=list(rules)).values_list(
             "rule_id", "fingerprint", "state"

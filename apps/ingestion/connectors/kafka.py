@@ -128,7 +128,8 @@ class KafkaConnector:
         return {
             "bootstrap.servers": self.bootstrap_servers,
             "group.id": self.group_id,
-            "client.id": f"analytics-{self.slug}",
+            # Client ids take letters, digits, '.', '_' and '-': "<organization>/<slug>" goes as "<org>.<slug>".
+            "client.id": f"analytics-{self.slug.replace('/', '.')}",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": self.offset_reset,

@@ -35,7 +35,17 @@ def connector_fingerprint(*, source: Source, endpoint: str) -> str:
 def _enabled_sources(kind: str) -> list[Source]:
     # The supervisor's thread lives for days: drop a connection the database closed instead of failing forever.
     close_old_connections()
-    return list(Source.objects.filter(kind=kind, enabled=True).order_by("id"))
+    return list(Source.objects.filter(kind=kind, enabled=True).select_related("organization").order_by("id"))
+
+
+def _connector_name(source: Source) -> str:
+    """A source's name in connector keys, logs and lag metrics: slugs are unique per organisation only."""
+    return f"{source.organization.slug}/{source.slug}"
+
+
+def _connector_key(kind: str, source: Source) -> str:
+    """The supervisor's key for a source's connector, equal to the connector's own `key`."""
+    return f"{kind}:{_connector_name(source)}"
 
 
 @connector_provider_register
@@ -44,9 +54,11 @@ def mqtt_connector_specs() -> list[ConnectorSpec]:
     url = settings.MQTT_URL
     return [
         ConnectorSpec(
-            key=f"mqtt:{source.slug}",
+            key=_connector_key("mqtt", source),
             fingerprint=connector_fingerprint(source=source, endpoint=url),
-            build=functools.partial(_mqtt_build, source_id=source.id, slug=source.slug, config=source.config, url=url),
+            build=functools.partial(
+                _mqtt_build, source_id=source.id, slug=_connector_name(source), config=source.config, url=url
+            ),
         )
         for source in _enabled_sources(SourceKind.MQTT)
     ]
@@ -70,10 +82,10 @@ def kafka_connector_specs() -> list[ConnectorSpec]:
     _kafka_unconfigured_warned = False
     return [
         ConnectorSpec(
-            key=f"kafka:{source.slug}",
+            key=_connector_key("kafka", source),
             fingerprint=connector_fingerprint(source=source, endpoint=servers),
             build=functools.partial(
-                _kafka_build, source_id=source.id, slug=source.slug, config=source.config, servers=servers
+                _kafka_build, source_id=source.id, slug=_connector_name(source), config=source.config, servers=servers
             ),
         )
         for source in sources

@@ -48,6 +48,8 @@ from apps.storage.backends.deltas import (
     deltas_copy,
     deltas_fold,
     deltas_install,
+    deltas_pending_read,
+    deltas_pending_set,
     label_delta_table,
 )
 from apps.storage.backends.label_rollups import (
@@ -127,6 +129,11 @@ def _materialize_from(tier: Tier) -> sql.Composed:
         source=sql.Identifier(tier.source_table),
         source_width=sql.Literal(source.interval),
     )
+
+
+def _table_has_rows(cursor, table: str) -> bool:
+    cursor.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table)))
+    return cursor.fetchone()[0]
 
 
 def _upsert_suffix() -> sql.SQL:
@@ -396,20 +403,9 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         return bucket_floor(self.watermark(), tier.seconds)
 
     def deltas_pending(self, cursor) -> frozenset[str]:
-        """The delta tables with rows waiting to be folded, in the caller's snapshot (queries read only those)."""
-        tables = [table for tier in TIERS_FINE_TO_COARSE for table in (delta_table(tier), label_delta_table(tier))]
-        if self.connection.in_atomic_block:
-            # From the first page, where a drain folds last (DeltasSweep): a synchronized scan would join another
-            # scan of the table midway, perhaps in the pages folded already, and walk them before finding a row.
-            cursor.execute("SET LOCAL synchronize_seqscans = off")
-        cursor.execute(
-            sql.SQL("SELECT {}").format(
-                sql.SQL(", ").join(
-                    sql.SQL("EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table)) for table in tables
-                )
-            )
-        )
-        return frozenset(table for table, pending in zip(tables, cursor.fetchone(), strict=True) if pending)
+        """The delta tables that may hold rows waiting to be folded, in the caller's snapshot (queries read only
+        those): see deltas_pending_read."""
+        return deltas_pending_read(cursor)
 
     def provisional_rollups(self, cursor) -> tuple[datetime, list[datetime]] | None:
         """(provisional bound, its dirty minutes in order): 1-minute rows in [watermark, bound) are exact except
@@ -484,16 +480,19 @@ class PostgresBackend(DailyPartitions, StorageBackend):
                             folded += self._deltas_sweep.fold_step(
                                 cursor, tier, labels=labels, rows=rows_per_transaction
                             )
-                left = self.deltas_pending(cursor)
+                # Read committed, after the watermark lock: every writer has committed, so these are all the rows.
+                left = frozenset(table for table in pending if _table_has_rows(cursor, table))
+                if pending - left:
+                    deltas_pending_set(cursor, sorted(pending - left), pending=False)
             self._deltas_vacuum(self._deltas_sweep.emptied(left))
             if not left or time.monotonic() - started >= seconds:
                 return folded, bool(left)
 
     def _deltas_vacuum(self, tables: list[str]) -> None:
-        """VACUUM delta tables a drain has emptied, at once: their folded rows are dead tuples that every query's
-        check for pending deltas (an EXISTS per table) would otherwise walk until autovacuum comes (half a second
-        a query for a 10-million-row backfill's 1-minute deltas; and some servers run without autovacuum). VACUUM
-        cannot run inside a transaction, so a caller's transaction (tests) leaves them to a later drain."""
+        """VACUUM delta tables a drain has emptied, at once: their folded rows are dead tuples that a query reading
+        the table would walk (and the drain's own emptiness check) until autovacuum comes, and some servers run
+        without it. VACUUM cannot run inside a transaction, so a caller's transaction (tests) leaves them to a
+        later drain."""
         if not tables or self.connection.in_atomic_block:
             return
         with self.connection.cursor() as cursor:

@@ -19,8 +19,9 @@ from django.conf import settings
 from django.db import DataError
 from psycopg import sql
 
+from apps.sources.references import source_ambiguity_message, source_reference_split
 from apps.storage.policies import DataScope
-from apps.storage.query.scope_sql import scope_condition
+from apps.storage.query.scope_sql import scope_condition, source_ids_named
 from apps.storage.query.spec import QuerySpec, QuerySpecError
 
 logger = logging.getLogger(__name__)
@@ -140,8 +141,8 @@ def _series_select(cursor, spec: QuerySpec, scope: DataScope) -> list[tuple[int,
     conditions = [sql.SQL("s.metric = %(metric)s")]
     parameters: dict = {"metric": spec.metric}
     if spec.source:
-        conditions.append(sql.SQL("src.slug = %(source)s"))
-        parameters["source"] = spec.source
+        conditions.append(sql.SQL("s.source_id = ANY(%(source_ids)s::bigint[])"))
+        parameters["source_ids"] = _source_ids(cursor, spec.source, scope)
     scope_conditions = _scope_conditions(scope, parameters)
     for index, label_filter in enumerate(spec.filters):
         key, value = f"fk{index}", f"fv{index}"
@@ -183,6 +184,18 @@ def _series_select(cursor, spec: QuerySpec, scope: DataScope) -> list[tuple[int,
         # Labels are stored as strings, so ->> gives each one's value; a missing label is None, as .get() gives.
         return [(row[0], dict(zip(spec.group_by, row[3:], strict=True)), row[1], row[2]) for row in cursor.fetchall()]
     return [(row[0], json.loads(row[3]), row[1], row[2]) for row in cursor.fetchall()]
+
+
+def _source_ids(cursor, reference: str, scope: DataScope) -> list[int]:
+    """The source a query names, resolved among those the scope reaches (none: the query selects nothing); a bare
+    slug naming sources of several organisations is refused (apps/sources/references.py)."""
+    organization, slug = source_reference_split(reference)
+    named = source_ids_named(cursor, slug=slug, organization=organization, scope=scope)
+    if len(named) > 1:
+        organizations = [organization_slug for _, organization_slug in named]
+        how = f"name one as '<organization>/{slug}', e.g. '{organizations[0]}/{slug}'."
+        raise QuerySpecError("source", source_ambiguity_message(slug=slug, organizations=organizations, how=how))
+    return [source_id for source_id, _ in named]
 
 
 def _scope_conditions(scope: DataScope, parameters: dict) -> list[sql.Composable]:

@@ -96,7 +96,7 @@ class _Flight:
 
 _flights: dict[str, _Flight] = {}
 _flights_lock = threading.Lock()
-# Source slug -> id, valid for one global generation (source changes increment it).
+# Source reference -> id, valid for one global generation (source changes increment it).
 _source_ids: dict[str, tuple[bytes, int | None]] = {}
 
 
@@ -245,10 +245,14 @@ def _generations(source: str | None) -> tuple[bytes, float | None, int] | None:
         return None
 
 
-def _source_id(slug: str) -> int | None:
+def _source_id(reference: str) -> int | None:
+    """The one source a reference can name, else None (the generation of all sources then keys the answer): a slug
+    used by several organisations keys on all of them, so no tenant's writes can leave another's answer stale."""
     from apps.sources.models import Source
+    from apps.sources.references import source_reference_q
 
-    return Source.objects.filter(slug=slug).values_list("id", flat=True).first()
+    ids = list(Source.objects.filter(source_reference_q(reference)).values_list("id", flat=True)[:2])
+    return ids[0] if len(ids) == 1 else None
 
 
 def _answer_key(spec: QuerySpec, scope: DataScope, generations: bytes) -> str:

@@ -30,7 +30,7 @@ MAX_LIMIT = 1_000
 DEFAULT_LIMIT = 100
 _RELATIVE = re.compile(r"^(?:now)?\s*-\s*(\d+)\s*([smhdw])$")
 _LABEL_NAME = re.compile(rf"^[A-Za-z_][A-Za-z0-9_.\-]{{0,{LABEL_NAME_MAX_LENGTH - 1}}}$")
-SOURCE_SLUG_MAX_LENGTH = 100  # Source.slug
+SOURCE_SLUG_MAX_LENGTH = 201  # "<organization>/<slug>" (apps/sources/references.py)
 MAX_TIME_TEXT = 64  # the longest ISO 8601 time with a fraction and an offset is 32 characters
 
 
@@ -217,7 +217,7 @@ def query_spec_parse(data: Any, *, now: datetime | None = None) -> QuerySpec:
     _text_checked(metric, "metric", maximum=METRIC_MAX_LENGTH)
     source = data.get("source")
     if source is not None and (not isinstance(source, str) or not source.strip()):
-        raise QuerySpecError("source", "must be a source slug.")
+        raise QuerySpecError("source", "must be a source slug (or '<organization>/<slug>').")
     if source is not None:
         _text_checked(source.strip(), "source", maximum=SOURCE_SLUG_MAX_LENGTH)
     aggregation = data.get("aggregation", "avg")

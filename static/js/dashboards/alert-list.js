@@ -36,6 +36,29 @@ function cell(tag, text, className) {
   return node;
 }
 
+// Chips with the count per state; pressing one shows only that state (the viewer's filter, kept across refreshes).
+function stateChips(element, panel, alerts) {
+  const counts = new Map();
+  for (const item of alerts.items) counts.set(item.state, (counts.get(item.state) ?? 0) + 1);
+  const bar = document.createElement("div");
+  bar.className = "alert-list-filter";
+  bar.setAttribute("role", "group");
+  bar.setAttribute("aria-label", "Show only alerts in a state");
+  for (const [state, label] of ALERT_STATES) {
+    if (!counts.has(state)) continue;
+    const chip = cell("button", `${label} ${counts.get(state)}`, `badge state-${state}`);
+    chip.type = "button";
+    chip.dataset.state = state;
+    chip.setAttribute("aria-pressed", String(element._alertFilter === state));
+    chip.addEventListener("click", () => {
+      element._alertFilter = element._alertFilter === state ? null : state;
+      renderAlertList(element, panel, alerts);
+    });
+    bar.append(chip);
+  }
+  return bar;
+}
+
 export function renderAlertList(element, panel, alerts) {
   if (!alerts) {
     element.replaceChildren(cell("p", "Loading alerts…", "panel-message empty"));
@@ -45,9 +68,11 @@ export function renderAlertList(element, panel, alerts) {
     element.replaceChildren(cell("p", `No alerts ${alertListStates(panel).join(", ")}.`, "panel-message empty"));
     return;
   }
+  if (!alerts.items.some((item) => item.state === element._alertFilter)) element._alertFilter = null;
   const list = document.createElement("ul");
   list.className = "alert-list";
   for (const item of alerts.items) {
+    if (element._alertFilter && item.state !== element._alertFilter) continue;
     const row = document.createElement("li");
     row.className = `alert-list-item state-${item.state}`;
     row.dataset.instance = item.id;
@@ -61,7 +86,10 @@ export function renderAlertList(element, panel, alerts) {
     row.append(badge, link, labels, age);
     list.append(row);
   }
-  const nodes = [list];
+  const nodes = [stateChips(element, panel, alerts), list];
   if (alerts.total > alerts.items.length) nodes.push(cell("p", `${alerts.items.length} of ${alerts.total} shown`, "help alert-list-more"));
-  element.replaceChildren(...nodes);
+  const wrapper = document.createElement("div");
+  wrapper.className = "alert-list-panel";
+  wrapper.append(...nodes);
+  element.replaceChildren(wrapper);
 }

@@ -28,6 +28,9 @@ const $ = (selector) => root.querySelector(selector);
 const apiBase = root.dataset.api;
 const uid = root.dataset.uid;
 const canEditDefault = root.dataset.canEdit === "true";
+// Set when the viewer may see sources of several organisations: a bare source slug then means the dashboard's
+// organisation's source (slugs are unique per organisation only; docs/access.md, "Source slugs").
+const sourceOrganization = root.dataset.sourceOrganization || "";
 
 const state = {
   version: null,
@@ -198,7 +201,7 @@ async function renderVariables() {
   // Every variable's choices at once (in the order shown).
   const listed = await Promise.all(
     variables.map((variable) =>
-      catalog.labelValues(variable.label_key || variable.name, { source: variable.source || undefined, metric: variable.metric || undefined }).then(
+      catalog.labelValues(variable.label_key || variable.name, { source: qualifiedSource(variable.source) || undefined, metric: variable.metric || undefined }).then(
         (values) => ({ values, problem: "" }),
         (error) => ({ values: [], problem: error.message }),
       ),
@@ -282,8 +285,13 @@ export function preparedQuery(spec, { range, values, maxPoints }) {
   prepared.max_points = Math.min(10000, Math.max(10, maxPoints));
   if (!prepared.bucket) prepared.bucket = "auto";
   if (!prepared.source) delete prepared.source;
+  else prepared.source = qualifiedSource(prepared.source);
   if (!prepared.group_by?.length) delete prepared.group_by;
   return prepared;
+}
+
+function qualifiedSource(source) {
+  return sourceOrganization && source && !source.includes("/") ? `${sourceOrganization}/${source}` : source;
 }
 
 // Panels that show reduced numbers ask the server for them ("reduce"); a stat's sparkline is a small series query.
@@ -709,6 +717,12 @@ function exportCsv(key) {
   const panel = panelByKey(key);
   const view = state.panels.get(key);
   if (!panel || !view) return;
+  if (panel.type === "alertlist") {
+    const items = view.alerts?.items ?? [];
+    if (!items.length) toast("This panel has no alerts to export.");
+    else download(`${fileSafe(panel.title)}.csv`, csvFromRows([["state", "rule", "labels", "since", "value"], ...items.map((item) => [item.state, item.rule_name, Object.entries(item.labels ?? {}).map(([name, value]) => `${name}=${value}`).join(" "), item.state_since, item.value ?? ""])]));
+    return;
+  }
   const several = (panel.queries ?? []).length > 1;
   const series = [];
   const reducedRows = [];

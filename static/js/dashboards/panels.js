@@ -236,12 +236,50 @@ function timeseries(element, panel, results, colors, context) {
   if (options.threshold_lines) {
     layout.shapes = [...layout.shapes, ...thresholdLines.map((item) => ({ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: item.value, y1: item.value, line: { color: item.color, dash: "dash", width: 1 } }))];
   }
+  // Margins seeded with what the tick labels will need: plotly's automargin then finds them wide enough and draws
+  // once, instead of drawing, measuring and drawing again (about half of a time series' drawing time).
+  layout.margin = { ...layout.margin, ...seededMargins(items, options, right) };
   const room = legendTable ? legendTableRoom(element, items.length, options) : null;
   // Below the chart the table leaves room for the time axis's tick labels (about 30 px) too.
   if (room) layout.margin = { ...layout.margin, ...(room.side === "right" ? { r: room.pixels + 8 } : { b: room.pixels + 38 }) };
   plot(element, data, layout, { onZoom: context.onZoom });
   element.querySelector(":scope > .legend-table-wrap")?.remove();
   if (room) element.append(legendTableElement(element, items, options, room));
+}
+
+// Pixels per character of an 11 px tick label (digits are the widest of what axes print), and the date axis'
+// two lines ("10:40" over "Dec 6, 2026").
+const TICK_CHAR_PIXELS = 7;
+const DATE_AXIS_PIXELS = 36;
+
+function seededMargins(items, options, right) {
+  const margins = { b: DATE_AXIS_PIXELS };
+  const stacked = Boolean(options.stack);
+  margins.l = axisLabelPixels(items.filter((item) => item.axis !== "right"), options.decimals, options.unit, stacked);
+  if (right) margins.r = axisLabelPixels(items.filter((item) => item.axis === "right"), options.decimals_right ?? options.decimals, options.unit_right, stacked);
+  return margins;
+}
+
+// The widest tick label an axis over these series' values may print (an estimate on the generous side; automargin
+// still widens the margin when it is short, so a label is never cut off).
+function axisLabelPixels(items, decimals, unit, stacked) {
+  let largest = 0;
+  let negative = false;
+  for (const item of items) {
+    let own = 0;
+    for (const point of item.points) {
+      const value = point[1];
+      if (value === null || value === undefined) continue;
+      own = Math.max(own, Math.abs(value));
+      negative ||= value < 0;
+    }
+    largest = stacked ? largest + own : Math.max(largest, own); // stacked series reach the sum
+  }
+  const integer = largest >= 1 ? Math.floor(Math.log10(largest)) + 1 : 1;
+  const digits = largest >= 10000 && !Number.isInteger(decimals) ? 5 : integer + Math.floor((integer - 1) / 3); // plotly prints 12k, 1.5M
+  const fraction = Number.isInteger(decimals) ? decimals + (decimals > 0 ? 1 : 0) : largest < 10 ? 3 : 2;
+  const characters = digits + fraction + (negative ? 1 : 0) + (unit ? unit.length + 1 : 0);
+  return Math.min(120, characters * TICK_CHAR_PIXELS + 10);
 }
 
 // Legend tables take the bottom (at most 45 % of the height) or the right (at most 45 % of the width) of the panel.
