@@ -9,6 +9,8 @@ report, so the two cannot drift; `report_schedules_sync` repairs them all (a res
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from celery.schedules import crontab
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
@@ -32,6 +34,36 @@ def cron_clean(expression: object, *, field: str = "schedule.cron") -> str:
     except (ValueError, TypeError, IndexError) as error:
         raise FieldError(field, f"not a valid cron expression: {error}") from None
     return " ".join(fields)
+
+
+CRON_LOOKBACK_DAYS = 366
+
+
+def cron_minute_due(expression: str, *, zone: str, now: datetime) -> datetime | None:
+    """The latest minute at or before `now` that the cron expression names in the time zone (as UTC), looking back
+    at most a year; None when it names none (an expression changed since the tick was sent).
+
+    A scheduled run is keyed by this minute, not by the minute the tick is handled in: a tick handled late (a busy
+    worker, a redelivery after a restart, a first run that outlasts the minute) still finds the run it is for.
+    Fields match as celery's crontab matches them (day of month and day of week both apply)."""
+    minute, hour, day_of_month, month, day_of_week = expression.split()
+    schedule = crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month,
+                       day_of_week=day_of_week)  # fmt: skip
+    local = now.astimezone(ZoneInfo(zone)).replace(second=0, microsecond=0, tzinfo=None)
+    for days_back in range(CRON_LOOKBACK_DAYS + 1):
+        day = (local - timedelta(days=days_back)).date()
+        weekday = day.isoweekday() % 7  # crontab counts Sunday as 0
+        if day.month not in schedule.month_of_year or day.day not in schedule.day_of_month:
+            continue
+        if weekday not in schedule.day_of_week:
+            continue
+        for hour_value in sorted(schedule.hour, reverse=True):
+            for minute_value in sorted(schedule.minute, reverse=True):
+                candidate = datetime(day.year, day.month, day.day, hour_value, minute_value)
+                if candidate <= local:
+                    # fold=0: in an autumn repeated hour the first occurrence, as beat fires it first.
+                    return candidate.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    return None
 
 
 def schedule_sync(report) -> None:

@@ -20,7 +20,7 @@ from apps.audit.services import audit_record
 from apps.dashboards.models import Dashboard
 from apps.reporting.message_templates import template_clean
 from apps.reporting.models import Report, ReportFormat, ReportRun, RunStatus, RunTrigger
-from apps.reporting.schedules import cron_clean, schedule_sync
+from apps.reporting.schedules import cron_clean, cron_minute_due, schedule_sync
 from apps.reporting.time_ranges import period_resolve, time_range_clean, timezone_get
 from apps.storage.query.spec import QuerySpecError, query_spec_parse
 
@@ -330,7 +330,9 @@ def report_run_scheduled(*, report_id: int, now: datetime | None = None) -> Repo
         logger.info("report %s: scheduled run skipped (deleted, disabled or unscheduled)", report_id)
         return None
     now = now or timezone.now()
-    minute = now.astimezone(UTC).replace(second=0, microsecond=0)
+    minute = cron_minute_due(report.cron, zone=report.timezone, now=now) or now.astimezone(UTC).replace(
+        second=0, microsecond=0
+    )
     return report_run_start(report=report, trigger=RunTrigger.SCHEDULE, scheduled_for=minute, now=now)
 
 
