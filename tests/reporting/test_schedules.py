@@ -59,4 +59,3 @@ from apps.reporting.schedules import cron_minute_due
 )
 def test_a_tick_is_for_the_latest_minute_the_cron_names(expression, zone, now, due):
     assert cron_minute_due(expression, zone=zone, now=now) == due
-
