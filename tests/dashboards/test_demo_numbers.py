@@ -82,9 +82,11 @@ def _matches(record: dict[str, Any], filters: dict[str, Any]) -> bool:
 
 def _expected(records, query: dict[str, Any], start: datetime, end: datetime) -> dict[tuple, float]:
     groups: dict[tuple, list[float]] = defaultdict(list)
-    low, high = start.isoformat().replace("+00:00", "Z"), end.isoformat().replace("+00:00", "Z")
     for record in records[query["source"]]:
-        if not low <= record["time"] < high or query["metric"] not in record:
+        # Compared as instants: as text, "10:00:00.5Z" sorts before "10:00:00Z" (a point half a second after the
+        # end counted in, one half a second after the start left out: this test failed now and then by 2 events).
+        moment = datetime.fromisoformat(str(record["time"]).replace("Z", "+00:00"))
+        if not start <= moment < end or query["metric"] not in record:
             continue
         if not _matches(record, query.get("filters", {})):
             continue
