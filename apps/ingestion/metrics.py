@@ -20,21 +20,25 @@ from analytics_platform.redis_client import redis_client, redis_key
 logger = logging.getLogger(__name__)
 
 INGEST_POINTS = Counter(
-    "analytics_ingest_points_total", "Points stored by ingestion in this process.", ["source", "transport"]
+    "analytics_ingest_points_total",
+    "Points stored by ingestion in this process.",
+    ["organization", "source", "transport"],
 )
 INGEST_RECORDS_REJECTED = Counter(
-    "analytics_ingest_rejected_total", "Records refused into the dead-letter store, by error code.", ["source", "code"]
+    "analytics_ingest_rejected_total",
+    "Records refused into the dead-letter store, by error code.",
+    ["organization", "source", "code"],
 )
 INGEST_FIELDS_IGNORED = Counter(
     "analytics_ingest_fields_ignored_total",
     "Fields of accepted line-protocol lines that were not stored: undeclared strings (reason=string) and fields "
     "named time (reason=time).",
-    ["source", "reason"],
+    ["organization", "source", "reason"],
 )
 INGEST_POINTS_OVERWRITTEN = Counter(
     "analytics_ingest_points_overwritten_total",
     "Points replaced within their own batch by a later point of the same series and microsecond.",
-    ["source"],
+    ["organization", "source"],
 )
 INGEST_REQUESTS_REFUSED = Counter(
     "analytics_ingest_requests_refused_total", "Ingest requests refused whole (401, 409, 413, 429 ...).", ["status"]

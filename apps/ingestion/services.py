@@ -95,6 +95,7 @@ class IngestTarget:
 
     source_id: int
     slug: str
+    organization: str  # its slug: source slugs are unique per organisation only (metrics label both)
     enabled: bool
     schema_id: int
     schema_version: int
@@ -155,7 +156,7 @@ def ingest_target_get(*, source_id: int) -> IngestTarget:
     cached = _targets.get(source_id)
     if cached is not None and now - cached.loaded_at < TARGET_CACHE_SECONDS:
         return cached
-    source = Source.objects.filter(id=source_id).first()
+    source = Source.objects.filter(id=source_id).select_related("organization").first()
     if source is None:
         raise IngestRefused(404, "unknown_source", "This source no longer exists.")
     schema = SourceSchema.objects.filter(source_id=source_id).order_by("-version").first()
@@ -176,6 +177,7 @@ def ingest_target_get(*, source_id: int) -> IngestTarget:
         target = IngestTarget(
             source_id=source.id,
             slug=source.slug,
+            organization=source.organization.slug,
             enabled=source.enabled,
             schema_id=schema.id,
             schema_version=schema.version,
@@ -628,7 +630,7 @@ def _batch_store(
     result.time_fields_dropped = time_fields_dropped
     # Counted once committed: when the caller's own transaction commits (an upload chunk), never if it rolls back.
     batch_count = _BatchCount(
-        target.slug, source_id, transport, len(rows), accepted, tuple(e.code for e in errors),
+        target.organization, target.slug, source_id, transport, len(rows), accepted, tuple(e.code for e in errors),
         strings_ignored=result.strings_ignored, time_fields_dropped=time_fields_dropped,
         points_overwritten=result.points_overwritten,
     )  # fmt: skip
@@ -641,6 +643,7 @@ def _batch_store(
 class _BatchCount:
     """What a batch adds to the live figures (Redis) and /metrics, recorded after its commit."""
 
+    organization: str
     slug: str
     source_id: int
     transport: str
@@ -658,15 +661,23 @@ class _BatchCount:
             )
         except Exception:  # the data is committed; a Redis hiccup must not turn that into an error for the sender
             logger.warning("ingest stats not recorded for source %s", self.source_id, exc_info=True)
-        INGEST_POINTS.labels(source=self.slug, transport=self.transport).inc(self.points)
+        INGEST_POINTS.labels(organization=self.organization, source=self.slug, transport=self.transport).inc(
+            self.points
+        )
         if self.strings_ignored:
-            INGEST_FIELDS_IGNORED.labels(source=self.slug, reason="string").inc(self.strings_ignored)
+            INGEST_FIELDS_IGNORED.labels(organization=self.organization, source=self.slug, reason="string").inc(
+                self.strings_ignored
+            )
         if self.time_fields_dropped:
-            INGEST_FIELDS_IGNORED.labels(source=self.slug, reason="time").inc(self.time_fields_dropped)
+            INGEST_FIELDS_IGNORED.labels(organization=self.organization, source=self.slug, reason="time").inc(
+                self.time_fields_dropped
+            )
         if self.points_overwritten:
-            INGEST_POINTS_OVERWRITTEN.labels(source=self.slug).inc(self.points_overwritten)
+            INGEST_POINTS_OVERWRITTEN.labels(organization=self.organization, source=self.slug).inc(
+                self.points_overwritten
+            )
         for code in self.error_codes:
-            INGEST_RECORDS_REJECTED.labels(source=self.slug, code=code).inc()
+            INGEST_RECORDS_REJECTED.labels(organization=self.organization, source=self.slug, code=code).inc()
 
 
 def payload_dead_letter(
@@ -691,7 +702,9 @@ def payload_dead_letter(
             received_at=timezone.now(),
             context={**(context or {}), "whole_payload": True},
         )
-    transaction.on_commit(_BatchCount(target.slug, source_id, transport, 0, 0, (error.code,)).record)
+    transaction.on_commit(
+        _BatchCount(target.organization, target.slug, source_id, transport, 0, 0, (error.code,)).record
+    )
     return ids[0]
 
 

@@ -15,7 +15,7 @@ import pytest
 from apps.ingestion.connectors import message_parse
 from apps.ingestion.models import DeadLetter
 from tests.conftest import api_client_for
-from tests.factories import user_create
+from tests.factories import DEFAULT_ORGANIZATION_SLUG, user_create
 from tests.ingestion.factories import source_with_key, stored_points
 
 pytestmark = pytest.mark.django_db
@@ -178,7 +178,13 @@ def test_a_field_key_ending_in_a_space_reads_back_through_the_query_api(client):
 def test_a_line_of_strings_only_is_accepted_and_its_strings_are_counted(client, django_capture_on_commit_callbacks):
     """Telegraf's system input sends uptime_format alone on a line at every flush; InfluxDB accepts it."""
     source, key = source_with_key(slug="plant")
-    ignored_before = _metric_value(client, "analytics_ingest_fields_ignored_total", reason="string", source="plant")
+    ignored_before = _metric_value(
+        client,
+        "analytics_ingest_fields_ignored_total",
+        reason="string",
+        source="plant",
+        organization=DEFAULT_ORGANIZATION_SLUG,
+    )
     body = (
         f"system,host=h load1=0.5,n_cpus=2i {T0_NS}\nsystem,host=h uptime=12345i {T0_NS}\n"
         f'system,host=h uptime_format=" 3:25" {T0_NS}'
@@ -188,13 +194,21 @@ def test_a_line_of_strings_only_is_accepted_and_its_strings_are_counted(client, 
     assert response.status_code == 204, response.content
     assert [metric for metric, *_ in stored_points(source=source)] == ["system.load1", "system.n_cpus", "system.uptime"]
     assert not DeadLetter.objects.filter(source=source).exists()
-    ignored = _metric_value(client, "analytics_ingest_fields_ignored_total", reason="string", source="plant")
+    ignored = _metric_value(
+        client,
+        "analytics_ingest_fields_ignored_total",
+        reason="string",
+        source="plant",
+        organization=DEFAULT_ORGANIZATION_SLUG,
+    )
     assert ignored == ignored_before + 1
 
 
 def test_points_within_one_microsecond_keep_the_last_and_are_counted(client, django_capture_on_commit_callbacks):
     source, key = source_with_key(slug="plant")
-    overwritten_before = _metric_value(client, "analytics_ingest_points_overwritten_total", source="plant")
+    overwritten_before = _metric_value(
+        client, "analytics_ingest_points_overwritten_total", source="plant", organization=DEFAULT_ORGANIZATION_SLUG
+    )
     with django_capture_on_commit_callbacks(execute=True):
         response = _write(client, key, f"m f=1 {T0_NS + 1}\nm f=2 {T0_NS + 2}\nm f=3 {T0_NS + 1000}")
     assert response.status_code == 204, response.content
@@ -202,4 +216,9 @@ def test_points_within_one_microsecond_keep_the_last_and_are_counted(client, dja
         (T0, 2.0),
         (T0.replace(microsecond=1), 3.0),
     ]
-    assert _metric_value(client, "analytics_ingest_points_overwritten_total", source="plant") == overwritten_before + 1
+    assert (
+        _metric_value(
+            client, "analytics_ingest_points_overwritten_total", source="plant", organization=DEFAULT_ORGANIZATION_SLUG
+        )
+        == overwritten_before + 1
+    )

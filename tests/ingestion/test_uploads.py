@@ -327,7 +327,9 @@ def _counted(source) -> dict[str, int]:
     for key in client.scan_iter(match=redis_key("ingest", "rate", source.id, "*")):
         for name, value in client.hgetall(key).items():
             totals[name.decode()] += int(value)
-    totals["metric_points"] = int(INGEST_POINTS.labels(source=source.slug, transport="file")._value.get())
+    totals["metric_points"] = int(
+        INGEST_POINTS.labels(organization=source.organization.slug, source=source.slug, transport="file")._value.get()
+    )
     return totals
 
 
