@@ -239,6 +239,7 @@ function timeseries(element, panel, results, colors, context) {
   // Margins seeded with what the tick labels will need: plotly's automargin then finds them wide enough and draws
   // once, instead of drawing, measuring and drawing again (about half of a time series' drawing time).
   layout.margin = { ...layout.margin, ...seededMargins(items, options, right) };
+  if (layout.showlegend && options.legend_placement !== "right") layout.margin.b += legendRowsPixels(element, data);
   const room = legendTable ? legendTableRoom(element, items.length, options) : null;
   // Below the chart the table leaves room for the time axis's tick labels (about 30 px) too.
   if (room) layout.margin = { ...layout.margin, ...(room.side === "right" ? { r: room.pixels + 8 } : { b: room.pixels + 38 }) };
@@ -280,6 +281,23 @@ function axisLabelPixels(items, decimals, unit, stacked) {
   const fraction = Number.isInteger(decimals) ? decimals + (decimals > 0 ? 1 : 0) : largest < 10 ? 3 : 2;
   const characters = digits + fraction + (negative ? 1 : 0) + (unit ? unit.length + 1 : 0);
   return Math.min(120, characters * TICK_CHAR_PIXELS + 10);
+}
+
+// The height of plotly's horizontal legend under the chart: its items (a symbol and the name at 10 px) wrap into
+// rows of the panel's width.
+function legendRowsPixels(element, traces) {
+  const width = Math.max(100, element.clientWidth - 16);
+  let rows = 1;
+  let used = 0;
+  for (const trace of traces) {
+    const item = 46 + String(trace.name ?? "").length * 6;
+    if (used && used + item > width) {
+      rows += 1;
+      used = 0;
+    }
+    used += item;
+  }
+  return rows * 19 + 18; // on the generous side: a margin short by a pixel still costs plotly a second drawing
 }
 
 // Legend tables take the bottom (at most 45 % of the height) or the right (at most 45 % of the width) of the panel.
