@@ -213,6 +213,17 @@ def _kafka_topics_clean(*, topics: Any, organization: Organization) -> list[str]
     return cleaned
 
 
+def connector_config_problem(*, source: Source) -> str | None:
+    """Why a source's saved connection settings may not be used as they are (topics outside its organisation's
+    prefix, saved before that rule or before an operator narrowed an allow-list; a setting the platform derives),
+    as '<field>: <reason>', or None. Connectors check it before they subscribe, not only the API on save."""
+    try:
+        _config_clean(kind=source.kind, config=source.config, organization=source.organization)
+    except SourceError as error:
+        return f"{error.field}: {error.message}"
+    return None
+
+
 def _config_clean(*, kind: str, config: Any, organization: Organization) -> dict[str, Any]:
     """Check connection settings for the kind; MQTT topic filters and Kafka topics lie under the organisation's
     prefix (docs/security.md, "Tenant isolation of connector settings")."""

@@ -116,3 +116,29 @@ def test_run_connectors_supervises_the_mqtt_and_kafka_providers(monkeypatch):
     assert providers.mqtt_connector_specs in seen[0]
     assert providers.kafka_connector_specs in seen[0]
     assert providers.mqtt_connector_specs in connector_providers()
+
+
+def test_a_source_whose_saved_topics_break_todays_rules_gets_no_connector(settings, caplog):
+    """Settings saved before topics had to lie under the organisation's prefix (or before an operator narrowed an
+    allow-list) are checked again before a connector subscribes: no connector reads another namespace."""
+    settings.KAFKA_BOOTSTRAP_SERVERS = "kafka-1:9092"
+    settings.MQTT_URL = "mqtt://127.0.0.1:1883"
+    orders, _ = source_with_key(slug="orders", kind="kafka", config={"topics": ["test-org.orders"]})
+    plant, _ = source_with_key(slug="plant", kind="mqtt", config={"topic": "test-org/plant/#"})
+    assert list(_specs(providers.kafka_connector_specs)) == ["kafka:test-org/orders"]
+    # As an older release saved them (the API refuses these now): written past the service.
+    type(orders).objects.filter(pk=orders.pk).update(config={"topics": ["orders"]})
+    type(plant).objects.filter(pk=plant.pk).update(config={"topic": "other-org/plant/#"})
+    with caplog.at_level(logging.WARNING, logger=providers.logger.name):
+        assert _specs(providers.kafka_connector_specs) == {}
+        assert _specs(providers.mqtt_connector_specs) == {}
+        assert _specs(providers.kafka_connector_specs) == {}  # warned once per source and reason
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 2, warnings
+    assert "test-org/orders is not consumed" in warnings[0]
+    assert "config.topics" in warnings[0]
+    assert "test-org/plant is not consumed" in warnings[1]
+    assert "config.topic:" in warnings[1]
+    # Fixed through the service: consumed again.
+    source_update(source=orders, config={"topics": ["test-org.orders"]})
+    assert list(_specs(providers.kafka_connector_specs)) == ["kafka:test-org/orders"]

@@ -19,11 +19,13 @@ from django.db import close_old_connections
 from apps.ingestion.connectors.kafka import KafkaConnector
 from apps.ingestion.connectors.mqtt import MqttConnector
 from apps.sources.models import Source, SourceKind
+from apps.sources.services import connector_config_problem
 from worker.connectors import ConnectorSpec, connector_provider_register
 
 logger = logging.getLogger(__name__)
 
 _kafka_unconfigured_warned = False
+_refused_warned: dict[int, str] = {}
 
 
 def connector_fingerprint(*, source: Source, endpoint: str) -> str:
@@ -33,9 +35,24 @@ def connector_fingerprint(*, source: Source, endpoint: str) -> str:
 
 
 def _enabled_sources(kind: str) -> list[Source]:
+    """Enabled sources of the kind whose settings pass today's rules; one warning per source and reason for the
+    others (e.g. Kafka topics saved before they had to lie under the organisation's prefix): no connector
+    subscribes outside its organisation's namespace, however old its settings."""
     # The supervisor's thread lives for days: drop a connection the database closed instead of failing forever.
     close_old_connections()
-    return list(Source.objects.filter(kind=kind, enabled=True).select_related("organization").order_by("id"))
+    usable = []
+    for source in Source.objects.filter(kind=kind, enabled=True).select_related("organization").order_by("id"):
+        problem = connector_config_problem(source=source)
+        if problem is None:
+            _refused_warned.pop(source.id, None)
+            usable.append(source)
+        elif _refused_warned.get(source.id) != problem:
+            _refused_warned[source.id] = problem
+            logger.warning(
+                "%s source %s/%s is not consumed until its settings are fixed: %s",
+                kind, source.organization.slug, source.slug, problem,
+            )  # fmt: skip
+    return usable
 
 
 def _connector_name(source: Source) -> str:
