@@ -215,10 +215,15 @@ def _kafka_topics_clean(*, topics: Any, organization: Organization) -> list[str]
 
 def connector_config_problem(*, source: Source) -> str | None:
     """Why a source's saved connection settings may not be used as they are (topics outside its organisation's
-    prefix, saved before that rule or before an operator narrowed an allow-list; a setting the platform derives),
-    as '<field>: <reason>', or None. Connectors check it before they subscribe, not only the API on save."""
+    prefix, saved before that rule or before an operator narrowed an allow-list), as '<field>: <reason>', or None.
+    Connectors check it before they subscribe, not only the API on save. A client or group id stored before the
+    platform derived them is left out of the check: the connectors ignore it (docs/security.md)."""
+    derived = _DERIVED_SETTINGS.get(source.kind, {})
+    config = source.config
+    if isinstance(config, dict):
+        config = {key: value for key, value in config.items() if key not in derived}
     try:
-        _config_clean(kind=source.kind, config=source.config, organization=source.organization)
+        _config_clean(kind=source.kind, config=config, organization=source.organization)
     except SourceError as error:
         return f"{error.field}: {error.message}"
     return None

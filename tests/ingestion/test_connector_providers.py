@@ -126,6 +126,9 @@ def test_a_source_whose_saved_topics_break_todays_rules_gets_no_connector(settin
     orders, _ = source_with_key(slug="orders", kind="kafka", config={"topics": ["test-org.orders"]})
     plant, _ = source_with_key(slug="plant", kind="mqtt", config={"topic": "test-org/plant/#"})
     assert list(_specs(providers.kafka_connector_specs)) == ["kafka:test-org/orders"]
+    # A group id stored before the platform derived it is ignored, as the connector ignores it.
+    type(orders).objects.filter(pk=orders.pk).update(config={"topics": ["test-org.orders"], "group_id": "old"})
+    assert list(_specs(providers.kafka_connector_specs)) == ["kafka:test-org/orders"]
     # As an older release saved them (the API refuses these now): written past the service.
     type(orders).objects.filter(pk=orders.pk).update(config={"topics": ["orders"]})
     type(plant).objects.filter(pk=plant.pk).update(config={"topic": "other-org/plant/#"})
