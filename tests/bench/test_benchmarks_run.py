@@ -71,6 +71,12 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
         "c2_avg_1h_30d_fleet_by_facility",
     }  # fmt: skip
     assert storage["load"]["ratio_ours_to_influx"]["write_path"] > 0
+    # The backfill phase: absorbed, and the query mix timed during the drain and alone before and after it.
+    backfill = storage["backfill"]
+    assert backfill["seconds_from_first_write_to_drained"] > 0
+    assert backfill["queries_meanwhile_detail"]["all"]["n"] > 0
+    for phase in ("queries_reference_before_backfill", "queries_reference_after_drain"):
+        assert backfill[phase]["all"]["n"] >= 12, phase  # at least 3 rounds of the 4 queries
     # Data policies: the same answers through 1, 10 and 100 policies as through none (timings are measured by
     # `make bench`, not asserted on a smoke run).
     assert storage["policies"]["same_answers_as_baseline"] is True
