@@ -166,7 +166,11 @@ def test_parquet_upload_a_text_value_of_a_known_measure_is_refused(tmp_path: Pat
 def test_connector_messages_with_a_conflicting_field_are_dead_lettered(transport):
     """MQTT and Kafka store through BatchStore (without a broker here: the broker paths are tested in
     test_mqtt_connector.py and test_kafka_connector.py; what they store goes through this same code)."""
-    source, _ = source_with_key(slug=f"{transport}-plant", kind=transport, config={"topic": "test-org/plant/+"})
+    source, _ = source_with_key(
+        slug=f"{transport}-plant",
+        kind=transport,
+        config={"topic": "test-org/plant/+"} if transport == "mqtt" else {"topics": ["test-org.plant"]},
+    )
     store = BatchStore(source_id=source.id, transport=transport, payload_format="json", connector_key=f"{transport}:t")
     payloads = [
         {"time": _time(0), "device": "d1", "temperature": 21.5},
