@@ -96,6 +96,61 @@ def _form_data(request: HttpRequest) -> dict:
     return data
 
 
+def _form_values(report: Report | None, post=None) -> dict:
+    """What the editor's fields show: what was just posted (a refused form keeps everything typed), else the report's
+    settings, else a new report's defaults."""
+    if post is not None:
+        return {
+            "organization": post.get("organization", ""),
+            "name": post.get("name", ""),
+            "dashboard": post.get("dashboard", ""),
+            "panels": post.get("panels", ""),
+            "queries": post.get("queries", ""),
+            "preset": post.get("preset", ""),
+            "start": post.get("start", "-7d"),
+            "end": post.get("end", "now"),
+            "formats": post.getlist("formats"),
+            "users": post.get("users", ""),
+            "teams": post.get("teams", ""),
+            "emails": post.get("emails", ""),
+            "send_emails_as_me": post.get("send_emails_as_me") == "on",
+            "subject": post.get("subject", ""),
+            "message": post.get("message", ""),
+            "cron": post.get("cron", ""),
+            "timezone": post.get("timezone", "UTC"),
+            "enabled": post.get("enabled") == "on",
+        }
+    if report is None:
+        return {
+            "organization": "", "name": "", "dashboard": "", "panels": "", "queries": "", "preset": "",
+            "start": "-7d", "end": "now", "formats": [ReportFormat.PDF], "users": "", "teams": "", "emails": "",
+            "send_emails_as_me": False, "subject": Report._meta.get_field("subject_template").default,
+            "message": Report._meta.get_field("message_template").default, "cron": "", "timezone": "UTC",
+            "enabled": True,
+        }  # fmt: skip
+    time_range = report.time_range or {}
+    return {
+        "organization": report.organization.slug,
+        "name": report.name,
+        "dashboard": report.dashboard.uid if report.dashboard_id else "",
+        "panels": ", ".join(report.panel_keys),
+        "queries": json.dumps(report.queries) if report.queries else "",
+        "preset": time_range.get("preset", ""),
+        "start": time_range.get("start", "-7d"),
+        "end": time_range.get("end", "now"),
+        "formats": list(report.formats),
+        "users": ", ".join(user.username for user in report.recipient_users.all()),
+        "teams": ", ".join(team.slug for team in report.recipient_teams.all()),
+        "emails": ", ".join(report.recipient_emails),
+        "send_emails_as_me": report.send_emails_as_owner,
+        "subject": report.subject_template,
+        "message": report.message_template,
+        "cron": report.cron,
+        "timezone": report.timezone or "UTC",
+        "enabled": report.enabled,
+    }
+
+
 @login_required
 def report_edit(request: HttpRequest, report_id: int | None = None) -> HttpResponse:
     """The editor: create a report or change one (editors and admins)."""
@@ -131,10 +186,7 @@ def report_edit(request: HttpRequest, report_id: int | None = None) -> HttpRespo
         "presets": PRESETS,
         "variables": TEMPLATE_VARIABLES,
         "error": error,
-        "posted": request.POST if request.method == "POST" else None,
-        "default_subject": Report._meta.get_field("subject_template").default,
-        "default_message": Report._meta.get_field("message_template").default,
-        "queries_json": json.dumps(report.queries) if report and report.queries else "",
+        "values": _form_values(report, request.POST if request.method == "POST" else None),
     }
     return render(request, "reporting/edit.html", context)
 

@@ -189,6 +189,46 @@ def test_pages_list_edit_detail_and_preview(plant_dashboard, editor, viewer, cli
     assert client.get(f"/reports/{report.pk}/edit/").status_code == 403
 
 
+def test_a_refused_report_form_keeps_what_was_typed_and_the_edit_form_shows_the_report(plant_dashboard, editor,
+                                                                                       viewer, client):  # fmt: skip
+    # Refused for the external address without "send as me": nothing typed is lost (the dashboard and every field
+    # but the name used to come back empty).
+    client.force_login(editor)
+    posted = {
+        "organization": organization_get().slug, "name": "Morning", "dashboard": plant_dashboard.uid,
+        "panels": "temp", "formats": ["csv"], "users": "vic", "emails": "ext@partner.example", "start": "-3d",
+        "end": "now", "cron": "30 6 * * *", "timezone": "Europe/Berlin", "subject": "Plant {{ period }}",
+        "message": "Hi there",
+    }  # fmt: skip
+    refused = client.post("/reports/new/", posted)
+    assert refused.status_code == 200
+    values = refused.context["values"]
+    assert {key: values[key] for key in posted if key != "formats"} == {
+        key: value for key, value in posted.items() if key != "formats"
+    }
+    assert (values["formats"], values["enabled"], values["send_emails_as_me"]) == (["csv"], False, False)
+    page = refused.content.decode()
+    assert f'<option value="{plant_dashboard.uid}" selected>' in page
+    assert 'value="ext@partner.example"' in page
+    assert 'name="formats" value="pdf">' in page  # unticked, as posted
+    assert 'name="formats" value="csv" checked>' in page
+
+    created = client.post("/reports/new/", {**posted, "send_emails_as_me": "on", "enabled": "on"})
+    assert created.status_code == 302, created.context and created.context["error"]
+    report = Report.objects.get(name="Morning")
+    edit = client.get(f"/reports/{report.pk}/edit/").context["values"]
+    assert (edit["dashboard"], edit["panels"], edit["emails"], edit["users"]) == (
+        plant_dashboard.uid,
+        "temp",
+        "ext@partner.example",
+        "vic",
+    )
+    schedule = (edit["start"], edit["cron"], edit["send_emails_as_me"], edit["enabled"])
+    assert schedule == ("-3d", "30 6 * * *", True, True)
+    new = client.get("/reports/new/").context["values"]
+    assert (new["formats"], new["enabled"], new["start"]) == (["pdf"], True, "-7d")
+
+
 def test_a_report_shared_to_edit_lets_a_viewer_change_and_send_it(plant_dashboard, editor, viewer):
     report_id = api_client_for(editor).post("/api/v1/reports/", _contract(plant_dashboard.uid),
                                             format="json").json()["id"]  # fmt: skip
