@@ -213,15 +213,17 @@ def test_a_refused_report_form_keeps_what_was_typed_and_the_edit_form_shows_the_
     assert 'name="formats" value="pdf">' in page  # unticked, as posted
     assert 'name="formats" value="csv" checked>' in page
 
-    created = client.post("/reports/new/", {**posted, "send_emails_as_me": "on", "enabled": "on"})
+    created = client.post("/reports/new/", {**posted, "send_emails_as_me": "on", "enabled": "on", "users": ""})
     assert created.status_code == 302, created.context and created.context["error"]
     report = Report.objects.get(name="Morning")
+    # Only an external address: the detail page lists it without a leading "; ".
+    assert "<dd>external: ext@partner.example" in client.get(f"/reports/{report.pk}/").content.decode()
     edit = client.get(f"/reports/{report.pk}/edit/").context["values"]
     assert (edit["dashboard"], edit["panels"], edit["emails"], edit["users"]) == (
         plant_dashboard.uid,
         "temp",
         "ext@partner.example",
-        "vic",
+        "",
     )
     schedule = (edit["start"], edit["cron"], edit["send_emails_as_me"], edit["enabled"])
     assert schedule == ("-3d", "30 6 * * *", True, True)
