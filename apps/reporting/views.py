@@ -9,6 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
+from csp.constants import SELF
+from csp.decorators import csp_replace
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
@@ -232,7 +234,10 @@ def report_detail(request: HttpRequest, report_id: int) -> HttpResponse:
 
 
 @login_required
-@xframe_options_sameorigin  # shown in the detail page's <iframe>; every other page keeps X-Frame-Options: DENY
+# Shown in the detail page's <iframe>: this site may frame it. Browsers obey the Content Security Policy's
+# frame-ancestors over X-Frame-Options, so both say so; every other page keeps DENY and 'none'.
+@xframe_options_sameorigin
+@csp_replace({"frame-ancestors": [SELF]})
 def report_preview_file(request: HttpRequest, report_id: int) -> HttpResponse:
     """The file a chosen recipient would get (PDF inline, XLSX/CSV as a download), rendered now under their scope."""
     report = _report_or_404(request, report_id)

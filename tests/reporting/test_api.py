@@ -180,6 +180,9 @@ def test_pages_list_edit_detail_and_preview(plant_dashboard, editor, viewer, cli
     assert pdf.status_code == 200
     assert pdf["X-Frame-Options"] == "SAMEORIGIN"  # the detail page frames it; other pages stay DENY
     assert detail["X-Frame-Options"] == "DENY"
+    # Browsers obey the CSP's frame-ancestors over X-Frame-Options: 'none' there blocked the preview's <iframe>.
+    assert "frame-ancestors 'self'" in pdf["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in detail["Content-Security-Policy"]
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         assert client.post(f"/reports/{report.pk}/send/").status_code == 302
     assert len(callbacks) == 1
