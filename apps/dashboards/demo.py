@@ -22,6 +22,9 @@ MARKETING = "demo-marketing"
 BUSINESS = "demo-business"
 _FACILITY = {"facility": "$facility"}
 # A total over the range across every series (counts and sums), and one total per series (bars, pies, tables).
+# A dashboard's totals use one bucket: the server answers whole buckets (the range's start goes down to one), so a
+# panel summing hours next to one summing 5 minutes would count up to an hour more ("Events by channel" added up to
+# 1,025 beside "Events" 707 over the last hour).
 _TOTAL = {"calculation": "sum", "combination": "sum"}
 _PER_SERIES_TOTAL = {"calculation": "sum", "combination": "none"}
 _TEMPERATURE_THRESHOLDS = [
@@ -165,7 +168,7 @@ def _marketing() -> dict[str, Any]:
                [_query(MARKETING, "count", "sum", bucket="1m", group_by=["segment"], legend="{segment}")],
                style="areas", stack=True, decimals=0),
         _panel("revenue-by-segment-share", "Revenue by segment", "pie", (8, 4, 4, 8),
-               [_query(MARKETING, "amount", "sum", bucket="1h", group_by=["segment"], legend="{segment}")],
+               [_query(MARKETING, "amount", "sum", bucket="5m", group_by=["segment"], legend="{segment}")],
                decimals=0, **_PER_SERIES_TOTAL),
         _panel("revenue-per-minute", "Revenue per minute", "timeseries", (0, 12, 8, 8),
                # amount exists on purchases only: grouping by event sums every series into one line.
@@ -174,11 +177,11 @@ def _marketing() -> dict[str, Any]:
                        legend="purchases")],
                style="bars", decimals=0, unit_right="purchases", overrides=[{"match": "purchases", "style": "lines"}]),
         _panel("events-by-channel", "Events by channel", "bar", (8, 12, 4, 8),
-               [_query(MARKETING, "count", "sum", bucket="1h", group_by=["channel"], legend="{channel}")],
+               [_query(MARKETING, "count", "sum", bucket="5m", group_by=["channel"], legend="{channel}")],
                decimals=0, **_PER_SERIES_TOTAL),
         _panel("purchases-by-country", "Purchases by country", "table", (0, 20, 12, 8),
-               [_query(MARKETING, "amount", "count", bucket="1h", group_by=["country"], legend="purchases"),
-                _query(MARKETING, "amount", "sum", ref="B", bucket="1h", group_by=["country"], legend="revenue")],
+               [_query(MARKETING, "amount", "count", bucket="5m", group_by=["country"], legend="purchases"),
+                _query(MARKETING, "amount", "sum", ref="B", bucket="5m", group_by=["country"], legend="revenue")],
                decimals=0, table_mode="join", **_PER_SERIES_TOTAL),
     ]  # fmt: skip
     return {

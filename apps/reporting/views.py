@@ -9,6 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
+from csp.constants import SELF
+from csp.decorators import csp_replace
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
@@ -96,6 +98,61 @@ def _form_data(request: HttpRequest) -> dict:
     return data
 
 
+def _form_values(report: Report | None, post=None) -> dict:
+    """What the editor's fields show: what was just posted (a refused form keeps everything typed), else the report's
+    settings, else a new report's defaults."""
+    if post is not None:
+        return {
+            "organization": post.get("organization", ""),
+            "name": post.get("name", ""),
+            "dashboard": post.get("dashboard", ""),
+            "panels": post.get("panels", ""),
+            "queries": post.get("queries", ""),
+            "preset": post.get("preset", ""),
+            "start": post.get("start", "-7d"),
+            "end": post.get("end", "now"),
+            "formats": post.getlist("formats"),
+            "users": post.get("users", ""),
+            "teams": post.get("teams", ""),
+            "emails": post.get("emails", ""),
+            "send_emails_as_me": post.get("send_emails_as_me") == "on",
+            "subject": post.get("subject", ""),
+            "message": post.get("message", ""),
+            "cron": post.get("cron", ""),
+            "timezone": post.get("timezone", "UTC"),
+            "enabled": post.get("enabled") == "on",
+        }
+    if report is None:
+        return {
+            "organization": "", "name": "", "dashboard": "", "panels": "", "queries": "", "preset": "",
+            "start": "-7d", "end": "now", "formats": [ReportFormat.PDF], "users": "", "teams": "", "emails": "",
+            "send_emails_as_me": False, "subject": Report._meta.get_field("subject_template").default,
+            "message": Report._meta.get_field("message_template").default, "cron": "", "timezone": "UTC",
+            "enabled": True,
+        }  # fmt: skip
+    time_range = report.time_range or {}
+    return {
+        "organization": report.organization.slug,
+        "name": report.name,
+        "dashboard": report.dashboard.uid if report.dashboard_id else "",
+        "panels": ", ".join(report.panel_keys),
+        "queries": json.dumps(report.queries) if report.queries else "",
+        "preset": time_range.get("preset", ""),
+        "start": time_range.get("start", "-7d"),
+        "end": time_range.get("end", "now"),
+        "formats": list(report.formats),
+        "users": ", ".join(user.username for user in report.recipient_users.all()),
+        "teams": ", ".join(team.slug for team in report.recipient_teams.all()),
+        "emails": ", ".join(report.recipient_emails),
+        "send_emails_as_me": report.send_emails_as_owner,
+        "subject": report.subject_template,
+        "message": report.message_template,
+        "cron": report.cron,
+        "timezone": report.timezone or "UTC",
+        "enabled": report.enabled,
+    }
+
+
 @login_required
 def report_edit(request: HttpRequest, report_id: int | None = None) -> HttpResponse:
     """The editor: create a report or change one (editors and admins)."""
@@ -131,10 +188,7 @@ def report_edit(request: HttpRequest, report_id: int | None = None) -> HttpRespo
         "presets": PRESETS,
         "variables": TEMPLATE_VARIABLES,
         "error": error,
-        "posted": request.POST if request.method == "POST" else None,
-        "default_subject": Report._meta.get_field("subject_template").default,
-        "default_message": Report._meta.get_field("message_template").default,
-        "queries_json": json.dumps(report.queries) if report and report.queries else "",
+        "values": _form_values(report, request.POST if request.method == "POST" else None),
     }
     return render(request, "reporting/edit.html", context)
 
@@ -180,7 +234,10 @@ def report_detail(request: HttpRequest, report_id: int) -> HttpResponse:
 
 
 @login_required
-@xframe_options_sameorigin  # shown in the detail page's <iframe>; every other page keeps X-Frame-Options: DENY
+# Shown in the detail page's <iframe>: this site may frame it. Browsers obey the Content Security Policy's
+# frame-ancestors over X-Frame-Options, so both say so; every other page keeps DENY and 'none'.
+@xframe_options_sameorigin
+@csp_replace({"frame-ancestors": [SELF]})
 def report_preview_file(request: HttpRequest, report_id: int) -> HttpResponse:
     """The file a chosen recipient would get (PDF inline, XLSX/CSV as a download), rendered now under their scope."""
     report = _report_or_404(request, report_id)

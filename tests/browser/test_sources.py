@@ -66,6 +66,8 @@ def test_a_csv_upload_shows_its_progress_and_the_rows_stored(browser_server, bro
     driver = browser
     sign_in(driver, browser_server, "erin")
     driver.get(f"{browser_server}/sources/plant/")
+    # Before any upload the progress bar is not shown (it read "Sending… 0%" at rest).
+    assert not driver.find_element(By.CSS_SELECTOR, ".upload-progress").is_displayed()
     # Record every value the progress bar takes.
     driver.execute_script(
         "window.progressSeen = []; const bar = document.getElementById('upload-bar');"

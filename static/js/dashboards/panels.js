@@ -153,7 +153,7 @@ function timeAxis(colors, context) {
   return axis;
 }
 
-function valueAxis(colors, options, side = "left") {
+function valueAxis(colors, options, side = "left", items = []) {
   const suffix = side === "right" ? "_right" : "";
   const unit = options[`unit${suffix}`];
   const axis = { gridcolor: colors.grid, zeroline: false, fixedrange: true, automargin: true, ticksuffix: unit ? ` ${unit}` : "" };
@@ -161,12 +161,47 @@ function valueAxis(colors, options, side = "left") {
   if (Number.isInteger(decimals)) axis.tickformat = `,.${decimals}f`;
   const min = options[`min${suffix}`];
   const max = options[`max${suffix}`];
+  const step = tickStep(items, options, decimals, [min, max]);
+  if (step) Object.assign(axis, { tickmode: "linear", tick0: 0, dtick: step });
   if (Number.isFinite(min) || Number.isFinite(max)) {
     axis.range = [Number.isFinite(min) ? min : null, Number.isFinite(max) ? max : null];
     axis.autorange = !(Number.isFinite(min) && Number.isFinite(max)) ? (Number.isFinite(min) ? "max" : "min") : false;
   }
   if (side === "right") Object.assign(axis, { overlaying: "y", side: "right", showgrid: false });
   return axis;
+}
+
+// Ticks a whole number of the axis' last printed digit apart (1 with no decimals, 0.1 with one) when its values span
+// only a few such steps: plotly would put ticks at fractions that the axis' format rounds into repeated labels (a
+// purchases axis read "3, 3, 2, 2, 2, 1, 1"). Null leaves the ticks to plotly.
+const FEW_TICKS = 5;
+
+function tickStep(items, options, decimals, bounds) {
+  if (!Number.isInteger(decimals) || !items.length) return null;
+  const stacked = Boolean(options.stack);
+  let low = Infinity;
+  let high = -Infinity;
+  let stackHigh = 0;
+  let fromZero = stacked;
+  for (const item of items) {
+    let own = -Infinity;
+    for (const point of item.points) {
+      const value = point[1];
+      if (value === null || value === undefined) continue;
+      low = Math.min(low, value);
+      own = Math.max(own, value);
+    }
+    high = Math.max(high, own);
+    if (own > 0) stackHigh += own;
+    const style = item.style ?? options.style ?? "lines";
+    fromZero ||= style === "bars" || style === "areas"; // bars and filled areas draw from zero
+  }
+  if (!Number.isFinite(low)) return null;
+  if (stacked) high = Math.max(high, stackHigh);
+  if (fromZero) [low, high] = [Math.min(low, 0), Math.max(high, 0)];
+  for (const bound of bounds) if (Number.isFinite(bound)) [low, high] = [Math.min(low, bound), Math.max(high, bound)];
+  const step = 10 ** -decimals;
+  return high - low <= FEW_TICKS * step ? step : null;
 }
 
 // The legend's values (options.legend_values, e.g. ["last", "mean", "max"]) after each name.
@@ -190,6 +225,13 @@ function isSparse(points) {
   return shown < 3 || isolated * 2 > shown;
 }
 
+// Areas fill down to zero, or, stacked, down to the series below; lines fill nothing (a stack group would fill them
+// by default).
+function areaFill(style, stacked) {
+  if (style !== "areas") return "none";
+  return stacked ? "tonexty" : "tozeroy";
+}
+
 function timeseries(element, panel, results, colors, context) {
   const options = panel.options ?? {};
   const items = applyOverrides(named(results), options.overrides);
@@ -209,7 +251,7 @@ function timeseries(element, panel, results, colors, context) {
     // A sparse series (a few buckets, or points between gaps: a reading a minute in 10 s buckets) shows its
     // points, not an invisible line.
     const sparse = isSparse(item.points);
-    return { ...trace, type: "scatter", mode: sparse ? "lines+markers" : "lines", marker: { size: 5, color: item.color }, line: { width: 1.5, color: item.color }, fill: style === "areas" && !options.stack ? "tozeroy" : "none", connectgaps: false };
+    return { ...trace, type: "scatter", mode: sparse ? "lines+markers" : "lines", marker: { size: 5, color: item.color }, line: { width: 1.5, color: item.color }, fill: areaFill(style, options.stack), connectgaps: false };
   });
   const legendShown = options.legend ?? items.length > 1;
   // Table mode: an HTML table (a row per series, a column per value) in place of plotly's legend.
@@ -217,18 +259,17 @@ function timeseries(element, panel, results, colors, context) {
   const layout = {
     ...baseLayout(colors, { legend: legendShown && !legendTable, legendOptions: { placement: options.legend_placement } }),
     xaxis: timeAxis(colors, context),
-    yaxis: valueAxis(colors, options),
+    yaxis: valueAxis(colors, options, "left", items.filter((item) => item.axis !== "right")),
     dragmode: "zoom",
     barmode: options.stack ? "stack" : "group",
     hovermode: "x unified",
     shapes: context.annotations ?? [],
   };
-  if (right) layout.yaxis2 = valueAxis(colors, options, "right");
+  if (right) layout.yaxis2 = valueAxis(colors, options, "right", items.filter((item) => item.axis === "right"));
   if (options.stack) {
     for (const trace of data) {
       if (trace.type === "scatter") {
         trace.stackgroup = trace.yaxis;
-        if ((options.style ?? "lines") !== "areas") trace.fill = "none";
       }
     }
   }
@@ -353,7 +394,7 @@ function reducedItems(results, options) {
     for (const item of result.reduced ?? []) {
       const labelled = Object.keys(item.labels ?? {}).length;
       const name = result.legend || labelled || several ? seriesDisplayName(result, item.labels, { several, count: result.reduced.length }) : "";
-      items.push({ name, value: item.value, labels: item.labels, ref: result.ref, unit: result.unit || options.unit });
+      items.push({ name, value: item.value, labels: item.labels, ref: result.ref, metric: result.metric, unit: result.unit || options.unit });
     }
   }
   return items;
@@ -447,7 +488,8 @@ function bar(element, panel, results, colors) {
   const options = panel.options ?? {};
   const items = reducedItems(results, options);
   const horizontal = options.orientation === "horizontal";
-  const names = items.map((item, index) => item.name || `${index + 1}`);
+  // An unnamed bar (one query combined into one value) is named by its metric.
+  const names = items.map((item, index) => item.name || item.metric || `${index + 1}`);
   const values = items.map((item) => item.value);
   const barColors = values.map((value, index) => displayValue(value, options, PALETTE[index % PALETTE.length]).color);
   const text = values.map((value) => displayValue(value, options, "").text);
@@ -456,8 +498,9 @@ function bar(element, panel, results, colors) {
     : { type: "bar", x: names, y: values, marker: { color: barColors }, text, textposition: "auto", hovertemplate: "%{x}: %{text}<extra></extra>" };
   plot(element, [trace], {
     ...baseLayout(colors, { legend: false }),
-    xaxis: { gridcolor: colors.grid, automargin: true, fixedrange: true },
-    yaxis: { gridcolor: colors.grid, automargin: true, fixedrange: true },
+    // Names are categories even when they read as numbers ("1", "2026"): plotly would draw a numeric axis.
+    xaxis: { gridcolor: colors.grid, automargin: true, fixedrange: true, ...(horizontal ? {} : { type: "category" }) },
+    yaxis: { gridcolor: colors.grid, automargin: true, fixedrange: true, ...(horizontal ? { type: "category" } : {}) },
   });
 }
 
