@@ -108,6 +108,24 @@ def test_grouped_query_over_whole_groups_reads_label_rows_and_matches_raw():
 
 
 @pytest.mark.django_db
+def test_label_values_that_json_escapes_find_their_groups():
+    """A label row's group is looked up by its value in a JSON object of the plan's values (engine.LABEL_GROUP_SQL):
+    quotes, backslashes, non-ASCII and numeric-looking values must each find their own group."""
+    source = source_create(slug="labels-plant")
+    facilities = ['hall "A"', "c:\\plant\\", "Zürich 🏭", "10", "1", "{}"]
+    labels = {index: {"device": f"d{index}", "facility": facilities[index % len(facilities)]} for index in range(12)}
+    ids = {index: series_create(source=source, metric="t", **labels[index]) for index in labels}
+    truth = _write(ids)
+    backend_for().rollup_refresh(now=BASE + timedelta(hours=HOURS + 1))
+    for aggregation in ("avg", "count", "last"):
+        spec = _spec(aggregation=aggregation, bucket_seconds=60)
+        result = query_execute(spec=spec, principal=_user())
+        assert result.label_rollups, aggregation
+        assert sorted(item["labels"]["facility"] for item in result.series) == sorted(facilities)
+        assert_grouped_answer(result, spec, truth, labels, ids)
+
+
+@pytest.mark.django_db
 def test_filters_on_the_grouped_label_still_read_label_rows():
     labels, ids, truth = _plant_refreshed()
     spec = _spec(filters=(LabelFilter("facility", "eq", ("f1",)),))
