@@ -21,7 +21,7 @@ def _run_manage(args: list[str], **environment: str) -> subprocess.CompletedProc
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "analytics_platform.settings.dev", **environment},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,  # migrating a new database; a bound against a hang, not a speed check
     )
 
 
