@@ -206,16 +206,17 @@ def _executive() -> dict[str, Any]:
         "* **Web revenue** is purchases on the website and apps (source `demo-marketing`).\n\n"
         "Daily buckets are UTC days. Data comes from the demo simulator: `manage.py simulate --scenario all`."
     )
+    # The stats total the range the picker chose (30 days by default): their titles name no period of their own.
     panels = [
-        _panel("invoiced-total", "Invoiced, 30 days", "stat", (0, 0, 3, 4),
+        _panel("invoiced-total", "Invoiced", "stat", (0, 0, 3, 4),
                [_query(BUSINESS, "amount", "sum", bucket="1d", filters=invoices)],
                sparkline=True, decimals=0, **_TOTAL),
-        _panel("orders-total", "Orders, 30 days", "stat", (3, 0, 3, 4),
+        _panel("orders-total", "Orders", "stat", (3, 0, 3, 4),
                [_query(BUSINESS, "amount", "count", bucket="1d", filters=orders)],
                sparkline=True, decimals=0, **_TOTAL),
-        _panel("web-revenue-total", "Web revenue, 30 days", "stat", (6, 0, 3, 4),
+        _panel("web-revenue-total", "Web revenue", "stat", (6, 0, 3, 4),
                [_query(MARKETING, "amount", "sum", bucket="1d")], sparkline=True, decimals=0, **_TOTAL),
-        _panel("hottest-machine", "Hottest machine, 30 days", "stat", (9, 0, 3, 4),
+        _panel("hottest-machine", "Peak temperature", "stat", (9, 0, 3, 4),
                [_query(FACTORY, "temperature", "max", bucket="1d")], sparkline=True, decimals=1,
                calculation="max", combination="max", unit="°C", thresholds=_TEMPERATURE_THRESHOLDS),
         _panel("revenue-per-day", "Invoiced revenue per day", "timeseries", (0, 4, 8, 8),

@@ -18,13 +18,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def _plant_with_a_breach(base_url: str) -> None:
-    """plant/temperature of press-7 over the last 40 minutes: 50, with 95 from minute 10 to 15."""
+    """plant/temperature of press-7 over the last 40 minutes: 50, with 95 from minute 10 to 15; press-1 and press-2
+    stay at 50 (they sort before press-7)."""
     _, key = source_with_key(slug="plant")
     now = datetime.now(UTC)
     records = [
-        {"time": (now - timedelta(minutes=40 - minute)).isoformat(), "device": "press-7",
-         "temperature": 95 if 10 <= minute < 15 else 50}
+        {"time": (now - timedelta(minutes=40 - minute)).isoformat(), "device": device,
+         "temperature": 95 if device == "press-7" and 10 <= minute < 15 else 50}
         for minute in range(40)
+        for device in ("press-1", "press-2", "press-7")
     ]  # fmt: skip
     http_ingest(base_url, "plant", key, records)
 
@@ -71,6 +73,9 @@ def test_the_rule_editor_form_previews_a_backtest_and_the_saved_rule_is_listed(
                        browser.find_element(By.ID, "backtest-summary").text, message="no backtest summary")  # fmt: skip
     assert "fired 1 time(s) and sent 2 notification(s)" in summary, summary
     assert browser.find_elements(By.CSS_SELECTOR, "#backtest-charts .js-plotly-plot")  # drawn by plotly
+    # The label set that fires comes first (with many calm ones it was past the charts drawn, never shown).
+    captions = [caption.text for caption in browser.find_elements(By.CSS_SELECTOR, "#backtest-charts figcaption")]
+    assert captions[0].startswith("device=press-7: fires 1 time(s)"), captions
     assert browser.find_elements(By.CSS_SELECTOR, "#backtest-charts .js-plotly-plot .shapelayer path")  # firing band
     browser.find_element(By.ID, "rule-save").click()
     wait_for(lambda: "/alerts/rules/" in browser.current_url and "new" not in browser.current_url,

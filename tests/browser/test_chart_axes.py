@@ -56,7 +56,7 @@ def test_stacked_areas_fill_whole_number_ticks_and_a_named_bar(browser_server, b
     assert console_errors(driver) == []
 
 
-def test_on_a_phone_the_dashboard_list_and_tokens_page_fit_the_screen(browser_server, browser):
+def test_on_a_phone_the_dashboard_list_tokens_and_audit_log_fit_the_screen(browser_server, browser):
     user = user_create(username="erin", role="admin")
     api_token_create(user=user, name="telegraf on press-7", scopes=["read", "write"])
     for title, tag in (("Executive", "business"), ("Factory floor", "factory"), ("Marketing", "marketing")):
@@ -67,7 +67,7 @@ def test_on_a_phone_the_dashboard_list_and_tokens_page_fit_the_screen(browser_se
     driver.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
     )
-    for path in ("/dashboards/", "/account/tokens/"):
+    for path in ("/dashboards/", f"/organizations/{organization_get().slug}/audit-log/", "/account/tokens/"):
         driver.get(f"{browser_server}{path}")
         if path == "/dashboards/":
             _list_shown(driver)
@@ -75,6 +75,12 @@ def test_on_a_phone_the_dashboard_list_and_tokens_page_fit_the_screen(browser_se
             "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];"
         )
         assert widths[0] <= widths[1], (path, widths)
+    # Each link of the top bar stays on one line ("API" ended one line and "docs" began the next).
+    split = driver.execute_script(
+        "return [...document.querySelectorAll('.topbar a')].filter((a) => a.getClientRects().length > 1)"
+        ".map((a) => a.textContent);"
+    )
+    assert split == []
     # The new-token form's scope boxes sit beside their names, not centred on lines of their own.
     boxes = driver.execute_script(
         "return [...document.querySelectorAll('input[type=checkbox]')].map((box) => box.getBoundingClientRect().width);"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 
@@ -252,3 +253,9 @@ def test_the_totals_of_each_demo_dashboard_share_one_bucket():
             for item in panel["queries"]
         }
         assert len(buckets) <= 1, (document["title"], buckets)
+
+
+def test_no_demo_panel_title_names_a_period_the_time_picker_may_change():
+    # "Invoiced, 30 days" read 35,291,142 at "Last 7 days": the panels answer the picker's range.
+    titles = [panel["title"] for document in demo_documents() for panel in document["panels"]]
+    assert not [title for title in titles if re.search(r"\d+\s*(days?|hours?|minutes?)\b", title)]

@@ -42,6 +42,22 @@ def test_home_lists_sources_and_series(client, user):
 
 
 @pytest.mark.django_db
+def test_home_shows_when_the_worker_last_reported_as_a_readable_time(client, user, settings):
+    import redis
+
+    from analytics_platform.health import WORKER_HEARTBEAT_KEY
+
+    connection = redis.Redis.from_url(settings.REDIS_URL)
+    connection.set(WORKER_HEARTBEAT_KEY, "2026-12-06T11:33:36.657428+00:00", ex=60)
+    client.force_login(user)
+    try:
+        text = client.get("/").content.decode()
+    finally:
+        connection.delete(WORKER_HEARTBEAT_KEY)
+    assert "Background worker last seen 2026-12-06 11:33:36 UTC" in text
+
+
+@pytest.mark.django_db
 def test_wrong_password_shows_error(client, user):
     response = client.post("/accounts/login/", {"username": "alice", "password": "nope"})
     assert response.status_code == 200
