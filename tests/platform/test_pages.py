@@ -94,3 +94,19 @@ def test_source_admin_shows_retention_defaults_and_overrides(admin_client):
     text = response.content.decode()
     assert "postgres backend): raw points 7 days, 1-minute rollups 90 days" in text
     assert 'name="raw_retention_days"' in text
+
+
+def test_every_page_names_its_icon_so_browsers_do_not_ask_for_favicon_ico(client):
+    """Without a <link rel="icon">, every visit fetched /favicon.ico and got the HTML 404 page (11 kB)."""
+    import re
+
+    from django.contrib.staticfiles import finders
+
+    text = client.get("/accounts/login/").content.decode()
+    link = re.search(r'<link rel="icon" type="image/svg\+xml" href="([^"]+)">', text)
+    assert link, text[:500]
+    assert link.group(1).endswith("img/favicon.svg")
+    icon = finders.find("img/favicon.svg")
+    assert icon
+    with open(icon) as handle:
+        assert handle.read().startswith("<svg")
