@@ -47,29 +47,7 @@ def test_an_identical_query_is_served_without_computing_again(mill, user):
     assert _total(second) == 38.0
 
 
-def test_a_repeated_answer_comes_from_the_process_memory_without_reading_redis(mill, user, monkeypatch):
-    query_answer_encoded(data=QUERY, principal=user)
-    redis_reads: list[str] = []
-    client_type = type(redis_client())
-    real_get = client_type.get
-    monkeypatch.setattr(client_type, "get", lambda self, name: redis_reads.append(name) or real_get(self, name))
-    second = query_answer_encoded(data=QUERY, principal=user)
-    assert (stats.computed, stats.cache_hits, stats.local_hits) == (1, 1, 1)
-    assert not [name for name in redis_reads if ":query:answer:" in str(name)]
-    assert _total(second) == 38.0
-
-
-def test_answers_remembered_before_redis_lost_its_keys_never_match_again(mill, user):
-    # Redis restarted or flushed: the counters count from zero again, so the same counters may mean other data;
-    # the epoch changes with it.
-    query_answer_encoded(data=QUERY, principal=user)
-    redis_client().delete(shared.EPOCH_KEY)
-    query_answer_encoded(data=QUERY, principal=user)
-    assert (stats.computed, stats.cache_hits) == (2, 0)
-
-
 def test_a_write_is_seen_by_the_next_query_at_once(mill, user):
-    # (The second answer would otherwise come from this process's memory: a write must reach it too.)
     other_source = source_create(slug="other")
     other = series_create(source=other_source, metric="load", device="z")
     client = api_client_for(user)
@@ -188,7 +166,6 @@ def test_a_query_another_process_is_computing_waits_for_its_answer(mill, user, m
 
     monkeypatch.setattr(shared, "_answer_key", remember_key)
     query_answer_encoded(data=QUERY, principal=user)  # learn the key (and its end)
-    monkeypatch.setattr(shared, "_local", {})  # this process never saw the answer: the other one computed it
     client = redis_client()
     key = spec_key[-1]
     stored = client.get(redis_key("query", "answer", key))

@@ -20,12 +20,6 @@ are stored at or before their commit (so before e1), except points dated in the 
 per source (`future`) and disables reuse until the window ends after it. So a shared answer equals the one the
 request would compute; it is never stale.
 
-Each process also keeps the answers it computed or fetched in memory (`_local`), under the same key and for the
-same time as Redis does, so a repeated answer costs no Redis read and no transfer of its bytes. The key's
-generations include an epoch, a random value kept in Redis and set again when it is missing (Redis restarted or
-flushed, its counters counting from zero again), so an answer remembered before never matches a counter that
-restarted.
-
 Single flight: within a process, a request joins an identical computation in progress (a threading.Event); across
 processes, the first takes a Redis lock (SET NX with a timeout) and the others wait for its answer in Redis,
 computing it themselves if the holder fails or takes longer than the statement timeout. Redis being unreachable
@@ -37,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Mapping
@@ -63,11 +56,6 @@ WAIT_POLL_SECONDS = 0.005
 WAIT_LIMIT_SECONDS = STATEMENT_TIMEOUT_MS / 1000 + 1
 # Answers larger than this are not cached (a 1,000-series raw export is computed per request).
 MAX_CACHED_BYTES = 8 * 1024 * 1024
-# Answers kept in this process's memory: at most this many, each at most LOCAL_MAX_BYTES (a dashboard's answers).
-LOCAL_MAX_ANSWERS = 256
-LOCAL_MAX_BYTES = 1024 * 1024
-# A random value in Redis that every answer key includes: set again after Redis lost its keys (see the module doc).
-EPOCH_KEY = redis_key("query", "epoch")
 
 
 @dataclass
@@ -75,8 +63,7 @@ class SharingStats:
     """What this process did with answers (tests and the benchmark read it)."""
 
     computed: int = 0
-    cache_hits: int = 0  # from Redis or from this process's memory
-    local_hits: int = 0  # of which from this process's memory
+    cache_hits: int = 0
     joined_in_process: int = 0
     joined_other_process: int = 0
     uncached: int = 0  # computed without sharing (Redis unreachable, answer too large, or sharing off)
@@ -111,9 +98,6 @@ _flights: dict[str, _Flight] = {}
 _flights_lock = threading.Lock()
 # Source reference -> id, valid for one global generation (source changes increment it).
 _source_ids: dict[str, tuple[bytes, int | None]] = {}
-# Answer key -> (monotonic expiry, the end it was computed to, answer): this process's copy of Redis's answers.
-_local: dict[str, tuple[float, datetime, bytes]] = {}
-_local_lock = threading.Lock()
 
 
 def query_answer_encoded(*, data: Any, principal: Any) -> bytes:
@@ -169,19 +153,7 @@ def _shared(key: str, spec: QuerySpec, scope: DataScope) -> bytes:
 
 
 def _answer(key: str, spec: QuerySpec, scope: DataScope) -> tuple[bytes, datetime]:
-    """(answer, the end it was computed to): from this process's memory, from Redis, from another process's
-    computation, or computed here."""
-    remembered = _local_answer(key, spec)
-    if remembered is not None:
-        stats.count("cache_hits")
-        stats.count("local_hits")
-        return remembered
-    answer, end = _answer_from_redis_or_computed(key, spec, scope)
-    _local_remember(key, end, answer)
-    return answer, end
-
-
-def _answer_from_redis_or_computed(key: str, spec: QuerySpec, scope: DataScope) -> tuple[bytes, datetime]:
+    """(answer, the end it was computed to): from Redis, from another process's computation, or computed here."""
     client = redis_client()
     answer_key, lock_key = redis_key("query", "answer", key), redis_key("query", "computing", key)
     try:
@@ -233,33 +205,6 @@ def _wait_for_other_process(client, answer_key: str, lock_key: str, spec: QueryS
     return None
 
 
-def _local_answer(key: str, spec: QuerySpec) -> tuple[bytes, datetime] | None:
-    """The answer this process keeps for `key`, unless expired or computed to an end after the request's."""
-    with _local_lock:
-        entry = _local.get(key)
-        if entry is None:
-            return None
-        expires, end, answer = entry
-        if expires <= time.monotonic():
-            del _local[key]
-            return None
-    return (answer, end) if end <= spec.end else None
-
-
-def _local_remember(key: str, end: datetime, answer: bytes) -> None:
-    """Keep an answer for as long as Redis keeps it (expired ones, then the oldest, make room)."""
-    if len(answer) > LOCAL_MAX_BYTES:
-        return
-    now = time.monotonic()
-    with _local_lock:
-        if len(_local) >= LOCAL_MAX_ANSWERS:
-            for stale in [name for name, entry in _local.items() if entry[0] <= now]:
-                del _local[stale]
-            while len(_local) >= LOCAL_MAX_ANSWERS:
-                del _local[next(iter(_local))]  # the oldest inserted
-        _local[key] = (now + settings.STORAGE_RESULT_CACHE_SECONDS, end, answer)
-
-
 def _quietly(action) -> None:
     """Run a Redis write whose failure costs sharing only."""
     try:
@@ -286,12 +231,11 @@ def _generations(source: str | None) -> tuple[bytes, float | None, int] | None:
         for _ in range(2):
             part = ALL if known is None or known[1] is None else known[1]
             keys = [generation_key(GLOBAL), generation_key(part), future_key(part), future_key(GLOBAL)]
-            raw = client.mget([*keys, SCOPE_GENERATION_KEY, EPOCH_KEY])
+            raw = client.mget([*keys, SCOPE_GENERATION_KEY])
             values = [value or b"-" for value in raw[:4]]
             if source is None or (known is not None and known[0] == values[0]):
                 futures = [float(value) for value in values[2:] if value != b"-"]
-                epoch = raw[5] or _epoch_set(client)
-                stamp = b"|".join([*values[:2], str(part).encode(), epoch])
+                stamp = b"|".join([*values[:2], str(part).encode()])
                 return stamp, max(futures, default=None), int(raw[4] or 0)
             known = (values[0], _source_id(source))
             _source_ids[source] = known
@@ -299,12 +243,6 @@ def _generations(source: str | None) -> tuple[bytes, float | None, int] | None:
     except Exception:
         logger.warning("storage: shared query answers unreachable; computing", exc_info=True)
         return None
-
-
-def _epoch_set(client) -> bytes:
-    """The epoch after Redis lost it: a new random value, or the one another process set first."""
-    client.set(EPOCH_KEY, secrets.token_hex(8).encode(), nx=True)
-    return client.get(EPOCH_KEY) or b"-"
 
 
 def _source_id(reference: str) -> int | None:
@@ -368,8 +306,6 @@ def _end_field(end: datetime) -> bytes:
 
 
 def shared_answers_forget() -> None:
-    """Forget this process's source ids, answers and statistics (tests: their data is rolled back)."""
+    """Forget this process's source ids and statistics (tests: their data is rolled back)."""
     _source_ids.clear()
-    with _local_lock:
-        _local.clear()
     stats.reset()
