@@ -131,30 +131,44 @@ def _median(loads: list[dict[str, float]], name: str) -> float:
     return round(statistics.median(load[name] for load in loads), 1)
 
 
+def _reuse_wanted() -> bool:
+    """BENCH_PANELS_DRAWN_REUSE=1: measure on the database the previous run prepared, skipping its preparation and
+    history (minutes), to compare two checkouts back to back. Its history ends when that run wrote it, so compare
+    only runs that reuse the same database, close together."""
+    return os.environ.get("BENCH_PANELS_DRAWN_REUSE") == "1"
+
+
 def run(*, quick: bool = False) -> dict:
     """Median time to every panel drawn per demo dashboard (see the module docstring)."""
     loads_per_dashboard = 1 if smoke() else 3 if quick else 7
     history_days = "0.02" if smoke() else "1"
     # The demo's sources keep raw points longer than the server's default, which the operator must allow.
     environment = prod_environment(database=BENCH_DATABASE, redis_db=10, STORAGE_SOURCE_RETENTION_MAX_DAYS_RAW="35")
-    _log("preparing the database and the demo")
-    keys = _prepare(environment)
+    reuse = _reuse_wanted()
+    if reuse:
+        _log("reusing the database a previous run prepared (BENCH_PANELS_DRAWN_REUSE=1)")
+        manage(environment, "collectstatic", "--noinput")  # this checkout's scripts and styles
+    else:
+        _log("preparing the database and the demo")
+        keys = _prepare(environment)
     launcher, port, _ = _start_web(environment, None)
     profile = Path(tempfile.mkdtemp(prefix="bench-panels-drawn-"))
     driver = None
+    history_seconds = refresh_seconds = None
     try:
         base = f"http://127.0.0.1:{port}"
-        history_started = time.monotonic()
-        _log(f"writing {history_days} day(s) of demo history through the ingest API")
-        manage(
-            {**environment, "SIMULATE_WRITE_KEYS": ",".join(f"{slug}={key}" for slug, key in keys.items())},
-            "demo_history", "--url", base, "--days", history_days,
-        )  # fmt: skip
-        history_seconds = round(time.monotonic() - history_started, 1)
-        # The demo's beat refreshes the rollups every 10 s; here nothing runs it, so drain them as it would.
-        refresh_started = time.monotonic()
-        manage(environment, "shell", "-c", _DRAIN_ROLLUPS)
-        refresh_seconds = round(time.monotonic() - refresh_started, 1)
+        if not reuse:
+            history_started = time.monotonic()
+            _log(f"writing {history_days} day(s) of demo history through the ingest API")
+            manage(
+                {**environment, "SIMULATE_WRITE_KEYS": ",".join(f"{slug}={key}" for slug, key in keys.items())},
+                "demo_history", "--url", base, "--days", history_days,
+            )  # fmt: skip
+            history_seconds = round(time.monotonic() - history_started, 1)
+            # The demo's beat refreshes the rollups every 10 s; here nothing runs it, so drain them as it would.
+            refresh_started = time.monotonic()
+            manage(environment, "shell", "-c", _DRAIN_ROLLUPS)
+            refresh_seconds = round(time.monotonic() - refresh_started, 1)
         driver = _browser(profile)
         driver.get(f"{base}/accounts/login/")
         driver.find_element("name", "username").send_keys("admin")
@@ -185,6 +199,7 @@ def run(*, quick: bool = False) -> dict:
             "window": "1440x900",
             "history_days": float(history_days),
             "history_seconds": history_seconds,
+            "reused_database": reuse,
             "rollup_refresh_seconds": refresh_seconds,
             "target_ms_for_10_panels": TARGET_MS,
             "dashboards": results,
