@@ -84,20 +84,25 @@ def api_client() -> APIClient:
     return APIClient()
 
 
+def port_in(ports: range) -> int:
+    """The first port of `ports` nothing listens on."""
+    for port in ports:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
 def free_port() -> int:
     """A TCP port nothing listens on right now; within TEST_PORTS (e.g. `8141-8149`) when set, for machines where
     each user has a range of ports."""
     configured = os.environ.get("TEST_PORTS")
     if configured:
         low, _, high = configured.partition("-")
-        for port in range(int(low), int(high or low) + 1):
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-        raise RuntimeError(f"TEST_PORTS={configured}: every port in the range is taken")
+        return port_in(range(int(low), int(high or low) + 1))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from apps.sso.provider import provider_caches_clear
-from tests.oidc.provider import API_AUDIENCE, APP_PORTS, Client, OidcTestProvider, User, port_in
+from tests.conftest import port_in
+from tests.oidc.provider import API_AUDIENCE, APP_PORTS, Client, OidcTestProvider, User
 
 GROUP_RULES = "plant-f1-operators=acme/f1/viewer; plant-f1-engineers=acme/f1/editor; acme-admins=acme/admin"
 

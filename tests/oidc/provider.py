@@ -7,7 +7,6 @@ import hashlib
 import json
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ import jwt
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.conftest import port_in
+
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 PROVIDER_SCRIPT = REPO_ROOT / "tests" / "oidc" / "provider.mjs"
 API_AUDIENCE = "urn:analytics-platform:api"
@@ -27,18 +28,6 @@ OTHER_AUDIENCE = "urn:other-service:api"
 # The ports this suite may use (the task's range); the provider takes the first half, daphne the second.
 PROVIDER_PORTS = range(18800, 18850)
 APP_PORTS = range(18850, 18900)
-
-
-def port_in(ports: range) -> int:
-    """The first port of `ports` nothing listens on."""
-    for port in ports:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 def signing_key(kid: str) -> tuple[rsa.RSAPrivateKey, dict[str, Any]]:
