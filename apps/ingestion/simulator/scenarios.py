@@ -381,10 +381,17 @@ class _EventScenario:
         return self.records_at(at=at, count=count, spread_seconds=tick_seconds)
 
     def records_at(self, *, at: datetime, count: int, spread_seconds: float = 1.0) -> list[Record]:
-        """Exactly `count` records with times spread uniformly over [at, at + spread_seconds), oldest first."""
+        """Exactly `count` records with times spread uniformly over [at, at + spread_seconds), oldest first.
+
+        Times are distinct milliseconds while the spread has room: storage keeps one point per series and
+        instant (as InfluxDB does), so two events of one series at one millisecond would be stored as one.
+        """
         start_ms = _epoch_ms(at)
         spread_ms = max(1, round(spread_seconds * 1000))
-        offsets = sorted(self._rng.randrange(spread_ms) for _ in range(count))
+        if count <= spread_ms:
+            offsets = sorted(self._rng.sample(range(spread_ms), count))
+        else:
+            offsets = sorted(self._rng.randrange(spread_ms) for _ in range(count))
         return self._records_build(start_ms=start_ms, offsets_ms=offsets)
 
     def _records_build(self, *, start_ms: int, offsets_ms: list[int]) -> list[Record]:
