@@ -366,10 +366,11 @@ def _cases(end: datetime, repetition: int) -> dict[str, tuple[dict, str]]:
     """Per case: (our JSON spec, equivalent InfluxQL), varying the device and facility per repetition."""
     device = f"d{(42 + repetition * 37) % SERIES:04d}"
     facility = f"f{(2 + repetition) % FACILITIES + 1}"
-    # Our aggregates answer whole buckets (the start rounded down to the bucket); InfluxDB is asked the same range.
+    # Our aggregates read from the start down to a whole minute (engine.aggregate_start); InfluxDB is asked the
+    # same range (it too filters the range and labels each bucket with its start).
     last_15m = _influx_time(end - timedelta(minutes=15))
     last_24h = _influx_time(_floor(end - timedelta(hours=24), 60))
-    last_30d = _influx_time(_floor(end - timedelta(days=30), 3600))
+    last_30d = _influx_time(_floor(end - timedelta(days=30), 60))
     until = _influx_time(end)
     return {
         "a_raw_15m_one_device": (

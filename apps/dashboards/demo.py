@@ -22,9 +22,8 @@ MARKETING = "demo-marketing"
 BUSINESS = "demo-business"
 _FACILITY = {"facility": "$facility"}
 # A total over the range across every series (counts and sums), and one total per series (bars, pies, tables).
-# A dashboard's totals use one bucket: the server answers whole buckets (the range's start goes down to one), so a
-# panel summing hours next to one summing 5 minutes would count up to an hour more ("Events by channel" added up to
-# 1,025 beside "Events" 707 over the last hour).
+# Totals read the picked range from its start down to a whole minute, whatever their bucket, so panels with
+# different buckets total the same span (engine.aggregate_start).
 _TOTAL = {"calculation": "sum", "combination": "sum"}
 _PER_SERIES_TOTAL = {"calculation": "sum", "combination": "none"}
 _TEMPERATURE_THRESHOLDS = [

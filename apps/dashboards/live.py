@@ -676,8 +676,8 @@ def _snapshot(*, spec: QuerySpec, feed: LiveFeed, since: datetime | None) -> dic
     if since is not None and since >= spec.start:
         # Raw points from `since` itself: other series may have points at that very time (a point is its series
         # and time, so the ones the client has are replaced, not duplicated). Buckets from the one holding
-        # `since`: it may have grown since.
-        start = since if feed.bucket_seconds is None else bucket_floor(since, feed.bucket_seconds)
+        # `since`: it may have grown since (from the window's start when that cuts it: see engine.aggregate_start).
+        start = since if feed.bucket_seconds is None else max(bucket_floor(since, feed.bucket_seconds), spec.start)
         extra["since"] = _iso(since)
         if start >= spec.end:
             return {"series": [], "extra": extra}
@@ -711,7 +711,8 @@ def _tail(*, feed: LiveFeed, span: tuple[datetime, datetime]) -> list[dict] | No
         tail_start = max(start, window.start)
         tail_end = min(end + timedelta(microseconds=1), window.end)
     else:
-        tail_start = bucket_floor(max(start, window.start), feed.bucket_seconds)
+        # The touched buckets from their start, the first one from the window's start when that cuts it.
+        tail_start = max(bucket_floor(max(start, window.start), feed.bucket_seconds), window.start)
         tail_end = min(bucket_floor(end, feed.bucket_seconds) + timedelta(seconds=feed.bucket_seconds), window.end)
     if tail_start >= tail_end:
         return None

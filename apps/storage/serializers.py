@@ -53,8 +53,8 @@ class QueryRequestSerializer(serializers.Serializer):
     )
     start = serializers.CharField(
         default="-1h",
-        help_text="'now', relative ('-24h', 'now-15m') or ISO 8601. Aggregates answer whole buckets: the start is "
-        "rounded down to the bucket (the response's start says where it went).",
+        help_text="'now', relative ('-24h', 'now-15m') or ISO 8601. Aggregates read from the start down to a whole "
+        "minute (the response's start says where); a first bucket the range cuts holds only what is inside it.",
     )
     end = serializers.CharField(default="now", help_text="Same forms as start; must be after start.")
     bucket = serializers.CharField(

@@ -41,6 +41,7 @@ for (const panel of page.state.doc.panels) {
     stats: [...view.body.querySelectorAll('.stat-value')].map((node) => node.textContent),
     table: [...view.body.querySelectorAll('table.panel-table tr')]
       .map((row) => [...row.cells].map((cell) => cell.textContent)),
+    xrange: view.body.layout && view.body.layout.xaxis ? view.body.layout.xaxis.range || null : null,
     traces: (view.body.data || []).map((trace) => ({
       name: trace.name, value: trace.value, x: trace.x, y: trace.y, labels: trace.labels, values: trace.values})),
     inspect: (view.inspect || []).map((entry) => ({
@@ -79,10 +80,12 @@ def _seconds(duration: str | None) -> int:
 
 
 def _window(data, since: timedelta, panel: dict) -> timedelta:
-    """The range the query covered: its start is floored to the bucket the server used (buckets are whole)."""
+    """The range the query covered: from its start down to a whole minute (a whole bucket under a minute), whatever
+    the bucket the server used (a first bucket the range cuts holds only what is inside the range)."""
     bucket = _seconds(next((entry["bucket"] for entry in panel["inspect"] if entry["spec"].get("reduce")), None))
+    step = min(bucket, 60)
     start = (data.now - since).timestamp()
-    return data.now - datetime.fromtimestamp(start - start % bucket, UTC)
+    return data.now - datetime.fromtimestamp(start - start % step, UTC)
 
 
 def _panels(driver) -> dict:
@@ -122,7 +125,6 @@ def _check_reduced_panel(driver, key: str, panel: dict) -> None:
             assert sorted(panel["traces"][0]["values"]) == sorted(item["value"] for item in expected), key
 
 
-@pytest.mark.usefixtures("storage_committed_cleanup")
 def _check_reduced_panel_settled(driver, where: str, key: str, panel: dict) -> None:
     """A live panel asks again as its relative window slides (a bucket boundary passes): the first reading may be
     drawn from a newer answer than the one inspected. Read the panel again, at most twice, before failing."""
@@ -137,6 +139,7 @@ def _check_reduced_panel_settled(driver, where: str, key: str, panel: dict) -> N
             panel = _panels(driver)[key]
 
 
+@pytest.mark.usefixtures("storage_committed_cleanup")
 def test_demo_dashboards_show_the_query_apis_numbers_at_every_range(browser_server, browser):
     user_create(username="erin", role="viewer")
     data = demo_data_write()
@@ -190,8 +193,18 @@ def _check_executive(panels: dict, data, since: timedelta) -> None:
     window = _window(data, since, panels["invoiced-total"])
     invoiced = sum(value for _, _, value in data.select(BUSINESS, "amount", window, kind="invoice"))
     assert panels["invoiced-total"]["stats"] == [f"{invoiced:,.0f}"]
-    names = sorted(trace["name"] for trace in panels["revenue-per-day"]["traces"])
+    chart = panels["revenue-per-day"]
+    names = sorted(trace["name"] for trace in chart["traces"])
     assert names == ["EUR", "USD"]
+    # The daily bars total the same range as the stat (a first day the range cuts counts only what is inside it),
+    # and every bar is inside the drawn axis: at "Last 1 hour" one bar for today's part of the range.
+    drawn = [y for trace in chart["traces"] for y in trace["y"] if y is not None]
+    assert f"{sum(drawn):,.0f}" == f"{invoiced:,.0f}"
+    axis_start = datetime.fromisoformat(chart["xrange"][0].replace("Z", "+00:00").replace(" ", "T"))
+    if axis_start.tzinfo is None:
+        axis_start = axis_start.replace(tzinfo=UTC)
+    first_bar = min(datetime.fromisoformat(x.replace("Z", "+00:00")) for trace in chart["traces"] for x in trace["x"])
+    assert axis_start < first_bar, (chart["xrange"], first_bar)
 
 
 def _check_factory(panels: dict, data, *, exact_minutes: bool) -> None:

@@ -22,9 +22,10 @@ def oracle_answer(
 ) -> dict[tuple, dict[datetime, float]]:
     """{group key: {bucket start: value}} from the final raw points of the selected series.
 
-    Aggregates cover whole buckets: the range starts at the start of the bucket that holds `start`.
+    Aggregates read the range from `start` down to a whole minute (a whole bucket under a minute); a first bucket
+    the range cuts holds only the points inside it and keeps its bucket start as its time.
     """
-    start = bucket_floor(start, bucket_seconds)
+    start = bucket_floor(start, min(bucket_seconds, 60))
     cells: dict[tuple, dict[datetime, list[tuple[datetime, float]]]] = defaultdict(lambda: defaultdict(list))
     for (series_id, moment), value in points.items():
         if series_id not in selected or not (start <= moment < end):

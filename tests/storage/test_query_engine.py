@@ -222,6 +222,30 @@ def test_last_through_the_hour_tier_orders_by_the_real_last_time(db, user, setti
     assert _points(result) == [2.0]
 
 
+@pytest.mark.parametrize("aggregation", ["sum", "count", "max", "avg"])
+def test_a_bucket_the_range_cuts_holds_only_what_is_inside_the_range(plant, user, aggregation):
+    # "Orders" with daily buckets over the last hour must count that hour, not the day since midnight: the
+    # range's start goes down to a whole minute only (rolled-up hours, then minutes, then raw points read the
+    # part of the day that is inside), and the bucket keeps the day's start as its time.
+    start, end = T0 + timedelta(hours=1, minutes=20, seconds=30), T0 + timedelta(hours=2, minutes=40)
+    result = _query(user, metric="temperature", filters={"device": "d0"}, aggregation=aggregation, bucket="1d",
+                    start=start.isoformat(), end=end.isoformat())  # fmt: skip
+    inside = [float(minute) for minute in range(80, 160)]  # d0's value at minute m is m; 01:20 to 02:39
+    expected = {"sum": sum(inside), "count": len(inside), "max": max(inside), "avg": sum(inside) / len(inside)}
+    assert result.series[0]["points"] == [[_iso_z(T0), expected[aggregation]]]
+    assert result.as_dict()["start"] == _iso_z(T0 + timedelta(hours=1, minutes=20))
+
+
+def test_buckets_of_different_widths_total_the_same_span(plant, user):
+    start, end = T0 + timedelta(minutes=7, seconds=10), T0 + timedelta(hours=1)
+    totals = {}
+    for bucket in ("1m", "5m", "1h", "1d"):
+        result = _query(user, metric="temperature", filters={"device": "d0"}, aggregation="sum", bucket=bucket,
+                        start=start.isoformat(), end=end.isoformat())  # fmt: skip
+        totals[bucket] = sum(_points(result))
+    assert totals == dict.fromkeys(totals, float(sum(range(7, 60))))
+
+
 def test_stable_buckets_come_from_the_cache_until_a_late_write(plant, user, django_capture_on_commit_callbacks):
     body = {"metric": "temperature", "aggregation": "sum", "bucket": "1m", "group_by": ["facility"],
             "start": (T0 + timedelta(seconds=30)).isoformat(),
@@ -229,7 +253,7 @@ def test_stable_buckets_come_from_the_cache_until_a_late_write(plant, user, djan
     first = _query(user, **body)
     assert first.cached_buckets == 0
     second = _query(user, **body)
-    # Buckets below the watermark (T0+2h): all 120, the first one whole (the start is rounded down to T0).
+    # Buckets below the watermark (T0+2h): all 120, the first one whole (the start goes down to a minute: T0).
     assert second.cached_buckets == 120
     assert second.as_dict()["start"] == _iso_z(T0)
     assert second.series == first.series

@@ -141,8 +141,8 @@ def _engine_read(rule: AlertRule, body: dict, now: datetime):
 def _group_reductions(*, rule: AlertRule, query: dict, now: datetime) -> list[tuple[dict, float | None]]:
     """(group labels, reduced value) per group, the reduction computed by the engine per bucket and combined.
 
-    The bucket is the window / 1,000 (at least 1 s) and the window's start is rounded down to it (the engine
-    answers whole buckets), so the window read is at most 0.1% longer than the rule's.
+    The bucket is the window / 1,000 (at least 1 s) and the window's start is rounded down to it (so every bucket
+    is whole), so the window read is at most 0.1% longer than the rule's.
     """
     bucket = max(1, math.ceil(rule.window_seconds / MAX_BUCKETS))
     end = now + CLOCK_SKEW

@@ -308,12 +308,9 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str, *, columnar:
     result.bucket_seconds = bucket
     result.downsampled = result.downsampled or (spec.bucket_seconds is not None and bucket != spec.bucket_seconds)
     first_bucket = bucket_floor(spec.start, bucket)
-    if first_bucket != spec.start:
-        # Aggregates answer whole buckets: the start is rounded down to a bucket boundary (as Grafana aligns a
-        # Prometheus range to its step). A first bucket cut by the range would show a misleading value (a count
-        # or sum of a few seconds, an average of part of a minute) that changes on every refresh, and the
-        # rollup tiers answer whole buckets exactly where a cut one must be read from raw points.
-        spec = result.spec = replace(spec, start=first_bucket)
+    aligned = aggregate_start(spec.start, bucket)
+    if aligned != spec.start:
+        spec = result.spec = replace(spec, start=aligned)
     parameters: dict = {
         "bucket": _interval(bucket),
         "bucket_seconds": bucket,
@@ -464,6 +461,22 @@ def _run(cursor, query: sql.Composed, parameters: dict, result: QueryResult, spe
         raise refused_filter(error, spec) from None
     result.sql = query.as_string(cursor.connection)
     return cursor.fetchall()
+
+
+# Aggregates start at a whole minute (or a whole bucket, for buckets under a minute), not at a whole bucket.
+START_ALIGN_SECONDS = 60
+
+
+def aggregate_start(start: datetime, bucket_seconds: int) -> datetime:
+    """Where an aggregate over buckets of `bucket_seconds` starts reading for a range starting at `start`.
+
+    The range is read from here on, so a first bucket cut by the range holds only what lies inside it (as
+    Grafana's SQL sources filter the range, then group): "Orders" with daily buckets over the last hour counts
+    that hour, not the day since midnight. The bucket still carries its start as its time. The start goes down
+    to a whole minute (a whole bucket under a minute) so that `-1h` asked a few seconds later is the same answer,
+    one that requests can share (shared.py) and rollup tiers can answer, with no raw-point edge at the start.
+    """
+    return bucket_floor(start, min(bucket_seconds, START_ALIGN_SECONDS))
 
 
 def query_bucket_seconds(spec: QuerySpec) -> int:

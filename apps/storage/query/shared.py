@@ -5,9 +5,9 @@ Twenty to forty people opening the same dashboard at shift change ask the same f
 two; computing each answer once and encoding it once is what lets one machine answer them all (bench/dashboards.py).
 
 The key of an answer is everything it depends on:
-- the spec, with its time range as the engine answers it: the bucket used, the first bucket and the number of
-  buckets (aggregates answer whole buckets, so `-1h` asked a second later is the same answer until a new bucket
-  starts); raw points keep their exact start and end;
+- the spec, with its time range as the engine answers it: the bucket used, where reading starts and the number of
+  buckets (aggregates start at a whole minute, see engine.aggregate_start, so `-1h` asked a second later is the
+  same answer until a new minute starts); raw points keep their exact start and end;
 - the data scope (row-level policies), so two principals share an answer only when they may read the same series;
 - data generations: a counter per source and one for all sources, incremented after every commit that writes points
   (storage `points_write`, whatever the path: HTTP, MQTT, Kafka, uploads, replays, anomaly scores), and a global one
@@ -43,7 +43,7 @@ from django.conf import settings
 
 from analytics_platform.redis_client import redis_client, redis_key
 from apps.storage.policies import DataScope, data_scope_for
-from apps.storage.query.engine import STATEMENT_TIMEOUT_MS, query_bucket_seconds, query_execute
+from apps.storage.query.engine import STATEMENT_TIMEOUT_MS, aggregate_start, query_bucket_seconds, query_execute
 from apps.storage.query.generations import ALL, GLOBAL, future_key, generation_key
 from apps.storage.query.spec import RAW, QuerySpec, query_spec_parse
 from apps.storage.scope_events import SCOPE_GENERATION_KEY, scope_generation_as_read
@@ -261,9 +261,10 @@ def _answer_key(spec: QuerySpec, scope: DataScope, generations: bytes) -> str:
         window: tuple = ("raw", spec.start.isoformat(), spec.end.isoformat())
     else:
         bucket = query_bucket_seconds(spec)
+        start = aggregate_start(spec.start, bucket)
         first = bucket_floor(spec.start, bucket)
         count = -(-int((spec.end - first).total_seconds() * 1_000_000) // (bucket * 1_000_000))
-        window = (bucket, first.isoformat(), count)
+        window = (bucket, start.isoformat(), count)
     described = (
         spec.metric, spec.source, spec.aggregation, spec.filters, spec.bucket_seconds, spec.group_by, spec.limit,
         spec.fill, spec.max_points, spec.exact_bucket, spec.reduce, window, _scope_key(scope),

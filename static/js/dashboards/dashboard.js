@@ -320,7 +320,7 @@ async function fetchPanel(panel, view, { signal } = {}) {
       if (!reduce) {
         const { data, milliseconds } = await fetchQuery(spec, { signal });
         base.inspect.push({ spec, response: data, milliseconds });
-        return { ...base, series: data.series ?? [], truncated: data.truncated };
+        return { ...base, series: data.series ?? [], truncated: data.truncated, bucket: data.bucket };
       }
       // One number across series must count every series, not the first `limit` of them.
       const reducedSpec = { ...spec, reduce, ...(reduce.combination !== "none" && !item.query.limit ? { limit: MAX_SERIES_LIMIT } : {}) };
@@ -354,6 +354,7 @@ function draw(panel, view) {
       series: view.data.get(item.ref) ?? [],
       reduced: fetched.reduced,
       spark: fetched.spark,
+      bucket: fetched.bucket,
     };
   });
   renderPanel(view.body, panel, results, { alerts: view.alerts, range: currentRange(), onZoom: (start, end) => setRange({ start, end }, { fromZoom: true }), annotations: annotations.shapesFor(panel.key) });

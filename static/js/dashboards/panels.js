@@ -6,6 +6,7 @@ import { renderAlertList } from "./alert-list.js";
 import { renderMarkdown } from "./markdown.js";
 import { renderTable } from "./tables.js";
 import { chartColors } from "./theme.js";
+import { durationSeconds } from "./timerange.js";
 import { calculate, displayValue, formatValue, panelReduce, seriesDisplayName, thresholdColor } from "./values.js";
 
 export { formatValue, thresholdColor } from "./values.js";
@@ -147,9 +148,22 @@ export function renderPanel(element, panel, results, context = {}) {
   (renderers[panel.type] ?? timeseries)(element, panel, results, colors, context);
 }
 
-function timeAxis(colors, context) {
+// The time axis spans the panel's range, widened on the left to a first bucket that the range cuts (its time is the
+// bucket's start, before the range's; its value is only what lies inside the range, as the server answers it):
+// daily bars over the last hour show one bar for that hour, not an empty chart. Bars get half a bucket more.
+function timeAxis(colors, context, results = [], bars = false) {
   const axis = { type: "date", gridcolor: colors.grid, linecolor: colors.grid, zeroline: false, automargin: true };
-  if (context.range) axis.range = [context.range.start.toISOString(), context.range.end.toISOString()];
+  if (!context.range) return axis;
+  let start = context.range.start.getTime();
+  for (const result of results) {
+    if (result.hidden) continue;
+    const pad = bars ? ((durationSeconds(result.bucket) ?? 0) * 1000) / 2 : 0;
+    for (const item of result.series ?? []) {
+      const first = item.points?.[0]?.[0];
+      if (first !== undefined) start = Math.min(start, new Date(toIso(first)).getTime() - pad);
+    }
+  }
+  axis.range = [new Date(start).toISOString(), context.range.end.toISOString()];
   return axis;
 }
 
@@ -258,7 +272,7 @@ function timeseries(element, panel, results, colors, context) {
   const legendTable = legendShown && options.legend_mode === "table";
   const layout = {
     ...baseLayout(colors, { legend: legendShown && !legendTable, legendOptions: { placement: options.legend_placement } }),
-    xaxis: timeAxis(colors, context),
+    xaxis: timeAxis(colors, context, results, data.some((trace) => trace.type === "bar")),
     yaxis: valueAxis(colors, options, "left", items.filter((item) => item.axis !== "right")),
     dragmode: "zoom",
     barmode: options.stack ? "stack" : "group",
