@@ -9,10 +9,11 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
-from apps.dashboards.demo import demo_dashboards_create
+from apps.dashboards.demo import demo_dashboards_create, demo_documents
 from apps.dashboards.documents import dashboard_document_clean
 from apps.dashboards.models import Dashboard, DashboardVersion, Panel
 from apps.dashboards.selectors import dashboard_document
+from apps.dashboards.services import dashboard_save
 from apps.sources.services import source_create
 from tests.conftest import api_client_for
 from tests.dashboards.factories import dashboard_document as document_build
@@ -265,6 +266,39 @@ def test_anonymous_requests_are_refused():
 
 
 # --- demo ------------------------------------------------------------------------------------------------------
+
+
+def test_demo_dashboards_are_brought_up_to_date_unless_someone_saved_them(editor):
+    organization = organization_get()
+    for slug in ("demo-factory", "demo-marketing", "demo-business"):
+        source_create(organization=organization, name=slug, slug=slug)
+    factory, marketing, executive = demo_dashboards_create(organization=organization, owner=editor)
+    # An older release's demo documents: a panel title since changed, saved by the demo.
+    for dashboard in (factory, executive):
+        old = dashboard_document(dashboard=dashboard)
+        old["panels"][0]["title"] = "An old title"
+        dashboard_save(dashboard=dashboard, document=old, user=None, message="Demo dashboard")
+    # A person saved Marketing after the demo did: it is theirs now.
+    edited = dashboard_document(dashboard=marketing)
+    edited["panels"][0]["title"] = "Mine"
+    dashboard_save(dashboard=marketing, document=edited, user=editor, message="my change")
+
+    again = demo_dashboards_create(organization=organization, owner=editor)
+
+    assert [dashboard.pk for dashboard in again] == [factory.pk, marketing.pk, executive.pk]
+    expected = {document["title"]: dashboard_document_clean(document) for document in demo_documents()}
+    for dashboard in (again[0], again[2]):
+        assert dashboard.version == 3
+        current = dashboard_document(dashboard=dashboard)
+        assert current["panels"] == expected[dashboard.title]["panels"]
+    assert again[1].version == 2
+    assert dashboard_document(dashboard=again[1])["panels"][0]["title"] == "Mine"
+    # Up to date: nothing more is saved.
+    assert [dashboard.version for dashboard in demo_dashboards_create(organization=organization, owner=editor)] == [
+        3,
+        2,
+        3,
+    ]
 
 
 def test_demo_dashboards_are_valid_and_idempotent(editor):

@@ -41,7 +41,7 @@ export function named(results) {
   for (const result of results) {
     if (result.hidden) continue;
     for (const item of result.series ?? []) {
-      items.push({ ...item, name: seriesDisplayName(result, item.labels, { several, count: result.series.length }), axis: result.axis || "left", ref: result.ref, unit: result.unit });
+      items.push({ ...item, name: seriesDisplayName(result, item.labels, { several, count: result.series.length }), axis: result.axis || "left", ref: result.ref, unit: result.unit, bucket: result.bucket });
     }
   }
   return items;
@@ -259,7 +259,8 @@ function timeseries(element, panel, results, colors, context) {
       x: item.points.map((point) => point[0]),
       y: item.points.map((point) => point[1]),
       yaxis: item.axis === "right" ? "y2" : "y",
-      hovertemplate: `%{y:,.${decimals}f}${unit ? ` ${unit}` : ""}<extra>${item.name.replace(/</g, "&lt;")}</extra>`,
+      // The bucket a point covers (it widens with the range): "per 1m", "per 1h".
+      hovertemplate: `%{y:,.${decimals}f}${unit ? ` ${unit}` : ""}${item.bucket ? ` per ${item.bucket}` : ""}<extra>${item.name.replace(/</g, "&lt;")}</extra>`,
     };
     if (style === "bars") return { ...trace, type: "bar", marker: { color: item.color } };
     // A sparse series (a few buckets, or points between gaps: a reading a minute in 10 s buckets) shows its
