@@ -1,5 +1,8 @@
 """Screenshots of every dashboard of a running site, for docs/: `python -m tests.browser.screenshots --url
-http://127.0.0.1:8000 --password <admin password> [--out docs/screenshots]`.
+http://127.0.0.1:8000 --password <admin password> [--out docs/screenshots] [--range -1h]`.
+
+With `--range`, each dashboard opens at that range (`?from=-1h&to=now`) instead of its saved one, and the file
+names end in the range (`executive-1h-desktop.png`).
 
 Headless Chromium (Debian's chromium and chromium-driver) at 1440x900 and 390x844 signs in as admin, opens each
 dashboard, waits for the mark the page sets once every panel has drawn, lets live data settle a moment, and saves
@@ -48,7 +51,9 @@ def _small_png(data: bytes) -> bytes:
     return output.getvalue()
 
 
-def screenshots(*, url: str, password: str, out: Path, settle_seconds: float = 3.0) -> list[Path]:
+def screenshots(
+    *, url: str, password: str, out: Path, settle_seconds: float = 3.0, time_range: str | None = None
+) -> list[Path]:
     """Save a PNG per dashboard and size into `out`; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     saved = []
@@ -64,14 +69,15 @@ def screenshots(*, url: str, password: str, out: Path, settle_seconds: float = 3
                 driver.get(f"{url}/api/v1/dashboards/?limit=100")
                 listing = json.loads(driver.find_element("tag name", "body").text)
                 for dashboard in listing["results"]:
-                    driver.get(f"{url}/dashboards/{dashboard['uid']}/")
+                    query = f"?from={time_range}&to=now" if time_range else ""
+                    driver.get(f"{url}/dashboards/{dashboard['uid']}/{query}")
                     deadline = time.monotonic() + 60
                     while time.monotonic() < deadline and not driver.execute_script(
                         "return document.getElementById('dashboard').dataset.panelsDrawn;"
                     ):
                         time.sleep(0.1)
                     time.sleep(settle_seconds)
-                    slug = re.sub(r"[^a-z0-9]+", "-", dashboard["title"].lower()).strip("-")
+                    slug = re.sub(r"[^a-z0-9]+", "-", f"{dashboard['title']} {time_range or ''}".lower()).strip("-")
                     path = out / f"{slug}-{size_name}.png"
                     path.write_bytes(_small_png(driver.get_screenshot_as_png()))
                     saved.append(path)
@@ -85,8 +91,12 @@ def main() -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--password", required=True, help="The demo admin's password (DEMO_PASSWORD).")
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
+    parser.add_argument("--range", dest="time_range", help="Open every dashboard at this range, e.g. -1h.")
     arguments = parser.parse_args()
-    for path in screenshots(url=arguments.url, password=arguments.password, out=arguments.out):
+    saved = screenshots(
+        url=arguments.url, password=arguments.password, out=arguments.out, time_range=arguments.time_range
+    )
+    for path in saved:
         print(f"{path} ({path.stat().st_size // 1024} KB)")
 
 

@@ -204,7 +204,7 @@ def _check_executive(panels: dict, data, since: timedelta) -> None:
     if axis_start.tzinfo is None:
         axis_start = axis_start.replace(tzinfo=UTC)
     first_bar = min(datetime.fromisoformat(x.replace("Z", "+00:00")) for trace in chart["traces"] for x in trace["x"])
-    assert axis_start < first_bar, (chart["xrange"], first_bar)
+    assert axis_start <= first_bar, (chart["xrange"], first_bar)
 
 
 def _check_factory(panels: dict, data, *, exact_minutes: bool) -> None:

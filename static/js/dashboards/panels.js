@@ -150,21 +150,27 @@ export function renderPanel(element, panel, results, context = {}) {
 
 // The time axis spans the panel's range, widened on the left to a first bucket that the range cuts (its time is the
 // bucket's start, before the range's; its value is only what lies inside the range, as the server answers it):
-// daily bars over the last hour show one bar for that hour, not an empty chart. Bars get half a bucket more.
-function timeAxis(colors, context, results = [], bars = false) {
+// daily buckets over the last hour show today's part of the range, not an empty chart.
+function timeAxis(colors, context, results = []) {
   const axis = { type: "date", gridcolor: colors.grid, linecolor: colors.grid, zeroline: false, automargin: true };
   if (!context.range) return axis;
   let start = context.range.start.getTime();
   for (const result of results) {
     if (result.hidden) continue;
-    const pad = bars ? ((durationSeconds(result.bucket) ?? 0) * 1000) / 2 : 0;
     for (const item of result.series ?? []) {
       const first = item.points?.[0]?.[0];
-      if (first !== undefined) start = Math.min(start, new Date(toIso(first)).getTime() - pad);
+      if (first !== undefined) start = Math.min(start, new Date(toIso(first)).getTime());
     }
   }
   axis.range = [new Date(start).toISOString(), context.range.end.toISOString()];
   return axis;
+}
+
+// A bar spans its bucket, [start, start + bucket), as the server counts it (plotly's periods start at 2000-01-01, as
+// the server's buckets do), instead of being centred on the bucket's start.
+function bucketBars(bucket, share = 1) {
+  const seconds = durationSeconds(bucket);
+  return seconds ? { xperiod: seconds * 1000, xperiodalignment: "middle", width: seconds * 1000 * 0.9 * share } : {};
 }
 
 function valueAxis(colors, options, side = "left", items = []) {
@@ -250,6 +256,8 @@ function timeseries(element, panel, results, colors, context) {
   const options = panel.options ?? {};
   const items = applyOverrides(named(results), options.overrides);
   const right = items.some((item) => item.axis === "right");
+  // Bars side by side (not stacked) share their bucket's width.
+  const barCount = options.stack ? 1 : Math.max(1, items.filter((item) => (item.style ?? options.style) === "bars").length);
   const data = items.map((item) => {
     const style = item.style ?? options.style ?? "lines";
     const unit = item.unit || (item.axis === "right" ? options.unit_right : options.unit);
@@ -262,7 +270,7 @@ function timeseries(element, panel, results, colors, context) {
       // The bucket a point covers (it widens with the range): "per 1m", "per 1h".
       hovertemplate: `%{y:,.${decimals}f}${unit ? ` ${unit}` : ""}${item.bucket ? ` per ${item.bucket}` : ""}<extra>${item.name.replace(/</g, "&lt;")}</extra>`,
     };
-    if (style === "bars") return { ...trace, type: "bar", marker: { color: item.color } };
+    if (style === "bars") return { ...trace, type: "bar", marker: { color: item.color }, ...bucketBars(item.bucket, 1 / barCount) };
     // A sparse series (a few buckets, or points between gaps: a reading a minute in 10 s buckets) shows its
     // points, not an invisible line.
     const sparse = isSparse(item.points);
@@ -273,7 +281,7 @@ function timeseries(element, panel, results, colors, context) {
   const legendTable = legendShown && options.legend_mode === "table";
   const layout = {
     ...baseLayout(colors, { legend: legendShown && !legendTable, legendOptions: { placement: options.legend_placement } }),
-    xaxis: timeAxis(colors, context, results, data.some((trace) => trace.type === "bar")),
+    xaxis: timeAxis(colors, context, results),
     yaxis: valueAxis(colors, options, "left", items.filter((item) => item.axis !== "right")),
     dragmode: "zoom",
     barmode: options.stack ? "stack" : "group",
