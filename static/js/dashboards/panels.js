@@ -166,11 +166,12 @@ function timeAxis(colors, context, results = []) {
   return axis;
 }
 
-// A bar spans its bucket, [start, start + bucket), as the server counts it (plotly's periods start at 2000-01-01, as
-// the server's buckets do), instead of being centred on the bucket's start.
+// A bar spans its bucket, [start, start + bucket), as the server counts it, instead of being centred on the bucket's
+// start.
 function bucketBars(bucket, share = 1) {
   const seconds = durationSeconds(bucket);
-  return seconds ? { xperiod: seconds * 1000, xperiodalignment: "middle", width: seconds * 1000 * 0.9 * share } : {};
+  // xperiod0 explicitly: plotly starts whole weeks on Sunday 2000-01-02, the server on 2000-01-01.
+  return seconds ? { xperiod: seconds * 1000, xperiod0: "2000-01-01", xperiodalignment: "middle", width: seconds * 1000 * 0.9 * share } : {};
 }
 
 function valueAxis(colors, options, side = "left", items = []) {
