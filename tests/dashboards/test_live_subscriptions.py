@@ -15,6 +15,7 @@ from apps.dashboards import live
 from apps.dashboards.live import live_bucket_seconds, live_hub
 from apps.storage.query.engine import query_execute
 from apps.storage.query.spec import query_spec_parse
+from apps.storage.tiers import bucket_floor
 from tests.dashboards.live_clients import RAW_QUERY
 from tests.dashboards.live_clients import connect as _connect
 from tests.dashboards.live_clients import ingest as _ingest
@@ -153,6 +154,38 @@ async def test_bucketed_delta_updates_the_last_bucket_and_clients_share_a_feed()
         await first.disconnect()
         await _close(second)
     assert live_hub().feeds == {}
+
+
+def _bucket_begun_minutes_ago(now: datetime, minutes: int) -> tuple[str, datetime]:
+    """A bucket (of a few nice widths) that began at least `minutes` before `now`, and its start."""
+    for bucket, seconds in (("1h", 3600), ("1d", 86_400), ("2d", 172_800), ("3d", 259_200), ("7d", 604_800)):
+        start = bucket_floor(now, seconds)
+        if now - start >= timedelta(minutes=minutes):
+            return bucket, start
+    raise AssertionError(f"no bucket began {minutes} minutes before {now}")
+
+
+@_live
+async def test_a_bucket_the_window_cuts_counts_only_what_is_inside_the_window():
+    # A sum by day over the last 2 minutes: today's bucket holds only the window's points, in the snapshot and in
+    # every delta (the tail query starts at the window's start, not at the bucket's).
+    token, key = await database_sync_to_async(_setup)()
+    now = datetime.now(UTC)
+    bucket, bucket_start = _bucket_begun_minutes_ago(now, 10)
+    await database_sync_to_async(_ingest)(key, [{"time": _iso(now - timedelta(minutes=8)), "temperature": 100.0}])
+    query = {"source": "plant", "metric": "temperature", "aggregation": "sum", "bucket": bucket, "start": "-2m",
+             "fill": "none"}  # fmt: skip
+    communicator = await _connect(token)
+    try:
+        await communicator.send_json_to({"type": "subscribe", "id": "cut", "query": query})
+        snapshot = await communicator.receive_json_from(timeout=5)
+        assert snapshot["initial"] is True
+        assert _points(snapshot) == []  # the point 8 minutes ago is outside the window
+        await database_sync_to_async(_ingest)(key, [{"time": _iso(datetime.now(UTC)), "temperature": 5.0}])
+        delta = await communicator.receive_json_from(timeout=3)
+        assert _points(delta) == [(_iso(bucket_start), 5.0)]
+    finally:
+        await _close(communicator)
 
 
 @_live
