@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -38,6 +39,9 @@ def main() -> int:
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="Where the JSON results go.")
     arguments = parser.parse_args()
+    # A SIGTERM (pytest-timeout killing the smoke test, a CI job cancelled) unwinds like Ctrl-C: each benchmark's
+    # `finally` then stops the servers and workers it started instead of leaving them running.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     unknown = [name for name in arguments.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
