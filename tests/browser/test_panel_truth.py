@@ -83,9 +83,10 @@ def _window(data, since: timedelta, panel: dict) -> timedelta:
     """The range the query covered: from its start down to a whole minute (a whole bucket under a minute), whatever
     the bucket the server used (a first bucket the range cuts holds only what is inside the range)."""
     bucket = _seconds(next((entry["bucket"] for entry in panel["inspect"] if entry["spec"].get("reduce")), None))
-    step = min(bucket, 60)
     start = (data.now - since).timestamp()
-    return data.now - datetime.fromtimestamp(start - start % step, UTC)
+    # Down to a whole minute, but not into an earlier bucket (engine.aggregate_start).
+    aligned = max(start - start % bucket, start - start % min(bucket, 60))
+    return data.now - datetime.fromtimestamp(aligned, UTC)
 
 
 def _panels(driver) -> dict:

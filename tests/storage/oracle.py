@@ -22,10 +22,11 @@ def oracle_answer(
 ) -> dict[tuple, dict[datetime, float]]:
     """{group key: {bucket start: value}} from the final raw points of the selected series.
 
-    Aggregates read the range from `start` down to a whole minute (a whole bucket under a minute); a first bucket
-    the range cuts holds only the points inside it and keeps its bucket start as its time.
+    Aggregates read the range from `start` down to a whole minute (a whole bucket under a minute), but not into an
+    earlier bucket; a first bucket the range cuts holds only the points inside it and keeps its bucket start as
+    its time.
     """
-    start = bucket_floor(start, min(bucket_seconds, 60))
+    start = max(bucket_floor(start, bucket_seconds), bucket_floor(start, min(bucket_seconds, 60)))
     cells: dict[tuple, dict[datetime, list[tuple[datetime, float]]]] = defaultdict(lambda: defaultdict(list))
     for (series_id, moment), value in points.items():
         if series_id not in selected or not (start <= moment < end):

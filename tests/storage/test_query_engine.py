@@ -246,6 +246,17 @@ def test_buckets_of_different_widths_total_the_same_span(plant, user):
     assert totals == dict.fromkeys(totals, float(sum(range(7, 60))))
 
 
+def test_the_start_never_goes_into_an_earlier_bucket(plant, user):
+    # 90 s buckets: a range from 00:01:45 starts at its bucket's start, 00:01:30, not at the whole minute 00:01:00,
+    # which lies in the bucket before (its point, minute 1, is outside the range and counted nowhere).
+    start, end = T0 + timedelta(seconds=105), T0 + timedelta(minutes=10)
+    result = _query(user, metric="temperature", filters={"device": "d0"}, aggregation="sum", bucket="90s",
+                    start=start.isoformat(), end=end.isoformat())  # fmt: skip
+    assert result.as_dict()["start"] == _iso_z(T0 + timedelta(seconds=90))
+    expected = [(90, 2.0), (180, 3.0 + 4.0), (270, 5.0), (360, 6.0 + 7.0), (450, 8.0), (540, 9.0)]
+    assert result.series[0]["points"] == [[_iso_z(T0 + timedelta(seconds=offset)), value] for offset, value in expected]
+
+
 def test_stable_buckets_come_from_the_cache_until_a_late_write(plant, user, django_capture_on_commit_callbacks):
     body = {"metric": "temperature", "aggregation": "sum", "bucket": "1m", "group_by": ["facility"],
             "start": (T0 + timedelta(seconds=30)).isoformat(),

@@ -307,10 +307,10 @@ def _execute(cursor, spec: QuerySpec, scope: DataScope, alias: str, *, columnar:
     bucket = query_bucket_seconds(spec)
     result.bucket_seconds = bucket
     result.downsampled = result.downsampled or (spec.bucket_seconds is not None and bucket != spec.bucket_seconds)
-    first_bucket = bucket_floor(spec.start, bucket)
     aligned = aggregate_start(spec.start, bucket)
     if aligned != spec.start:
         spec = result.spec = replace(spec, start=aligned)
+    first_bucket = bucket_floor(spec.start, bucket)
     parameters: dict = {
         "bucket": _interval(bucket),
         "bucket_seconds": bucket,
@@ -474,9 +474,11 @@ def aggregate_start(start: datetime, bucket_seconds: int) -> datetime:
     Grafana's SQL sources filter the range, then group): "Orders" with daily buckets over the last hour counts
     that hour, not the day since midnight. The bucket still carries its start as its time. The start goes down
     to a whole minute (a whole bucket under a minute) so that `-1h` asked a few seconds later is the same answer,
-    one that requests can share (shared.py) and rollup tiers can answer, with no raw-point edge at the start.
+    one that requests can share (shared.py) and rollup tiers can answer, with no raw-point edge at the start. It
+    never goes into an earlier bucket: with 90 s buckets, 00:01:45 goes to 00:01:30 (its bucket's start), not to
+    00:01:00, which would put half a minute before the range into the bucket before.
     """
-    return bucket_floor(start, min(bucket_seconds, START_ALIGN_SECONDS))
+    return max(bucket_floor(start, bucket_seconds), bucket_floor(start, min(bucket_seconds, START_ALIGN_SECONDS)))
 
 
 def query_bucket_seconds(spec: QuerySpec) -> int:
