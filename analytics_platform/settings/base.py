@@ -303,14 +303,9 @@ STORAGE_ROLLUP_GRACE_SECONDS = env_int("STORAGE_ROLLUP_GRACE_SECONDS", 60, minim
 # refresh redoes it; queries read it raw meanwhile). A few seconds let stragglers arrive first. At or above
 # STORAGE_ROLLUP_GRACE_SECONDS: nothing is provisional.
 STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS = env_int("STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS", 5, minimum=0)
-# Plain PostgreSQL: each refresh run folds late points' deltas into the rollups for at most this long (seconds,
-# its pauses included), after the live refresh, most recently written first; the rest waits for the next run
-# (queries add it meanwhile).
-STORAGE_DELTAS_DRAIN_SECONDS = env_float("STORAGE_DELTAS_DRAIN_SECONDS", 8.0, minimum=0.0)
-# After each drain transaction the drain rests this many times as long as the transaction took, so a backfill's
-# drain takes at most a share of one core in short bursts and dashboards' queries never queue behind seconds of it
-# on a small machine (0: no rest).
-STORAGE_DELTAS_DRAIN_PAUSE = env_float("STORAGE_DELTAS_DRAIN_PAUSE", 1.0, minimum=0.0)
+# Plain PostgreSQL: each refresh run folds late points' deltas into the rollups for at most this long (seconds),
+# after the live refresh, oldest first; the rest waits for the next run (queries add it meanwhile).
+STORAGE_DELTAS_DRAIN_SECONDS = env_float("STORAGE_DELTAS_DRAIN_SECONDS", 5.0, minimum=0.0)
 # The most days a source's retention override may keep, per table (0: the table's global retention, so overrides
 # can only shorten it). Partitions and chunks are shared by every source: one source's long retention keeps
 # everyone's old data, so only the operator may allow longer.

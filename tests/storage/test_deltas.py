@@ -4,7 +4,6 @@ steps without holding up live refreshes, visible as a backlog on /metrics, and s
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -172,35 +171,6 @@ def test_a_backlog_does_not_hold_up_the_live_refresh(plant, settings, monkeypatc
     assert result["watermark"] == (now + timedelta(minutes=2)).isoformat()  # the watermark moved on first
     assert result["deltas_left"] is True
     assert result["deltas_folded"] > 0
-
-
-def test_the_drain_rests_between_transactions_as_long_as_each_took_and_keeps_to_its_budget(
-    plant, settings, monkeypatch
-):
-    """The fold is CPU-bound: a drain folding without a break held a core for seconds, and every dashboard query
-    meanwhile shared the machine with it. It rests after each transaction (STORAGE_DELTAS_DRAIN_PAUSE times as long
-    as the transaction took), never past its run's budget, and the answer is exact throughout."""
-    start, now, ids = plant["start"], plant["now"], plant["ids"]
-    rests: list[float] = []
-    sleep = postgres.time.sleep
-    monkeypatch.setattr(postgres.time, "sleep", lambda seconds: (rests.append(seconds), sleep(seconds)))
-    points_write(points=[(ids[0], start + timedelta(minutes=minute, seconds=30), 2.0) for minute in range(1000)])
-    expected = _raw_hourly_sums(start, now)
-    # A rest that would end past the budget is not taken: the run stops after its transaction instead.
-    assert backend_for().deltas_drain(seconds=1, rows_per_transaction=100, pause=1000)[1] is True
-    assert rests == []
-    # The refresh rests as configured; the work it did is about what it rested (one transaction's rest fewer).
-    settings.STORAGE_DELTAS_DRAIN_SECONDS = 60
-    settings.STORAGE_DELTAS_DRAIN_PAUSE = 1.0
-    monkeypatch.setattr(postgres, "DELTAS_FOLD_ROWS", 100)
-    began = time.monotonic()
-    result = backend_for().rollup_refresh(now=now)
-    elapsed = time.monotonic() - began
-    assert result["deltas_left"] is False
-    assert len(rests) >= 5  # 1,000 one-minute deltas, 100 a transaction
-    assert all(rest > 0 for rest in rests)
-    assert sum(rests) >= 0.6 * (elapsed - sum(rests))
-    assert _hourly_sums(plant["user"], start, now) == expected
 
 
 def test_the_backlog_is_on_metrics(plant, client):

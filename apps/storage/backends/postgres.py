@@ -76,9 +76,8 @@ logger = logging.getLogger(__name__)
 
 # At most this much raw time is aggregated per refresh transaction (catch-up after downtime runs in steps).
 MAX_REFRESH_STEP = timedelta(hours=1)
-# Deltas folded per table per drain transaction: writers wait for each (it holds the watermark FOR UPDATE), and
-# queries share the CPU with it. 10,000 keeps a transaction to about a tenth of a second of one core.
-DELTAS_FOLD_ROWS = 10_000
+# Deltas folded per tier per drain transaction: writers wait for each (it holds the watermark FOR UPDATE).
+DELTAS_FOLD_ROWS = 50_000
 _LABEL_CELLS_CACHE_LIMIT = 200_000
 
 
@@ -459,27 +458,18 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         # Live data first, then the backlog of late points' deltas: in bounded transactions (writers wait for each),
         # for at most DELTAS_DRAIN_SECONDS a run, so a large backfill never holds up live refreshes.
         result["deltas_folded"], result["deltas_left"] = self.deltas_drain(
-            seconds=settings.STORAGE_DELTAS_DRAIN_SECONDS, pause=settings.STORAGE_DELTAS_DRAIN_PAUSE
+            seconds=settings.STORAGE_DELTAS_DRAIN_SECONDS
         )
         return result
 
-    def deltas_drain(
-        self, *, seconds: float, rows_per_transaction: int | None = None, pause: float = 0.0
-    ) -> tuple[int, bool]:
+    def deltas_drain(self, *, seconds: float, rows_per_transaction: int | None = None) -> tuple[int, bool]:
         """Fold deltas for up to `seconds` (at least one transaction's worth), about `rows_per_transaction` per table
         per transaction, most recently written first (see DeltasSweep); (rows changed, whether any deltas are left).
-        Each delta table is VACUUMed as soon as the drain has emptied it.
-
-        After each transaction the drain rests `pause` times as long as the transaction took (and stops when the
-        rest would end past `seconds`). Why: the fold is CPU-bound, and on a small machine a drain folding without
-        a break takes a whole core for seconds, so every dashboard query running meanwhile was slowed by it; in
-        short transactions with rests between them the same work is spread thinly, and no query meets more than a
-        share of it."""
+        Each delta table is VACUUMed as soon as the drain has emptied it."""
         rows_per_transaction = rows_per_transaction or DELTAS_FOLD_ROWS
         started = time.monotonic()
         folded = 0
         while True:
-            began = time.monotonic()
             with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
                 cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR UPDATE")
                 pending = self.deltas_pending(cursor)
@@ -495,12 +485,8 @@ class PostgresBackend(DailyPartitions, StorageBackend):
                 if pending - left:
                     deltas_pending_set(cursor, sorted(pending - left), pending=False)
             self._deltas_vacuum(self._deltas_sweep.emptied(left))
-            now = time.monotonic()
-            rest = pause * (now - began)
-            if not left or now + rest - started >= seconds:
+            if not left or time.monotonic() - started >= seconds:
                 return folded, bool(left)
-            if rest:
-                time.sleep(rest)
 
     def _deltas_vacuum(self, tables: list[str]) -> None:
         """VACUUM delta tables a drain has emptied, at once: their folded rows are dead tuples that a query reading
