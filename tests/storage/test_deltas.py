@@ -8,11 +8,13 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.storage.backends import backend_for, postgres
 from apps.storage.query.engine import query_execute
 from apps.storage.query.spec import QuerySpec
+from apps.storage.selectors import rollup_backlog
 from apps.storage.services import points_write
 from apps.storage.tiers import BUCKET_ORIGIN, bucket_floor
 from tests.factories import user_create
@@ -182,6 +184,25 @@ def test_the_backlog_is_on_metrics(plant, client):
     assert "analytics_rollup_deltas_oldest_bucket_age_seconds" in text
     backend_for().deltas_drain(seconds=60)
     assert 'analytics_rollup_deltas_pending{tier="1m"} 0.0' in client.get("/metrics").content.decode()
+
+
+def test_a_backlog_scrape_reads_only_the_flagged_delta_tables_once_each(plant):
+    """The delta tables have no index: a scrape during a backfill scanned millions of rows twice per table (count,
+    then oldest bucket). It reads a table only while its pending flag is set, in one pass."""
+    start, ids = plant["start"], plant["ids"]
+    with CaptureQueriesContext(connection) as idle:
+        assert set(rollup_backlog().values()) == {(0, None)}
+    assert not [query for query in idle.captured_queries if '_delta"' in query["sql"]]
+    points_write(points=[(ids[0], start + timedelta(minutes=minute, seconds=15), 5.0) for minute in range(90)])
+    flagged = _pending()
+    with CaptureQueriesContext(connection) as scrape:
+        backlog = rollup_backlog()
+    assert backlog["1m"][0] == 90
+    assert backlog["1m"][1] > 3 * 86_400 - 120
+    scanned = [query["sql"] for query in scrape.captured_queries if '_delta"' in query["sql"]]
+    assert len(scanned) == len(flagged)
+    backend_for().deltas_drain(seconds=60)
+    assert set(rollup_backlog().values()) == {(0, None)}
 
 
 @pytest.mark.django_db(transaction=True)
