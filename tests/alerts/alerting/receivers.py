@@ -4,25 +4,19 @@ records every request (and can answer errors first), and a real SMTP server (aio
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.conftest import port_in
 
 PORTS = range(18600, 18700)
 
 
 def port_free() -> int:
     """A port of this worktree's range (18600-18699) nothing listens on."""
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18600-18699")
+    return port_in(PORTS)
 
 
 @dataclass
