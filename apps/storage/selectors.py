@@ -134,7 +134,7 @@ def rollup_backlog() -> dict[str, tuple[int, float | None]]:
     from psycopg import sql
 
     from apps.storage.backends import backend_for
-    from apps.storage.backends.deltas import delta_table, label_delta_table
+    from apps.storage.backends.deltas import SERIES_DELTA_TABLE, label_delta_table
     from apps.storage.tiers import TIERS_FINE_TO_COARSE
 
     backend = backend_for()
@@ -143,18 +143,20 @@ def rollup_backlog() -> dict[str, tuple[int, float | None]]:
     backlog: dict[str, tuple[int, float | None]] = {}
     with connection.cursor() as cursor:
         pending = backend.deltas_pending(cursor)
-        for tier in TIERS_FINE_TO_COARSE:
-            for name, table in ((tier.name, delta_table(tier)), (f"{tier.name}_labels", label_delta_table(tier))):
-                if table not in pending:
-                    backlog[name] = (0, None)
-                    continue
-                cursor.execute(
-                    sql.SQL("SELECT count(*), extract(epoch FROM now() - min(bucket)) FROM {table}").format(
-                        table=sql.Identifier(table)
-                    )
+        # Per-series deltas are minutes (an hour's or a day's are derived from them): one table, named "1m".
+        tables = [("1m", SERIES_DELTA_TABLE)]
+        tables += [(f"{tier.name}_labels", label_delta_table(tier)) for tier in TIERS_FINE_TO_COARSE]
+        for name, table in tables:
+            if table not in pending:
+                backlog[name] = (0, None)
+                continue
+            cursor.execute(
+                sql.SQL("SELECT count(*), extract(epoch FROM now() - min(bucket)) FROM {table}").format(
+                    table=sql.Identifier(table)
                 )
-                count, age = cursor.fetchone()
-                backlog[name] = (count, None if age is None else float(age))
+            )
+            count, age = cursor.fetchone()
+            backlog[name] = (count, None if age is None else float(age))
     return backlog
 
 

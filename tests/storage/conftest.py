@@ -12,8 +12,8 @@ def storage_tables_reset(*, watermark=None) -> None:
     cache.clear()
     with connection.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE points, points_1m, points_1h, points_1d, storage_rollup_dirty, points_1m_delta, points_1h_delta, "
-            "points_1d_delta, points_1m_labels_delta, points_1h_labels_delta, points_1d_labels_delta"
+            "TRUNCATE points, points_1m, points_1h, points_1d, storage_rollup_dirty, points_1m_delta, "
+            "points_1m_labels_delta, points_1h_labels_delta, points_1d_labels_delta"
         )
         # A provisional bound left past the new watermark would claim minutes that were never rolled up.
         cursor.execute("UPDATE storage_rollup_watermark SET provisional = NULL")

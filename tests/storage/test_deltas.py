@@ -86,7 +86,7 @@ def test_a_backfill_is_appended_and_answered_exactly_before_and_after_the_fold(
     assert folded > 0
     assert _hourly_sums(plant["user"], start, now) == expected
     backend_for().deltas_drain(seconds=60)
-    assert _count("points_1m_delta") + _count("points_1h_delta") + _count("points_1d_delta") == 0
+    assert _count("points_1m_delta") == 0
     assert _hourly_sums(plant["user"], start, now) == expected
 
 
@@ -122,7 +122,7 @@ def test_deltas_written_while_a_sweep_goes_on_are_folded_by_the_next_one(plant):
     expected = _raw_hourly_sums(start, now)
     assert _hourly_sums(plant["user"], start, now) == expected
     assert backend_for().deltas_drain(seconds=60, rows_per_transaction=100)[1] is False
-    for table in ("points_1m_delta", "points_1h_delta", "points_1d_delta", "points_1m_labels_delta"):
+    for table in ("points_1m_delta", "points_1m_labels_delta", "points_1h_labels_delta", "points_1d_labels_delta"):
         assert _count(table) == 0, table
     assert _hourly_sums(plant["user"], start, now) == expected
 
@@ -146,12 +146,13 @@ def test_queries_read_a_delta_table_only_while_its_pending_flag_is_set(plant, dj
     assert "_delta" not in _hourly_sql(plant["user"], start, now)
     with django_capture_on_commit_callbacks(execute=True):  # as if committed: cached query buckets are dropped
         points_write(points=[(ids[0], start + timedelta(minutes=minute, seconds=30), 2.0) for minute in range(600)])
-    assert {"points_1m_delta", "points_1h_delta", "points_1d_delta"} <= _pending()
+    assert {"points_1m_delta", "points_1m_labels_delta", "points_1h_labels_delta", "points_1d_labels_delta"} == _pending()
     assert "_delta" in _hourly_sql(plant["user"], start, now)
     expected = _raw_hourly_sums(start, now)
     assert _hourly_sums(plant["user"], start, now) == expected
-    backend_for().deltas_drain(seconds=0, rows_per_transaction=100)  # the 1-day deltas (2 rows): emptied at once
-    assert "points_1d_delta" not in _pending()
+    # The 1-day label deltas (2 rows) are emptied at once, the per-series minutes are not.
+    backend_for().deltas_drain(seconds=0, rows_per_transaction=100)
+    assert "points_1d_labels_delta" not in _pending()
     assert "points_1m_delta" in _pending()
     backend_for().deltas_drain(seconds=60)
     assert _pending() == frozenset()
@@ -159,7 +160,7 @@ def test_queries_read_a_delta_table_only_while_its_pending_flag_is_set(plant, dj
     assert _hourly_sums(plant["user"], start, now) == expected
     with django_capture_on_commit_callbacks(execute=True):  # the next late write flags them again
         points_write(points=[(ids[1], start + timedelta(seconds=45), 7.0)])
-    assert {"points_1m_delta", "points_1h_delta", "points_1d_delta"} <= _pending()
+    assert {"points_1m_delta", "points_1d_labels_delta"} <= _pending()
     assert _hourly_sums(plant["user"], start, now) == _raw_hourly_sums(start, now)
 
 
@@ -180,7 +181,7 @@ def test_the_backlog_is_on_metrics(plant, client):
     points_write(points=[(ids[0], start + timedelta(seconds=15), 5.0)])
     text = client.get("/metrics").content.decode()
     assert 'analytics_rollup_deltas_pending{tier="1m"} 1.0' in text
-    assert 'analytics_rollup_deltas_pending{tier="1d"} 1.0' in text
+    assert 'analytics_rollup_deltas_pending{tier="1d_labels"} 1.0' in text
     assert "analytics_rollup_deltas_oldest_bucket_age_seconds" in text
     backend_for().deltas_drain(seconds=60)
     assert 'analytics_rollup_deltas_pending{tier="1m"} 0.0' in client.get("/metrics").content.decode()
@@ -248,7 +249,7 @@ def test_a_re_aggregating_write_waits_for_open_delta_writers_and_counts_each_poi
 @pytest.mark.django_db(transaction=True)
 def test_a_drain_vacuums_each_delta_table_it_empties(settings, storage_committed_cleanup):
     """Folded deltas are dead rows that every query's pending check would walk: the drain VACUUMs a table as soon as
-    it has emptied it (the 1-day deltas here, while the 1-minute ones still wait), which truncates it."""
+    it has emptied it (the 1-day label deltas here, while the 1-minute ones still wait), which truncates it."""
     settings.STORAGE_ROLLUP_GRACE_SECONDS = 60
     now = bucket_floor(timezone.now(), 60)
     storage_tables_reset(watermark=now - timedelta(days=3))
@@ -257,7 +258,7 @@ def test_a_drain_vacuums_each_delta_table_it_empties(settings, storage_committed
     points_write(points=[(series_id, start + timedelta(minutes=minute), 1.0) for minute in range(3 * 1440)])
     backend_for().rollup_refresh(now=now)
     points_write(points=[(series_id, start + timedelta(minutes=minute, seconds=30), 2.0) for minute in range(3 * 1440)])
-    assert _count("points_1d_delta") == 3  # one per day: emptied by the first drain transaction
+    assert _count("points_1d_labels_delta") == 3  # one per day: emptied by the first drain transaction
     folded, left = backend_for().deltas_drain(seconds=0, rows_per_transaction=100)
     assert folded > 0
     assert left
@@ -267,7 +268,82 @@ def test_a_drain_vacuums_each_delta_table_it_empties(settings, storage_committed
             cursor.execute("SELECT pg_relation_size(%s::regclass)", [table])
             return cursor.fetchone()[0]
 
-    assert pages("points_1d_delta") == 0  # vacuumed and truncated
+    assert pages("points_1d_labels_delta") == 0  # vacuumed and truncated
     assert pages("points_1m_delta") > 0
     assert backend_for().deltas_drain(seconds=60)[1] is False
-    assert pages("points_1m_delta") == pages("points_1h_delta") == 0
+    assert pages("points_1m_delta") == pages("points_1h_labels_delta") == 0
+
+
+def _tier_rows(table: str) -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT series_id, bucket, count, sum, min, max, last, last_time FROM {table}")  # noqa: S608
+        return {(row[0], row[1]): row[2:] for row in cursor.fetchall()}
+
+
+def _raw_rows(seconds: int, below) -> dict:
+    """Every series' (count, sum, min, max, last, last_time) per bucket of `seconds`, from the raw points."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT series_id, date_bin(%s, time, %s) AS b, count(*), sum(value), min(value), max(value), "
+            "(array_agg(value ORDER BY time DESC))[1], max(time) FROM points WHERE time < %s GROUP BY 1, 2",
+            [timedelta(seconds=seconds), BUCKET_ORIGIN, below],
+        )
+        return {(row[0], row[1]): row[2:] for row in cursor.fetchall()}
+
+
+def test_per_series_deltas_are_minutes_folded_into_every_tier_they_belong_to(plant):
+    """A late write appends one per-series row per (series, minute), not one per tier; the drain adds each to its
+    minute, hour and day where those are materialized, so every stored row then equals the raw points' aggregate,
+    and daily and hourly answers are exact before the fold too (hours and days read the minutes' deltas)."""
+    start, now, ids = plant["start"], plant["now"], plant["ids"]
+    backfill = [(series_id, start + timedelta(minutes=7 * step, seconds=20), float(step % 13)) for series_id in ids
+                for step in range(3 * 1440 // 7)]  # fmt: skip
+    before = {table: _tier_rows(table) for table in ("points_1h", "points_1d")}
+    points_write(points=backfill)
+    assert _count("points_1m_delta") == len(backfill)  # one point per series and minute here: one row each
+    assert {table: _tier_rows(table) for table in ("points_1h", "points_1d")} == before  # nothing re-aggregated
+    daily = QuerySpec(metric="m", start=start, end=now, aggregation="sum", bucket_seconds=86_400, fill="none",
+                      max_points=10_000, limit=100, group_by=("device",))  # fmt: skip
+    watermark = backend_for().watermark()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.labels->>'device', date_bin('1 day', p.time, %s), sum(p.value) FROM points p "
+            "JOIN storage_series s ON s.id = p.series_id WHERE p.time >= %s AND p.time < %s GROUP BY 1, 2",
+            [BUCKET_ORIGIN, start, now],
+        )
+        raw_daily = {(device, day.isoformat().replace("+00:00", "Z")): value for device, day, value in cursor.fetchall()}
+    answered = {(item["labels"]["device"], moment): value
+                for item in query_execute(spec=daily, principal=plant["user"]).series for moment, value in item["points"]}  # fmt: skip
+    assert answered == raw_daily
+    assert backend_for().deltas_drain(seconds=60)[1] is False
+    for table, seconds in (("points_1m", 60), ("points_1h", 3600), ("points_1d", 86_400)):
+        limit = bucket_floor(watermark, seconds)
+        stored = {key: row for key, row in _tier_rows(table).items() if key[1] < limit}
+        assert stored == _raw_rows(seconds, limit), table  # small integers: float sums are exact
+
+
+def test_an_old_database_s_hour_and_day_deltas_are_folded_and_dropped_on_install(plant):
+    """Databases written before per-series deltas were minutes only have hour and day delta tables: installing the
+    storage again folds what they hold into their tiers and drops them."""
+    start, ids = plant["start"], plant["ids"]
+    hour = bucket_floor(start, 3600) + timedelta(hours=2)
+    row = _tier_rows("points_1h")[(ids[0], hour)]
+    with connection.cursor() as cursor:
+        for table in ("points_1h_delta", "points_1d_delta"):
+            cursor.execute(f"CREATE TABLE {table} (LIKE points_1m_delta)")  # noqa: S608 (fixed names)
+        cursor.execute(
+            "INSERT INTO points_1h_delta VALUES (%s, %s, 2, 7.0, 3.0, 4.0, 4.0, %s)",
+            [hour, ids[0], hour + timedelta(minutes=59)],
+        )
+        cursor.execute("INSERT INTO storage_meta (key, value) VALUES ('deltas_pending:points_1h_delta', 't') "
+                       "ON CONFLICT (key) DO NOTHING")  # fmt: skip
+    backend_for().deltas_install()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('points_1h_delta'), to_regclass('points_1d_delta')")
+        assert cursor.fetchone() == (None, None)
+        cursor.execute("SELECT count(*) FROM storage_meta WHERE key = 'deltas_pending:points_1h_delta'")
+        assert cursor.fetchone()[0] == 0
+    count, total, low, high, _, _ = row
+    assert _tier_rows("points_1h")[(ids[0], hour)] == (
+        count + 2, total + 7.0, min(low, 3.0), max(high, 4.0), 4.0, hour + timedelta(minutes=59)
+    )

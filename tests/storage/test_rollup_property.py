@@ -104,7 +104,7 @@ def _reset_storage() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE points, points_1m, points_1h, points_1d, points_1m_labels, points_1h_labels, points_1d_labels, "
-            "points_1m_delta, points_1h_delta, points_1d_delta, points_1m_labels_delta, points_1h_labels_delta, "
+            "points_1m_delta, points_1m_labels_delta, points_1h_labels_delta, "
             "points_1d_labels_delta"
         )
         cursor.execute("TRUNCATE storage_rollup_dirty")

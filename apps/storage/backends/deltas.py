@@ -2,13 +2,22 @@
 
 A point older than the watermark falls in buckets the tiers have already materialized. Re-aggregating those
 buckets inside the write (as writes once did) cost a backfill about ten times what a live write costs. Instead, a
-write that only inserted new points (its COPY succeeded, so it replaced nothing) adds, per tier whose bucket is
-materialized, one row per (series, bucket) with the aggregates of its own late points: count, sum, min, max,
-last and last_time, and one row per registered label cell (source, metric, label key, label value, bucket) with the
-same aggregates over that cell's series. Aggregates of disjoint sets of points merge exactly (counts and sums add,
-min and max combine, the last value is the one with the latest time), so a bucket's exact value is its tier row
-merged with its deltas, and a label cell's its label row merged with its label deltas. The delta tables have no key
-and no index: writers only append, and never wait on one another.
+write that only inserted new points (its COPY succeeded, so it replaced nothing) appends the aggregates of its own
+late points (count, sum, min, max, last and last_time): one row per (series, minute) to `points_1m_delta`, and,
+per tier whose bucket is materialized, one row per registered label cell (source, metric, label key, label value,
+bucket) with the same aggregates over that cell's series. Aggregates of disjoint sets of points merge exactly
+(counts and sums add, min and max combine, the last value is the one with the latest time), so a bucket's exact
+value is its tier row merged with the deltas inside it (a minute's own, or an hour's or a day's minutes), and a
+label cell's its label row merged with its label deltas. The delta tables have no key and no index: writers only
+append, and never wait on one another.
+
+Why per-series deltas are minutes only: a late 5,000-point batch wrote one row per series and bucket in each of
+the three tiers, three COPYs that cost more than the batch's own COPY into points (the backfill ran at 0.6 of the
+live rate). An hour's or a day's per-series delta is the merge of its minutes' deltas, so those are derived where
+they are read: a query's hourly or daily segment reads the minutes' deltas with their bucket moved to the hour or
+the day (rows merge per output bucket anyway), and the drain folds each minute's delta into its minute, hour and
+day rows in one statement. Label deltas stay per tier: a few rows per batch, and what the dashboards of a large
+backfill read while it drains (an hour's label deltas are 60 times fewer rows than its minutes').
 
 Queries read every rollup segment's deltas beside its rows (per series, or per label cell when the segment reads
 label rows: a few rows, however many series a backfill touched); the refresh folds both kinds into their rows,
@@ -18,32 +27,30 @@ folds the deltas of the cells and days it touched and re-aggregates its buckets 
 
 from __future__ import annotations
 
-import array
 import struct
-import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from psycopg import sql
 
 from apps.storage.columns import EPOCH, PG_EPOCH_OFFSET_MICROS, PointColumns, time_micros
-from apps.storage.tiers import BUCKET_ORIGIN, TIERS_FINE_TO_COARSE, Tier, bucket_floor
+from apps.storage.tiers import BUCKET_ORIGIN, TIER_1M, TIERS_FINE_TO_COARSE, Tier, bucket_floor
 
 _ORIGIN_MICROS = time_micros(BUCKET_ORIGIN)
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
-# (bucket, series_id, count, sum, min, max, last, last_time): each field's binary COPY width and struct code.
-_DELTA_FIELDS = (("q", 8), ("i", 4), ("q", 8), ("d", 8), ("d", 8), ("d", 8), ("d", 8), ("q", 8))
 DELTA_COLUMNS = "bucket, series_id, count, sum, min, max, last, last_time"
 LABEL_DELTA_COLUMNS = "source_id, metric, label_key, label_value, bucket, count, sum, min, max, last, last_time"
 LabelCell = tuple[int, str, str, str]  # (source_id, metric, label key, label value)
 
 
-def delta_table(tier: Tier) -> str:
-    """The table holding `tier`'s deltas."""
-    return f"{tier.table}_delta"
+SERIES_DELTA_TABLE = "points_1m_delta"  # per-series deltas: 1-minute rows, for every tier
+# Per-series delta tables of hours and days, before those were derived from the minutes' (folded and dropped when
+# the storage is installed again, by `deltas_install`).
+_LEGACY_SERIES_DELTA_TABLES = ("points_1h_delta", "points_1d_delta")
 
 
 def label_delta_table(tier: Tier) -> str:
@@ -52,8 +59,8 @@ def label_delta_table(tier: Tier) -> str:
 
 
 def delta_tables() -> list[str]:
-    """Every delta table, finest tier first."""
-    return [table for tier in TIERS_FINE_TO_COARSE for table in (delta_table(tier), label_delta_table(tier))]
+    """Every delta table: the per-series one, then the label ones, finest tier first."""
+    return [SERIES_DELTA_TABLE, *(label_delta_table(tier) for tier in TIERS_FINE_TO_COARSE)]
 
 
 def _pending_key(table: str) -> str:
@@ -92,22 +99,35 @@ def deltas_pending_set(cursor, tables: Sequence[str], *, pending: bool) -> None:
 
 
 def deltas_install(cursor) -> None:
-    """The delta tables, two per tier (per series, per label cell), shaped like their rows without a key, and their
-    pending flags (idempotent)."""
+    """The delta tables (per series: 1-minute rows; per label cell: one per tier), shaped like their rows without a
+    key, and their pending flags (idempotent). A database installed when hours and days had per-series delta tables
+    of their own gets those folded into their tiers and dropped."""
     from apps.storage.backends.base import ROLLUP_COLUMNS
 
     label_columns = "source_id integer NOT NULL, metric text NOT NULL, label_key text NOT NULL, " \
         "label_value text NOT NULL, " + ROLLUP_COLUMNS.replace("series_id integer NOT NULL, ", "")  # fmt: skip
-    for tier in TIERS_FINE_TO_COARSE:
-        for table, columns in ((delta_table(tier), ROLLUP_COLUMNS), (label_delta_table(tier), label_columns)):
-            cursor.execute(
-                sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(sql.Identifier(table), sql.SQL(columns))
-            )
+    tables = [(SERIES_DELTA_TABLE, ROLLUP_COLUMNS), *((label_delta_table(tier), label_columns)
+                                                       for tier in TIERS_FINE_TO_COARSE)]  # fmt: skip
+    for table, columns in tables:
+        cursor.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(sql.Identifier(table), sql.SQL(columns)))
     cursor.execute(
         "INSERT INTO storage_meta (key, value) SELECT key, 't' FROM unnest(%s::text[]) AS k(key) "
         "ON CONFLICT (key) DO NOTHING",
         [[_pending_key(table) for table in delta_tables()]],
     )
+    for legacy, tier in zip(_LEGACY_SERIES_DELTA_TABLES, TIERS_FINE_TO_COARSE[1:], strict=True):
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [legacy])
+        if not cursor.fetchone()[0]:
+            continue
+        cursor.execute(sql.SQL(
+            "WITH moved AS (DELETE FROM {delta} RETURNING {key}, count, sum, min, max, last, last_time), {merge} "
+            "SELECT count(*) FROM written"
+        ).format(
+            delta=sql.Identifier(legacy), key=sql.SQL(_SERIES_KEY),
+            merge=_merge_into(tier.table, labels=False),
+        ))  # fmt: skip
+        cursor.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(legacy)))
+        cursor.execute("DELETE FROM storage_meta WHERE key = %s", [_pending_key(legacy)])
 
 
 def _columns_of(points: Sequence[tuple[int, datetime, float]] | PointColumns) -> PointColumns:
@@ -135,79 +155,174 @@ def deltas_copy(
 ) -> int:
     """Append the deltas of a write's points that fall in materialized buckets; returns how many rows it added.
 
-    A tier's buckets are materialized below the watermark floored to the tier (points in a younger hour or day
-    are aggregated from the finer tier, deltas included, when the refresh builds it). `label_cells` gives, for
-    series ids, the registered label cells each belongs to (read in the write's transaction, which holds the
-    watermark row FOR SHARE: the label rollup registry cannot change until it commits).
+    Per series, one row per (series, minute) of the points below the watermark, in the 1-minute tier's delta
+    table only: the hour and day rows they also change are derived from those rows when a query reads them and
+    when the drain folds them (see `deltas_fold`). Per label cell, one row per (cell, bucket) in each tier whose
+    bucket is materialized (below the watermark floored to the tier: points in a younger hour or day are
+    aggregated from the finer tier, deltas included, when the refresh builds it). `label_cells` gives, for series
+    ids, the registered label cells each belongs to (read in the write's transaction, which holds the watermark
+    row FOR SHARE: the label rollup registry cannot change until it commits).
+
+    The aggregation is vectorised (numpy over the batch's columns, which are in (series, time) order): a
+    5,000-point batch's deltas cost about what its COPY into points costs, not three times as much.
     """
     columns = _columns_of(points)
-    cells: dict[int, tuple[LabelCell, ...]] | None = None
-    written: list[str] = []
-    late = pc.less(columns.micros, time_micros(watermark))
-    table = pa.table({"s": columns.series_ids, "t": columns.micros, "v": columns.values}).filter(late)
-    added = 0
-    for tier in TIERS_FINE_TO_COARSE:
-        limit = time_micros(bucket_floor(watermark, tier.seconds))
-        table = table.filter(pc.less(table["t"], limit))
-        if not table.num_rows:
-            break
-        width = tier.seconds * 1_000_000
-        # floor((t - origin) / width) in float64: exact for any time PostgreSQL stores (|t| < 2^53 microseconds).
-        index = pc.floor(pc.divide(pc.cast(pc.subtract(table["t"], _ORIGIN_MICROS), pa.float64()), float(width)))
-        buckets = pc.add(pc.multiply(pc.cast(index, pa.int64()), width), _ORIGIN_MICROS)
-        # Rows are in (series, time) order and group_by keeps input order without threads: "last" is the value at
-        # the latest time of each group.
-        grouped = (
-            table.append_column("b", buckets)
-            .group_by(["s", "b"], use_threads=False)
-            .aggregate([("v", "count"), ("v", "sum"), ("v", "min"), ("v", "max"), ("v", "last"), ("t", "max")])
-        )
-        payload = _copy_rows([
-            pc.subtract(grouped["b"], PG_EPOCH_OFFSET_MICROS), grouped["s"], pc.cast(grouped["v_count"], pa.int64()),
-            grouped["v_sum"], grouped["v_min"], grouped["v_max"], grouped["v_last"],
-            pc.subtract(grouped["t_max"], PG_EPOCH_OFFSET_MICROS),
-        ])  # fmt: skip
-        with (
-            cursor.db.wrap_database_errors,
-            cursor.copy(
-                sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-                    sql.Identifier(delta_table(tier)), sql.SQL(DELTA_COLUMNS)
-                )
-            ) as copy,
-        ):
-            copy.write(payload)
-        added += grouped.num_rows
-        written.append(delta_table(tier))
-        if cells is None:
-            cells = label_cells(pc.unique(table["s"]).to_pylist())
-        label_rows = _label_deltas_copy(cursor, tier, grouped, cells)
-        added += label_rows
-        if label_rows:
-            written.append(label_delta_table(tier))
-    if written:
-        deltas_pending_set(cursor, written, pending=True)
-    return added
-
-
-def _label_deltas_copy(cursor, tier: Tier, grouped: pa.Table, cells: dict[int, tuple[LabelCell, ...]]) -> int:
-    """The label cells' deltas of one tier: the per-series deltas of `grouped` merged per (cell, bucket)."""
-    if not cells:
+    micros = columns.micros.to_numpy()
+    late = micros < time_micros(watermark)
+    if not late.any():
         return 0
+    series = columns.series_ids.to_numpy()[late]
+    micros = micros[late]
+    values = columns.values.to_numpy(zero_copy_only=False)[late]
+    minutes = _minute_groups(series, micros, values)
+    copied = _series_deltas_copy(cursor, minutes)
+    written = [SERIES_DELTA_TABLE]
+    cells = label_cells(np.unique(minutes.series).tolist())
+    if cells:
+        mapping = _cell_mapping(cells)
+        for tier in TIERS_FINE_TO_COARSE:
+            rows = _label_deltas(minutes, mapping, tier, time_micros(bucket_floor(watermark, tier.seconds)))
+            if rows is None:
+                break  # no point is in a materialized bucket of this tier, nor of a coarser one
+            added = _label_deltas_copy(cursor, tier, rows, mapping.cells)
+            if added:
+                copied += added
+                written.append(label_delta_table(tier))
+    deltas_pending_set(cursor, written, pending=True)
+    return copied
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Aggregates of disjoint groups of points, one entry per group (numpy arrays of equal length)."""
+
+    series: np.ndarray  # int32: the series (or, for label rows, the cell index)
+    bucket: np.ndarray  # int64 microseconds since 1970
+    count: np.ndarray  # int64
+    sum: np.ndarray  # float64
+    min: np.ndarray
+    max: np.ndarray
+    last: np.ndarray
+    last_time: np.ndarray  # int64 microseconds since 1970
+
+
+def _floor_micros(micros: np.ndarray, seconds: int) -> np.ndarray:
+    """Bucket starts (date_bin from BUCKET_ORIGIN): numpy's // floors, for times before the origin too."""
+    width = seconds * 1_000_000
+    return (micros - _ORIGIN_MICROS) // width * width + _ORIGIN_MICROS
+
+
+def _boundaries(*keys: np.ndarray) -> np.ndarray:
+    """Where each run of equal keys starts, in rows ordered by the keys."""
+    changed = np.zeros(len(keys[0]), dtype=bool)
+    changed[0] = True
+    for key in keys:
+        changed[1:] |= key[1:] != key[:-1]
+    return np.flatnonzero(changed)
+
+
+def _minute_groups(series: np.ndarray, micros: np.ndarray, values: np.ndarray) -> _Groups:
+    """Per (series, minute) aggregates of points ordered by (series, time) (PointColumns' order)."""
+    buckets = _floor_micros(micros, TIER_1M.seconds)
+    starts = _boundaries(series, buckets)
+    ends = np.append(starts[1:], len(series)) - 1
+    return _Groups(
+        series=series[starts], bucket=buckets[starts], count=(ends - starts + 1).astype(np.int64),
+        sum=np.add.reduceat(values, starts), min=np.minimum.reduceat(values, starts),
+        max=np.maximum.reduceat(values, starts), last=values[ends], last_time=micros[ends],
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _CellMapping:
+    """The (series, cell index) pairs of a batch's series, ordered by series, and the cells by index."""
+
+    series: np.ndarray
+    cell: np.ndarray
+    cells: list[LabelCell]
+
+
+def _cell_mapping(cells: dict[int, tuple[LabelCell, ...]]) -> _CellMapping:
     cell_list = sorted({cell for series_cells in cells.values() for cell in series_cells})
     index = {cell: position for position, cell in enumerate(cell_list)}
-    pairs = [(series_id, index[cell]) for series_id, series_cells in cells.items() for cell in series_cells]
-    mapping = pa.table({"s": pa.array([pair[0] for pair in pairs], pa.int32()),
-                        "c": pa.array([pair[1] for pair in pairs], pa.int32())})  # fmt: skip
-    joined = grouped.join(mapping, keys="s", join_type="inner")
-    if not joined.num_rows:
+    pairs = sorted((series_id, index[cell]) for series_id, series_cells in cells.items() for cell in series_cells)
+    return _CellMapping(
+        series=np.array([pair[0] for pair in pairs], dtype=np.int32),
+        cell=np.array([pair[1] for pair in pairs], dtype=np.int32),
+        cells=cell_list,
+    )
+
+
+def _label_deltas(minutes: _Groups, mapping: _CellMapping, tier: Tier, limit: int) -> _Groups | None:
+    """The label cells' deltas of `tier`: the per-minute deltas below `limit` (the tier's materialized bound)
+    merged per (cell, tier bucket); None when no minute is below it. A series in several cells (one per label key)
+    counts in each."""
+    below = minutes.bucket < limit
+    if not below.any():
+        return None
+    rows = np.flatnonzero(below)
+    first = np.searchsorted(mapping.series, minutes.series[rows], side="left")
+    counts = np.searchsorted(mapping.series, minutes.series[rows], side="right") - first
+    total = int(counts.sum())
+    if not total:
+        return _Groups(*(np.empty(0, dtype=np.int64) for _ in range(8)))
+    # Each minute row once per cell of its series: row i's pairs are first[i] .. first[i] + counts[i] - 1.
+    row = np.repeat(rows, counts)
+    pair = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(first, counts)
+    cell = mapping.cell[pair]
+    bucket = minutes.bucket[row] if tier is TIER_1M else _floor_micros(minutes.bucket[row], tier.seconds)
+    last_time = minutes.last_time[row]
+    # Ordered by (cell, bucket, last time), stably: a cell's "last" is the value at its latest time.
+    order = np.lexsort((last_time, bucket, cell))
+    cell, bucket, last_time, row = cell[order], bucket[order], last_time[order], row[order]
+    starts = _boundaries(cell, bucket)
+    ends = np.append(starts[1:], len(cell)) - 1
+    return _Groups(
+        series=cell[starts], bucket=bucket[starts], count=np.add.reduceat(minutes.count[row], starts),
+        sum=np.add.reduceat(minutes.sum[row], starts), min=np.minimum.reduceat(minutes.min[row], starts),
+        max=np.maximum.reduceat(minutes.max[row], starts), last=minutes.last[row][ends], last_time=last_time[ends],
+    )  # fmt: skip
+
+
+# One binary COPY row of a per-series delta: the field count, then each field's length and its big-endian value.
+_DELTA_ROW = np.dtype([
+    ("fields", ">i2"),
+    ("bucket_length", ">i4"), ("bucket", ">i8"), ("series_length", ">i4"), ("series", ">i4"),
+    ("count_length", ">i4"), ("count", ">i8"), ("sum_length", ">i4"), ("sum", ">f8"),
+    ("min_length", ">i4"), ("min", ">f8"), ("max_length", ">i4"), ("max", ">f8"),
+    ("last_length", ">i4"), ("last", ">f8"), ("last_time_length", ">i4"), ("last_time", ">i8"),
+])  # fmt: skip
+
+
+def _series_deltas_copy(cursor, groups: _Groups) -> int:
+    """COPY per-series 1-minute deltas in binary, built as one numpy record array (no Python work per row)."""
+    rows = np.empty(len(groups.series), dtype=_DELTA_ROW)
+    rows["fields"] = 8
+    for name in ("bucket", "count", "sum", "min", "max", "last", "last_time"):
+        rows[f"{name}_length"] = 8
+    rows["series_length"] = 4
+    rows["bucket"] = groups.bucket - PG_EPOCH_OFFSET_MICROS
+    rows["series"] = groups.series
+    rows["count"], rows["sum"], rows["min"], rows["max"], rows["last"] = (
+        groups.count, groups.sum, groups.min, groups.max, groups.last,
+    )  # fmt: skip
+    rows["last_time"] = groups.last_time - PG_EPOCH_OFFSET_MICROS
+    with (
+        cursor.db.wrap_database_errors,
+        cursor.copy(
+            sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+                sql.Identifier(SERIES_DELTA_TABLE), sql.SQL(DELTA_COLUMNS)
+            )
+        ) as copy,
+    ):
+        copy.write(b"".join((_COPY_SIGNATURE, rows.tobytes(), _COPY_TRAILER)))
+    return len(rows)
+
+
+def _label_deltas_copy(cursor, tier: Tier, groups: _Groups, cells: list[LabelCell]) -> int:
+    """COPY a tier's label deltas (a few rows: one per label value and bucket)."""
+    if not len(groups.series):
         return 0
-    # "last" of a cell is the value at its latest time: sort by time, then group without threads (input order).
-    joined = joined.sort_by([("c", "ascending"), ("b", "ascending"), ("t_max", "ascending")])
-    merged = joined.group_by(["c", "b"], use_threads=False).aggregate([
-        ("v_count", "sum"), ("v_sum", "sum"), ("v_min", "min"), ("v_max", "max"), ("v_last", "last"),
-        ("t_max", "max"),
-    ])  # fmt: skip
-    rows = merged.to_pylist()
     with (
         cursor.db.wrap_database_errors,
         cursor.copy(
@@ -216,88 +331,117 @@ def _label_deltas_copy(cursor, tier: Tier, grouped: pa.Table, cells: dict[int, t
             )
         ) as copy,
     ):
-        for row in rows:
-            source_id, metric, key, value = cell_list[row["c"]]
+        for cell, bucket, count, total, low, high, last, last_time in zip(
+            groups.series.tolist(), groups.bucket.tolist(), groups.count.tolist(), groups.sum.tolist(),
+            groups.min.tolist(), groups.max.tolist(), groups.last.tolist(), groups.last_time.tolist(), strict=True,
+        ):  # fmt: skip
+            source_id, metric, key, value = cells[cell]
             copy.write_row((
-                source_id, metric, key, value, _from_micros(row["b"]), row["v_count_sum"], row["v_sum_sum"],
-                row["v_min_min"], row["v_max_max"], row["v_last_last"], _from_micros(row["t_max_max"]),
+                source_id, metric, key, value, _from_micros(bucket), count, total, low, high, last,
+                _from_micros(last_time),
             ))  # fmt: skip
-    return len(rows)
+    return len(groups.series)
 
 
 def _from_micros(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
 
 
-def _copy_rows(columns: list[pa.Array]) -> bytes:
-    """Binary COPY rows of fixed-width, null-free columns, filled lane by lane (no Python work per row)."""
-    count = len(columns[0])
-    template = struct.pack(">h", len(columns)) + b"".join(struct.pack(">i", size) + bytes(size) for _, size in
-                                                          _DELTA_FIELDS)  # fmt: skip
-    width = len(template)
-    rows = bytearray(template * count)
-    offset = 2
-    for column, (code, size) in zip(columns, _DELTA_FIELDS, strict=True):
-        offset += 4
-        data = _big_endian(column, code)
-        for lane in range(size):
-            rows[offset + lane :: width] = data[lane::size]
-        offset += size
-    return b"".join((_COPY_SIGNATURE, bytes(rows), _COPY_TRAILER))
-
-
-def _big_endian(column: pa.Array | pa.ChunkedArray, code: str) -> bytes:
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    values = array.array(code)
-    start = column.offset * values.itemsize
-    values.frombytes(memoryview(column.buffers()[1])[start : start + len(column) * values.itemsize])
-    if sys.byteorder == "little":
-        values.byteswap()
-    return values.tobytes()
-
-
 # Fold deltas into their rows: merged per row key first, then added to the row (or inserted), in bucket order.
-_FOLD = """
-WITH moved AS (
-    DELETE FROM {delta} WHERE {condition} RETURNING {key}, count, sum, min, max, last, last_time
-), merged AS (
-    SELECT {key}, sum(count)::bigint AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max,
+_MERGE_INTO = """
+{merged} AS (
+    SELECT {key_out}, sum(count)::bigint AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max,
            (array_agg(last ORDER BY last_time DESC))[1] AS last, max(last_time) AS last_time
-    FROM moved GROUP BY {key}
-), written AS (
+    FROM moved {where} GROUP BY {positions}
+), {written} AS (
     INSERT INTO {table} AS t ({key}, count, sum, min, max, last, last_time)
-    SELECT {key}, count, sum, min, max, last, last_time FROM merged ORDER BY bucket
+    SELECT {key}, count, sum, min, max, last, last_time FROM {merged} ORDER BY bucket
     ON CONFLICT ({key}) DO UPDATE SET
         count = t.count + EXCLUDED.count, sum = t.sum + EXCLUDED.sum, min = least(t.min, EXCLUDED.min),
         max = greatest(t.max, EXCLUDED.max),
         last = CASE WHEN EXCLUDED.last_time >= t.last_time THEN EXCLUDED.last ELSE t.last END,
         last_time = greatest(t.last_time, EXCLUDED.last_time)
     RETURNING 1
-)
-SELECT count(*) FROM written
-"""
+)"""
 _SERIES_KEY = "series_id, bucket"
 _LABEL_KEY = "source_id, metric, label_key, label_value, bucket"
 
 
+def _merge_into(
+    table: str,
+    *,
+    labels: bool,
+    name: str = "",
+    bucket: sql.Composable | None = None,
+    where: sql.Composable | None = None,
+) -> sql.Composed:
+    """The CTEs `merged<name>` and `written<name>`: the rows of `moved` (with `bucket` as their bucket) that match
+    `where`, merged per row key and added to `table`."""
+    key = _LABEL_KEY if labels else _SERIES_KEY
+    key_out = sql.SQL(key) if bucket is None else sql.SQL("series_id, {} AS bucket").format(bucket)
+    return sql.SQL(_MERGE_INTO).format(
+        merged=sql.Identifier(f"merged{name}"),
+        written=sql.Identifier(f"written{name}"),
+        key=sql.SQL(key),
+        key_out=key_out,
+        where=where or sql.SQL(""),
+        positions=sql.SQL("1, 2, 3, 4, 5" if labels else "1, 2"),
+        table=sql.Identifier(table),
+    )
+
+
+def series_delta_bucket(tier: Tier) -> sql.Composable:
+    """A 1-minute delta row's bucket in `tier` (the `bucket` column itself for the 1-minute tier)."""
+    if tier is TIER_1M:
+        return sql.Identifier("bucket")
+    return sql.SQL("date_bin({}, bucket, {})").format(sql.Literal(tier.interval), sql.Literal(BUCKET_ORIGIN))
+
+
 def deltas_fold(cursor, tier: Tier, *, labels: bool, condition: sql.Composable, parameters: dict | Sequence) -> int:
-    """Fold `tier`'s per-series deltas (or, with `labels`, its label deltas) that match `condition` into their
+    """Fold the per-series deltas (or, with `labels`, `tier`'s label deltas) that match `condition` into their
     rows, additively; the number of rows changed.
 
+    Per-series deltas are 1-minute rows (`tier` must be the 1-minute tier): each is added to its minute's row, and
+    to its hour's and day's rows where those are materialized (below the watermark floored to the hour, the day).
+    A delta in an hour or day not yet materialized changes only its minute: the refresh folds the deltas of an
+    hour or day before it builds that bucket from the finer tier, so the bucket then holds them.
+
     The caller holds the watermark row FOR UPDATE (no write adds deltas meanwhile; queries see the rows and deltas
-    of one snapshot, either before the fold or after it). A label row plus its label deltas stays equal to its
-    series' rows plus their deltas whichever side is folded first, as both are folded by adding.
+    of one snapshot, either before the fold or after it), and has not moved it in this transaction yet when it
+    folds before building buckets. A label row plus its label deltas stays equal to its series' rows plus their
+    deltas whichever side is folded first, as both are folded by adding.
     """
-    cursor.execute(
-        sql.SQL(_FOLD).format(
-            delta=sql.Identifier(label_delta_table(tier) if labels else delta_table(tier)),
-            table=sql.Identifier(tier.labels_table if labels else tier.table),
-            key=sql.SQL(_LABEL_KEY if labels else _SERIES_KEY),
-            condition=condition,
-        ),
-        parameters,
-    )
+    if labels:
+        statement = sql.SQL("WITH moved AS (DELETE FROM {delta} WHERE {condition} RETURNING {key}, count, sum, min, "
+                            "max, last, last_time), {merge} SELECT count(*) FROM written").format(
+            delta=sql.Identifier(label_delta_table(tier)), condition=condition, key=sql.SQL(_LABEL_KEY),
+            merge=_merge_into(tier.labels_table, labels=True),
+        )  # fmt: skip
+    else:
+        if tier is not TIER_1M:
+            raise ValueError("per-series deltas are 1-minute rows: fold them with the 1-minute tier")
+        merges = []
+        for each in TIERS_FINE_TO_COARSE:
+            bucket = series_delta_bucket(each)
+            where = None
+            if each is not TIER_1M:
+                where = sql.SQL("WHERE {bucket} < (SELECT date_bin({width}, watermark, {origin}) "
+                                "FROM storage_rollup_watermark)").format(
+                    bucket=bucket, width=sql.Literal(each.interval), origin=sql.Literal(BUCKET_ORIGIN),
+                )  # fmt: skip
+            merges.append(_merge_into(each.table, labels=False, name=f"_{each.name}", bucket=bucket, where=where))
+        statement = sql.SQL(
+            "WITH moved AS (DELETE FROM {delta} WHERE {condition} RETURNING {key}, count, sum, min, max, last, "
+            "last_time), {merges} SELECT {total}"
+        ).format(
+            delta=sql.Identifier(SERIES_DELTA_TABLE), condition=condition, key=sql.SQL(_SERIES_KEY),
+            merges=sql.SQL(", ").join(merges),
+            total=sql.SQL(" + ").join(
+                sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(f"written_{each.name}"))
+                for each in TIERS_FINE_TO_COARSE
+            ),
+        )  # fmt: skip
+    cursor.execute(statement, parameters)
     return cursor.fetchone()[0]
 
 
@@ -337,7 +481,7 @@ class DeltasSweep:
         """Fold about `rows` deltas of `tier` (label deltas with `labels`), the next pages down; rows changed.
 
         Ranges folded already (dead until VACUUM) are skipped in the same step: reading them is cheap."""
-        table = label_delta_table(tier) if labels else delta_table(tier)
+        table = label_delta_table(tier) if labels else SERIES_DELTA_TABLE
         cursor.execute("SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int", [table])
         pages = cursor.fetchone()[0]
         below = min(self._below.get(table, 0), pages) or pages

@@ -42,9 +42,9 @@ from apps.storage.backends.base import (
     StorageBackend,
 )
 from apps.storage.backends.deltas import (
+    SERIES_DELTA_TABLE,
     DeltasSweep,
     LabelCell,
-    delta_table,
     deltas_copy,
     deltas_fold,
     deltas_install,
@@ -343,22 +343,17 @@ class PostgresBackend(DailyPartitions, StorageBackend):
             )
 
     def _deltas_fold(
-        self,
-        cursor,
-        *,
-        series: sql.Composable | None,
-        labels: sql.Composable | None,
-        parameters: dict,
-        tiers: Sequence[Tier] = TIERS_FINE_TO_COARSE,
+        self, cursor, *, series: sql.Composable | None, labels: sql.Composable | None, parameters: dict
     ) -> int:
-        """Fold the per-series deltas matching `series` (a condition on series_id and bucket) and the label deltas
-        matching `labels` (on source_id, metric, label_key, label_value and bucket) of `tiers` into their rows;
-        None folds none of that kind. The number of rows changed."""
+        """Fold the per-series deltas matching `series` (a condition on series_id and the minute's bucket: each goes
+        into its minute, hour and day, see deltas_fold) and the label deltas matching `labels` (on source_id,
+        metric, label_key, label_value and bucket) of every tier into their rows; None folds none of that kind. The
+        number of rows changed."""
         changed = 0
-        for tier in tiers:
-            if series is not None:
-                changed += deltas_fold(cursor, tier, labels=False, condition=series, parameters=parameters)
-            if labels is not None:
+        if series is not None:
+            changed += deltas_fold(cursor, TIER_1M, labels=False, condition=series, parameters=parameters)
+        if labels is not None:
+            for tier in TIERS_FINE_TO_COARSE:
                 changed += deltas_fold(cursor, tier, labels=True, condition=labels, parameters=parameters)
         return changed
 
@@ -473,13 +468,13 @@ class PostgresBackend(DailyPartitions, StorageBackend):
             with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
                 cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR UPDATE")
                 pending = self.deltas_pending(cursor)
-                # Coarse tiers first: they have the fewest rows, and long-range dashboards read them.
+                # Label deltas of coarse tiers first (they have the fewest rows, and long-range dashboards read
+                # them), then the per-series minutes, each into its minute, hour and day.
                 for tier in TIERS_COARSE_TO_FINE:
-                    for table, labels in ((delta_table(tier), False), (label_delta_table(tier), True)):
-                        if table in pending:
-                            folded += self._deltas_sweep.fold_step(
-                                cursor, tier, labels=labels, rows=rows_per_transaction
-                            )
+                    if label_delta_table(tier) in pending:
+                        folded += self._deltas_sweep.fold_step(cursor, tier, labels=True, rows=rows_per_transaction)
+                if SERIES_DELTA_TABLE in pending:
+                    folded += self._deltas_sweep.fold_step(cursor, TIER_1M, labels=False, rows=rows_per_transaction)
                 # Read committed, after the watermark lock: every writer has committed, so these are all the rows.
                 left = frozenset(table for table in pending if _table_has_rows(cursor, table))
                 if pending - left:
@@ -513,15 +508,16 @@ class PostgresBackend(DailyPartitions, StorageBackend):
             minute_ranges.append((max(old, complete), new))
         for lower, upper in minute_ranges:
             self._tier_build(cursor, TIER_1M, lower, upper)
-        for tier, source in zip(TIERS_FINE_TO_COARSE[1:], TIERS_FINE_TO_COARSE, strict=False):
+        for tier in TIERS_FINE_TO_COARSE[1:]:
             lower, upper = bucket_floor(old, tier.seconds), bucket_floor(new, tier.seconds)
             if lower >= upper:
                 break  # coarser tiers cannot have completed either
-            # The new buckets are built from the finer tier's rows: its deltas there (late points in an hour or day
-            # not yet materialized) are folded into them first.
+            # The new buckets are built from the finer tier's rows: the minutes' deltas there (late points in an
+            # hour or day not yet materialized) are folded into the finer tiers first (the watermark has not moved
+            # yet: they go to their minutes, and to their hours where those are materialized).
             self._deltas_fold(
                 cursor, series=sql.SQL("bucket >= %(lower)s AND bucket < %(upper)s"), labels=None,
-                parameters={"lower": lower, "upper": upper}, tiers=(source,),
+                parameters={"lower": lower, "upper": upper},
             )  # fmt: skip
             self._tier_build(cursor, tier, lower, upper)
         cursor.execute("DELETE FROM storage_rollup_dirty WHERE minute < %s", [new])

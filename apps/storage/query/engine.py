@@ -25,7 +25,7 @@ from django.db import DataError, OperationalError, connections, transaction
 from psycopg import sql
 
 from apps.storage.backends import backend_for
-from apps.storage.backends.deltas import delta_table, label_delta_table
+from apps.storage.backends.deltas import SERIES_DELTA_TABLE, label_delta_table, series_delta_bucket
 from apps.storage.metrics import QUERY_DURATION, QUERY_REFUSED
 from apps.storage.policies import DataScope, data_scope_for
 from apps.storage.query.cache import (
@@ -549,7 +549,7 @@ def _aggregate_sql(
     reads = [(segment, False) for segment in segments]
     for segment in segments:
         if segment.tier is not None:
-            pending = label_delta_table(segment.tier) if labelled else delta_table(segment.tier)
+            pending = label_delta_table(segment.tier) if labelled else SERIES_DELTA_TABLE
             if pending in delta_tables:
                 reads.append((segment, True))
     for index, (segment, delta) in enumerate(reads):
@@ -561,8 +561,14 @@ def _aggregate_sql(
             # A rollup row's last_time lies inside its bucket, so it orders "last" exactly across series
             # and segments.
             table, time_column, order_column, mapping = segment.tier.table, "bucket", "last_time", ROLLUP_COLUMNS
-            if delta and not labelled:
-                table = delta_table(segment.tier)
+        relation_table: sql.Composable = sql.Identifier(table)
+        if segment.tier is not None and delta and not labelled:
+            # Per-series deltas are minutes: an hour's or a day's are its minutes' with the bucket moved to it.
+            relation_table = sql.Identifier(SERIES_DELTA_TABLE)
+            if segment.tier.seconds != 60:
+                relation_table = sql.SQL(
+                    "(SELECT series_id, {bucket} AS bucket, count, sum, min, max, last, last_time FROM {table}) AS d"
+                ).format(bucket=series_delta_bucket(segment.tier), table=sql.Identifier(SERIES_DELTA_TABLE))
         if segment.tier is not None and segment.tier.seconds == bucket_seconds:
             bucket_start = sql.Identifier("bucket")  # already the output bucket: no per-row date_bin
         else:
@@ -589,15 +595,15 @@ def _aggregate_sql(
         elif mapped and raw_by_time and segment.tier is None:
             # Unselected ids inside the map are -1; ids outside it subscript to NULL: both are left out.
             relation = sql.SQL("{table} WHERE (%(group_map)s::int[])[series_id - %(group_base)s] >= 0").format(
-                table=sql.Identifier(table)
+                table=relation_table
             )
         elif mapped:
-            relation = sql.SQL("{table} WHERE series_id = ANY(%(ids)s::int[])").format(table=sql.Identifier(table))
+            relation = sql.SQL("{table} WHERE series_id = ANY(%(ids)s::int[])").format(table=relation_table)
         else:
             relation = sql.SQL(
                 "{table} JOIN unnest(%(ids)s::int[], %(groups)s::int[]) AS g(sid, gi) ON g.sid = series_id "
                 "WHERE series_id = ANY(%(ids)s::int[])"
-            ).format(table=sql.Identifier(table))
+            ).format(table=relation_table)
         parts.append(
             sql.SQL("SELECT {columns} FROM {relation} AND {time} >= %({lower})s AND {time} < %({upper})s").format(
                 columns=sql.SQL(", ").join(selected),
