@@ -146,7 +146,8 @@ def test_queries_read_a_delta_table_only_while_its_pending_flag_is_set(plant, dj
     assert "_delta" not in _hourly_sql(plant["user"], start, now)
     with django_capture_on_commit_callbacks(execute=True):  # as if committed: cached query buckets are dropped
         points_write(points=[(ids[0], start + timedelta(minutes=minute, seconds=30), 2.0) for minute in range(600)])
-    assert {"points_1m_delta", "points_1m_labels_delta", "points_1h_labels_delta", "points_1d_labels_delta"} == _pending()
+    every = {"points_1m_delta", "points_1m_labels_delta", "points_1h_labels_delta", "points_1d_labels_delta"}
+    assert _pending() == every
     assert "_delta" in _hourly_sql(plant["user"], start, now)
     expected = _raw_hourly_sums(start, now)
     assert _hourly_sums(plant["user"], start, now) == expected
@@ -311,9 +312,11 @@ def test_per_series_deltas_are_minutes_folded_into_every_tier_they_belong_to(pla
             "JOIN storage_series s ON s.id = p.series_id WHERE p.time >= %s AND p.time < %s GROUP BY 1, 2",
             [BUCKET_ORIGIN, start, now],
         )
-        raw_daily = {(device, day.isoformat().replace("+00:00", "Z")): value for device, day, value in cursor.fetchall()}
+        raw_daily = {(device, day.isoformat().replace("+00:00", "Z")): value
+                     for device, day, value in cursor.fetchall()}  # fmt: skip
     answered = {(item["labels"]["device"], moment): value
-                for item in query_execute(spec=daily, principal=plant["user"]).series for moment, value in item["points"]}  # fmt: skip
+                for item in query_execute(spec=daily, principal=plant["user"]).series
+                for moment, value in item["points"]}  # fmt: skip
     assert answered == raw_daily
     assert backend_for().deltas_drain(seconds=60)[1] is False
     for table, seconds in (("points_1m", 60), ("points_1h", 3600), ("points_1d", 86_400)):
@@ -330,7 +333,7 @@ def test_an_old_database_s_hour_and_day_deltas_are_folded_and_dropped_on_install
     row = _tier_rows("points_1h")[(ids[0], hour)]
     with connection.cursor() as cursor:
         for table in ("points_1h_delta", "points_1d_delta"):
-            cursor.execute(f"CREATE TABLE {table} (LIKE points_1m_delta)")  # noqa: S608 (fixed names)
+            cursor.execute(f"CREATE TABLE {table} (LIKE points_1m_delta)")
         cursor.execute(
             "INSERT INTO points_1h_delta VALUES (%s, %s, 2, 7.0, 3.0, 4.0, 4.0, %s)",
             [hour, ids[0], hour + timedelta(minutes=59)],
@@ -345,5 +348,10 @@ def test_an_old_database_s_hour_and_day_deltas_are_folded_and_dropped_on_install
         assert cursor.fetchone()[0] == 0
     count, total, low, high, _, _ = row
     assert _tier_rows("points_1h")[(ids[0], hour)] == (
-        count + 2, total + 7.0, min(low, 3.0), max(high, 4.0), 4.0, hour + timedelta(minutes=59)
+        count + 2,
+        total + 7.0,
+        min(low, 3.0),
+        max(high, 4.0),
+        4.0,
+        hour + timedelta(minutes=59),
     )
