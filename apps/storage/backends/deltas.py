@@ -151,7 +151,7 @@ def deltas_copy(
     cursor,
     points: Sequence[tuple[int, datetime, float]] | PointColumns,
     watermark: datetime,
-    label_cells: Callable[[list[int]], dict[int, tuple[LabelCell, ...]]],
+    label_mapping: Callable[[np.ndarray], CellMapping | None],
 ) -> int:
     """Append the deltas of a write's points that fall in materialized buckets; returns how many rows it added.
 
@@ -159,12 +159,13 @@ def deltas_copy(
     table only: the hour and day rows they also change are derived from those rows when a query reads them and
     when the drain folds them (see `deltas_fold`). Per label cell, one row per (cell, bucket) in each tier whose
     bucket is materialized (below the watermark floored to the tier: points in a younger hour or day are
-    aggregated from the finer tier, deltas included, when the refresh builds it). `label_cells` gives, for series
-    ids, the registered label cells each belongs to (read in the write's transaction, which holds the watermark
-    row FOR SHARE: the label rollup registry cannot change until it commits).
+    aggregated from the finer tier, deltas included, when the refresh builds it). `label_mapping` gives, for the
+    batch's series ids (sorted), the registered label cells they belong to (read in the write's transaction, which
+    holds the watermark row FOR SHARE: the label rollup registry cannot change until it commits).
 
-    The aggregation is vectorised (numpy over the batch's columns, which are in (series, time) order): a
-    5,000-point batch's deltas cost about what its COPY into points costs, not three times as much.
+    The aggregation is vectorised (numpy over the batch's columns, which are in (series, time) order), and the
+    work is two statements whatever the batch: a binary COPY of the minutes, then one INSERT of every tier's label
+    rows that also sets the pending flags.
     """
     columns = _columns_of(points)
     micros = columns.micros.to_numpy()
@@ -176,19 +177,16 @@ def deltas_copy(
     values = columns.values.to_numpy(zero_copy_only=False)[late]
     minutes = _minute_groups(series, micros, values)
     copied = _series_deltas_copy(cursor, minutes)
-    written = [SERIES_DELTA_TABLE]
-    cells = label_cells(np.unique(minutes.series).tolist())
-    if cells:
-        mapping = _cell_mapping(cells)
+    mapping = label_mapping(np.unique(minutes.series))
+    labelled: list[tuple[Tier, _Groups]] = []
+    if mapping is not None:
         for tier in TIERS_FINE_TO_COARSE:
             rows = _label_deltas(minutes, mapping, tier, time_micros(bucket_floor(watermark, tier.seconds)))
             if rows is None:
                 break  # no point is in a materialized bucket of this tier, nor of a coarser one
-            added = _label_deltas_copy(cursor, tier, rows, mapping.cells)
-            if added:
-                copied += added
-                written.append(label_delta_table(tier))
-    deltas_pending_set(cursor, written, pending=True)
+            if len(rows.series):
+                labelled.append((tier, rows))
+    copied += _label_deltas_insert(cursor, labelled, mapping.cells if mapping is not None else [])
     return copied
 
 
@@ -234,7 +232,7 @@ def _minute_groups(series: np.ndarray, micros: np.ndarray, values: np.ndarray) -
 
 
 @dataclass(frozen=True)
-class _CellMapping:
+class CellMapping:
     """The (series, cell index) pairs of a batch's series, ordered by series, and the cells by index."""
 
     series: np.ndarray
@@ -242,18 +240,18 @@ class _CellMapping:
     cells: list[LabelCell]
 
 
-def _cell_mapping(cells: dict[int, tuple[LabelCell, ...]]) -> _CellMapping:
+def cell_mapping(cells: dict[int, tuple[LabelCell, ...]]) -> CellMapping:
     cell_list = sorted({cell for series_cells in cells.values() for cell in series_cells})
     index = {cell: position for position, cell in enumerate(cell_list)}
     pairs = sorted((series_id, index[cell]) for series_id, series_cells in cells.items() for cell in series_cells)
-    return _CellMapping(
+    return CellMapping(
         series=np.array([pair[0] for pair in pairs], dtype=np.int32),
         cell=np.array([pair[1] for pair in pairs], dtype=np.int32),
         cells=cell_list,
     )
 
 
-def _label_deltas(minutes: _Groups, mapping: _CellMapping, tier: Tier, limit: int) -> _Groups | None:
+def _label_deltas(minutes: _Groups, mapping: CellMapping, tier: Tier, limit: int) -> _Groups | None:
     """The label cells' deltas of `tier`: the per-minute deltas below `limit` (the tier's materialized bound)
     merged per (cell, tier bucket); None when no minute is below it. A series in several cells (one per label key)
     counts in each."""
@@ -319,28 +317,47 @@ def _series_deltas_copy(cursor, groups: _Groups) -> int:
     return len(rows)
 
 
-def _label_deltas_copy(cursor, tier: Tier, groups: _Groups, cells: list[LabelCell]) -> int:
-    """COPY a tier's label deltas (a few rows: one per label value and bucket)."""
-    if not len(groups.series):
-        return 0
-    with (
-        cursor.db.wrap_database_errors,
-        cursor.copy(
-            sql.SQL("COPY {} ({}) FROM STDIN").format(
-                sql.Identifier(label_delta_table(tier)), sql.SQL(LABEL_DELTA_COLUMNS)
-            )
-        ) as copy,
-    ):
-        for cell, bucket, count, total, low, high, last, last_time in zip(
-            groups.series.tolist(), groups.bucket.tolist(), groups.count.tolist(), groups.sum.tolist(),
-            groups.min.tolist(), groups.max.tolist(), groups.last.tolist(), groups.last_time.tolist(), strict=True,
-        ):  # fmt: skip
-            source_id, metric, key, value = cells[cell]
-            copy.write_row((
-                source_id, metric, key, value, _from_micros(bucket), count, total, low, high, last,
-                _from_micros(last_time),
-            ))  # fmt: skip
-    return len(groups.series)
+_LABEL_DELTA_TYPES = (
+    ("source", "int"), ("metric", "text"), ("key", "text"), ("value", "text"), ("bucket", "timestamptz"),
+    ("count", "bigint"), ("sum", "float8"), ("min", "float8"), ("max", "float8"), ("last", "float8"),
+    ("last_time", "timestamptz"),
+)  # fmt: skip
+
+
+def _label_deltas_insert(cursor, labelled: list[tuple[Tier, _Groups]], cells: list[LabelCell]) -> int:
+    """INSERT every tier's label deltas (a few rows each: one per label value and bucket) and set the pending flags
+    of the tables written (the per-series one included), in one statement; the label rows added."""
+    parameters: dict = {"keys": [_pending_key(SERIES_DELTA_TABLE)]}
+    inserts = []
+    for number, (tier, groups) in enumerate(labelled):
+        parameters["keys"].append(_pending_key(label_delta_table(tier)))
+        chosen = [cells[cell] for cell in groups.series.tolist()]
+        arrays = {
+            "source": [cell[0] for cell in chosen], "metric": [cell[1] for cell in chosen],
+            "key": [cell[2] for cell in chosen], "value": [cell[3] for cell in chosen],
+            "bucket": [_from_micros(micros) for micros in groups.bucket.tolist()], "count": groups.count.tolist(),
+            "sum": groups.sum.tolist(), "min": groups.min.tolist(), "max": groups.max.tolist(),
+            "last": groups.last.tolist(), "last_time": [_from_micros(micros) for micros in groups.last_time.tolist()],
+        }  # fmt: skip
+        parameters.update({f"l{number}_{name}": values for name, values in arrays.items()})
+        arrays_sql = sql.SQL(", ").join(
+            sql.SQL("{}::{}[]").format(sql.Placeholder(f"l{number}_{name}"), sql.SQL(kind))
+            for name, kind in _LABEL_DELTA_TYPES
+        )
+        insert = sql.SQL("{cte} AS (INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}))").format(
+            cte=sql.Identifier(f"labels{number}"), table=sql.Identifier(label_delta_table(tier)),
+            columns=sql.SQL(LABEL_DELTA_COLUMNS), arrays=arrays_sql,
+        )  # fmt: skip
+        inserts.append(insert)
+    # A writer changes a flag only when it is clear (see deltas_pending_set).
+    flags = sql.SQL("UPDATE storage_meta SET value = 't' WHERE key = ANY(%(keys)s) AND value <> 't'")
+    if inserts:
+        statement = sql.SQL("WITH {inserts} {flags}").format(inserts=sql.SQL(", ").join(inserts), flags=flags)
+    else:
+        statement = flags
+    with cursor.db.wrap_database_errors:
+        cursor.execute(statement, parameters)
+    return sum(len(groups.series) for _, groups in labelled)
 
 
 def _from_micros(micros: int) -> datetime:

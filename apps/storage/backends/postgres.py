@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -43,8 +44,10 @@ from apps.storage.backends.base import (
 )
 from apps.storage.backends.deltas import (
     SERIES_DELTA_TABLE,
+    CellMapping,
     DeltasSweep,
     LabelCell,
+    cell_mapping,
     deltas_copy,
     deltas_fold,
     deltas_install,
@@ -79,6 +82,7 @@ MAX_REFRESH_STEP = timedelta(hours=1)
 # Deltas folded per tier per drain transaction: writers wait for each (it holds the watermark FOR UPDATE).
 DELTAS_FOLD_ROWS = 50_000
 _LABEL_CELLS_CACHE_LIMIT = 200_000
+_LABEL_MAPPINGS_CACHED = 64  # sets of series (a batch's) whose label cell mapping is kept
 
 
 def _aggregate_from(tier: Tier) -> sql.Composed:
@@ -166,6 +170,7 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         # Series id -> the registered label cells it belongs to, valid for one state of the label rollup registry.
         self._label_cells_cache: dict[int, tuple[LabelCell, ...]] = {}
         self._label_cells_state: str | None = None
+        self._label_mappings: dict[bytes, CellMapping | None] = {}
         self._deltas_sweep = DeltasSweep()
 
     # --- schema -------------------------------------------------------------------------------
@@ -268,8 +273,13 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         else:
             # Only new points: their aggregates are appended as deltas (see backends/deltas.py). Shared with other
             # such writers, exclusive to a re-aggregating one, which must see deltas and raw points agree.
-            cursor.execute("SELECT pg_advisory_xact_lock_shared(hashtext('storage.rollup.late'))")
-            count = deltas_copy(cursor, points, watermark, lambda ids: self._label_cells(cursor, ids))
+            # The label rollup registry's state in the same round trip: which label cells the deltas go to.
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock_shared(hashtext('storage.rollup.late')), "
+                "(SELECT value FROM storage_meta WHERE key = 'label_rollup_sync')"
+            )
+            state = cursor.fetchone()[1] or ""
+            count = deltas_copy(cursor, points, watermark, lambda ids: self._label_mapping(cursor, state, ids))
         # Stored buckets below the watermark changed: cached query buckets are stale once this commits.
         transaction.on_commit(generation_bump, using=self.alias)
         return count
@@ -361,16 +371,18 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         """Fold every delta of every tier (before retention deletes rows, or a label key's history is built)."""
         return self._deltas_fold(cursor, series=sql.SQL("TRUE"), labels=sql.SQL("TRUE"), parameters={})
 
-    def _label_cells(self, cursor, series_ids: list[int]) -> dict[int, tuple[LabelCell, ...]]:
-        """The registered label cells (source, metric, key, value) each series belongs to, cached per process while
-        the registry stays as read in this transaction (it changes only under the watermark row FOR UPDATE)."""
-        cursor.execute("SELECT value FROM storage_meta WHERE key = 'label_rollup_sync'")
-        row = cursor.fetchone()
-        state = row[0] if row else ""
+    def _label_mapping(self, cursor, state: str, series_ids: np.ndarray) -> CellMapping | None:
+        """The registered label cells of `series_ids` (sorted) as deltas_copy wants them, None when they have none;
+        cached per process while the registry stays in `state` (read in this transaction, which holds the watermark
+        row FOR SHARE: it changes only under the watermark row FOR UPDATE). A backfill sends the same series batch
+        after batch, so the mapping of a set of series is kept too, not only each series' cells."""
         if state != self._label_cells_state:
-            self._label_cells_cache, self._label_cells_state = {}, state
+            self._label_cells_cache, self._label_mappings, self._label_cells_state = {}, {}, state
+        key = series_ids.tobytes()
+        if key in self._label_mappings:
+            return self._label_mappings[key]
         cache = self._label_cells_cache
-        missing = [series_id for series_id in series_ids if series_id not in cache]
+        missing = [series_id for series_id in series_ids.tolist() if series_id not in cache]
         if missing:
             found: dict[int, list[LabelCell]] = {series_id: [] for series_id in missing}
             cursor.execute(
@@ -379,13 +391,18 @@ class PostgresBackend(DailyPartitions, StorageBackend):
                 "AND s.labels ? r.label_key WHERE s.id = ANY(%s::int[])",
                 [missing],
             )
-            for series_id, source_id, metric, key, value in cursor.fetchall():
-                found[series_id].append((source_id, metric, key, value))
+            for series_id, source_id, metric, label_key, value in cursor.fetchall():
+                found[series_id].append((source_id, metric, label_key, value))
             if len(cache) > _LABEL_CELLS_CACHE_LIMIT:
                 cache.clear()
             # Safe before the commit: the mapping is read, not written, and the registry is the one of `state`.
             cache.update({series_id: tuple(cells) for series_id, cells in found.items()})
-        return {series_id: cache[series_id] for series_id in series_ids if cache[series_id]}
+        cells = {series_id: cache[series_id] for series_id in series_ids.tolist() if cache[series_id]}
+        mapping = cell_mapping(cells) if cells else None
+        if len(self._label_mappings) >= _LABEL_MAPPINGS_CACHED:
+            self._label_mappings.clear()
+        self._label_mappings[key] = mapping
+        return mapping
 
     # --- rollups ------------------------------------------------------------------------------
     def watermark(self) -> datetime:
