@@ -247,6 +247,11 @@ def _backfill(
             ours["points_per_second"] / theirs["points_per_second"]
             for ours, theirs in zip(items["ours"], items["influxdb"], strict=True)
         ]
+        # Ours against our own live rate in the same round: what a late point costs beyond a live one.
+        to_live = [
+            ours["points_per_second"] / live["points_per_second"]
+            for ours, live in zip(items["ours"], measured["live"]["ours"], strict=True)
+        ]
         ours_summary = _rounds_summary(items["ours"])
         summary[name] = {
             "age_seconds": ages[name] or 0,
@@ -255,6 +260,8 @@ def _backfill(
             "influxdb_points_per_second": _rounds_summary(items["influxdb"])["points_per_second"],
             "ratio_to_influxdb": round(statistics.median(ratios), 3),
             "ratio_to_influxdb_per_round": [round(ratio, 3) for ratio in ratios],
+            "ratio_to_our_live": round(statistics.median(to_live), 3),
+            "ratio_to_our_live_per_round": [round(ratio, 3) for ratio in to_live],
         }
     summary["bar"] = "every backfill ratio at least 0.5 of InfluxDB's rate (target: 1.0)"
     summary["meets_bar"] = all(summary[name]["ratio_to_influxdb"] >= 0.5 for name in BACKFILL_AGES)

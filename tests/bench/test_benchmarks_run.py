@@ -56,6 +56,7 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
     assert ingest["stage_profile"]
     for age in ("live", "1h", "1d", "30d", "300d"):
         assert ingest["backfill"][age]["ratio_to_influxdb"] > 0, age
+        assert ingest["backfill"][age]["ratio_to_our_live"] > 0, age
 
     live = results["live"]["result"]
     assert live["paced"]["probe_latency"]["samples"] > 0
