@@ -16,7 +16,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from bench import smoke
 from bench.django_server import REPO_ROOT, database_drop, database_versions, manage, prod_environment
+from bench.ports import port_in
 
 BENCH_DATABASE = "analytics_bench_alerting"
 REDIS_DB = 7
@@ -46,14 +46,7 @@ def _log(message: str) -> None:
 
 
 def _port() -> int:
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18650-18699")
+    return port_in(PORTS)
 
 
 class Receiver:

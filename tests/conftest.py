@@ -14,6 +14,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from bench.ports import port_in
 from tests.factories import user_create
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -82,18 +83,6 @@ def api_client_for(user) -> APIClient:
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()
-
-
-def port_in(ports: range) -> int:
-    """The first port of `ports` nothing listens on."""
-    for port in ports:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 def free_port() -> int:
