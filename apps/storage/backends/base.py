@@ -59,7 +59,7 @@ class StorageBackend(ABC):
     # Whether the tiers also keep rows per label value (see PostgresBackend); the query engine uses them
     # only when this is true and `label_keys_registered` says so.
     label_rollups: bool = False
-    # Whether late points may wait in per-tier deltas that queries add to the tiers' rows (see backends/deltas.py).
+    # Whether late points may wait in deltas that queries add to the tiers' rows (see backends/deltas.py).
     deltas: bool = False
 
     def __init__(self, alias: str = "default") -> None:
