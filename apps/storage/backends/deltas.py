@@ -84,18 +84,19 @@ def deltas_pending_read(cursor) -> frozenset[str]:
     return frozenset(table for table in tables if _pending_key(table) not in clean)
 
 
-def deltas_pending_set(cursor, tables: Sequence[str], *, pending: bool) -> None:
-    """Flag `tables` as (maybe) holding deltas, or as empty. A writer changes a flag only when it is clear, so
-    writers wait on one another at most once per table after each time the drain empties it."""
-    keys = [_pending_key(table) for table in tables]
-    if pending:
-        cursor.execute("UPDATE storage_meta SET value = 't' WHERE key = ANY(%s) AND value <> 't'", [keys])
-    else:
-        cursor.execute(
-            "INSERT INTO storage_meta (key, value) SELECT key, 'f' FROM unnest(%s::text[]) AS k(key) "
-            "ON CONFLICT (key) DO UPDATE SET value = 'f'",
-            [keys],
-        )
+# A writer flags the tables it appends to, in the same statement as its label deltas (`_label_deltas_insert`). It
+# changes a flag only when it is clear, so writers wait on one another at most once per table after each time the
+# drain empties it.
+_PENDING_SET = "UPDATE storage_meta SET value = 't' WHERE key = ANY(%(keys)s) AND value <> 't'"
+
+
+def deltas_pending_clear(cursor, tables: Sequence[str]) -> None:
+    """Flag `tables` as empty (the drain, which found them so while holding the watermark row FOR UPDATE)."""
+    cursor.execute(
+        "INSERT INTO storage_meta (key, value) SELECT key, 'f' FROM unnest(%s::text[]) AS k(key) "
+        "ON CONFLICT (key) DO UPDATE SET value = 'f'",
+        [[_pending_key(table) for table in tables]],
+    )
 
 
 def deltas_install(cursor) -> None:
@@ -349,8 +350,7 @@ def _label_deltas_insert(cursor, labelled: list[tuple[Tier, _Groups]], cells: li
             columns=sql.SQL(LABEL_DELTA_COLUMNS), arrays=arrays_sql,
         )  # fmt: skip
         inserts.append(insert)
-    # A writer changes a flag only when it is clear (see deltas_pending_set).
-    flags = sql.SQL("UPDATE storage_meta SET value = 't' WHERE key = ANY(%(keys)s) AND value <> 't'")
+    flags = sql.SQL(_PENDING_SET)
     if inserts:
         statement = sql.SQL("WITH {inserts} {flags}").format(inserts=sql.SQL(", ").join(inserts), flags=flags)
     else:

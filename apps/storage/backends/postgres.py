@@ -51,8 +51,8 @@ from apps.storage.backends.deltas import (
     deltas_copy,
     deltas_fold,
     deltas_install,
+    deltas_pending_clear,
     deltas_pending_read,
-    deltas_pending_set,
     label_delta_table,
 )
 from apps.storage.backends.label_rollups import (
@@ -495,7 +495,7 @@ class PostgresBackend(DailyPartitions, StorageBackend):
                 # Read committed, after the watermark lock: every writer has committed, so these are all the rows.
                 left = frozenset(table for table in pending if _table_has_rows(cursor, table))
                 if pending - left:
-                    deltas_pending_set(cursor, sorted(pending - left), pending=False)
+                    deltas_pending_clear(cursor, sorted(pending - left))
             self._deltas_vacuum(self._deltas_sweep.emptied(left))
             if not left or time.monotonic() - started >= seconds:
                 return folded, bool(left)
