@@ -120,13 +120,8 @@ def deltas_install(cursor) -> None:
         cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [legacy])
         if not cursor.fetchone()[0]:
             continue
-        cursor.execute(sql.SQL(
-            "WITH moved AS (DELETE FROM {delta} RETURNING {key}, count, sum, min, max, last, last_time), {merge} "
-            "SELECT count(*) FROM written"
-        ).format(
-            delta=sql.Identifier(legacy), key=sql.SQL(_SERIES_KEY),
-            merge=_merge_into(tier.table, labels=False),
-        ))  # fmt: skip
+        merges = [_merge_into(tier.table, labels=False)]
+        cursor.execute(_fold_statement(legacy, sql.SQL("TRUE"), labels=False, merges=merges, names=[""]))
         cursor.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(legacy)))
         cursor.execute("DELETE FROM storage_meta WHERE key = %s", [_pending_key(legacy)])
 
@@ -407,6 +402,23 @@ def _merge_into(
     )
 
 
+def _fold_statement(
+    delta: str, condition: sql.Composable, *, labels: bool, merges: list[sql.Composed], names: Sequence[str]
+) -> sql.Composed:
+    """DELETE `delta`'s rows matching `condition` as `moved`, run `merges` (from _merge_into) on them, and return
+    the number of rows the `written<name>` CTEs of `names` changed."""
+    return sql.SQL(
+        "WITH moved AS (DELETE FROM {delta} WHERE {condition} RETURNING {key}, count, sum, min, max, last, "
+        "last_time), {merges} SELECT {total}"
+    ).format(
+        delta=sql.Identifier(delta), condition=condition, key=sql.SQL(_LABEL_KEY if labels else _SERIES_KEY),
+        merges=sql.SQL(", ").join(merges),
+        total=sql.SQL(" + ").join(
+            sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(f"written{name}")) for name in names
+        ),
+    )  # fmt: skip
+
+
 def series_delta_bucket(tier: Tier) -> sql.Composable:
     """A 1-minute delta row's bucket in `tier` (the `bucket` column itself for the 1-minute tier)."""
     if tier is TIER_1M:
@@ -429,16 +441,13 @@ def deltas_fold(cursor, tier: Tier, *, labels: bool, condition: sql.Composable, 
     deltas whichever side is folded first, as both are folded by adding.
     """
     if labels:
-        statement = sql.SQL("WITH moved AS (DELETE FROM {delta} WHERE {condition} RETURNING {key}, count, sum, min, "
-                            "max, last, last_time), {merge} SELECT count(*) FROM written").format(
-            delta=sql.Identifier(label_delta_table(tier)), condition=condition, key=sql.SQL(_LABEL_KEY),
-            merge=_merge_into(tier.labels_table, labels=True),
-        )  # fmt: skip
+        merges = [_merge_into(tier.labels_table, labels=True)]
+        statement = _fold_statement(label_delta_table(tier), condition, labels=True, merges=merges, names=[""])
     else:
         if tier is not TIER_1M:
             raise ValueError("per-series deltas are 1-minute rows: fold them with the 1-minute tier")
-        merges = []
-        for each in TIERS_FINE_TO_COARSE:
+        merges, names = [], [f"_{each.name}" for each in TIERS_FINE_TO_COARSE]
+        for each, name in zip(TIERS_FINE_TO_COARSE, names, strict=True):
             bucket = series_delta_bucket(each)
             where = None
             if each is not TIER_1M:
@@ -446,18 +455,8 @@ def deltas_fold(cursor, tier: Tier, *, labels: bool, condition: sql.Composable, 
                                 "FROM storage_rollup_watermark)").format(
                     bucket=bucket, width=sql.Literal(each.interval), origin=sql.Literal(BUCKET_ORIGIN),
                 )  # fmt: skip
-            merges.append(_merge_into(each.table, labels=False, name=f"_{each.name}", bucket=bucket, where=where))
-        statement = sql.SQL(
-            "WITH moved AS (DELETE FROM {delta} WHERE {condition} RETURNING {key}, count, sum, min, max, last, "
-            "last_time), {merges} SELECT {total}"
-        ).format(
-            delta=sql.Identifier(SERIES_DELTA_TABLE), condition=condition, key=sql.SQL(_SERIES_KEY),
-            merges=sql.SQL(", ").join(merges),
-            total=sql.SQL(" + ").join(
-                sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(f"written_{each.name}"))
-                for each in TIERS_FINE_TO_COARSE
-            ),
-        )  # fmt: skip
+            merges.append(_merge_into(each.table, labels=False, name=name, bucket=bucket, where=where))
+        statement = _fold_statement(SERIES_DELTA_TABLE, condition, labels=False, merges=merges, names=names)
     cursor.execute(statement, parameters)
     return cursor.fetchone()[0]
 
