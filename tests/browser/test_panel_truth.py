@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
@@ -68,7 +69,10 @@ def _format(value: float | None, options: dict) -> str:
     decimals = options.get("decimals")
     if decimals is None:
         decimals = 0 if abs(value) >= 100 else 2
-    text = f"{value:,.{decimals}f}"
+    # Intl.NumberFormat rounds the number's shortest decimal form half away from zero (31.25 -> "31.3", 2.675 ->
+    # "2.68"); Python's format rounds the double's exact binary value half to even (31.2, 2.67).
+    rounded = Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    text = f"{rounded:,.{decimals}f}"
     return f"{text} {options['unit']}" if options.get("unit") else text
 
 
