@@ -306,6 +306,10 @@ STORAGE_ROLLUP_PROVISIONAL_GRACE_SECONDS = env_int("STORAGE_ROLLUP_PROVISIONAL_G
 # Plain PostgreSQL: each refresh run folds late points' deltas into the rollups for at most this long (seconds),
 # after the live refresh, oldest first; the rest waits for the next run (queries add it meanwhile).
 STORAGE_DELTAS_DRAIN_SECONDS = env_float("STORAGE_DELTAS_DRAIN_SECONDS", 5.0, minimum=0.0)
+# Plain PostgreSQL: each refresh run then builds the history of newly registered label keys (see Label rollups in
+# docs/storage.md) for at most this long (seconds; none while the drain is behind), a chunk per transaction;
+# queries use a key once it is built.
+STORAGE_LABEL_HISTORY_BUILD_SECONDS = env_float("STORAGE_LABEL_HISTORY_BUILD_SECONDS", 5.0, minimum=0.0)
 # The most days a source's retention override may keep, per table (0: the table's global retention, so overrides
 # can only shorten it). Partitions and chunks are shared by every source: one source's long retention keeps
 # everyone's old data, so only the operator may allow longer.

@@ -1,5 +1,5 @@
-"""Prometheus figures for storage: query latency by tier, refused queries, and the backlog of late points' deltas
-waiting to be folded into the rollups (served at /metrics)."""
+"""Prometheus figures for storage: query latency by tier, refused queries, the backlog of late points' deltas
+waiting to be folded into the rollups, and label keys whose history is being built (served at /metrics)."""
 
 import logging
 
@@ -38,21 +38,30 @@ class RollupBacklogCollector:
         )
         return pending, oldest
 
+    @staticmethod
+    def _building() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "analytics_label_rollup_keys_building",
+            "Label keys whose history the refresh is still building (grouped queries read per-series rows meanwhile).",
+        )
+
     def describe(self):
-        return list(self._families())
+        return [*self._families(), self._building()]
 
     def collect(self):
-        from apps.storage.selectors import rollup_backlog
+        from apps.storage.selectors import label_keys_building, rollup_backlog
 
         pending, oldest = self._families()
+        building = self._building()
         try:
             for tier, (count, age) in rollup_backlog().items():
                 pending.add_metric([tier], count)
                 if age is not None:
                     oldest.add_metric([tier], age)
+            building.add_metric([], label_keys_building())
         except Exception:  # a scrape must not fail because the database blinked
             logger.warning("rollup backlog unavailable for /metrics", exc_info=True)
-        yield from (pending, oldest)
+        yield from (pending, oldest, building)
 
 
 _collector_registered = False

@@ -160,6 +160,21 @@ def rollup_backlog() -> dict[str, tuple[int, float | None]]:
     return backlog
 
 
+def label_keys_building() -> int:
+    """Label keys registered whose history the refresh is still building (plain PostgreSQL; 0 elsewhere): queries
+    grouped by them read per-series rows meanwhile."""
+    from django.db import connection
+
+    from apps.storage.backends import backend_for
+    from apps.storage.backends.base import BACKEND_POSTGRES
+
+    if backend_for().name != BACKEND_POSTGRES:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM storage_label_rollup WHERE NOT ready")
+        return cursor.fetchone()[0]
+
+
 def retention_defaults() -> dict:
     """Global retention in days per table, and which backend applies it."""
     from apps.storage.backends import backend_for

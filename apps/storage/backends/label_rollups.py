@@ -7,18 +7,24 @@ facility over 24 hours by minute" then reads 5 rows per minute instead of one pe
 its history built) by the refresh job when series appear, and dropped with its rows when it grows past the limit.
 Queries read the watermark, the registry and the rows in one snapshot (REPEATABLE READ), so they see a key's rows
 complete or not at all.
+
+A key registered on a source that already has history is built online, not in the refresh transaction (which
+holds the watermark row, so every write waited for the whole history: 25 to 40 s for the demo's 30 keys). The
+registry row starts not `ready`; writers, the refresh, retention and late-point re-aggregation maintain its rows
+like any key's, queries do not use them, and the refresh builds its history a chunk at a time (see
+`PostgresBackend.label_history_build`), then marks it ready in the chunk's transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from django.conf import settings
 from psycopg import sql
 
 from apps.storage.backends.base import RETENTION_FIELDS, ROLLUP_COLUMNS
-from apps.storage.tiers import TIERS_FINE_TO_COARSE, Tier
+from apps.storage.tiers import BUCKET_ORIGIN, TIERS_FINE_TO_COARSE, Tier
 
 _LABEL_ROLLUP_SOURCE_COLUMNS = "source_id integer NOT NULL, metric text NOT NULL, label_key text NOT NULL, " \
     "label_value text NOT NULL, "  # fmt: skip
@@ -41,6 +47,80 @@ def label_aggregate(tier: Tier, condition: sql.Composable) -> sql.Composed:
         "sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max, last = EXCLUDED.last, "
         "last_time = EXCLUDED.last_time"
     ).format(labels=sql.Identifier(tier.labels_table), table=sql.Identifier(tier.table), condition=condition)
+
+
+# The pending per-series deltas of a history chunk's key and day, copied once per chunk: the delta table has no
+# index, and each of the three tiers' statements scanned all of it (a second each during `make demo`'s backfill).
+LABEL_HISTORY_DELTAS = "storage_label_history_deltas"
+
+
+def label_history_deltas_collect(cursor, parameters: dict) -> None:
+    """Copy the per-series deltas of the key's series (%(source)s, %(metric)s, %(key)s) in the day
+    [%(day)s, %(day_end)s) to LABEL_HISTORY_DELTAS (emptied at commit), for label_history_aggregate."""
+    from apps.storage.backends.deltas import DELTA_COLUMNS, SERIES_DELTA_TABLE
+
+    cursor.execute(
+        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS").format(
+            sql.Identifier(LABEL_HISTORY_DELTAS), sql.Identifier(SERIES_DELTA_TABLE)
+        )
+    )
+    # Emptied at commit, and here too: a caller's transaction (tests) may build several chunks before it commits.
+    cursor.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(LABEL_HISTORY_DELTAS)))
+    cursor.execute(
+        sql.SQL(
+            "INSERT INTO {copy} ({columns}) SELECT {columns} FROM {deltas} WHERE series_id IN (SELECT id FROM "
+            "storage_series WHERE source_id = %(source)s AND metric = %(metric)s AND labels ? %(key)s) "
+            "AND bucket >= %(day)s AND bucket < %(day_end)s"
+        ).format(
+            copy=sql.Identifier(LABEL_HISTORY_DELTAS),
+            columns=sql.SQL(DELTA_COLUMNS),
+            deltas=sql.Identifier(SERIES_DELTA_TABLE),
+        ),
+        parameters,
+    )
+
+
+def label_history_aggregate(tier: Tier, *, deltas: bool = True) -> sql.Composed:
+    """(Re)build `tier`'s label rows of one key (%(source)s, %(metric)s, %(key)s) for buckets in [%(lower)s,
+    %(upper)s), whole hours of one day, from its series' rows plus their pending per-series deltas (a minute's
+    delta counts in its hour and day where those are materialized, as the drain folds it): exact, without folding
+    anything. With `deltas`, label_history_deltas_collect has copied that day's deltas in this transaction
+    (without: the per-series delta table is flagged empty, the rows alone). The caller deletes the key's rows and
+    label deltas in that range first, in the same transaction (the rows now count what those deltas add).
+    """
+    from apps.storage.backends.deltas import DELTA_COLUMNS, series_delta_bucket
+
+    union = sql.SQL("")
+    if deltas:
+        union = sql.SQL(
+            " UNION ALL SELECT {delta_bucket}, series_id, count, sum, min, max, last, last_time FROM {deltas} "
+            "WHERE series_id IN (SELECT id FROM key_series) AND {delta_bucket} >= %(lower)s "
+            "AND {delta_bucket} < %(upper)s AND {delta_bucket} < (SELECT date_bin({width}, watermark, {origin}) "
+            "FROM storage_rollup_watermark)"
+        ).format(
+            delta_bucket=series_delta_bucket(tier),
+            deltas=sql.Identifier(LABEL_HISTORY_DELTAS),
+            width=sql.Literal(tier.interval),
+            origin=sql.Literal(BUCKET_ORIGIN),
+        )
+    return sql.SQL(
+        "WITH key_series AS (SELECT id FROM storage_series WHERE source_id = %(source)s AND metric = %(metric)s "
+        "AND labels ? %(key)s) "
+        "INSERT INTO {labels} (source_id, metric, label_key, label_value, bucket, count, sum, min, max, last, "
+        "last_time) SELECT s.source_id, s.metric, %(key)s, s.labels->>%(key)s, t.bucket, sum(t.count)::bigint, "
+        "sum(t.sum), min(t.min), max(t.max), (array_agg(t.last ORDER BY t.last_time DESC))[1], max(t.last_time) "
+        "FROM (SELECT {columns} FROM {table} WHERE series_id IN (SELECT id FROM key_series) "
+        "AND bucket >= %(lower)s AND bucket < %(upper)s{union}) t JOIN storage_series s ON s.id = t.series_id "
+        "GROUP BY 1, 2, 3, 4, 5 ORDER BY 5 "
+        "ON CONFLICT (source_id, metric, label_key, label_value, bucket) DO UPDATE SET count = EXCLUDED.count, "
+        "sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max, last = EXCLUDED.last, "
+        "last_time = EXCLUDED.last_time"
+    ).format(
+        labels=sql.Identifier(tier.labels_table),
+        columns=sql.SQL(DELTA_COLUMNS),
+        table=sql.Identifier(tier.table),
+        union=union,
+    )
 
 
 def label_rows_delete(cursor, tier: Tier, parameters: dict) -> None:
@@ -73,24 +153,30 @@ def label_rollups_install(cursor) -> None:
         "label_key text NOT NULL, registered_at timestamptz NOT NULL DEFAULT now(), "
         "PRIMARY KEY (source_id, metric, label_key))"
     )
+    # ready: queries may read the key's rows (its history is built); built_until: the history is built below this
+    # bucket (NULL: not started). Keys registered before these columns were built whole at registration.
+    cursor.execute(
+        "ALTER TABLE storage_label_rollup ADD COLUMN IF NOT EXISTS ready boolean NOT NULL DEFAULT true, "
+        "ADD COLUMN IF NOT EXISTS built_until timestamptz"
+    )
 
 
 def label_keys_registered(cursor, *, metric: str, key: str, source_ids: Sequence[int]) -> bool:
-    """Whether every one of these sources has label rollups for (metric, key)."""
+    """Whether every one of these sources has label rollups for (metric, key), their history built."""
     cursor.execute(
-        "SELECT count(*) FROM storage_label_rollup WHERE metric = %s AND label_key = %s AND source_id = ANY(%s::int[])",
+        "SELECT count(*) FROM storage_label_rollup WHERE metric = %s AND label_key = %s AND source_id = ANY(%s::int[]) "
+        "AND ready",
         [metric, key, list(source_ids)],
     )
     return cursor.fetchone()[0] == len(set(source_ids))
 
 
-def label_rollups_sync(cursor, *, before_registering: Callable[[], object]) -> None:
-    """Register label keys with few values, build their history, unregister keys that grew past the limit.
+def label_rollups_sync(cursor) -> None:
+    """Register label keys with few values (not ready: their history is built later, see the module docstring),
+    unregister keys that grew past the limit.
 
-    Runs inside the refresh transaction (the watermark row is locked, so no write re-aggregates meanwhile);
-    `before_registering` runs once before any key's history is built (the refresh folds every delta then).
-    Only new series change the answer, so it is skipped while the newest series id and the limit are as
-    at the last sync.
+    Runs inside the refresh transaction (the watermark row is locked, so no write is open meanwhile). Only new
+    series change the answer, so it is skipped while the newest series id and the limit are as at the last sync.
     """
     limit = settings.STORAGE_LABEL_ROLLUP_MAX_VALUES
     cursor.execute("SELECT coalesce(max(id), 0) FROM storage_series")
@@ -119,24 +205,12 @@ def label_rollups_sync(cursor, *, before_registering: Callable[[], object]) -> N
         )
         for tier in TIERS_FINE_TO_COARSE:
             label_rows_delete(cursor, tier, parameters)
-    if wanted - registered:
-        # A key's history is built from the tiers' rows: with every delta folded into them first.
-        before_registering()
     for source_id, metric, key in sorted(wanted - registered):
+        # From now on every write, fold and build maintains the key's rows; its history is built in chunks.
         cursor.execute(
-            "INSERT INTO storage_label_rollup (source_id, metric, label_key) VALUES (%s, %s, %s)",
+            "INSERT INTO storage_label_rollup (source_id, metric, label_key, ready) VALUES (%s, %s, %s, false)",
             [source_id, metric, key],
         )
-        parameters = {"source": source_id, "metric": metric, "key": key}
-        for tier in TIERS_FINE_TO_COARSE:
-            label_rows_delete(cursor, tier, parameters)  # rows left from an earlier registration
-            cursor.execute(
-                label_aggregate(
-                    tier,
-                    sql.SQL("s.source_id = %(source)s AND s.metric = %(metric)s AND r.label_key = %(key)s"),
-                ),
-                parameters,
-            )
     cursor.execute(
         "INSERT INTO storage_meta (key, value) VALUES ('label_rollup_sync', %s) "
         "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",

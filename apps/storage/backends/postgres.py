@@ -57,6 +57,8 @@ from apps.storage.backends.deltas import (
 )
 from apps.storage.backends.label_rollups import (
     label_aggregate,
+    label_history_aggregate,
+    label_history_deltas_collect,
     label_keys_registered,
     label_rollups_install,
     label_rollups_sync,
@@ -81,6 +83,9 @@ logger = logging.getLogger(__name__)
 MAX_REFRESH_STEP = timedelta(hours=1)
 # Deltas folded per tier per drain transaction: writers wait for each (it holds the watermark FOR UPDATE).
 DELTAS_FOLD_ROWS = 50_000
+# Per-series 1-minute rows a chunk of a new label key's history reads, about (whole hours, at least one): writers
+# wait for each chunk.
+LABEL_HISTORY_CHUNK_ROWS = 200_000
 _LABEL_CELLS_CACHE_LIMIT = 200_000
 _LABEL_MAPPINGS_CACHED = 64  # sets of series (a batch's) whose label cell mapping is kept
 
@@ -449,7 +454,7 @@ class PostgresBackend(DailyPartitions, StorageBackend):
                 )
                 old, provisional = cursor.fetchone()
                 if steps == 0:
-                    label_rollups_sync(cursor, before_registering=lambda: self._deltas_fold_all(cursor))
+                    label_rollups_sync(cursor)
                 if old >= target:
                     # Caught up: only now, so a backlog is never rolled up provisionally and then again exactly.
                     new_provisional, built, recomputed = self._provisional_refresh(
@@ -472,7 +477,122 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         result["deltas_folded"], result["deltas_left"] = self.deltas_drain(
             seconds=settings.STORAGE_DELTAS_DRAIN_SECONDS
         )
+        # Then the history of newly registered label keys, also in bounded transactions, once the drain has caught
+        # up: while deltas are left, a chunk reads the whole per-series delta table and label delta tables (no
+        # index, and bloated by the drain's deletes until it empties them), 4 to 8 s a chunk during `make demo`'s
+        # backfill, writers waiting. Queries are exact either way; only keys being built are not used yet.
+        if result["deltas_left"]:
+            with self.connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM storage_label_rollup WHERE NOT ready")
+                result["label_history_chunks"], result["label_keys_building"] = 0, cursor.fetchone()[0]
+        else:
+            result["label_history_chunks"], result["label_keys_building"] = self.label_history_build(
+                seconds=settings.STORAGE_LABEL_HISTORY_BUILD_SECONDS
+            )
         return result
+
+    def label_history_build(self, *, seconds: float) -> tuple[int, int]:
+        """Build the history of label keys registered but not ready, a chunk per transaction, for up to `seconds`
+        (at least one chunk); (chunks built, keys still building).
+
+        A chunk is one key's label rows in [lower, upper), whole hours of one day, sized so it reads about
+        LABEL_HISTORY_CHUNK_ROWS per-series rows: the transaction holds the watermark row FOR UPDATE, so writers
+        wait for it, as for a drain step. In it, each tier's label rows of the key in [lower, upper) are rebuilt
+        from the tier's per-series rows plus their pending per-series deltas (label_history_aggregate; folding
+        those deltas instead took seconds a chunk while `make demo` loaded its history), and the key's label
+        deltas there are deleted (the rows count what they add now). Everything else maintains the
+        key's rows from its registration on: the refresh builds new buckets, writers append label deltas, the
+        drain folds them, a redelivery re-aggregates whole cells. So once the chunks reach the watermark (and the
+        provisional bound past it), every bucket below is exact and the key is marked ready (queries use it from
+        the next snapshot on).
+        """
+        started = time.monotonic()
+        chunks = 0
+        while True:
+            with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+                # The provisional bound too: 1-minute rows below it were rolled up before the key was registered,
+                # and are not built again when the watermark passes them.
+                cursor.execute("SELECT greatest(watermark, provisional) FROM storage_rollup_watermark FOR UPDATE")
+                bound = cursor.fetchone()[0]
+                cursor.execute(
+                    "SELECT source_id, metric, label_key, built_until FROM storage_label_rollup WHERE NOT ready "
+                    "ORDER BY registered_at, source_id, metric, label_key"
+                )
+                building = cursor.fetchall()
+                if not building:
+                    return chunks, 0
+                source_id, metric, key, built_until = building[0]
+                if self._label_history_chunk(cursor, source_id, metric, key, built_until, bound):
+                    building = building[1:]
+                chunks += 1
+            if not building or time.monotonic() - started >= seconds:
+                return chunks, len(building)
+
+    def _label_history_chunk(
+        self, cursor, source_id: int, metric: str, key: str, built_until: datetime | None, bound: datetime
+    ) -> bool:
+        """Build one chunk of a key's history (see label_history_build) below `bound` (the watermark, or the
+        provisional bound past it); whether the key is ready now."""
+        parameters: dict = {"source": source_id, "metric": metric, "key": key, "origin": BUCKET_ORIGIN}
+        lower = self._label_history_next(cursor, parameters, built_until)
+        if lower is None or lower >= bound:
+            cursor.execute(
+                "UPDATE storage_label_rollup SET ready = true, built_until = %(until)s WHERE source_id = %(source)s "
+                "AND metric = %(metric)s AND label_key = %(key)s",
+                {**parameters, "until": bound},
+            )
+            return True
+        cursor.execute("SELECT count(*) FROM storage_series WHERE source_id = %s AND metric = %s", [source_id, metric])
+        hours = max(1, min(24, LABEL_HISTORY_CHUNK_ROWS // max(1, cursor.fetchone()[0] * 60)))
+        day = bucket_floor(lower, TIER_1D.seconds)
+        # Whole hours; from the day's start when the day is new (its daily bucket starts there), whatever hour
+        # its first data is in.
+        lower = day if built_until is None or built_until <= day else bucket_floor(lower, TIER_1H.seconds)
+        upper = min(lower + timedelta(hours=hours), day + TIER_1D.interval)
+        parameters.update(lower=lower, upper=upper, day=day, day_end=day + TIER_1D.interval)
+        pending = self.deltas_pending(cursor)
+        if SERIES_DELTA_TABLE in pending:
+            label_history_deltas_collect(cursor, parameters)
+        key_in_range = sql.SQL(
+            "source_id = %(source)s AND metric = %(metric)s AND label_key = %(key)s "
+            "AND bucket >= %(lower)s AND bucket < %(upper)s"
+        )
+        for tier in TIERS_FINE_TO_COARSE:
+            tables = [tier.labels_table]
+            if label_delta_table(tier) in pending:
+                tables.append(label_delta_table(tier))
+            for table in tables:
+                delete = sql.SQL("DELETE FROM {} WHERE {}").format(sql.Identifier(table), key_in_range)
+                cursor.execute(delete, parameters)
+            cursor.execute(label_history_aggregate(tier, deltas=SERIES_DELTA_TABLE in pending), parameters)
+        cursor.execute(
+            "UPDATE storage_label_rollup SET built_until = %(upper)s WHERE source_id = %(source)s "
+            "AND metric = %(metric)s AND label_key = %(key)s",
+            parameters,
+        )
+        return False
+
+    def _label_history_next(self, cursor, parameters: dict, after: datetime | None) -> datetime | None:
+        """The earliest bucket at or after `after` (None: any) of any tier row or per-series delta of the key's
+        series, None if there is none: where the next chunk starts, skipping time without data."""
+        after_sql = sql.SQL("") if after is None else sql.SQL(" AND bucket >= %(after)s")
+        firsts = [
+            sql.SQL(
+                "(SELECT min(f.bucket) FROM storage_series s CROSS JOIN LATERAL (SELECT bucket FROM {table} "
+                "WHERE series_id = s.id{after} ORDER BY bucket LIMIT 1) f "
+                "WHERE s.source_id = %(source)s AND s.metric = %(metric)s)"
+            ).format(table=sql.Identifier(tier.table), after=after_sql)
+            for tier in TIERS_FINE_TO_COARSE
+        ]
+        if SERIES_DELTA_TABLE in self.deltas_pending(cursor):
+            firsts.append(
+                sql.SQL(
+                    "(SELECT min(bucket) FROM {table} WHERE series_id IN (SELECT id FROM storage_series "
+                    "WHERE source_id = %(source)s AND metric = %(metric)s){after})"
+                ).format(table=sql.Identifier(SERIES_DELTA_TABLE), after=after_sql)
+            )
+        cursor.execute(sql.SQL("SELECT least({})").format(sql.SQL(", ").join(firsts)), {**parameters, "after": after})
+        return cursor.fetchone()[0]
 
     def deltas_drain(self, *, seconds: float, rows_per_transaction: int | None = None) -> tuple[int, bool]:
         """Fold deltas for up to `seconds` (at least one transaction's worth), about `rows_per_transaction` per table
