@@ -244,3 +244,22 @@ def test_while_the_drain_is_behind_a_refresh_builds_no_chunk(plant, settings, mo
     assert result["deltas_left"] is False
     assert result["label_history_chunks"] > 1
     assert result["label_keys_building"] == 0
+
+
+def test_a_key_of_series_without_rollup_rows_is_ready_at_once(plant):
+    """Nothing to build: the refresh that registers it materializes its rows with the series' own."""
+    backend, now = plant["backend"], plant["now"]
+    backend.rollup_refresh(now=now)
+    _build_all(backend)
+    source = source_create(slug="fresh")
+    ids = [series_create(source=source, metric="m", line=f"l{index % 2}", unit=f"u{index}") for index in range(4)]
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE storage_rollup_watermark SET watermark = %s, provisional = NULL", [now])
+    later = now + timedelta(hours=2)
+    points_write(points=[(series_id, now + timedelta(minutes=minute, seconds=index), float(minute % 7))
+                         for index, series_id in enumerate(ids) for minute in range(90)])  # fmt: skip
+    result = backend.rollup_refresh(now=later)
+    assert result["label_history_chunks"] == 0
+    assert dict(_rows("SELECT label_key, ready FROM storage_label_rollup WHERE source_id = %s", [source.pk])) == {
+        "line": True, "unit": True}  # fmt: skip
+    _label_rows_equal_raw("line")

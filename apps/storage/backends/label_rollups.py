@@ -205,17 +205,42 @@ def label_rollups_sync(cursor) -> None:
         )
         for tier in TIERS_FINE_TO_COARSE:
             label_rows_delete(cursor, tier, parameters)
+    history: dict[tuple[int, str], bool] = {}
     for source_id, metric, key in sorted(wanted - registered):
-        # From now on every write, fold and build maintains the key's rows; its history is built in chunks.
+        # From now on every write, fold and build maintains the key's rows; a history, if there is one, is built
+        # in chunks (ready at once when the series have no rollup rows yet and no delta can be waiting).
+        if (source_id, metric) not in history:
+            history[(source_id, metric)] = _has_history(cursor, source_id, metric)
         cursor.execute(
-            "INSERT INTO storage_label_rollup (source_id, metric, label_key, ready) VALUES (%s, %s, %s, false)",
-            [source_id, metric, key],
+            "INSERT INTO storage_label_rollup (source_id, metric, label_key, ready) VALUES (%s, %s, %s, %s)",
+            [source_id, metric, key, not history[(source_id, metric)]],
         )
     cursor.execute(
         "INSERT INTO storage_meta (key, value) VALUES ('label_rollup_sync', %s) "
         "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
         [state],
     )
+
+
+def _has_history(cursor, source_id: int, metric: str) -> bool:
+    """Whether a new key of (source, metric) may have rows to build: its series have rows in some tier, or
+    per-series deltas may be waiting (the delta table's pending flag is set; it has no index to ask it per series).
+    """
+    from apps.storage.backends.deltas import SERIES_DELTA_TABLE, deltas_pending_read
+
+    if SERIES_DELTA_TABLE in deltas_pending_read(cursor):
+        return True
+    rows = sql.SQL(" OR ").join(
+        sql.SQL("EXISTS (SELECT 1 FROM {} WHERE series_id = s.id)").format(sql.Identifier(tier.table))
+        for tier in TIERS_FINE_TO_COARSE
+    )
+    cursor.execute(
+        sql.SQL(
+            "SELECT EXISTS (SELECT 1 FROM storage_series s WHERE s.source_id = %s AND s.metric = %s AND ({}))"
+        ).format(rows),
+        [source_id, metric],
+    )
+    return cursor.fetchone()[0]
 
 
 def label_rows_delete_expired(cursor, *, tier: Tier, now: datetime, default_days: int) -> int:
