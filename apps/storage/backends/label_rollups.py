@@ -9,10 +9,11 @@ Queries read the watermark, the registry and the rows in one snapshot (REPEATABL
 complete or not at all.
 
 A key registered on a source that already has history is built online, not in the refresh transaction (which
-holds the watermark row, so every write waited for the whole history: 25 to 40 s for the demo's 30 keys). The
-registry row starts not `ready`; writers, the refresh, retention and late-point re-aggregation maintain its rows
-like any key's, queries do not use them, and the refresh builds its history a chunk at a time (see
-`PostgresBackend.label_history_build`), then marks it ready in the chunk's transaction.
+holds the watermark row, so every write waited for the whole history: 15 to 40 s for the demo's 30 keys). The
+registry row starts not `ready` (unless the series have no rows to build from yet); writers, the refresh,
+retention and late-point re-aggregation maintain its rows like any key's, queries do not use them, and the
+refresh builds its history a chunk at a time (see `PostgresBackend.label_history_build`), then marks it ready in
+the chunk's transaction.
 """
 
 from __future__ import annotations
@@ -172,8 +173,8 @@ def label_keys_registered(cursor, *, metric: str, key: str, source_ids: Sequence
 
 
 def label_rollups_sync(cursor) -> None:
-    """Register label keys with few values (not ready: their history is built later, see the module docstring),
-    unregister keys that grew past the limit.
+    """Register label keys with few values (not ready when their series have history to build, which is built
+    later, see the module docstring), unregister keys that grew past the limit.
 
     Runs inside the refresh transaction (the watermark row is locked, so no write is open meanwhile). Only new
     series change the answer, so it is skipped while the newest series id and the limit are as at the last sync.
