@@ -167,12 +167,12 @@ def label_keys_building() -> int:
 
     from apps.storage.backends import backend_for
     from apps.storage.backends.base import BACKEND_POSTGRES
+    from apps.storage.backends.label_rollups import label_keys_building as building
 
     if backend_for().name != BACKEND_POSTGRES:
         return 0
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM storage_label_rollup WHERE NOT ready")
-        return cursor.fetchone()[0]
+        return building(cursor)
 
 
 def retention_defaults() -> dict:

@@ -426,6 +426,13 @@ def series_delta_bucket(tier: Tier) -> sql.Composable:
     return sql.SQL("date_bin({}, bucket, {})").format(sql.Literal(tier.interval), sql.Literal(BUCKET_ORIGIN))
 
 
+def series_delta_materialized(tier: Tier) -> sql.Composed:
+    """A 1-minute delta row's bucket in `tier` is materialized: before the watermark floored to the tier."""
+    return sql.SQL("{bucket} < (SELECT date_bin({width}, watermark, {origin}) FROM storage_rollup_watermark)").format(
+        bucket=series_delta_bucket(tier), width=sql.Literal(tier.interval), origin=sql.Literal(BUCKET_ORIGIN)
+    )
+
+
 def deltas_fold(cursor, tier: Tier, *, labels: bool, condition: sql.Composable, parameters: dict | Sequence) -> int:
     """Fold the per-series deltas (or, with `labels`, `tier`'s label deltas) that match `condition` into their
     rows, additively; the number of rows changed.
@@ -449,12 +456,7 @@ def deltas_fold(cursor, tier: Tier, *, labels: bool, condition: sql.Composable, 
         merges, names = [], [f"_{each.name}" for each in TIERS_FINE_TO_COARSE]
         for each, name in zip(TIERS_FINE_TO_COARSE, names, strict=True):
             bucket = series_delta_bucket(each)
-            where = None
-            if each is not TIER_1M:
-                where = sql.SQL("WHERE {bucket} < (SELECT date_bin({width}, watermark, {origin}) "
-                                "FROM storage_rollup_watermark)").format(
-                    bucket=bucket, width=sql.Literal(each.interval), origin=sql.Literal(BUCKET_ORIGIN),
-                )  # fmt: skip
+            where = None if each is TIER_1M else sql.SQL("WHERE {}").format(series_delta_materialized(each))
             merges.append(_merge_into(each.table, labels=False, name=name, bucket=bucket, where=where))
         statement = _fold_statement(SERIES_DELTA_TABLE, condition, labels=False, merges=merges, names=names)
     cursor.execute(statement, parameters)

@@ -25,17 +25,18 @@ from django.conf import settings
 from psycopg import sql
 
 from apps.storage.backends.base import RETENTION_FIELDS, ROLLUP_COLUMNS
-from apps.storage.tiers import BUCKET_ORIGIN, TIERS_FINE_TO_COARSE, Tier
+from apps.storage.tiers import TIERS_FINE_TO_COARSE, Tier
 
 _LABEL_ROLLUP_SOURCE_COLUMNS = "source_id integer NOT NULL, metric text NOT NULL, label_key text NOT NULL, " \
     "label_value text NOT NULL, "  # fmt: skip
 
 
-def label_aggregate(tier: Tier, condition: sql.Composable) -> sql.Composed:
+def label_aggregate(tier: Tier, condition: sql.Composable, rows: sql.Composable | None = None) -> sql.Composed:
     """(Re)build `tier`'s label rows from its per-series rows that match `condition`, for registered keys.
 
     Groups are whole (source, metric, key, value, bucket) cells: the condition must select every series row
     of a cell (conditions are on source, metric and bucket only), so an upsert replaces the cell exactly.
+    `rows` replaces the tier's table as what is aggregated (a subquery shaped like it).
     """
     return sql.SQL(
         "INSERT INTO {labels} (source_id, metric, label_key, label_value, bucket, count, sum, min, max, last, "
@@ -47,7 +48,7 @@ def label_aggregate(tier: Tier, condition: sql.Composable) -> sql.Composed:
         "ON CONFLICT (source_id, metric, label_key, label_value, bucket) DO UPDATE SET count = EXCLUDED.count, "
         "sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max, last = EXCLUDED.last, "
         "last_time = EXCLUDED.last_time"
-    ).format(labels=sql.Identifier(tier.labels_table), table=sql.Identifier(tier.table), condition=condition)
+    ).format(labels=sql.Identifier(tier.labels_table), table=rows or sql.Identifier(tier.table), condition=condition)
 
 
 # The pending per-series deltas of a history chunk's key and day, copied once per chunk: the delta table has no
@@ -89,38 +90,29 @@ def label_history_aggregate(tier: Tier, *, deltas: bool = True) -> sql.Composed:
     (without: the per-series delta table is flagged empty, the rows alone). The caller deletes the key's rows and
     label deltas in that range first, in the same transaction (the rows now count what those deltas add).
     """
-    from apps.storage.backends.deltas import DELTA_COLUMNS, series_delta_bucket
+    from apps.storage.backends.deltas import DELTA_COLUMNS, series_delta_bucket, series_delta_materialized
 
+    key_series = sql.SQL(
+        "SELECT id FROM storage_series WHERE source_id = %(source)s AND metric = %(metric)s AND labels ? %(key)s"
+    )
     union = sql.SQL("")
     if deltas:
         union = sql.SQL(
             " UNION ALL SELECT {delta_bucket}, series_id, count, sum, min, max, last, last_time FROM {deltas} "
-            "WHERE series_id IN (SELECT id FROM key_series) AND {delta_bucket} >= %(lower)s "
-            "AND {delta_bucket} < %(upper)s AND {delta_bucket} < (SELECT date_bin({width}, watermark, {origin}) "
-            "FROM storage_rollup_watermark)"
+            "WHERE series_id IN ({key_series}) AND {delta_bucket} >= %(lower)s "
+            "AND {delta_bucket} < %(upper)s AND {materialized}"
         ).format(
             delta_bucket=series_delta_bucket(tier),
             deltas=sql.Identifier(LABEL_HISTORY_DELTAS),
-            width=sql.Literal(tier.interval),
-            origin=sql.Literal(BUCKET_ORIGIN),
+            key_series=key_series,
+            materialized=series_delta_materialized(tier),
         )
-    return sql.SQL(
-        "WITH key_series AS (SELECT id FROM storage_series WHERE source_id = %(source)s AND metric = %(metric)s "
-        "AND labels ? %(key)s) "
-        "INSERT INTO {labels} (source_id, metric, label_key, label_value, bucket, count, sum, min, max, last, "
-        "last_time) SELECT s.source_id, s.metric, %(key)s, s.labels->>%(key)s, t.bucket, sum(t.count)::bigint, "
-        "sum(t.sum), min(t.min), max(t.max), (array_agg(t.last ORDER BY t.last_time DESC))[1], max(t.last_time) "
-        "FROM (SELECT {columns} FROM {table} WHERE series_id IN (SELECT id FROM key_series) "
-        "AND bucket >= %(lower)s AND bucket < %(upper)s{union}) t JOIN storage_series s ON s.id = t.series_id "
-        "GROUP BY 1, 2, 3, 4, 5 ORDER BY 5 "
-        "ON CONFLICT (source_id, metric, label_key, label_value, bucket) DO UPDATE SET count = EXCLUDED.count, "
-        "sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max, last = EXCLUDED.last, "
-        "last_time = EXCLUDED.last_time"
-    ).format(
-        labels=sql.Identifier(tier.labels_table),
-        columns=sql.SQL(DELTA_COLUMNS),
-        table=sql.Identifier(tier.table),
-        union=union,
+    rows = sql.SQL(
+        "(SELECT {columns} FROM {table} WHERE series_id IN ({key_series}) "
+        "AND bucket >= %(lower)s AND bucket < %(upper)s{union})"
+    ).format(columns=sql.SQL(DELTA_COLUMNS), table=sql.Identifier(tier.table), key_series=key_series, union=union)
+    return label_aggregate(
+        tier, sql.SQL("s.source_id = %(source)s AND s.metric = %(metric)s AND r.label_key = %(key)s"), rows
     )
 
 
@@ -170,6 +162,12 @@ def label_keys_registered(cursor, *, metric: str, key: str, source_ids: Sequence
         [metric, key, list(source_ids)],
     )
     return cursor.fetchone()[0] == len(set(source_ids))
+
+
+def label_keys_building(cursor) -> int:
+    """How many registered keys still have their history to build (queries do not read them yet)."""
+    cursor.execute("SELECT count(*) FROM storage_label_rollup WHERE NOT ready")
+    return cursor.fetchone()[0]
 
 
 def label_rollups_sync(cursor) -> None:

@@ -59,6 +59,7 @@ from apps.storage.backends.label_rollups import (
     label_aggregate,
     label_history_aggregate,
     label_history_deltas_collect,
+    label_keys_building,
     label_keys_registered,
     label_rollups_install,
     label_rollups_sync,
@@ -483,8 +484,7 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         # backfill, writers waiting. Queries are exact either way; only keys being built are not used yet.
         if result["deltas_left"]:
             with self.connection.cursor() as cursor:
-                cursor.execute("SELECT count(*) FROM storage_label_rollup WHERE NOT ready")
-                result["label_history_chunks"], result["label_keys_building"] = 0, cursor.fetchone()[0]
+                result["label_history_chunks"], result["label_keys_building"] = 0, label_keys_building(cursor)
         else:
             result["label_history_chunks"], result["label_keys_building"] = self.label_history_build(
                 seconds=settings.STORAGE_LABEL_HISTORY_BUILD_SECONDS
@@ -534,7 +534,8 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         """Build one chunk of a key's history (see label_history_build) below `bound` (the watermark, or the
         provisional bound past it); whether the key is ready now."""
         parameters: dict = {"source": source_id, "metric": metric, "key": key, "origin": BUCKET_ORIGIN}
-        lower = self._label_history_next(cursor, parameters, built_until)
+        pending = self.deltas_pending(cursor)
+        lower = self._label_history_next(cursor, parameters, built_until, deltas=SERIES_DELTA_TABLE in pending)
         if lower is None or lower >= bound:
             cursor.execute(
                 "UPDATE storage_label_rollup SET ready = true, built_until = %(until)s WHERE source_id = %(source)s "
@@ -550,7 +551,6 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         lower = day if built_until is None or built_until <= day else bucket_floor(lower, TIER_1H.seconds)
         upper = min(lower + timedelta(hours=hours), day + TIER_1D.interval)
         parameters.update(lower=lower, upper=upper, day=day, day_end=day + TIER_1D.interval)
-        pending = self.deltas_pending(cursor)
         if SERIES_DELTA_TABLE in pending:
             label_history_deltas_collect(cursor, parameters)
         key_in_range = sql.SQL(
@@ -572,9 +572,10 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         )
         return False
 
-    def _label_history_next(self, cursor, parameters: dict, after: datetime | None) -> datetime | None:
-        """The earliest bucket at or after `after` (None: any) of any tier row or per-series delta of the key's
-        series, None if there is none: where the next chunk starts, skipping time without data."""
+    def _label_history_next(self, cursor, parameters: dict, after: datetime | None, *, deltas: bool) -> datetime | None:
+        """The earliest bucket at or after `after` (None: any) of any tier row or (with `deltas`: the per-series
+        delta table is flagged pending) per-series delta of the key's series, None if there is none: where the next
+        chunk starts, skipping time without data."""
         after_sql = sql.SQL("") if after is None else sql.SQL(" AND bucket >= %(after)s")
         firsts = [
             sql.SQL(
@@ -584,7 +585,7 @@ class PostgresBackend(DailyPartitions, StorageBackend):
             ).format(table=sql.Identifier(tier.table), after=after_sql)
             for tier in TIERS_FINE_TO_COARSE
         ]
-        if SERIES_DELTA_TABLE in self.deltas_pending(cursor):
+        if deltas:
             firsts.append(
                 sql.SQL(
                     "(SELECT min(bucket) FROM {table} WHERE series_id IN (SELECT id FROM storage_series "
