@@ -86,6 +86,7 @@ BACKFILL_POINTS = {"full": 10_000_000, "quick": 1_000_000, "smoke": 20_000}
 BACKFILL_DAYS = 30
 REFERENCE_SECONDS = 30  # the query mix alone, before the backfill and after its drain (the same-run reference)
 REFRESH_EVERY_SECONDS = 10
+REDELIVER_EVERY = 25  # every 25th backfill batch is written twice (a redelivery, re-aggregated)
 
 
 def _log(message: str) -> None:
@@ -923,9 +924,10 @@ def _split_medians(splits: list[dict]) -> dict:
 def _backfill_drain(ids: list[int], end: datetime, user, *, points: int) -> dict:
     """Write `points` late points spread over the 30 days before `end` (half a second off the 1 Hz data, so each is
     new: the delta path) in one process, run the refresh as the beat task does (a run every 10 s, each folding
-    deltas for at most STORAGE_DELTAS_DRAIN_SECONDS) in another, and the dashboard queries (cold, cache emptied)
-    in this one, from the first write until the backlog is drained. Three processes, as in a deployment (ingest,
-    worker, web), so none waits for another's Python.
+    deltas for at most STORAGE_DELTAS_DRAIN_SECONDS) in another, a live source (1,000 points a second, each write
+    timed) in a third, and the dashboard queries (cold, cache emptied) in this one, from the first write until the
+    backlog is drained. Separate processes, as in a deployment (ingest, worker, web), so none waits for another's
+    Python.
 
     The same query mix runs alone before (on the data as loaded) and after (on the same data as during the drain,
     now folded) for REFERENCE_SECONDS each: the same-run reference on a machine others may share.
@@ -940,7 +942,7 @@ def _backfill_drain(ids: list[int], end: datetime, user, *, points: int) -> dict
                 [sys.executable, "-m", "bench.storage", "--backfill-part", role, "--arguments", json.dumps(arguments)],
                 cwd=REPO_ROOT,
             )
-            for role in ("writer", "refresher")
+            for role in ("writer", "refresher", "live")
         }
         latencies: dict[str, list[float]] = {name: [] for name in _cases(end, 0)}
         splits: list[dict] = []
@@ -961,6 +963,7 @@ def _backfill_drain(ids: list[int], end: datetime, user, *, points: int) -> dict
                 raise RuntimeError(f"the backfill {role} failed (exit {child.returncode})")
         report = {"points": points, "days": BACKFILL_DAYS, "series": SERIES, "batch_points": BATCH_SECONDS * SERIES}
         report.update(json.loads((folder / "writer.json").read_text()))
+        report["live_write_ms"] = json.loads((folder / "live.json").read_text())
         refreshes = json.loads((folder / "refresher.json").read_text())
     reference_after = _mix_for(end, user, seconds=reference_seconds, first_repetition=repetition)
     meanwhile = _mix_report(latencies, splits)
@@ -985,8 +988,11 @@ def _backfill_drain(ids: list[int], end: datetime, user, *, points: int) -> dict
         "queries_reference_after_drain": reference_after,
         "target_p95_ms": TARGET_P95_MS,
         "target_pass": meanwhile["target_pass"],
-        "note": "three processes: the backfill writer (points_write, batches of 10,000), the refresh every 10 s as "
-        "the beat task runs it (folding for at most STORAGE_DELTAS_DRAIN_SECONDS a run after moving the watermark), "
+        "note": "four processes: the backfill writer (points_write, batches of 10,000, each timed as batch_ms; "
+        "every 25th batch is written twice, a redelivery whose points all replace themselves, timed as "
+        "redelivery_ms), the refresh every 10 s as the beat task runs it (folding for at most "
+        "STORAGE_DELTAS_DRAIN_SECONDS a run after moving the watermark), a live source writing 1,000 points a "
+        "second stamped after the backfilled range (each write timed as live_write_ms), "
         "and cold dashboard queries back to back (cache emptied), from the first write until every delta is folded. "
         f"References: the same mix alone for {REFERENCE_SECONDS} s before the backfill (the data as loaded) and "
         "after the drain (the same data as during it, folded).",
@@ -1007,19 +1013,44 @@ def _backfill_part(role: str, arguments: dict) -> None:
         span = BACKFILL_DAYS * 86_400
         step = span / (points / SERIES)  # seconds between one series' backfilled points
         first = end - timedelta(seconds=span)
-        started, batch, count = time.perf_counter(), [], 0
+        started, batch, count, batches = time.perf_counter(), [], 0, 0
+        redelivery_ms: list[float] = []
+        batch_ms: list[float] = []  # the first writes of batches (a drain step holds them up)
         for index in range(points // SERIES):
             moment = first + timedelta(seconds=math.floor(index * step) + 0.5)
             batch.extend((series_id, moment, 15.0 + (series_id % 7)) for series_id in ids)
             if len(batch) >= BATCH_SECONDS * SERIES:
+                written = time.perf_counter()
                 count += points_write(points=batch).late_buckets
+                batch_ms.append((time.perf_counter() - written) * 1000)
+                batches += 1
+                if batches % (1 if smoke() else REDELIVER_EVERY) == 0:  # a smoke run: each of its 2 batches
+                    # A consumer that lost its commit sends the batch again: every point replaced, re-aggregated.
+                    again = time.perf_counter()
+                    points_write(points=batch)
+                    redelivery_ms.append((time.perf_counter() - again) * 1000)
                 batch = []
         if batch:
             count += points_write(points=batch).late_buckets
         seconds = time.perf_counter() - started
         figures = {"write_seconds": round(seconds, 1), "write_points_per_second": round(points / seconds),
-                   "delta_rows_written": count}  # fmt: skip
+                   "delta_rows_written": count, "batch_ms": _summary(batch_ms) if batch_ms else None,
+                   "redeliveries": len(redelivery_ms),
+                   "redelivery_ms": _summary(redelivery_ms) if redelivery_ms else None}  # fmt: skip
         (folder / "writer.json").write_text(json.dumps(figures))
+        return
+    if role == "live":
+        # A live source beside the backfill: 1,000 points stamped after the backfilled range every second, each
+        # write timed (a drain step or a redelivery that holds them up shows here), until the refresher is done.
+        live_ms: list[float] = []
+        second = 0
+        while not (folder / "refresher.json").exists():
+            started = time.perf_counter()
+            second += 1
+            points_write(points=[(series_id, end + timedelta(seconds=second), 20.0) for series_id in ids])
+            live_ms.append((time.perf_counter() - started) * 1000)
+            time.sleep(max(0.0, 1.0 - (time.perf_counter() - started)))
+        (folder / "live.json").write_text(json.dumps(_summary(live_ms) if live_ms else None))
         return
     from apps.storage.selectors import rollup_backlog
 
@@ -1056,7 +1087,9 @@ def _worker_main() -> int:
     parser.add_argument("--worker", action="store_true")
     parser.add_argument("--output")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--backfill-part", choices=["writer", "refresher"], help="One process of the backfill phase.")
+    parser.add_argument(
+        "--backfill-part", choices=["writer", "refresher", "live"], help="One process of the backfill phase."
+    )
     parser.add_argument("--arguments", help="The backfill phase's arguments, as JSON.")
     arguments = parser.parse_args()
     import django

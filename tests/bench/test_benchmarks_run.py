@@ -77,6 +77,9 @@ def test_every_benchmark_runs_to_its_end_and_writes_its_figures(tmp_path: Path):
     # The backfill phase: absorbed, and the query mix timed during the drain and alone before and after it.
     backfill = storage["backfill"]
     assert backfill["seconds_from_first_write_to_drained"] > 0
+    assert backfill["redeliveries"] > 0  # batches written twice: the re-aggregating path under a backlog
+    assert backfill["redelivery_ms"]["n"] == backfill["redeliveries"]
+    assert backfill["live_write_ms"]["n"] > 0  # the live source beside the backfill
     assert backfill["queries_meanwhile_detail"]["all"]["n"] > 0
     for phase in ("queries_reference_before_backfill", "queries_reference_after_drain"):
         assert backfill[phase]["all"]["n"] >= 12, phase  # at least 3 rounds of the 4 queries

@@ -1,4 +1,5 @@
-"""A rollup refresh raced against a write whose transaction is still open (the watermark lock protocol)."""
+"""Rollup maintenance raced against writes (the watermark lock protocol): a refresh against a write whose
+transaction is still open, and late and live writes against a maintenance step held open."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import datetime
 from django.db import transaction
 
 from apps.storage.backends import backend_for
-from tests.waiting import database_thread
+from tests.waiting import database_thread, lock_waiters, wait_for
 
 
 def refresh_during_open_write(write: Callable[[], object], *, now: datetime) -> None:
@@ -39,3 +40,42 @@ def refresh_during_open_write(write: Callable[[], object], *, now: datetime) -> 
         thread.join(20)
     assert not errors, errors
     assert refreshed.is_set()
+
+
+def writes_during_paused_step(
+    run: Callable[[], object],
+    *,
+    in_step: threading.Event,
+    release: threading.Event,
+    live: Callable[[], object],
+    late: Callable[[], object],
+    what: str,
+) -> None:
+    """Run `run` (a drain or history build whose step, patched by the caller, sets `in_step` and then waits for
+    `release`) in a thread; while the step is held open, `live` (a write of live points) must finish and `late` (a
+    write of late, new points) must wait for a lock; both finish once it is released."""
+    errors: list[BaseException] = []
+    live_done, late_done = threading.Event(), threading.Event()
+
+    def done_after(write: Callable[[], object], done: threading.Event) -> Callable[[], None]:
+        return lambda: (write(), done.set())
+
+    runner = database_thread(run, errors)
+    runner.start()
+    assert in_step.wait(10), f"the {what} did not reach its step"
+    writers = [
+        database_thread(done_after(live, live_done), errors),
+        database_thread(done_after(late, late_done), errors),
+    ]
+    for thread in writers:
+        thread.start()
+    try:
+        assert live_done.wait(10), f"a live write waited for the {what}"
+        wait_for(lambda: lock_waiters() >= 1, timeout=10, what=f"the late write waiting for the {what}")
+        assert not late_done.is_set()
+    finally:
+        release.set()
+        for thread in [runner, *writers]:
+            thread.join(30)
+    assert not errors, errors
+    assert late_done.is_set()

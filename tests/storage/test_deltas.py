@@ -10,16 +10,19 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from psycopg import sql
 
 from apps.storage.backends import backend_for, postgres
+from apps.storage.backends.deltas import deltas_fold, label_delta_table
 from apps.storage.query.engine import query_execute
 from apps.storage.query.spec import QuerySpec
 from apps.storage.selectors import rollup_backlog
 from apps.storage.services import points_write
-from apps.storage.tiers import BUCKET_ORIGIN, bucket_floor
+from apps.storage.tiers import BUCKET_ORIGIN, TIER_1M, TIERS_FINE_TO_COARSE, bucket_floor
 from tests.factories import user_create
 from tests.storage.conftest import storage_tables_reset
 from tests.storage.factories import series_create, source_create
+from tests.storage.races import writes_during_paused_step
 from tests.waiting import database_thread, lock_waiters, wait_for
 
 
@@ -207,19 +210,25 @@ def test_a_backlog_scrape_reads_only_the_flagged_delta_tables_once_each(plant):
     assert set(rollup_backlog().values()) == {(0, None)}
 
 
+def _one_series_rolled_up(settings, slug: str):
+    """A series with one point an hour ago, rolled up (the watermark a minute back): (its id, now, that minute)."""
+    settings.STORAGE_ROLLUP_GRACE_SECONDS = 60
+    now = bucket_floor(timezone.now(), 60)
+    storage_tables_reset(watermark=now - timedelta(hours=2))
+    series_id = series_create(source=source_create(slug=slug), metric="m", device="d1")
+    minute = now - timedelta(hours=1)
+    points_write(points=[(series_id, minute, 1.0)])
+    backend_for().rollup_refresh(now=now)
+    return series_id, now, minute
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_re_aggregating_write_waits_for_open_delta_writers_and_counts_each_point_once(
     settings, storage_committed_cleanup
 ):
     """A write that replaces points recomputes its buckets from raw points after folding the deltas: a delta writer
     still open would have its point counted by the recomputation and again by its delta. It waits instead."""
-    settings.STORAGE_ROLLUP_GRACE_SECONDS = 60
-    now = bucket_floor(timezone.now(), 60)
-    storage_tables_reset(watermark=now - timedelta(hours=2))
-    series_id = series_create(source=source_create(slug="race"), metric="m", device="d1")
-    minute = now - timedelta(hours=1)
-    points_write(points=[(series_id, minute, 1.0)])
-    backend_for().rollup_refresh(now=now)
+    series_id, _, minute = _one_series_rolled_up(settings, "race")
     errors: list[BaseException] = []
     written, release = threading.Event(), threading.Event()
 
@@ -355,3 +364,119 @@ def test_an_old_database_s_hour_and_day_deltas_are_folded_and_dropped_on_install
         4.0,
         hour + timedelta(minutes=59),
     )
+
+
+_MERGED = sql.SQL(
+    "SELECT key, bucket, sum(count), sum(sum), min(min), max(max), (array_agg(last ORDER BY last_time DESC))[1], "
+    "max(last_time) FROM ({rows} UNION ALL {deltas}) AS merged "
+    "WHERE bucket < (SELECT date_bin(%(width)s, watermark, %(origin)s) FROM storage_rollup_watermark) GROUP BY 1, 2"
+)
+_RAW = sql.SQL(
+    "SELECT {key}, date_bin(%(width)s, p.time, %(origin)s) AS bucket, count(*), sum(p.value), min(p.value), "
+    "max(p.value), (array_agg(p.value ORDER BY p.time DESC))[1], max(p.time) FROM points p "
+    "JOIN storage_series s ON s.id = p.series_id "
+    "WHERE p.time < (SELECT date_bin(%(width)s, watermark, %(origin)s) FROM storage_rollup_watermark) GROUP BY 1, 2"
+)
+
+
+def _by_key(statement: sql.Composed, tier) -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute(statement, {"width": tier.interval, "origin": BUCKET_ORIGIN})
+        return {(row[0], row[1]): row[2:] for row in cursor.fetchall()}
+
+
+def _every_tier_equals_raw() -> None:
+    """Every materialized per-series row and facility label row of every tier, merged with its pending deltas (as
+    a query reads them), equals the raw points' aggregate (small integers: float sums are exact)."""
+    columns = sql.SQL("count, sum, min, max, last, last_time")
+    for tier in TIERS_FINE_TO_COARSE:
+        series = _MERGED.format(
+            rows=sql.SQL("SELECT series_id AS key, bucket, {} FROM {}").format(columns, sql.Identifier(tier.table)),
+            deltas=sql.SQL("SELECT series_id, date_bin(%(width)s, bucket, %(origin)s), {} FROM points_1m_delta").format(
+                columns
+            ),
+        )
+        assert _by_key(series, tier) == _by_key(_RAW.format(key=sql.SQL("p.series_id")), tier), tier.name
+        labels = _MERGED.format(
+            rows=sql.SQL("SELECT label_value AS key, bucket, {} FROM {} WHERE label_key = 'facility'").format(
+                columns, sql.Identifier(tier.labels_table)
+            ),
+            deltas=sql.SQL("SELECT label_value, bucket, {} FROM {} WHERE label_key = 'facility'").format(
+                columns, sql.Identifier(label_delta_table(tier))
+            ),
+        )
+        assert _by_key(labels, tier) == _by_key(_RAW.format(key=sql.SQL("s.labels->>'facility'")), tier), tier.name
+
+
+@pytest.mark.parametrize("drained", ["nothing", "series deltas", "label deltas"])
+def test_a_redelivery_amid_pending_deltas_recomputes_only_what_it_touched_and_stays_exact(db, settings, drained):
+    """A redelivery (its points replace stored ones) below the watermark, while late points' deltas wait: per
+    series, per label cell and in every tier the answer stays exact, whichever kind of delta the drain had folded,
+    and it folds none of the backlog: only the per-series deltas of the minutes it recomputed from raw are gone."""
+    settings.STORAGE_ROLLUP_GRACE_SECONDS = 60
+    now = bucket_floor(timezone.now(), 60)
+    start = bucket_floor(now - timedelta(days=3), 86_400)
+    storage_tables_reset(watermark=start)
+    source = source_create(slug="redelivery")
+    ids = [series_create(source=source, metric="m", device=f"d{index}", facility=f"f{index % 2}") for index in range(4)]
+    points_write(points=[(series_id, start + timedelta(minutes=10 * step, seconds=index), float(step % 5))
+                         for index, series_id in enumerate(ids) for step in range(2 * 144)])  # fmt: skip
+    backend_for().rollup_refresh(now=now)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT label_key, ready FROM storage_label_rollup WHERE source_id = %s", [source.pk])
+        assert dict(cursor.fetchall()) == {"device": True, "facility": True}
+    # Late new points (deltas) on both days, every series, in minutes that hold points and in new ones.
+    late = [(series_id, start + timedelta(days=day, hours=hour, minutes=minute, seconds=30 + index), index + 1.0)
+            for index, series_id in enumerate(ids) for day in (0, 1) for hour in (3, 7)
+            for minute in (0, 10, 25)]  # fmt: skip
+    assert not points_write(points=late).upserted
+    if drained != "nothing":
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR UPDATE")
+            if drained == "series deltas":
+                deltas_fold(cursor, TIER_1M, labels=False, condition=sql.SQL("TRUE"), parameters={})
+            else:
+                for tier in TIERS_FINE_TO_COARSE:
+                    deltas_fold(cursor, tier, labels=True, condition=sql.SQL("TRUE"), parameters={})
+    _every_tier_equals_raw()
+    before = _count("points_1m_delta")
+    # The redelivery: two series' late points of day 0, 03:00 (other values), and one stored point of day 0.
+    again = [(series_id, moment, value * 10) for series_id, moment, value in late
+             if series_id in ids[:2] and moment < start + timedelta(days=1, hours=-20)]  # fmt: skip
+    again.append((ids[0], start + timedelta(minutes=30), 42.0))
+    assert points_write(points=again).upserted
+    _every_tier_equals_raw()
+    # The minutes it touched that had a pending delta: 2 series x 3 late minutes (the 00:30 minute has none).
+    expected = before if drained == "series deltas" else before - 2 * 3
+    assert _count("points_1m_delta") == expected  # nothing else folded: day 1's and 07:00's deltas wait
+    backend_for().deltas_drain(seconds=60)
+    assert _count("points_1m_delta") == 0
+    _every_tier_equals_raw()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_step_holds_up_late_writes_but_not_live_ones(settings, storage_committed_cleanup, monkeypatch):
+    """A drain transaction excludes delta writers (the late-write lock) and the refresh (the watermark row), but not
+    live writes: they share the watermark row with it, and under a backfill's drain they went on meanwhile."""
+    series_id, now, minute = _one_series_rolled_up(settings, "drain-lock")
+    assert points_write(points=[(series_id, minute + timedelta(seconds=10), 2.0)]).late_buckets  # a delta
+    in_step, release = threading.Event(), threading.Event()
+    fold_step = postgres.DeltasSweep.fold_step
+
+    def paused_step(self, cursor, tier, **options):
+        changed = fold_step(self, cursor, tier, **options)
+        in_step.set()
+        release.wait(20)
+        return changed
+
+    monkeypatch.setattr(postgres.DeltasSweep, "fold_step", paused_step)
+    writes_during_paused_step(
+        lambda: backend_for().deltas_drain(seconds=0), in_step=in_step, release=release, what="drain step",
+        live=lambda: points_write(points=[(series_id, now + timedelta(seconds=5), 3.0)]),
+        late=lambda: points_write(points=[(series_id, minute + timedelta(seconds=20), 4.0)]),
+    )  # fmt: skip
+    monkeypatch.undo()
+    backend_for().deltas_drain(seconds=60)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count, sum FROM points_1m WHERE series_id = %s AND bucket = %s", [series_id, minute])
+        assert cursor.fetchone() == (3, 7.0)

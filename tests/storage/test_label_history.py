@@ -4,6 +4,7 @@ redeliveries and drains interleave with the chunks."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -20,6 +21,7 @@ from tests.factories import user_create
 from tests.storage.conftest import storage_tables_reset
 from tests.storage.factories import series_create, source_create
 from tests.storage.oracle import assert_grouped_answer
+from tests.storage.races import writes_during_paused_step
 
 DAYS = 3
 DEVICES = 6
@@ -263,3 +265,47 @@ def test_a_key_of_series_without_rollup_rows_is_ready_at_once(plant):
     assert dict(_rows("SELECT label_key, ready FROM storage_label_rollup WHERE source_id = %s", [source.pk])) == {
         "line": True, "unit": True}  # fmt: skip
     _label_rows_equal_raw("line")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_history_chunk_holds_up_late_writes_but_not_live_ones(settings, storage_committed_cleanup, monkeypatch):
+    """A chunk excludes delta writers and the refresh, as a drain step does, but not live writes."""
+    settings.STORAGE_ROLLUP_GRACE_SECONDS = 60
+    settings.STORAGE_LABEL_ROLLUP_MAX_VALUES = 0
+    now = bucket_floor(timezone.now(), 60)
+    start = now - timedelta(hours=3)
+    storage_tables_reset(watermark=start)
+    source = source_create(slug="chunk-lock")
+    labels = {index: {"device": f"d{index}", "facility": f"f{index % 2}"} for index in range(4)}
+    ids = {index: series_create(source=source, metric="m", **labels[index]) for index in range(4)}
+    truth = {(series_id, start + timedelta(minutes=minute, seconds=index)): float(minute % 7)
+             for index, series_id in ids.items() for minute in range(0, 170, 5)}  # fmt: skip
+    points_write(points=[(series_id, moment, value) for (series_id, moment), value in truth.items()])
+    backend = backend_for()
+    backend.rollup_refresh(now=now)
+    settings.STORAGE_LABEL_ROLLUP_MAX_VALUES = 100
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR UPDATE")
+        label_rollups_sync(cursor)
+    assert _keys() == {"device": False, "facility": False}
+    in_chunk, release = threading.Event(), threading.Event()
+    chunk = postgres.PostgresBackend._label_history_chunk
+
+    def paused_chunk(self, *arguments):
+        ready = chunk(self, *arguments)
+        in_chunk.set()
+        release.wait(20)
+        return ready
+
+    monkeypatch.setattr(postgres.PostgresBackend, "_label_history_chunk", paused_chunk)
+    writes_during_paused_step(
+        lambda: backend_for().label_history_build(seconds=0), in_step=in_chunk, release=release,
+        what="history chunk", live=lambda: points_write(points=[(ids[0], now + timedelta(seconds=5), 3.0)]),
+        late=lambda: points_write(points=[(ids[1], start + timedelta(minutes=7, seconds=30), 4.0)]),
+    )  # fmt: skip
+    monkeypatch.undo()
+    _build_all(backend)
+    assert _keys() == {"device": True, "facility": True}
+    assert backend.deltas_drain(seconds=60)[1] is False
+    for key in ("device", "facility"):
+        _label_rows_equal_raw(key)

@@ -22,7 +22,8 @@ backfill read while it drains (an hour's label deltas are 60 times fewer rows th
 Queries read every rollup segment's deltas beside its rows (per series, or per label cell when the segment reads
 label rows: a few rows, however many series a backfill touched); the refresh folds both kinds into their rows,
 additively, in bounded transactions. A write that replaced points (a redelivery) cannot be expressed as a delta: it
-folds the deltas of the cells and days it touched and re-aggregates its buckets exactly, as before.
+re-aggregates the buckets and label cells it touched exactly, and deletes the deltas those now count
+(PostgresBackend._reaggregate).
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ def deltas_pending_read(cursor) -> frozenset[str]:
     Why a flag and not EXISTS on the table: a drain leaves folded rows dead in the heap until VACUUM, and with
     writes going on they pile up where a scan starts; an EXISTS then walked them (100 to 500 ms a query during a
     10-million-point backfill). A writer sets its tables' flags in the transaction that appends the deltas, and
-    only the drain clears one, when it finds the table empty while it holds the watermark row FOR UPDATE (no writer
-    is open then), so a snapshot that holds a delta also holds its table's flag. No flag row: pending.
+    only the drain clears one, when it finds the table empty while it holds the late-write advisory lock
+    exclusively (no delta writer is open then: they append under it, shared), so a snapshot that holds a delta also
+    holds its table's flag. No flag row: pending.
     """
     tables = delta_tables()
     cursor.execute(
@@ -91,7 +93,7 @@ _PENDING_SET = "UPDATE storage_meta SET value = 't' WHERE key = ANY(%(keys)s) AN
 
 
 def deltas_pending_clear(cursor, tables: Sequence[str]) -> None:
-    """Flag `tables` as empty (the drain, which found them so while holding the watermark row FOR UPDATE)."""
+    """Flag `tables` as empty (the drain, which found them so while holding the late-write lock exclusively)."""
     cursor.execute(
         "INSERT INTO storage_meta (key, value) SELECT key, 'f' FROM unnest(%s::text[]) AS k(key) "
         "ON CONFLICT (key) DO UPDATE SET value = 'f'",
@@ -419,6 +421,30 @@ def _fold_statement(
     )  # fmt: skip
 
 
+# Per-series deltas copied for the statements of one transaction (with each row's ctid, `at`): the delta table
+# has no index, and each of a transaction's statements over it scanned all of it (a second each while a backfill's
+# backlog drains). Emptied at commit.
+SERIES_DELTAS_COPY = "storage_series_deltas_copy"
+
+
+def series_deltas_collect(cursor, condition: sql.Composable, parameters: dict) -> None:
+    """Copy the per-series deltas matching `condition` into SERIES_DELTAS_COPY (emptied first: a caller's
+    transaction, as in tests, may collect several times before it commits)."""
+    copy = sql.Identifier(SERIES_DELTAS_COPY)
+    cursor.execute(
+        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (at tid NOT NULL, LIKE {}) ON COMMIT DELETE ROWS").format(
+            copy, sql.Identifier(SERIES_DELTA_TABLE)
+        )
+    )
+    cursor.execute(sql.SQL("DELETE FROM {}").format(copy))
+    cursor.execute(
+        sql.SQL("INSERT INTO {copy} (at, {columns}) SELECT ctid, {columns} FROM {deltas} WHERE {condition}").format(
+            copy=copy, columns=sql.SQL(DELTA_COLUMNS), deltas=sql.Identifier(SERIES_DELTA_TABLE), condition=condition
+        ),
+        parameters,
+    )
+
+
 def series_delta_bucket(tier: Tier) -> sql.Composable:
     """A 1-minute delta row's bucket in `tier` (the `bucket` column itself for the 1-minute tier)."""
     if tier is TIER_1M:
@@ -442,9 +468,10 @@ def deltas_fold(cursor, tier: Tier, *, labels: bool, condition: sql.Composable, 
     A delta in an hour or day not yet materialized changes only its minute: the refresh folds the deltas of an
     hour or day before it builds that bucket from the finer tier, so the bucket then holds them.
 
-    The caller holds the watermark row FOR UPDATE (no write adds deltas meanwhile; queries see the rows and deltas
-    of one snapshot, either before the fold or after it), and has not moved it in this transaction yet when it
-    folds before building buckets. A label row plus its label deltas stays equal to its series' rows plus their
+    The caller holds the watermark row FOR UPDATE, or (the drain) FOR SHARE and the late-write advisory lock
+    exclusively: no write adds deltas meanwhile, nor does the refresh build buckets (queries see the rows and deltas
+    of one snapshot, either before the fold or after it); the refresh has not moved it in this transaction yet when
+    it folds before building buckets. A label row plus its label deltas stays equal to its series' rows plus their
     deltas whichever side is folded first, as both are folded by adding.
     """
     if labels:

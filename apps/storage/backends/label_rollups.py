@@ -18,7 +18,7 @@ the chunk's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from django.conf import settings
@@ -51,68 +51,92 @@ def label_aggregate(tier: Tier, condition: sql.Composable, rows: sql.Composable 
     ).format(labels=sql.Identifier(tier.labels_table), table=rows or sql.Identifier(tier.table), condition=condition)
 
 
-# The pending per-series deltas of a history chunk's key and day, copied once per chunk: the delta table has no
-# index, and each of the three tiers' statements scanned all of it (a second each during `make demo`'s backfill).
-LABEL_HISTORY_DELTAS = "storage_label_history_deltas"
+def label_cells_rebuild(
+    tier: Tier,
+    *,
+    series: sql.Composable,
+    buckets: Callable[[sql.Composable], sql.Composable],
+    cells: sql.Composable,
+    deltas: bool,
+) -> sql.Composed:
+    """(Re)build `tier`'s label cells that `cells` selects (a condition on s.source_id, s.metric, r.label_key and
+    t.bucket that takes whole cells) from the tier's rows whose series match `series` (a condition on series_id) in
+    the buckets where `buckets(column)` holds, plus, with `deltas`, those series' pending per-series deltas that
+    series_deltas_collect copied in this transaction (a minute's delta counts in its hour and day where those are
+    materialized, as the drain folds it), merged per series and bucket first (a day's cells would otherwise join
+    every minute's delta to its series). Exact without folding anything; without `deltas` (the per-series delta
+    table is flagged empty) the rows alone. The caller deletes the cells' label deltas in the same transaction:
+    the rebuilt rows count what those add.
+    """
+    from apps.storage.backends.deltas import (
+        DELTA_COLUMNS,
+        SERIES_DELTAS_COPY,
+        series_delta_bucket,
+        series_delta_materialized,
+    )
+
+    union = sql.SQL("")
+    if deltas:
+        delta_bucket = series_delta_bucket(tier)
+        union = sql.SQL(
+            " UNION ALL SELECT {delta_bucket}, series_id, sum(count)::bigint, sum(sum), min(min), max(max), "
+            "(array_agg(last ORDER BY last_time DESC))[1], max(last_time) FROM {copy} "
+            "WHERE {series} AND {in_buckets} AND {materialized} GROUP BY 1, 2"
+        ).format(
+            delta_bucket=delta_bucket,
+            copy=sql.Identifier(SERIES_DELTAS_COPY),
+            series=series,
+            in_buckets=buckets(delta_bucket),
+            materialized=series_delta_materialized(tier),
+        )
+    rows = sql.SQL("(SELECT {columns} FROM {table} WHERE {series} AND {in_buckets}{union})").format(
+        columns=sql.SQL(DELTA_COLUMNS),
+        table=sql.Identifier(tier.table),
+        series=series,
+        in_buckets=buckets(sql.Identifier("bucket")),
+        union=union,
+    )
+    return label_aggregate(tier, cells, rows)
+
+
+def label_cells_rebuild_run(cursor, statement: sql.Composed, parameters: dict) -> None:
+    """Run a label_cells_rebuild statement with hash joins only. Its estimates (a label's share of the series, the
+    delta table's statistics, which lag behind a backfill) said one series where a cell has a thousand, and the
+    plan joined the cell's rows, re-aggregated once per series, in a nested loop: 98 s for one daily cell during
+    a 10-million-point backfill. Hash joins read each input once, whatever the estimates. JIT stays off for the
+    rest of the transaction: the one nested loop left (a cell's key, `labels ? label_key`) then costs the planner's
+    penalty, which made it compile each of these few-row statements (200 ms)."""
+    cursor.execute("SET LOCAL enable_nestloop = off; SET LOCAL jit = off")
+    cursor.execute(statement, parameters)
+    cursor.execute("SET LOCAL enable_nestloop TO DEFAULT")
+
+
+# The key's series, as an array read once per chunk (%(key_series)s): a condition, not a subquery, so that no plan
+# joins storage_series to every row of a delta table whose statistics lag behind a backfill.
+_KEY_SERIES = sql.SQL("series_id = ANY(%(key_series)s::int[])")
 
 
 def label_history_deltas_collect(cursor, parameters: dict) -> None:
-    """Copy the per-series deltas of the key's series (%(source)s, %(metric)s, %(key)s) in the day
-    [%(day)s, %(day_end)s) to LABEL_HISTORY_DELTAS (emptied at commit), for label_history_aggregate."""
-    from apps.storage.backends.deltas import DELTA_COLUMNS, SERIES_DELTA_TABLE
+    """Copy the per-series deltas of the key's series (%(key_series)s) in the day [%(day)s, %(day_end)s) for
+    label_history_aggregate (series_deltas_collect)."""
+    from apps.storage.backends.deltas import series_deltas_collect
 
-    cursor.execute(
-        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS").format(
-            sql.Identifier(LABEL_HISTORY_DELTAS), sql.Identifier(SERIES_DELTA_TABLE)
-        )
-    )
-    # Emptied at commit, and here too: a caller's transaction (tests) may build several chunks before it commits.
-    cursor.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(LABEL_HISTORY_DELTAS)))
-    cursor.execute(
-        sql.SQL(
-            "INSERT INTO {copy} ({columns}) SELECT {columns} FROM {deltas} WHERE series_id IN (SELECT id FROM "
-            "storage_series WHERE source_id = %(source)s AND metric = %(metric)s AND labels ? %(key)s) "
-            "AND bucket >= %(day)s AND bucket < %(day_end)s"
-        ).format(
-            copy=sql.Identifier(LABEL_HISTORY_DELTAS),
-            columns=sql.SQL(DELTA_COLUMNS),
-            deltas=sql.Identifier(SERIES_DELTA_TABLE),
-        ),
-        parameters,
-    )
+    condition = sql.SQL("{} AND bucket >= %(day)s AND bucket < %(day_end)s").format(_KEY_SERIES)
+    series_deltas_collect(cursor, condition, parameters)
 
 
 def label_history_aggregate(tier: Tier, *, deltas: bool = True) -> sql.Composed:
-    """(Re)build `tier`'s label rows of one key (%(source)s, %(metric)s, %(key)s) for buckets in [%(lower)s,
-    %(upper)s), whole hours of one day, from its series' rows plus their pending per-series deltas (a minute's
-    delta counts in its hour and day where those are materialized, as the drain folds it): exact, without folding
-    anything. With `deltas`, label_history_deltas_collect has copied that day's deltas in this transaction
-    (without: the per-series delta table is flagged empty, the rows alone). The caller deletes the key's rows and
-    label deltas in that range first, in the same transaction (the rows now count what those deltas add).
+    """(Re)build `tier`'s label rows of one key (%(source)s, %(metric)s, %(key)s; its series %(key_series)s) for
+    buckets in [%(lower)s, %(upper)s), whole hours of one day, from its series' rows plus (with `deltas`, after
+    label_history_deltas_collect) their pending per-series deltas: label_cells_rebuild. The caller deletes the
+    key's rows and label deltas in that range first, in the same transaction.
     """
-    from apps.storage.backends.deltas import DELTA_COLUMNS, series_delta_bucket, series_delta_materialized
-
-    key_series = sql.SQL(
-        "SELECT id FROM storage_series WHERE source_id = %(source)s AND metric = %(metric)s AND labels ? %(key)s"
-    )
-    union = sql.SQL("")
-    if deltas:
-        union = sql.SQL(
-            " UNION ALL SELECT {delta_bucket}, series_id, count, sum, min, max, last, last_time FROM {deltas} "
-            "WHERE series_id IN ({key_series}) AND {delta_bucket} >= %(lower)s "
-            "AND {delta_bucket} < %(upper)s AND {materialized}"
-        ).format(
-            delta_bucket=series_delta_bucket(tier),
-            deltas=sql.Identifier(LABEL_HISTORY_DELTAS),
-            key_series=key_series,
-            materialized=series_delta_materialized(tier),
-        )
-    rows = sql.SQL(
-        "(SELECT {columns} FROM {table} WHERE series_id IN ({key_series}) "
-        "AND bucket >= %(lower)s AND bucket < %(upper)s{union})"
-    ).format(columns=sql.SQL(DELTA_COLUMNS), table=sql.Identifier(tier.table), key_series=key_series, union=union)
-    return label_aggregate(
-        tier, sql.SQL("s.source_id = %(source)s AND s.metric = %(metric)s AND r.label_key = %(key)s"), rows
+    return label_cells_rebuild(
+        tier,
+        series=_KEY_SERIES,
+        buckets=lambda column: sql.SQL("{column} >= %(lower)s AND {column} < %(upper)s").format(column=column),
+        cells=sql.SQL("s.source_id = %(source)s AND s.metric = %(metric)s AND r.label_key = %(key)s"),
+        deltas=deltas,
     )
 
 

@@ -44,6 +44,7 @@ from apps.storage.backends.base import (
 )
 from apps.storage.backends.deltas import (
     SERIES_DELTA_TABLE,
+    SERIES_DELTAS_COPY,
     CellMapping,
     DeltasSweep,
     LabelCell,
@@ -54,9 +55,12 @@ from apps.storage.backends.deltas import (
     deltas_pending_clear,
     deltas_pending_read,
     label_delta_table,
+    series_deltas_collect,
 )
 from apps.storage.backends.label_rollups import (
     label_aggregate,
+    label_cells_rebuild,
+    label_cells_rebuild_run,
     label_history_aggregate,
     label_history_deltas_collect,
     label_keys_building,
@@ -82,7 +86,7 @@ logger = logging.getLogger(__name__)
 
 # At most this much raw time is aggregated per refresh transaction (catch-up after downtime runs in steps).
 MAX_REFRESH_STEP = timedelta(hours=1)
-# Deltas folded per tier per drain transaction: writers wait for each (it holds the watermark FOR UPDATE).
+# Deltas folded per tier per drain transaction: late writers wait for each (it holds the late-write lock).
 DELTAS_FOLD_ROWS = 50_000
 # Per-series 1-minute rows a chunk of a new label key's history reads, about (whole hours, at least one): writers
 # wait for each chunk.
@@ -291,34 +295,60 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         return count
 
     def _reaggregate(self, cursor, minutes: set[tuple[int, datetime]], watermark: datetime) -> None:
-        """Recompute the materialized buckets that late points touched, tier by tier.
+        """Recompute the materialized buckets that late points touched, tier by tier, and their whole label cells.
 
         Only writes that replaced points come here (the others append deltas). They serialise on the advisory lock
-        (exclusive here, shared by delta writers): each INSERT ... SELECT then runs after every earlier late writer
+        (exclusive here, shared by delta writers): each statement then runs after every earlier late writer
         committed, and (READ COMMITTED) sees its points and deltas, so no rollup row misses or double counts one.
+
+        Nothing is folded: the work follows what the write touched, not the backlog of deltas around it (folding
+        every delta of the touched sources' metrics and days first took 10 s during `make demo`'s backfill, while
+        every late writer waited on the lock). A touched minute is recomputed from raw points, which hold its
+        pending per-series deltas' points, so those deltas are deleted; a touched hour or day from the finer tier's
+        rows, which lack the pending deltas of its other minutes exactly as before (the drain adds those to both).
+        A touched label cell is rebuilt from its series' rows plus their pending per-series deltas
+        (label_cells_rebuild), and its label deltas deleted: it then counts every committed point once, whichever
+        of the two kinds of deltas the drain had folded.
         """
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext('storage.rollup.late'))")
-        # Every delta of the touched sources' metrics in the touched days first, per series and per label cell: the
-        # buckets are then recomputed, and whole label cells rebuilt, from complete rows.
+        # A few rows each, planned from estimates that lag behind a backfill: compiling them (JIT) took longer
+        # than running them.
+        cursor.execute("SET LOCAL jit = off")
+        pending = self.deltas_pending(cursor)
         cursor.execute(
-            "SELECT DISTINCT source_id, metric FROM storage_series WHERE id = ANY(%s::int[])",
+            "SELECT id, source_id, metric FROM storage_series WHERE id = ANY(%s::int[])",
             [sorted({series_id for series_id, _ in minutes})],
         )
-        pairs = cursor.fetchall()
-        in_days = sql.SQL("date_bin('1 day', bucket, %(origin)s) = ANY(%(days)s)")
-        pairs_sql = sql.SQL("(SELECT * FROM unnest(%(sources)s::int[], %(metrics)s::text[]))")
-        self._deltas_fold(
-            cursor,
-            series=sql.SQL(
-                "series_id IN (SELECT id FROM storage_series WHERE (source_id, metric) IN {pairs}) AND {days}"
-            ).format(pairs=pairs_sql, days=in_days),
-            labels=sql.SQL("(source_id, metric) IN {pairs} AND {days}").format(pairs=pairs_sql, days=in_days),
-            parameters={
-                "sources": [pair[0] for pair in pairs], "metrics": [pair[1] for pair in pairs],
-                "days": sorted({bucket_floor(moment, TIER_1D.seconds) for _, moment in minutes}),
-                "origin": BUCKET_ORIGIN,
-            },
-        )  # fmt: skip
+        pair_of = {series_id: (source_id, metric) for series_id, source_id, metric in cursor.fetchall()}
+        pairs = sorted(set(pair_of.values()))
+        # Every series of the touched sources' metrics (a label cell's), as an array: a condition, not a subquery
+        # (joined to each row of the delta table, whose statistics lag behind a backfill, it took 11 s).
+        cursor.execute(
+            "SELECT coalesce(array_agg(id), '{}') FROM storage_series WHERE (source_id, metric) IN "
+            "(SELECT * FROM unnest(%s::int[], %s::text[]))",
+            [[pair[0] for pair in pairs], [pair[1] for pair in pairs]],
+        )
+        parameters: dict = {"pair_series": cursor.fetchone()[0]}
+        pair_series = sql.SQL("series_id = ANY(%(pair_series)s::int[])")
+        series_deltas = SERIES_DELTA_TABLE in pending
+        if series_deltas:
+            # The pending per-series deltas the label cells may need (those of the touched sources' metrics in the
+            # touched days), copied once; then those of the touched minutes, which their recomputation counts.
+            series_deltas_collect(
+                cursor,
+                sql.SQL("{} AND date_bin('1 day', bucket, %(origin)s) = ANY(%(days)s)").format(pair_series),
+                {**parameters, "origin": BUCKET_ORIGIN,
+                 "days": sorted({bucket_floor(moment, TIER_1D.seconds) for _, moment in minutes})},
+            )  # fmt: skip
+            series_ids, buckets = zip(*sorted(minutes), strict=True)
+            cursor.execute(
+                sql.SQL(
+                    "WITH gone AS (DELETE FROM {copy} WHERE bucket = ANY(%(minutes)s::timestamptz[]) "
+                    "AND (series_id, bucket) IN (SELECT * FROM unnest(%(ids)s::int[], %(buckets)s::timestamptz[])) "
+                    "RETURNING at) DELETE FROM {deltas} WHERE ctid = ANY(ARRAY(SELECT at FROM gone))"
+                ).format(copy=sql.Identifier(SERIES_DELTAS_COPY), deltas=sql.Identifier(SERIES_DELTA_TABLE)),
+                {"minutes": sorted(set(buckets)), "ids": list(series_ids), "buckets": list(buckets)},
+            )
         touched = minutes
         for tier in TIERS_FINE_TO_COARSE:
             materialized_until = bucket_floor(watermark, tier.seconds)
@@ -346,17 +376,37 @@ class PostgresBackend(DailyPartitions, StorageBackend):
                 [list(series_ids), list(buckets)],
             )
             # Whole label cells (every series of the touched source, metric and bucket) are rebuilt.
-            cursor.execute(
-                label_aggregate(
-                    tier,
-                    sql.SQL(
-                        "(s.source_id, s.metric, t.bucket) IN (SELECT DISTINCT d_s.source_id, d_s.metric, d.d_bucket "
-                        "FROM unnest(%s::int[], %s::timestamptz[]) AS d(d_series, d_bucket) "
-                        "JOIN storage_series d_s ON d_s.id = d.d_series)"
-                    ),
-                ),
-                [list(series_ids), list(buckets)],
+            cells = sorted({(*pair_of[series_id], bucket) for series_id, bucket in touched})
+            cell_parameters = {
+                **parameters,
+                "buckets": sorted({cell[2] for cell in cells}),
+                "cell_sources": [cell[0] for cell in cells],
+                "cell_metrics": [cell[1] for cell in cells],
+                "cell_buckets": [cell[2] for cell in cells],
+            }
+            in_cells = sql.SQL(
+                "(SELECT * FROM unnest(%(cell_sources)s::int[], %(cell_metrics)s::text[], "
+                "%(cell_buckets)s::timestamptz[]))"
             )
+            label_cells_rebuild_run(
+                cursor,
+                label_cells_rebuild(
+                    tier,
+                    series=pair_series,
+                    buckets=lambda column: sql.SQL("{} = ANY(%(buckets)s::timestamptz[])").format(column),
+                    cells=sql.SQL("(s.source_id, s.metric, t.bucket) IN {}").format(in_cells),
+                    deltas=series_deltas,
+                ),
+                cell_parameters,
+            )
+            if label_delta_table(tier) in pending:
+                cursor.execute(
+                    sql.SQL(
+                        "DELETE FROM {} WHERE bucket = ANY(%(buckets)s::timestamptz[]) "
+                        "AND (source_id, metric, bucket) IN {}"
+                    ).format(sql.Identifier(label_delta_table(tier)), in_cells),
+                    cell_parameters,
+                )
 
     def _deltas_fold(
         self, cursor, *, series: sql.Composable | None, labels: sql.Composable | None, parameters: dict
@@ -496,24 +546,29 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         (at least one chunk); (chunks built, keys still building).
 
         A chunk is one key's label rows in [lower, upper), whole hours of one day, sized so it reads about
-        LABEL_HISTORY_CHUNK_ROWS per-series rows: the transaction holds the watermark row FOR UPDATE, so writers
-        wait for it, as for a drain step. In it, each tier's label rows of the key in [lower, upper) are rebuilt
-        from the tier's per-series rows plus their pending per-series deltas (label_history_aggregate; folding
-        those deltas instead took seconds a chunk while `make demo` loaded its history), and the key's label
-        deltas there are deleted (the rows count what they add now). Everything else maintains the
-        key's rows from its registration on: the refresh builds new buckets, writers append label deltas, the
-        drain folds them, a redelivery re-aggregates whole cells. So once the chunks reach the watermark (and the
-        provisional bound past it), every bucket below is exact and the key is marked ready (queries use it from
-        the next snapshot on).
+        LABEL_HISTORY_CHUNK_ROWS per-series rows: the transaction holds the watermark row FOR SHARE and the
+        late-write lock exclusively, as a drain step does, so late writers wait for it (live ones do not). In it,
+        each tier's label rows of the key in [lower, upper) are rebuilt from the tier's per-series rows plus their
+        pending per-series deltas (label_history_aggregate; folding those deltas instead took seconds a chunk
+        while `make demo` loaded its history), and the key's label deltas there are deleted (the rows count what
+        they add now). Everything else maintains the key's rows from its registration on: the refresh builds new
+        buckets, writers append label deltas, the drain folds them, a redelivery re-aggregates whole cells. So once
+        the chunks reach the watermark (and the provisional bound past it), every bucket below is exact and the key
+        is marked ready (queries use it from the next snapshot on).
         """
         started = time.monotonic()
         chunks = 0
         while True:
             with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
                 # The provisional bound too: 1-minute rows below it were rolled up before the key was registered,
-                # and are not built again when the watermark passes them.
-                cursor.execute("SELECT greatest(watermark, provisional) FROM storage_rollup_watermark FOR UPDATE")
-                bound = cursor.fetchone()[0]
+                # and are not built again when the watermark passes them. Locked as the drain locks them (the
+                # refresh, which moves them, waits; so do delta writers and re-aggregating writes; live writes
+                # go on).
+                cursor.execute(
+                    "SELECT greatest(watermark, provisional) FROM storage_rollup_watermark FOR SHARE; "
+                    "SELECT pg_advisory_xact_lock(hashtext('storage.rollup.late'))"
+                )
+                bound = cursor.fetchone()[0]  # the first statement's
                 cursor.execute(
                     "SELECT source_id, metric, label_key, built_until FROM storage_label_rollup WHERE NOT ready "
                     "ORDER BY registered_at, source_id, metric, label_key"
@@ -534,6 +589,12 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         """Build one chunk of a key's history (see label_history_build) below `bound` (the watermark, or the
         provisional bound past it); whether the key is ready now."""
         parameters: dict = {"source": source_id, "metric": metric, "key": key, "origin": BUCKET_ORIGIN}
+        cursor.execute(
+            "SELECT coalesce(array_agg(id), '{}') FROM storage_series WHERE source_id = %(source)s "
+            "AND metric = %(metric)s AND labels ? %(key)s",
+            parameters,
+        )
+        parameters["key_series"] = cursor.fetchone()[0]
         pending = self.deltas_pending(cursor)
         lower = self._label_history_next(cursor, parameters, built_until, deltas=SERIES_DELTA_TABLE in pending)
         if lower is None or lower >= bound:
@@ -564,7 +625,9 @@ class PostgresBackend(DailyPartitions, StorageBackend):
             for table in tables:
                 delete = sql.SQL("DELETE FROM {} WHERE {}").format(sql.Identifier(table), key_in_range)
                 cursor.execute(delete, parameters)
-            cursor.execute(label_history_aggregate(tier, deltas=SERIES_DELTA_TABLE in pending), parameters)
+            label_cells_rebuild_run(
+                cursor, label_history_aggregate(tier, deltas=SERIES_DELTA_TABLE in pending), parameters
+            )
         cursor.execute(
             "UPDATE storage_label_rollup SET built_until = %(upper)s WHERE source_id = %(source)s "
             "AND metric = %(metric)s AND label_key = %(key)s",
@@ -581,16 +644,15 @@ class PostgresBackend(DailyPartitions, StorageBackend):
             sql.SQL(
                 "(SELECT min(f.bucket) FROM storage_series s CROSS JOIN LATERAL (SELECT bucket FROM {table} "
                 "WHERE series_id = s.id{after} ORDER BY bucket LIMIT 1) f "
-                "WHERE s.source_id = %(source)s AND s.metric = %(metric)s)"
+                "WHERE s.id = ANY(%(key_series)s::int[]))"
             ).format(table=sql.Identifier(tier.table), after=after_sql)
             for tier in TIERS_FINE_TO_COARSE
         ]
         if deltas:
             firsts.append(
-                sql.SQL(
-                    "(SELECT min(bucket) FROM {table} WHERE series_id IN (SELECT id FROM storage_series "
-                    "WHERE source_id = %(source)s AND metric = %(metric)s){after})"
-                ).format(table=sql.Identifier(SERIES_DELTA_TABLE), after=after_sql)
+                sql.SQL("(SELECT min(bucket) FROM {table} WHERE series_id = ANY(%(key_series)s::int[]){after})").format(
+                    table=sql.Identifier(SERIES_DELTA_TABLE), after=after_sql
+                )
             )
         cursor.execute(sql.SQL("SELECT least({})").format(sql.SQL(", ").join(firsts)), {**parameters, "after": after})
         return cursor.fetchone()[0]
@@ -604,7 +666,14 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         folded = 0
         while True:
             with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
-                cursor.execute("SELECT watermark FROM storage_rollup_watermark FOR UPDATE")
+                # The watermark row FOR SHARE, as writes take it (the refresh, retention and history chunks, which
+                # take it FOR UPDATE, wait; live writes do not), then the late-write lock exclusively: no delta
+                # writer or re-aggregating write is open meanwhile. Under FOR UPDATE every write, live ones too,
+                # waited for each step (up to 1.7 s a live batch while a 10-million-point backfill drained).
+                cursor.execute(
+                    "SELECT watermark FROM storage_rollup_watermark FOR SHARE; "
+                    "SELECT pg_advisory_xact_lock(hashtext('storage.rollup.late'))"
+                )
                 pending = self.deltas_pending(cursor)
                 # Label deltas of coarse tiers first (they have the fewest rows, and long-range dashboards read
                 # them), then the per-series minutes, each into its minute, hour and day.
@@ -613,7 +682,7 @@ class PostgresBackend(DailyPartitions, StorageBackend):
                         folded += self._deltas_sweep.fold_step(cursor, tier, labels=True, rows=rows_per_transaction)
                 if SERIES_DELTA_TABLE in pending:
                     folded += self._deltas_sweep.fold_step(cursor, TIER_1M, labels=False, rows=rows_per_transaction)
-                # Read committed, after the watermark lock: every writer has committed, so these are all the rows.
+                # Read committed, after the late-write lock: every delta writer has committed, so these are all.
                 left = frozenset(table for table in pending if _table_has_rows(cursor, table))
                 if pending - left:
                     deltas_pending_clear(cursor, sorted(pending - left))
