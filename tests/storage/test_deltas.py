@@ -454,29 +454,182 @@ def test_a_redelivery_amid_pending_deltas_recomputes_only_what_it_touched_and_st
     _every_tier_equals_raw()
 
 
+def _pending_flag(table: str) -> str | None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT value FROM storage_meta WHERE key = %s", [f"deltas_pending:{table}"])
+        row = cursor.fetchone()
+        return row and row[0]
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_drain_step_holds_up_late_writes_but_not_live_ones(settings, storage_committed_cleanup, monkeypatch):
-    """A drain transaction excludes delta writers (the late-write lock) and the refresh (the watermark row), but not
-    live writes: they share the watermark row with it, and under a backfill's drain they went on meanwhile."""
+def test_a_drain_step_holds_up_no_write_and_a_delta_appended_meanwhile_waits_for_a_later_step(
+    settings, storage_committed_cleanup, monkeypatch
+):
+    """A drain step excludes the refresh (the watermark row) and other drains, but neither live nor late writes:
+    under a backfill's drain, late writers waited for every step (p95 about 0.5 s). A delta a late writer commits
+    while the step is open is not in the step's snapshot: it stays, flagged pending, and a later step folds it."""
     series_id, now, minute = _one_series_rolled_up(settings, "drain-lock")
     assert points_write(points=[(series_id, minute + timedelta(seconds=10), 2.0)]).late_buckets  # a delta
+    in_step, release = threading.Event(), threading.Event()
+    fold_step = postgres.DeltasSweep.fold_step
+    outcome: list[tuple[int, bool]] = []
+
+    def paused_step(self, cursor, tier, **options):
+        changed = fold_step(self, cursor, tier, **options)
+        if not options["labels"]:  # the step's last fold: the per-series minutes
+            in_step.set()
+            release.wait(20)
+        return changed
+
+    monkeypatch.setattr(postgres.DeltasSweep, "fold_step", paused_step)
+    writes_during_paused_step(
+        lambda: outcome.append(backend_for().deltas_drain(seconds=0)), in_step=in_step, release=release,
+        what="drain step", late_waits=False,
+        live=lambda: points_write(points=[(series_id, now + timedelta(seconds=5), 3.0)]),
+        late=lambda: points_write(points=[(series_id, minute + timedelta(seconds=20), 4.0)]),
+    )  # fmt: skip
+    monkeypatch.undo()
+    [(folded, left)] = outcome
+    assert folded > 0  # the first delta
+    assert left  # the one appended meanwhile, and said so
+    assert _count("points_1m_delta") == 1
+    assert _pending_flag("points_1m_delta") == "t"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count, sum FROM points_1m WHERE series_id = %s AND bucket = %s", [series_id, minute])
+        assert cursor.fetchone() == (2, 3.0)
+    assert backend_for().deltas_drain(seconds=60)[1] is False
+    assert _pending_flag("points_1m_delta") == "f"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count, sum FROM points_1m WHERE series_id = %s AND bucket = %s", [series_id, minute])
+        assert cursor.fetchone() == (3, 7.0)
+
+
+def _advisory_lock_waiters() -> int:
+    """Sessions of the test database waiting for an advisory lock (not a row's: the second drain's fold would
+    wait for the first's rows too, later, in whatever order it meets them)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'advisory'"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_drains_take_turns(settings, storage_committed_cleanup, monkeypatch):
+    """Drain steps share the late-write lock with writers, not with each other: a second drain (another worker's
+    refresh run) waits for the open step instead of updating the same rows beside it, and each delta counts once."""
+    series_id, _, minute = _one_series_rolled_up(settings, "drain-turns")
+    points_write(points=[(series_id, minute + timedelta(seconds=10), 2.0)])
     in_step, release = threading.Event(), threading.Event()
     fold_step = postgres.DeltasSweep.fold_step
 
     def paused_step(self, cursor, tier, **options):
         changed = fold_step(self, cursor, tier, **options)
-        in_step.set()
-        release.wait(20)
+        if not in_step.is_set():
+            in_step.set()
+            release.wait(20)
         return changed
 
     monkeypatch.setattr(postgres.DeltasSweep, "fold_step", paused_step)
-    writes_during_paused_step(
-        lambda: backend_for().deltas_drain(seconds=0), in_step=in_step, release=release, what="drain step",
-        live=lambda: points_write(points=[(series_id, now + timedelta(seconds=5), 3.0)]),
-        late=lambda: points_write(points=[(series_id, minute + timedelta(seconds=20), 4.0)]),
-    )  # fmt: skip
-    monkeypatch.undo()
-    backend_for().deltas_drain(seconds=60)
+    errors: list[BaseException] = []
+    second_done = threading.Event()
+    first = database_thread(lambda: backend_for().deltas_drain(seconds=0), errors)
+    first.start()
+    assert in_step.wait(10)
+    second = database_thread(lambda: (backend_for().deltas_drain(seconds=0), second_done.set()), errors)
+    second.start()
+    try:
+        wait_for(lambda: _advisory_lock_waiters() == 1, timeout=10, what="the second drain waiting for the drain lock")
+        assert not second_done.is_set()
+    finally:
+        release.set()
+        for thread in (first, second):
+            thread.join(20)
+    assert not errors, errors
+    assert second_done.is_set()
     with connection.cursor() as cursor:
         cursor.execute("SELECT count, sum FROM points_1m WHERE series_id = %s AND bucket = %s", [series_id, minute])
-        assert cursor.fetchone() == (3, 7.0)
+        assert cursor.fetchone() == (2, 3.0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_drain_clears_a_pending_flag_only_with_no_delta_writer_open(
+    settings, storage_committed_cleanup, monkeypatch
+):
+    """Once a step finds a table empty, a short transaction of its own, holding the late-write lock exclusively,
+    checks it again and clears its flag: late writers wait for that one (live ones do not), and a delta committed
+    between the step and the check keeps the flag set, so queries go on reading the table."""
+    series_id, now, minute = _one_series_rolled_up(settings, "drain-settle")
+    assert points_write(points=[(series_id, minute + timedelta(seconds=10), 2.0)]).late_buckets
+    settle = postgres.PostgresBackend._deltas_pending_settle
+    step_done, go_on = threading.Event(), threading.Event()
+
+    def settle_after_a_write(self, tables):
+        step_done.set()
+        go_on.wait(20)
+        return settle(self, tables)
+
+    # A late write commits after the step emptied the table, before the check.
+    monkeypatch.setattr(postgres.PostgresBackend, "_deltas_pending_settle", settle_after_a_write)
+    errors: list[BaseException] = []
+    outcome: list[tuple[int, bool]] = []
+    drain = database_thread(lambda: outcome.append(backend_for().deltas_drain(seconds=0)), errors)
+    drain.start()
+    assert step_done.wait(10)
+    points_write(points=[(series_id, minute + timedelta(seconds=20), 4.0)])
+    go_on.set()
+    drain.join(20)
+    assert not errors, errors
+    [(folded, left)] = outcome
+    assert folded > 0
+    assert left  # its step found the table empty; the check found the write's delta
+    assert _count("points_1m_delta") == 1
+    assert _pending_flag("points_1m_delta") == "t"
+    monkeypatch.undo()
+    # The check itself, held open: late writes wait for it, live ones do not.
+    clear = postgres.deltas_pending_clear
+    in_check, release = threading.Event(), threading.Event()
+
+    def paused_clear(cursor, tables):
+        clear(cursor, tables)
+        in_check.set()
+        release.wait(20)
+
+    monkeypatch.setattr(postgres, "deltas_pending_clear", paused_clear)
+    writes_during_paused_step(
+        lambda: backend_for().deltas_drain(seconds=0), in_step=in_check, release=release, what="pending check",
+        live=lambda: points_write(points=[(series_id, now + timedelta(seconds=5), 3.0)]),
+        late=lambda: points_write(points=[(series_id, minute + timedelta(seconds=30), 8.0)]),
+    )  # fmt: skip
+    monkeypatch.undo()
+    assert _pending_flag("points_1m_delta") == "t"  # the late write's delta, appended after the check
+    # With a late writer open, the check is not made (it would hold up every late writer behind the open one):
+    # the drain folds what is committed and returns at once, the flag still set.
+    written, release, committed = threading.Event(), threading.Event(), threading.Event()
+
+    def write_held_open() -> None:
+        with transaction.atomic():
+            points_write(points=[(series_id, minute + timedelta(seconds=40), 16.0)])
+            written.set()
+            release.wait(20)
+        committed.set()
+
+    writer = database_thread(write_held_open, errors)
+    writer.start()
+    try:
+        assert written.wait(10)
+        folded, left = backend_for().deltas_drain(seconds=60)
+        assert not committed.is_set()  # the drain did not wait for the writer
+        assert folded > 0  # the committed delta
+        assert left  # the flags not checked
+        assert _count("points_1m_delta") == 0  # (committed rows: the open writer's is not seen)
+        assert _pending_flag("points_1m_delta") == "t"
+    finally:
+        release.set()
+        writer.join(20)
+    assert not errors, errors
+    assert backend_for().deltas_drain(seconds=60)[1] is False
+    assert _pending_flag("points_1m_delta") == "f"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count, sum FROM points_1m WHERE series_id = %s AND bucket = %s", [series_id, minute])
+        assert cursor.fetchone() == (5, 31.0)

@@ -142,3 +142,39 @@ def test_an_open_write_that_created_a_partition_holds_the_refresh_and_retention_
         thread.join(60)
     assert not errors, errors
     assert set(results) == {"refresh", "retention"}
+
+
+def _unsummarized_ranges(partition: str) -> int:
+    """BRIN ranges on `time` of `partition` not summarized yet (brin_summarize_new_values summarizes and counts them:
+    the second call of two in a row returns 0)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(brin_summarize_new_values(i.indexrelid)), 0) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam AND a.amname = 'brin' "
+            "WHERE i.indrelid = %s::regclass",
+            [partition],
+        )
+        return cursor.fetchone()[0]
+
+
+def test_the_refresh_summarizes_the_brin_ranges_that_live_writes_filled(settings):
+    """PostgreSQL's autosummarize only queues a request for autovacuum, and a full server-wide queue drops it: an
+    unsummarized range matches every time condition, so the newest seconds read raw scanned the whole day. Each
+    refresh run summarizes the ranges filled in the partitions it reads (today's here)."""
+    from tests.storage.conftest import storage_tables_reset
+
+    settings.STORAGE_ROLLUP_GRACE_SECONDS = 60
+    now = timezone.now().replace(microsecond=0)
+    start = max(now - timedelta(minutes=20), now.replace(hour=0, minute=0, second=0))
+    storage_tables_reset(watermark=start - timedelta(minutes=1))
+    source = source_create(slug="brin")
+    ids = [series_create(source=source, metric="m", device=f"d{index}") for index in range(60)]
+    seconds = int((now - start).total_seconds())
+    # 60 series at 1 Hz for up to 20 minutes: about 72,000 rows, several 128-page ranges.
+    backend_for().points_write(
+        [(series_id, start + timedelta(seconds=second), 1.0) for second in range(seconds) for series_id in ids]
+    )
+    result = backend_for().rollup_refresh(now=now)
+    assert result["brin_ranges_summarized"] >= 2
+    assert _unsummarized_ranges(_partition(now)) == 0
+    assert _unsummarized_ranges(_partition(start)) == 0

@@ -468,11 +468,13 @@ def deltas_fold(cursor, tier: Tier, *, labels: bool, condition: sql.Composable, 
     A delta in an hour or day not yet materialized changes only its minute: the refresh folds the deltas of an
     hour or day before it builds that bucket from the finer tier, so the bucket then holds them.
 
-    The caller holds the watermark row FOR UPDATE, or (the drain) FOR SHARE and the late-write advisory lock
-    exclusively: no write adds deltas meanwhile, nor does the refresh build buckets (queries see the rows and deltas
-    of one snapshot, either before the fold or after it); the refresh has not moved it in this transaction yet when
-    it folds before building buckets. A label row plus its label deltas stays equal to its series' rows plus their
-    deltas whichever side is folded first, as both are folded by adding.
+    The caller holds the watermark row FOR UPDATE (no write is open), or (a drain step) FOR SHARE, the drain lock
+    and the late-write advisory lock shared: no refresh builds buckets and no redelivery re-aggregates meanwhile,
+    while delta writers may append. The statement moves each delta it reads (deletes it and adds it to its rows)
+    at once, so every snapshot sees each delta exactly once, in its table or in its rows; a delta appended by a
+    transaction the statement does not see stays for a later fold. The refresh has not moved the watermark in this
+    transaction yet when it folds before building buckets. A label row plus its label deltas stays equal to its
+    series' rows plus their deltas whichever side is folded first, as both are folded by moving.
     """
     if labels:
         merges = [_merge_into(tier.labels_table, labels=True)]
