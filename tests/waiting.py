@@ -35,11 +35,13 @@ def wait_for(predicate: Callable[[], object], *, timeout: float = 5.0, what: str
     raise AssertionError(f"{what} not met within {timeout} s")
 
 
-def lock_waiters() -> int:
-    """How many sessions of the test database are waiting for a lock."""
+def lock_waiters(kind: str | None = None) -> int:
+    """How many sessions of the test database are waiting for a lock (of that `kind` only, PostgreSQL's wait event
+    name, when given: 'advisory', 'tuple', 'transactionid', ...)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
-            [connection.settings_dict["NAME"]],
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock' "
+            "AND (%s::text IS NULL OR wait_event = %s)",
+            [connection.settings_dict["NAME"], kind, kind],
         )
         return cursor.fetchone()[0]

@@ -504,16 +504,6 @@ def test_a_drain_step_holds_up_no_write_and_a_delta_appended_meanwhile_waits_for
         assert cursor.fetchone() == (3, 7.0)
 
 
-def _advisory_lock_waiters() -> int:
-    """Sessions of the test database waiting for an advisory lock (not a row's: the second drain's fold would
-    wait for the first's rows too, later, in whatever order it meets them)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'advisory'"
-        )
-        return cursor.fetchone()[0]
-
-
 @pytest.mark.django_db(transaction=True)
 def test_two_drains_take_turns(settings, storage_committed_cleanup, monkeypatch):
     """Drain steps share the late-write lock with writers, not with each other: a second drain (another worker's
@@ -539,7 +529,9 @@ def test_two_drains_take_turns(settings, storage_committed_cleanup, monkeypatch)
     second = database_thread(lambda: (backend_for().deltas_drain(seconds=0), second_done.set()), errors)
     second.start()
     try:
-        wait_for(lambda: _advisory_lock_waiters() == 1, timeout=10, what="the second drain waiting for the drain lock")
+        # The drain lock, not a row's: without it the second drain's fold would wait for the first's rows too,
+        # later, in whatever order it met them.
+        wait_for(lambda: lock_waiters("advisory") == 1, timeout=10, what="the second drain waiting for the drain lock")
         assert not second_done.is_set()
     finally:
         release.set()
