@@ -213,21 +213,32 @@ def _database_cpu_seconds(url: str) -> float:
 
 
 def _backfill(
-    *, port: int, influx_port: int, line: tuple[str, dict[str, str]], clients: int, rounds: int, per_round: int
+    *,
+    port: int,
+    influx_port: int,
+    line: tuple[str, dict[str, str]],
+    clients: int,
+    rounds: int,
+    per_round: int,
+    cpu: tuple[list[int], str],
 ) -> dict:
     """Line protocol stamped live and 1 hour, 1 day, 30 days and 300 days back, each body sent to us and then to
     InfluxDB in the same round; per age, the median of the rounds' ratios. InfluxDB takes old points as fast as new.
     """
     seconds_per_round = per_round * (BATCH_POINTS // SERIES)
+    web_pids, database_url = cpu
     ages = {"live": None, **BACKFILL_AGES}
     measured: dict[str, dict[str, list[dict]]] = {name: {"ours": [], "influxdb": []} for name in ages}
     for number in range(rounds):
         for name, age in ages.items():
             first = (BACKFILL_LIVE_SECOND if age is None else -age) + number * seconds_per_round
             bodies = _line_bodies(per_round, first_second=first)  # built before the clock starts
-            measured[name]["ours"].append(
-                _send_all(ports=[port], path=line[0], headers=line[1], bodies=bodies, clients=clients, expect=204)
-            )
+            web_cpu = sum(process_cpu_seconds(pid) for pid in web_pids)
+            database_cpu = _database_cpu_seconds(database_url)
+            item = _send_all(ports=[port], path=line[0], headers=line[1], bodies=bodies, clients=clients, expect=204)
+            item["web_cpu_seconds"] = sum(process_cpu_seconds(pid) for pid in web_pids) - web_cpu
+            item["postgres_cpu_seconds"] = _database_cpu_seconds(database_url) - database_cpu
+            measured[name]["ours"].append(item)
             influx_item = _send_all(
                 ports=[influx_port],
                 path="/write?db=bench&precision=ns",
@@ -257,6 +268,13 @@ def _backfill(
             "age_seconds": ages[name] or 0,
             "ours_points_per_second": ours_summary["points_per_second"],
             "ours_batch_latency_ms": ours_summary["batch_latency_ms"],
+            # CPU milliseconds per 5,000-point batch: where our time goes at each age.
+            "ours_web_cpu_ms_per_batch": round(
+                ours_summary["web_cpu_seconds"] * 1000 * BATCH_POINTS / ours_summary["points"], 1
+            ),
+            "ours_postgres_cpu_ms_per_batch": round(
+                ours_summary["postgres_cpu_seconds"] * 1000 * BATCH_POINTS / ours_summary["points"], 1
+            ),
             "influxdb_points_per_second": _rounds_summary(items["influxdb"])["points_per_second"],
             "ratio_to_influxdb": round(statistics.median(ratios), 3),
             "ratio_to_influxdb_per_round": [round(ratio, 3) for ratio in ratios],
@@ -592,7 +610,8 @@ def run(*, quick: bool = False) -> dict:
             ))  # fmt: skip
         if influx is not None:
             result["backfill"] = _backfill(port=port, influx_port=influx.port, line=line, clients=clients,
-                                           rounds=rounds, per_round=per_round)  # fmt: skip
+                                           rounds=rounds, per_round=per_round,
+                                           cpu=(web_pids, environment["DATABASE_URL"]))  # fmt: skip
     finally:
         launcher.terminate()
         launcher.wait(timeout=30)

@@ -178,3 +178,52 @@ def test_the_refresh_summarizes_the_brin_ranges_that_live_writes_filled(settings
     assert result["brin_ranges_summarized"] >= 2
     assert _unsummarized_ranges(_partition(now)) == 0
     assert _unsummarized_ranges(_partition(start)) == 0
+
+
+def _partition_locked(partition: str, locked: threading.Event, release: threading.Event) -> None:
+    """Hold the lock VACUUM and BRIN summarization take on `partition` until `release`."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {partition} IN SHARE UPDATE EXCLUSIVE MODE")
+        locked.set()
+        release.wait(30)
+
+
+def test_the_refresh_skips_brin_summarization_when_a_partition_lock_is_not_granted_within_a_second(caplog):
+    """VACUUM holds the partition's lock (and summarizes too): the run does not wait more than a second for it and
+    goes on to refresh."""
+    now = timezone.now()
+    locked, release, errors = threading.Event(), threading.Event(), []
+    holder = database_thread(lambda: _partition_locked(_partition(now), locked, release), errors)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        result = backend_for().rollup_refresh(now=now)
+    finally:
+        release.set()
+        holder.join(30)
+    assert not errors, errors
+    assert result["brin_ranges_summarized"] == 0
+    assert "BRIN summarization skipped this run" in caplog.text
+
+
+def test_the_refresh_fails_on_any_other_database_error_during_brin_summarization():
+    """Only a lock timeout is skipped: a statement cancelled (here by statement_timeout, shorter than the lock
+    timeout) fails the run instead of being logged and swallowed."""
+    from django.db import OperationalError
+
+    now = timezone.now()
+    locked, release, errors = threading.Event(), threading.Event(), []
+    holder = database_thread(lambda: _partition_locked(_partition(now), locked, release), errors)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = '200ms'")
+        with pytest.raises(OperationalError, match="statement timeout"):
+            backend_for().rollup_refresh(now=now)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout TO DEFAULT")
+        release.set()
+        holder.join(30)
+    assert not errors, errors

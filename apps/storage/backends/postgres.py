@@ -34,6 +34,7 @@ from django.conf import settings
 from django.db import OperationalError, transaction
 from django.utils import timezone
 from psycopg import sql
+from psycopg.errors import LockNotAvailable
 
 from apps.storage.backends.base import (
     BACKEND_POSTGRES,
@@ -101,6 +102,18 @@ _LATE_WRITE_LOCK = sql.SQL("hashtext('storage.rollup.late')")
 _DRAIN_LOCK = sql.SQL("hashtext('storage.rollup.drain')")
 _LABEL_CELLS_CACHE_LIMIT = 200_000
 _LABEL_MAPPINGS_CACHED = 64  # sets of series (a batch's) whose label cell mapping is kept
+
+
+def _watermark_shared_then(cursor, column: str, locks: sql.Composable):
+    """The lock order of every transaction that excludes some writers: the watermark row FOR SHARE (as writes take
+    it), then the advisory `locks` (a select list of pg_advisory_* calls), in one round trip. Returns `column` of
+    the watermark row; the cursor is left on the locks' row."""
+    cursor.execute(
+        sql.SQL("SELECT {} FROM storage_rollup_watermark FOR SHARE; SELECT {}").format(sql.SQL(column), locks)
+    )
+    value = cursor.fetchone()[0]
+    cursor.nextset()
+    return value
 
 
 def _aggregate_values(tier: Tier) -> sql.Composed:
@@ -586,7 +599,11 @@ class PostgresBackend(DailyPartitions, StorageBackend):
                 summarized = cursor.fetchone()[0]
                 cursor.execute("SET LOCAL lock_timeout TO DEFAULT")  # inside a caller's transaction (tests)
                 return summarized
-        except OperationalError as error:  # lock_timeout
+        except OperationalError as error:
+            # Only lock_timeout: any other error (a statement timeout, a lost connection) fails the run, as the
+            # refresh's next statement would.
+            if not isinstance(error.__cause__, LockNotAvailable):
+                raise
             logger.warning("BRIN summarization skipped this run: %s", error)
             return 0
 
@@ -596,12 +613,7 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         on), then the late-write lock exclusively (no delta writer, drain step or re-aggregating write is open
         meanwhile). Under FOR UPDATE, every write waited for each history chunk (and drain step, which took this
         lock until 2026-12-07): a live source beside a 10-million-point backfill had a p95 of 360 ms."""
-        cursor.execute(
-            sql.SQL("SELECT {} FROM storage_rollup_watermark FOR SHARE; SELECT pg_advisory_xact_lock({})").format(
-                sql.SQL(column), _LATE_WRITE_LOCK
-            )
-        )
-        return cursor.fetchone()[0]  # the first statement's
+        return _watermark_shared_then(cursor, column, sql.SQL("pg_advisory_xact_lock({})").format(_LATE_WRITE_LOCK))
 
     def label_history_build(self, *, seconds: float) -> tuple[int, int]:
         """Build the history of label keys registered but not ready, a chunk per transaction, for up to `seconds`
@@ -732,11 +744,12 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         while True:
             before = folded
             with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
-                cursor.execute(
-                    sql.SQL(
-                        "SELECT 1 FROM storage_rollup_watermark FOR SHARE; "
-                        "SELECT pg_advisory_xact_lock({}), pg_advisory_xact_lock_shared({})"
-                    ).format(_DRAIN_LOCK, _LATE_WRITE_LOCK)
+                _watermark_shared_then(
+                    cursor,
+                    "1",
+                    sql.SQL("pg_advisory_xact_lock({}), pg_advisory_xact_lock_shared({})").format(
+                        _DRAIN_LOCK, _LATE_WRITE_LOCK
+                    ),
                 )
                 pending = self.deltas_pending(cursor)
                 # Label deltas of coarse tiers first (they have the fewest rows, and long-range dashboards read
@@ -763,9 +776,8 @@ class PostgresBackend(DailyPartitions, StorageBackend):
         flag left set on an empty table costs a query one read of a few empty pages. Late writers wait for this
         transaction only when it has the lock: one cheap read per table, the drain having VACUUMed them first."""
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM storage_rollup_watermark FOR SHARE")
-            cursor.execute(sql.SQL("SELECT pg_try_advisory_xact_lock({})").format(_LATE_WRITE_LOCK))
-            if not cursor.fetchone()[0]:
+            _watermark_shared_then(cursor, "1", sql.SQL("pg_try_advisory_xact_lock({})").format(_LATE_WRITE_LOCK))
+            if not cursor.fetchone()[0]:  # the lock's statement
                 return tables
             refilled = frozenset(table for table in tables if _table_has_rows(cursor, table))
             if tables - refilled:
