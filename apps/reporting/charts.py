@@ -1,19 +1,28 @@
-"""Server-side line charts as SVG, drawn from the query engine's numbers.
+"""Server-side charts as SVG, drawn from the query engine's numbers: lines over time, and the pies and bars of
+reduced values (a slice or a bar per series, as the dashboard page draws them).
 
 Written here rather than exported through plotly + kaleido: kaleido drives a headless Chromium at about 2 s a
 figure, where this takes milliseconds, needs no browser, and gives the same bytes for the same data (PDF tests
-and caches can rely on it). The chart is deliberately plain: axes, gridlines, one path per series, a legend.
+and caches can rely on it). The charts are deliberately plain: axes, gridlines, one path per series, a legend,
+the panel's thresholds where the page shows them (dashed lines, bar colours).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 LEGEND_MAX = 12
+
+
+def _attribute(text: str) -> str:
+    """`text` escaped for a double-quoted attribute (a colour from a panel's options)."""
+    return escape(text, {'"': "&quot;"})
 
 
 def _nice_step(span: float, ticks: int) -> float:
@@ -33,16 +42,51 @@ def _number(value: float) -> str:
     return f"{value:,.6g}"
 
 
+def threshold_color(value: float | None, thresholds: Sequence[Mapping[str, Any]] | None, fallback: str) -> str:
+    """The colour of the highest threshold `value` reaches (a base step has value null), else `fallback`: the rule
+    of thresholdColor in static/js/dashboards/values.js."""
+    steps = [item for item in thresholds or () if isinstance(item, Mapping) and item.get("color")]
+    steps.sort(key=lambda item: -math.inf if item.get("value") is None else float(item["value"]))
+    color = fallback
+    for step in steps:
+        if value is not None and (step.get("value") is None or value >= float(step["value"])):
+            color = str(step["color"])
+    return color
+
+
+def threshold_lines(thresholds: Sequence[Mapping[str, Any]] | None) -> list[tuple[float, str]]:
+    """(value, colour) of each threshold with a value: the dashed lines of a time series with `threshold_lines`."""
+    return [
+        (float(item["value"]), str(item.get("color") or "#d62728"))
+        for item in thresholds or ()
+        if isinstance(item, Mapping) and isinstance(item.get("value"), int | float) and math.isfinite(item["value"])
+    ]
+
+
+def _sparse(column: Sequence[float | None]) -> bool:
+    """Whether a series is drawn with markers: fewer than 3 values, or most of them between gaps (isSparse in
+    static/js/dashboards/panels.js, the dashboard page's rule)."""
+
+    def present(index: int) -> bool:
+        return 0 <= index < len(column) and column[index] is not None and math.isfinite(column[index])
+
+    shown = [index for index in range(len(column)) if present(index)]
+    isolated = sum(1 for index in shown if not present(index - 1) and not present(index + 1))
+    return len(shown) < 3 or isolated * 2 > len(shown)
+
+
 def line_chart_svg(
     *,
     times: list[datetime],
     series: list[tuple[str, list[float | None]]],
     zone: ZoneInfo,
     unit: str = "",
+    thresholds: Sequence[tuple[float, str]] = (),
     width: int = 720,
     height: int = 270,
 ) -> str:
-    """An SVG document of the series against time (gaps stay gaps)."""
+    """An SVG document of the series against time (gaps stay gaps), with `thresholds` (value, colour) as dashed
+    lines, inside the value axis (as plotly's autorange takes them in)."""
     left, right, top, bottom = 64, 12, 12, 40
     legend_rows = math.ceil(min(len(series), LEGEND_MAX + 1) / 3) if len(series) > 1 else 0
     total_height = height + legend_rows * 16
@@ -55,7 +99,7 @@ def line_chart_svg(
     if not values or len(times) < 1:
         parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#666">No data</text></svg>')
         return "".join(parts)
-    low, high = min(values), max(values)
+    low, high = min(values + [value for value, _ in thresholds]), max(values + [value for value, _ in thresholds])
     if low == high:
         low, high = low - 1, high + 1
     step = _nice_step(high - low, 5)
@@ -93,6 +137,12 @@ def line_chart_svg(
             f"{escape(moment.strftime(label_format))}</text>"
         )
     parts.append(f'<rect x="{left}" y="{top}" width="{plot_width}" height="{plot_height}" fill="none" stroke="#999"/>')
+    for value, color in thresholds:
+        y = y_of(value)
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_width}" y2="{y:.1f}" stroke="{_attribute(color)}" '
+            'stroke-width="1" stroke-dasharray="5 3"/>'
+        )
     xs = [x_of(moment) for moment in times]
     for index, (_, column) in enumerate(series):
         commands, pen_down = [], False
@@ -102,9 +152,16 @@ def line_chart_svg(
                 continue
             commands.append(f"{'L' if pen_down else 'M'}{x:.1f} {y_of(value):.1f}")
             pen_down = True
-        if commands:
-            color = PALETTE[index % len(PALETTE)]
+        color = PALETTE[index % len(PALETTE)]
+        if any(command.startswith("L") for command in commands):
             parts.append(f'<path d="{" ".join(commands)}" fill="none" stroke="{color}" stroke-width="1.2"/>')
+        if _sparse(column):
+            # Points between gaps (a reading a minute in 30 s buckets) draw no line: markers, as the page shows.
+            parts.extend(
+                f'<circle cx="{x:.1f}" cy="{y_of(value):.1f}" r="1.8" fill="{color}"/>'
+                for x, value in zip(xs, column, strict=False)
+                if value is not None and math.isfinite(value)
+            )
     if legend_rows:
         for index, (name, _) in enumerate(series[:LEGEND_MAX]):
             x = left + (index % 3) * (plot_width / 3)
@@ -115,5 +172,178 @@ def line_chart_svg(
         if len(series) > LEGEND_MAX:
             y = height + (LEGEND_MAX // 3) * 16
             parts.append(f'<text x="{left}" y="{y - 4}" fill="#666">and {len(series) - LEGEND_MAX} more</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _no_data(width: int, height: int) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'font-family="DejaVu Sans, sans-serif" font-size="10"><text x="{width / 2}" y="{height / 2}" '
+        'text-anchor="middle" fill="#666">No data</text></svg>'
+    )
+
+
+def pie_chart_svg(
+    *, items: Sequence[tuple[str, float | None]], donut: bool = True, width: int = 720, height: int = 260
+) -> str:
+    """A slice per item, in the given order and the dashboard's palette, its share written on it (when there is room)
+    and in the legend beside it. Like plotly's pie, items without a positive value get no slice (the legend says
+    so); a donut unless `donut` is false."""
+    total = sum(value for _, value in items if value is not None and math.isfinite(value) and value > 0)
+    if total <= 0:
+        return _no_data(width, height)
+    radius = height / 2 - 12
+    cx, cy = 12 + radius, height / 2
+    hole = radius * 0.45 if donut else 0.0
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        'font-family="DejaVu Sans, sans-serif" font-size="10">'
+    ]
+    angle = -math.pi / 2  # from twelve o'clock, clockwise, as plotly draws
+    for index, (_, value) in enumerate(items):
+        if value is None or not math.isfinite(value) or value <= 0:
+            continue
+        share = value / total
+        color = PALETTE[index % len(PALETTE)]
+        if share >= 0.999999:
+            parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{radius:.1f}" fill="{color}"/>')
+        else:
+            end = angle + share * 2 * math.pi
+            large = 1 if share > 0.5 else 0
+            x0, y0 = cx + radius * math.cos(angle), cy + radius * math.sin(angle)
+            x1, y1 = cx + radius * math.cos(end), cy + radius * math.sin(end)
+            parts.append(
+                f'<path d="M{cx:.1f} {cy:.1f} L{x0:.2f} {y0:.2f} A{radius:.1f} {radius:.1f} 0 {large} 1 '
+                f'{x1:.2f} {y1:.2f} Z" fill="{color}" stroke="#fff" stroke-width="1"/>'
+            )
+        if share >= 0.04:
+            middle = angle + share * math.pi
+            distance = (radius + hole) / 2 if donut else radius * 0.62
+            parts.append(
+                f'<text x="{cx + distance * math.cos(middle):.1f}" y="{cy + distance * math.sin(middle) + 3:.1f}" '
+                f'text-anchor="middle" fill="#fff">{share * 100:.1f}%</text>'
+            )
+        angle += share * 2 * math.pi
+    if donut:
+        parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{hole:.1f}" fill="#fff"/>')
+    legend_x = cx + radius + 32
+    shown = list(enumerate(items))[: LEGEND_MAX + 3]
+    for row, (index, (name, value)) in enumerate(shown):
+        y = 20 + row * 15
+        positive = value is not None and math.isfinite(value) and value > 0
+        share = f"{value / total * 100:.1f}%" if positive else "no slice"
+        parts.append(
+            f'<rect x="{legend_x:.1f}" y="{y - 8}" width="10" height="10" fill="{PALETTE[index % len(PALETTE)]}"/>'
+        )
+        parts.append(f'<text x="{legend_x + 16:.1f}" y="{y + 1}" fill="#222">{escape(name[:48])} ({share})</text>')
+    if len(items) > len(shown):
+        y = 20 + len(shown) * 15
+        parts.append(f'<text x="{legend_x:.1f}" y="{y + 1}" fill="#666">and {len(items) - len(shown)} more</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def bar_chart_svg(
+    *,
+    items: Sequence[tuple[str, float | None, str]],
+    horizontal: bool = False,
+    unit: str = "",
+    width: int = 720,
+    height: int = 260,
+) -> str:
+    """A bar per item (name, value, colour), from zero, with its value text beside it: vertical bars with the names
+    under them, or horizontal bars with the names on the left (`horizontal`). Items without a value get no bar."""
+    values = [value for _, value, _ in items if value is not None and math.isfinite(value)]
+    if not values:
+        return _no_data(width, height)
+    shown = list(items[:40])
+    low, high = min(0.0, *values), max(0.0, *values)
+    if low == high:
+        high = 1.0
+    step = _nice_step(high - low, 5)
+    low, high = math.floor(low / step) * step, math.ceil(high / step) * step
+    if horizontal:
+        height = max(height, 24 + 18 * len(shown))
+        left, right, top, bottom = 150, 70, 8, 28
+    else:
+        left, right, top, bottom = 64, 12, 16, 56
+    plot_width, plot_height = width - left - right, height - top - bottom
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        'font-family="DejaVu Sans, sans-serif" font-size="10">'
+    ]
+
+    def scale(value: float, length: float) -> float:
+        return (value - low) / (high - low) * length
+
+    tick = low
+    while tick <= high + step / 2:
+        if horizontal:
+            x = left + scale(tick, plot_width)
+            parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_height}" stroke="#e5e5e5"/>')
+            parts.append(
+                f'<text x="{x:.1f}" y="{top + plot_height + 14}" text-anchor="middle" fill="#444">'
+                f"{_number(tick)}</text>"
+            )
+        else:
+            y = top + plot_height - scale(tick, plot_height)
+            parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_width}" y2="{y:.1f}" stroke="#e5e5e5"/>')
+            parts.append(f'<text x="{left - 6}" y="{y + 3:.1f}" text-anchor="end" fill="#444">{_number(tick)}</text>')
+        tick += step
+    if unit and not horizontal:
+        parts.append(
+            f'<text x="12" y="{top + plot_height / 2:.1f}" transform="rotate(-90 12 {top + plot_height / 2:.1f})" '
+            f'text-anchor="middle" fill="#444">{escape(unit)}</text>'
+        )
+    slot = (plot_height if horizontal else plot_width) / max(len(shown), 1)
+    thickness = slot * 0.7
+    for index, (name, value, color) in enumerate(shown):
+        label = escape(name[:24] if not horizontal else name[:26])
+        if horizontal:
+            middle = top + slot * (index + 0.5)
+            parts.append(f'<text x="{left - 6}" y="{middle + 3:.1f}" text-anchor="end" fill="#222">{label}</text>')
+        else:
+            middle = left + slot * (index + 0.5)
+            parts.append(
+                f'<text x="{middle:.1f}" y="{top + plot_height + 12}" text-anchor="end" fill="#222" '
+                f'transform="rotate(-30 {middle:.1f} {top + plot_height + 12})">{label}</text>'
+            )
+        if value is None or not math.isfinite(value):
+            continue
+        zero, end = (
+            scale(0.0, plot_width if horizontal else plot_height),
+            scale(value, plot_width if horizontal else plot_height),
+        )
+        start, length = min(zero, end), abs(end - zero)
+        text = escape(_number(value) + (f" {unit}" if unit else ""))
+        if horizontal:
+            y = middle - thickness / 2
+            parts.append(
+                f'<rect x="{left + start:.1f}" y="{y:.1f}" width="{length:.1f}" height="{thickness:.1f}" '
+                f'fill="{_attribute(color)}"/>'
+            )
+            parts.append(f'<text x="{left + max(zero, end) + 4:.1f}" y="{middle + 3:.1f}" fill="#222">{text}</text>')
+        else:
+            x = middle - thickness / 2
+            y = top + plot_height - start - length
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{thickness:.1f}" height="{length:.1f}" '
+                f'fill="{_attribute(color)}"/>'
+            )
+            above = top + plot_height - max(zero, end)
+            if above - 3 < top + 10:  # no room above the bar: the value inside its top, as plotly's "auto"
+                parts.append(
+                    f'<text x="{middle:.1f}" y="{above + 12:.1f}" text-anchor="middle" fill="#fff">{text}</text>'
+                )
+            else:
+                parts.append(
+                    f'<text x="{middle:.1f}" y="{above - 3:.1f}" text-anchor="middle" fill="#222">{text}</text>'
+                )
+    parts.append(f'<rect x="{left}" y="{top}" width="{plot_width}" height="{plot_height}" fill="none" stroke="#999"/>')
+    if len(items) > len(shown):
+        parts.append(
+            f'<text x="{left}" y="{height - 4}" fill="#666">and {len(items) - len(shown)} more (see the table)</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)

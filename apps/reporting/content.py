@@ -33,9 +33,12 @@ CHUNK_BUCKETS = 1_440  # buckets per series read per engine query when streaming
 EXPORT_MAX_ROWS = 50_000  # rows per exported table: an automatic bucket is chosen to stay below it
 MIN_EXPORT_BUCKET_SECONDS = 60
 MAX_SERIES_PER_SECTION = 200  # columns of an exported table
-CHART_PANEL_TYPES = ("timeseries", "heatmap", "state_timeline", "bar")
+CHART_PANEL_TYPES = ("timeseries", "heatmap", "state_timeline")
 TABLE_PANEL_TYPES = ("table",)
-REDUCED_PANEL_TYPES = ("stat", "gauge", "bargauge")  # panels that show the query API's reduced numbers
+# Panels that show the query API's reduced numbers; the PDF draws a pie's slices and a bar chart's bars from them.
+REDUCED_PANEL_TYPES = ("stat", "gauge", "bargauge", "bar", "pie")
+# One value per series unless the panel combines them (PER_SERIES_TYPES in static/js/dashboards/values.js).
+PER_SERIES_PANEL_TYPES = ("bargauge", "bar", "pie", "table")
 LEGACY_REDUCE = {"avg": "mean", "last": "last_not_null", "first": "first", "sum": "sum", "min": "min", "max": "max"}
 REDUCED_MAX_SERIES = 1_000  # series a combined value is over: the query API's largest limit, as the page asks
 CALCULATION_LABELS = {
@@ -71,7 +74,9 @@ class SectionDefinition:
     decimals: int | None = None
     queries: tuple[SectionQuery, ...] = ()
     text: str = ""
-    reduce: tuple[str, str] | None = None  # (calculation, combination) of a stat, gauge or bar gauge panel
+    reduce: tuple[str, str] | None = None  # (calculation, combination) of a stat, gauge, bar gauge, bar or pie panel
+    panel_type: str = ""  # the dashboard panel's type ("" for a report query)
+    options: Mapping[str, Any] = field(default_factory=dict, compare=False)  # the panel's options, as saved
 
     @property
     def reduce_label(self) -> str:
@@ -197,6 +202,8 @@ def sections_define(
                     reduce=panel_reduce(panel_type, options, section_queries[0].query if section_queries else {})
                     if panel_type in REDUCED_PANEL_TYPES
                     else None,
+                    panel_type=panel_type,
+                    options=options,
                 )
             )
     for index, item in enumerate(queries):
@@ -214,9 +221,10 @@ def sections_define(
 
 
 def panel_reduce(panel_type: str, options: Mapping[str, Any], query: Mapping[str, Any]) -> tuple[str, str]:
-    """The (calculation, combination) a stat, gauge or bar gauge panel shows: the panel's options, else what its
-    first query implies (sums and counts add up), exactly as the dashboard page decides (panelReduce in
-    static/js/dashboards/values.js; docs/dashboards.md, "The value: calculation and combination")."""
+    """The (calculation, combination) a stat, gauge, bar gauge, bar or pie panel shows: the panel's options, else
+    what its first query implies (sums and counts add up; bars, pies and bar gauges one value per series), exactly
+    as the dashboard page decides (panelReduce in static/js/dashboards/values.js; docs/dashboards.md, "The value:
+    calculation and combination")."""
     aggregation = query.get("aggregation")
     summing = aggregation in ("sum", "count") or re.search(r"(^|\.)count$", str(query.get("metric") or "")) is not None
     calculation = (
@@ -226,7 +234,7 @@ def panel_reduce(panel_type: str, options: Mapping[str, Any], query: Mapping[str
     )
     combination = options.get("combination")
     if not combination:
-        if panel_type == "bargauge":
+        if panel_type in PER_SERIES_PANEL_TYPES:
             combination = "none"
         elif summing:
             combination = "sum"
@@ -320,7 +328,7 @@ def _overview_read(section: Section, principal: Any, start: datetime, end: datet
             section.columns.append(
                 SeriesColumn(
                     ref=item.ref,
-                    name=_series_name(item, series, len(section.definition.queries)),
+                    name=_series_name(item, series, len(section.definition.queries), len(result.series)),
                     labels=dict(series.get("labels", {})),
                 )
             )
@@ -352,7 +360,7 @@ def _reduced_read(section: Section, principal: Any, start: datetime, end: dateti
             continue
         for reduced in result.reduced or []:
             if combination == "none":
-                name = _series_name(item, reduced, len(queries))
+                name = _series_name(item, reduced, len(queries), len(result.reduced))
             else:
                 name = item.legend or str(item.query.get("metric", "value"))
                 name = f"{item.ref}: {name}" if len(queries) > 1 else name
@@ -370,13 +378,26 @@ def _chart_query(query: Mapping[str, Any], *, start: datetime, end: datetime) ->
     return {key: value for key, value in query.items() if key != "bucket"}
 
 
-def _series_name(item: SectionQuery, series: Mapping[str, Any], query_count: int) -> str:
+_LEGEND_LABEL = re.compile(r"\{\{?\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*\}?\}")
+
+
+def legend_text(template: str, labels: Mapping[str, Any]) -> str:
+    """A legend like "pressure {facility}" with each {label} (or {{label}}) replaced by the series' value; unknown
+    labels stay empty (legendText in static/js/dashboards/values.js)."""
+    return _LEGEND_LABEL.sub(lambda match: str(labels.get(match.group(1), "")), template)
+
+
+def _series_name(item: SectionQuery, series: Mapping[str, Any], query_count: int, series_count: int = 1) -> str:
+    """A series' name as the dashboard page shows it (seriesDisplayName in static/js/dashboards/values.js): its
+    query's legend, a template filled with its labels ("{segment}" names each slice by its segment), a plain legend
+    followed by the labels when the query has several series; else its labels, else the metric, prefixed by the
+    query's ref when the panel has several queries."""
     labels = series.get("labels") or {}
-    name = (
-        item.legend
-        or ", ".join(f"{key}={value}" for key, value in sorted(labels.items()))
-        or item.query.get("metric", "value")
-    )
+    labelled = ", ".join(f"{key}={value}" for key, value in sorted(labels.items()))
+    if item.legend:
+        text = legend_text(item.legend, labels).strip()
+        return text if "{" in item.legend or not labelled or series_count <= 1 else f"{text} {labelled}"
+    name = labelled or str(item.query.get("metric") or item.ref or "value")
     return f"{item.ref}: {name}" if query_count > 1 else name
 
 

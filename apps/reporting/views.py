@@ -62,6 +62,48 @@ def report_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+# The editor's field for each refused input (the API's field path, or its first parts): (element id, label).
+FORM_FIELDS = {
+    "organization": ("organization", "Organisation"),
+    "name": ("name", "Name"),
+    "dashboard": ("dashboard", "Dashboard"),
+    "panels": ("panels", "Panels"),
+    "queries": ("queries", "Queries shown as tables"),
+    "time_range": ("start", "Period"),
+    "time_range.preset": ("preset", "Calendar period"),
+    "time_range.start": ("start", "Start"),
+    "time_range.end": ("end", "End"),
+    "formats": ("formats", "Formats"),
+    "recipients": ("users", "Recipients"),
+    "recipients.users": ("users", "Users"),
+    "recipients.teams": ("teams", "Teams"),
+    "recipients.emails": ("emails", "External email addresses"),
+    "recipients.send_emails_as_me": ("send_emails_as_me", "Send as me"),
+    "subject": ("subject", "Subject template"),
+    "message": ("message", "Message template"),
+    "schedule": ("cron", "Schedule"),
+    "schedule.cron": ("cron", "Cron"),
+    "schedule.timezone": ("timezone", "Time zone"),
+    "timezone": ("timezone", "Time zone"),
+    "enabled": ("enabled", "Enabled"),
+}
+
+
+def form_error(refused: FieldError) -> dict[str, str]:
+    """A refusal as the editor shows it: the field's label (not the API's path: "Users", not "recipients.users";
+    a query's inner path is kept after its label, "Queries shown as tables (queries[0].query.metric)"), the
+    message, and the id of the field to mark and focus."""
+    path = refused.field or ""
+    parts = path.replace("[", ".[").split(".")
+    for length in range(len(parts), 0, -1):
+        known = FORM_FIELDS.get(".".join(parts[:length]).replace(".[", "["))
+        if known:
+            element, label = known
+            rest = path if length < len(parts) and known[0] == "queries" else ""
+            return {"field": element, "label": f"{label} ({rest})" if rest else label, "message": refused.message}
+    return {"field": "", "label": path, "message": refused.message}
+
+
 def _form_data(request: HttpRequest) -> dict:
     post = request.POST
     time_range = (
@@ -179,7 +221,7 @@ def report_edit(request: HttpRequest, report_id: int | None = None) -> HttpRespo
             messages.success(request, f"Saved {report.name}.")
             return redirect("report-detail", report_id=report.pk)
         except FieldError as refused:
-            error = f"{refused.field}: {refused.message}"
+            error = form_error(refused)
     context = {
         "report": report,
         "organizations": organizations,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from django.utils.html import escape
 
 from apps.reporting.models import Report, ReportRun
 from tests.conftest import api_client_for
@@ -158,7 +161,11 @@ def test_pages_list_edit_detail_and_preview(plant_dashboard, editor, viewer, cli
         "enabled": "on",
     })  # fmt: skip
     assert created.status_code == 200
-    assert b"send_emails_as_me: external addresses receive what you can see" in created.content
+    # Said with the field's label, linked to the field, which is marked and focused (not the API's path).
+    assert (
+        b'<a href="#send_emails_as_me">Send as me</a>: external addresses receive what you can see' in created.content
+    )
+    assert b'id="send_emails_as_me" name="send_emails_as_me" aria-invalid="true"' in created.content
     assert b"External addresses see what you see" in created.content
     created = client.post("/reports/new/", {
         "organization": organization_get().slug, "name": "Morning", "dashboard": plant_dashboard.uid,
@@ -232,6 +239,45 @@ def test_a_refused_report_form_keeps_what_was_typed_and_the_edit_form_shows_the_
     assert schedule == ("-3d", "30 6 * * *", True, True)
     new = client.get("/reports/new/").context["values"]
     assert (new["formats"], new["enabled"], new["start"]) == (["pdf"], True, "-7d")
+
+
+@pytest.mark.parametrize(
+    ("changed", "element", "label"),
+    [
+        ({"cron": "61 6 * * *"}, "cron", "Cron"),
+        ({"users": "nobody-here"}, "users", "Users"),
+        ({"timezone": "Mars/Olympus"}, "timezone", "Time zone"),
+        ({"start": "yesterday-ish"}, "start", "Start"),
+        (
+            {"queries": '[{"title": "T", "query": {"source": "plant"}}]'},
+            "queries",
+            "Queries shown as tables (queries[0]",
+        ),
+        ({"subject": "{% load static %}"}, "subject", "Subject template"),
+        ({"formats": []}, "formats", "Formats"),
+    ],
+)
+def test_a_refused_report_form_names_the_field_by_its_label_and_marks_it(plant_dashboard, editor, client, changed,
+                                                                         element, label):  # fmt: skip
+    client.force_login(editor)
+    posted = {
+        "organization": organization_get().slug, "name": "Morning", "dashboard": plant_dashboard.uid,
+        "formats": ["pdf"], "users": "vic", "start": "-3d", "end": "now", "cron": "30 6 * * *", "timezone": "UTC",
+        "subject": "Plant", "message": "Hi", **changed,
+    }  # fmt: skip
+    refused = client.post("/reports/new/", posted)
+    assert refused.status_code == 200
+    error = refused.context["error"]
+    assert error["field"] == element, error
+    assert error["label"].startswith(label), error
+    page = refused.content.decode()
+    assert f'<a href="#{element}">{escape(error["label"])}</a>: {escape(error["message"])}' in page
+    assert page.count('aria-invalid="true"') == 1
+    assert re.search(rf'id="{element}"[^>]* aria-invalid="true" aria-describedby="field-error"', page)
+    # The message is also under the field (the page scrolls to it: autofocus), once.
+    assert page.count('<p class="field-error" id="field-error">') == 1
+    assert f'<p class="field-error" id="field-error">{escape(error["message"])}</p>' in page
+    assert not Report.objects.filter(name="Morning").exists()
 
 
 def test_a_report_shared_to_edit_lets_a_viewer_change_and_send_it(plant_dashboard, editor, viewer):

@@ -1,4 +1,5 @@
-"""Stat, gauge and bar gauge panels in a report: the numbers the dashboard shows, as the query API reduces them."""
+"""Stat, gauge, bar gauge, bar and pie panels in a report: the numbers the dashboard shows, as the query API reduces
+them; bars and pies drawn from those numbers."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ QUERY = {"source": "plant", "metric": "temperature", "aggregation": "avg", "grou
         ("gauge", {}, {"aggregation": "avg", "metric": "orders.count"}, ("sum", "sum")),
         ("stat", {}, {"aggregation": "max", "metric": "temperature"}, ("last_not_null", "max")),
         ("bargauge", {}, {"aggregation": "avg", "metric": "temperature"}, ("last_not_null", "none")),
+        ("bar", {}, {"aggregation": "sum", "metric": "count"}, ("sum", "none")),
+        ("pie", {}, {"aggregation": "avg", "metric": "temperature"}, ("last_not_null", "none")),
+        ("pie", {"combination": "sum"}, {"aggregation": "sum"}, ("sum", "sum")),
+        ("table", {}, {"aggregation": "sum"}, ("sum", "none")),
         ("stat", {"reduce": "avg"}, {"aggregation": "avg"}, ("mean", "mean")),
         ("gauge", {"calculation": "delta", "combination": "min"}, {"aggregation": "sum"}, ("delta", "min")),
     ],
@@ -96,3 +101,167 @@ def test_stat_gauge_and_bar_gauge_values_are_the_query_apis_in_the_pdf_and_the_x
     assert [row[3].value for row in reduced] == [hottest[0]["value"], typical[0]["value"],
                                                  *(item["value"] for item in each)]  # fmt: skip
     assert [row[3].number_format for row in reduced] == ['#,##0.000" °C"', "#,##0.0", *['#,##0.00" °C"'] * len(each)]
+
+
+def _report_of(plant, editor, viewer, title: str, panels: list[dict]):
+    """A PDF report of a dashboard of `panels` over the plant's hours, and its content as `viewer` reads it."""
+    dashboard = dashboard_create(organization=organization_get(), owner=editor, document={
+        "schema_version": 1, "title": title, "time_range": {"start": "-6h", "end": "now"}, "panels": panels,
+    })  # fmt: skip
+    report = report_create(organization=organization_get(), owner=editor, data={
+        "name": title, "dashboard": dashboard.uid, "formats": ["pdf"], "recipients": {"users": ["vic"]},
+        "time_range": {"start": "-6h", "end": "now"},
+    })  # fmt: skip
+    return report, report_content(report=report, principal=viewer, start=plant["start"], end=plant["end"])
+
+
+def _svg_of(section_context: dict):
+    """The chart's SVG document, parsed."""
+    import xml.etree.ElementTree as ElementTree
+
+    return ElementTree.fromstring(str(section_context["chart"]))  # noqa: S314 (our own SVG)
+
+
+def test_pie_and_bar_panels_are_drawn_from_the_query_apis_values_per_series(plant, editor, viewer, tmp_path):
+    """A pie is a slice per series and a bar chart a bar per series, as on the dashboard (one value per series
+    unless the panel combines them): the PDF draws them from the query API's reduced values, not a line chart
+    over time, and the shares and numbers it prints are the API's."""
+    import math
+
+    from apps.reporting.renderers.pdf import _section_context
+
+    thresholds = [{"value": None, "color": "#2ca02c"}, {"value": 150, "color": "#d62728"}]
+    panels = [
+        _panel("share", "pie", {"decimals": 1}),
+        _panel(
+            "bars",
+            "bar",
+            {"calculation": "mean", "orientation": "horizontal", "thresholds": thresholds, "decimals": 2},
+        ),
+    ]
+    report, content = _report_of(plant, editor, viewer, "Shares", panels)
+    last = _api_reduced(viewer, plant, "last_not_null", "none")
+    mean = _api_reduced(viewer, plant, "mean", "none")
+    assert len(last) == len(mean) == 4
+    by_key = {section.definition.key: section for section in content.sections}
+    assert [item["value"] for item in by_key["share"].reduced] == [item["value"] for item in last]
+    assert [item["value"] for item in by_key["bars"].reduced] == [item["value"] for item in mean]
+
+    zone = timezone.get_current_timezone()
+    pie = _svg_of(_section_context(by_key["share"], content, zone))
+    slices = [element for element in pie if element.tag.endswith("path")]
+    assert len(slices) == 4
+    total = sum(item["value"] for item in last)
+    for path, item in zip(slices, last, strict=True):
+        # Each slice's arc spans its share of the circle: the chord between its two arc ends says so.
+        words = path.get("d").replace("M", "").replace("L", " ").replace("A", " ").replace("Z", "").split()
+        x0, y0, radius = (float(word) for word in words[2:5])
+        x1, y1 = float(words[-2]), float(words[-1])
+        chord = math.dist((x0, y0), (x1, y1))
+        share = item["value"] / total
+        assert chord == pytest.approx(2 * radius * math.sin(share * math.pi), abs=0.05)
+    legend = [element.text for element in pie if element.tag.endswith("text") and "(" in (element.text or "")]
+    assert legend == [f"device={item['labels']['device']} ({item['value'] / total * 100:.1f}%)" for item in last]
+
+    bars = _svg_of(_section_context(by_key["bars"], content, zone))
+    rectangles = [element for element in bars if element.tag.endswith("rect") and element.get("fill") != "none"]
+    assert len(rectangles) == 4
+    widths = [float(element.get("width")) for element in rectangles]
+    for width, item in zip(widths, mean, strict=True):
+        assert width / widths[-1] == pytest.approx(item["value"] / mean[-1]["value"], rel=1e-2)
+    # Bars take the colour of the threshold they reach, as on the dashboard page.
+    assert [element.get("fill") for element in rectangles] == [
+        "#d62728" if item["value"] >= 150 else "#2ca02c" for item in mean
+    ]
+    assert {"#d62728", "#2ca02c"} == {element.get("fill") for element in rectangles}
+
+    files = report_files_render(report=report, content=content, directory=tmp_path, formats=["pdf"],
+                                generated_at=timezone.now(), recipient_label="test")  # fmt: skip
+    text = "\n".join(page.extract_text() for page in PdfReader(files[0]["path"]).pages)
+    assert "Last (not null), per series" in text
+    assert "Mean, per series" in text
+    for item in last:
+        assert f"device={item['labels']['device']} {item['value']:,.1f}" in text
+        assert f"({item['value'] / total * 100:.1f}%)" in text
+
+
+def test_a_time_series_with_threshold_lines_draws_them_in_the_pdf(plant, editor, viewer):
+    """threshold_lines draws each threshold with a value as a dashed line in its colour, inside the axis; without
+    the option (the dashboard's default) none is drawn."""
+    from apps.reporting.renderers.pdf import _section_context
+
+    thresholds = [{"value": None, "color": "green"}, {"value": 500, "color": "#e0752d"}]
+    panels = [
+        _panel("lines", "timeseries", {"thresholds": thresholds, "threshold_lines": True}),
+        _panel("plain", "timeseries", {"thresholds": thresholds}),
+    ]
+    _, content = _report_of(plant, editor, viewer, "Lines", panels)
+    zone = timezone.get_current_timezone()
+    by_key = {section.definition.key: section for section in content.sections}
+    dashed = [
+        element
+        for element in _svg_of(_section_context(by_key["lines"], content, zone))
+        if element.get("stroke-dasharray")
+    ]
+    assert [element.get("stroke") for element in dashed] == ["#e0752d"]
+    # The line sits at 500 on the value axis: between the gridlines labelled around it.
+    chart = _svg_of(_section_context(by_key["lines"], content, zone))
+    ticks = {
+        float(element.text.replace(",", "")): float(element.get("y")) - 3
+        for element in chart
+        if element.tag.endswith("text")
+        and element.get("text-anchor") == "end"
+        and element.text.replace(",", "").isdigit()
+    }
+    low, high = max(tick for tick in ticks if tick <= 500), min(tick for tick in ticks if tick >= 500)
+    y = float(dashed[0].get("y1"))
+    expected = ticks[low] + (500 - low) / (high - low) * (ticks[high] - ticks[low]) if high != low else ticks[low]
+    assert y == pytest.approx(expected, abs=0.2)
+    assert not [
+        element
+        for element in _svg_of(_section_context(by_key["plain"], content, zone))
+        if element.get("stroke-dasharray")
+    ]
+
+
+def test_a_reading_a_minute_in_finer_chart_buckets_is_drawn_as_markers_not_an_invisible_line(plant, editor, viewer):
+    """Three hours at the chart's 600 buckets are 30 s buckets, so a reading a minute leaves every other bucket
+    empty: a line broken at each gap drew nothing at all. Like the dashboard page (isSparse), such a series is
+    drawn with a marker per value; a dense one (hourly buckets) stays a line without markers."""
+    from apps.reporting.renderers.pdf import _section_context
+
+    hourly = {**_panel("dense", "timeseries", {}), "queries": [{"ref": "A", "query": {**QUERY, "bucket": "1h"}}]}
+    _, content = _report_of(plant, editor, viewer, "Sparse", [_panel("sparse", "timeseries", {}), hourly])
+    zone = timezone.get_current_timezone()
+    by_key = {section.definition.key: section for section in content.sections}
+    sparse = by_key["sparse"]
+    assert any(value is None for value in sparse.chart_values[0])  # gaps between the readings
+    markers = [
+        element for element in _svg_of(_section_context(sparse, content, zone)) if element.tag.endswith("circle")
+    ]
+    assert len(markers) == sum(value is not None for values in sparse.chart_values for value in values)
+    dense = _svg_of(_section_context(by_key["dense"], content, zone))
+    assert not [element for element in dense if element.tag.endswith("circle")]
+    assert len([element for element in dense if element.tag.endswith("path")]) == 4
+
+
+def test_legend_templates_name_the_series_as_on_the_dashboard(plant, editor, viewer, tmp_path):
+    """A legend "{device}" names each series by its device (the report printed "{device}" for all four); a plain
+    legend of a query with several series is followed by their labels, as the page shows them."""
+    templated = {
+        **_panel("share", "pie", {}),
+        "queries": [{"ref": "A", "query": QUERY, "legend": "{device}/{{ device }}{unknown}"}],
+    }
+    plain = {**_panel("lines", "timeseries", {}), "queries": [{"ref": "A", "query": QUERY, "legend": "temp"}]}
+    report, content = _report_of(plant, editor, viewer, "Legends", [templated, plain])
+    by_key = {section.definition.key: section for section in content.sections}
+    devices = [f"d{number}" for number in range(4)]
+    # Both template spellings; a label the series lacks is left empty, as on the page.
+    assert sorted(item["name"] for item in by_key["share"].reduced) == [f"{d}/{d}" for d in devices]
+    assert sorted(column.name for column in by_key["share"].columns) == [f"{d}/{d}" for d in devices]
+    assert sorted(column.name for column in by_key["lines"].columns) == [f"temp device={d}" for d in devices]
+    files = report_files_render(report=report, content=content, directory=tmp_path, formats=["pdf"],
+                                generated_at=timezone.now(), recipient_label="test")  # fmt: skip
+    text = "\n".join(page.extract_text() for page in PdfReader(files[0]["path"]).pages)
+    assert "{device}" not in text
+    assert "d0/d0" in text

@@ -22,7 +22,14 @@ from django.utils.safestring import mark_safe
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
-from apps.reporting.charts import line_chart_svg
+from apps.reporting.charts import (
+    PALETTE,
+    bar_chart_svg,
+    line_chart_svg,
+    pie_chart_svg,
+    threshold_color,
+    threshold_lines,
+)
 from apps.reporting.content import NOTHING_VISIBLE, ReportContent, Section
 from apps.reporting.time_ranges import period_label
 
@@ -83,6 +90,7 @@ def _number(value: float | None, decimals: int | None) -> str:
 
 def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -> dict:
     definition = section.definition
+    options = definition.options
     decimals = definition.decimals if isinstance(definition.decimals, int) else None
     context = {
         "title": definition.title,
@@ -106,6 +114,30 @@ def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -
                     (column.name, values) for column, values in zip(section.columns, section.chart_values, strict=True)
                 ],
                 zone=zone,
+                unit=definition.unit,
+                thresholds=threshold_lines(options.get("thresholds")) if options.get("threshold_lines") else (),
+            )
+        )
+    elif definition.panel_type == "pie" and section.reduced:
+        context["chart"] = mark_safe(  # noqa: S308 (built by charts.py, every text in it escaped)
+            pie_chart_svg(
+                items=[(item["name"] or str(index + 1), item["value"]) for index, item in enumerate(section.reduced)],
+                donut=options.get("donut") is not False,
+            )
+        )
+    elif definition.panel_type == "bar" and section.reduced:
+        # Coloured by the thresholds the value reaches, else the palette, as the dashboard page colours its bars.
+        context["chart"] = mark_safe(  # noqa: S308 (built by charts.py, every text in it escaped)
+            bar_chart_svg(
+                items=[
+                    (
+                        item["name"] or str(index + 1),
+                        item["value"],
+                        threshold_color(item["value"], options.get("thresholds"), PALETTE[index % len(PALETTE)]),
+                    )
+                    for index, item in enumerate(section.reduced)
+                ],
+                horizontal=options.get("orientation") == "horizontal",
                 unit=definition.unit,
             )
         )

@@ -1,5 +1,5 @@
 """Reductions: each series' bucketed values to one number (a calculation over time), then across series (a
-combination), as stat, gauge and bar gauge panels show them.
+combination), as stat, gauge, bar gauge, bar and pie panels show them.
 
 Semantics (docs/storage.md, "Reductions"):
 - A calculation runs over the values the query would answer for one output series: its buckets after the

@@ -24,6 +24,9 @@ export const COMBINATIONS = [
 export const REDUCED_TYPES = new Set(["stat", "gauge", "bargauge"]);
 const LEGACY_REDUCE = { avg: "mean", last: "last_not_null", first: "first", sum: "sum", min: "min", max: "max" };
 const SUMMING = new Set(["sum", "count"]);
+// One value per series unless the panel combines them (a slice, a bar, a row each); the same list as
+// PER_SERIES_PANEL_TYPES in apps/reporting/content.py.
+const PER_SERIES_TYPES = new Set(["bargauge", "bar", "pie", "table"]);
 
 // The reduction a panel asks for: what the editor chose, else what the query implies (counts and sums add up).
 export function panelReduce(panel) {
@@ -33,7 +36,7 @@ export function panelReduce(panel) {
   const calculation = options.calculation ?? LEGACY_REDUCE[options.reduce] ?? (summing ? "sum" : "last_not_null");
   let combination = options.combination;
   if (!combination) {
-    if (panel.type === "bargauge" || (panel.type === "table")) combination = "none";
+    if (PER_SERIES_TYPES.has(panel.type)) combination = "none";
     else if (summing) combination = "sum";
     else if (spec.aggregation === "max" || spec.aggregation === "min") combination = spec.aggregation;
     else combination = "mean";
