@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from xml.sax.saxutils import escape
@@ -75,54 +76,109 @@ def _sparse(column: Sequence[float | None]) -> bool:
     return len(shown) < 3 or isolated * 2 > len(shown)
 
 
+@dataclass(frozen=True)
+class ChartSeries:
+    """One line of a chart: its name, values (one per time, None for a gap), the value axis it is drawn against
+    (`left` or `right`) and its colour (None: the palette's, by position)."""
+
+    name: str
+    values: list[float | None]
+    axis: str = "left"
+    color: str | None = None
+
+
+@dataclass(frozen=True)
+class _Axis:
+    low: float
+    high: float
+    step: float
+
+    @classmethod
+    def over(cls, values: list[float]) -> _Axis:
+        low, high = min(values), max(values)
+        if low == high:
+            low, high = low - 1, high + 1
+        step = _nice_step(high - low, 5)
+        return cls(math.floor(low / step) * step, math.ceil(high / step) * step, step)
+
+    def ticks(self) -> list[float]:
+        count = round((self.high - self.low) / self.step)
+        return [self.low + self.step * index for index in range(count + 1)]
+
+
 def line_chart_svg(
     *,
     times: list[datetime],
-    series: list[tuple[str, list[float | None]]],
+    series: Sequence[ChartSeries | tuple[str, list[float | None]]],
     zone: ZoneInfo,
     unit: str = "",
+    unit_right: str = "",
     thresholds: Sequence[tuple[float, str]] = (),
     width: int = 720,
     height: int = 270,
 ) -> str:
     """An SVG document of the series against time (gaps stay gaps), with `thresholds` (value, colour) as dashed
-    lines, inside the value axis (as plotly's autorange takes them in)."""
-    left, right, top, bottom = 64, 12, 12, 40
-    legend_rows = math.ceil(min(len(series), LEGEND_MAX + 1) / 3) if len(series) > 1 else 0
+    lines, inside the left value axis (as plotly's autorange takes them in). Series on the `right` axis are scaled
+    to an axis of their own, labelled on the right (a purchases count beside revenue in dollars drew as a flat line
+    at zero on a shared axis)."""
+    lines = [item if isinstance(item, ChartSeries) else ChartSeries(*item) for item in series]
+    has_right = any(line.axis == "right" for line in lines) and any(line.axis != "right" for line in lines)
+    left, right, top, bottom = 64, 64 if has_right else 12, 12, 40
+    legend_rows = math.ceil(min(len(lines), LEGEND_MAX + 1) / 3) if len(lines) > 1 else 0
     total_height = height + legend_rows * 16
     plot_width, plot_height = width - left - right, height - top - bottom
-    values = [value for _, column in series for value in column if value is not None and math.isfinite(value)]
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{total_height}" '
         f'viewBox="0 0 {width} {total_height}" font-family="DejaVu Sans, sans-serif" font-size="10">'
     ]
-    if not values or len(times) < 1:
+
+    def finite(side: str) -> list[float]:
+        return [
+            value
+            for line in lines
+            if (line.axis == "right" and has_right) == (side == "right")
+            for value in line.values
+            if value is not None and math.isfinite(value)
+        ]
+
+    if not (finite("left") or finite("right")) or len(times) < 1:
         parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#666">No data</text></svg>')
         return "".join(parts)
-    low, high = min(values + [value for value, _ in thresholds]), max(values + [value for value, _ in thresholds])
-    if low == high:
-        low, high = low - 1, high + 1
-    step = _nice_step(high - low, 5)
-    low, high = math.floor(low / step) * step, math.ceil(high / step) * step
+    axes = {"left": _Axis.over(finite("left") + [value for value, _ in thresholds])}
+    if has_right:
+        axes["right"] = _Axis.over(finite("right"))
     first, last = times[0].timestamp(), times[-1].timestamp()
     span = max(last - first, 1.0)
 
     def x_of(moment: datetime) -> float:
         return left + (moment.timestamp() - first) / span * plot_width
 
-    def y_of(value: float) -> float:
-        return top + (high - value) / (high - low) * plot_height
+    def y_of(value: float, side: str = "left") -> float:
+        axis = axes[side]
+        return top + (axis.high - value) / (axis.high - axis.low) * plot_height
 
-    tick = low
-    while tick <= high + step / 2:
+    for tick in axes["left"].ticks():
         y = y_of(tick)
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_width}" y2="{y:.1f}" stroke="#e5e5e5"/>')
         parts.append(f'<text x="{left - 6}" y="{y + 3:.1f}" text-anchor="end" fill="#444">{_number(tick)}</text>')
-        tick += step
+    if has_right:  # labels only, no gridlines of its own (as the dashboard's right axis)
+        for tick in axes["right"].ticks():
+            y = y_of(tick, "right")
+            parts.append(
+                f'<text x="{left + plot_width + 6}" y="{y + 3:.1f}" text-anchor="start" fill="#444">'
+                f"{_number(tick)}</text>"
+            )
+    middle = top + plot_height / 2
     if unit:
         parts.append(
-            f'<text x="12" y="{top + plot_height / 2:.1f}" transform="rotate(-90 12 {top + plot_height / 2:.1f})" '
+            f'<text x="12" y="{middle:.1f}" transform="rotate(-90 12 {middle:.1f})" '
             f'text-anchor="middle" fill="#444">{escape(unit)}</text>'
+        )
+    if unit_right and has_right:
+        x = width - 8
+        parts.append(
+            f'<text x="{x}" y="{middle:.1f}" transform="rotate(90 {x} {middle:.1f})" '
+            f'text-anchor="middle" fill="#444">{escape(unit_right)}</text>'
         )
     label_format = "%H:%M" if span <= 86_400 else "%d %b %H:%M" if span <= 7 * 86_400 else "%d %b"
     for index in range(6):
@@ -144,34 +200,35 @@ def line_chart_svg(
             'stroke-width="1" stroke-dasharray="5 3"/>'
         )
     xs = [x_of(moment) for moment in times]
-    for index, (_, column) in enumerate(series):
+    colors = [_attribute(line.color or PALETTE[index % len(PALETTE)]) for index, line in enumerate(lines)]
+    for line, color in zip(lines, colors, strict=True):
+        side = "right" if line.axis == "right" and has_right else "left"
         commands, pen_down = [], False
-        for x, value in zip(xs, column, strict=False):
+        for x, value in zip(xs, line.values, strict=False):
             if value is None or not math.isfinite(value):
                 pen_down = False
                 continue
-            commands.append(f"{'L' if pen_down else 'M'}{x:.1f} {y_of(value):.1f}")
+            commands.append(f"{'L' if pen_down else 'M'}{x:.1f} {y_of(value, side):.1f}")
             pen_down = True
-        color = PALETTE[index % len(PALETTE)]
         if any(command.startswith("L") for command in commands):
             parts.append(f'<path d="{" ".join(commands)}" fill="none" stroke="{color}" stroke-width="1.2"/>')
-        if _sparse(column):
+        if _sparse(line.values):
             # Points between gaps (a reading a minute in 30 s buckets) draw no line: markers, as the page shows.
             parts.extend(
-                f'<circle cx="{x:.1f}" cy="{y_of(value):.1f}" r="1.8" fill="{color}"/>'
-                for x, value in zip(xs, column, strict=False)
+                f'<circle cx="{x:.1f}" cy="{y_of(value, side):.1f}" r="1.8" fill="{color}"/>'
+                for x, value in zip(xs, line.values, strict=False)
                 if value is not None and math.isfinite(value)
             )
     if legend_rows:
-        for index, (name, _) in enumerate(series[:LEGEND_MAX]):
+        for index, line in enumerate(lines[:LEGEND_MAX]):
             x = left + (index % 3) * (plot_width / 3)
             y = height + (index // 3) * 16
-            color = PALETTE[index % len(PALETTE)]
-            parts.append(f'<rect x="{x:.1f}" y="{y - 8}" width="10" height="3" fill="{color}"/>')
-            parts.append(f'<text x="{x + 14:.1f}" y="{y - 4}" fill="#222">{escape(name[:40])}</text>')
-        if len(series) > LEGEND_MAX:
+            name = line.name[:40] + (" (right axis)" if line.axis == "right" and has_right else "")
+            parts.append(f'<rect x="{x:.1f}" y="{y - 8}" width="10" height="3" fill="{colors[index]}"/>')
+            parts.append(f'<text x="{x + 14:.1f}" y="{y - 4}" fill="#222">{escape(name)}</text>')
+        if len(lines) > LEGEND_MAX:
             y = height + (LEGEND_MAX // 3) * 16
-            parts.append(f'<text x="{left}" y="{y - 4}" fill="#666">and {len(series) - LEGEND_MAX} more</text>')
+            parts.append(f'<text x="{left}" y="{y - 4}" fill="#666">and {len(lines) - LEGEND_MAX} more</text>')
     parts.append("</svg>")
     return "".join(parts)
 

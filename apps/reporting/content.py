@@ -61,6 +61,7 @@ class SectionQuery:
     ref: str
     legend: str
     query: Mapping[str, Any]
+    axis: str = "left"  # the value axis its series are drawn against in a chart (`left` or `right`)
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,7 @@ def sections_define(
                     ref=item.get("ref", "A"),
                     legend=item.get("legend", ""),
                     query=_variables_fill(item.get("query", {}), defaults),
+                    axis="right" if item.get("axis") == "right" else "left",
                 )
                 for item in panel.get("queries", [])
                 if not item.get("hidden")

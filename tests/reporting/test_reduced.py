@@ -265,3 +265,49 @@ def test_legend_templates_name_the_series_as_on_the_dashboard(plant, editor, vie
     text = "\n".join(page.extract_text() for page in PdfReader(files[0]["path"]).pages)
     assert "{device}" not in text
     assert "d0/d0" in text
+
+
+def test_a_right_axis_series_is_scaled_to_its_own_axis_and_overrides_apply(plant, editor, viewer):
+    """A query on the right axis (a count beside temperatures) gets an axis of its own, labelled on the right, as
+    on the dashboard: on the shared axis it drew as a flat line near zero. Overrides hide a series and colour a
+    query's series, matched by series name or query ref."""
+    from apps.reporting.renderers.pdf import _section_context
+
+    hourly = {**QUERY, "bucket": "1h"}
+    panel = {
+        **_panel("dual", "timeseries", {"unit_right": "readings", "overrides": [
+            {"match": "d3", "hide": True}, {"match": "B", "color": "#123456"}]}),
+        "queries": [{"ref": "A", "query": hourly, "legend": "{device}"},
+                    {"ref": "B", "query": {**hourly, "aggregation": "count"}, "legend": "count {device}",
+                     "axis": "right"}],
+    }  # fmt: skip
+    _, content = _report_of(plant, editor, viewer, "Dual", [panel])
+    section = content.sections[0]
+    chart = _svg_of(_section_context(section, content, timezone.get_current_timezone()))
+    paths = [element for element in chart if element.tag.endswith("path")]
+    assert len(paths) == 3 + 4  # d3's temperature hidden
+    assert [element.get("stroke") for element in paths[3:]] == ["#123456"] * 4
+
+    def axis_labels(anchor: str) -> dict[float, float]:
+        return {
+            float(element.text.replace(",", "")): float(element.get("y")) - 3
+            for element in chart
+            if element.tag.endswith("text") and element.get("text-anchor") == anchor
+            and element.text.replace(",", "").replace(".", "").isdigit()
+        }  # fmt: skip
+
+    def y_on(labels: dict[float, float], value: float) -> float:
+        low = max(tick for tick in labels if tick <= value)
+        high = min(tick for tick in labels if tick >= value)
+        return labels[low] if low == high else labels[low] + (value - low) / (high - low) * (labels[high] - labels[low])
+
+    right = axis_labels("start")
+    assert right
+    assert max(right) < 100  # the counts' own scale, not the temperatures' 0 to 500
+    counts = [values for column, values in zip(section.columns, section.chart_values, strict=True)
+              if column.ref == "B"]  # fmt: skip
+    first_count = next(value for value in counts[0] if value is not None)
+    first_y = float(paths[3].get("d").split()[1])
+    assert first_y == pytest.approx(y_on(right, first_count), abs=0.2)
+    assert abs(first_y - y_on(axis_labels("end"), first_count)) > 20  # not where the left axis would put it
+    assert any(element.text == "readings" for element in chart if element.tag.endswith("text"))

@@ -24,6 +24,7 @@ from weasyprint.urls import URLFetcher, URLFetcherResponse
 
 from apps.reporting.charts import (
     PALETTE,
+    ChartSeries,
     bar_chart_svg,
     line_chart_svg,
     pie_chart_svg,
@@ -88,6 +89,23 @@ def _number(value: float | None, decimals: int | None) -> str:
     return f"{value:,.2f}" if abs(value) < 1e9 else f"{value:.4g}"
 
 
+def chart_series(section: Section) -> list[ChartSeries]:
+    """The section's lines as the dashboard draws them: each on its query's axis, in the palette's colour by
+    position, then the panel's `overrides` (the first whose `match` is the series' name or its query's ref) may
+    move it to the other axis, give it a colour, or hide it (applyOverrides in static/js/dashboards/panels.js)."""
+    axes = {item.ref: item.axis for item in section.definition.queries}
+    overrides = [item for item in section.definition.options.get("overrides") or () if isinstance(item, dict)]
+    lines = []
+    for index, (column, values) in enumerate(zip(section.columns, section.chart_values, strict=True)):
+        override = next((item for item in overrides if item.get("match") in (column.name, column.ref)), {})
+        if override.get("hide"):
+            continue
+        axis = override.get("axis") or axes.get(column.ref, "left")
+        color = override.get("color") or PALETTE[index % len(PALETTE)]
+        lines.append(ChartSeries(column.name, values, "right" if axis == "right" else "left", str(color)))
+    return lines
+
+
 def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -> dict:
     definition = section.definition
     options = definition.options
@@ -110,11 +128,10 @@ def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -
         context["chart"] = mark_safe(  # noqa: S308 (built by charts.py, every text in it escaped)
             line_chart_svg(
                 times=section.chart_times,
-                series=[
-                    (column.name, values) for column, values in zip(section.columns, section.chart_values, strict=True)
-                ],
+                series=chart_series(section),
                 zone=zone,
                 unit=definition.unit,
+                unit_right=str(options.get("unit_right") or ""),
                 thresholds=threshold_lines(options.get("thresholds")) if options.get("threshold_lines") else (),
             )
         )
