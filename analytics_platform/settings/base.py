@@ -516,6 +516,9 @@ OIDC_API_AUDIENCE = env_str("OIDC_API_AUDIENCE", "")
 # Token scopes `<prefix>read`, `<prefix>write`, `<prefix>admin` grant the platform's read, write and admin scopes.
 OIDC_API_SCOPE_PREFIX = env_str("OIDC_API_SCOPE_PREFIX", "api:")
 OIDC_CLIENT_ID_CLAIMS = env_list("OIDC_CLIENT_ID_CLAIMS", ["client_id", "azp", "appid", "cid"])
+# A claim naming the organisation (slug) a person's bearer token acts in, as a personal API token acts in one; set,
+# a person's token without it is refused. Empty: a person's token acts in all of their organisations.
+OIDC_API_ORGANIZATION_CLAIM = env_str("OIDC_API_ORGANIZATION_CLAIM", "")
 # An SSO session renews the provider's tokens at least this often (seconds); a refused renewal ends it.
 OIDC_SESSION_CHECK_SECONDS = env_int("OIDC_SESSION_CHECK_SECONDS", 300, minimum=1)
 OIDC_CLOCK_SKEW_SECONDS = env_int("OIDC_CLOCK_SKEW_SECONDS", 30, minimum=0)

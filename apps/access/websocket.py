@@ -111,6 +111,7 @@ class TokenAuthMiddleware:
                 scope["user"] = user
                 scope["provider_token"] = provider_token
                 scope["api_token_scopes"] = tuple(sorted(provider_token.scopes))
+                scope["api_token_organization_id"] = provider_token.organization_id
         elif raw_key is not None:
             scope = dict(scope)
             try:

@@ -30,7 +30,7 @@ class ManagedMembershipAdmin(admin.ModelAdmin):
 
 @admin.register(ServiceClient)
 class ServiceClientAdmin(admin.ModelAdmin):
-    list_display = ["client_id", "user", "scopes", "enabled", "created_at"]
-    list_filter = ["enabled"]
+    list_display = ["client_id", "user", "organization", "scopes", "enabled", "created_at"]
+    list_filter = ["enabled", "organization"]
     search_fields = ["client_id", "user__username"]
     autocomplete_fields = ["user"]

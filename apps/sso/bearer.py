@@ -22,6 +22,8 @@ class ProviderToken:
 
     `scopes` are the platform's (read, write, admin, as API tokens have them) that the token's own scopes grant:
     `<OIDC_API_SCOPE_PREFIX>read` and so on; write and admin each imply read. `token_scopes` are the token's own.
+    `organization_id` binds it to one organisation, as a personal API token's organisation does: the service
+    client's, or the one the OIDC_API_ORGANIZATION_CLAIM claim of a person's token names.
     """
 
     kind: str
@@ -30,6 +32,7 @@ class ProviderToken:
     scopes: frozenset[str]
     token_scopes: frozenset[str]
     claims: dict[str, Any]
+    organization_id: int | None = None  # the one organisation it acts in; None: all of its user's
 
     def has_scope(self, scope: str) -> bool:
         """Whether the token grants the platform scope `scope` (read, write, admin)."""
@@ -84,7 +87,34 @@ def provider_token_authenticate(*, token: str) -> tuple[AbstractBaseUser, Provid
         granted &= frozenset(service.scopes.split())
     if not user.is_active:
         raise TokenError("the token's user is inactive")
+    organization_id = service.organization_id if kind == "service" else _claimed_organization(user, claims)
     principal = ProviderToken(
-        kind=kind, subject=subject, client_id=client_id, scopes=granted, token_scopes=scopes, claims=claims
+        kind=kind,
+        subject=subject,
+        client_id=client_id,
+        scopes=granted,
+        token_scopes=scopes,
+        claims=claims,
+        organization_id=organization_id,
     )
+    # What selectors read to keep a request inside its token's organisation (as for personal API tokens).
+    user.api_token_organization_id = organization_id
     return user, principal
+
+
+def _claimed_organization(user: AbstractBaseUser, claims: dict[str, Any]) -> int | None:
+    """The organisation a person's token names in OIDC_API_ORGANIZATION_CLAIM (None when that is not set). The
+    same refusal whether the organisation does not exist or the person is not in it: a token cannot probe for
+    another tenant's slug."""
+    from apps.access.models import Membership
+
+    name = settings.OIDC_API_ORGANIZATION_CLAIM
+    if not name:
+        return None
+    slug = claims.get(name)
+    if not isinstance(slug, str) or not slug:
+        raise TokenError(f"the token names no organisation (claim '{name}')")
+    membership = Membership.objects.filter(user=user, organization__slug=slug).only("organization_id").first()
+    if membership is None:
+        raise TokenError(f"the token's organisation ('{name}' claim) is not one of its user's")
+    return membership.organization_id

@@ -97,6 +97,15 @@ class ServiceClient(models.Model):
         help_text="Space-separated platform scopes (read, write, admin) this client may use; its tokens' scopes "
         "are cut down to these. Empty: whatever its tokens grant.",
     )
+    organization = models.ForeignKey(
+        "access.Organization",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="sso_service_clients",
+        help_text="The organisation this client's tokens act in (as a personal API token's); empty: every "
+        "organisation its service account is a member of.",
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -80,6 +80,12 @@ const provider = new Provider(config.issuer, {
       },
     };
   },
+  // A user's `org` (set through the control API) goes into their JWT access tokens, as a provider mapper adds an
+  // organisation claim (OIDC_API_ORGANIZATION_CLAIM).
+  async extraTokenClaims(ctx, token) {
+    const user = token.accountId ? users.get(token.accountId) : undefined;
+    return user?.org ? { org: user.org } : undefined;
+  },
   // PKCE for every client, so a relying party that skipped it could not sign in.
   pkce: { required: () => true },
   // Refresh tokens for every client allowed the grant (Keycloak's behaviour), without offline_access.

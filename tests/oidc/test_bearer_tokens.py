@@ -184,3 +184,62 @@ def test_unknown_kids_refetch_the_keys_at_most_every_few_seconds(oidc_settings, 
     # ... and once it has passed, the rotated key is fetched and accepted.
     settings.OIDC_JWKS_MIN_REFETCH_SECONDS = 0
     assert _get(rotated).status_code == 200
+
+
+def _two_organisations(user) -> None:
+    """`user` an editor of the test organisation (source "ours") and of "second" (source "theirs")."""
+    from apps.access.services import membership_set
+    from tests.factories import organization_get
+    from tests.storage.factories import source_create
+
+    membership_set(organization=organization_get(), user=user, role="editor")
+    membership_set(organization=organization_get(slug="second"), user=user, role="editor")
+    source_create(slug="ours")
+    source_create(slug="theirs", organization="second")
+
+
+def _source_slugs(token: str) -> list[str]:
+    response = _get(token, "/api/v1/sources/")
+    assert response.status_code == 200, response.content
+    return sorted(source["slug"] for source in response.json()["results"])
+
+
+def test_a_service_client_bound_to_an_organisation_acts_in_it_only(oidc_settings, bot_client, bot_account):
+    """As a personal API token carries one organisation, a service client may: its service account, a member of
+    two, then reads and changes the bound one only. Unbound, it acts in every organisation of its account."""
+    from tests.factories import organization_get
+
+    _two_organisations(bot_account)
+    token = oidc_settings.client_credentials_token(bot_client, scope="api:read")
+    assert _source_slugs(token) == ["ours", "theirs"]
+    ServiceClient.objects.filter(user=bot_account).update(organization=organization_get(slug="second"))
+    assert _source_slugs(token) == ["theirs"]
+    assert _get(token, "/api/v1/sources/ours/").status_code == 404
+
+
+def test_a_persons_token_acts_in_the_organisation_its_claim_names(db, oidc_settings, web_client, olivia, settings):
+    """OIDC_API_ORGANIZATION_CLAIM set: a person's token acts in the organisation the claim names (the provider
+    adds it, as a mapper would), is refused without the claim, and is refused alike for an organisation that does
+    not exist and one the person is not in."""
+    settings.OIDC_API_ORGANIZATION_CLAIM = "org"
+    person = get_user_model().objects.create_user(username="olivia")
+    OidcIdentity.objects.create(user=person, issuer=oidc_settings.issuer, subject=olivia.id)
+    _two_organisations(person)
+    from tests.factories import organization_get
+
+    organization_get(slug="elsewhere")  # exists, olivia is not in it
+
+    refused = _get(oidc_settings.user_tokens(web_client, olivia)["access_token"])
+    assert refused.status_code == 401
+    assert "the token names no organisation (claim 'org')" in refused.json()["detail"]
+    oidc_settings.user_update(olivia.id, org="second")
+    assert _source_slugs(oidc_settings.user_tokens(web_client, olivia)["access_token"]) == ["theirs"]
+    messages = set()
+    for slug in ("elsewhere", "no-such-organisation"):
+        oidc_settings.user_update(olivia.id, org=slug)
+        response = _get(oidc_settings.user_tokens(web_client, olivia)["access_token"])
+        assert response.status_code == 401, slug
+        messages.add(response.json()["detail"])
+    assert messages == {"Bearer token refused: the token's organisation ('org' claim) is not one of its user's."}
+    settings.OIDC_API_ORGANIZATION_CLAIM = ""
+    assert _source_slugs(oidc_settings.user_tokens(web_client, olivia)["access_token"]) == ["ours", "theirs"]
