@@ -311,3 +311,42 @@ def test_a_right_axis_series_is_scaled_to_its_own_axis_and_overrides_apply(plant
     assert first_y == pytest.approx(y_on(right, first_count), abs=0.2)
     assert abs(first_y - y_on(axis_labels("end"), first_count)) > 20  # not where the left axis would put it
     assert any(element.text == "readings" for element in chart if element.tag.endswith("text"))
+
+
+def test_the_xlsx_has_native_pie_and_bar_charts_of_the_panels_values(plant, editor, viewer, tmp_path):
+    """Beside a pie or bar panel's values on the Summary sheet, a native Excel chart of them (pie; bars horizontal
+    when the panel is), referencing exactly those cells, which hold the query API's numbers."""
+    import re
+    import zipfile
+
+    panels = [_panel("share", "pie", {}), _panel("bars", "bar", {"calculation": "mean", "orientation": "horizontal"})]
+    report, content = _report_of(plant, editor, viewer, "Charts", panels)
+    files = report_files_render(report=report, content=content, directory=tmp_path, formats=["xlsx"],
+                                generated_at=timezone.now(), recipient_label="test")  # fmt: skip
+    path = files[0]["path"]
+    with zipfile.ZipFile(path) as archive:
+        charts = [archive.read(name).decode() for name in sorted(archive.namelist()) if name.startswith("xl/charts/")]
+    # chartSpace XML as openpyxl writes it (DrawingML chart namespace as the default one).
+    charts = [re.sub(r"<(/?)c:", r"<\1", chart) for chart in charts]
+    kinds = {"pie": [chart for chart in charts if "<pieChart>" in chart],
+             "bar": [chart for chart in charts if "<barChart>" in chart]}  # fmt: skip
+    assert (len(kinds["pie"]), len(kinds["bar"])) == (1, 1)
+    assert re.search(r'<barDir val="bar" ?/>', kinds["bar"][0])
+    summary = load_workbook(path)["Summary"]
+    expected = {
+        "pie": _api_reduced(viewer, plant, "last_not_null", "none"),
+        "bar": _api_reduced(viewer, plant, "mean", "none"),
+    }
+    for kind, (chart,) in kinds.items():
+        values = re.search(r"<val><numRef><f>'Summary'!\$D\$(\d+):\$D\$(\d+)</f>", chart)
+        names = re.search(r"<cat><(?:num|str)Ref><f>'Summary'!\$B\$(\d+):\$B\$(\d+)</f>", chart)
+        assert values, chart[:500]
+        assert names, chart[:500]
+        assert values.groups() == names.groups()
+        first, last = (int(number) for number in values.groups())
+        assert [summary.cell(row, 4).value for row in range(first, last + 1)] == [
+            item["value"] for item in expected[kind]
+        ]
+        assert [summary.cell(row, 2).value for row in range(first, last + 1)] == [
+            f"device={item['labels']['device']}" for item in expected[kind]
+        ]

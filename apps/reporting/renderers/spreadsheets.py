@@ -29,7 +29,7 @@ from django.utils.text import slugify
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import Cell
-from openpyxl.chart import LineChart, Reference
+from openpyxl.chart import BarChart, LineChart, PieChart, Reference
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.datetime import to_excel
@@ -40,6 +40,7 @@ from apps.reporting.time_ranges import period_label
 
 SHEET_TITLE_MAX = 31
 CHART_SERIES_MAX = 50
+REDUCED_CHART_ROWS = 16  # rows of the Summary sheet a pie or bar chart (7.5 cm high) covers, and a gap
 _SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\']")
 TIME_FORMAT = "yyyy-mm-dd hh:mm"
 SHEET_DATA_END = b"</sheetData>"
@@ -94,18 +95,23 @@ class _Workbook:
         self.bold = Font(bold=True)
         self.used: set[str] = {"summary"}
         summary = self.workbook.create_sheet("Summary")
+        rows = 0  # written so far (a write-only sheet does not count them)
+
+        def append(row: list[Any]) -> None:
+            nonlocal rows
+            summary.append(row)
+            rows += 1
+
         summary.freeze_panes = "A8"
-        summary.append([self.heading(summary, "Report"), cell_text_safe(report_name)])
-        summary.append([self.heading(summary, "Period"), period_label(content.start, content.end, zone)])
+        append([self.heading(summary, "Report"), cell_text_safe(report_name)])
+        append([self.heading(summary, "Period"), period_label(content.start, content.end, zone)])
         generated = _styled_cell(summary, TIME_FORMAT)
         generated.value = _local_naive(generated_at, zone)
-        summary.append([self.heading(summary, "Generated"), generated])
-        summary.append([self.heading(summary, "Time zone"), zone.key])
-        summary.append([self.heading(summary, "Note"), "" if content.anything_visible else NOTHING_VISIBLE])
-        summary.append([])
-        summary.append(
-            [self.heading(summary, name) for name in ("Panel", "Series", "Unit", "Last", "Min", "Max", "Mean")]
-        )
+        append([self.heading(summary, "Generated"), generated])
+        append([self.heading(summary, "Time zone"), zone.key])
+        append([self.heading(summary, "Note"), "" if content.anything_visible else NOTHING_VISIBLE])
+        append([])
+        append([self.heading(summary, name) for name in ("Panel", "Series", "Unit", "Last", "Min", "Max", "Mean")])
         for section in content.data_sections:
             value_format = _value_format(section.definition.decimals, section.definition.unit)
             for row in section.summary():
@@ -115,19 +121,26 @@ class _Workbook:
                     cell = _styled_cell(summary, value_format)
                     cell.value = row[key]
                     cells.append(cell)
-                summary.append(cells)
+                append(cells)
         reduced = [section for section in content.data_sections if section.reduced]
         if reduced:
-            summary.append([])
-            summary.append([self.heading(summary, name) for name in ("Panel", "Series", "Unit", "Value", "Reduced as")])
+            append([])
+            append([self.heading(summary, name) for name in ("Panel", "Series", "Unit", "Value", "Reduced as")])
+            chart_row, charted = 0, False
             for section in reduced:
                 value_format = _value_format(section.definition.decimals, section.definition.unit)
+                first = rows + 1  # the sheet row of this section's first value
                 for item in section.reduced:
                     cell = _styled_cell(summary, value_format)
                     cell.value = item["value"]
-                    summary.append([cell_text_safe(section.title), cell_text_safe(item["name"]),
-                                    cell_text_safe(section.definition.unit), cell,
-                                    section.definition.reduce_label])  # fmt: skip
+                    append([cell_text_safe(section.title), cell_text_safe(item["name"]),
+                            cell_text_safe(section.definition.unit), cell,
+                            section.definition.reduce_label])  # fmt: skip
+                if section.definition.panel_type in ("pie", "bar"):
+                    # Beside its values, below the previous chart (a chart is about 15 rows high).
+                    chart_row = max(first, chart_row + REDUCED_CHART_ROWS) if charted else first
+                    _reduced_chart_add(summary, section, first, rows, anchor=f"H{chart_row}")
+                    charted = True
         self.rows_written: dict[str, int] = {}
         self.sheet_rows: list[tuple[Any, _SheetRows]] = []
 
@@ -315,6 +328,23 @@ def _csv_bundle(files: list[Path], *, content: ReportContent, directory: Path, b
             zipped.write(path, arcname=path.name)
             path.unlink()
     return [archive]
+
+
+def _reduced_chart_add(sheet, section: Section, first: int, last: int, *, anchor: str) -> None:
+    """A native pie or bar chart of a pie or bar panel's values (rows `first` to `last` of the Summary sheet: names
+    in column B, values in D), beside them, as the PDF and the dashboard draw it."""
+    if section.definition.panel_type == "pie":
+        chart = PieChart()
+    else:
+        chart = BarChart()
+        chart.type = "bar" if section.definition.options.get("orientation") == "horizontal" else "col"
+        chart.legend = None
+        chart.y_axis.title = section.definition.unit or None
+    chart.title = section.title[:200]
+    chart.height, chart.width = 7.5, 12
+    chart.add_data(Reference(sheet, min_col=4, min_row=first, max_row=last), titles_from_data=False)
+    chart.set_categories(Reference(sheet, min_col=2, min_row=first, max_row=last))
+    sheet.add_chart(chart, anchor)
 
 
 def _chart_add(sheet, section: Section, rows: int) -> None:
