@@ -153,7 +153,9 @@ def test_the_label_values_picker_says_when_it_truncates(editor, plant):
 
 def test_a_sum_that_overflows_is_400_naming_the_aggregation(editor, plant):
     series_id = series_create(source=plant, metric="huge", device="d1")
-    moment = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+    # Minutes 10 and 11 of the previous hour, inside the last two hours: always one hour bucket (five minutes ago and
+    # the minute after straddled an hour once an hour, and each hour's sum was then finite).
+    moment = (datetime.now(UTC) - timedelta(hours=1)).replace(minute=10, second=0, microsecond=0)
     # A minute apiece: each minute's own sum is finite; the hour's is not.
     points_store(series_id, [(moment, 1.7e308), (moment + timedelta(minutes=1), 1.7e308)])
     body = {"metric": "huge", "aggregation": "sum", "bucket": "1h", "start": "-2h"}
