@@ -55,6 +55,34 @@ def threshold_color(value: float | None, thresholds: Sequence[Mapping[str, Any]]
     return color
 
 
+def mapped_value(value: float | None, mappings: Sequence[Mapping[str, Any]] | None) -> Mapping[str, Any] | None:
+    """The first of a panel's `value_mappings` that `value` matches (an exact value, or a range with optional ends),
+    else None: mappedValue in static/js/dashboards/values.js."""
+    if value is None:
+        return None
+    for mapping in mappings or ():
+        if not isinstance(mapping, Mapping):
+            continue
+        if mapping.get("type") == "range":
+            low, high = mapping.get("from"), mapping.get("to")
+            if (low is None or value >= float(low)) and (high is None or value <= float(high)):
+                return mapping
+        else:
+            try:
+                if float(mapping.get("value")) == value:
+                    return mapping
+            except (TypeError, ValueError):
+                continue
+    return None
+
+
+def display_color(value: float | None, options: Mapping[str, Any], fallback: str) -> str:
+    """The colour the dashboard page gives a panel's value: its value mapping's, else its threshold's, else
+    `fallback` (displayValue in static/js/dashboards/values.js)."""
+    mapping = mapped_value(value, options.get("value_mappings"))
+    return str((mapping or {}).get("color") or threshold_color(value, options.get("thresholds"), fallback))
+
+
 def threshold_lines(thresholds: Sequence[Mapping[str, Any]] | None) -> list[tuple[float, str]]:
     """(value, colour) of each threshold with a value: the dashed lines of a time series with `threshold_lines`."""
     return [

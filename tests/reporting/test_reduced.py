@@ -350,3 +350,31 @@ def test_the_xlsx_has_native_pie_and_bar_charts_of_the_panels_values(plant, edit
         assert [summary.cell(row, 2).value for row in range(first, last + 1)] == [
             f"device={item['labels']['device']}" for item in expected[kind]
         ]
+
+
+def test_a_panels_numbers_take_its_value_mappings_and_threshold_colours_in_the_pdf(plant, editor, viewer, tmp_path):
+    """As on the dashboard: a value mapping's text replaces the number and its colour wins; else the colour of
+    the threshold the value reaches."""
+    from apps.reporting.renderers.pdf import _section_context
+
+    options = {
+        "calculation": "mean", "decimals": 2,
+        "thresholds": [{"value": None, "color": "#00aa00"}, {"value": 150, "color": "#d62728"}],
+        "value_mappings": [{"type": "range", "from": 300, "text": "hot", "color": "#aa0000"}],
+    }  # fmt: skip
+    report, content = _report_of(plant, editor, viewer, "Mapped", [_panel("each", "bargauge", options)])
+    mean = _api_reduced(viewer, plant, "mean", "none")
+    rows = _section_context(content.sections[0], content, timezone.get_current_timezone())["reduced"]
+    expected = [
+        {"name": f"device={item['labels']['device']}", "value": "hot", "color": "#aa0000"}
+        if item["value"] >= 300
+        else {"name": f"device={item['labels']['device']}", "value": f"{item['value']:,.2f}",
+              "color": "#d62728" if item["value"] >= 150 else "#00aa00"}
+        for item in mean
+    ]  # fmt: skip
+    assert rows == expected
+    assert {row["color"] for row in rows} == {"#00aa00", "#d62728", "#aa0000"}
+    files = report_files_render(report=report, content=content, directory=tmp_path, formats=["pdf"],
+                                generated_at=timezone.now(), recipient_label="test")  # fmt: skip
+    text = "\n".join(page.extract_text() for page in PdfReader(files[0]["path"]).pages)
+    assert "device=d3 hot" in text

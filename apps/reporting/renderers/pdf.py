@@ -26,9 +26,10 @@ from apps.reporting.charts import (
     PALETTE,
     ChartSeries,
     bar_chart_svg,
+    display_color,
     line_chart_svg,
+    mapped_value,
     pie_chart_svg,
-    threshold_color,
     threshold_lines,
 )
 from apps.reporting.content import NOTHING_VISIBLE, ReportContent, Section
@@ -122,7 +123,16 @@ def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -
             for row in section.summary()
         ],
         "reduce_label": definition.reduce_label,
-        "reduced": [{"name": item["name"], "value": _number(item["value"], decimals)} for item in section.reduced],
+        # The panel's numbers as the page shows them: a value mapping's text, and the mapping's or threshold's colour.
+        "reduced": [
+            {
+                "name": item["name"],
+                "value": str((mapped_value(item["value"], options.get("value_mappings")) or {}).get("text") or "")
+                or _number(item["value"], decimals),
+                "color": display_color(item["value"], options, "") if item["value"] is not None else "",
+            }
+            for item in section.reduced
+        ],
     }
     if definition.kind == "chart" and section.columns:
         context["chart"] = mark_safe(  # noqa: S308 (built by charts.py, every text in it escaped)
@@ -150,7 +160,7 @@ def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -
                     (
                         item["name"] or str(index + 1),
                         item["value"],
-                        threshold_color(item["value"], options.get("thresholds"), PALETTE[index % len(PALETTE)]),
+                        display_color(item["value"], options, PALETTE[index % len(PALETTE)]),
                     )
                     for index, item in enumerate(section.reduced)
                 ],
