@@ -26,6 +26,13 @@ def _attribute(text: str) -> str:
     return escape(text, {'"': "&quot;"})
 
 
+def _svg_open(width: int, height: int) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        'font-family="DejaVu Sans, sans-serif" font-size="10">'
+    )
+
+
 def _nice_step(span: float, ticks: int) -> float:
     raw = span / max(ticks, 1)
     magnitude = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
@@ -76,11 +83,12 @@ def mapped_value(value: float | None, mappings: Sequence[Mapping[str, Any]] | No
     return None
 
 
-def display_color(value: float | None, options: Mapping[str, Any], fallback: str) -> str:
-    """The colour the dashboard page gives a panel's value: its value mapping's, else its threshold's, else
-    `fallback` (displayValue in static/js/dashboards/values.js)."""
-    mapping = mapped_value(value, options.get("value_mappings"))
-    return str((mapping or {}).get("color") or threshold_color(value, options.get("thresholds"), fallback))
+def displayed(value: float | None, options: Mapping[str, Any], fallback: str) -> tuple[str | None, str]:
+    """How the dashboard page shows a panel's value (displayValue in static/js/dashboards/values.js): its value
+    mapping's text (None: the number itself), and the mapping's colour, else its threshold's, else `fallback`."""
+    mapping = mapped_value(value, options.get("value_mappings")) or {}
+    color = mapping.get("color") or threshold_color(value, options.get("thresholds"), fallback)
+    return (str(mapping["text"]) if mapping.get("text") else None), str(color)
 
 
 def threshold_lines(thresholds: Sequence[Mapping[str, Any]] | None) -> list[tuple[float, str]]:
@@ -155,10 +163,7 @@ def line_chart_svg(
     legend_rows = math.ceil(min(len(lines), LEGEND_MAX + 1) / 3) if len(lines) > 1 else 0
     total_height = height + legend_rows * 16
     plot_width, plot_height = width - left - right, height - top - bottom
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{total_height}" '
-        f'viewBox="0 0 {width} {total_height}" font-family="DejaVu Sans, sans-serif" font-size="10">'
-    ]
+    parts = [_svg_open(width, total_height)]
 
     def finite(side: str) -> list[float]:
         return [
@@ -262,11 +267,8 @@ def line_chart_svg(
 
 
 def _no_data(width: int, height: int) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'font-family="DejaVu Sans, sans-serif" font-size="10"><text x="{width / 2}" y="{height / 2}" '
-        'text-anchor="middle" fill="#666">No data</text></svg>'
-    )
+    middle = f'x="{width / 2}" y="{height / 2}"'
+    return f'{_svg_open(width, height)}<text {middle} text-anchor="middle" fill="#666">No data</text></svg>'
 
 
 def pie_chart_svg(
@@ -281,10 +283,7 @@ def pie_chart_svg(
     radius = height / 2 - 12
     cx, cy = 12 + radius, height / 2
     hole = radius * 0.45 if donut else 0.0
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        'font-family="DejaVu Sans, sans-serif" font-size="10">'
-    ]
+    parts = [_svg_open(width, height)]
     angle = -math.pi / 2  # from twelve o'clock, clockwise, as plotly draws
     for index, (_, value) in enumerate(items):
         if value is None or not math.isfinite(value) or value <= 0:
@@ -343,27 +342,21 @@ def bar_chart_svg(
     if not values:
         return _no_data(width, height)
     shown = list(items[:40])
-    low, high = min(0.0, *values), max(0.0, *values)
-    if low == high:
-        high = 1.0
-    step = _nice_step(high - low, 5)
-    low, high = math.floor(low / step) * step, math.ceil(high / step) * step
+    # From zero, like the dashboard's bars; all zero: an axis from 0 to 1.
+    axis = _Axis.over([0.0, *values] if any(values) else [0.0, 1.0])
+    low, high = axis.low, axis.high
     if horizontal:
         height = max(height, 24 + 18 * len(shown))
         left, right, top, bottom = 150, 70, 8, 28
     else:
         left, right, top, bottom = 64, 12, 16, 56
     plot_width, plot_height = width - left - right, height - top - bottom
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        'font-family="DejaVu Sans, sans-serif" font-size="10">'
-    ]
+    parts = [_svg_open(width, height)]
 
     def scale(value: float, length: float) -> float:
         return (value - low) / (high - low) * length
 
-    tick = low
-    while tick <= high + step / 2:
+    for tick in axis.ticks():
         if horizontal:
             x = left + scale(tick, plot_width)
             parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_height}" stroke="#e5e5e5"/>')
@@ -375,7 +368,6 @@ def bar_chart_svg(
             y = top + plot_height - scale(tick, plot_height)
             parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_width}" y2="{y:.1f}" stroke="#e5e5e5"/>')
             parts.append(f'<text x="{left - 6}" y="{y + 3:.1f}" text-anchor="end" fill="#444">{_number(tick)}</text>')
-        tick += step
     if unit and not horizontal:
         parts.append(
             f'<text x="12" y="{top + plot_height / 2:.1f}" transform="rotate(-90 12 {top + plot_height / 2:.1f})" '

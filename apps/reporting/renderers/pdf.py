@@ -26,9 +26,8 @@ from apps.reporting.charts import (
     PALETTE,
     ChartSeries,
     bar_chart_svg,
-    display_color,
+    displayed,
     line_chart_svg,
-    mapped_value,
     pie_chart_svg,
     threshold_lines,
 )
@@ -125,13 +124,9 @@ def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -
         "reduce_label": definition.reduce_label,
         # The panel's numbers as the page shows them: a value mapping's text, and the mapping's or threshold's colour.
         "reduced": [
-            {
-                "name": item["name"],
-                "value": str((mapped_value(item["value"], options.get("value_mappings")) or {}).get("text") or "")
-                or _number(item["value"], decimals),
-                "color": display_color(item["value"], options, "") if item["value"] is not None else "",
-            }
+            {"name": item["name"], "value": text or _number(item["value"], decimals), "color": color}
             for item in section.reduced
+            for text, color in [displayed(item["value"], options, "")]
         ],
     }
     if definition.kind == "chart" and section.columns:
@@ -160,7 +155,7 @@ def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -
                     (
                         item["name"] or str(index + 1),
                         item["value"],
-                        display_color(item["value"], options, PALETTE[index % len(PALETTE)]),
+                        displayed(item["value"], options, PALETTE[index % len(PALETTE)])[1],
                     )
                     for index, item in enumerate(section.reduced)
                 ],
