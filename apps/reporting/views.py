@@ -17,6 +17,7 @@ from django.core import signing
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
@@ -102,6 +103,17 @@ def form_error(refused: FieldError) -> dict[str, str]:
             rest = path if length < len(parts) and known[0] == "queries" else ""
             return {"field": element, "label": f"{label} ({rest})" if rest else label, "message": refused.message}
     return {"field": "", "label": path, "message": refused.message}
+
+
+def _invalid_attributes(error: dict[str, str] | None) -> dict[str, str]:
+    """{element id: its attributes} for the refused field: marked, described by the message under it and focused
+    (the formats fieldset is not focusable by itself, so it is only marked)."""
+    if not error or not error["field"]:
+        return {}
+    attributes = ' aria-invalid="true" aria-describedby="field-error"'
+    if error["field"] != "formats":
+        attributes += " autofocus"
+    return {error["field"]: mark_safe(attributes)}  # noqa: S308 (constant text, no input in it)
 
 
 def _form_data(request: HttpRequest) -> dict:
@@ -230,6 +242,8 @@ def report_edit(request: HttpRequest, report_id: int | None = None) -> HttpRespo
         "presets": PRESETS,
         "variables": TEMPLATE_VARIABLES,
         "error": error,
+        # The refused field's attributes, by element id (`{{ invalid.cron }}` in the template; empty for the others).
+        "invalid": _invalid_attributes(error),
         "values": _form_values(report, request.POST if request.method == "POST" else None),
     }
     return render(request, "reporting/edit.html", context)
