@@ -9,6 +9,7 @@ the panel's thresholds where the page shows them (dashed lines, bar colours).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -130,16 +131,45 @@ class _Axis:
     step: float
 
     @classmethod
-    def over(cls, values: list[float]) -> _Axis:
-        low, high = min(values), max(values)
+    def over(cls, values: list[float], fixed_low: float | None = None, fixed_high: float | None = None) -> _Axis:
+        """An axis over `values` whose free ends are rounded out to a nice step; a panel's `min`/`max` fix an end
+        exactly (plotly's range with autorange on the other end only)."""
+        low = fixed_low if fixed_low is not None else min(values, default=fixed_high)
+        high = fixed_high if fixed_high is not None else max(values, default=fixed_low)
+        if fixed_low is None and fixed_high is not None:
+            low = min(low, high - 1)  # every value above the fixed top: an axis just below it
+        if fixed_high is None and fixed_low is not None:
+            high = max(high, low + 1)
         if low == high:
             low, high = low - 1, high + 1
         step = _nice_step(high - low, 5)
-        return cls(math.floor(low / step) * step, math.ceil(high / step) * step, step)
+        return cls(
+            low if fixed_low is not None else math.floor(low / step) * step,
+            high if fixed_high is not None else math.ceil(high / step) * step,
+            step,
+        )
 
     def ticks(self) -> list[float]:
-        count = round((self.high - self.low) / self.step)
-        return [self.low + self.step * index for index in range(count + 1)]
+        """Multiples of the step inside the axis (a fixed end need not be one)."""
+        first = math.ceil(self.low / self.step - 1e-9)
+        count = math.floor(self.high / self.step + 1e-9) - first
+        return [self.step * (first + index) for index in range(count + 1)]
+
+
+def _time_labels(first: float, span: float, x_of: Any, baseline: float, zone: ZoneInfo) -> list[str]:
+    """Six times under a plot, from `first` (epoch seconds) over `span` seconds, in `zone`."""
+    label_format = "%H:%M" if span <= 86_400 else "%d %b %H:%M" if span <= 7 * 86_400 else "%d %b"
+    parts = []
+    for index in range(6):
+        moment = datetime.fromtimestamp(first + span * index / 5, tz=zone)
+        x = x_of(moment)
+        anchor = "start" if index == 0 else "end" if index == 5 else "middle"
+        parts.append(f'<line x1="{x:.1f}" y1="{baseline}" x2="{x:.1f}" y2="{baseline + 4}" stroke="#444"/>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{baseline + 16}" text-anchor="{anchor}" fill="#444">'
+            f"{escape(moment.strftime(label_format))}</text>"
+        )
+    return parts
 
 
 def line_chart_svg(
@@ -150,13 +180,16 @@ def line_chart_svg(
     unit: str = "",
     unit_right: str = "",
     thresholds: Sequence[tuple[float, str]] = (),
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
     width: int = 720,
     height: int = 270,
 ) -> str:
     """An SVG document of the series against time (gaps stay gaps), with `thresholds` (value, colour) as dashed
     lines, inside the left value axis (as plotly's autorange takes them in). Series on the `right` axis are scaled
     to an axis of their own, labelled on the right (a purchases count beside revenue in dollars drew as a flat line
-    at zero on a shared axis)."""
+    at zero on a shared axis). `bounds` fixes an axis' ends ({"left": (min, max), "right": ...}, None for automatic,
+    the panel's min/max and min_right/max_right options); what lies outside them is clipped, as on the page."""
+    bounds = bounds or {}
     lines = [item if isinstance(item, ChartSeries) else ChartSeries(*item) for item in series]
     has_right = any(line.axis == "right" for line in lines) and any(line.axis != "right" for line in lines)
     left, right, top, bottom = 64, 64 if has_right else 12, 12, 40
@@ -177,9 +210,13 @@ def line_chart_svg(
     if not (finite("left") or finite("right")) or len(times) < 1:
         parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#666">No data</text></svg>')
         return "".join(parts)
-    axes = {"left": _Axis.over(finite("left") + [value for value, _ in thresholds])}
+    left_low, left_high = bounds.get("left", (None, None))
+    inside = [value for value, _ in thresholds if (left_low is None or value >= left_low)
+              and (left_high is None or value <= left_high)]  # fmt: skip
+    left_values = finite("left") or finite("right")  # only right-axis series: the left axis is theirs
+    axes = {"left": _Axis.over(left_values + inside, left_low, left_high)}
     if has_right:
-        axes["right"] = _Axis.over(finite("right"))
+        axes["right"] = _Axis.over(finite("right") or left_values, *bounds.get("right", (None, None)))
     first, last = times[0].timestamp(), times[-1].timestamp()
     span = max(last - first, 1.0)
 
@@ -213,20 +250,15 @@ def line_chart_svg(
             f'<text x="{x}" y="{middle:.1f}" transform="rotate(90 {x} {middle:.1f})" '
             f'text-anchor="middle" fill="#444">{escape(unit_right)}</text>'
         )
-    label_format = "%H:%M" if span <= 86_400 else "%d %b %H:%M" if span <= 7 * 86_400 else "%d %b"
-    for index in range(6):
-        moment = datetime.fromtimestamp(first + span * index / 5, tz=zone)
-        x = x_of(moment)
-        anchor = "start" if index == 0 else "end" if index == 5 else "middle"
-        parts.append(
-            f'<line x1="{x:.1f}" y1="{top + plot_height}" x2="{x:.1f}" y2="{top + plot_height + 4}" stroke="#444"/>'
-        )
-        parts.append(
-            f'<text x="{x:.1f}" y="{top + plot_height + 16}" text-anchor="{anchor}" fill="#444">'
-            f"{escape(moment.strftime(label_format))}</text>"
-        )
+    parts.extend(_time_labels(first, span, x_of, top + plot_height, zone))
     parts.append(f'<rect x="{left}" y="{top}" width="{plot_width}" height="{plot_height}" fill="none" stroke="#999"/>')
+    # Named by its geometry: charts inlined in one document share an id only when they share the rectangle.
+    clip_id = f"plot-{left}-{top}-{plot_width}-{plot_height}"
+    clip = f'<rect x="{left}" y="{top}" width="{plot_width}" height="{plot_height}"/>'
+    parts.append(f'<defs><clipPath id="{clip_id}">{clip}</clipPath></defs><g clip-path="url(#{clip_id})">')
     for value, color in thresholds:
+        if value not in inside:
+            continue
         y = y_of(value)
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_width}" y2="{y:.1f}" stroke="{_attribute(color)}" '
@@ -252,6 +284,7 @@ def line_chart_svg(
                 for x, value in zip(xs, line.values, strict=False)
                 if value is not None and math.isfinite(value)
             )
+    parts.append("</g>")
     if legend_rows:
         for index, line in enumerate(lines[:LEGEND_MAX]):
             x = left + (index % 3) * (plot_width / 3)
@@ -422,5 +455,196 @@ def bar_chart_svg(
         parts.append(
             f'<text x="{left}" y="{height - 4}" fill="#666">and {len(items) - len(shown)} more (see the table)</text>'
         )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _color_scale(name: Any) -> list[tuple[float, tuple[int, int, int]]]:
+    """One of plotly.js's named colour scales (what the dashboard's heatmap passes plotly as `colorscale`), as
+    (position, rgb) stops; an unknown name is Viridis, plotly's default for heatmaps."""
+    from plotly.colors import PLOTLY_SCALES, hex_to_rgb, unlabel_rgb
+
+    scale = PLOTLY_SCALES.get(str(name)) or PLOTLY_SCALES["Viridis"]
+    return [
+        (float(position), hex_to_rgb(color) if color.startswith("#") else tuple(round(c) for c in unlabel_rgb(color)))
+        for position, color in scale
+    ]
+
+
+def _scale_color(stops: list[tuple[float, tuple[int, int, int]]], share: float) -> str:
+    share = min(max(share, 0.0), 1.0)
+    for (low, low_rgb), (high, high_rgb) in itertools.pairwise(stops):
+        if share <= high:
+            weight = 0.0 if high == low else (share - low) / (high - low)
+            rgb = [round(a + (b - a) * weight) for a, b in zip(low_rgb, high_rgb, strict=True)]
+            return "#{:02x}{:02x}{:02x}".format(*rgb)
+    return "#{:02x}{:02x}{:02x}".format(*stops[-1][1])
+
+
+def heatmap_svg(
+    *,
+    times: list[datetime],
+    series: Sequence[ChartSeries],
+    zone: ZoneInfo,
+    scale: Any = "Viridis",
+    low: float | None = None,
+    high: float | None = None,
+    unit: str = "",
+    width: int = 720,
+    height: int = 270,
+) -> str:
+    """A row per series (the first at the bottom, as plotly's category axis puts it) and a cell per time, coloured
+    on `scale` from `low` to `high` (the panel's min and max; else the values' own), empty where there is no value,
+    with a colour bar on the right: the dashboard's heatmap panel."""
+    rows = list(series[:40])
+    values = [value for line in rows for value in line.values if value is not None and math.isfinite(value)]
+    if not values or not times:
+        return _no_data(width, height)
+    low = min(values) if low is None else low
+    high = max(values) if high is None else high
+    if high <= low:
+        high = low + 1
+    left, right, top, bottom = 130, 80, 8, 28
+    height = max(height, top + bottom + 12 * len(rows))
+    plot_width, plot_height = width - left - right, height - top - bottom
+    stops = _color_scale(scale)
+    parts = [_svg_open(width, height)]
+    first = times[0].timestamp()
+    span = max(times[-1].timestamp() - first, 1.0)
+    cell = plot_width / len(times)  # the chart's times are one bucket apart: a cell each, its time at its centre
+
+    def x_of(moment: datetime) -> float:
+        return left + cell / 2 + (moment.timestamp() - first) / span * (plot_width - cell)
+
+    row_height = plot_height / len(rows)
+    for index, line in enumerate(rows):
+        y = top + plot_height - row_height * (index + 1)
+        parts.append(
+            f'<text x="{left - 6}" y="{y + row_height / 2 + 3:.1f}" text-anchor="end" fill="#222">'
+            f"{escape(line.name[:22])}</text>"
+        )
+        for position, value in enumerate(line.values[: len(times)]):
+            if value is None or not math.isfinite(value):
+                continue
+            color = _scale_color(stops, (value - low) / (high - low))
+            parts.append(
+                f'<rect x="{left + position * cell:.2f}" y="{y:.2f}" width="{cell + 0.05:.2f}" '
+                f'height="{row_height + 0.05:.2f}" fill="{color}"/>'
+            )
+    parts.append(f'<rect x="{left}" y="{top}" width="{plot_width}" height="{plot_height}" fill="none" stroke="#999"/>')
+    parts.extend(_time_labels(first, span, x_of, top + plot_height, zone))
+    # The colour bar: the scale in 40 steps, from `low` at the bottom to `high` at the top, with its ticks.
+    bar_x, steps = left + plot_width + 12, 40
+    for step in range(steps):
+        y = top + plot_height - plot_height * (step + 1) / steps
+        color = _scale_color(stops, (step + 0.5) / steps)
+        parts.append(
+            f'<rect x="{bar_x}" y="{y:.2f}" width="10" height="{plot_height / steps + 0.05:.2f}" fill="{color}"/>'
+        )
+    axis = _Axis.over([low, high], low, high)
+    suffix = f" {unit}" if unit else ""
+    for tick in axis.ticks():
+        y = top + plot_height - (tick - low) / (high - low) * plot_height
+        parts.append(f'<text x="{bar_x + 14}" y="{y + 3:.1f}" fill="#444">{escape(_number(tick) + suffix)}</text>')
+    if len(series) > len(rows):
+        parts.append(f'<text x="{left}" y="{height - 2}" fill="#666">and {len(series) - len(rows)} more</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def state_of(value: float, options: Mapping[str, Any]) -> tuple[str, str | None]:
+    """A value's state in a state timeline (stateFor and describe in static/js/dashboards/panels.js): the state of
+    the highest `states` key not above it, else its value mapping's text or the number (0 decimals unless the panel
+    says), with no colour of its own."""
+    states = options.get("states") if isinstance(options.get("states"), Mapping) else {}
+    keys = sorted((float(key), key) for key in states if _finite_key(key) and isinstance(states[key], Mapping))
+    match = None
+    for number, key in keys:
+        if value >= number:
+            match = key
+    if match is not None:
+        state = states[match]
+        return str(state.get("label") or _number(float(match))), (str(state["color"]) if state.get("color") else None)
+    text, _ = displayed(value, options, "")
+    if text is None:
+        decimals = options.get("decimals") if isinstance(options.get("decimals"), int) else 0
+        text = f"{value:,.{decimals}f}" + (f" {options['unit']}" if options.get("unit") else "")
+    return text, None
+
+
+def _finite_key(key: Any) -> bool:
+    try:
+        return math.isfinite(float(key))
+    except (TypeError, ValueError):
+        return False
+
+
+def state_timeline_svg(
+    *,
+    times: list[datetime],
+    series: Sequence[ChartSeries],
+    zone: ZoneInfo,
+    end: datetime,
+    options: Mapping[str, Any],
+    width: int = 720,
+    height: int = 200,
+) -> str:
+    """A band per series (the first at the bottom) of segments, each running from a value to the next value of
+    another state (the last to `end`, the period's end), coloured by its state's colour, else the palette in the
+    order states first appear; a legend of the states under it: the dashboard's state timeline."""
+    rows = list(series[:40])
+    if not times or not any(value is not None for line in rows for value in line.values):
+        return _no_data(width, height)
+    left, right, top, bottom = 130, 12, 8, 28
+    height = max(height, top + bottom + 16 * len(rows))
+    plot_width, plot_height = width - left - right, height - top - bottom
+    first = times[0].timestamp()
+    span = max(end.timestamp() - first, 1.0)
+
+    def x_of(moment: datetime | float) -> float:
+        seconds = moment if isinstance(moment, float) else moment.timestamp()
+        return left + (seconds - first) / span * plot_width
+
+    colors: dict[str, str] = {}
+    palette_index = 0
+    row_height = plot_height / len(rows)
+    bands = []
+    for index, line in enumerate(rows):
+        y = top + plot_height - row_height * (index + 1)
+        bands.append(
+            f'<text x="{left - 6}" y="{y + row_height / 2 + 3:.1f}" text-anchor="end" fill="#222">'
+            f"{escape(line.name[:22])}</text>"
+        )
+        points = [
+            (moment.timestamp(), value)
+            for moment, value in zip(times, line.values, strict=False)
+            if value is not None and math.isfinite(value)
+        ]
+        position = 0
+        while position < len(points):
+            label, color = state_of(points[position][1], options)
+            following = position + 1
+            while following < len(points) and state_of(points[following][1], options)[0] == label:
+                following += 1
+            if label not in colors:
+                colors[label] = color or PALETTE[palette_index % len(PALETTE)]
+                palette_index += 0 if color else 1
+            start = points[position][0]
+            stop = points[following][0] if following < len(points) else end.timestamp()
+            x0, x1 = x_of(start), x_of(max(stop, start + 1))
+            bands.append(
+                f'<rect x="{x0:.2f}" y="{y + row_height * 0.1:.2f}" width="{max(x1 - x0, 0.3):.2f}" '
+                f'height="{row_height * 0.8:.2f}" fill="{_attribute(colors[label])}"/>'
+            )
+            position = following
+    legend_rows = math.ceil(min(len(colors), LEGEND_MAX) / 4)
+    parts = [_svg_open(width, height + legend_rows * 16), *bands]
+    parts.append(f'<rect x="{left}" y="{top}" width="{plot_width}" height="{plot_height}" fill="none" stroke="#999"/>')
+    parts.extend(_time_labels(first, span, x_of, top + plot_height, zone))
+    for index, (label, color) in enumerate(list(colors.items())[:LEGEND_MAX]):
+        x = left + (index % 4) * (plot_width / 4)
+        y = height + 10 + (index // 4) * 16
+        parts.append(f'<rect x="{x:.1f}" y="{y - 8}" width="10" height="10" fill="{_attribute(color)}"/>')
+        parts.append(f'<text x="{x + 14:.1f}" y="{y + 1}" fill="#222">{escape(label[:30])}</text>')
     parts.append("</svg>")
     return "".join(parts)

@@ -361,11 +361,10 @@ def _reduced_read(section: Section, principal: Any, start: datetime, end: dateti
             logger.info("report section %s: reduced value skipped: %s", section.definition.key, error)
             continue
         for reduced in result.reduced or []:
-            if combination == "none":
-                name = _series_name(item, reduced, len(queries), len(result.reduced))
-            else:
-                name = item.legend or str(item.query.get("metric", "value"))
-                name = f"{item.ref}: {name}" if len(queries) > 1 else name
+            # A combined value has no labels: a legend template's {label}s are left empty, as the dashboard shows it
+            # (the metric names a value whose legend is nothing but labels).
+            name = _series_name(item, reduced, len(queries), len(result.reduced))
+            name = name or str(item.query.get("metric", "value"))
             section.reduced.append({"name": name, "value": reduced["value"]})
 
 

@@ -116,10 +116,10 @@ def _report_of(plant, editor, viewer, title: str, panels: list[dict]):
 
 
 def _svg_of(section_context: dict):
-    """The chart's SVG document, parsed."""
+    """The chart's SVG document, parsed: its elements in document order, nested ones (a clipped group's) included."""
     import xml.etree.ElementTree as ElementTree
 
-    return ElementTree.fromstring(str(section_context["chart"]))  # noqa: S314 (our own SVG)
+    return list(ElementTree.fromstring(str(section_context["chart"])).iter())[1:]  # noqa: S314 (our own SVG)
 
 
 def test_pie_and_bar_panels_are_drawn_from_the_query_apis_values_per_series(plant, editor, viewer, tmp_path):
@@ -267,6 +267,25 @@ def test_legend_templates_name_the_series_as_on_the_dashboard(plant, editor, vie
     assert "d0/d0" in text
 
 
+def test_a_combined_value_is_named_as_the_dashboard_names_it(plant, editor, viewer):
+    """A stat combining a query's series has no labels: its legend template's {label}s are left empty, as on the
+    page (the report printed "{device} hottest" literally), a legend of labels only falls back to the metric, and
+    with several queries an unlegended one is prefixed by its ref as seriesDisplayName does."""
+    panel = {
+        **_panel("combined", "stat", {"calculation": "max", "combination": "max"}),
+        "queries": [{"ref": "A", "query": QUERY, "legend": "{device} hottest"},
+                    {"ref": "B", "query": QUERY, "legend": "{device}"},
+                    {"ref": "C", "query": QUERY}],
+    }  # fmt: skip
+    _, content = _report_of(plant, editor, viewer, "Combined", [panel])
+    hottest = _api_reduced(viewer, plant, "max", "max")
+    assert content.sections[0].reduced == [
+        {"name": "hottest", "value": hottest[0]["value"]},
+        {"name": "temperature", "value": hottest[0]["value"]},
+        {"name": "C: temperature", "value": hottest[0]["value"]},
+    ]
+
+
 def test_a_right_axis_series_is_scaled_to_its_own_axis_and_overrides_apply(plant, editor, viewer):
     """A query on the right axis (a count beside temperatures) gets an axis of its own, labelled on the right, as
     on the dashboard: on the shared axis it drew as a flat line near zero. Overrides hide a series and colour a
@@ -311,6 +330,53 @@ def test_a_right_axis_series_is_scaled_to_its_own_axis_and_overrides_apply(plant
     assert first_y == pytest.approx(y_on(right, first_count), abs=0.2)
     assert abs(first_y - y_on(axis_labels("end"), first_count)) > 20  # not where the left axis would put it
     assert any(element.text == "readings" for element in chart if element.tag.endswith("text"))
+
+
+def test_a_panels_axis_min_and_max_fix_the_pdf_charts_axes_and_clip_what_lies_outside(plant, editor, viewer):
+    """The panel's min/max (and min_right/max_right) fix the value axes' ends as on the page (plotly's range, with
+    autorange on a free end): the PDF chart ignored them. Lines outside are clipped to the plot, and a threshold
+    line outside the range is not drawn."""
+    from apps.reporting.renderers.pdf import _section_context
+
+    hourly = {**QUERY, "bucket": "1h"}
+    thresholds = [{"value": None, "color": "#2ca02c"}, {"value": 50, "color": "#d62728"},
+                  {"value": 200, "color": "#ff7f0e"}]  # fmt: skip
+    options = {"min": 100, "max": 300, "min_right": 0, "threshold_lines": True, "thresholds": thresholds}
+    panel = {
+        **_panel("bounded", "timeseries", options),
+        "queries": [{"ref": "A", "query": hourly},
+                    {"ref": "B", "query": {**hourly, "aggregation": "count"}, "axis": "right"}],
+    }  # fmt: skip
+    _, content = _report_of(plant, editor, viewer, "Bounded", [panel])
+    chart = _svg_of(_section_context(content.sections[0], content, timezone.get_current_timezone()))
+
+    def labels(anchor: str) -> list[float]:
+        return sorted(
+            float(element.text.replace(",", ""))
+            for element in chart
+            if element.tag.endswith("text") and element.get("text-anchor") == anchor
+            and element.text.replace(",", "").replace(".", "").isdigit()
+        )  # fmt: skip
+
+    assert labels("end")[0] == 100
+    assert labels("end")[-1] == 300
+    assert labels("start")[0] == 0
+    assert labels("start")[-1] >= 60
+    frame = next(element for element in chart if element.tag.endswith("rect") and element.get("fill") == "none")
+    clipped = next(element for element in chart if element.tag.endswith("g"))
+    clip_id = clipped.get("clip-path")[len("url(#") : -1]
+    clip_rect = next(element for element in chart if element.get("id") == clip_id)[0]
+    assert {key: clip_rect.get(key) for key in ("x", "y", "width", "height")} == {
+        key: frame.get(key) for key in ("x", "y", "width", "height")
+    }
+    paths = [element for element in clipped if element.tag.endswith("path")]
+    assert len(paths) == 8
+    assert len([element for element in chart if element.tag.endswith("path")]) == 8
+    bottom = float(frame.get("y")) + float(frame.get("height"))
+    first_y = float(paths[0].get("d").split()[1])  # d0's first hour, 29.75: below the axis' 100, clipped
+    assert first_y > bottom
+    dashed = [element for element in clipped if element.get("stroke-dasharray")]
+    assert [element.get("stroke") for element in dashed] == ["#ff7f0e"]  # 50 lies below the axis
 
 
 def test_the_xlsx_has_native_pie_and_bar_charts_of_the_panels_values(plant, editor, viewer, tmp_path):
@@ -378,3 +444,89 @@ def test_a_panels_numbers_take_its_value_mappings_and_threshold_colours_in_the_p
                                 generated_at=timezone.now(), recipient_label="test")  # fmt: skip
     text = "\n".join(page.extract_text() for page in PdfReader(files[0]["path"]).pages)
     assert "device=d3 hot" in text
+
+
+def test_a_heatmap_panel_is_a_grid_of_cells_on_its_colour_scale_in_the_pdf(plant, editor, viewer):
+    """A heatmap panel was drawn as lines: it is a row per series (the first at the bottom, as plotly puts it) and
+    a cell per bucket, coloured on plotly.js's scale the panel names (inferno is plotly's "Hot") between the
+    panel's min and max, with a colour bar."""
+    from plotly.colors import PLOTLY_SCALES, sample_colorscale, unlabel_rgb
+
+    from apps.reporting.renderers.pdf import _section_context
+
+    panel = {
+        **_panel("heat", "heatmap", {"min": 0, "max": 500, "color_scheme": "inferno", "unit": "°C"}),
+        "queries": [{"ref": "A", "query": {**QUERY, "bucket": "1h"}}],
+    }
+    _, content = _report_of(plant, editor, viewer, "Heat", [panel])
+    section = content.sections[0]
+    chart = _svg_of(_section_context(section, content, timezone.get_current_timezone()))
+    frame = next(element for element in chart if element.tag.endswith("rect") and element.get("fill") == "none")
+    left = float(frame.get("x"))
+    right = left + float(frame.get("width"))
+    cells = [
+        element
+        for element in chart
+        if element.tag.endswith("rect") and element.get("fill") != "none" and float(element.get("x")) < right
+    ]
+    values = [value for column in section.chart_values for value in column if value is not None]
+    assert len(values) == 12
+    assert len(cells) == 12
+    expected = sorted(
+        tuple(round(part) for part in unlabel_rgb(sample_colorscale(PLOTLY_SCALES["Hot"], [value / 500])[0]))
+        for value in values
+    )
+    drawn = sorted(tuple(int(cell.get("fill")[i : i + 2], 16) for i in (1, 3, 5)) for cell in cells)
+    assert all(
+        abs(a - b) <= 1 for got, want in zip(drawn, expected, strict=True) for a, b in zip(got, want, strict=True)
+    )
+    rows = {element.text: float(element.get("y")) for element in chart if element.tag.endswith("text") and element.text}
+    names = [column.name for column in section.columns]
+    assert rows[names[0]] > rows[names[-1]]  # the first series at the bottom
+    assert "500 °C" in rows
+    assert "0 °C" in rows
+
+
+def test_a_state_timeline_panel_is_bands_of_states_in_the_pdf(plant, editor, viewer):
+    """A state timeline was drawn as lines: each series is a band of segments, one per run of values in the same
+    state (the highest `states` key not above the value), coloured by the state, the last running to the period's
+    end, with a legend of the states."""
+    from apps.reporting.renderers.pdf import _section_context
+
+    states = {"0": {"label": "Low", "color": "#2ca02c"}, "200": {"label": "High", "color": "#d62728"}}
+    panel = {
+        **_panel("states", "state_timeline", {"states": states}),
+        "queries": [{"ref": "A", "query": {**QUERY, "bucket": "1h"}}],
+    }
+    _, content = _report_of(plant, editor, viewer, "States", [panel])
+    section = content.sections[0]
+    chart = _svg_of(_section_context(section, content, timezone.get_current_timezone()))
+    frame = next(element for element in chart if element.tag.endswith("rect") and element.get("fill") == "none")
+    right = float(frame.get("x")) + float(frame.get("width"))
+    bottom = float(frame.get("y")) + float(frame.get("height"))
+    segments = [
+        element
+        for element in chart
+        if element.tag.endswith("rect") and element.get("fill") != "none" and float(element.get("y")) < bottom
+    ]
+    expected = []  # per series, its runs of states, from the hourly values the section holds
+    for column in section.chart_values:
+        runs = []
+        for value in column:
+            if value is None:
+                continue
+            state = "#d62728" if value >= 200 else "#2ca02c"
+            if not runs or runs[-1] != state:
+                runs.append(state)
+        expected.append(runs)
+    assert sorted(len(runs) for runs in expected) == [1, 1, 1, 2]  # d1 crosses 200 in its third hour
+    by_row: dict[float, list] = {}
+    for element in segments:
+        by_row.setdefault(float(element.get("y")), []).append(element)
+    rows = [sorted(by_row[y], key=lambda element: float(element.get("x"))) for y in sorted(by_row, reverse=True)]
+    assert [[element.get("fill") for element in row] for row in rows] == expected  # the first series at the bottom
+    for row in rows:
+        last = row[-1]
+        assert float(last.get("x")) + float(last.get("width")) == pytest.approx(right, abs=0.05)  # to the end
+    legend = [element.text for element in chart if element.tag.endswith("text") and element.text in ("Low", "High")]
+    assert sorted(legend) == ["High", "Low"]

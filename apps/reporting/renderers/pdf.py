@@ -13,6 +13,7 @@ import posixpath
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -27,8 +28,10 @@ from apps.reporting.charts import (
     ChartSeries,
     bar_chart_svg,
     displayed,
+    heatmap_svg,
     line_chart_svg,
     pie_chart_svg,
+    state_timeline_svg,
     threshold_lines,
 )
 from apps.reporting.content import NOTHING_VISIBLE, ReportContent, Section
@@ -106,6 +109,11 @@ def chart_series(section: Section) -> list[ChartSeries]:
     return lines
 
 
+def _bound(value: Any) -> float | None:
+    """A panel's axis min or max (the builder saves numbers; anything else leaves that end automatic)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -> dict:
     definition = section.definition
     options = definition.options
@@ -129,7 +137,26 @@ def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -
             for text, color in [displayed(item["value"], options, "")]
         ],
     }
-    if definition.kind == "chart" and section.columns:
+    if definition.panel_type == "heatmap" and section.columns:
+        scheme = options.get("color_scheme")
+        context["chart"] = mark_safe(  # noqa: S308 (built by charts.py, every text in it escaped)
+            heatmap_svg(
+                times=section.chart_times,
+                series=chart_series(section),
+                zone=zone,
+                scale={"inferno": "Hot", "viridis": "Viridis"}.get(scheme) or options.get("colorscale") or "Viridis",
+                low=_bound(options.get("min")),
+                high=_bound(options.get("max")),
+                unit=definition.unit,
+            )
+        )
+    elif definition.panel_type == "state_timeline" and section.columns:
+        context["chart"] = mark_safe(  # noqa: S308 (built by charts.py, every text in it escaped)
+            state_timeline_svg(
+                times=section.chart_times, series=chart_series(section), zone=zone, end=content.end, options=options
+            )
+        )
+    elif definition.kind == "chart" and section.columns:
         context["chart"] = mark_safe(  # noqa: S308 (built by charts.py, every text in it escaped)
             line_chart_svg(
                 times=section.chart_times,
@@ -138,6 +165,10 @@ def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -
                 unit=definition.unit,
                 unit_right=str(options.get("unit_right") or ""),
                 thresholds=threshold_lines(options.get("thresholds")) if options.get("threshold_lines") else (),
+                bounds={
+                    side: (_bound(options.get(f"min{suffix}")), _bound(options.get(f"max{suffix}")))
+                    for side, suffix in (("left", ""), ("right", "_right"))
+                },
             )
         )
     elif definition.panel_type == "pie" and section.reduced:
