@@ -207,3 +207,18 @@ def test_a_lone_surrogate_in_a_json_body_is_400_naming_the_field(editor, path, b
     response = api_client_for(editor).generic("POST", path, body, content_type="application/json")
     assert response.status_code == 400, response.content
     assert response.json()["field"] == field
+
+
+def test_an_api_path_answers_with_or_without_its_trailing_slash_and_an_unknown_one_is_a_json_404(db):
+    """The routes are spelled both ways (`me`, `reports/`): either spelling reaches the view, in place (no redirect);
+    a path that matches neither way stays a 404 in the API's error shape."""
+    from tests.conftest import api_client_for
+    from tests.factories import user_create
+
+    client = api_client_for(user_create(username="slashes"))
+    assert client.get("/api/v1/me/").json()["username"] == "slashes"
+    assert client.get("/api/v1/me").json()["username"] == "slashes"
+    assert client.get("/api/v1/tokens").status_code == 200
+    missing = client.get("/api/v1/no-such-thing/")
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "not_found"

@@ -23,6 +23,20 @@ def _contract(uid: str) -> dict:
     }
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_post_without_the_trailing_slash_creates_the_report(plant_dashboard, editor, viewer, settings, debug):
+    """POST /api/v1/reports (no slash) was redirected to /api/v1/reports/, and a client sends the redirected POST
+    again as a GET: it got the list, and nothing was created (under DEBUG, Django raised: a 500)."""
+    settings.DEBUG = debug
+    client = api_client_for(editor)
+    response = client.post("/api/v1/reports", _contract(plant_dashboard.uid), format="json")
+    assert response.status_code == 201, response.content
+    assert Report.objects.filter(pk=response.json()["id"], name="Weekly plant report").exists()
+    listed = client.get("/api/v1/reports")
+    assert listed.status_code == 200
+    assert [item["id"] for item in listed.json()["results"]] == [response.json()["id"]]
+
+
 def test_the_minimal_contract_creates_a_scheduled_report(plant_dashboard, editor, viewer):
     response = api_client_for(editor).post("/api/v1/reports/", _contract(plant_dashboard.uid), format="json")
     assert response.status_code == 201, response.json()
