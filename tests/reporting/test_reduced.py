@@ -92,7 +92,12 @@ def test_stat_gauge_and_bar_gauge_values_are_the_query_apis_in_the_pdf_and_the_x
     summary = load_workbook(paths["xlsx"])["Summary"]
     rows = list(summary.iter_rows())
     heading = next(index for index, row in enumerate(rows) if row[3].value == "Value")
-    reduced = [row for row in rows[heading + 1 :] if row[0].value]
+    # The panels' numbers come first, before every series' last / min / max / mean, up to an empty row.
+    series_heading = next(index for index, row in enumerate(rows) if row[3].value == "Last")
+    assert heading < series_heading
+    reduced = [row for row in rows[heading + 1 : series_heading] if row[0].value]
+    assert summary.column_dimensions["A"].width >= 18  # a generation time fits (it showed "###")
+    assert summary.column_dimensions["B"].width >= 40  # series' labels
     assert [(row[0].value, row[1].value, row[2].value, row[4].value) for row in reduced] == [
         ("Panel hottest", "temperature", "°C", "Max, max of series"),
         ("Panel typical", "temperature", None, "Last (not null), mean of series"),  # no unit: an empty cell
@@ -381,11 +386,18 @@ def test_a_panels_axis_min_and_max_fix_the_pdf_charts_axes_and_clip_what_lies_ou
 
 def test_the_xlsx_has_native_pie_and_bar_charts_of_the_panels_values(plant, editor, viewer, tmp_path):
     """Beside a pie or bar panel's values on the Summary sheet, a native Excel chart of them (pie; bars horizontal
-    when the panel is), referencing exactly those cells, which hold the query API's numbers."""
+    when the panel is), referencing exactly those cells, which hold the query API's numbers, in the dashboard's
+    colours: slices in the palette's, bars in their threshold's (a named colour too), not the office suite's."""
     import re
     import zipfile
 
-    panels = [_panel("share", "pie", {}), _panel("bars", "bar", {"calculation": "mean", "orientation": "horizontal"})]
+    from apps.reporting.charts import PALETTE
+
+    thresholds = [{"value": None, "color": "green"}, {"value": 150, "color": "#d62728"}]
+    panels = [
+        _panel("share", "pie", {}),
+        _panel("bars", "bar", {"calculation": "mean", "orientation": "horizontal", "thresholds": thresholds}),
+    ]
     report, content = _report_of(plant, editor, viewer, "Charts", panels)
     files = report_files_render(report=report, content=content, directory=tmp_path, formats=["xlsx"],
                                 generated_at=timezone.now(), recipient_label="test")  # fmt: skip
@@ -394,7 +406,7 @@ def test_the_xlsx_has_native_pie_and_bar_charts_of_the_panels_values(plant, edit
         charts = [archive.read(name).decode() for name in sorted(archive.namelist()) if name.startswith("xl/charts/")]
     # chartSpace XML as openpyxl writes it (DrawingML chart namespace as the default one).
     charts = [re.sub(r"<(/?)c:", r"<\1", chart) for chart in charts]
-    kinds = {"pie": [chart for chart in charts if "<pieChart>" in chart],
+    kinds = {"pie": [chart for chart in charts if "<doughnutChart>" in chart],  # a donut: the panel's default
              "bar": [chart for chart in charts if "<barChart>" in chart]}  # fmt: skip
     assert (len(kinds["pie"]), len(kinds["bar"])) == (1, 1)
     assert re.search(r'<barDir val="bar" ?/>', kinds["bar"][0])
@@ -416,6 +428,17 @@ def test_the_xlsx_has_native_pie_and_bar_charts_of_the_panels_values(plant, edit
         assert [summary.cell(row, 2).value for row in range(first, last + 1)] == [
             f"device={item['labels']['device']}" for item in expected[kind]
         ]
+        fills = [
+            (int(index), color)
+            for index, color in re.findall(r'<dPt><idx val="(\d+)" ?/>.*?<a:srgbClr val="([0-9A-F]{6})"', chart)
+        ]
+        if kind == "pie":
+            assert fills == [(index, PALETTE[index][1:].upper()) for index in range(len(expected[kind]))]
+        else:
+            assert fills == [
+                (index, "D62728" if item["value"] >= 150 else "008000") for index, item in enumerate(expected[kind])
+            ]
+            assert {color for _, color in fills} == {"D62728", "008000"}  # both thresholds reached
 
 
 def test_a_panels_numbers_take_its_value_mappings_and_threshold_colours_in_the_pdf(plant, editor, viewer, tmp_path):

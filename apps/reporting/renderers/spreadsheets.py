@@ -29,12 +29,16 @@ from django.utils.text import slugify
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import Cell
-from openpyxl.chart import BarChart, LineChart, PieChart, Reference
+from openpyxl.chart import BarChart, DoughnutChart, LineChart, PieChart, Reference
+from openpyxl.chart.marker import DataPoint
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.datetime import to_excel
+from openpyxl.worksheet.properties import PageSetupProperties
+from PIL import ImageColor
 
 from analytics_platform.spreadsheet_cells import cell_safe, cell_text_safe
+from apps.reporting.charts import PALETTE, displayed
 from apps.reporting.content import NOTHING_VISIBLE, ReportContent, RowChunk, Section, section_chunks
 from apps.reporting.time_ranges import period_label
 
@@ -102,7 +106,14 @@ class _Workbook:
             summary.append(row)
             rows += 1
 
-        summary.freeze_panes = "A8"
+        # Wide enough for a timestamp and a series' labels (openpyxl's default of 8.43 characters showed "###" for
+        # the generation time and cut every series name); set before the first row, as a write-only sheet needs.
+        for column, width in zip("ABCDEFG", (20, 48, 10, 14, 14, 14, 14), strict=True):
+            summary.column_dimensions[column].width = width
+        # Printed, the sheet's columns fit a landscape page's width (its rows run on over as many pages as they need).
+        summary.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+        summary.page_setup.orientation = "landscape"
+        summary.page_setup.fitToWidth, summary.page_setup.fitToHeight = 1, 0
         append([self.heading(summary, "Report"), cell_text_safe(report_name)])
         append([self.heading(summary, "Period"), period_label(content.start, content.end, zone)])
         generated = _styled_cell(summary, TIME_FORMAT)
@@ -111,20 +122,10 @@ class _Workbook:
         append([self.heading(summary, "Time zone"), zone.key])
         append([self.heading(summary, "Note"), "" if content.anything_visible else NOTHING_VISIBLE])
         append([])
-        append([self.heading(summary, name) for name in ("Panel", "Series", "Unit", "Last", "Min", "Max", "Mean")])
-        for section in content.data_sections:
-            value_format = _value_format(section.definition.decimals, section.definition.unit)
-            for row in section.summary():
-                cells: list[Any] = [cell_text_safe(section.title), cell_text_safe(row["name"]),
-                                    cell_text_safe(section.definition.unit)]  # fmt: skip
-                for key in ("last", "min", "max", "mean"):
-                    cell = _styled_cell(summary, value_format)
-                    cell.value = row[key]
-                    cells.append(cell)
-                append(cells)
+        # The panels' own numbers first (what the dashboard's stats, gauges, bars and pies show), then every series'
+        # last / min / max / mean: a stat over 700 series put its one number below 700 rows.
         reduced = [section for section in content.data_sections if section.reduced]
         if reduced:
-            append([])
             append([self.heading(summary, name) for name in ("Panel", "Series", "Unit", "Value", "Reduced as")])
             chart_row, charted = 0, False
             for section in reduced:
@@ -141,6 +142,20 @@ class _Workbook:
                     chart_row = max(first, chart_row + REDUCED_CHART_ROWS) if charted else first
                     _reduced_chart_add(summary, section, first, rows, anchor=f"H{chart_row}")
                     charted = True
+            append([])
+        else:
+            summary.freeze_panes = "A8"  # the series table's header stays in view
+        append([self.heading(summary, name) for name in ("Panel", "Series", "Unit", "Last", "Min", "Max", "Mean")])
+        for section in content.data_sections:
+            value_format = _value_format(section.definition.decimals, section.definition.unit)
+            for row in section.summary():
+                cells: list[Any] = [cell_text_safe(section.title), cell_text_safe(row["name"]),
+                                    cell_text_safe(section.definition.unit)]  # fmt: skip
+                for key in ("last", "min", "max", "mean"):
+                    cell = _styled_cell(summary, value_format)
+                    cell.value = row[key]
+                    cells.append(cell)
+                append(cells)
         self.rows_written: dict[str, int] = {}
         self.sheet_rows: list[tuple[Any, _SheetRows]] = []
 
@@ -334,7 +349,8 @@ def _reduced_chart_add(sheet, section: Section, first: int, last: int, *, anchor
     """A native pie or bar chart of a pie or bar panel's values (rows `first` to `last` of the Summary sheet: names
     in column B, values in D), beside them, as the PDF and the dashboard draw it."""
     if section.definition.panel_type == "pie":
-        chart = PieChart()
+        # A donut unless the panel says not (`donut`), with the dashboard's hole of 45 %.
+        chart = PieChart() if section.definition.options.get("donut") is False else DoughnutChart(holeSize=45)
     else:
         chart = BarChart()
         chart.type = "bar" if section.definition.options.get("orientation") == "horizontal" else "col"
@@ -344,7 +360,28 @@ def _reduced_chart_add(sheet, section: Section, first: int, last: int, *, anchor
     chart.height, chart.width = 7.5, 12
     chart.add_data(Reference(sheet, min_col=4, min_row=first, max_row=last), titles_from_data=False)
     chart.set_categories(Reference(sheet, min_col=2, min_row=first, max_row=last))
+    # The dashboard's colours (an office suite's own palette otherwise): a slice each in the palette's, a bar in its
+    # mapping's or threshold's colour, else the palette's (as pdf.py draws them).
+    options = section.definition.options
+    for index, item in enumerate(section.reduced):
+        fallback = PALETTE[index % len(PALETTE)]
+        color = fallback if section.definition.panel_type == "pie" else displayed(item["value"], options, fallback)[1]
+        rgb = _rgb_hex(color)
+        if rgb:
+            point = DataPoint(idx=index)
+            point.graphicalProperties.solidFill = rgb
+            chart.series[0].dPt.append(point)
     sheet.add_chart(chart, anchor)
+
+
+def _rgb_hex(color: str) -> str | None:
+    """A panel's colour ("#d62728", "green", "rgb(0, 128, 0)": what a browser takes) as DrawingML's "RRGGBB"; None
+    for what is not a colour (that point keeps the suite's own)."""
+    try:
+        red, green, blue, *_ = ImageColor.getrgb(color)
+    except ValueError:
+        return None
+    return f"{red:02X}{green:02X}{blue:02X}"
 
 
 def _chart_add(sheet, section: Section, rows: int) -> None:
