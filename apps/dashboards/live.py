@@ -39,7 +39,7 @@ from apps.ingestion.events import CHANGES_CHANNEL
 from apps.sources.references import SourceAmbiguous
 from apps.storage.columns import EPOCH, time_micros
 from apps.storage.policies import DataAccessDenied, DataScope, data_scope_for
-from apps.storage.query.engine import QueryTimeout, query_bucket_seconds, query_execute
+from apps.storage.query.engine import QueryTimeout, aggregate_start, query_bucket_seconds, query_execute
 from apps.storage.query.spec import RAW, QuerySpec, QuerySpecError, query_spec_parse
 from apps.storage.query.time_bound import statement_time_bounded
 from apps.storage.scope_events import SCOPE_CHANNEL, scope_message_users
@@ -133,6 +133,9 @@ class LiveFeed:
     reduces: bool = False
     last_reduced: list[dict] | None = None
     tail_seconds: float = 0.0
+    # Where the bucket the window's start cuts was last read from (the engine's aggregate start): a sliding window
+    # moves it a minute at a time, and that bucket then holds less (see _first_bucket).
+    first_read_from: datetime | None = None
     flushing: bool = False
     next_flush_at: float = 0.0  # heavy feeds: not before this (loop time)
     flush_tokens: float = 0.0  # the token bucket, as of `tokens_at`: one token per flush
@@ -726,8 +729,43 @@ def _tail(*, feed: LiveFeed, span: tuple[datetime, datetime]) -> list[dict] | No
     )
     started = time.perf_counter()
     series = query_execute(spec=spec, scope=feed.scope).series
+    first = _first_bucket(feed=feed, window=window, tail_start=tail_start)
     feed.tail_seconds = time.perf_counter() - started  # execution only, not the wait for a thread
-    return series
+    return _merged(first, series) if first else series
+
+
+def _first_bucket(*, feed: LiveFeed, window: QuerySpec, tail_start: datetime) -> list[dict]:
+    """The bucket the window's start cuts, read again when the start has moved on to another whole minute.
+
+    Such a bucket holds only what lies inside the window (docs/storage.md, `start`): a sliding window takes a minute
+    out of it every minute, which no write reports, so the tail of the changes alone never sent its new value (the
+    page kept the snapshot's, or dropped the bucket). Nothing to do when the window starts on a bucket boundary, or
+    when the tail already reads from the window's start."""
+    if feed.bucket_seconds is None:
+        return []
+    read_from = aggregate_start(window.start, feed.bucket_seconds)
+    first_start = bucket_floor(window.start, feed.bucket_seconds)
+    moved, feed.first_read_from = read_from != feed.first_read_from, read_from
+    if not moved or read_from == first_start or tail_start <= window.start:
+        return []
+    spec = replace(
+        window,
+        end=min(first_start + timedelta(seconds=feed.bucket_seconds), window.end),
+        bucket_seconds=feed.bucket_seconds,
+        max_points=settings.STORAGE_MAX_POINTS_PER_SERIES,
+        fill="none",
+    )
+    return query_execute(spec=spec, scope=feed.scope).series
+
+
+def _merged(first: list[dict], tail: list[dict]) -> list[dict]:
+    """The first bucket's series and the tail's, one entry per series (the tail's points after the bucket's)."""
+    by_key = {_series_key(entry): entry for entry in first}
+    merged = []
+    for entry in tail:
+        head = by_key.pop(_series_key(entry), None)
+        merged.append({**entry, "points": head["points"] + entry["points"]} if head else entry)
+    return list(by_key.values()) + merged
 
 
 def _pending_series(feed: LiveFeed, pending: Mapping[tuple[int, int], float]) -> list[dict]:

@@ -283,6 +283,13 @@ def test_page_modules_escape_markdown_and_csv_formulas(browser_server, browser):
           merged: series.mergeSeries(
             [{labels: {d: '1'}, points: [['2026-01-01T00:00:00Z', 1], ['2026-01-01T00:01:00Z', 2]]}],
             [{labels: {d: '1'}, points: [['2026-01-01T00:01:00+00:00', 5], ['2026-01-01T00:02:00Z', 6]]}]),
+          // Hourly buckets at 00:00 and 01:00: a window from 00:30 cuts the first (kept), one from 01:00 drops it;
+          // raw points before the window's start go.
+          kept: [new Date('2026-01-01T00:30:00Z'), new Date('2026-01-01T01:00:00Z')].map((start) =>
+            series.dropBefore([{labels: {}, points: [['2026-01-01T00:00:00Z', 1], ['2026-01-01T01:00:00Z', 2]]}],
+                              start, 3600)[0].points.length),
+          raw: series.dropBefore([{labels: {}, points: [['2026-01-01T00:00:00Z', 1], ['2026-01-01T01:00:00Z', 2]]}],
+                                 new Date('2026-01-01T00:30:00Z'))[0].points.length,
         })).catch((error) => done({error: String(error)}));
         """
     )
@@ -308,6 +315,8 @@ def test_page_modules_escape_markdown_and_csv_formulas(browser_server, browser):
     assert result["cells"] == ["'=1+1", "'+1", "'-1", "'@x", "plain", '"a,b"']
     assert result["substituted"]["filters"] == {"facility": ["f1", "f2"], "kind": "k"}
     assert [point[1] for point in result["merged"][0]["points"]] == [1, 5, 6]
+    assert result["kept"] == [2, 1]
+    assert result["raw"] == 1
     assert json.dumps(result)  # plain data came back
 
 

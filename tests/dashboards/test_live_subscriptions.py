@@ -409,3 +409,43 @@ async def test_scope_messages_close_only_the_named_users_connections():
     hub.connection_remove(1, second)
     hub.connection_remove(2, third)
     assert hub.connections == {}
+
+
+@pytest.mark.django_db
+def test_the_bucket_a_sliding_window_cuts_is_sent_again_as_the_window_moves_on(monkeypatch):
+    """Hourly sums over the last hour: the first bucket holds only the window's minutes, so every minute the window
+    slides it holds less. A write into the newest bucket made the tail read that bucket only, and the first one kept
+    its snapshot value on the page. The flush reads it again whenever the window's start has moved to another whole
+    minute, and then it equals the query API's answer at that moment; not in between (no extra query)."""
+    from apps.storage.policies import data_scope_for
+    from tests.storage.factories import points_store, series_create, source_create
+
+    hour = bucket_floor(datetime.now(UTC), 3600) - timedelta(hours=3)
+    source = source_create(slug="plant")
+    series_id = series_create(source=source, metric="temperature", device="d1")
+    points_store(series_id, [(hour + timedelta(minutes=minute), float(minute)) for minute in range(120)])
+    viewer = user_create(username="olive")
+    scope = data_scope_for(viewer)
+    body = {"source": "plant", "metric": "temperature", "aggregation": "sum", "bucket": "1h", "start": "-1h",
+            "fill": "none"}  # fmt: skip
+    parse = live.query_spec_parse
+    clock = {"now": hour + timedelta(hours=1, minutes=30, seconds=10)}
+    monkeypatch.setattr(live, "query_spec_parse", lambda data: parse(data, now=clock["now"]))
+    feed = live.LiveFeed(key="k", body=body, scope=scope, source_id=source.pk, bucket_seconds=3600)
+    write = (hour + timedelta(hours=1, minutes=20), hour + timedelta(hours=1, minutes=20))  # in the newest bucket
+
+    def api_answer() -> list:
+        return query_execute(spec=parse(body, now=clock["now"]), scope=scope).series[0]["points"]
+
+    sent = live._tail(feed=feed, span=write)[0]["points"]
+    assert sent == api_answer()
+    assert sent == [
+        [_iso(hour), float(sum(range(30, 60)))],
+        [_iso(hour + timedelta(hours=1)), float(sum(range(60, 91)))],
+    ]
+    clock["now"] += timedelta(seconds=20)  # the same whole minute: the first bucket is as it was
+    assert [point[0] for point in live._tail(feed=feed, span=write)[0]["points"]] == [_iso(hour + timedelta(hours=1))]
+    clock["now"] += timedelta(minutes=3)  # 01:33:30: three more minutes slid out of the first bucket
+    sent = live._tail(feed=feed, span=write)[0]["points"]
+    assert sent[0] == [_iso(hour), float(sum(range(33, 60)))]
+    assert sent == api_answer()

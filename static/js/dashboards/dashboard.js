@@ -12,7 +12,7 @@ import { openInspector } from "./inspector.js";
 import { combinedPoints, panelReduce, REDUCED_TYPES } from "./values.js";
 import { dropBefore, lastPointTime, mergeSeries } from "./series.js";
 import { initTheme } from "./theme.js";
-import { isRelative, PRESETS, rangeLabel, resolveTime, toLocalInput } from "./timerange.js";
+import { durationSeconds, isRelative, PRESETS, rangeLabel, resolveTime, toLocalInput } from "./timerange.js";
 import { ALL, substituteVariables } from "./variables.js";
 
 const COLUMNS = 12;
@@ -368,7 +368,7 @@ function scheduleDraw(panel, view) {
     view.drawPending = false;
     if (state.doc.refresh === "live" && isRelative(state.range)) {
       const start = currentRange().start;
-      for (const [ref, series] of view.data) view.data.set(ref, dropBefore(series, start));
+      for (const [ref, series] of view.data) view.data.set(ref, dropBefore(series, start, durationSeconds(view.fetched?.get(ref)?.bucket)));
     }
     draw(panel, view);
   });

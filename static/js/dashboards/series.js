@@ -22,10 +22,13 @@ export function mergeSeries(current, delta, maxPoints = Infinity) {
   return [...byKey.values()];
 }
 
-// Points older than `start` scroll out of a live chart.
-export function dropBefore(series, start) {
-  const limit = start.getTime();
-  return series.map((item) => ({ ...item, points: item.points.filter((point) => Date.parse(point[0]) >= limit) }));
+// Points older than `start` scroll out of a live chart. A bucket (`bucketSeconds` wide) stays while any of it is
+// inside the window: the one the window's start cuts is timed at its own start, before `start`, as the query API
+// answers it, and the live feed sends its value again as the window slides.
+export function dropBefore(series, start, bucketSeconds = null) {
+  const limit = start.getTime() - (bucketSeconds ? bucketSeconds * 1000 : 0);
+  const kept = bucketSeconds ? (time) => time > limit : (time) => time >= limit;
+  return series.map((item) => ({ ...item, points: item.points.filter((point) => kept(Date.parse(point[0]))) }));
 }
 
 export function lastPointTime(series) {
