@@ -4,8 +4,10 @@ notifications it would have sent. Read-only.
 One query engine call per query ref, bucketed by the step (the rule's interval, coarser when the range would
 need more than MAX_STEPS), with the rule's reduction as the bucket aggregation (`mean` is the engine's `avg`;
 `rate` is the change between consecutive buckets' last values per second). Each bucket is one evaluation: the
-window is approximated by the step. The state machine is the one live evaluation uses (states.py), without
-no-data detection (a gap keeps the state, as an evaluation without a value does).
+window is approximated by the step. The state machine is the one live evaluation uses (states.py), no data
+included: a step without a value once the rule's `no data for` has passed since the group's last value (or the
+range's start, as live evaluation counts from the rule's creation) moves it to NoData, which notifies as live
+evaluation does; an ungrouped rule with no series at all in the range is one group without data.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from apps.alerts.models import SCORE_METRIC_SUFFIX, AlertRule, AlertState
 from apps.storage.policies import DataAccessDenied
 from apps.storage.query.engine import QueryTimeout, query_execute
 from apps.storage.query.spec import QuerySpecError, query_spec_parse
+from apps.storage.tiers import bucket_floor
 
 MAX_STEPS = 2_000
 MAX_RANGE = timedelta(days=7)
@@ -50,22 +53,32 @@ def rule_backtest(*, rule: AlertRule, start: datetime, end: datetime) -> dict:
             labels_of[fingerprint] = labels
             per_ref[item["ref"]][fingerprint] = values
     tree = expression_parse(rule.expression, refs=set(refs)) if rule.expression else None
+    if not labels_of and not rule.group_by and rule.no_data_seconds is not None:
+        labels_of[labels_fingerprint({})] = {}  # the one instance of an ungrouped rule, even without any data
+        times = times or _step_times(start=start, end=end, step=step)
     groups = []
     notifications = 0
     for fingerprint, labels in sorted(labels_of.items(), key=lambda item: sorted(item[1].items())):
-        state, since, last_breach = AlertState.NORMAL, start, None
+        state, since, last_breach, last_data = AlertState.NORMAL, start, None, start
         timeline, transitions = [], []
         for moment_text in times:
             moment = datetime.fromisoformat(moment_text)
             values = {ref: per_ref[ref].get(fingerprint, {}).get(moment_text) for ref in refs}
             value = expression_compute(tree, values) if tree is not None else values[refs[0]]
+            if value is not None:
+                last_data = moment
+            no_data = (
+                value is None
+                and rule.no_data_seconds is not None
+                and (moment - last_data).total_seconds() >= rule.no_data_seconds
+            )
             firing = state in (AlertState.FIRING, AlertState.RECOVERING)
             breach = None if value is None else condition.breaching(value, firing=firing)
             if breach:
                 last_breach = moment
             nxt = state_next(
-                state=state, state_since=since, last_breach_at=last_breach, step=Step(breach=breach), now=moment,
-                for_seconds=rule.for_seconds, keep_firing_seconds=rule.keep_firing_seconds,
+                state=state, state_since=since, last_breach_at=last_breach, step=Step(breach=breach, no_data=no_data),
+                now=moment, for_seconds=rule.for_seconds, keep_firing_seconds=rule.keep_firing_seconds,
             )  # fmt: skip
             if nxt.changed:
                 was_alerting, now_alerting = state in ALERTING_STATES, nxt.state in ALERTING_STATES
@@ -79,6 +92,15 @@ def rule_backtest(*, rule: AlertRule, start: datetime, end: datetime) -> dict:
         "firings": sum(1 for group in groups for change in group["transitions"] if change["to"] == "firing"),
         "notifications": notifications,
     }  # fmt: skip
+
+
+def _step_times(*, start: datetime, end: datetime, step: int) -> list[str]:
+    """The times of the steps between `start` and `end`, as the engine's buckets of `step` seconds would be."""
+    moment, times = bucket_floor(start, step), []
+    while moment < end:
+        times.append(iso(moment))
+        moment += timedelta(seconds=step)
+    return times
 
 
 def _bucketed(

@@ -63,3 +63,34 @@ def test_a_backtest_reads_under_the_requesting_users_data_policies(editor, facto
 
     assert devices("ed") == ["press-7", "press-8"]
     assert devices("erin") == ["press-7"]
+
+
+def test_a_backtest_goes_to_no_data_after_no_data_for_as_live_evaluation_does(editor, factory):
+    """`no data for` was ignored by the backtest (a gap kept the state): a step without a value once it has passed
+    since the last one (or the range's start) is NoData, which notifies, and data brings the rule back; an ungrouped
+    rule over a metric with no series at all is one group that goes to NoData."""
+    from datetime import datetime, timedelta
+
+    for minute in range(10):
+        factory.write(minute * 60 + 1, 50)
+    body = {**BODY, "query": {**BODY["query"], "group_by": []}, "no_data_for": "5m"}
+    response = api_client_for(editor).post("/api/v1/alert-rules/backtest?start=-1h", body, format="json")
+    assert response.status_code == 200, response.content
+    answer = response.json()
+    (group,) = answer["groups"]
+    assert group["labels"] == {}
+    assert [change["to"] for change in group["transitions"]] == ["nodata", "normal", "nodata"]
+    start = datetime.fromisoformat(answer["start"])
+    at = [datetime.fromisoformat(change["at"]) for change in group["transitions"]]
+    assert timedelta(minutes=5) <= at[0] - start < timedelta(minutes=6)  # nothing from the range's start
+    last_value = max(datetime.fromisoformat(moment) for moment, value, _ in group["timeline"] if value is not None)
+    assert at[2] - last_value == timedelta(minutes=5)
+    assert answer["notifications"] == 3  # into NoData, out of it, into it again
+
+    missing = {**body, "query": {**body["query"], "metric": "pressure"}}
+    answer = api_client_for(editor).post("/api/v1/alert-rules/backtest?start=-1h", missing, format="json").json()
+    assert [[change["to"] for change in group["transitions"]] for group in answer["groups"]] == [["nodata"]]
+    without = api_client_for(editor).post(
+        "/api/v1/alert-rules/backtest?start=-1h", {**missing, "no_data_for": None}, format="json"
+    )
+    assert without.json()["groups"] == []  # without `no data for`, no data is no alert
