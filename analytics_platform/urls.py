@@ -114,6 +114,7 @@ api_v1 = [
     path("silences/", alerting_api.SilenceListCreateView.as_view(), name="silence-list"),
     path("silences/<int:silence_id>/", alerting_api.SilenceDetailView.as_view(), name="silence-detail"),
     path("mute-timings/", alerting_api.MuteTimingListCreateView.as_view(), name="mute-timing-list"),
+    path("mute-timings/<int:timing_id>/", alerting_api.MuteTimingDetailView.as_view(), name="mute-timing-detail"),
     path(
         "notification-policies/",
         alerting_api.NotificationPolicyListCreateView.as_view(),
@@ -248,6 +249,7 @@ urlpatterns = [
     path("alerts/rules/<int:rule_id>/edit", alerts_views.alert_rule_editor, name="alert-rule-edit"),
     path("alerts/instances/", alerts_views.alert_instance_list, name="alert-instances"),
     path("alerts/silences/", alerts_views.silence_list, name="alert-silences"),
+    path("alerts/mute-timings/", alerts_views.mute_timing_list, name="alert-mute-timings"),
     path("alerts/contact-points/", alerts_views.contact_point_list, name="alert-contact-points"),
     path("alerts/policies/", alerts_views.notification_policy_list, name="alert-policies"),
     path("dashboards/<slug:uid>/access/", dashboard_sharing_views.dashboard_access, name="dashboard-access"),

@@ -15,6 +15,7 @@ from apps.alerts.alerting import selectors
 from apps.alerts.alerting.serializers import (
     AlertRuleSerializer,
     ContactPointSerializer,
+    MuteTimingSerializer,
     NotificationPolicySerializer,
     SilenceSerializer,
     StateTransitionSerializer,
@@ -118,6 +119,52 @@ def silence_list(request: HttpRequest) -> HttpResponse:
         "can_edit": _can_edit_any(request.user),
     }
     return render(request, "alerts/silence_list.html", context)
+
+
+_DAY_SHORT = {"monday": "Mon", "tuesday": "Tue", "wednesday": "Wed", "thursday": "Thu", "friday": "Fri",
+              "saturday": "Sat", "sunday": "Sun"}  # fmt: skip
+
+
+def mute_interval_text(interval: dict) -> str:
+    """One interval in words: "Sat, Sun, all day (Europe/Berlin)", "Mon-Fri, 22:00-24:00 (UTC)"."""
+    days = [day for day in _DAY_SHORT if day in interval.get("weekdays", [])]
+    if len(days) == 7:
+        day_text = "Every day"
+    elif len(days) >= 3 and list(_DAY_SHORT).index(days[-1]) - list(_DAY_SHORT).index(days[0]) == len(days) - 1:
+        day_text = f"{_DAY_SHORT[days[0]]}-{_DAY_SHORT[days[-1]]}"
+    else:
+        day_text = ", ".join(_DAY_SHORT[day] for day in days) or "No day"
+    spans = interval.get("times") or []
+    whole_day = not spans or spans == [{"start": "00:00", "end": "24:00"}]
+    time_text = "all day" if whole_day else ", ".join(f"{span['start']}-{span['end']}" for span in spans)
+    return f"{day_text}, {time_text} ({interval.get('timezone', 'UTC')})"
+
+
+@login_required
+def mute_timing_list(request: HttpRequest) -> HttpResponse:
+    """Mute timings (the recurring windows notification policies hold notifications in), with a form to add or
+    change one, and which policies use each."""
+    timings = list(selectors.mute_timing_list_for_user(user=request.user).prefetch_related("policies"))
+    context = {
+        "timings": [
+            {
+                "timing": timing,
+                "when": [mute_interval_text(item) for item in timing.intervals],
+                "policies": [policy.name or f"policy {policy.id}" for policy in timing.policies.all()],
+            }
+            for timing in timings
+        ],
+        "timings_data": MuteTimingSerializer(timings, many=True).data,
+        "can_edit": _can_edit_any(request.user),
+        "weekdays": [(day, label) for day, label in _DAY_SHORT.items()],
+        "zones": MUTE_TIMING_ZONES,
+    }
+    return render(request, "alerts/mute_timing_list.html", context)
+
+
+# Suggested in the time zone field (any IANA zone is accepted).
+MUTE_TIMING_ZONES = ("UTC", "Europe/London", "Europe/Berlin", "Europe/Paris", "America/New_York", "America/Chicago",
+                     "America/Los_Angeles", "Asia/Tokyo", "Asia/Kolkata", "Australia/Sydney")  # fmt: skip
 
 
 @login_required

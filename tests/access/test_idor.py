@@ -96,6 +96,7 @@ def _owned_through_the_api(owner, dashboard) -> dict[str, str]:
         "/api/v1/silences/",
         {"matchers": [{"label": "device", "op": "=", "value": "secret-device"}], "ends_at": "2099-01-01T00:00:00Z"},
     )
+    mute_timing = created("/api/v1/mute-timings/", {"name": "secret weekends", "intervals": [{"weekdays": ["sunday"]}]})
     notification_policy = created(
         "/api/v1/notification-policies/",
         {"matchers": [{"label": "device", "op": "=", "value": "secret-device"}], "contact_point": int(contact_point)},
@@ -117,6 +118,7 @@ def _owned_through_the_api(owner, dashboard) -> dict[str, str]:
         "contact_point_id": contact_point,
         "rule_id": rule,
         "silence_id": silence,
+        "timing_id": mute_timing,
         "notification-policies.policy_id": notification_policy,
         "instance_id": str(instance.pk),
         "report_id": report,

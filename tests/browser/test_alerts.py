@@ -1,5 +1,5 @@
 """The alerting pages in headless Chromium against daphne: the rule editor form (field errors, backtest preview, save),
-"send test" to a real receiver, the contact point, silence and policy forms, the history timeline."""
+"send test" to a real receiver, the contact point, silence, mute timing and policy forms, the history timeline."""
 
 from __future__ import annotations
 
@@ -202,6 +202,52 @@ def test_contact_point_silence_and_policy_forms_create_and_edit(browser_server, 
     assert (policy.contact_point_id, policy.group_wait_seconds) == (point.id, 30)
     assert policy.matchers == [{"label": "severity", "op": "=", "value": "critical"}]
     assert [message for message in console_errors(browser) if "contact-points/ - " not in message] == []
+
+
+def test_the_mute_timing_form_creates_edits_with_two_intervals_and_shows_errors_beside_them(browser_server, browser):
+    """Mute timings had no page: a weekend timing is made by ticking days, a refused time range is shown beside the
+    interval that holds it, a second interval is added and saved, and the list says when it mutes."""
+    from selenium.webdriver.common.by import By
+
+    from apps.alerts.models import MuteTiming
+
+    user_create(username="erin", role="editor")
+    sign_in(browser, browser_server, "erin")
+    browser.get(f"{browser_server}/alerts/mute-timings/")
+    assert "No mute timings yet" in browser.find_element(By.TAG_NAME, "main").text
+    _type(browser, "mute-name", "Weekends")
+    for day in ("saturday", "sunday"):
+        browser.find_element(By.CSS_SELECTOR, f"#mute-intervals input[value={day}]").click()
+    _type(browser, "mute-timezone-0", "Europe/Berlin")
+    browser.find_element(By.CSS_SELECTOR, "#mute-form [type=submit]").click()
+    wait_for(lambda: MuteTiming.objects.filter(name="Weekends").exists(), message="no mute timing created")
+    timing = MuteTiming.objects.get()
+    assert timing.intervals == [{"weekdays": ["saturday", "sunday"], "times": [{"start": "00:00", "end": "24:00"}],
+                                 "timezone": "Europe/Berlin"}]  # fmt: skip
+    row = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, f"[data-edit-timing='{timing.id}']"), message="row")
+    assert "Sat, Sun, all day (Europe/Berlin)" in browser.find_element(By.TAG_NAME, "table").text
+
+    row.click()
+    browser.find_element(By.ID, "mute-add-interval").click()
+    browser.find_element(By.CSS_SELECTOR, "#mute-intervals .mute-interval:nth-child(2) input[value=wednesday]").click()
+    _type(browser, "mute-times-1", "23:00-22:00")
+    _type(browser, "mute-timezone-1", "UTC")
+    browser.find_element(By.CSS_SELECTOR, "#mute-form [type=submit]").click()
+    error = wait_for(
+        lambda: browser.find_element(By.CSS_SELECTOR, "[data-field='intervals[1].times'] .field-error"),
+        message="no error beside the second interval's times",
+    )
+    assert "must be after start" in error.text
+    assert browser.switch_to.active_element.get_attribute("id") == "mute-times-1"
+    _type(browser, "mute-times-1", "02:00-04:00")
+    browser.find_element(By.CSS_SELECTOR, "#mute-form [type=submit]").click()
+    wait_for(lambda: len(MuteTiming.objects.get().intervals) == 2, message="the second interval was not saved")
+    assert MuteTiming.objects.get().intervals[1] == {
+        "weekdays": ["wednesday"], "times": [{"start": "02:00", "end": "04:00"}], "timezone": "UTC",
+    }  # fmt: skip
+    wait_for(lambda: "Wed, 02:00-04:00 (UTC)" in browser.find_element(By.TAG_NAME, "table").text, message="list")
+    # The refused save's 400 is logged by the browser; nothing else.
+    assert [message for message in console_errors(browser) if "mute-timings/" not in message] == []
 
 
 def test_the_alert_list_panel_shows_firing_instances_of_readable_rules_live(

@@ -437,12 +437,47 @@ class MuteTimingListCreateView(_CreateMixin, ListAPIView):
         return alerting.mute_timing_create(organization=organization, data=request.data)
 
     @extend_schema(
-        request=serializers.MuteTimingSerializer,
+        request=serializers.MuteTimingInputSerializer,
         responses={201: serializers.MuteTimingSerializer, 400: _ERROR, 403: _ERROR, 409: _ERROR},
         summary="Create a mute timing",
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
+
+
+class MuteTimingDetailView(APIView):
+    """One mute timing: read, change (name, intervals), delete (refused while a policy uses it)."""
+
+    def _object(self, request, timing_id, *, edit=False):
+        timing = _get(selectors.mute_timing_list_for_user(user=request.user), timing_id, "mute timing")
+        if edit:
+            _check_edit(request, timing.organization_id)
+        return timing
+
+    @extend_schema(responses={200: serializers.MuteTimingSerializer}, summary="Get a mute timing")
+    def get(self, request: Request, timing_id: int) -> Response:
+        return Response(serializers.MuteTimingSerializer(self._object(request, timing_id)).data)
+
+    @extend_schema(
+        request=serializers.MuteTimingInputSerializer,
+        responses={200: serializers.MuteTimingSerializer, 400: _ERROR, 403: _ERROR, 409: _ERROR},
+        summary="Change a mute timing",
+    )
+    def patch(self, request: Request, timing_id: int) -> Response:
+        timing = self._object(request, timing_id, edit=True)
+        try:
+            timing = alerting.mute_timing_update(timing=timing, data=request.data)
+        except alerting.AlertingError as error:
+            return _refusal(error)
+        return Response(serializers.MuteTimingSerializer(timing).data)
+
+    @extend_schema(responses={204: None, 403: _ERROR, 409: _ERROR}, summary="Delete a mute timing")
+    def delete(self, request: Request, timing_id: int) -> Response:
+        try:
+            alerting.mute_timing_delete(timing=self._object(request, timing_id, edit=True))
+        except alerting.AlertingError as error:
+            return _refusal(error)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class NotificationPolicyListCreateView(_CreateMixin, ListAPIView):

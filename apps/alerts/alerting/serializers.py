@@ -180,6 +180,17 @@ class SilenceInputSerializer(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True)
 
 
+class MuteTimingInputSerializer(serializers.Serializer):
+    """Create a mute timing, or change one (PATCH: only the fields sent)."""
+
+    organization = serializers.SlugField(required=False, help_text="when you belong to several; create only")
+    name = serializers.CharField(max_length=200)
+    intervals = serializers.JSONField(
+        help_text='[{"weekdays": ["saturday", "sunday"], "times": [{"start": "00:00", "end": "24:00"}], '
+        '"timezone": "Europe/Berlin"}]: weekdays default to every day, times to the whole day, the zone to UTC'
+    )
+
+
 class MuteTimingSerializer(serializers.ModelSerializer):
     """Recurring windows in which notifications wait."""
 

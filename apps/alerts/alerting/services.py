@@ -419,6 +419,42 @@ def mute_timing_create(*, organization: Organization, data: dict) -> MuteTiming:
     return timing
 
 
+def mute_timing_update(*, timing: MuteTiming, data: dict) -> MuteTiming:
+    """Change a mute timing's name or intervals (only the fields sent); the policies using it follow."""
+    if "name" in data:
+        name = data["name"]
+        if not isinstance(name, str) or not name.strip():
+            raise AlertingError("name", "required.")
+        others = MuteTiming.objects.filter(organization_id=timing.organization_id, name=name.strip())
+        if others.exclude(pk=timing.pk).exists():
+            raise AlertingError("name", "the organisation already has a mute timing of this name.", status=409)
+        timing.name = name.strip()
+    if "intervals" in data:
+        try:
+            timing.intervals = mute_intervals_clean(data["intervals"])
+        except MatcherError as error:
+            raise AlertingError(error.field, error.message) from None
+    timing.save()
+    audit_record(
+        action="mute_timing.changed", obj=timing, details={"fields": sorted(data), "intervals": timing.intervals}
+    )
+    return timing
+
+
+def mute_timing_delete(*, timing: MuteTiming) -> None:
+    """Delete a mute timing; 409 while a notification policy uses it (its alerts would notify at once)."""
+    used_by = list(timing.policies.values_list("name", flat=True)[:5])
+    if used_by:
+        names = ", ".join(name or "(unnamed)" for name in used_by)
+        raise AlertingError(
+            "id", f"notification policies use this mute timing ({names}); remove it there first.", status=409
+        )
+    organization, timing_id, name = timing.organization, timing.id, timing.name
+    with transaction.atomic():
+        timing.delete()
+        audit_record(action="mute_timing.deleted", organization=organization, details={"id": timing_id, "name": name})
+
+
 # Instances ----------------------------------------------------------------------------------------------------------
 
 

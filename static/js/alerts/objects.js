@@ -1,4 +1,4 @@
-// Create and edit forms of the contact point, silence and notification policy pages. Each page embeds its objects
+// Create and edit forms of the contact point, silence, mute timing and notification policy pages. Each page embeds its objects
 // as JSON (the API's shapes); a save calls the REST API and reloads the page, a refusal shows beside its field.
 
 import { del, durationShort, errorShow, errorsClear, listParse, matchersFormat, matchersParse, patch, post, statusSet } from "./forms.js";
@@ -148,6 +148,100 @@ function silences(form) {
   });
 }
 
+// ----- mute timings -----
+
+// "22:00-24:00, 00:00-06:00" <-> [{start, end}]; empty is the whole day.
+function spansParse(text) {
+  const spans = [];
+  for (const part of String(text ?? "").split(",")) {
+    const trimmed = part.trim();
+    if (!trimmed || /^all day$/i.test(trimmed)) continue;
+    const found = /^(\d{1,2}:\d{2})\s*[-–]\s*(\d{1,2}:\d{2})$/.exec(trimmed);
+    if (!found) throw new Error(`"${trimmed}" is not a range such as 09:00-17:00.`);
+    spans.push({ start: found[1].padStart(5, "0"), end: found[2].padStart(5, "0") });
+  }
+  return spans.length ? spans : [{ start: "00:00", end: "24:00" }];
+}
+
+function spansFormat(spans) {
+  const whole = !spans?.length || (spans.length === 1 && spans[0].start === "00:00" && spans[0].end === "24:00");
+  return whole ? "" : spans.map((span) => `${span.start}-${span.end}`).join(", ");
+}
+
+function muteTimings(form) {
+  const byId = new Map(pageData("mute-timings-data").map((item) => [String(item.id), item]));
+  const list = $("mute-intervals");
+  const browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+
+  // Each interval's fields answer for its index's paths (intervals[1].times[0].end), so a refusal lands there.
+  const renumber = () => {
+    [...list.children].forEach((row, index) => {
+      row.querySelector("legend").textContent = `Interval ${index + 1}`;
+      for (const part of row.querySelectorAll("[data-role]")) part.dataset.field = `intervals[${index}].${part.dataset.role}`;
+      for (const input of row.querySelectorAll("[data-name]")) {
+        input.id = `mute-${input.dataset.name}-${index}`;
+        row.querySelector(`label[data-for=${input.dataset.name}]`).htmlFor = input.id;
+      }
+      row.querySelector("[data-remove-interval]").hidden = list.children.length < 2;
+    });
+  };
+  const addInterval = (interval = {}) => {
+    const row = $("mute-interval-template").content.firstElementChild.cloneNode(true);
+    const days = new Set(interval.weekdays ?? []);
+    for (const box of row.querySelectorAll("input[name=weekdays]")) box.checked = days.has(box.value);
+    row.querySelector("[data-name=times]").value = spansFormat(interval.times);
+    row.querySelector("[data-name=timezone]").value = interval.timezone ?? browserZone;
+    list.append(row);
+    renumber();
+    return row;
+  };
+  const reset = () => {
+    form.reset();
+    list.replaceChildren();
+    addInterval();
+    editMode(form, { id: null, title: "New mute timing", cancel: "mute-cancel" });
+  };
+  list.replaceChildren();
+  addInterval();
+  $("mute-add-interval").addEventListener("click", () => addInterval().querySelector("input").focus());
+  list.addEventListener("click", (event) => {
+    const remove = event.target.closest("[data-remove-interval]");
+    if (!remove) return;
+    remove.closest(".mute-interval").remove();
+    renumber();
+    list.querySelector("input")?.focus();
+  });
+  $("mute-cancel").addEventListener("click", reset);
+  document.addEventListener("click", (event) => {
+    const remove = event.target.closest("[data-delete-timing]");
+    if (remove) confirmedDelete(`/api/v1/mute-timings/${remove.dataset.deleteTiming}/`, "Delete this mute timing?");
+    const edit = event.target.closest("[data-edit-timing]");
+    if (!edit) return;
+    const item = byId.get(edit.dataset.editTiming);
+    form.reset();
+    $("mute-name").value = item.name;
+    list.replaceChildren();
+    for (const interval of item.intervals) addInterval(interval);
+    editMode(form, { id: item.id, title: `Edit mute timing "${item.name}"`, cancel: "mute-cancel" });
+  });
+  submitting(form, async () => {
+    const intervals = [...list.children].map((row, index) => {
+      const weekdays = [...row.querySelectorAll("input[name=weekdays]:checked")].map((box) => box.value);
+      if (!weekdays.length) throw fieldError(`intervals[${index}].weekdays`, "tick at least one day.");
+      let times;
+      try {
+        times = spansParse(row.querySelector("[data-name=times]").value);
+      } catch (error) {
+        throw fieldError(`intervals[${index}].times`, error.message);
+      }
+      return { weekdays, times, timezone: row.querySelector("[data-name=timezone]").value.trim() || "UTC" };
+    });
+    const body = { name: $("mute-name").value.trim(), intervals };
+    if (form.dataset.id) await patch(`/api/v1/mute-timings/${form.dataset.id}/`, body);
+    else await post("/api/v1/mute-timings/", body);
+  });
+}
+
 // ----- notification policies -----
 
 function policies(form) {
@@ -208,7 +302,7 @@ function policies(form) {
   });
 }
 
-const pages = { "contact-point-form": contactPoints, "silence-form": silences, "policy-form": policies };
+const pages = { "contact-point-form": contactPoints, "silence-form": silences, "mute-form": muteTimings, "policy-form": policies };
 for (const [id, setUp] of Object.entries(pages)) {
   const form = $(id);
   if (form) setUp(form);

@@ -150,13 +150,55 @@ def test_silences_policies_and_mute_timings(editor, viewer):
     assert api_client_for(viewer).get("/api/v1/notification-policies/").json()["results"][0]["id"] == root.json()["id"]
 
 
+def test_a_mute_timing_is_changed_and_deleted_once_no_policy_uses_it(editor, viewer):
+    """Mute timings could only be created: now read, changed (name, intervals; only what is sent) and deleted, which
+    is refused (409, naming the policies) while a policy mutes by it; viewers and other organisations may not."""
+    from apps.audit.models import AuditEvent
+
+    client = api_client_for(editor)
+    weekends = {"name": "weekends", "intervals": [{"weekdays": ["saturday", "sunday"], "timezone": "Europe/Berlin"}]}
+    timing_id = client.post("/api/v1/mute-timings/", weekends, format="json").json()["id"]
+    night = [{"weekdays": ["monday", "friday"], "times": [{"start": "22:00", "end": "24:00"}], "timezone": "UTC"}]
+    changed = client.patch(f"/api/v1/mute-timings/{timing_id}/", {"intervals": night}, format="json")
+    assert changed.status_code == 200, changed.content
+    assert (changed.json()["name"], changed.json()["intervals"]) == ("weekends", night)
+    assert client.get(f"/api/v1/mute-timings/{timing_id}/").json()["intervals"] == night
+    bad = client.patch(f"/api/v1/mute-timings/{timing_id}/",
+                       {"intervals": [{"times": [{"start": "23:00", "end": "22:00"}]}]}, format="json")  # fmt: skip
+    assert (bad.status_code, bad.json()["field"]) == (400, "intervals[0].times[0].end")
+    client.post("/api/v1/mute-timings/", {"name": "nights", "intervals": night}, format="json")
+    taken = client.patch(f"/api/v1/mute-timings/{timing_id}/", {"name": "nights"}, format="json")
+    assert (taken.status_code, taken.json()["field"]) == (409, "name")
+    assert (
+        api_client_for(viewer).patch(f"/api/v1/mute-timings/{timing_id}/", {"name": "x"}, format="json").status_code
+        == 403
+    )
+    stranger = api_client_for(user_create(username="mallory", organization="other-org", role="editor"))
+    assert stranger.get(f"/api/v1/mute-timings/{timing_id}/").status_code == 404
+    assert stranger.delete(f"/api/v1/mute-timings/{timing_id}/").status_code == 404
+
+    policy = client.post(
+        "/api/v1/notification-policies/", {"name": "presses", "mute_timings": [timing_id]}, format="json"
+    )
+    assert policy.status_code == 201, policy.content
+    refused = client.delete(f"/api/v1/mute-timings/{timing_id}/")
+    assert (refused.status_code, refused.json()["field"]) == (409, "id")
+    assert "presses" in refused.json()["detail"]
+    client.patch(f"/api/v1/notification-policies/{policy.json()['id']}/", {"mute_timings": []}, format="json")
+    assert client.delete(f"/api/v1/mute-timings/{timing_id}/").status_code == 204
+    assert client.get(f"/api/v1/mute-timings/{timing_id}/").status_code == 404
+    actions = list(AuditEvent.objects.filter(action__startswith="mute_timing.").values_list("action", flat=True))
+    assert actions.count("mute_timing.changed") == 1
+    assert "mute_timing.deleted" in actions
+
+
 def test_the_openapi_schema_lists_the_alerting_endpoints(editor):
     schema = api_client_for(editor).get("/api/schema/?format=json")
     assert schema.status_code == 200
     paths = schema.json()["paths"]
     for path in ("/api/v1/alert-rules/", "/api/v1/alerts/", "/api/v1/silences/", "/api/v1/contact-points/",
                  "/api/v1/notification-policies/", "/api/v1/alerts/{instance_id}/acknowledge",
-                 "/api/v1/alert-history/"):  # fmt: skip
+                 "/api/v1/alert-history/", "/api/v1/mute-timings/{timing_id}/"):  # fmt: skip
         assert path in paths, path
 
 
