@@ -114,7 +114,9 @@ def test_editing_a_rule_changes_what_the_form_shows_and_keeps_the_rest(browser_s
     assert browser.find_element(By.ID, "rule-window").get_attribute("value") == "15m"
     assert browser.find_element(By.ID, "rule-min").is_displayed()
     assert not browser.find_element(By.ID, "rule-value").is_displayed()
-    assert "A / B * 100" in browser.find_element(By.ID, "rule-expression-note").text
+    # Query B is a row of its own (it was kept out of the form), with the expression that combines them.
+    assert browser.find_element(By.ID, "rule-metric-B").get_attribute("value") == "total"
+    assert browser.find_element(By.ID, "rule-expression").get_attribute("value") == "A / B * 100"
     _type(browser, "rule-min", "65")
     _type(browser, "rule-recovery-min", "70")
     browser.find_element(By.ID, "rule-save").click()
@@ -129,7 +131,38 @@ def test_editing_a_rule_changes_what_the_form_shows_and_keeps_the_rest(browser_s
         120,
     )
     assert rule.annotations == body["annotations"]
-    assert console_errors(browser) == []
+
+    # A third query, added by keyboard: without an expression that uses it the save is refused beside the field.
+    browser.get(f"{browser_server}/alerts/rules/{rule.id}/edit")
+    wait_for(lambda: browser.find_element(By.ID, "rule-metric-B").get_attribute("value") == "total", message="B")
+    browser.find_element(By.ID, "rule-add-query").click()
+    assert browser.switch_to.active_element.get_attribute("id") == "rule-metric-C"
+    _type(browser, "rule-metric-C", "scrap")
+    _type(browser, "rule-filters-C", "line=l1")
+    browser.find_element(By.ID, "rule-expression").clear()
+    browser.find_element(By.ID, "rule-save").click()
+    error = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, "[data-field~=expression] .field-error"),
+                     message="no error beside the expression")  # fmt: skip
+    assert "expression" in error.text
+    _type(browser, "rule-expression", "A / (B + C) * 100")
+    browser.find_element(By.ID, "rule-save").click()
+    wait_for(lambda: browser.current_url.endswith(f"/alerts/rules/{rule.id}"), message="the second save failed")
+    rule.refresh_from_db()
+    assert rule.queries == [*body["queries"], {"ref": "C", "query": {"metric": "scrap", "filters": {"line": "l1"}}}]
+    assert rule.expression == "A / (B + C) * 100"
+
+    # Removing B and C leaves a single query and no expression.
+    browser.get(f"{browser_server}/alerts/rules/{rule.id}/edit")
+    for ref in ("C", "B"):
+        wait_for(lambda ref=ref: browser.find_element(By.ID, f"rule-metric-{ref}"), message=f"no row {ref}")
+        browser.find_element(By.XPATH, f"//button[text()='Remove query {ref}']").click()
+    assert not browser.find_element(By.ID, "rule-expression").is_displayed()
+    browser.find_element(By.ID, "rule-save").click()
+    wait_for(lambda: browser.current_url.endswith(f"/alerts/rules/{rule.id}"), message="the third save failed")
+    rule.refresh_from_db()
+    assert (rule.queries, rule.expression) == ([body["queries"][0]], "")
+    # The refused save's 400 is logged by the browser; nothing else.
+    assert [message for message in console_errors(browser) if "alert-rules/" not in message] == []
 
 
 def test_send_test_reaches_the_receiver(browser_server, browser):

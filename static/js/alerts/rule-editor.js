@@ -16,9 +16,9 @@ const MAX_CHARTS = 12;
 // States that notify as alerting (apps/alerts/alerting/states.py ALERTING_STATES): entering or leaving one notifies.
 const ALERTING = new Set(["firing", "recovering", "nodata"]);
 
-// Query A is edited here; further queries and their expression (API-made rules) are kept as they are.
+// Query A has the form's main fields; further queries (B, C, …) are rows under it, combined by the expression.
 const firstQuery = initial.queries?.[0]?.query ?? { metric: "" };
-const keptQueries = (initial.queries ?? []).slice(1);
+const REFS = "ABCDEFGHIJ"; // the API takes at most 10 queries
 const keptAnnotations = { ...(initial.annotations ?? {}) };
 for (const key of ["summary", "description", "runbook_url"]) delete keptAnnotations[key];
 
@@ -80,12 +80,76 @@ function fill(rule) {
   const chosen = new Set((rule.contact_points ?? []).map(String));
   for (const box of form.querySelectorAll("input[name=contact_points]")) box.checked = chosen.has(box.value);
   $("rule-group-wait").value = durationShort(rule.group_wait ?? "0s");
-  if (keptQueries.length) {
-    const note = $("rule-expression-note");
-    note.hidden = false;
-    note.textContent = `This rule combines ${keptQueries.length + 1} queries with the expression “${rule.expression}”; the form edits query A and keeps the others (change them through the API).`;
-  }
+  for (const item of (rule.queries ?? []).slice(1)) queryAdd(item);
+  $("rule-expression").value = rule.expression ?? "";
   conditionShow();
+}
+
+// ----- further queries: a row each, keeping what the form does not show (limit, aggregation) -----
+
+const moreQueries = $("rule-more-queries");
+
+function queryRows() {
+  return [...moreQueries.querySelectorAll(".more-query")];
+}
+
+// Each row answers for its position's paths (queries[2].query.metric), so a refusal lands beside it.
+function queriesRenumber() {
+  queryRows().forEach((row, position) => {
+    const index = position + 1;
+    for (const part of row.querySelectorAll("[data-role]")) {
+      part.dataset.field = part.dataset.role.split(" ").map((role) => `queries[${index}].${role}`).join(" ");
+    }
+  });
+  const several = queryRows().length > 0;
+  $("rule-expression-field").hidden = !several;
+  $("rule-add-query").disabled = queryRows().length + 1 >= REFS.length;
+}
+
+function queryAdd(item = null) {
+  const used = new Set([initial.queries?.[0]?.ref ?? "A", ...queryRows().map((row) => row.dataset.ref)]);
+  const ref = item?.ref ?? [...REFS].find((letter) => !used.has(letter));
+  const row = $("rule-query-template").content.firstElementChild.cloneNode(true);
+  row.dataset.ref = ref;
+  row.kept = item?.query ?? {};
+  row.querySelector("legend").textContent = `Query ${ref}`;
+  row.querySelector("[data-remove-query]").textContent = `Remove query ${ref}`;
+  for (const input of row.querySelectorAll("[data-name]")) {
+    input.id = `rule-${input.dataset.name}-${ref}`;
+    row.querySelector(`label[data-for=${input.dataset.name}]`).htmlFor = input.id;
+  }
+  const picker = row.querySelector("[data-name=source]");
+  const metric = row.querySelector("[data-name=metric]");
+  const list = row.querySelector("datalist");
+  list.id = `rule-metric-list-${ref}`;
+  metric.setAttribute("list", list.id);
+  for (const option of $("rule-source").options) if (option.value) picker.append(new Option(option.textContent, option.value));
+  if (row.kept.source && ![...picker.options].some((option) => option.value === row.kept.source)) picker.append(new Option(row.kept.source, row.kept.source));
+  picker.value = row.kept.source ?? $("rule-source").value;
+  metric.value = row.kept.metric ?? "";
+  row.querySelector("[data-name=filters]").value = filtersFormat(row.kept.filters);
+  const metricsFill = () => catalog.metrics(picker.value || undefined).then((metrics) => list.replaceChildren(...metrics.map((name) => new Option(name, name)))).catch(() => list.replaceChildren());
+  picker.addEventListener("change", metricsFill);
+  metricsFill();
+  moreQueries.append(row);
+  queriesRenumber();
+  return row;
+}
+
+function queryRowBody(row, index) {
+  const query = { ...row.kept, metric: row.querySelector("[data-name=metric]").value.trim() };
+  const source = row.querySelector("[data-name=source]").value;
+  if (source) query.source = source;
+  else delete query.source;
+  let filters;
+  try {
+    filters = filtersParse(row.querySelector("[data-name=filters]").value);
+  } catch (error) {
+    throw fieldError(`queries[${index}].query.filters`, error.message);
+  }
+  if (Object.keys(filters).length) query.filters = filters;
+  else delete query.filters;
+  return { ref: row.dataset.ref, query };
 }
 
 function conditionShow() {
@@ -107,6 +171,12 @@ function sourcesLoad() {
       const present = [...picker.options].find((option) => option.value === source.slug);
       if (present) present.textContent = label;
       else picker.append(new Option(label, source.slug));
+      for (const row of queryRows()) {
+        const rowPicker = row.querySelector("[data-name=source]");
+        const known = [...rowPicker.options].find((option) => option.value === source.slug);
+        if (known) known.textContent = label;
+        else rowPicker.append(new Option(label, source.slug));
+      }
     }
     metricsLoad();
   }).catch((error) => (status.textContent = `Sources: ${error.message}`));
@@ -191,7 +261,7 @@ function ruleBody() {
     name: $("rule-name").value.trim(),
     enabled: $("rule-enabled").checked,
     severity: $("rule-severity").value,
-    queries: [{ ref: initial.queries?.[0]?.ref ?? "A", query }, ...keptQueries],
+    queries: [{ ref: initial.queries?.[0]?.ref ?? "A", query }, ...queryRows().map((row, position) => queryRowBody(row, position + 1))],
     group_by: listParse($("rule-group-by").value),
     reduction: $("rule-reduction").value,
     window: $("rule-window").value.trim() || "5m",
@@ -205,7 +275,7 @@ function ruleBody() {
     contact_points: [...form.querySelectorAll("input[name=contact_points]:checked")].map((box) => Number(box.value)),
     group_wait: $("rule-group-wait").value.trim() || "0s",
   };
-  if (keptQueries.length) body.expression = initial.expression;
+  body.expression = queryRows().length ? $("rule-expression").value.trim() : "";
   return body;
 }
 
@@ -327,6 +397,14 @@ async function save(event) {
   }
 }
 
+$("rule-add-query").addEventListener("click", () => queryAdd().querySelector("[data-name=metric]").focus());
+moreQueries.addEventListener("click", (event) => {
+  const remove = event.target.closest("[data-remove-query]");
+  if (!remove) return;
+  remove.closest(".more-query").remove();
+  queriesRenumber();
+  $("rule-add-query").focus();
+});
 fill(initial);
 sourcesLoad();
 $("rule-condition").addEventListener("change", conditionShow);
