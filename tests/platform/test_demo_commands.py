@@ -87,3 +87,16 @@ def test_demo_prepare_is_idempotent_in_process(monkeypatch, settings, tmp_path):
     call_command("demo", "--prepare-only")
     assert authenticate(username="admin", password="second-password-2") is not None
     assert authenticate(username="admin", password="first-password-1") is None
+    # The demo's alerting and report, once each however often the demo starts, and usable as made.
+    from apps.alerts.models import AlertRule, ContactPoint, MuteTiming
+    from apps.reporting.models import Report
+
+    rule = AlertRule.objects.get(name="Hot machine")
+    assert [point.name for point in rule.contact_points.all()] == ["Control room (in-app)"]
+    assert rule.queries[0]["query"]["source"] == "demo-factory"
+    assert ContactPoint.objects.count() == 1
+    assert MuteTiming.objects.get().name == "Weekends"
+    report = Report.objects.get()
+    assert (report.name, report.dashboard.title, sorted(report.formats)) == (
+        "Factory floor, last 7 days", "Factory floor", ["pdf", "xlsx"],
+    )  # fmt: skip

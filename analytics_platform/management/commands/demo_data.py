@@ -1,4 +1,5 @@
-"""Create the demo's objects: an organisation, the simulator's three sources, three dashboards."""
+"""Create the demo's objects: an organisation, the simulator's three sources, three dashboards, an alert rule with
+its contact point and a mute timing, and a report."""
 
 from __future__ import annotations
 
@@ -61,14 +62,19 @@ class Command(BaseCommand):
                 raw_retention_days=DEMO_RAW_RETENTION_DAYS,
             )
             created.append(source_slug)
-        dashboards = []
+        dashboards, extras = [], []
         if admin is not None:
+            from apps.alerts.demo import demo_alerting_create
             from apps.dashboards.demo import demo_dashboards_create
+            from apps.reporting.demo import demo_reports_create
 
             dashboards = demo_dashboards_create(organization=organization, owner=admin)
+            extras = demo_alerting_create(organization=organization, owner=admin)
+            extras += demo_reports_create(organization=organization, owner=admin)
         self.stdout.write(
             f"Demo data is up to date (new sources: {', '.join(created) or 'none'}; "
-            f"dashboards: {', '.join(dashboard.title for dashboard in dashboards) or 'none'})."
+            f"dashboards: {', '.join(dashboard.title for dashboard in dashboards) or 'none'}; "
+            f"new alerting and reports: {', '.join(extras) or 'none'})."
         )
 
 

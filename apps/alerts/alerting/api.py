@@ -286,7 +286,8 @@ class AlertRuleBacktestView(APIView):
 
 
 class AlertInstanceListView(ListAPIView):
-    """Alert instances of your organisations' rules."""
+    """Alert instances of your organisations' rules, most urgent first (firing, nodata, error, pending, recovering,
+    normal), then the longest in their state."""
 
     serializer_class = serializers.AlertInstanceSerializer
 

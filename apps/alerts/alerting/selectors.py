@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, QuerySet
+from django.db.models import Case, Count, QuerySet, Value, When
 
 from apps.access.models import MembershipRole
 from apps.access.selectors import organization_ids_for_user
 from apps.alerts.models import (
     AlertInstance,
     AlertRule,
+    AlertState,
     ContactPoint,
     DeliveryAttempt,
     MuteTiming,
@@ -65,13 +66,25 @@ def mute_timing_list_for_user(*, user: AbstractBaseUser) -> QuerySet[MuteTiming]
     return _scoped(MuteTiming.objects.select_related("organization"), user).order_by("name", "id")
 
 
+# Most urgent first (the alert list panel's ORDER in static/js/dashboards/alert-list.js).
+STATE_URGENCY = (AlertState.FIRING, AlertState.NO_DATA, AlertState.ERROR, AlertState.PENDING, AlertState.RECOVERING,
+                 AlertState.NORMAL)  # fmt: skip
+
+
 def alert_instance_list_for_user(*, user: AbstractBaseUser) -> QuerySet[AlertInstance]:
-    """Alert instances of the user's organisations' rules."""
-    return _scoped(
-        AlertInstance.objects.select_related("rule", "rule__organization", "acknowledged_by", "assignee"),
-        user,
-        "rule__organization_id",
-    ).order_by("rule__name", "rule_id", "fingerprint")
+    """Alert instances of the user's organisations' rules, most urgent first, then the longest-standing: a page of
+    them (the alert list panel's `limit`, the Alerts page's first 500) holds the firing ones before any normal one."""
+    urgency = Case(*(When(state=state, then=Value(rank)) for rank, state in enumerate(STATE_URGENCY)),
+                   default=Value(len(STATE_URGENCY)))  # fmt: skip
+    return (
+        _scoped(
+            AlertInstance.objects.select_related("rule", "rule__organization", "acknowledged_by", "assignee"),
+            user,
+            "rule__organization_id",
+        )
+        .alias(urgency=urgency)
+        .order_by("urgency", "state_since", "rule__name", "rule_id", "fingerprint")
+    )
 
 
 def state_transition_list_for_user(*, user: AbstractBaseUser) -> QuerySet[StateTransition]:

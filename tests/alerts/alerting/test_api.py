@@ -234,3 +234,32 @@ def test_instances_filter_on_several_states_and_refuse_an_unknown_one(editor, fa
     refused = client.get("/api/v1/alerts/?state=firing,burning")
     assert refused.status_code == 400
     assert refused.json()["field"] == "state"
+
+
+def test_instances_come_most_urgent_first_so_a_page_holds_the_firing_ones(editor, receiver):
+    """Instances were listed by rule and fingerprint: with more of them than the alert list panel's `limit`, the
+    firing ones could be left off its page behind normal ones (the panel sorted only what it got), and the Alerts
+    page showed normal ones first. Now firing, no data, error, pending, recovering, normal; then the oldest state."""
+    from datetime import timedelta
+
+    from django.test import Client
+    from django.utils import timezone
+
+    from apps.alerts.models import AlertInstance
+
+    rule = webhook_rule(owner=editor, url=receiver.url)
+    now = timezone.now()
+    states = ["normal", "normal", "pending", "normal", "firing", "recovering", "nodata", "firing", "error"]
+    for index, state in enumerate(states):
+        AlertInstance.objects.create(rule=rule, fingerprint=f"{index:064d}", labels={"device": f"d{index}"},
+                                     state=state, state_since=now - timedelta(minutes=index))  # fmt: skip
+    page = api_client_for(editor).get("/api/v1/alerts/?limit=3").json()["results"]
+    assert [(item["state"], item["labels"]["device"]) for item in page] == [("firing", "d7"), ("firing", "d4"),
+                                                                             ("nodata", "d6")]  # fmt: skip
+    every = api_client_for(editor).get("/api/v1/alerts/?limit=100").json()["results"]
+    assert [item["state"] for item in every] == ["firing", "firing", "nodata", "error", "pending", "recovering",
+                                                 "normal", "normal", "normal"]  # fmt: skip
+    browser = Client()
+    browser.force_login(editor)
+    html = browser.get("/alerts/instances/").content.decode()
+    assert html.index("device=d7") < html.index("device=d4") < html.index("device=d6") < html.index("device=d0")
