@@ -84,20 +84,22 @@ def _factory_floor() -> dict[str, Any]:
         for index, (metric, title, aggregation, options) in enumerate(stats)
     ]  # fmt: skip
     panels += [
+        # The "Hot machine" rule's alerts (apps/alerts/demo.py), most urgent first, live.
+        _panel("machine-alerts", "Machine alerts", "alertlist", (0, 4, 12, 5), alert_limit=20),
         _panel(
-            "temperature-by-device", "Temperature by device", "timeseries", (0, 4, 8, 9),
+            "temperature-by-device", "Temperature by device", "timeseries", (0, 9, 8, 9),
             [_query(FACTORY, "temperature", bucket="10s", group_by=["device"], filters=_FACILITY, limit=50)],
             style="lines", unit="°C", decimals=1, thresholds=_TEMPERATURE_THRESHOLDS,
         ),
         _panel(
-            "power-gauge", "Power per machine", "gauge", (8, 4, 4, 9),
+            "power-gauge", "Power per machine", "gauge", (8, 9, 4, 9),
             [_query(FACTORY, "power", bucket="1m", filters=_FACILITY)],
             unit="kW", decimals=1, min=0, max=80, calculation="last_not_null", combination="mean",
             thresholds=[{"value": None, "color": "green"}, {"value": 55, "color": "orange"},
                         {"value": 70, "color": "red"}],
         ),
         _panel(
-            "vibration-pressure", "Vibration and pressure by facility", "timeseries", (0, 13, 12, 8),
+            "vibration-pressure", "Vibration and pressure by facility", "timeseries", (0, 18, 12, 8),
             [
                 _query(FACTORY, "vibration", bucket="1m", group_by=["facility"], filters=_FACILITY,
                        legend="vibration {facility}"),
@@ -107,7 +109,7 @@ def _factory_floor() -> dict[str, Any]:
             style="lines", unit="mm/s", unit_right="bar", decimals=2,
         ),
         _panel(
-            "machine-state", "Machine state (from power)", "state_timeline", (0, 21, 12, 10),
+            "machine-state", "Machine state (from power)", "state_timeline", (0, 26, 12, 10),
             [_query(FACTORY, "power", bucket="1m", group_by=["device"], filters=_FACILITY, limit=50)],
             # A machine drawing under 1 kW is stopped; under 8 kW it idles; above that it runs.
             states={"0": {"label": "down", "color": "red"}, "1": {"label": "idle", "color": "orange"},
@@ -115,7 +117,7 @@ def _factory_floor() -> dict[str, Any]:
         ),
         _panel(
             # One row per device (joined by its labels), one column per metric: each metric's latest value.
-            "latest-by-device", "Latest values by device", "table", (0, 31, 12, 10),
+            "latest-by-device", "Latest values by device", "table", (0, 36, 12, 10),
             [
                 {**_query(FACTORY, metric, "last", ref=ref, start="-5m", bucket="1m", group_by=["device", "facility"],
                           filters=_FACILITY, limit=100, legend=metric), "unit": unit}
@@ -127,7 +129,7 @@ def _factory_floor() -> dict[str, Any]:
             decimals=2, table_mode="join", calculation="last_not_null", combination="none",
         ),
         _panel(
-            "temperature-heatmap", "Temperature heatmap", "heatmap", (0, 41, 12, 10),
+            "temperature-heatmap", "Temperature heatmap", "heatmap", (0, 46, 12, 10),
             [_query(FACTORY, "temperature", bucket="1m", group_by=["device"], filters=_FACILITY, limit=100)],
             unit="°C", decimals=1, min=20, max=100, color_scheme="inferno",
         ),

@@ -315,7 +315,8 @@ def test_demo_dashboards_are_valid_and_idempotent(editor):
     assert dashboard_document_clean(document) == document
     assert document["variables"][0]["name"] == "facility"
     types = {panel["type"] for dashboard in first for panel in dashboard_document(dashboard=dashboard)["panels"]}
-    assert types == {"stat", "timeseries", "gauge", "state_timeline", "table", "heatmap", "pie", "bar", "text"}
+    assert types == {"stat", "timeseries", "gauge", "state_timeline", "table", "heatmap", "pie", "bar", "text",
+                     "alertlist"}  # fmt: skip
     sources = {
         query["query"]["source"]
         for dashboard in first
