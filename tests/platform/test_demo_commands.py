@@ -100,3 +100,41 @@ def test_demo_prepare_is_idempotent_in_process(monkeypatch, settings, tmp_path):
     assert (report.name, report.dashboard.title, sorted(report.formats)) == (
         "Factory floor, last 7 days", "Factory floor", ["pdf", "xlsx"],
     )  # fmt: skip
+
+
+def test_the_demo_mail_process_keeps_what_is_sent_in_a_maildir(tmp_path):
+    """The Procfile's `mail` process (the demo's SMTP server, so that "Send now" and email contact points work
+    without a mail server): run as honcho runs it, a message sent over SMTP lands in its Maildir."""
+    import mailbox
+    import smtplib
+    import time
+    from email.message import EmailMessage
+    from pathlib import Path
+
+    from tests.conftest import free_port
+
+    line = next(line for line in (Path(REPO_ROOT) / "Procfile").read_text().splitlines() if line.startswith("mail:"))
+    port, directory = free_port(), tmp_path / "var" / "demo-mail"
+    environment = {**os.environ, "DEMO_SMTP_PORT": str(port), "DEMO_MAIL_DIR": str(directory),
+                   "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    process = subprocess.Popen(["/bin/sh", "-c", line.split(":", 1)[1]], cwd=REPO_ROOT, env=environment)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client = smtplib.SMTP("127.0.0.1", port, timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the demo's SMTP server did not listen within 30 s"
+                assert process.poll() is None, f"the mail process exited with {process.returncode}"
+                time.sleep(0.2)
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "reports@localhost", "admin@example.com", "Weekly"
+        message.set_content("the report")
+        with client:
+            client.send_message(message)
+        kept = list(mailbox.Maildir(directory, create=False))
+        assert [(item["To"], item["Subject"]) for item in kept] == [("admin@example.com", "Weekly")]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

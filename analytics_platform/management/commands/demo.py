@@ -73,6 +73,20 @@ class Command(BaseCommand):
             "DEMO_SEED": os.environ.get("DEMO_SEED", "7"),
             "DEMO_DEVICES": os.environ.get("DEMO_DEVICES", "50"),
             "DEMO_EVENT_RATE": os.environ.get("DEMO_EVENT_RATE", "0.2"),
+            # Report and alert mail goes to the demo's own SMTP server (the Procfile's `mail`, aiosmtpd), which keeps
+            # every message in a Maildir instead of delivering it; EMAIL_HOST set by you sends real mail instead.
+            **(
+                {}
+                if os.environ.get("EMAIL_HOST")
+                else {
+                    "EMAIL_HOST": "127.0.0.1",
+                    "EMAIL_PORT": os.environ.get("DEMO_SMTP_PORT", "8025"),
+                    "EMAIL_USE_TLS": "false",
+                    "DEMO_MAIL_KEPT": "1",
+                }
+            ),
+            "DEMO_SMTP_PORT": os.environ.get("DEMO_SMTP_PORT", "8025"),
+            "DEMO_MAIL_DIR": str(settings.BASE_DIR / "var" / "demo-mail"),
             # The simulator writes through the real ingest API with keys made for this run.
             "SIMULATE_WRITE_KEYS": ",".join(f"{slug}={key}" for slug, key in simulator_write_keys().items()),
         }

@@ -48,6 +48,11 @@ class Command(BaseCommand):
             f"  Analytics Platform demo is up: {url}",
             f"  Login: admin / {password}",
             f"  Health: {status.get('status')}   API docs: {url}api/docs/",
+            *(
+                [f"  Mail (reports, alert emails) is kept, not sent: {os.environ['DEMO_MAIL_DIR']}/new"]
+                if os.environ.get("DEMO_MAIL_KEPT")
+                else []
+            ),
             "  Press Ctrl-C once to stop every process.",
             "=" * 64,
             "",
