@@ -103,6 +103,7 @@ function queriesRenumber() {
   });
   const several = queryRows().length > 0;
   $("rule-expression-field").hidden = !several;
+  $("rule-query-title").textContent = several ? `Query ${initial.queries?.[0]?.ref ?? "A"}` : "Query";
   $("rule-add-query").disabled = queryRows().length + 1 >= REFS.length;
 }
 
