@@ -32,7 +32,7 @@ import redis.asyncio as redis_asyncio
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from analytics_platform.redis_client import redis_client, redis_key
+from analytics_platform.redis_client import redis_channel, redis_client, redis_key
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ CLOSE_CREDENTIALS_ENDED = 4401
 # Too many open sockets for this user (policy violation, after WebSocket's 1008).
 CLOSE_TOO_MANY_CONNECTIONS = 4008
 
-CLOSE_CHANNEL = redis_key("access", "websocket-closes")
+CLOSE_CHANNEL = redis_channel("access", "websocket-closes")
 _RETRY_SECONDS = 1.0
 
 # Atomically: forget expired leases, refuse when the user is at the cap, else take a lease.

@@ -12,13 +12,13 @@ import json
 import logging
 from datetime import datetime
 
-from analytics_platform.redis_client import redis_client, redis_key
+from analytics_platform.redis_client import redis_channel, redis_client
 from apps.storage.backends.base import Points
 from apps.storage.columns import PointColumns, time_micros
 
 logger = logging.getLogger(__name__)
 
-CHANGES_CHANNEL = redis_key("ingest", "changes")
+CHANGES_CHANNEL = redis_channel("ingest", "changes")
 # Bigger batches publish only their series and time span (about 30 bytes a point otherwise: a 2,000-point
 # message is ~60 kB, decoded once per web process).
 CHANGES_MAX_POINTS = 2_000

@@ -16,11 +16,11 @@ from contextvars import ContextVar
 
 from django.db import transaction
 
-from analytics_platform.redis_client import redis_client, redis_key
+from analytics_platform.redis_client import redis_channel, redis_client, redis_key
 
 logger = logging.getLogger(__name__)
 
-SCOPE_CHANNEL = redis_key("access", "scope-changes")
+SCOPE_CHANNEL = redis_channel("access", "scope-changes")
 # Bumped with every announcement: processes that cache computed scopes (apps/access/scopes.py) key them by it, and
 # by scope_generation_bump: processes that cache API tokens (apps/access/token_cache.py) key them by it too.
 SCOPE_GENERATION_KEY = redis_key("access", "scope-generation")

@@ -172,3 +172,28 @@ def test_prod_logs_are_json():
     assert record["level"] == "WARNING"
     assert record["logger"] == "analytics.test"
     assert record["source"] == "s1"
+
+
+def test_pub_sub_channels_carry_the_redis_database_so_deployments_on_other_databases_do_not_hear_them(settings):
+    """Redis shares pub/sub channels across its databases: two deployments on redis://host/0 and redis://host/1
+    with the default prefix heard each other's ingest changes (series ids and points reached the other's live
+    panels) and WebSocket closes. Channels now name the database; keys stay per database as Redis keeps them."""
+    from analytics_platform.redis_client import redis_channel, redis_key
+    from apps.access.websocket_sessions import CLOSE_CHANNEL
+    from apps.alerts.alerting.services import RULES_CHANGED_CHANNEL
+    from apps.ingestion.events import CHANGES_CHANNEL
+    from apps.storage.scope_events import SCOPE_CHANNEL
+
+    database = settings.REDIS_URL.rsplit("/", 1)[-1]
+    assert f"{settings.REDIS_KEY_PREFIX}:db{database}:ingest:changes" == CHANGES_CHANNEL
+    assert {CLOSE_CHANNEL, SCOPE_CHANNEL, RULES_CHANGED_CHANNEL} == {
+        redis_channel("access", "websocket-closes"), redis_channel("access", "scope-changes"),
+        redis_channel("alerts", "rules-changed"),
+    }  # fmt: skip
+    settings.REDIS_KEY_PREFIX = "analytics"
+    names = []
+    for url in ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/1", "redis://127.0.0.1:6379"):
+        settings.REDIS_URL = url
+        names.append(redis_channel("ingest", "changes"))
+    assert names == ["analytics:db0:ingest:changes", "analytics:db1:ingest:changes", "analytics:db0:ingest:changes"]
+    assert redis_key("ingest", "rate") == "analytics:ingest:rate"  # keys as before

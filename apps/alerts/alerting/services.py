@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from analytics_platform.field_errors import FieldError
-from analytics_platform.redis_client import redis_client, redis_key
+from analytics_platform.redis_client import redis_channel, redis_client
 from apps.access.models import Membership, Organization
 from apps.alerts.alerting.delivery import notification_deliver, notifications_flush
 from apps.alerts.alerting.routing import MatcherError, matchers_clean, mute_intervals_clean
@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-RULES_CHANGED_CHANNEL = redis_key("alerts", "rules-changed")
+RULES_CHANGED_CHANNEL = redis_channel("alerts", "rules-changed")
 POLICY_NAME_MAX_LENGTH = 200  # NotificationPolicy.name
 
 
