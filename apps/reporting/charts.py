@@ -92,6 +92,15 @@ def displayed(value: float | None, options: Mapping[str, Any], fallback: str) ->
     return (str(mapping["text"]) if mapping.get("text") else None), str(color)
 
 
+def reduced_colors(panel_type: str, values: Sequence[float | None], options: Mapping[str, Any]) -> list[str]:
+    """The colour of each of a panel's reduced values as the dashboard draws them: a pie's slices the palette's in
+    order; a bar its value mapping's or reached threshold's colour, else the palette's."""
+    palette = [PALETTE[index % len(PALETTE)] for index in range(len(values))]
+    if panel_type == "pie":
+        return palette
+    return [displayed(value, options, fallback)[1] for value, fallback in zip(values, palette, strict=True)]
+
+
 def threshold_lines(thresholds: Sequence[Mapping[str, Any]] | None) -> list[tuple[float, str]]:
     """(value, colour) of each threshold with a value: the dashed lines of a time series with `threshold_lines`."""
     return [
@@ -481,6 +490,19 @@ def _scale_color(stops: list[tuple[float, tuple[int, int, int]]], share: float) 
     return "#{:02x}{:02x}{:02x}".format(*stops[-1][1])
 
 
+def _row_top(index: int, row_height: float, bottom: float) -> float:
+    """Where row `index` starts when the first series is the bottom row (plotly's category axis)."""
+    return bottom - row_height * (index + 1)
+
+
+def _row_label(name: str, left: int, y: float, row_height: float) -> str:
+    """A series' name left of its row, centred on it."""
+    return (
+        f'<text x="{left - 6}" y="{y + row_height / 2 + 3:.1f}" text-anchor="end" fill="#222">'
+        f"{escape(name[:22])}</text>"
+    )
+
+
 def heatmap_svg(
     *,
     times: list[datetime],
@@ -518,11 +540,8 @@ def heatmap_svg(
 
     row_height = plot_height / len(rows)
     for index, line in enumerate(rows):
-        y = top + plot_height - row_height * (index + 1)
-        parts.append(
-            f'<text x="{left - 6}" y="{y + row_height / 2 + 3:.1f}" text-anchor="end" fill="#222">'
-            f"{escape(line.name[:22])}</text>"
-        )
+        y = _row_top(index, row_height, top + plot_height)
+        parts.append(_row_label(line.name, left, y, row_height))
         for position, value in enumerate(line.values[: len(times)]):
             if value is None or not math.isfinite(value):
                 continue
@@ -610,33 +629,26 @@ def state_timeline_svg(
     row_height = plot_height / len(rows)
     bands = []
     for index, line in enumerate(rows):
-        y = top + plot_height - row_height * (index + 1)
-        bands.append(
-            f'<text x="{left - 6}" y="{y + row_height / 2 + 3:.1f}" text-anchor="end" fill="#222">'
-            f"{escape(line.name[:22])}</text>"
-        )
+        y = _row_top(index, row_height, top + plot_height)
+        bands.append(_row_label(line.name, left, y, row_height))
+        # Each value's state once, then one segment per run of the same state, to the next run's first time.
         points = [
-            (moment.timestamp(), value)
+            (moment.timestamp(), *state_of(value, options))
             for moment, value in zip(times, line.values, strict=False)
             if value is not None and math.isfinite(value)
         ]
-        position = 0
-        while position < len(points):
-            label, color = state_of(points[position][1], options)
-            following = position + 1
-            while following < len(points) and state_of(points[following][1], options)[0] == label:
-                following += 1
+        runs = [list(run) for _, run in itertools.groupby(points, key=lambda point: point[1])]
+        for number, run in enumerate(runs):
+            start, label, color = run[0]
             if label not in colors:
                 colors[label] = color or PALETTE[palette_index % len(PALETTE)]
                 palette_index += 0 if color else 1
-            start = points[position][0]
-            stop = points[following][0] if following < len(points) else end.timestamp()
+            stop = runs[number + 1][0][0] if number + 1 < len(runs) else end.timestamp()
             x0, x1 = x_of(start), x_of(max(stop, start + 1))
             bands.append(
                 f'<rect x="{x0:.2f}" y="{y + row_height * 0.1:.2f}" width="{max(x1 - x0, 0.3):.2f}" '
                 f'height="{row_height * 0.8:.2f}" fill="{_attribute(colors[label])}"/>'
             )
-            position = following
     legend_rows = math.ceil(min(len(colors), LEGEND_MAX) / 4)
     parts = [_svg_open(width, height + legend_rows * 16), *bands]
     parts.append(f'<rect x="{left}" y="{top}" width="{plot_width}" height="{plot_height}" fill="none" stroke="#999"/>')

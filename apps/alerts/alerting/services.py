@@ -403,18 +403,31 @@ def silence_expire(*, silence: Silence) -> Silence:
     return silence
 
 
-def mute_timing_create(*, organization: Organization, data: dict) -> MuteTiming:
-    """A named set of recurring windows that policies can mute by."""
-    name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
+def _mute_timing_name(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw.strip():
         raise AlertingError("name", "required.")
+    return raw.strip()
+
+
+def _mute_timing_name_free(*, organization_id: int, name: str, timing_id: int | None = None) -> None:
+    """409 when another mute timing of the organisation has this name."""
+    if MuteTiming.objects.filter(organization_id=organization_id, name=name).exclude(pk=timing_id).exists():
+        raise AlertingError("name", "the organisation already has a mute timing of this name.", status=409)
+
+
+def _mute_intervals(raw: Any) -> list[dict]:
     try:
-        intervals = mute_intervals_clean(data.get("intervals"))
+        return mute_intervals_clean(raw)
     except MatcherError as error:
         raise AlertingError(error.field, error.message) from None
-    if MuteTiming.objects.filter(organization=organization, name=name.strip()).exists():
-        raise AlertingError("name", "the organisation already has a mute timing of this name.", status=409)
-    timing = MuteTiming.objects.create(organization=organization, name=name.strip(), intervals=intervals)
+
+
+def mute_timing_create(*, organization: Organization, data: dict) -> MuteTiming:
+    """A named set of recurring windows that policies can mute by."""
+    name = _mute_timing_name(data.get("name"))
+    intervals = _mute_intervals(data.get("intervals"))
+    _mute_timing_name_free(organization_id=organization.id, name=name)
+    timing = MuteTiming.objects.create(organization=organization, name=name, intervals=intervals)
     audit_record(action="mute_timing.created", obj=timing, details={"intervals": intervals})
     return timing
 
@@ -422,18 +435,10 @@ def mute_timing_create(*, organization: Organization, data: dict) -> MuteTiming:
 def mute_timing_update(*, timing: MuteTiming, data: dict) -> MuteTiming:
     """Change a mute timing's name or intervals (only the fields sent); the policies using it follow."""
     if "name" in data:
-        name = data["name"]
-        if not isinstance(name, str) or not name.strip():
-            raise AlertingError("name", "required.")
-        others = MuteTiming.objects.filter(organization_id=timing.organization_id, name=name.strip())
-        if others.exclude(pk=timing.pk).exists():
-            raise AlertingError("name", "the organisation already has a mute timing of this name.", status=409)
-        timing.name = name.strip()
+        timing.name = _mute_timing_name(data["name"])
+        _mute_timing_name_free(organization_id=timing.organization_id, name=timing.name, timing_id=timing.pk)
     if "intervals" in data:
-        try:
-            timing.intervals = mute_intervals_clean(data["intervals"])
-        except MatcherError as error:
-            raise AlertingError(error.field, error.message) from None
+        timing.intervals = _mute_intervals(data["intervals"])
     timing.save()
     audit_record(
         action="mute_timing.changed", obj=timing, details={"fields": sorted(data), "intervals": timing.intervals}

@@ -31,6 +31,7 @@ from apps.reporting.charts import (
     heatmap_svg,
     line_chart_svg,
     pie_chart_svg,
+    reduced_colors,
     state_timeline_svg,
     threshold_lines,
 )
@@ -180,15 +181,14 @@ def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -
         )
     elif definition.panel_type == "bar" and section.reduced:
         # Coloured by the thresholds the value reaches, else the palette, as the dashboard page colours its bars.
+        values = [item["value"] for item in section.reduced]
         context["chart"] = mark_safe(  # noqa: S308 (built by charts.py, every text in it escaped)
             bar_chart_svg(
                 items=[
-                    (
-                        item["name"] or str(index + 1),
-                        item["value"],
-                        displayed(item["value"], options, PALETTE[index % len(PALETTE)])[1],
+                    (item["name"] or str(index + 1), item["value"], color)
+                    for index, (item, color) in enumerate(
+                        zip(section.reduced, reduced_colors("bar", values, options), strict=True)
                     )
-                    for index, item in enumerate(section.reduced)
                 ],
                 horizontal=options.get("orientation") == "horizontal",
                 unit=definition.unit,

@@ -38,7 +38,7 @@ from openpyxl.worksheet.properties import PageSetupProperties
 from PIL import ImageColor
 
 from analytics_platform.spreadsheet_cells import cell_safe, cell_text_safe
-from apps.reporting.charts import PALETTE, displayed
+from apps.reporting.charts import reduced_colors
 from apps.reporting.content import NOTHING_VISIBLE, ReportContent, RowChunk, Section, section_chunks
 from apps.reporting.time_ranges import period_label
 
@@ -362,10 +362,8 @@ def _reduced_chart_add(sheet, section: Section, first: int, last: int, *, anchor
     chart.set_categories(Reference(sheet, min_col=2, min_row=first, max_row=last))
     # The dashboard's colours (an office suite's own palette otherwise): a slice each in the palette's, a bar in its
     # mapping's or threshold's colour, else the palette's (as pdf.py draws them).
-    options = section.definition.options
-    for index, item in enumerate(section.reduced):
-        fallback = PALETTE[index % len(PALETTE)]
-        color = fallback if section.definition.panel_type == "pie" else displayed(item["value"], options, fallback)[1]
+    values = [item["value"] for item in section.reduced]
+    for index, color in enumerate(reduced_colors(section.definition.panel_type, values, section.definition.options)):
         rgb = _rgb_hex(color)
         if rgb:
             point = DataPoint(idx=index)
