@@ -66,7 +66,7 @@ def mute_timing_list_for_user(*, user: AbstractBaseUser) -> QuerySet[MuteTiming]
     return _scoped(MuteTiming.objects.select_related("organization"), user).order_by("name", "id")
 
 
-# Most urgent first (the alert list panel's ORDER in static/js/dashboards/alert-list.js).
+# Most urgent first: the Alerts page and the alert list panel (static/js/dashboards/alert-list.js) show this order.
 STATE_URGENCY = (AlertState.FIRING, AlertState.NO_DATA, AlertState.ERROR, AlertState.PENDING, AlertState.RECOVERING,
                  AlertState.NORMAL)  # fmt: skip
 

@@ -104,6 +104,22 @@ export function durationShort(text) {
   return `${seconds}s`;
 }
 
+// A row repeated from a <template>: each [data-role] part answers for the row's API paths (`${path}.${role}`; several
+// roles separated by spaces), so a refusal lands beside it.
+export function rowPaths(row, path) {
+  for (const part of row.querySelectorAll("[data-role]")) {
+    part.dataset.field = part.dataset.role.split(" ").map((role) => `${path}.${role}`).join(" ");
+  }
+}
+
+// Each [data-name] input of such a row gets the id `${prefix}-${name}-${key}`, which its label[data-for=name] names.
+export function rowIds(row, prefix, key) {
+  for (const input of row.querySelectorAll("[data-name]")) {
+    input.id = `${prefix}-${input.dataset.name}-${key}`;
+    row.querySelector(`label[data-for=${input.dataset.name}]`).htmlFor = input.id;
+  }
+}
+
 export function statusSet(text, element = document.getElementById("alerts-status")) {
   if (element) element.textContent = text;
 }

@@ -1,7 +1,7 @@
 // Create and edit forms of the contact point, silence, mute timing and notification policy pages. Each page embeds its objects
 // as JSON (the API's shapes); a save calls the REST API and reloads the page, a refusal shows beside its field.
 
-import { del, durationShort, errorShow, errorsClear, listParse, matchersFormat, matchersParse, patch, post, statusSet } from "./forms.js";
+import { del, durationShort, errorShow, errorsClear, listParse, matchersFormat, matchersParse, patch, post, rowIds, rowPaths, statusSet } from "./forms.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -177,11 +177,8 @@ function muteTimings(form) {
   const renumber = () => {
     [...list.children].forEach((row, index) => {
       row.querySelector("legend").textContent = `Interval ${index + 1}`;
-      for (const part of row.querySelectorAll("[data-role]")) part.dataset.field = `intervals[${index}].${part.dataset.role}`;
-      for (const input of row.querySelectorAll("[data-name]")) {
-        input.id = `mute-${input.dataset.name}-${index}`;
-        row.querySelector(`label[data-for=${input.dataset.name}]`).htmlFor = input.id;
-      }
+      rowPaths(row, `intervals[${index}]`);
+      rowIds(row, "mute", index);
       row.querySelector("[data-remove-interval]").hidden = list.children.length < 2;
     });
   };

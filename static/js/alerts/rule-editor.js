@@ -3,7 +3,7 @@
 
 import { catalog } from "../dashboards/editor.js";
 import { chartColors } from "../dashboards/theme.js";
-import { durationShort, errorShow, errorsClear, listParse, pairsFormat, pairsParse, patch, post } from "./forms.js";
+import { durationShort, errorShow, errorsClear, listParse, pairsFormat, pairsParse, patch, post, rowIds, rowPaths } from "./forms.js";
 
 const form = document.getElementById("rule-editor");
 const initial = JSON.parse(document.getElementById("rule-initial").textContent);
@@ -95,12 +95,7 @@ function queryRows() {
 
 // Each row answers for its position's paths (queries[2].query.metric), so a refusal lands beside it.
 function queriesRenumber() {
-  queryRows().forEach((row, position) => {
-    const index = position + 1;
-    for (const part of row.querySelectorAll("[data-role]")) {
-      part.dataset.field = part.dataset.role.split(" ").map((role) => `queries[${index}].${role}`).join(" ");
-    }
-  });
+  queryRows().forEach((row, position) => rowPaths(row, `queries[${position + 1}]`));
   const several = queryRows().length > 0;
   $("rule-expression-field").hidden = !several;
   $("rule-query-title").textContent = several ? `Query ${initial.queries?.[0]?.ref ?? "A"}` : "Query";
@@ -115,10 +110,7 @@ function queryAdd(item = null) {
   row.kept = item?.query ?? {};
   row.querySelector("legend").textContent = `Query ${ref}`;
   row.querySelector("[data-remove-query]").textContent = `Remove query ${ref}`;
-  for (const input of row.querySelectorAll("[data-name]")) {
-    input.id = `rule-${input.dataset.name}-${ref}`;
-    row.querySelector(`label[data-for=${input.dataset.name}]`).htmlFor = input.id;
-  }
+  rowIds(row, "rule", ref);
   const picker = row.querySelector("[data-name=source]");
   const metric = row.querySelector("[data-name=metric]");
   const list = row.querySelector("datalist");

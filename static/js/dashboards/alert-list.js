@@ -5,19 +5,18 @@ import { get } from "./api.js";
 
 export const ALERT_STATES = [["firing", "Firing"], ["pending", "Pending"], ["recovering", "Recovering"], ["nodata", "No data"], ["error", "Error"], ["normal", "Normal"]];
 export const DEFAULT_ALERT_STATES = ["firing", "pending", "recovering", "nodata", "error"];
-const ORDER = { firing: 0, nodata: 1, error: 2, pending: 3, recovering: 4, normal: 5 };
 
 export function alertListStates(panel) {
   const states = panel.options?.alert_states;
   return states?.length ? states : DEFAULT_ALERT_STATES;
 }
 
-// The instances the panel shows, most urgent first, then the longest-standing.
+// The instances the panel shows, most urgent first, then the longest-standing: the API's order
+// (apps/alerts/alerting/selectors.py STATE_URGENCY), which its `limit` pages.
 export async function fetchAlertList(panel, { signal } = {}) {
   const limit = panel.options?.alert_limit ?? 50;
   const data = await get(`/api/v1/alerts/?state=${encodeURIComponent(alertListStates(panel).join(","))}&limit=${limit}`, { signal });
   const items = Array.isArray(data) ? data : (data?.results ?? []);
-  items.sort((a, b) => (ORDER[a.state] ?? 9) - (ORDER[b.state] ?? 9) || Date.parse(a.state_since) - Date.parse(b.state_since));
   return { items, total: Array.isArray(data) ? data.length : (data?.count ?? items.length) };
 }
 
