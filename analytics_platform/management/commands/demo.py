@@ -60,6 +60,7 @@ class Command(BaseCommand):
         honcho = shutil.which("honcho", path=bin_dir) or shutil.which("honcho")
         if honcho is None:
             raise CommandError("honcho is not installed; run `make install` (it is in requirements.txt).")
+        smtp_port = os.environ.get("DEMO_SMTP_PORT", "8025")
         environment = {
             **os.environ,
             "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
@@ -80,12 +81,12 @@ class Command(BaseCommand):
                 if os.environ.get("EMAIL_HOST")
                 else {
                     "EMAIL_HOST": "127.0.0.1",
-                    "EMAIL_PORT": os.environ.get("DEMO_SMTP_PORT", "8025"),
+                    "EMAIL_PORT": smtp_port,
                     "EMAIL_USE_TLS": "false",
                     "DEMO_MAIL_KEPT": "1",
                 }
             ),
-            "DEMO_SMTP_PORT": os.environ.get("DEMO_SMTP_PORT", "8025"),
+            "DEMO_SMTP_PORT": smtp_port,
             "DEMO_MAIL_DIR": str(settings.BASE_DIR / "var" / "demo-mail"),
             # The simulator writes through the real ingest API with keys made for this run.
             "SIMULATE_WRITE_KEYS": ",".join(f"{slug}={key}" for slug, key in simulator_write_keys().items()),
