@@ -22,12 +22,17 @@ class ApiTrailingSlashMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        path = request.path_info
-        if path.startswith(API_PREFIX) and path != API_PREFIX:
-            urlconf = getattr(request, "urlconf", None)
-            if not is_valid_path(path, urlconf):
-                twin = path[:-1] if path.endswith("/") else f"{path}/"
-                if is_valid_path(twin, urlconf):
-                    request.path_info = twin
-                    request.path = f"{request.META.get('SCRIPT_NAME', '').rstrip('/')}{twin}"
+        twin = api_path_twin(request.path_info, getattr(request, "urlconf", None))
+        if twin is not None:
+            request.path_info = twin
+            request.path = f"{request.META.get('SCRIPT_NAME', '').rstrip('/')}{twin}"
         return self.get_response(request)
+
+
+def api_path_twin(path: str, urlconf: str | None = None) -> str | None:
+    """The path to serve instead of `path`: its twin with the trailing slash added or removed, when `path` is under
+    /api/, does not resolve, and its twin does; else None (serve `path` as it is)."""
+    if not path.startswith(API_PREFIX) or path == API_PREFIX or is_valid_path(path, urlconf):
+        return None
+    twin = path[:-1] if path.endswith("/") else f"{path}/"
+    return twin if is_valid_path(twin, urlconf) else None

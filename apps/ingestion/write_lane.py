@@ -35,6 +35,7 @@ from django.urls import Resolver404, resolve
 from django.utils.log import log_response
 from django.utils.module_loading import import_string
 
+from analytics_platform.api_paths import api_path_twin
 from apps.ingestion import views
 
 Scope = dict[str, Any]
@@ -116,7 +117,10 @@ def _route(scope: Scope):
     try:
         match = resolve(scope["path"])
     except Resolver404:
-        return None
+        twin = api_path_twin(scope["path"])  # served in place with or without its trailing slash, as Django does
+        if twin is None:
+            return None
+        match = resolve(twin)
     return match if match.url_name in views.WRITE_VIEWS else None
 
 

@@ -20,6 +20,7 @@ from django.core.asgi import get_asgi_application
 from django.db import connection
 from django.test import override_settings
 
+from apps.ingestion import write_lane
 from apps.ingestion.write_lane import WriteLane
 from apps.sources.services import source_set_enabled
 from tests.ingestion.factories import source_with_key, stored_points
@@ -194,4 +195,20 @@ def test_a_lost_database_connection_is_answered_503_then_replaced(lane):
     answers = [lane_post(lane, "/api/v2/write?bucket=plant", LINE, auth)[0] for _ in range(2)]
     assert answers[0] in (204, 503)  # a fresh connection from the pool, or the dead one found and given back
     assert answers[1] == 204
+    assert len(stored_points(source=source)) == 1
+
+
+def test_a_write_path_with_its_trailing_slash_is_served_by_the_lane(lane, client):
+    """`/api/.../ingest/` with a slash is the same endpoint (analytics_platform/api_paths.py), taken by the lane
+    itself rather than passed to Django's full stack."""
+    source, key = source_with_key(slug="plant")
+    slashed = "/api/v1/sources/plant/ingest/"
+    assert write_lane._route({"type": "http", "method": "POST", "path": slashed}).url_name == "source-ingest"
+    assert write_lane._route({"type": "http", "method": "POST", "path": "/api/v2/write/"}) is not None
+    assert write_lane._route({"type": "http", "method": "POST", "path": "/api/v1/sources/plant/nothing/"}) is None
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    through_lane = lane_post(lane, slashed, RECORDS, dict(headers))
+    through_django = django_post(client, slashed, RECORDS, dict(headers))
+    assert through_lane[0] == through_django[0] == 200
+    assert _json_or_text(through_lane[2]) == _json_or_text(through_django[2])
     assert len(stored_points(source=source)) == 1
