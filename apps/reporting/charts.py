@@ -34,13 +34,31 @@ def _svg_open(width: int, height: int) -> str:
     )
 
 
-def _nice_step(span: float, ticks: int) -> float:
+def _nice_step(span: float, ticks: int, decimals: int | None = None) -> float:
+    """A round step for about `ticks` ticks over `span`; with `decimals`, one the labels print exactly (a whole
+    number of the last printed digit: no 2.5 with 0 decimals, whose labels would round into repeats, as the page's
+    tickStep avoids)."""
     raw = span / max(ticks, 1)
+    if decimals is not None:
+        raw = max(raw, 10.0**-decimals)
     magnitude = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
     for factor in (1, 2, 2.5, 5, 10):
-        if raw <= factor * magnitude:
-            return factor * magnitude
+        step = factor * magnitude
+        if raw <= step * (1 + 1e-9) and (decimals is None or math.isclose(round(step, decimals), step)):
+            return step
     return 10 * magnitude
+
+
+def tick_label(value: float, decimals: int | None = None, unit: str = "") -> str:
+    """An axis tick as the page's plotly axis prints it: `decimals` places (tickformat ",.Nf") and the unit as a
+    suffix (ticksuffix)."""
+    text = _number(value) if decimals is None else f"{value:,.{decimals}f}"
+    return f"{text} {unit}" if unit else text
+
+
+def _label_width(labels: Sequence[str]) -> float:
+    """About how wide the longest of `labels` is at the charts' 10 px DejaVu Sans."""
+    return 6.2 * max((len(label) for label in labels), default=0)
 
 
 def _number(value: float) -> str:
@@ -140,9 +158,15 @@ class _Axis:
     step: float
 
     @classmethod
-    def over(cls, values: list[float], fixed_low: float | None = None, fixed_high: float | None = None) -> _Axis:
-        """An axis over `values` whose free ends are rounded out to a nice step; a panel's `min`/`max` fix an end
-        exactly (plotly's range with autorange on the other end only)."""
+    def over(
+        cls,
+        values: list[float],
+        fixed_low: float | None = None,
+        fixed_high: float | None = None,
+        decimals: int | None = None,
+    ) -> _Axis:
+        """An axis over `values` whose free ends are rounded out to a nice step (one `decimals` prints exactly); a
+        panel's `min`/`max` fix an end exactly (plotly's range with autorange on the other end only)."""
         low = fixed_low if fixed_low is not None else min(values, default=fixed_high)
         high = fixed_high if fixed_high is not None else max(values, default=fixed_low)
         if fixed_low is None and fixed_high is not None:
@@ -151,7 +175,7 @@ class _Axis:
             high = max(high, low + 1)
         if low == high:
             low, high = low - 1, high + 1
-        step = _nice_step(high - low, 5)
+        step = _nice_step(high - low, 5, decimals)
         return cls(
             low if fixed_low is not None else math.floor(low / step) * step,
             high if fixed_high is not None else math.ceil(high / step) * step,
@@ -188,6 +212,8 @@ def line_chart_svg(
     zone: ZoneInfo,
     unit: str = "",
     unit_right: str = "",
+    decimals: int | None = None,
+    decimals_right: int | None = None,
     thresholds: Sequence[tuple[float, str]] = (),
     bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
     width: int = 720,
@@ -197,14 +223,15 @@ def line_chart_svg(
     lines, inside the left value axis (as plotly's autorange takes them in). Series on the `right` axis are scaled
     to an axis of their own, labelled on the right (a purchases count beside revenue in dollars drew as a flat line
     at zero on a shared axis). `bounds` fixes an axis' ends ({"left": (min, max), "right": ...}, None for automatic,
-    the panel's min/max and min_right/max_right options); what lies outside them is clipped, as on the page."""
+    the panel's min/max and min_right/max_right options); what lies outside them is clipped, as on the page. Ticks
+    print `decimals` places (`decimals_right` on the right axis) and the unit as a suffix, as the page's axes do."""
     bounds = bounds or {}
     lines = [item if isinstance(item, ChartSeries) else ChartSeries(*item) for item in series]
     has_right = any(line.axis == "right" for line in lines) and any(line.axis != "right" for line in lines)
-    left, right, top, bottom = 64, 64 if has_right else 12, 12, 40
+    top, bottom = 12, 40
     legend_rows = math.ceil(min(len(lines), LEGEND_MAX + 1) / 3) if len(lines) > 1 else 0
     total_height = height + legend_rows * 16
-    plot_width, plot_height = width - left - right, height - top - bottom
+    plot_height = height - top - bottom
     parts = [_svg_open(width, total_height)]
 
     def finite(side: str) -> list[float]:
@@ -223,9 +250,15 @@ def line_chart_svg(
     inside = [value for value, _ in thresholds if (left_low is None or value >= left_low)
               and (left_high is None or value <= left_high)]  # fmt: skip
     left_values = finite("left") or finite("right")  # only right-axis series: the left axis is theirs
-    axes = {"left": _Axis.over(left_values + inside, left_low, left_high)}
+    axes = {"left": _Axis.over(left_values + inside, left_low, left_high, decimals)}
+    labels = {"left": [(tick, tick_label(tick, decimals, unit)) for tick in axes["left"].ticks()]}
     if has_right:
-        axes["right"] = _Axis.over(finite("right") or left_values, *bounds.get("right", (None, None)))
+        axes["right"] = _Axis.over(finite("right") or left_values, *bounds.get("right", (None, None)), decimals_right)
+        labels["right"] = [(tick, tick_label(tick, decimals_right, unit_right)) for tick in axes["right"].ticks()]
+    # Margins as wide as the tick labels (plotly's automargin).
+    left = max(40, round(12 + _label_width([text for _, text in labels["left"]])))
+    right = max(40, round(12 + _label_width([text for _, text in labels["right"]]))) if has_right else 12
+    plot_width = width - left - right
     first, last = times[0].timestamp(), times[-1].timestamp()
     span = max(last - first, 1.0)
 
@@ -236,29 +269,17 @@ def line_chart_svg(
         axis = axes[side]
         return top + (axis.high - value) / (axis.high - axis.low) * plot_height
 
-    for tick in axes["left"].ticks():
+    for tick, text in labels["left"]:
         y = y_of(tick)
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_width}" y2="{y:.1f}" stroke="#e5e5e5"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 3:.1f}" text-anchor="end" fill="#444">{_number(tick)}</text>')
+        parts.append(f'<text x="{left - 6}" y="{y + 3:.1f}" text-anchor="end" fill="#444">{escape(text)}</text>')
     if has_right:  # labels only, no gridlines of its own (as the dashboard's right axis)
-        for tick in axes["right"].ticks():
+        for tick, text in labels["right"]:
             y = y_of(tick, "right")
             parts.append(
                 f'<text x="{left + plot_width + 6}" y="{y + 3:.1f}" text-anchor="start" fill="#444">'
-                f"{_number(tick)}</text>"
+                f"{escape(text)}</text>"
             )
-    middle = top + plot_height / 2
-    if unit:
-        parts.append(
-            f'<text x="12" y="{middle:.1f}" transform="rotate(-90 12 {middle:.1f})" '
-            f'text-anchor="middle" fill="#444">{escape(unit)}</text>'
-        )
-    if unit_right and has_right:
-        x = width - 8
-        parts.append(
-            f'<text x="{x}" y="{middle:.1f}" transform="rotate(90 {x} {middle:.1f})" '
-            f'text-anchor="middle" fill="#444">{escape(unit_right)}</text>'
-        )
     parts.extend(_time_labels(first, span, x_of, top + plot_height, zone))
     parts.append(f'<rect x="{left}" y="{top}" width="{plot_width}" height="{plot_height}" fill="none" stroke="#999"/>')
     # Named by its geometry: charts inlined in one document share an id only when they share the rectangle.
@@ -375,46 +396,43 @@ def bar_chart_svg(
     items: Sequence[tuple[str, float | None, str]],
     horizontal: bool = False,
     unit: str = "",
+    decimals: int | None = None,
     width: int = 720,
     height: int = 260,
 ) -> str:
     """A bar per item (name, value, colour), from zero, with its value text beside it: vertical bars with the names
-    under them, or horizontal bars with the names on the left (`horizontal`). Items without a value get no bar."""
+    under them, or horizontal bars with the names on the left (`horizontal`). Items without a value get no bar.
+    Values and ticks print `decimals` places and the unit, as the page's bars do."""
     values = [value for _, value, _ in items if value is not None and math.isfinite(value)]
     if not values:
         return _no_data(width, height)
     shown = list(items[:40])
     # From zero, like the dashboard's bars; all zero: an axis from 0 to 1.
-    axis = _Axis.over([0.0, *values] if any(values) else [0.0, 1.0])
+    axis = _Axis.over([0.0, *values] if any(values) else [0.0, 1.0], decimals=decimals)
     low, high = axis.low, axis.high
+    ticks = [(tick, tick_label(tick, decimals, unit)) for tick in axis.ticks()]
     if horizontal:
         height = max(height, 24 + 18 * len(shown))
         left, right, top, bottom = 150, 70, 8, 28
     else:
-        left, right, top, bottom = 64, 12, 16, 56
+        left, right, top, bottom = max(40, round(12 + _label_width([text for _, text in ticks]))), 12, 16, 56
     plot_width, plot_height = width - left - right, height - top - bottom
     parts = [_svg_open(width, height)]
 
     def scale(value: float, length: float) -> float:
         return (value - low) / (high - low) * length
 
-    for tick in axis.ticks():
+    for tick, text in ticks:
         if horizontal:
             x = left + scale(tick, plot_width)
             parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_height}" stroke="#e5e5e5"/>')
             parts.append(
-                f'<text x="{x:.1f}" y="{top + plot_height + 14}" text-anchor="middle" fill="#444">'
-                f"{_number(tick)}</text>"
+                f'<text x="{x:.1f}" y="{top + plot_height + 14}" text-anchor="middle" fill="#444">{escape(text)}</text>'
             )
         else:
             y = top + plot_height - scale(tick, plot_height)
             parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_width}" y2="{y:.1f}" stroke="#e5e5e5"/>')
-            parts.append(f'<text x="{left - 6}" y="{y + 3:.1f}" text-anchor="end" fill="#444">{_number(tick)}</text>')
-    if unit and not horizontal:
-        parts.append(
-            f'<text x="12" y="{top + plot_height / 2:.1f}" transform="rotate(-90 12 {top + plot_height / 2:.1f})" '
-            f'text-anchor="middle" fill="#444">{escape(unit)}</text>'
-        )
+            parts.append(f'<text x="{left - 6}" y="{y + 3:.1f}" text-anchor="end" fill="#444">{escape(text)}</text>')
     slot = (plot_height if horizontal else plot_width) / max(len(shown), 1)
     thickness = slot * 0.7
     for index, (name, value, color) in enumerate(shown):
@@ -435,7 +453,7 @@ def bar_chart_svg(
             scale(value, plot_width if horizontal else plot_height),
         )
         start, length = min(zero, end), abs(end - zero)
-        text = escape(_number(value) + (f" {unit}" if unit else ""))
+        text = escape(tick_label(value, decimals, unit))
         if horizontal:
             y = middle - thickness / 2
             parts.append(
@@ -512,12 +530,13 @@ def heatmap_svg(
     low: float | None = None,
     high: float | None = None,
     unit: str = "",
+    decimals: int | None = None,
     width: int = 720,
     height: int = 270,
 ) -> str:
     """A row per series (the first at the bottom, as plotly's category axis puts it) and a cell per time, coloured
     on `scale` from `low` to `high` (the panel's min and max; else the values' own), empty where there is no value,
-    with a colour bar on the right: the dashboard's heatmap panel."""
+    with a colour bar on the right (ticks with `decimals` places and the unit): the dashboard's heatmap panel."""
     rows = list(series[:40])
     values = [value for line in rows for value in line.values if value is not None and math.isfinite(value)]
     if not values or not times:
@@ -560,11 +579,12 @@ def heatmap_svg(
         parts.append(
             f'<rect x="{bar_x}" y="{y:.2f}" width="10" height="{plot_height / steps + 0.05:.2f}" fill="{color}"/>'
         )
-    axis = _Axis.over([low, high], low, high)
-    suffix = f" {unit}" if unit else ""
+    axis = _Axis.over([low, high], low, high, decimals)
     for tick in axis.ticks():
         y = top + plot_height - (tick - low) / (high - low) * plot_height
-        parts.append(f'<text x="{bar_x + 14}" y="{y + 3:.1f}" fill="#444">{escape(_number(tick) + suffix)}</text>')
+        parts.append(
+            f'<text x="{bar_x + 14}" y="{y + 3:.1f}" fill="#444">{escape(tick_label(tick, decimals, unit))}</text>'
+        )
     if len(series) > len(rows):
         parts.append(f'<text x="{left}" y="{height - 2}" fill="#666">and {len(series) - len(rows)} more</text>')
     parts.append("</svg>")

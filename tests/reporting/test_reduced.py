@@ -313,11 +313,12 @@ def test_a_right_axis_series_is_scaled_to_its_own_axis_and_overrides_apply(plant
     assert [element.get("stroke") for element in paths[3:]] == ["#123456"] * 4
 
     def axis_labels(anchor: str) -> dict[float, float]:
+        # A tick's text is its number and the axis' unit as a suffix ("20 readings"), as the page prints it.
         return {
-            float(element.text.replace(",", "")): float(element.get("y")) - 3
+            float(element.text.split(" ")[0].replace(",", "")): float(element.get("y")) - 3
             for element in chart
             if element.tag.endswith("text") and element.get("text-anchor") == anchor
-            and element.text.replace(",", "").replace(".", "").isdigit()
+            and element.text.split(" ")[0].replace(",", "").replace(".", "").isdigit()
         }  # fmt: skip
 
     def y_on(labels: dict[float, float], value: float) -> float:
@@ -334,7 +335,16 @@ def test_a_right_axis_series_is_scaled_to_its_own_axis_and_overrides_apply(plant
     first_y = float(paths[3].get("d").split()[1])
     assert first_y == pytest.approx(y_on(right, first_count), abs=0.2)
     assert abs(first_y - y_on(axis_labels("end"), first_count)) > 20  # not where the left axis would put it
-    assert any(element.text == "readings" for element in chart if element.tag.endswith("text"))
+    right_texts = [
+        element.text
+        for element in chart
+        if element.tag.endswith("text")
+        and element.get("text-anchor") == "start"
+        and element.text.split(" ")[0][:1].isdigit()
+        and ":" not in element.text
+    ]  # time labels have a colon
+    assert right_texts
+    assert all(text.endswith(" readings") for text in right_texts)
 
 
 def test_a_panels_axis_min_and_max_fix_the_pdf_charts_axes_and_clip_what_lies_outside(plant, editor, viewer):
@@ -382,6 +392,58 @@ def test_a_panels_axis_min_and_max_fix_the_pdf_charts_axes_and_clip_what_lies_ou
     assert first_y > bottom
     dashed = [element for element in clipped if element.get("stroke-dasharray")]
     assert [element.get("stroke") for element in dashed] == ["#ff7f0e"]  # 50 lies below the axis
+
+
+def test_pdf_axis_ticks_print_the_panels_decimals_and_unit_as_the_page_does(plant, editor, viewer):
+    """The page's value axes print `decimals` places and the unit as a tick suffix (valueAxis in panels.js: tickformat
+    and ticksuffix; the right axis takes decimals_right, else decimals). The PDF printed a general number format
+    with the unit as a rotated axis title."""
+    from apps.reporting.renderers.pdf import _section_context
+
+    hourly = {**QUERY, "bucket": "1h"}
+    panel = {
+        **_panel("ticks", "timeseries", {"unit": "°C", "decimals": 1, "unit_right": "readings",
+                                         "decimals_right": 0}),
+        "queries": [{"ref": "A", "query": hourly},
+                    {"ref": "B", "query": {**hourly, "aggregation": "count"}, "axis": "right"}],
+    }  # fmt: skip
+    _, content = _report_of(plant, editor, viewer, "Ticks", [panel])
+    chart = _svg_of(_section_context(content.sections[0], content, timezone.get_current_timezone()))
+
+    def ticks(anchor: str) -> list[str]:
+        return [
+            element.text
+            for element in chart
+            if element.tag.endswith("text")
+            and element.get("text-anchor") == anchor
+            and element.text[:1].isdigit()
+            and ":" not in element.text
+        ]  # time labels have a colon
+
+    left, right = ticks("end"), ticks("start")
+    assert len(left) >= 3
+    assert len(right) >= 2
+    assert all(text.endswith(" °C") and len(text[: -len(" °C")].replace(",", "").split(".")[1]) == 1 for text in left)
+    assert all(text.endswith(" readings") and "." not in text for text in right)
+    assert len(set(right)) == len(right)  # steps the labels print exactly: no 2.5 rounded into repeats
+    assert not any(element.text in ("°C", "readings") for element in chart if element.tag.endswith("text"))
+    frame = next(element for element in chart if element.tag.endswith("rect") and element.get("fill") == "none")
+    assert float(frame.get("x")) >= 6.2 * max(len(text) for text in left)  # the margin holds the longest label
+
+
+def test_tick_steps_are_ones_the_decimals_print_exactly():
+    from apps.reporting.charts import _Axis, bar_chart_svg, tick_label
+
+    assert _Axis.over([0.0, 12.0], decimals=0).ticks() == [0, 5, 10, 15]  # not 2.5 steps (0, 2.5 as "2" or "3")
+    assert _Axis.over([0.0, 3.0], decimals=0).ticks() == [0, 1, 2, 3]
+    assert _Axis.over([0.0, 0.3], decimals=1).ticks() == pytest.approx([0, 0.1, 0.2, 0.3])
+    assert _Axis.over([0.0, 12.0]).step == 2.5  # without decimals, plotly's general format prints 2.5
+    assert tick_label(1234.5, 1, "kW") == "1,234.5 kW"
+    assert tick_label(0.5, None, "") == "0.5"
+    chart = bar_chart_svg(items=[("a", 3.0, "#111111"), ("b", 1.25, "#222222")], unit="kW", decimals=2)
+    assert ">3.00 kW<" in chart
+    assert ">1.25 kW<" in chart
+    assert ">1.00 kW<" in chart
 
 
 def test_the_xlsx_has_native_pie_and_bar_charts_of_the_panels_values(plant, editor, viewer, tmp_path):

@@ -85,6 +85,12 @@ class PdfMeta:
     generated_at: datetime
 
 
+def _decimals(value: Any, fallback: int | None = None) -> int | None:
+    """A panel's decimals option (`fallback` when unset or not a whole number: the right axis takes the left's, as
+    the page's valueAxis does)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 20 else fallback
+
+
 def _number(value: float | None, decimals: int | None) -> str:
     if value is None:
         return "-"
@@ -118,7 +124,7 @@ def _bound(value: Any) -> float | None:
 def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -> dict:
     definition = section.definition
     options = definition.options
-    decimals = definition.decimals if isinstance(definition.decimals, int) else None
+    decimals = _decimals(definition.decimals)
     context = {
         "title": definition.title,
         "kind": definition.kind,
@@ -149,6 +155,7 @@ def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -
                 low=_bound(options.get("min")),
                 high=_bound(options.get("max")),
                 unit=definition.unit,
+                decimals=decimals,
             )
         )
     elif definition.panel_type == "state_timeline" and section.columns:
@@ -165,6 +172,8 @@ def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -
                 zone=zone,
                 unit=definition.unit,
                 unit_right=str(options.get("unit_right") or ""),
+                decimals=decimals,
+                decimals_right=_decimals(options.get("decimals_right"), decimals),
                 thresholds=threshold_lines(options.get("thresholds")) if options.get("threshold_lines") else (),
                 bounds={
                     side: (_bound(options.get(f"min{suffix}")), _bound(options.get(f"max{suffix}")))
@@ -192,6 +201,7 @@ def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -
                 ],
                 horizontal=options.get("orientation") == "horizontal",
                 unit=definition.unit,
+                decimals=decimals,
             )
         )
     if definition.kind == "table" and section.columns and len(section.columns) <= PDF_TABLE_MAX_COLUMNS:
