@@ -486,6 +486,25 @@ def bar_chart_svg(
     return "".join(parts)
 
 
+def axis_bound(value: Any) -> float | None:
+    """A panel's axis or colour-scale min or max (the builder saves numbers; anything else leaves that end
+    automatic)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def heatmap_scale(options: Mapping[str, Any]) -> str:
+    """The plotly.js colour scale a heatmap panel draws with (heatmapPanel in panels.js): `color_scheme` inferno is
+    plotly's Hot, viridis is Viridis, else the panel's `colorscale`, else Viridis."""
+    scheme = options.get("color_scheme")
+    return {"inferno": "Hot", "viridis": "Viridis"}.get(scheme) or str(options.get("colorscale") or "Viridis")
+
+
+def scale_colors(name: Any, shares: Sequence[float]) -> list[str]:
+    """The colours ("#rrggbb") of plotly.js's scale `name` at each share (0 to 1) of its range."""
+    stops = _color_scale(name)
+    return [_scale_color(stops, share) for share in shares]
+
+
 def _color_scale(name: Any) -> list[tuple[float, tuple[int, int, int]]]:
     """One of plotly.js's named colour scales (what the dashboard's heatmap passes plotly as `colorscale`), as
     (position, rgb) stops; an unknown name is Viridis, plotly's default for heatmaps."""

@@ -615,3 +615,96 @@ def test_a_state_timeline_panel_is_bands_of_states_in_the_pdf(plant, editor, vie
         assert float(last.get("x")) + float(last.get("width")) == pytest.approx(right, abs=0.05)  # to the end
     legend = [element.text for element in chart if element.tag.endswith("text") and element.text in ("Low", "High")]
     assert sorted(legend) == ["High", "Low"]
+
+
+def _excel_condition_holds(formula: str, value: float) -> bool:
+    """A state rule's formula as _state_conditions writes it (AND(ISNUMBER(B2),B2>=x,B2<y)) evaluated for B2 = value."""
+    import operator
+    import re
+
+    assert formula.startswith("AND(ISNUMBER(B2),")
+    assert formula.endswith(")")
+    operators = {">=": operator.ge, "<=": operator.le, "<": operator.lt, ">": operator.gt, "=": operator.eq}
+    for part in formula[len("AND(ISNUMBER(B2),") : -1].split(","):
+        match = re.fullmatch(r"B2(>=|<=|<|>|=)(-?[0-9.eE+-]+)", part)
+        assert match, part
+        if not operators[match.group(1)](value, float(match.group(2))):
+            return False
+    return True
+
+
+def test_xlsx_heatmap_and_state_timeline_sheets_colour_their_cells_as_the_page_colours_the_panel(
+    plant, editor, viewer, tmp_path
+):
+    """Excel has no heatmap or state timeline chart: their data sheets had a line chart. Their cells are now
+    coloured with conditional formatting: the heatmap on plotly.js's scale between the panel's min and max (Excel's
+    three stops: the scale's ends and middle), the state timeline by the same state rule as the PDF's bands."""
+    from plotly.colors import PLOTLY_SCALES, sample_colorscale, unlabel_rgb
+
+    from apps.reporting.charts import state_of
+
+    states = {"0": {"label": "Low", "color": "#2ca02c"}, "150": {"label": "Mid", "color": "orange"},
+              "300": {"label": "High", "color": "#d62728"}}  # fmt: skip
+    panels = [
+        {**_panel("heat", "heatmap", {"min": 0, "max": 500, "color_scheme": "inferno"}),
+         "queries": [{"ref": "A", "query": {**QUERY, "bucket": "1h"}}]},
+        {**_panel("states", "state_timeline", {"states": states}),
+         "queries": [{"ref": "A", "query": {**QUERY, "bucket": "1h"}}]},
+    ]  # fmt: skip
+    report, content = _report_of(plant, editor, viewer, "Grids", panels)
+    files = report_files_render(report=report, content=content, directory=tmp_path, formats=["xlsx"],
+                                generated_at=timezone.now(), recipient_label="test")  # fmt: skip
+    workbook = load_workbook(files[0]["path"])
+    heat, timeline = workbook["Panel heat"], workbook["Panel states"]
+    assert not heat._charts
+    assert not timeline._charts  # openpyxl does not read charts back: checked in the archive below
+
+    (heat_range,) = list(heat.conditional_formatting)
+    assert str(heat_range.sqref) == f"B2:{heat.cell(1, heat.max_column).column_letter}{heat.max_row}"
+    (scale,) = heat_range.rules
+    assert [(item.type, float(item.val)) for item in scale.colorScale.cfvo] == [("num", 0), ("num", 250),
+                                                                                ("num", 500)]  # fmt: skip
+    expected = [
+        "FF" + "".join(f"{round(part):02X}" for part in unlabel_rgb(color))
+        for color in sample_colorscale(PLOTLY_SCALES["Hot"], [0.0, 0.5, 1.0])
+    ]
+    assert [color.rgb for color in scale.colorScale.color] == expected
+
+    (state_range,) = list(timeline.conditional_formatting)
+    rules = sorted(state_range.rules, key=lambda rule: rule.priority)
+    values = [timeline.cell(row, column).value for row in range(2, timeline.max_row + 1)
+              for column in range(2, timeline.max_column + 1)]  # fmt: skip
+    values = [value for value in values if value is not None]
+    assert len(values) == 12
+    seen = set()
+    for value in values:
+        matched = [rule for rule in rules if _excel_condition_holds(rule.formula[0], value)]
+        assert matched, value
+        first = matched[0]
+        assert first.stopIfTrue
+        _, color = state_of(value, {"states": states})
+        fill = first.dxf.fill.fgColor.rgb
+        seen.add(fill)
+        assert fill == {"#2ca02c": "FF2CA02C", "orange": "FFFFA500", "#d62728": "FFD62728"}[color]
+    assert len(seen) >= 2  # the fixture's values reach more than one state
+    import zipfile
+
+    with zipfile.ZipFile(files[0]["path"]) as archive:
+        assert not [name for name in archive.namelist() if name.startswith("xl/charts/")]
+
+
+def test_xlsx_state_rules_from_value_mappings_match_the_first_mapping_as_the_page_does():
+    from apps.reporting.charts import PALETTE, mapped_value
+    from apps.reporting.renderers.spreadsheets import _state_conditions
+
+    mappings = [{"type": "value", "value": 1, "text": "On", "color": "#00aa00"},
+                {"type": "range", "from": 0, "to": 10, "text": "Low"},
+                {"type": "range", "from": 10, "text": "High", "color": "red"}]  # fmt: skip
+    conditions = _state_conditions({"value_mappings": mappings})
+    assert conditions == [("B2=1", "#00aa00"), ("B2>=0,B2<=10", PALETTE[1]), ("B2>=10", "red")]
+    for value in (1, 0, 5, 10, 12.5):
+        first = next(color for condition, color in conditions
+                     if _excel_condition_holds(f"AND(ISNUMBER(B2),{condition})", value))  # fmt: skip
+        mapping = mapped_value(value, mappings)
+        assert first == (mapping.get("color") or PALETTE[mappings.index(mapping)])
+    assert _state_conditions({}) == []

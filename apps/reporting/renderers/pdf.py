@@ -26,8 +26,10 @@ from weasyprint.urls import URLFetcher, URLFetcherResponse
 from apps.reporting.charts import (
     PALETTE,
     ChartSeries,
+    axis_bound,
     bar_chart_svg,
     displayed,
+    heatmap_scale,
     heatmap_svg,
     line_chart_svg,
     pie_chart_svg,
@@ -116,11 +118,6 @@ def chart_series(section: Section) -> list[ChartSeries]:
     return lines
 
 
-def _bound(value: Any) -> float | None:
-    """A panel's axis min or max (the builder saves numbers; anything else leaves that end automatic)."""
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -> dict:
     definition = section.definition
     options = definition.options
@@ -145,15 +142,14 @@ def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -
         ],
     }
     if definition.panel_type == "heatmap" and section.columns:
-        scheme = options.get("color_scheme")
         context["chart"] = mark_safe(  # noqa: S308 (built by charts.py, every text in it escaped)
             heatmap_svg(
                 times=section.chart_times,
                 series=chart_series(section),
                 zone=zone,
-                scale={"inferno": "Hot", "viridis": "Viridis"}.get(scheme) or options.get("colorscale") or "Viridis",
-                low=_bound(options.get("min")),
-                high=_bound(options.get("max")),
+                scale=heatmap_scale(options),
+                low=axis_bound(options.get("min")),
+                high=axis_bound(options.get("max")),
                 unit=definition.unit,
                 decimals=decimals,
             )
@@ -176,7 +172,7 @@ def _section_context(section: Section, content: ReportContent, zone: ZoneInfo) -
                 decimals_right=_decimals(options.get("decimals_right"), decimals),
                 thresholds=threshold_lines(options.get("thresholds")) if options.get("threshold_lines") else (),
                 bounds={
-                    side: (_bound(options.get(f"min{suffix}")), _bound(options.get(f"max{suffix}")))
+                    side: (axis_bound(options.get(f"min{suffix}")), axis_bound(options.get(f"max{suffix}")))
                     for side, suffix in (("left", ""), ("right", "_right"))
                 },
             )

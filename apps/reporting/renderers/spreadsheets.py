@@ -31,19 +31,22 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import Cell
 from openpyxl.chart import BarChart, DoughnutChart, LineChart, PieChart, Reference
 from openpyxl.chart.marker import DataPoint
-from openpyxl.styles import Font
+from openpyxl.formatting.rule import ColorScaleRule, FormulaRule
+from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.datetime import to_excel
 from openpyxl.worksheet.properties import PageSetupProperties
 from PIL import ImageColor
 
 from analytics_platform.spreadsheet_cells import cell_safe, cell_text_safe
-from apps.reporting.charts import reduced_colors
+from apps.reporting.charts import PALETTE, axis_bound, heatmap_scale, reduced_colors, scale_colors
 from apps.reporting.content import NOTHING_VISIBLE, ReportContent, RowChunk, Section, section_chunks
 from apps.reporting.time_ranges import period_label
 
 SHEET_TITLE_MAX = 31
 CHART_SERIES_MAX = 50
+# Panels Excel has no chart for: their data sheet's cells are coloured as the page colours them instead.
+CELL_COLORED_PANELS = ("heatmap", "state_timeline")
 REDUCED_CHART_ROWS = 16  # rows of the Summary sheet a pie or bar chart (7.5 cm high) covers, and a gap
 _SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\']")
 TIME_FORMAT = "yyyy-mm-dd hh:mm"
@@ -186,7 +189,10 @@ class _Workbook:
         def finish() -> None:
             self.rows_written[title] = rows.count
             if section.definition.kind == "chart" and rows.count:
-                _chart_add(sheet, section, rows.count)
+                if section.definition.panel_type in CELL_COLORED_PANELS:
+                    _cells_color(sheet, section, rows.count)
+                else:
+                    _chart_add(sheet, section, rows.count)
 
         return rows.append, finish
 
@@ -396,3 +402,69 @@ def _chart_add(sheet, section: Section, rows: int) -> None:
         series.smooth = False
         series.graphicalProperties.line.width = 12_700  # 1 pt
     sheet.add_chart(chart, "B4")
+
+
+def _cells_color(sheet, section: Section, rows: int) -> None:
+    """A heatmap's or state timeline's data cells coloured with conditional formatting, as the page colours the
+    panel: a heatmap on its plotly.js scale between the panel's `min` and `max` (else the values' own; Excel's
+    colour scales have at most three stops: the scale's ends and middle), a state timeline by state (each of
+    `states` from its key up to the next, else each value mapping; the state's or mapping's colour, else the
+    palette's in their order). The numbers stay as they are."""
+    options = section.definition.options
+    cells = f"B2:{get_column_letter(1 + len(section.columns))}{rows + 1}"
+    if section.definition.panel_type == "heatmap":
+        low, high = axis_bound(options.get("min")), axis_bound(options.get("max"))
+        if low is not None and high is not None and high <= low:
+            high = low + 1  # as the PDF's heatmap takes an empty range
+        colors = [f"FF{_rgb_hex(color)}" for color in scale_colors(heatmap_scale(options), (0.0, 0.5, 1.0))]
+        middle = ("num", (low + high) / 2) if low is not None and high is not None else ("percent", 50)
+        rule = ColorScaleRule(
+            start_type="min" if low is None else "num", start_value=low, start_color=colors[0],
+            mid_type=middle[0], mid_value=middle[1], mid_color=colors[1],
+            end_type="max" if high is None else "num", end_value=high, end_color=colors[2],
+        )  # fmt: skip
+        sheet.conditional_formatting.add(cells, rule)
+        return
+    for condition, color in _state_conditions(options):
+        rgb = _rgb_hex(color)
+        if rgb is None:
+            continue
+        fill = PatternFill(start_color=f"FF{rgb}", end_color=f"FF{rgb}", fill_type="solid")
+        rule = FormulaRule(formula=[f"AND(ISNUMBER(B2),{condition})"], fill=fill, stopIfTrue=True)
+        sheet.conditional_formatting.add(cells, rule)
+
+
+def _state_conditions(options: dict[str, Any]) -> list[tuple[str, str]]:
+    """(Excel condition on B2, colour) per state of a state timeline, first match first (charts.state_of's rule):
+    `states` as ranges from each key to the next, else the value mappings (an exact value or a range)."""
+
+    def number(value: Any) -> str | None:
+        try:
+            parsed = float(value)
+        except (TypeError, ValueError):
+            return None
+        return f"{parsed:.17g}" if math.isfinite(parsed) else None
+
+    states = options.get("states") if isinstance(options.get("states"), dict) else {}
+    keys = sorted(
+        (float(key), key) for key in states if number(key) is not None and isinstance(states[key], dict)
+    )  # fmt: skip
+    conditions = []
+    if keys:
+        for index, (low, key) in enumerate(keys):
+            above = f",B2<{number(keys[index + 1][0])}" if index + 1 < len(keys) else ""
+            color = states[key].get("color") or PALETTE[index % len(PALETTE)]
+            conditions.append((f"B2>={number(low)}{above}", str(color)))
+        return conditions
+    mappings = [item for item in options.get("value_mappings") or () if isinstance(item, dict)]
+    for index, mapping in enumerate(mappings):
+        color = str(mapping.get("color") or PALETTE[index % len(PALETTE)])
+        if mapping.get("type") == "range":
+            ends = [f"B2>={number(mapping.get('from'))}" if number(mapping.get("from")) else None,
+                    f"B2<={number(mapping.get('to'))}" if number(mapping.get("to")) else None]  # fmt: skip
+            parts = [end for end in ends if end]
+            if parts:
+                conditions.append((",".join(parts), color))
+        elif number(mapping.get("value")) is not None:
+            conditions.append((f"B2={number(mapping.get('value'))}", color))
+    return conditions
