@@ -11,6 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from apps.access.models import Organization
 from apps.alerts.alerting.services import alert_rule_create, contact_point_create, mute_timing_create
 from apps.alerts.models import AlertRule, ContactPoint, ContactPointKind, MuteTiming
+from apps.dashboards.demo import HOT_MACHINE_CELSIUS
 
 DEMO_CONTACT_POINT = "Control room (in-app)"
 DEMO_RULE = "Hot machine"
@@ -28,14 +29,15 @@ def demo_alerting_create(*, organization: Organization, owner: AbstractBaseUser)
         )  # fmt: skip
         created.append(DEMO_CONTACT_POINT)
     if not AlertRule.objects.filter(organization=organization, name=DEMO_RULE).exists():
-        # The simulator's machines run between about 60 and 80 °C: the hottest minutes of some cross 78.
+        # Above the temperature panels' orange threshold (HOT_MACHINE_CELSIUS) for two minutes.
+        hot = HOT_MACHINE_CELSIUS
         alert_rule_create(organization=organization, owner=owner, data={
             "name": DEMO_RULE, "severity": "warning",
             "query": {"source": "demo-factory", "metric": "temperature", "aggregation": "max", "group_by": ["device"]},
             "window": "5m", "interval": "1m", "for": "2m", "keep_firing_for": "2m",
-            "condition": {"type": "threshold", "op": ">", "value": 78, "recovery": 77},
+            "condition": {"type": "threshold", "op": ">", "value": hot, "recovery": hot - 1},
             "annotations": {"summary": "{{ labels.device }} at {{ value | round(1) }} °C",
-                            "description": "Above 78 °C for two minutes; it clears below 77 °C."},
+                            "description": f"Above {hot} °C for two minutes; it clears below {hot - 1} °C."},
             "contact_points": [contact_point.id], "group_wait": "0s",
         })  # fmt: skip
         created.append(DEMO_RULE)

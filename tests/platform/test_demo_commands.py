@@ -94,6 +94,14 @@ def test_demo_prepare_is_idempotent_in_process(monkeypatch, settings, tmp_path):
     rule = AlertRule.objects.get(name="Hot machine")
     assert [point.name for point in rule.contact_points.all()] == ["Control room (in-app)"]
     assert rule.queries[0]["query"]["source"] == "demo-factory"
+    # It fires where the temperature panels turn orange: what the dashboard shows and what alerts agree.
+    from apps.dashboards.models import Dashboard
+    from apps.dashboards.selectors import dashboard_document
+
+    floor = dashboard_document(dashboard=Dashboard.objects.get(title="Factory floor"))
+    warn = {step["value"] for panel in floor["panels"] if panel.get("options", {}).get("unit") == "°C"
+            for step in panel["options"].get("thresholds", []) if step.get("color") == "orange"}  # fmt: skip
+    assert warn == {rule.condition["value"]}
     assert ContactPoint.objects.count() == 1
     assert MuteTiming.objects.get().name == "Weekends"
     report = Report.objects.get()
