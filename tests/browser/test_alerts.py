@@ -90,6 +90,15 @@ def test_the_rule_editor_form_previews_a_backtest_and_the_saved_rule_is_listed(
     assert [point.id for point in rule.contact_points.all()] == [hook.id]
     browser.get(f"{browser_server}/alerts/")
     assert "Press too hot" in browser.find_element(By.TAG_NAME, "table").text
+    # "New rule" is drawn as the primary button it is on every list page (it was an underlined link here: the
+    # button style lived in the dashboards' and reports' stylesheets only).
+    new_rule = browser.find_element(By.LINK_TEXT, "New rule")
+    probe = browser.execute_script(
+        "const probe = document.createElement('span'); probe.style.color = 'var(--accent)';"
+        "document.body.append(probe); return probe;"
+    )
+    assert new_rule.value_of_css_property("background-color") == probe.value_of_css_property("color")
+    assert new_rule.value_of_css_property("text-decoration-line") == "none"
     # The one refused save above is the only failed request.
     assert [message for message in console_errors(browser) if "alert-rules/ - " not in message] == []
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 
 from apps.alerts.alerting.services import contact_point_create, silence_create
+from apps.alerts.models import AlertRule
 from tests.alerts.alerting.conftest import webhook_rule
 from tests.factories import organization_get, user_create
 
@@ -34,6 +37,10 @@ def test_pages_show_rules_states_instances_history_and_buttons(editor, factory, 
     listing = client.get("/alerts/").content.decode()
     assert "Hot press" in listing
     assert "firing 1" in listing
+    # When it was last evaluated, as a time ago with the exact time on hover (it printed "Dec. 7, 2026, 4:35 p.m.").
+    evaluated = AlertRule.objects.get(pk=rule.pk).last_evaluated_at
+    assert f'<time datetime="{evaluated.isoformat(timespec="seconds")}' in listing
+    assert re.search(r'title="\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC">[^<]+ ago</time>', listing)
     detail = client.get(f"/alerts/rules/{rule.id}").content.decode()
     assert "press-7 hot" in detail
     assert 'data-acknowledge="' in detail
