@@ -13,7 +13,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
@@ -189,19 +189,51 @@ class _Axis:
         return [self.step * (first + index) for index in range(count + 1)]
 
 
-def _time_labels(first: float, span: float, x_of: Any, baseline: float, zone: ZoneInfo) -> list[str]:
-    """Six times under a plot, from `first` (epoch seconds) over `span` seconds, in `zone`."""
-    label_format = "%H:%M" if span <= 86_400 else "%d %b %H:%M" if span <= 7 * 86_400 else "%d %b"
+# Steps between time ticks (seconds), finest first; a step of a day or more ticks local midnights.
+TIME_TICKS_MAX = 8
+_TIME_STEPS = (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86_400, 2 * 86_400, 7 * 86_400)
+
+
+def _time_labels(first: float, span: float, x_of: Any, baseline: float, zone: ZoneInfo, width: float) -> list[str]:
+    """Ticks under a plot at round times in `zone` (whole minutes or hours, local midnights: as plotly's date axis
+    puts them), from `first` (epoch seconds) over `span` seconds, as many as fit without their labels touching,
+    each label centred on its tick and kept inside the chart's `width`."""
+    length = x_of(datetime.fromtimestamp(first + span, tz=zone)) - x_of(datetime.fromtimestamp(first, tz=zone))
+    sample = datetime.fromtimestamp(first, tz=zone)
+
+    def label_format(step: float) -> str:
+        return "%d %b" if step >= 86_400 else "%H:%M" if span <= 86_400 else "%d %b %H:%M"
+
+    def fits(step: float) -> bool:
+        room = _label_width([sample.strftime(label_format(step))]) + 16
+        return span / step <= min(max(int(length // room), 1), TIME_TICKS_MAX)
+
+    step = next((step for step in _TIME_STEPS if fits(step)), None)
+    if step is None:  # more weeks than fit: whole weeks, as many as fit
+        step = 7 * 86_400 * math.ceil(span / TIME_TICKS_MAX / (7 * 86_400))
+    moments = []
+    if step >= 86_400:  # local midnights, a whole number of days apart (23 or 25 hours across a DST change)
+        day = datetime.fromtimestamp(first, tz=zone).date()
+        while (moment := datetime(day.year, day.month, day.day, tzinfo=zone)).timestamp() <= first + span:
+            if moment.timestamp() >= first:
+                moments.append(moment)
+            day += timedelta(days=step // 86_400)
+    else:
+        offset = datetime.fromtimestamp(first, tz=zone).utcoffset().total_seconds()
+        tick = math.ceil((first + offset) / step) * step - offset
+        while tick <= first + span:
+            moments.append(datetime.fromtimestamp(tick, tz=zone))
+            tick += step
     parts = []
-    for index in range(6):
-        moment = datetime.fromtimestamp(first + span * index / 5, tz=zone)
+    for moment in moments:
         x = x_of(moment)
-        anchor = "start" if index == 0 else "end" if index == 5 else "middle"
+        text = moment.strftime(label_format(step))
+        half = _label_width([text]) / 2
         parts.append(f'<line x1="{x:.1f}" y1="{baseline}" x2="{x:.1f}" y2="{baseline + 4}" stroke="#444"/>')
-        parts.append(
-            f'<text x="{x:.1f}" y="{baseline + 16}" text-anchor="{anchor}" fill="#444">'
-            f"{escape(moment.strftime(label_format))}</text>"
-        )
+        if half <= x <= width - half:
+            parts.append(
+                f'<text x="{x:.1f}" y="{baseline + 16}" text-anchor="middle" fill="#444">{escape(text)}</text>'
+            )
     return parts
 
 
@@ -280,7 +312,7 @@ def line_chart_svg(
                 f'<text x="{left + plot_width + 6}" y="{y + 3:.1f}" text-anchor="start" fill="#444">'
                 f"{escape(text)}</text>"
             )
-    parts.extend(_time_labels(first, span, x_of, top + plot_height, zone))
+    parts.extend(_time_labels(first, span, x_of, top + plot_height, zone, width))
     parts.append(f'<rect x="{left}" y="{top}" width="{plot_width}" height="{plot_height}" fill="none" stroke="#999"/>')
     # Named by its geometry: charts inlined in one document share an id only when they share the rectangle.
     clip_id = f"plot-{left}-{top}-{plot_width}-{plot_height}"
@@ -589,7 +621,7 @@ def heatmap_svg(
                 f'height="{row_height + 0.05:.2f}" fill="{color}"/>'
             )
     parts.append(f'<rect x="{left}" y="{top}" width="{plot_width}" height="{plot_height}" fill="none" stroke="#999"/>')
-    parts.extend(_time_labels(first, span, x_of, top + plot_height, zone))
+    parts.extend(_time_labels(first, span, x_of, top + plot_height, zone, width))
     # The colour bar: the scale in 40 steps, from `low` at the bottom to `high` at the top, with its ticks.
     bar_x, steps = left + plot_width + 12, 40
     for step in range(steps):
@@ -691,7 +723,7 @@ def state_timeline_svg(
     legend_rows = math.ceil(min(len(colors), LEGEND_MAX) / 4)
     parts = [_svg_open(width, height + legend_rows * 16), *bands]
     parts.append(f'<rect x="{left}" y="{top}" width="{plot_width}" height="{plot_height}" fill="none" stroke="#999"/>')
-    parts.extend(_time_labels(first, span, x_of, top + plot_height, zone))
+    parts.extend(_time_labels(first, span, x_of, top + plot_height, zone, width))
     for index, (label, color) in enumerate(list(colors.items())[:LEGEND_MAX]):
         x = left + (index % 4) * (plot_width / 4)
         y = height + 10 + (index // 4) * 16

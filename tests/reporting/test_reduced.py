@@ -708,3 +708,39 @@ def test_xlsx_state_rules_from_value_mappings_match_the_first_mapping_as_the_pag
         mapping = mapped_value(value, mappings)
         assert first == (mapping.get("color") or PALETTE[mappings.index(mapping)])
     assert _state_conditions({}) == []
+
+
+def test_pdf_time_ticks_sit_at_round_times_and_their_labels_never_overlap():
+    """Time labels were six evenly spaced instants, the first and last anchored at the ends: on a heatmap's narrower
+    plot over 7 days they ran into each other ("30 Nov 16:3002 Dec 02:06"). Ticks are now at round times in the
+    report's zone (local midnights for days), as many as fit, each label centred on its tick."""
+    import itertools
+    import re
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from apps.reporting.charts import ChartSeries, heatmap_svg, line_chart_svg
+
+    zone = ZoneInfo("Europe/Berlin")
+    for days, width in ((7, 720), (7, 360), (0.25, 720), (31, 720), (2, 720)):
+        start = datetime(2026, 3, 26, 16, 42, tzinfo=zone)  # across the change to summer time on 29 March
+        count = 200
+        times = [start + timedelta(days=days) * index / (count - 1) for index in range(count)]
+        series = [
+            ChartSeries(f"s{number}", [float(index % 7 + number) for index in range(count)]) for number in range(3)
+        ]
+        for svg in (line_chart_svg(times=times, series=series, zone=zone, width=width),
+                    heatmap_svg(times=times, series=series, zone=zone, width=width)):  # fmt: skip
+            labels = [(float(x), text) for x, text in re.findall(r'<text x="([0-9.]+)" y="[0-9.]+" '
+                      r'text-anchor="middle" fill="#444">([^<]+)</text>', svg)]  # fmt: skip
+            assert len(labels) >= (3 if width == 720 else 1), (days, width)
+            spans = sorted((x - 3.1 * len(text), x + 3.1 * len(text)) for x, text in labels)
+            assert all(left[1] <= right[0] for left, right in itertools.pairwise(spans)), (days, width, labels)
+            assert spans[0][0] >= 0
+            assert spans[-1][1] <= width
+            moments = [datetime.strptime(text, "%d %b" if days > 2 else "%d %b %H:%M" if days > 1 else "%H:%M")
+                       for _, text in labels]  # fmt: skip
+            if days > 2:  # whole local days (midnights), not instants a fifth of the range apart
+                assert all(moment.hour == 0 and moment.minute == 0 for moment in moments)
+            else:
+                assert all(moment.minute % 5 == 0 for moment in moments)
