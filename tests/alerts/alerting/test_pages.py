@@ -43,6 +43,8 @@ def test_pages_show_rules_states_instances_history_and_buttons(editor, factory, 
     assert re.search(r'title="\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC">[^<]+ ago</time>', listing)
     detail = client.get(f"/alerts/rules/{rule.id}").content.decode()
     assert "press-7 hot" in detail
+    for page in (detail, client.get("/alerts/instances/").content.decode()):  # how long an instance is in its state
+        assert re.search(r'<td data-label="Since"><time datetime="[^"]+" title="[^"]+ UTC">[^<]+ ago</time>', page)
     assert 'data-acknowledge="' in detail
     assert 'normal</span> → <span class="badge state-firing">firing' in detail
     editor_page = client.get(f"/alerts/rules/{rule.id}/edit").content.decode()
