@@ -1,6 +1,10 @@
-"""Paginated lists: `limit` and `offset` as documented, refused with 400 (naming the parameter) when they are not."""
+"""Paginated lists: `limit` and `offset` as documented, refused with 400 (naming the parameter) when they are not;
+and the links of HTML pages' pages (templates/_pagination.html)."""
 
 from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
 
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
@@ -64,3 +68,14 @@ class WholeNumberQueryField(serializers.IntegerField):
         if isinstance(data, str) and not (data.isascii() and data.lstrip("-").isdigit() and data.count("-") <= 1):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+def page_links(page: Any, query: dict[str, str]) -> dict[str, str]:
+    """Query strings for the previous and next page, keeping the filters."""
+    links = {}
+    clean = {key: value for key, value in query.items() if value}
+    if page.has_previous():
+        links["previous"] = "?" + urlencode({**clean, "page": page.previous_page_number()})
+    if page.has_next():
+        links["next"] = "?" + urlencode({**clean, "page": page.next_page_number()})
+    return links

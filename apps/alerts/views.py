@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from analytics_platform.pagination import page_links
 from apps.alerts.alerting import selectors
 from apps.alerts.alerting.serializers import (
     AlertRuleSerializer,
@@ -23,6 +25,8 @@ from apps.alerts.alerting.serializers import (
 from apps.alerts.models import AlertInstance
 
 # A new rule starts from these fields (the API's defaults); the form fills the rest.
+INSTANCES_PER_PAGE = 100  # alert instances a page (the Alerts page, a rule's page)
+
 _EDITOR_DEFAULTS = {
     "name": "",
     "enabled": True,
@@ -72,13 +76,23 @@ def alert_rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
     if rule is None:
         raise Http404("No such alert rule, or you cannot see it.")
     history = list(selectors.state_transition_list_for_user(user=request.user).filter(rule=rule)[:200])
+    instances = selectors.alert_instance_list_for_user(user=request.user).filter(rule=rule)
+    highlight = request.GET.get("instance", "")
+    number = request.GET.get("page")
+    if number is None and highlight.isdigit():  # followed from the Alerts page: open the page that holds it
+        ids = list(instances.values_list("id", flat=True))
+        if int(highlight) in ids:
+            number = ids.index(int(highlight)) // INSTANCES_PER_PAGE + 1
+    page = Paginator(instances, INSTANCES_PER_PAGE).get_page(number)
     context = {
         "rule": rule,
         "document": json.dumps(AlertRuleSerializer(rule).data, indent=2, default=str),
-        "instances": rule.instances.select_related("acknowledged_by", "assignee").order_by("state", "fingerprint"),
+        "instances": page.object_list,
+        "page": page,
+        "links": page_links(page, {}),
         "history": history,
         "history_data": StateTransitionSerializer(history, many=True).data,
-        "highlight": request.GET.get("instance", ""),
+        "highlight": highlight,
         "can_edit": selectors.alerting_can_edit(user=request.user, organization_id=rule.organization_id),
     }
     return render(request, "alerts/rule_detail.html", context)
@@ -101,12 +115,14 @@ def alert_rule_editor(request: HttpRequest, rule_id: int | None = None) -> HttpR
 
 @login_required
 def alert_instance_list(request: HttpRequest) -> HttpResponse:
-    """Every instance of the user's rules, firing first."""
+    """Every instance of the user's rules, most urgent first, a page at a time."""
     instances = selectors.alert_instance_list_for_user(user=request.user)
     state = request.GET.get("state", "")
     if state:
         instances = instances.filter(state=state)
-    return render(request, "alerts/instance_list.html", {"instances": instances[:500], "state": state})
+    page = Paginator(instances, INSTANCES_PER_PAGE).get_page(request.GET.get("page"))
+    context = {"instances": page.object_list, "page": page, "links": page_links(page, {"state": state}), "state": state}
+    return render(request, "alerts/instance_list.html", context)
 
 
 @login_required

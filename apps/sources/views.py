@@ -8,7 +8,6 @@ organisation's source is a 404, as in the API.
 from __future__ import annotations
 
 import json
-from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -22,6 +21,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from analytics_platform.pagination import page_links
 from apps.access.models import Organization
 from apps.access.organization_views import ACTIVE_ORGANIZATION_SESSION_KEY
 from apps.access.selectors import organization_ids_for_user
@@ -331,14 +331,3 @@ def dead_letters_bulk_page(request: HttpRequest, slug: str, action: str) -> Http
     else:
         raise Http404("No such action.")
     return _back_to_letters(request, source)
-
-
-def page_links(page: Any, query: dict[str, str]) -> dict[str, str]:
-    """Query strings for the previous and next page, keeping the filters."""
-    links = {}
-    clean = {key: value for key, value in query.items() if value}
-    if page.has_previous():
-        links["previous"] = "?" + urlencode({**clean, "page": page.previous_page_number()})
-    if page.has_next():
-        links["next"] = "?" + urlencode({**clean, "page": page.next_page_number()})
-    return links

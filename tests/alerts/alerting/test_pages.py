@@ -67,3 +67,49 @@ def test_pages_are_scoped_to_the_organisation(editor, receiver):
     assert stranger.get(f"/alerts/rules/{rule.id}/edit").status_code == 404
     assert "secret hook" not in stranger.get("/alerts/contact-points/").content.decode()
     assert Client().get("/alerts/").status_code == 302  # sign in first
+
+
+def test_alerts_and_a_rules_instances_come_a_page_at_a_time_most_urgent_first(editor, receiver):
+    """A rule over 10,000 sensors has 10,000 instances: the Alerts page showed its first 500 with no word of the rest,
+    and a rule's page listed every instance, in alphabetical order of state ("error" before "firing")."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.alerts.models import AlertInstance
+    from apps.alerts.views import INSTANCES_PER_PAGE
+
+    rule = webhook_rule(owner=editor, url=receiver.url)
+    now = timezone.now()
+    total = INSTANCES_PER_PAGE + 30
+    states = {7: "firing", 120: "firing", 3: "error", 50: "pending"}
+    AlertInstance.objects.bulk_create(
+        AlertInstance(rule=rule, fingerprint=f"{index:04d}", labels={"device": f"d{index:04d}"},
+                      state=states.get(index, "normal"), state_since=now - timedelta(minutes=index))
+        for index in range(total)
+    )  # fmt: skip
+    client = _client(editor)
+
+    def devices(page: str) -> list[str]:
+        return re.findall(r"<code>device=(d\d{4})</code>", page)
+
+    first = client.get("/alerts/instances/").content.decode()
+    assert devices(first)[:4] == ["d0120", "d0007", "d0003", "d0050"]  # firing (longest first), error, pending
+    assert len(devices(first)) == INSTANCES_PER_PAGE
+    assert f"Page 1 of 2 ({total} in all)" in first
+    assert 'href="?page=2" rel="next"' in first
+    second = client.get("/alerts/instances/?page=2").content.decode()
+    assert len(devices(second)) == 30
+    assert not set(devices(first)) & set(devices(second))
+    firing = client.get("/alerts/instances/?state=firing").content.decode()
+    assert devices(firing) == ["d0120", "d0007"]
+    assert "Page 1 of" not in firing  # one page: no page links
+
+    detail = client.get(f"/alerts/rules/{rule.id}").content.decode()
+    assert devices(detail)[:4] == ["d0120", "d0007", "d0003", "d0050"]
+    assert len(devices(detail)) == INSTANCES_PER_PAGE
+    # Followed from the Alerts page, the rule opens at the page that holds the instance, highlighted.
+    last = AlertInstance.objects.get(rule=rule, fingerprint="0000")  # normal, the newest state: last in order
+    followed = client.get(f"/alerts/rules/{rule.id}?instance={last.id}").content.decode()
+    assert f'<tr id="instance-{last.id}" class="highlight">' in followed
+    assert "Page 2 of 2" in followed
