@@ -14,6 +14,7 @@ from csp.decorators import csp_replace
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
+from django.db.models import Prefetch
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -24,6 +25,7 @@ from django.views.decorators.http import require_POST
 from analytics_platform.field_errors import FieldError
 from apps.access.models import Organization
 from apps.access.selectors import organization_ids_for_user
+from apps.dashboards.models import Panel
 from apps.dashboards.selectors import dashboard_list_for_user
 from apps.reporting.content import NOTHING_VISIBLE
 from apps.reporting.delivery import download_token_read
@@ -126,7 +128,7 @@ def _form_data(request: HttpRequest) -> dict:
     data = {
         "name": post.get("name", ""),
         "dashboard": post.get("dashboard") or None,
-        "panels": [key.strip() for key in post.get("panels", "").split(",") if key.strip()],
+        "panels": _posted_panels(post),
         "formats": post.getlist("formats"),
         "recipients": {
             "users": [name.strip() for name in post.get("users", "").split(",") if name.strip()],
@@ -152,6 +154,12 @@ def _form_data(request: HttpRequest) -> dict:
     return data
 
 
+def _posted_panels(post) -> list[str]:
+    """The panel keys ticked (one field per ticked panel; a comma-separated list, as the form once took, also
+    reads)."""
+    return [key.strip() for value in post.getlist("panels") for key in value.split(",") if key.strip()]
+
+
 def _form_values(report: Report | None, post=None) -> dict:
     """What the editor's fields show: what was just posted (a refused form keeps everything typed), else the report's
     settings, else a new report's defaults."""
@@ -160,7 +168,7 @@ def _form_values(report: Report | None, post=None) -> dict:
             "organization": post.get("organization", ""),
             "name": post.get("name", ""),
             "dashboard": post.get("dashboard", ""),
-            "panels": post.get("panels", ""),
+            "panels": _posted_panels(post),
             "queries": post.get("queries", ""),
             "preset": post.get("preset", ""),
             "start": post.get("start", "-7d"),
@@ -178,7 +186,7 @@ def _form_values(report: Report | None, post=None) -> dict:
         }
     if report is None:
         return {
-            "organization": "", "name": "", "dashboard": "", "panels": "", "queries": "", "preset": "",
+            "organization": "", "name": "", "dashboard": "", "panels": [], "queries": "", "preset": "",
             "start": "-7d", "end": "now", "formats": [ReportFormat.PDF], "users": "", "teams": "", "emails": "",
             "send_emails_as_me": False, "subject": Report._meta.get_field("subject_template").default,
             "message": Report._meta.get_field("message_template").default, "cron": "", "timezone": "UTC",
@@ -189,7 +197,7 @@ def _form_values(report: Report | None, post=None) -> dict:
         "organization": report.organization.slug,
         "name": report.name,
         "dashboard": report.dashboard.uid if report.dashboard_id else "",
-        "panels": ", ".join(report.panel_keys),
+        "panels": list(report.panel_keys),
         "queries": json.dumps(report.queries) if report.queries else "",
         "preset": time_range.get("preset", ""),
         "start": time_range.get("start", "-7d"),
@@ -237,7 +245,12 @@ def report_edit(request: HttpRequest, report_id: int | None = None) -> HttpRespo
     context = {
         "report": report,
         "organizations": organizations,
-        "dashboards": dashboard_list_for_user(user=request.user),
+        # Each with its panels, to tick the ones the report shows (none ticked: every panel).
+        "dashboards": dashboard_list_for_user(user=request.user).prefetch_related(
+            Prefetch(
+                "panels", queryset=Panel.objects.order_by("position", "id").only("dashboard_id", "key", "title", "type")
+            )
+        ),
         "formats": ReportFormat.choices,
         "presets": PRESETS,
         "variables": TEMPLATE_VARIABLES,

@@ -227,15 +227,20 @@ def test_a_refused_report_form_keeps_what_was_typed_and_the_edit_form_shows_the_
     refused = client.post("/reports/new/", posted)
     assert refused.status_code == 200
     values = refused.context["values"]
-    assert {key: values[key] for key in posted if key != "formats"} == {
-        key: value for key, value in posted.items() if key != "formats"
+    assert {key: values[key] for key in posted if key not in ("formats", "panels")} == {
+        key: value for key, value in posted.items() if key not in ("formats", "panels")
     }
+    assert values["panels"] == ["temp"]
     assert (values["formats"], values["enabled"], values["send_emails_as_me"]) == (["csv"], False, False)
     page = refused.content.decode()
     assert f'<option value="{plant_dashboard.uid}" selected>' in page
     assert 'value="ext@partner.example"' in page
     assert 'name="formats" value="pdf">' in page  # unticked, as posted
     assert 'name="formats" value="csv" checked>' in page
+    # The dashboard's panels as checkboxes, the posted one ticked, in the chosen dashboard's (enabled) fieldset.
+    picks = page.split(f'data-dashboard="{plant_dashboard.uid}"', 1)[1].split("</fieldset>", 1)[0]
+    assert picks.startswith(">")  # neither hidden nor disabled
+    assert 'name="panels" value="temp" checked>' in picks
 
     created = client.post("/reports/new/", {**posted, "send_emails_as_me": "on", "enabled": "on", "users": ""})
     assert created.status_code == 302, created.context and created.context["error"]
@@ -245,7 +250,7 @@ def test_a_refused_report_form_keeps_what_was_typed_and_the_edit_form_shows_the_
     edit = client.get(f"/reports/{report.pk}/edit/").context["values"]
     assert (edit["dashboard"], edit["panels"], edit["emails"], edit["users"]) == (
         plant_dashboard.uid,
-        "temp",
+        ["temp"],
         "ext@partner.example",
         "",
     )

@@ -1,0 +1,66 @@
+"""The report editor in headless Chromium against daphne: a dashboard's panels are ticked, not typed as keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.dashboards.services import dashboard_create
+from apps.reporting.models import Report
+from tests.browser.conftest import console_errors, sign_in, wait_for
+from tests.factories import organization_get, user_create
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _dashboard(owner, title: str, panels: list[tuple[str, str]]):
+    query = {"source": "plant", "metric": "temperature", "aggregation": "avg", "bucket": "1h"}
+    return dashboard_create(organization=organization_get(), owner=owner, document={
+        "schema_version": 1, "title": title, "time_range": {"start": "-6h", "end": "now"},
+        "panels": [{"key": key, "title": name, "type": "timeseries", "queries": [{"ref": "A", "query": query}],
+                    "grid": {"x": 0, "y": 0, "w": 6, "h": 4}} for key, name in panels],
+    })  # fmt: skip
+
+
+def test_the_chosen_dashboards_panels_are_ticked_and_only_they_are_saved(browser_server, browser):
+    """The editor asked for panel keys, comma-separated, which a user does not know: it now lists the chosen
+    dashboard's panels by title as checkboxes (the other dashboards' hidden and not sent), and none ticked means
+    every panel."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    editor = user_create(username="erin", role="editor")
+    floor = _dashboard(editor, "Floor", [("temp", "Temperature"), ("vib", "Vibration"), ("power", "Power")])
+    other = _dashboard(editor, "Other", [("temp", "Other temperature")])
+    sign_in(browser, browser_server, "erin")
+    browser.get(f"{browser_server}/reports/new/")
+    picks = {uid: browser.find_element(By.CSS_SELECTOR, f'.panel-picks[data-dashboard="{uid}"]')
+             for uid in (floor.uid, other.uid)}  # fmt: skip
+    assert not any(fieldset.is_displayed() for fieldset in picks.values())  # no dashboard chosen: queries only
+    Select(browser.find_element(By.ID, "dashboard")).select_by_visible_text("Other")
+    wait_for(lambda: picks[other.uid].is_displayed(), message="Other's panels did not show")
+    Select(browser.find_element(By.ID, "dashboard")).select_by_visible_text("Floor")
+    wait_for(lambda: picks[floor.uid].is_displayed(), message="Floor's panels did not show")
+    assert not picks[other.uid].is_displayed()
+    labels = [label.text for label in picks[floor.uid].find_elements(By.CSS_SELECTOR, "label")]
+    assert [text.split()[0] for text in labels] == ["Temperature", "Vibration", "Power"]
+    # Tick "Other temperature" while Other is hidden: it must not be sent (its fieldset is disabled).
+    browser.execute_script("arguments[0].disabled = false; arguments[0].querySelector('input').checked = true; "
+                           "arguments[0].disabled = true;", picks[other.uid])  # fmt: skip
+    vibration = picks[floor.uid].find_element(By.CSS_SELECTOR, 'input[value="vib"]')
+    vibration.send_keys(Keys.SPACE)  # by keyboard
+    assert vibration.is_selected()
+    browser.find_element(By.ID, "name").send_keys("Vibration weekly")
+    users = browser.find_element(By.ID, "users")
+    users.clear()
+    users.send_keys("erin")
+    browser.find_element(By.CSS_SELECTOR, "form.report-form button[type=submit]").click()
+    wait_for(lambda: Report.objects.filter(name="Vibration weekly").exists(), message="the report was not saved")
+    report = Report.objects.get(name="Vibration weekly")
+    assert (report.dashboard_id, report.panel_keys) == (floor.id, ["vib"])
+    browser.get(f"{browser_server}/reports/{report.pk}/edit/")
+    floor_picks = browser.find_element(By.CSS_SELECTOR, f'.panel-picks[data-dashboard="{floor.uid}"]')
+    ticked = [box.get_attribute("value") for box in floor_picks.find_elements(By.CSS_SELECTOR, "input") if
+              box.is_selected()]  # fmt: skip
+    assert ticked == ["vib"]
+    assert console_errors(browser) == []
