@@ -70,6 +70,13 @@ class Report(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def schedule_words(self) -> str | None:
+        """The schedule in words when it is one the editor's picker makes ("every Monday at 07:30"), else None."""
+        from apps.reporting.schedules import schedule_words
+
+        return schedule_words(self.cron) if self.cron else None
+
 
 class RunTrigger(models.TextChoices):
     SCHEDULE = "schedule", "Schedule"

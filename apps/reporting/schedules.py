@@ -9,6 +9,7 @@ report, so the two cannot drift; `report_schedules_sync` repairs them all (a res
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -34,6 +35,31 @@ def cron_clean(expression: object, *, field: str = "schedule.cron") -> str:
     except (ValueError, TypeError, IndexError) as error:
         raise FieldError(field, f"not a valid cron expression: {error}") from None
     return " ".join(fields)
+
+
+_SIMPLE_CRON = re.compile(r"^(\d{1,2}) (\d{1,2}) (\*|\d{1,2}) \* (\*|1-5|[0-7])$")
+_WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+
+
+def schedule_words(expression: str) -> str | None:
+    """A cron the report editor's schedule picker writes, in words ("every Monday at 07:30"); None for any other
+    (shown as the cron itself). The picker (static/js/reporting/edit.js, scheduleOf) reads the same five forms."""
+    match = _SIMPLE_CRON.match(expression.strip())
+    if match is None:
+        return None
+    minute, hour, day, week = match.groups()
+    if int(minute) > 59 or int(hour) > 23:
+        return None
+    at = f"at {int(hour):02d}:{int(minute):02d}"
+    if day == "*":
+        if week == "*":
+            return f"every day {at}"
+        if week == "1-5":
+            return f"every weekday {at}"
+        return f"every {_WEEKDAYS[int(week) % 7]} {at}"
+    if week == "*" and 1 <= int(day) <= 31:
+        return f"every month on day {int(day)} {at}"
+    return None
 
 
 CRON_LOOKBACK_DAYS = 366

@@ -64,3 +64,47 @@ def test_the_chosen_dashboards_panels_are_ticked_and_only_they_are_saved(browser
               box.is_selected()]  # fmt: skip
     assert ticked == ["vib"]
     assert console_errors(browser) == []
+
+
+def test_the_schedule_picker_writes_the_cron_and_reads_it_back(browser_server, browser):
+    """A schedule was a cron expression to type: the usual ones (every day, weekday, week or month at a time) are
+    picked, and written to the cron field, which shows only for a custom schedule."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    _dashboard(user_create(username="erin", role="editor"), "Floor", [("temp", "Temperature")])
+    sign_in(browser, browser_server, "erin")
+    browser.get(f"{browser_server}/reports/new/")
+    Select(browser.find_element(By.ID, "dashboard")).select_by_visible_text("Floor")
+    frequency = Select(browser.find_element(By.ID, "schedule-frequency"))
+    assert frequency.first_selected_option.get_attribute("value") == ""  # a new report: on demand
+    assert not browser.find_element(By.ID, "cron").is_displayed()
+    frequency.select_by_value("weekly")
+    Select(browser.find_element(By.ID, "schedule-weekday")).select_by_visible_text("Monday")
+    browser.execute_script("const clock = document.getElementById('schedule-time'); clock.value = '07:30';"
+                           "clock.dispatchEvent(new Event('change'));")  # fmt: skip
+    assert not browser.find_element(By.ID, "schedule-day").is_displayed()  # a monthly field
+    browser.find_element(By.ID, "name").send_keys("Weekly floor")
+    users = browser.find_element(By.ID, "users")
+    users.clear()
+    users.send_keys("erin")
+    browser.find_element(By.CSS_SELECTOR, "form.report-form button[type=submit]").click()
+    wait_for(lambda: Report.objects.filter(name="Weekly floor").exists(), message="the report was not saved")
+    report = Report.objects.get(name="Weekly floor")
+    assert report.cron == "30 7 * * 1"
+
+    expected = {"0 6 1 * *": ("monthly", {"schedule-day": "1", "schedule-time": "06:00"}),
+                "5 18 * * 1-5": ("weekdays", {"schedule-time": "18:05"}),
+                "*/15 * * * *": ("custom", {})}  # fmt: skip
+    for cron, (shown, fields) in expected.items():
+        Report.objects.filter(pk=report.pk).update(cron=cron)
+        browser.get(f"{browser_server}/reports/{report.pk}/edit/")
+        picked = Select(browser.find_element(By.ID, "schedule-frequency")).first_selected_option
+        assert picked.get_attribute("value") == shown, cron
+        for element_id, value in fields.items():
+            assert browser.find_element(By.ID, element_id).get_attribute("value") == value, (cron, element_id)
+        assert browser.find_element(By.ID, "cron").is_displayed() == (shown == "custom")
+    # Custom to daily rewrites the cron field.
+    Select(browser.find_element(By.ID, "schedule-frequency")).select_by_value("daily")
+    assert browser.find_element(By.ID, "cron").get_attribute("value") == "0 7 * * *"
+    assert console_errors(browser) == []

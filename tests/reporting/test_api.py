@@ -8,6 +8,7 @@ import pytest
 from django.utils.html import escape
 
 from apps.reporting.models import Report, ReportRun
+from apps.reporting.services import report_create
 from tests.conftest import api_client_for
 from tests.factories import organization_get, user_create
 
@@ -314,3 +315,25 @@ def test_a_report_shared_to_edit_lets_a_viewer_change_and_send_it(plant_dashboar
     assert reader.delete(f"/api/v1/reports/{report_id}/").status_code == 403  # deleting stays with the roles
     assert api_client_for(editor).delete(f"/api/v1/reports/{report_id}/shares/user/vic/").status_code == 204
     assert reader.patch(f"/api/v1/reports/{report_id}/", {"name": "Again"}, format="json").status_code == 403
+
+
+def test_a_schedule_reads_in_words_on_the_report_pages(plant_dashboard, editor, client):
+    """The list and the report's page showed the cron ("<code>30 7 * * 1</code> UTC"): the schedules the editor's
+    picker makes read in words, anything else stays a cron."""
+    from apps.reporting.schedules import schedule_words
+
+    assert [schedule_words(cron) for cron in ("0 7 * * *", "5 18 * * 1-5", "30 7 * * 1", "0 6 1 * *", "0 9 * * 0",
+                                              "0 9 * * 7", "*/15 * * * *", "0 7 1 * 1", "61 7 * * *")] == [
+        "every day at 07:00", "every weekday at 18:05", "every Monday at 07:30", "every month on day 1 at 06:00",
+        "every Sunday at 09:00", "every Sunday at 09:00", None, None, None,
+    ]  # fmt: skip
+    client.force_login(editor)
+    report = report_create(organization=organization_get(), owner=editor, data={
+        "name": "Weekly", "dashboard": plant_dashboard.uid, "formats": ["pdf"], "recipients": {"users": ["erin"]},
+        "schedule": {"cron": "30 7 * * 1", "timezone": "Europe/Berlin"},
+    })  # fmt: skip
+    for page in (client.get("/reports/").content.decode(), client.get(f"/reports/{report.pk}/").content.decode()):
+        assert '<span title="cron: 30 7 * * 1">every Monday at 07:30</span> (Europe/Berlin)' in page
+    report.cron = "*/15 * * * *"
+    report.save(update_fields=["cron"])
+    assert "<code>*/15 * * * *</code> (Europe/Berlin)" in client.get(f"/reports/{report.pk}/").content.decode()
