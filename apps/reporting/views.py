@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from zoneinfo import available_timezones
 
 from csp.constants import SELF
 from csp.decorators import csp_replace
@@ -154,6 +155,10 @@ def _form_data(request: HttpRequest) -> dict:
     return data
 
 
+# The IANA zones this machine knows, suggested as the schedule's time zone is typed.
+TIME_ZONES = sorted(available_timezones())
+
+
 def _posted_panels(post) -> list[str]:
     """The panel keys ticked (one field per ticked panel; a comma-separated list, as the form once took, also
     reads)."""
@@ -253,6 +258,7 @@ def report_edit(request: HttpRequest, report_id: int | None = None) -> HttpRespo
         ),
         "formats": ReportFormat.choices,
         "presets": PRESETS,
+        "timezones": TIME_ZONES,
         "variables": TEMPLATE_VARIABLES,
         "error": error,
         # The refused field's attributes, by element id (`{{ invalid.cron }}` in the template; empty for the others).

@@ -238,6 +238,8 @@ def test_a_refused_report_form_keeps_what_was_typed_and_the_edit_form_shows_the_
     assert 'value="ext@partner.example"' in page
     assert 'name="formats" value="pdf">' in page  # unticked, as posted
     assert 'name="formats" value="csv" checked>' in page
+    assert 'list="timezones"' in page  # the zones are suggested as one is typed
+    assert '<option value="Europe/Berlin">' in page
     # The dashboard's panels as checkboxes, the posted one ticked, in the chosen dashboard's (enabled) fieldset.
     picks = page.split(f'data-dashboard="{plant_dashboard.uid}"', 1)[1].split("</fieldset>", 1)[0]
     assert picks.startswith(">")  # neither hidden nor disabled
