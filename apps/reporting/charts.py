@@ -189,20 +189,43 @@ class _Axis:
         return [self.step * (first + index) for index in range(count + 1)]
 
 
-# Steps between time ticks (seconds), finest first; a step of a day or more ticks local midnights.
 TIME_TICKS_MAX = 8
-_TIME_STEPS = (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86_400, 2 * 86_400, 7 * 86_400)
+# Steps between time ticks (seconds), finest first; a step of a day or more ticks local midnights.
+_TIME_STEPS = (
+    1,
+    5,
+    10,
+    15,
+    30,
+    60,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    10800,
+    21600,
+    43200,
+    86_400,
+    2 * 86_400,
+    7 * 86_400,
+)
 
 
 def _time_labels(first: float, span: float, x_of: Any, baseline: float, zone: ZoneInfo, width: float) -> list[str]:
-    """Ticks under a plot at round times in `zone` (whole minutes or hours, local midnights: as plotly's date axis
-    puts them), from `first` (epoch seconds) over `span` seconds, as many as fit without their labels touching,
-    each label centred on its tick and kept inside the chart's `width`."""
+    """Ticks under a plot at round times in `zone` (whole seconds, minutes or hours, local midnights: as plotly's
+    date axis puts them), from `first` (epoch seconds) over `span` seconds, as many as fit without their labels
+    touching, each label centred on its tick and kept inside the chart's `width`."""
     length = x_of(datetime.fromtimestamp(first + span, tz=zone)) - x_of(datetime.fromtimestamp(first, tz=zone))
     sample = datetime.fromtimestamp(first, tz=zone)
 
     def label_format(step: float) -> str:
-        return "%d %b" if step >= 86_400 else "%H:%M" if span <= 86_400 else "%d %b %H:%M"
+        if step >= 86_400:
+            return "%d %b"
+        if step < 60:
+            return "%H:%M:%S"
+        return "%H:%M" if span <= 86_400 else "%d %b %H:%M"
 
     def fits(step: float) -> bool:
         room = _label_width([sample.strftime(label_format(step))]) + 16

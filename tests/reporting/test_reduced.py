@@ -722,7 +722,7 @@ def test_pdf_time_ticks_sit_at_round_times_and_their_labels_never_overlap():
     from apps.reporting.charts import ChartSeries, heatmap_svg, line_chart_svg
 
     zone = ZoneInfo("Europe/Berlin")
-    for days, width in ((7, 720), (7, 360), (0.25, 720), (31, 720), (2, 720)):
+    for days, width in ((7, 720), (7, 360), (0.25, 720), (31, 720), (2, 720), (90 / 86_400, 720)):
         start = datetime(2026, 3, 26, 16, 42, tzinfo=zone)  # across the change to summer time on 29 March
         count = 200
         times = [start + timedelta(days=days) * index / (count - 1) for index in range(count)]
@@ -738,9 +738,13 @@ def test_pdf_time_ticks_sit_at_round_times_and_their_labels_never_overlap():
             assert all(left[1] <= right[0] for left, right in itertools.pairwise(spans)), (days, width, labels)
             assert spans[0][0] >= 0
             assert spans[-1][1] <= width
-            moments = [datetime.strptime(text, "%d %b" if days > 2 else "%d %b %H:%M" if days > 1 else "%H:%M")
-                       for _, text in labels]  # fmt: skip
+            label_format = (
+                "%d %b" if days > 2 else "%d %b %H:%M" if days > 1 else "%H:%M" if days > 0.01 else "%H:%M:%S"
+            )
+            moments = [datetime.strptime(text, label_format) for _, text in labels]
             if days > 2:  # whole local days (midnights), not instants a fifth of the range apart
                 assert all(moment.hour == 0 and moment.minute == 0 for moment in moments)
-            else:
+            elif days > 0.01:
                 assert all(moment.minute % 5 == 0 for moment in moments)
+            else:  # 90 seconds: whole seconds a round number apart
+                assert all(moment.second % 5 == 0 for moment in moments)
