@@ -24,9 +24,9 @@ from apps.alerts.alerting.serializers import (
 )
 from apps.alerts.models import AlertInstance
 
-# A new rule starts from these fields (the API's defaults); the form fills the rest.
 INSTANCES_PER_PAGE = 100  # alert instances a page (the Alerts page, a rule's page)
 
+# A new rule starts from these fields (the API's defaults); the form fills the rest.
 _EDITOR_DEFAULTS = {
     "name": "",
     "enabled": True,

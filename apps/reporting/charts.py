@@ -61,6 +61,11 @@ def _label_width(labels: Sequence[str]) -> float:
     return 6.2 * max((len(label) for label in labels), default=0)
 
 
+def _tick_margin(ticks: Sequence[tuple[float, str]]) -> int:
+    """A value axis' margin: as wide as its longest tick label (plotly's automargin), at least 40 px."""
+    return max(40, round(12 + _label_width([text for _, text in ticks])))
+
+
 def _number(value: float) -> str:
     if value == 0:
         return "0"
@@ -217,8 +222,8 @@ def _time_labels(first: float, span: float, x_of: Any, baseline: float, zone: Zo
     """Ticks under a plot at round times in `zone` (whole seconds, minutes or hours, local midnights: as plotly's
     date axis puts them), from `first` (epoch seconds) over `span` seconds, as many as fit without their labels
     touching, each label centred on its tick and kept inside the chart's `width`."""
-    length = x_of(datetime.fromtimestamp(first + span, tz=zone)) - x_of(datetime.fromtimestamp(first, tz=zone))
-    sample = datetime.fromtimestamp(first, tz=zone)
+    start = datetime.fromtimestamp(first, tz=zone)
+    length = x_of(datetime.fromtimestamp(first + span, tz=zone)) - x_of(start)
 
     def label_format(step: float) -> str:
         if step >= 86_400:
@@ -228,7 +233,7 @@ def _time_labels(first: float, span: float, x_of: Any, baseline: float, zone: Zo
         return "%H:%M" if span <= 86_400 else "%d %b %H:%M"
 
     def fits(step: float) -> bool:
-        room = _label_width([sample.strftime(label_format(step))]) + 16
+        room = _label_width([start.strftime(label_format(step))]) + 16
         return span / step <= min(max(int(length // room), 1), TIME_TICKS_MAX)
 
     step = next((step for step in _TIME_STEPS if fits(step)), None)
@@ -236,13 +241,13 @@ def _time_labels(first: float, span: float, x_of: Any, baseline: float, zone: Zo
         step = 7 * 86_400 * math.ceil(span / TIME_TICKS_MAX / (7 * 86_400))
     moments = []
     if step >= 86_400:  # local midnights, a whole number of days apart (23 or 25 hours across a DST change)
-        day = datetime.fromtimestamp(first, tz=zone).date()
+        day = start.date()
         while (moment := datetime(day.year, day.month, day.day, tzinfo=zone)).timestamp() <= first + span:
             if moment.timestamp() >= first:
                 moments.append(moment)
             day += timedelta(days=step // 86_400)
     else:
-        offset = datetime.fromtimestamp(first, tz=zone).utcoffset().total_seconds()
+        offset = start.utcoffset().total_seconds()
         tick = math.ceil((first + offset) / step) * step - offset
         while tick <= first + span:
             moments.append(datetime.fromtimestamp(tick, tz=zone))
@@ -311,8 +316,8 @@ def line_chart_svg(
         axes["right"] = _Axis.over(finite("right") or left_values, *bounds.get("right", (None, None)), decimals_right)
         labels["right"] = [(tick, tick_label(tick, decimals_right, unit_right)) for tick in axes["right"].ticks()]
     # Margins as wide as the tick labels (plotly's automargin).
-    left = max(40, round(12 + _label_width([text for _, text in labels["left"]])))
-    right = max(40, round(12 + _label_width([text for _, text in labels["right"]]))) if has_right else 12
+    left = _tick_margin(labels["left"])
+    right = _tick_margin(labels["right"]) if has_right else 12
     plot_width = width - left - right
     first, last = times[0].timestamp(), times[-1].timestamp()
     span = max(last - first, 1.0)
@@ -470,7 +475,7 @@ def bar_chart_svg(
         height = max(height, 24 + 18 * len(shown))
         left, right, top, bottom = 150, 70, 8, 28
     else:
-        left, right, top, bottom = max(40, round(12 + _label_width([text for _, text in ticks]))), 12, 16, 56
+        left, right, top, bottom = _tick_margin(ticks), 12, 16, 56
     plot_width, plot_height = width - left - right, height - top - bottom
     parts = [_svg_open(width, height)]
 
