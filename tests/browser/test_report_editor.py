@@ -21,6 +21,19 @@ def _dashboard(owner, title: str, panels: list[tuple[str, str]]):
     })  # fmt: skip
 
 
+def _save_as(browser, name: str) -> Report:
+    """Name the report in the open editor, send it to erin, save, and return it once stored."""
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.ID, "name").send_keys(name)
+    users = browser.find_element(By.ID, "users")
+    users.clear()
+    users.send_keys("erin")
+    browser.find_element(By.CSS_SELECTOR, "form.report-form button[type=submit]").click()
+    wait_for(lambda: Report.objects.filter(name=name).exists(), message="the report was not saved")
+    return Report.objects.get(name=name)
+
+
 def test_the_chosen_dashboards_panels_are_ticked_and_only_they_are_saved(browser_server, browser):
     """The editor asked for panel keys, comma-separated, which a user does not know: it now lists the chosen
     dashboard's panels by title as checkboxes (the other dashboards' hidden and not sent), and none ticked means
@@ -50,13 +63,7 @@ def test_the_chosen_dashboards_panels_are_ticked_and_only_they_are_saved(browser
     vibration = picks[floor.uid].find_element(By.CSS_SELECTOR, 'input[value="vib"]')
     vibration.send_keys(Keys.SPACE)  # by keyboard
     assert vibration.is_selected()
-    browser.find_element(By.ID, "name").send_keys("Vibration weekly")
-    users = browser.find_element(By.ID, "users")
-    users.clear()
-    users.send_keys("erin")
-    browser.find_element(By.CSS_SELECTOR, "form.report-form button[type=submit]").click()
-    wait_for(lambda: Report.objects.filter(name="Vibration weekly").exists(), message="the report was not saved")
-    report = Report.objects.get(name="Vibration weekly")
+    report = _save_as(browser, "Vibration weekly")
     assert (report.dashboard_id, report.panel_keys) == (floor.id, ["vib"])
     browser.get(f"{browser_server}/reports/{report.pk}/edit/")
     floor_picks = browser.find_element(By.CSS_SELECTOR, f'.panel-picks[data-dashboard="{floor.uid}"]')
@@ -84,13 +91,7 @@ def test_the_schedule_picker_writes_the_cron_and_reads_it_back(browser_server, b
     browser.execute_script("const clock = document.getElementById('schedule-time'); clock.value = '07:30';"
                            "clock.dispatchEvent(new Event('change'));")  # fmt: skip
     assert not browser.find_element(By.ID, "schedule-day").is_displayed()  # a monthly field
-    browser.find_element(By.ID, "name").send_keys("Weekly floor")
-    users = browser.find_element(By.ID, "users")
-    users.clear()
-    users.send_keys("erin")
-    browser.find_element(By.CSS_SELECTOR, "form.report-form button[type=submit]").click()
-    wait_for(lambda: Report.objects.filter(name="Weekly floor").exists(), message="the report was not saved")
-    report = Report.objects.get(name="Weekly floor")
+    report = _save_as(browser, "Weekly floor")
     assert report.cron == "30 7 * * 1"
 
     expected = {"0 6 1 * *": ("monthly", {"schedule-day": "1", "schedule-time": "06:00"}),

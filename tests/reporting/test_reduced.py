@@ -347,22 +347,26 @@ def test_a_right_axis_series_is_scaled_to_its_own_axis_and_overrides_apply(plant
     assert all(text.endswith(" readings") for text in right_texts)
 
 
+def _two_axis_panel(key: str, options: dict) -> dict:
+    """A time series of the hourly temperatures (A) on the left axis and their counts (B) on the right."""
+    hourly = {**QUERY, "bucket": "1h"}
+    return {
+        **_panel(key, "timeseries", options),
+        "queries": [{"ref": "A", "query": hourly},
+                    {"ref": "B", "query": {**hourly, "aggregation": "count"}, "axis": "right"}],
+    }  # fmt: skip
+
+
 def test_a_panels_axis_min_and_max_fix_the_pdf_charts_axes_and_clip_what_lies_outside(plant, editor, viewer):
     """The panel's min/max (and min_right/max_right) fix the value axes' ends as on the page (plotly's range, with
     autorange on a free end): the PDF chart ignored them. Lines outside are clipped to the plot, and a threshold
     line outside the range is not drawn."""
     from apps.reporting.renderers.pdf import _section_context
 
-    hourly = {**QUERY, "bucket": "1h"}
     thresholds = [{"value": None, "color": "#2ca02c"}, {"value": 50, "color": "#d62728"},
                   {"value": 200, "color": "#ff7f0e"}]  # fmt: skip
     options = {"min": 100, "max": 300, "min_right": 0, "threshold_lines": True, "thresholds": thresholds}
-    panel = {
-        **_panel("bounded", "timeseries", options),
-        "queries": [{"ref": "A", "query": hourly},
-                    {"ref": "B", "query": {**hourly, "aggregation": "count"}, "axis": "right"}],
-    }  # fmt: skip
-    _, content = _report_of(plant, editor, viewer, "Bounded", [panel])
+    _, content = _report_of(plant, editor, viewer, "Bounded", [_two_axis_panel("bounded", options)])
     chart = _svg_of(_section_context(content.sections[0], content, timezone.get_current_timezone()))
 
     def labels(anchor: str) -> list[float]:
@@ -400,14 +404,8 @@ def test_pdf_axis_ticks_print_the_panels_decimals_and_unit_as_the_page_does(plan
     with the unit as a rotated axis title."""
     from apps.reporting.renderers.pdf import _section_context
 
-    hourly = {**QUERY, "bucket": "1h"}
-    panel = {
-        **_panel("ticks", "timeseries", {"unit": "°C", "decimals": 1, "unit_right": "readings",
-                                         "decimals_right": 0}),
-        "queries": [{"ref": "A", "query": hourly},
-                    {"ref": "B", "query": {**hourly, "aggregation": "count"}, "axis": "right"}],
-    }  # fmt: skip
-    _, content = _report_of(plant, editor, viewer, "Ticks", [panel])
+    options = {"unit": "°C", "decimals": 1, "unit_right": "readings", "decimals_right": 0}
+    _, content = _report_of(plant, editor, viewer, "Ticks", [_two_axis_panel("ticks", options)])
     chart = _svg_of(_section_context(content.sections[0], content, timezone.get_current_timezone()))
 
     def ticks(anchor: str) -> list[str]:
