@@ -22,6 +22,7 @@ from apps.alerts.alerting.serializers import (
     SilenceSerializer,
     StateTransitionSerializer,
 )
+from apps.alerts.alerting.templating import value_text
 from apps.alerts.models import AlertInstance
 
 INSTANCES_PER_PAGE = 100  # alert instances a page (the Alerts page, a rule's page)
@@ -91,7 +92,11 @@ def alert_rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
         "page": page,
         "links": page_links(page, {}),
         "history": history,
-        "history_data": StateTransitionSerializer(history, many=True).data,
+        # The timeline's tooltips write values as the table beside it does.
+        "history_data": [
+            {**item, "value_text": value_text(item["value"])}
+            for item in StateTransitionSerializer(history, many=True).data
+        ],
         "highlight": highlight,
         "can_edit": selectors.alerting_can_edit(user=request.user, organization_id=rule.organization_id),
     }

@@ -18,6 +18,14 @@ MAX_TEMPLATE_LENGTH = 2_000
 FILTERS = ("round", "upper", "lower")
 
 
+def value_text(value: float | None) -> str:
+    """A value as notifications and the alert pages write it: six significant digits (`78.1234`, `0.000123`,
+    `1.23457e+06`), whole numbers without a decimal point; an en dash for none."""
+    if value is None:
+        return "\u2013"
+    return f"{value:g}"
+
+
 class TemplateError(ValueError):
     """A template that refers to a filter that does not exist, or is too long."""
 
@@ -50,7 +58,7 @@ def template_render(text: str, context: Mapping[str, Any]) -> str:
         if name == "lower":
             return str(value).lower()
         if isinstance(value, float):
-            return f"{value:g}"
+            return value_text(value)
         return str(value)
 
     return _PLACEHOLDER.sub(replace, text)

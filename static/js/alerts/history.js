@@ -26,7 +26,7 @@ export function timelineBars(history, now = Date.now()) {
       bar.base.push(new Date(start).toISOString());
       bar.x.push(Math.max(end - start, 1000));
       bar.y.push(labelsText(change.labels));
-      bar.text.push(`${change.from_state} → ${change.to_state}${change.value === null ? "" : ` at ${change.value}`}: ${change.reason}`);
+      bar.text.push(`${change.from_state} → ${change.to_state}${change.value === null ? "" : ` at ${change.value_text}`}: ${change.reason}`);
     });
   }
   return bars;

@@ -57,6 +57,27 @@ def test_pages_show_rules_states_instances_history_and_buttons(editor, factory, 
     assert client.get("/alerts/rules/new").status_code == 200
 
 
+def test_alert_values_are_shown_as_notifications_write_them_with_the_full_value_on_hover(editor, factory, receiver):
+    """Six significant digits, as `{{ value }}` in a notification (it showed 95.123456789)."""
+    import json
+
+    from apps.alerts.alerting.rule_evaluation import alert_rule_evaluate
+    from apps.alerts.models import AlertInstance
+
+    rule = webhook_rule(owner=editor, url=receiver.url)
+    factory.write(0, 95.123456789)
+    alert_rule_evaluate(rule_id=rule.id, now=factory.at(1))
+    value = AlertInstance.objects.get(rule=rule).value
+    assert value == pytest.approx(95.123456789)
+    client = _client(editor)
+    detail = client.get(f"/alerts/rules/{rule.id}").content.decode()
+    for page in (detail, client.get("/alerts/instances/").content.decode()):
+        assert f'<td data-label="Value"><span title="{value}">95.1235</span></td>' in page
+    assert f'<span title="{value}">95.1235</span></td><td data-label="Reason">' in detail  # the history table
+    history = json.loads(re.search(r'<script id="history-data" type="application/json">(.*?)</script>', detail)[1])
+    assert [change["value_text"] for change in history] == ["95.1235"]
+
+
 def test_pages_are_scoped_to_the_organisation(editor, receiver):
     rule = webhook_rule(owner=editor, url=receiver.url)
     contact_point_create(organization=organization_get(), created_by=editor, name="secret hook", kind="in_app",
