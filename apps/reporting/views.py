@@ -24,7 +24,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
 from analytics_platform.field_errors import FieldError
-from apps.access.models import Organization
+from apps.access.models import Membership, Organization, Team
 from apps.access.selectors import organization_ids_for_user
 from apps.dashboards.models import Panel
 from apps.dashboards.selectors import dashboard_list_for_user
@@ -132,8 +132,8 @@ def _form_data(request: HttpRequest) -> dict:
         "panels": _posted_panels(post),
         "formats": post.getlist("formats"),
         "recipients": {
-            "users": [name.strip() for name in post.get("users", "").split(",") if name.strip()],
-            "teams": [slug.strip() for slug in post.get("teams", "").split(",") if slug.strip()],
+            "users": _posted_list(post, "users"),
+            "teams": _posted_list(post, "teams"),
             "emails": [email.strip() for email in post.get("emails", "").split(",") if email.strip()],
             "send_emails_as_me": post.get("send_emails_as_me") == "on",
         },
@@ -159,10 +159,44 @@ def _form_data(request: HttpRequest) -> dict:
 TIME_ZONES = sorted(available_timezones())
 
 
+def _posted_list(post, name: str) -> list[str]:
+    """The values ticked (one field per ticked box: panel keys, usernames, team slugs); a comma-separated list, as
+    the form once took them, also reads. In the order posted, each once."""
+    items = (item.strip() for value in post.getlist(name) for item in value.split(","))
+    return list(dict.fromkeys(item for item in items if item))
+
+
 def _posted_panels(post) -> list[str]:
-    """The panel keys ticked (one field per ticked panel; a comma-separated list, as the form once took, also
-    reads)."""
-    return [key.strip() for value in post.getlist("panels") for key in value.split(",") if key.strip()]
+    return _posted_list(post, "panels")
+
+
+def _recipient_choices(organizations: list[Organization], values: dict) -> list[dict]:
+    """Per organisation the editor may save into: its members and teams to tick as recipients. The organisation
+    chosen shows; the others are hidden and disabled (not sent). Recipients ticked that are not among them (a
+    refused name, a member who left) are listed too, ticked, so saving never drops one unseen."""
+    members: dict[int, list] = {organization.pk: [] for organization in organizations}
+    for membership in (
+        Membership.objects.filter(organization__in=organizations).select_related("user").order_by("user__username")
+    ):
+        members[membership.organization_id].append(membership.user)
+    teams: dict[int, list] = {organization.pk: [] for organization in organizations}
+    for team in Team.objects.filter(organization__in=organizations).order_by("name"):
+        teams[team.organization_id].append(team)
+    chosen = values["organization"] or (organizations[0].slug if organizations else "")
+    choices = []
+    for organization in organizations:
+        shown = organization.slug == chosen
+        usernames = {user.username for user in members[organization.pk]}
+        slugs = {team.slug for team in teams[organization.pk]}
+        choices.append({
+            "organization": organization,
+            "shown": shown,
+            "users": members[organization.pk],
+            "teams": teams[organization.pk],
+            "other_users": [name for name in values["users"] if name not in usernames] if shown else [],
+            "other_teams": [slug for slug in values["teams"] if slug not in slugs] if shown else [],
+        })  # fmt: skip
+    return choices
 
 
 def _form_values(report: Report | None, post=None) -> dict:
@@ -179,8 +213,8 @@ def _form_values(report: Report | None, post=None) -> dict:
             "start": post.get("start", "-7d"),
             "end": post.get("end", "now"),
             "formats": post.getlist("formats"),
-            "users": post.get("users", ""),
-            "teams": post.get("teams", ""),
+            "users": _posted_list(post, "users"),
+            "teams": _posted_list(post, "teams"),
             "emails": post.get("emails", ""),
             "send_emails_as_me": post.get("send_emails_as_me") == "on",
             "subject": post.get("subject", ""),
@@ -192,7 +226,7 @@ def _form_values(report: Report | None, post=None) -> dict:
     if report is None:
         return {
             "organization": "", "name": "", "dashboard": "", "panels": [], "queries": "", "preset": "",
-            "start": "-7d", "end": "now", "formats": [ReportFormat.PDF], "users": "", "teams": "", "emails": "",
+            "start": "-7d", "end": "now", "formats": [ReportFormat.PDF], "users": [], "teams": [], "emails": "",
             "send_emails_as_me": False, "subject": Report._meta.get_field("subject_template").default,
             "message": Report._meta.get_field("message_template").default, "cron": "", "timezone": "UTC",
             "enabled": True,
@@ -208,8 +242,8 @@ def _form_values(report: Report | None, post=None) -> dict:
         "start": time_range.get("start", "-7d"),
         "end": time_range.get("end", "now"),
         "formats": list(report.formats),
-        "users": ", ".join(user.username for user in report.recipient_users.all()),
-        "teams": ", ".join(team.slug for team in report.recipient_teams.all()),
+        "users": sorted(user.username for user in report.recipient_users.all()),
+        "teams": sorted(team.slug for team in report.recipient_teams.all()),
         "emails": ", ".join(report.recipient_emails),
         "send_emails_as_me": report.send_emails_as_owner,
         "subject": report.subject_template,
@@ -265,6 +299,11 @@ def report_edit(request: HttpRequest, report_id: int | None = None) -> HttpRespo
         "invalid": _invalid_attributes(error),
         "values": _form_values(report, request.POST if request.method == "POST" else None),
     }
+    # An existing report's recipients come from its own organisation only.
+    editable = organizations if report is None else [report.organization]
+    if report is not None:
+        context["values"]["organization"] = report.organization.slug
+    context["recipient_choices"] = _recipient_choices(editable, context["values"])
     return render(request, "reporting/edit.html", context)
 
 

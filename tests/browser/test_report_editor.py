@@ -22,13 +22,14 @@ def _dashboard(owner, title: str, panels: list[tuple[str, str]]):
 
 
 def _save_as(browser, name: str) -> Report:
-    """Name the report in the open editor, send it to erin, save, and return it once stored."""
+    """Name the report in the open editor, send it to erin (ticked), save, and return it once stored."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     browser.find_element(By.ID, "name").send_keys(name)
-    users = browser.find_element(By.ID, "users")
-    users.clear()
-    users.send_keys("erin")
+    erin = browser.find_element(By.CSS_SELECTOR, '.recipient-picks:not([disabled]) input[name="users"][value="erin"]')
+    if not erin.is_selected():
+        erin.send_keys(Keys.SPACE)
     browser.find_element(By.CSS_SELECTOR, "form.report-form button[type=submit]").click()
     wait_for(lambda: Report.objects.filter(name=name).exists(), message="the report was not saved")
     return Report.objects.get(name=name)
@@ -108,4 +109,73 @@ def test_the_schedule_picker_writes_the_cron_and_reads_it_back(browser_server, b
     # Custom to daily rewrites the cron field.
     Select(browser.find_element(By.ID, "schedule-frequency")).select_by_value("daily")
     assert browser.find_element(By.ID, "cron").get_attribute("value") == "0 7 * * *"
+    assert console_errors(browser) == []
+
+
+def test_recipients_are_ticked_from_the_chosen_organisations_members_and_teams(browser_server, browser):
+    """Recipients were usernames and team slugs typed comma-separated: they are the organisation's members and
+    teams to tick, the chosen organisation's only (another one's are hidden and not sent), with a filter box for a
+    long list; the edit page shows the saved ones ticked."""
+    from django.contrib.auth.models import Group
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    from apps.access.models import Membership, Team
+
+    erin = user_create(username="erin", role="editor")
+    _dashboard(erin, "Floor", [("temp", "Temperature")])
+    other = organization_get(slug="zeta-works")
+    Membership.objects.create(organization=other, user=erin, role="editor")
+    for number in range(10):
+        user_create(username=f"operator{number:02d}", first_name="Op", last_name=f"Number {number}")
+    user_create(username="zed", organization="zeta-works")
+    Team.objects.create(organization=organization_get(), name="Line 2", slug="line-2",
+                        group=Group.objects.create(name="line-2-test"))  # fmt: skip
+    sign_in(browser, browser_server, "erin")
+    browser.get(f"{browser_server}/reports/new/")
+    organization = Select(browser.find_element(By.ID, "organization"))
+    organization.select_by_value(organization_get().slug)
+
+    def picks(slug: str, kind: str):
+        return browser.find_element(By.CSS_SELECTOR, f'#{kind} .recipient-picks[data-organization="{slug}"]')
+
+    assert picks(organization_get().slug, "users").is_displayed()
+    assert not picks(other.slug, "users").is_displayed()
+    names = [box.get_attribute("value") for box in picks(organization_get().slug, "users").find_elements(
+        By.CSS_SELECTOR, "input[type=checkbox]")]  # fmt: skip
+    assert names == ["erin", *(f"operator{number:02d}" for number in range(10))]
+    assert "Op Number 3" in picks(organization_get().slug, "users").text  # full names beside usernames
+    # Eleven members: a filter box narrows the list as one types.
+    box = picks(organization_get().slug, "users").find_element(By.CSS_SELECTOR, ".picks-filter")
+    box.send_keys("number 7")
+    shown = [label.text.split()[0] for label in picks(organization_get().slug, "users").find_elements(
+        By.CSS_SELECTOR, ".picks label") if label.is_displayed()]  # fmt: skip
+    assert shown == ["operator07"]
+    picks(organization_get().slug, "users").find_element(By.CSS_SELECTOR, 'input[value="operator07"]').send_keys(
+        Keys.SPACE
+    )
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.BACKSPACE)  # an emptied filter shows everyone again
+    assert all(label.is_displayed() for label in picks(organization_get().slug, "users").find_elements(
+        By.CSS_SELECTOR, ".picks label"))  # fmt: skip
+    picks(organization_get().slug, "teams").find_element(By.CSS_SELECTOR, 'input[value="line-2"]').send_keys(Keys.SPACE)
+    # Tick zed in the other organisation's hidden list: it must not be sent.
+    browser.execute_script("arguments[0].disabled = false; arguments[0].querySelector('input').checked = true; "
+                           "arguments[0].disabled = true;", picks(other.slug, "users"))  # fmt: skip
+    # Switching organisation shows its members instead.
+    organization.select_by_value(other.slug)
+    wait_for(lambda: picks(other.slug, "users").is_displayed(), message="the other organisation's members did not show")
+    assert not picks(organization_get().slug, "users").is_displayed()
+    assert "no teams yet" in picks(other.slug, "teams").text
+    organization.select_by_value(organization_get().slug)
+    Select(browser.find_element(By.ID, "dashboard")).select_by_visible_text("Floor")
+    report = _save_as(browser, "Line report")
+    assert sorted(user.username for user in report.recipient_users.all()) == ["erin", "operator07"]
+    assert [team.slug for team in report.recipient_teams.all()] == ["line-2"]
+    browser.get(f"{browser_server}/reports/{report.pk}/edit/")
+    ticked = [box.get_attribute("value") for box in browser.find_elements(
+        By.CSS_SELECTOR, ".recipient-picks input[type=checkbox]") if box.is_selected()]  # fmt: skip
+    assert ticked == ["erin", "operator07", "line-2"]
+    assert not browser.find_elements(By.ID, "organization")  # an existing report keeps its organisation
     assert console_errors(browser) == []

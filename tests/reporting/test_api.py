@@ -221,17 +221,18 @@ def test_a_refused_report_form_keeps_what_was_typed_and_the_edit_form_shows_the_
     client.force_login(editor)
     posted = {
         "organization": organization_get().slug, "name": "Morning", "dashboard": plant_dashboard.uid,
-        "panels": "temp", "formats": ["csv"], "users": "vic", "emails": "ext@partner.example", "start": "-3d",
+        "panels": "temp", "formats": ["csv"], "users": ["vic"], "emails": "ext@partner.example", "start": "-3d",
         "end": "now", "cron": "30 6 * * *", "timezone": "Europe/Berlin", "subject": "Plant {{ period }}",
         "message": "Hi there",
     }  # fmt: skip
     refused = client.post("/reports/new/", posted)
     assert refused.status_code == 200
     values = refused.context["values"]
-    assert {key: values[key] for key in posted if key not in ("formats", "panels")} == {
-        key: value for key, value in posted.items() if key not in ("formats", "panels")
+    lists = ("formats", "panels", "users")
+    assert {key: values[key] for key in posted if key not in lists} == {
+        key: value for key, value in posted.items() if key not in lists
     }
-    assert values["panels"] == ["temp"]
+    assert (values["panels"], values["users"]) == (["temp"], ["vic"])
     assert (values["formats"], values["enabled"], values["send_emails_as_me"]) == (["csv"], False, False)
     page = refused.content.decode()
     assert f'<option value="{plant_dashboard.uid}" selected>' in page
@@ -244,6 +245,10 @@ def test_a_refused_report_form_keeps_what_was_typed_and_the_edit_form_shows_the_
     picks = page.split(f'data-dashboard="{plant_dashboard.uid}"', 1)[1].split("</fieldset>", 1)[0]
     assert picks.startswith(">")  # neither hidden nor disabled
     assert 'name="panels" value="temp" checked>' in picks
+    # The organisation's members as checkboxes (usernames were typed, comma-separated), the posted one ticked.
+    users = page.split('<div id="users"', 1)[1].split("</fieldset>", 1)[0]
+    assert 'name="users" value="vic" checked>' in users
+    assert 'name="users" value="erin">' in users
 
     created = client.post("/reports/new/", {**posted, "send_emails_as_me": "on", "enabled": "on", "users": ""})
     assert created.status_code == 302, created.context and created.context["error"]
@@ -255,7 +260,7 @@ def test_a_refused_report_form_keeps_what_was_typed_and_the_edit_form_shows_the_
         plant_dashboard.uid,
         ["temp"],
         "ext@partner.example",
-        "",
+        [],
     )
     schedule = (edit["start"], edit["cron"], edit["send_emails_as_me"], edit["enabled"])
     assert schedule == ("-3d", "30 6 * * *", True, True)

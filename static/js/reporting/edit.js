@@ -14,6 +14,33 @@ if (dashboard) {
   showPanelsOf(dashboard.value);
 }
 
+// Recipients: only the chosen organisation's members and teams show and are sent (a new report picks its
+// organisation; an existing one has a single list). A long list gets a filter box.
+const organization = document.getElementById("organization");
+
+function showRecipientsOf(slug) {
+  for (const picks of document.querySelectorAll(".recipient-picks")) {
+    const chosen = picks.dataset.organization === slug;
+    picks.hidden = !chosen;
+    picks.disabled = !chosen;
+  }
+}
+
+if (organization) {
+  organization.addEventListener("change", () => showRecipientsOf(organization.value));
+  showRecipientsOf(organization.value);
+}
+
+for (const filter of document.querySelectorAll(".recipient-picks .picks-filter")) {
+  filter.hidden = false;
+  filter.addEventListener("input", () => {
+    const text = filter.value.trim().toLowerCase();
+    for (const label of filter.closest("fieldset").querySelectorAll(".picks label")) {
+      label.hidden = text !== "" && !label.textContent.toLowerCase().includes(text) && !label.querySelector("input").checked;
+    }
+  });
+}
+
 // The schedule picker: the usual schedules (every day, weekday, week or month at a time) written to the cron field,
 // which shows only for a custom schedule. A cron the picker cannot say opens as custom, untouched.
 const cron = document.getElementById("cron");
