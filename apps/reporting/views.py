@@ -44,6 +44,8 @@ from apps.reporting.selectors import (
 )
 from apps.reporting.services import report_create, report_run_start, report_update
 from apps.reporting.time_ranges import PRESETS, period_label, period_resolve, timezone_get
+from apps.sources.selectors import source_list_for_user
+from apps.storage.query.spec import AGGREGATIONS, PERCENTILES, RAW
 
 
 def _report_or_404(request: HttpRequest, report_id: int) -> Report:
@@ -291,6 +293,9 @@ def report_edit(request: HttpRequest, report_id: int | None = None) -> HttpRespo
             )
         ),
         "formats": ReportFormat.choices,
+        # For the queries' rows: the aggregations a query takes, the sources the user reads (suggested by slug).
+        "aggregations": (*AGGREGATIONS, *PERCENTILES, RAW),
+        "sources": source_list_for_user(user=request.user),
         "presets": PRESETS,
         "timezones": TIME_ZONES,
         "variables": TEMPLATE_VARIABLES,

@@ -179,3 +179,70 @@ def test_recipients_are_ticked_from_the_chosen_organisations_members_and_teams(b
     assert ticked == ["erin", "operator07", "line-2"]
     assert not browser.find_elements(By.ID, "organization")  # an existing report keeps its organisation
     assert console_errors(browser) == []
+
+
+def test_queries_shown_as_tables_are_edited_as_rows_of_fields_and_kept_whole(browser_server, browser):
+    """A report's queries were a JSON list to type: each is a row of fields (title, source, metric, aggregation,
+    bucket, group by, filters, unit, decimals), written to the JSON the form posts; what a row does not show (other
+    query options, list filters) is kept, and the JSON can still be edited."""
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    erin = user_create(username="erin", role="editor")
+    _dashboard(erin, "Floor", [("temp", "Temperature")])
+    sign_in(browser, browser_server, "erin")
+    browser.get(f"{browser_server}/reports/new/")
+    assert not browser.find_element(By.ID, "queries").is_displayed()  # the JSON is folded away
+    assert browser.find_element(By.ID, "query-empty").is_displayed()
+    browser.find_element(By.ID, "query-add").click()
+    row = browser.find_element(By.CSS_SELECTOR, "#query-rows .query-row")
+    assert browser.switch_to.active_element == row.find_element(By.CSS_SELECTOR, '[data-key="title"]')
+    typed = {"title": "Hottest per facility", "source": "plant", "metric": "temperature", "bucket": "1h",
+             "group_by": "facility", "filters": "facility=f1, line!=2", "unit": "°C", "decimals": "1"}  # fmt: skip
+    for key, text in typed.items():
+        row.find_element(By.CSS_SELECTOR, f'[data-key="{key}"]').send_keys(text)
+    Select(row.find_element(By.CSS_SELECTOR, '[data-key="aggregation"]')).select_by_value("max")
+    assert not browser.find_element(By.ID, "query-empty").is_displayed()
+    report = _save_as(browser, "Hot spots")
+    assert report.queries == [{
+        "title": "Hottest per facility", "unit": "°C", "decimals": 1,
+        "query": {"source": "plant", "metric": "temperature", "aggregation": "max", "bucket": "1h",
+                  "group_by": ["facility"], "filters": {"facility": "f1", "line": {"ne": "2"}}},
+    }]  # fmt: skip
+
+    # Options a row does not show survive an edit of the row.
+    extra = {**report.queries[0]["query"], "fill": "previous", "filters": {"device": ["d1", "d2"], "line": "2"}}
+    Report.objects.filter(pk=report.pk).update(queries=[{**report.queries[0], "query": extra}])
+    browser.get(f"{browser_server}/reports/{report.pk}/edit/")
+    row = browser.find_element(By.CSS_SELECTOR, "#query-rows .query-row")
+    assert row.find_element(By.CSS_SELECTOR, '[data-key="filters"]').get_attribute("value") == "line=2"
+    assert "Also kept from the JSON: fill, filters.device." in row.text
+    title = row.find_element(By.CSS_SELECTOR, '[data-key="title"]')
+    title.clear()
+    title.send_keys("Hottest")
+    posted = json.loads(browser.find_element(By.ID, "queries").get_attribute("value"))
+    assert posted[0]["title"] == "Hottest"
+    assert posted[0]["query"]["fill"] == "previous"
+    assert posted[0]["query"]["filters"] == {"device": ["d1", "d2"], "line": "2"}
+    # The JSON, unfolded and edited, rewrites the rows.
+    browser.find_element(By.CSS_SELECTOR, "#queries-json summary").click()
+    field = browser.find_element(By.ID, "queries")
+    browser.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('change'));",
+                           field, json.dumps([{"title": "A", "query": {"metric": "power"}},
+                                              {"title": "B", "query": {"metric": "flow"}}]))  # fmt: skip
+    assert [element.get_attribute("value") for element in browser.find_elements(
+        By.CSS_SELECTOR, '#query-rows [data-key="metric"]')] == ["power", "flow"]  # fmt: skip
+    # Removing every row leaves no queries: refused while the report shows no dashboard either, then saved with one.
+    for button in browser.find_elements(By.CSS_SELECTOR, ".query-remove"):
+        button.click()
+    assert field.get_attribute("value") == ""
+    browser.find_element(By.CSS_SELECTOR, "form.report-form button[type=submit]").click()
+    error = wait_for(lambda: browser.find_element(By.ID, "form-error"), message="no refusal shown")
+    assert "a report shows a dashboard, some queries, or both" in error.text
+    Select(browser.find_element(By.ID, "dashboard")).select_by_visible_text("Floor")
+    browser.find_element(By.CSS_SELECTOR, "form.report-form button[type=submit]").click()
+    wait_for(lambda: Report.objects.get(pk=report.pk).queries == [], message="the queries were not removed")
+    assert Report.objects.get(pk=report.pk).dashboard.title == "Floor"
+    assert console_errors(browser) == []

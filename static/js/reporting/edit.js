@@ -109,3 +109,125 @@ if (cron && picker) {
     });
   }
 }
+
+// Queries shown as tables: a row of fields per query instead of JSON to type. The JSON field stays the form's value
+// (what is posted) and can still be edited under "Queries as JSON": the rows write it as they change, and read it
+// when it changes. Fields a row does not show (other query options, filters it cannot write as text) are kept.
+const queriesField = document.getElementById("queries");
+const queryEditor = document.getElementById("query-editor");
+const queryRows = document.getElementById("query-rows");
+const queryTemplate = document.getElementById("query-row-template");
+const queryEmpty = document.getElementById("query-empty");
+const queriesJson = document.getElementById("queries-json");
+const SHOWN = ["source", "metric", "aggregation", "bucket", "group_by", "filters"];
+
+// {"facility": "f1", "line": {"ne": "2"}, "device": {"regex": "^p"}} as "facility=f1, line!=2, device=~^p"; the
+// conditions text cannot say (lists, not_in) are returned apart, to be kept.
+function filtersText(filters) {
+  const parts = [];
+  const kept = {};
+  for (const [label, condition] of Object.entries(filters ?? {})) {
+    if (typeof condition === "string" || typeof condition === "number") parts.push(`${label}=${condition}`);
+    else if (condition && typeof condition === "object" && !Array.isArray(condition) && typeof condition.ne === "string") parts.push(`${label}!=${condition.ne}`);
+    else if (condition && typeof condition === "object" && !Array.isArray(condition) && typeof condition.regex === "string") parts.push(`${label}=~${condition.regex}`);
+    else kept[label] = condition;
+  }
+  return { text: parts.join(", "), kept };
+}
+
+function filtersParse(text, kept) {
+  const filters = { ...kept };
+  for (const part of text.split(",")) {
+    const match = /^\s*([^=!~\s]+)\s*(!=|=~|=)\s*(.*?)\s*$/.exec(part);
+    if (!match) continue;
+    const [, label, operator, value] = match;
+    filters[label] = operator === "=" ? value : operator === "!=" ? { ne: value } : { regex: value };
+  }
+  return filters;
+}
+
+function queryRowAdd(item) {
+  const row = queryTemplate.content.firstElementChild.cloneNode(true);
+  const query = item.query ?? {};
+  const { text, kept } = filtersText(query.filters);
+  row.queryItem = item;
+  row.keptFilters = kept;
+  const field = (key) => row.querySelector(`[data-key="${key}"]`);
+  field("title").value = item.title ?? "";
+  field("source").value = query.source ?? "";
+  field("metric").value = query.metric ?? "";
+  field("aggregation").value = query.aggregation ?? "avg";
+  field("bucket").value = query.bucket ?? "";
+  field("group_by").value = (query.group_by ?? []).join(", ");
+  field("filters").value = text;
+  field("unit").value = item.unit ?? "";
+  field("decimals").value = item.decimals ?? "";
+  const others = [...Object.keys(query).filter((key) => !SHOWN.includes(key)), ...Object.keys(kept).map((label) => `filters.${label}`)];
+  const note = row.querySelector(".query-kept");
+  note.hidden = others.length === 0;
+  note.textContent = others.length ? `Also kept from the JSON: ${others.join(", ")}.` : "";
+  row.querySelector(".query-remove").addEventListener("click", () => {
+    row.remove();
+    queriesWrite();
+  });
+  queryRows.append(row);
+  return row;
+}
+
+function queryOf(row) {
+  const field = (key) => row.querySelector(`[data-key="${key}"]`).value.trim();
+  const query = { ...(row.queryItem.query ?? {}) };
+  for (const key of SHOWN) delete query[key];
+  if (field("source")) query.source = field("source");
+  query.metric = field("metric");
+  query.aggregation = field("aggregation");
+  if (field("bucket")) query.bucket = field("bucket");
+  const groupBy = field("group_by").split(",").map((name) => name.trim()).filter(Boolean);
+  if (groupBy.length) query.group_by = groupBy;
+  const filters = filtersParse(field("filters"), row.keptFilters);
+  if (Object.keys(filters).length) query.filters = filters;
+  const item = { title: field("title"), query };
+  if (field("unit")) item.unit = field("unit");
+  if (field("decimals") !== "") item.decimals = Number(field("decimals"));
+  return item;
+}
+
+function queriesWrite() {
+  const items = [...queryRows.children].map(queryOf);
+  queriesField.value = items.length ? JSON.stringify(items) : "";
+  queryEmpty.hidden = items.length > 0;
+}
+
+// Rows from the JSON field; false (rows untouched) when it is not a list of queries.
+function queriesRead() {
+  let items = [];
+  const text = queriesField.value.trim();
+  if (text) {
+    try {
+      items = JSON.parse(text);
+    } catch {
+      return false;
+    }
+  }
+  if (!Array.isArray(items) || !items.every((item) => item && typeof item === "object" && !Array.isArray(item))) return false;
+  queryRows.replaceChildren();
+  for (const item of items) queryRowAdd(item);
+  queryEmpty.hidden = items.length > 0;
+  return true;
+}
+
+if (queriesField && queryEditor && queryTemplate) {
+  if (queriesRead()) {
+    queryEditor.hidden = false;
+    // The JSON stays at hand, folded, unless the server refused it (then it is where the error is shown).
+    queriesJson.open = queriesField.getAttribute("aria-invalid") === "true";
+  }
+  queryRows.addEventListener("input", queriesWrite);
+  queryRows.addEventListener("change", queriesWrite);
+  queriesField.addEventListener("change", queriesRead);
+  document.getElementById("query-add").addEventListener("click", () => {
+    const row = queryRowAdd({ title: "", query: { aggregation: "avg" } });
+    queriesWrite();
+    row.querySelector('[data-key="title"]').focus();
+  });
+}
