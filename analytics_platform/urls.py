@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
+from analytics_platform import demo_mail
 from analytics_platform.health import healthz
 from analytics_platform.metrics import metrics_view
 from analytics_platform.views import home
@@ -279,6 +280,9 @@ urlpatterns = [
     path("reports/<int:report_id>/send/", reporting_views.report_send_now, name="report-send-now"),
     path("reports/<int:report_id>/preview/", reporting_views.report_preview_file, name="report-preview-file"),
     path("reports/download/<str:token>", reporting_views.report_download, name="report-download"),
+    path("demo/mail/", demo_mail.demo_mail_list, name="demo-mail-list"),
+    path("demo/mail/<str:key>/", demo_mail.demo_mail_detail, name="demo-mail-detail"),
+    path("demo/mail/<str:key>/attachments/<int:index>", demo_mail.demo_mail_attachment, name="demo-mail-attachment"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -469,6 +469,9 @@ WEBSOCKET_CONNECTION_LEASE_SECONDS = env_int("WEBSOCKET_CONNECTION_LEASE_SECONDS
 
 # Mail (scheduled reports, alert emails): SMTP with these settings; DEFAULT_FROM_EMAIL is the sender of every
 # report, ALERTS_EMAIL_FROM of alert emails.
+# The demo's mail viewer (/demo/mail/): off here and in production; the development settings turn it on for
+# `make demo` (analytics_platform/demo_mail.py).
+DEMO_MAIL_DIR = ""
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)

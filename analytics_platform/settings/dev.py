@@ -15,3 +15,6 @@ STORAGE_SOURCE_RETENTION_MAX_DAYS = {
     **STORAGE_SOURCE_RETENTION_MAX_DAYS,  # noqa: F405
     "points": env_int("STORAGE_SOURCE_RETENTION_MAX_DAYS_RAW", 35, minimum=0),
 }
+# `make demo` keeps report and alert mail in a Maildir (its own SMTP server) and shows it at /demo/mail/ to its
+# admin; the variable is set by the demo only while it keeps mail, and production settings never read it.
+DEMO_MAIL_DIR = env_str("DEMO_MAIL_DIR", "") if env_bool("DEMO_MAIL_KEPT", False) else ""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 from django.conf import settings as settings_module
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 
 from tests.conftest import REPO_ROOT, closed_port
@@ -110,13 +111,12 @@ def test_demo_prepare_is_idempotent_in_process(monkeypatch, settings, tmp_path):
     )  # fmt: skip
 
 
-def test_the_demo_mail_process_keeps_what_is_sent_in_a_maildir(tmp_path):
-    """The Procfile's `mail` process (the demo's SMTP server, so that "Send now" and email contact points work
-    without a mail server): run as honcho runs it, a message sent over SMTP lands in its Maildir."""
-    import mailbox
+@pytest.fixture
+def demo_mail_server(tmp_path):
+    """The Procfile's `mail` process (the demo's SMTP server, aiosmtpd), run as honcho runs it; (an SMTP client
+    connected to it, its Maildir)."""
     import smtplib
     import time
-    from email.message import EmailMessage
     from pathlib import Path
 
     from tests.conftest import free_port
@@ -136,16 +136,66 @@ def test_the_demo_mail_process_keeps_what_is_sent_in_a_maildir(tmp_path):
                 assert time.monotonic() < deadline, "the demo's SMTP server did not listen within 30 s"
                 assert process.poll() is None, f"the mail process exited with {process.returncode}"
                 time.sleep(0.2)
-        message = EmailMessage()
-        message["From"], message["To"], message["Subject"] = "reports@localhost", "admin@example.com", "Weekly"
-        message.set_content("the report")
         with client:
-            client.send_message(message)
-        kept = list(mailbox.Maildir(directory, create=False))
-        assert [(item["To"], item["Subject"]) for item in kept] == [("admin@example.com", "Weekly")]
+            yield client, directory
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_the_demo_mail_process_keeps_what_is_sent_in_a_maildir(demo_mail_server):
+    """So that "Send now" and email contact points work without a mail server: a message sent over SMTP lands in
+    the mail process's Maildir."""
+    import mailbox
+    from email.message import EmailMessage
+
+    client, directory = demo_mail_server
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "reports@localhost", "admin@example.com", "Weekly"
+    message.set_content("the report")
+    client.send_message(message)
+    kept = list(mailbox.Maildir(directory, create=False))
+    assert [(item["To"], item["Subject"]) for item in kept] == [("admin@example.com", "Weekly")]
+
+
+@pytest.mark.django_db
+def test_the_demos_admin_reads_its_kept_mail_in_the_browser(demo_mail_server, settings, client):
+    """The kept mail had no viewer (a Maildir to open by hand): /demo/mail/ lists it and shows each message, its
+    text escaped and its attachments as downloads, to superusers only, and only where the demo turned it on."""
+    from email.message import EmailMessage
+
+    from tests.factories import user_create
+
+    smtp, directory = demo_mail_server
+    message = EmailMessage()
+    message["From"], message["To"] = "reports@localhost", "admin@example.com"
+    message["Subject"] = "Weekly <script>alert(1)</script>"
+    message.set_content("Hello admin,\nattached is Weekly for last week.")
+    message.add_attachment(b"%PDF-1.7 report", maintype="application", subtype="pdf", filename="weekly.pdf")
+    message.add_attachment("<script>alert(2)</script>", subtype="html", filename="page.html")
+    smtp.send_message(message)
+    admin = get_user_model().objects.create_superuser(username="boss", email="", password="x" * 20)
+    client.force_login(admin)
+    assert client.get("/demo/mail/").status_code == 404  # off unless the demo turns it on (production: never)
+    settings.DEMO_MAIL_DIR = str(directory)
+    listing = client.get("/demo/mail/").content.decode()
+    assert "Weekly &lt;script&gt;alert(1)&lt;/script&gt;" in listing
+    assert "<script>alert(1)" not in listing
+    key = re.search(r'href="/demo/mail/([^/"]+)/"', listing)[1]
+    detail = client.get(f"/demo/mail/{key}/").content.decode()
+    assert "attached is Weekly for last week." in detail
+    assert "weekly.pdf" in detail
+    assert "page.html" in detail
+    pdf = client.get(f"/demo/mail/{key}/attachments/0")
+    assert (pdf.content, pdf["Content-Disposition"]) == (b"%PDF-1.7 report", 'attachment; filename="weekly.pdf"')
+    page = client.get(f"/demo/mail/{key}/attachments/1")
+    assert page["Content-Type"] == "application/octet-stream"  # an HTML attachment is never rendered here
+    assert page["Content-Disposition"].startswith("attachment")
+    assert client.get(f"/demo/mail/{key}/attachments/2").status_code == 404
+    assert client.get("/demo/mail/no-such-message/").status_code == 404
+    client.force_login(user_create(username="member", role="admin"))  # an organisation admin, not a superuser
+    assert client.get("/demo/mail/").status_code == 404
+    assert client.get(f"/demo/mail/{key}/").status_code == 404
 
 
 @pytest.mark.django_db

@@ -49,7 +49,7 @@ class Command(BaseCommand):
             f"  Login: admin / {password}",
             f"  Health: {status.get('status')}   API docs: {url}api/docs/",
             *(
-                [f"  Mail (reports, alert emails) is kept, not sent: {os.environ['DEMO_MAIL_DIR']}/new"]
+                [f"  Mail (reports, alert emails) is kept, not sent: {url}demo/mail/ (admin)"]
                 if os.environ.get("DEMO_MAIL_KEPT")
                 else []
             ),
