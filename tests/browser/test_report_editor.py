@@ -190,8 +190,14 @@ def test_queries_shown_as_tables_are_edited_as_rows_of_fields_and_kept_whole(bro
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
+    from tests.storage.factories import series_create, source_create
+
     erin = user_create(username="erin", role="editor")
     _dashboard(erin, "Floor", [("temp", "Temperature")])
+    plant = source_create(slug="plant")
+    for metric in ("temperature", "vibration"):
+        series_create(source=plant, metric=metric, facility="f1")
+    series_create(source=source_create(slug="office"), metric="occupancy")
     sign_in(browser, browser_server, "erin")
     browser.get(f"{browser_server}/reports/new/")
     assert not browser.find_element(By.ID, "queries").is_displayed()  # the JSON is folded away
@@ -205,6 +211,12 @@ def test_queries_shown_as_tables_are_edited_as_rows_of_fields_and_kept_whole(bro
         row.find_element(By.CSS_SELECTOR, f'[data-key="{key}"]').send_keys(text)
     Select(row.find_element(By.CSS_SELECTOR, '[data-key="aggregation"]')).select_by_value("max")
     assert not browser.find_element(By.ID, "query-empty").is_displayed()
+    # The metric field suggests the chosen source's metrics (read once the source field changes).
+    suggestions = row.find_element(
+        By.ID, row.find_element(By.CSS_SELECTOR, '[data-key="metric"]').get_attribute("list")
+    )
+    wait_for(lambda: [option.get_attribute("value") for option in suggestions.find_elements(By.TAG_NAME, "option")]
+             == ["temperature", "vibration"], message="the plant's metrics were not suggested")  # fmt: skip
     report = _save_as(browser, "Hot spots")
     assert report.queries == [{
         "title": "Hottest per facility", "unit": "°C", "decimals": 1,

@@ -146,6 +146,23 @@ function filtersParse(text, kept) {
   return filters;
 }
 
+let queryRowCount = 0;
+
+async function metricsSuggest(source, list) {
+  if (!source) {
+    list.replaceChildren();
+    return;
+  }
+  try {
+    const response = await fetch(`/api/v1/series/metrics?${new URLSearchParams({ source, limit: 1000 })}`, { credentials: "same-origin" });
+    if (!response.ok) return; // an unknown source: nothing to suggest (saving names the problem)
+    const data = await response.json();
+    list.replaceChildren(...data.metrics.map((metric) => Object.assign(document.createElement("option"), { value: metric })));
+  } catch {
+    // offline or refused: the field still takes any metric
+  }
+}
+
 function queryRowAdd(item) {
   const row = queryTemplate.content.firstElementChild.cloneNode(true);
   const query = item.query ?? {};
@@ -166,6 +183,13 @@ function queryRowAdd(item) {
   const note = row.querySelector(".query-kept");
   note.hidden = others.length === 0;
   note.textContent = others.length ? `Also kept from the JSON: ${others.join(", ")}.` : "";
+  // The metric field suggests the chosen source's metrics (the ones the user may query).
+  const metrics = document.createElement("datalist");
+  metrics.id = `query-metrics-${++queryRowCount}`;
+  field("metric").setAttribute("list", metrics.id);
+  row.append(metrics);
+  field("source").addEventListener("change", () => metricsSuggest(field("source").value.trim(), metrics));
+  metricsSuggest(query.source ?? "", metrics);
   row.querySelector(".query-remove").addEventListener("click", () => {
     row.remove();
     queriesWrite();
