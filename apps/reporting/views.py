@@ -173,30 +173,39 @@ def _posted_panels(post) -> list[str]:
 
 
 def _recipient_choices(organizations: list[Organization], values: dict) -> list[dict]:
-    """Per organisation the editor may save into: its members and teams to tick as recipients. The organisation
-    chosen shows; the others are hidden and disabled (not sent). Recipients ticked that are not among them (a
-    refused name, a member who left) are listed too, ticked, so saving never drops one unseen."""
+    """Per organisation the editor may save into: its members and teams to tick as recipients, each a list of
+    (value, label, detail, checked) for reporting/_recipient_picks.html. The organisation chosen shows; the others
+    are hidden and disabled (not sent). Recipients ticked that are not among them (a refused name, a member who
+    left) are listed too, ticked, so saving never drops one unseen."""
     members: dict[int, list] = {organization.pk: [] for organization in organizations}
     for membership in (
         Membership.objects.filter(organization__in=organizations).select_related("user").order_by("user__username")
     ):
-        members[membership.organization_id].append(membership.user)
+        user = membership.user
+        members[membership.organization_id].append((user.username, user.username, user.get_full_name()))
     teams: dict[int, list] = {organization.pk: [] for organization in organizations}
     for team in Team.objects.filter(organization__in=organizations).order_by("name"):
-        teams[team.organization_id].append(team)
+        teams[team.organization_id].append((team.slug, team.name, team.slug))
     chosen = values["organization"] or (organizations[0].slug if organizations else "")
+
+    def picks(entries: list, ticked: list[str], shown: bool) -> tuple[list[dict], list[str]]:
+        """The entries to tick, those in `ticked` checked (in the shown organisation only), and the ticked values
+        that are not among them."""
+        known = {value for value, _, _ in entries}
+        items = [
+            {"value": value, "label": label, "detail": detail, "checked": shown and value in ticked}
+            for value, label, detail in entries
+        ]
+        return items, [value for value in ticked if value not in known] if shown else []
+
     choices = []
     for organization in organizations:
         shown = organization.slug == chosen
-        usernames = {user.username for user in members[organization.pk]}
-        slugs = {team.slug for team in teams[organization.pk]}
+        users, other_users = picks(members[organization.pk], values["users"], shown)
+        team_items, other_teams = picks(teams[organization.pk], values["teams"], shown)
         choices.append({
-            "organization": organization,
-            "shown": shown,
-            "users": members[organization.pk],
-            "teams": teams[organization.pk],
-            "other_users": [name for name in values["users"] if name not in usernames] if shown else [],
-            "other_teams": [slug for slug in values["teams"] if slug not in slugs] if shown else [],
+            "organization": organization, "shown": shown, "users": users, "other_users": other_users,
+            "teams": team_items, "other_teams": other_teams,
         })  # fmt: skip
     return choices
 

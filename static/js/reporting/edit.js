@@ -1,36 +1,21 @@
-// The report editor: only the chosen dashboard's panel checkboxes show and are sent (a disabled fieldset's are not).
-const dashboard = document.getElementById("dashboard");
-
-function showPanelsOf(uid) {
-  for (const picks of document.querySelectorAll(".panel-picks")) {
-    const chosen = picks.dataset.dashboard === uid;
+// The report editor: only the chosen dashboard's panel checkboxes, and the chosen organisation's recipients, show
+// and are sent (a disabled fieldset's are not). A new report picks its organisation; an existing one has one list.
+function showPicks(selector, attribute, value) {
+  for (const picks of document.querySelectorAll(selector)) {
+    const chosen = picks.dataset[attribute] === value;
     picks.hidden = !chosen;
     picks.disabled = !chosen;
   }
 }
 
-if (dashboard) {
-  dashboard.addEventListener("change", () => showPanelsOf(dashboard.value));
-  showPanelsOf(dashboard.value);
+for (const [id, selector, attribute] of [["dashboard", ".panel-picks", "dashboard"], ["organization", ".recipient-picks", "organization"]]) {
+  const choice = document.getElementById(id);
+  if (!choice) continue;
+  choice.addEventListener("change", () => showPicks(selector, attribute, choice.value));
+  showPicks(selector, attribute, choice.value);
 }
 
-// Recipients: only the chosen organisation's members and teams show and are sent (a new report picks its
-// organisation; an existing one has a single list). A long list gets a filter box.
-const organization = document.getElementById("organization");
-
-function showRecipientsOf(slug) {
-  for (const picks of document.querySelectorAll(".recipient-picks")) {
-    const chosen = picks.dataset.organization === slug;
-    picks.hidden = !chosen;
-    picks.disabled = !chosen;
-  }
-}
-
-if (organization) {
-  organization.addEventListener("change", () => showRecipientsOf(organization.value));
-  showRecipientsOf(organization.value);
-}
-
+// A long list of recipients gets a filter box; ticked ones stay in sight.
 for (const filter of document.querySelectorAll(".recipient-picks .picks-filter")) {
   filter.hidden = false;
   filter.addEventListener("input", () => {
@@ -127,9 +112,10 @@ function filtersText(filters) {
   const parts = [];
   const kept = {};
   for (const [label, condition] of Object.entries(filters ?? {})) {
+    const operator = condition && typeof condition === "object" && !Array.isArray(condition) ? condition : {};
     if (typeof condition === "string" || typeof condition === "number") parts.push(`${label}=${condition}`);
-    else if (condition && typeof condition === "object" && !Array.isArray(condition) && typeof condition.ne === "string") parts.push(`${label}!=${condition.ne}`);
-    else if (condition && typeof condition === "object" && !Array.isArray(condition) && typeof condition.regex === "string") parts.push(`${label}=~${condition.regex}`);
+    else if (typeof operator.ne === "string") parts.push(`${label}!=${operator.ne}`);
+    else if (typeof operator.regex === "string") parts.push(`${label}=~${operator.regex}`);
     else kept[label] = condition;
   }
   return { text: parts.join(", "), kept };
