@@ -78,6 +78,7 @@ api_v1 = [
     path("query/csv", storage_api.QueryCsvView.as_view(), name="query-csv"),
     path("series", storage_api.SeriesListView.as_view(), name="series-list"),
     path("series/metrics", storage_api.SeriesMetricsView.as_view(), name="series-metrics"),
+    path("series/label-keys", storage_api.SeriesLabelKeysView.as_view(), name="series-label-keys"),
     path("series/label-values", storage_api.SeriesLabelValuesView.as_view(), name="series-label-values"),
     path("anomaly-detections/", alerts_api.AnomalyDetectionListCreateView.as_view(), name="anomaly-detection-list"),
     path(

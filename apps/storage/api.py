@@ -20,8 +20,15 @@ from apps.storage.query.csv_export import query_result_csv
 from apps.storage.query.engine import QueryTimeout, query_execute
 from apps.storage.query.shared import query_answer_encoded
 from apps.storage.query.spec import QuerySpecError, query_spec_parse
-from apps.storage.selectors import series_label_values_list, series_list, series_metrics_list
+from apps.storage.selectors import (
+    series_label_keys_list,
+    series_label_values_list,
+    series_list,
+    series_metrics_list,
+)
 from apps.storage.serializers import (
+    LabelKeyListSerializer,
+    LabelKeysQuerySerializer,
     LabelValueListSerializer,
     LabelValuesQuerySerializer,
     MetricListSerializer,
@@ -145,6 +152,21 @@ class SeriesMetricsView(APIView):
         params.is_valid(raise_exception=True)
         page = series_metrics_list(principal=request_principal(request), **params.validated_data)
         return Response({"metrics": page.items, "truncated": page.truncated})
+
+
+class SeriesLabelKeysView(APIView):
+    """Label names of the series you may see, e.g. device and facility (for group-by and filter pickers)."""
+
+    throttle_scope = "query"
+
+    @extend_schema(
+        parameters=[LabelKeysQuerySerializer], responses={200: LabelKeyListSerializer}, summary="List label names"
+    )
+    def get(self, request: Request) -> Response:
+        params = LabelKeysQuerySerializer(data=request.query_params.dict())
+        params.is_valid(raise_exception=True)
+        page = series_label_keys_list(principal=request_principal(request), **params.validated_data)
+        return Response({"labels": page.items, "truncated": page.truncated})
 
 
 class SeriesLabelValuesView(APIView):

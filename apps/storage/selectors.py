@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import CharField, F, Func, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 
 from apps.sources.references import source_reference_q, source_reference_resolve
@@ -76,6 +76,31 @@ def series_metrics_list(
     if source:
         queryset = queryset.filter(source_reference_q(source, path="source__"))
     return _page(queryset.order_by("metric").values_list("metric", flat=True).distinct(), limit=limit, offset=offset)
+
+
+def series_label_keys_list(
+    *,
+    principal=None,
+    scope: DataScope | None = None,
+    metric: str | None = None,
+    source: str | None = None,
+    limit: int = 1_000,
+    offset: int = 0,
+) -> Page:
+    """Distinct label names (e.g. device, facility) among the series the principal may see, in order: every series'
+    names, not a sample's (a name only some series carry is listed too)."""
+    queryset = _scoped(_scope(principal, scope))
+    if metric:
+        queryset = queryset.filter(metric=metric)
+    if source:
+        queryset = queryset.filter(source_reference_q(source, path="source__"))
+    keys = (
+        queryset.annotate(key=Func(F("labels"), function="jsonb_object_keys", output_field=CharField()))
+        .order_by("key")
+        .values_list("key", flat=True)
+        .distinct()
+    )
+    return _page(keys, limit=limit, offset=offset)
 
 
 def series_label_values_list(

@@ -203,6 +203,17 @@ class MetricsQuerySerializer(PickerPageSerializer):
     )
 
 
+class LabelKeysQuerySerializer(PickerPageSerializer):
+    """Query parameters of GET /api/v1/series/label-keys."""
+
+    metric = serializers.CharField(
+        required=False, allow_blank=True, max_length=METRIC_MAX_LENGTH, help_text="Only series of this metric."
+    )
+    source = serializers.CharField(
+        required=False, allow_blank=True, max_length=SOURCE_SLUG_MAX_LENGTH, help_text="Only series of this source."
+    )
+
+
 class LabelValuesQuerySerializer(PickerPageSerializer):
     """Query parameters of GET /api/v1/series/label-values."""
 
@@ -219,6 +230,11 @@ class LabelValuesQuerySerializer(PickerPageSerializer):
 
 class MetricListSerializer(serializers.Serializer):
     metrics = serializers.ListField(child=serializers.CharField(), help_text="Metric names, in order.")
+    truncated = serializers.BooleanField(help_text="More names follow: ask again with offset + limit.")
+
+
+class LabelKeyListSerializer(serializers.Serializer):
+    labels = serializers.ListField(child=serializers.CharField(), help_text="Label names, in order.")
     truncated = serializers.BooleanField(help_text="More names follow: ask again with offset + limit.")
 
 

@@ -83,6 +83,8 @@ def test_rest_paths_show_exactly_what_the_policies_grant(scenario_name):
         for label in ("device", "facility", "line"):
             values = client.get("/api/v1/series/label-values", {"label": label}).json()["values"]
             assert set(values) == {dict(spec.labels)[label] for spec in expected}, (where, f"{label} picker")
+        names = client.get("/api/v1/series/label-keys").json()["labels"]
+        assert set(names) == {name for spec in expected for name in dict(spec.labels)}, (where, "label names picker")
         browser = Client()
         browser.force_login(user)
         page = browser.get(f"/dashboards/{dashboard.uid}/")

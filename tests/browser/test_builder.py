@@ -245,6 +245,24 @@ def test_label_filters_inspector_and_refresh_now(browser_server, browser):
         {"operator": "=", "values": ["x"]},
     ]
 
+    # The group-by and filter pickers offer every label name of the metric's series, also one that only a series
+    # after the first 200 carries (they were read from a page of 200 series).
+    from apps.sources.models import Source
+    from apps.storage.services import series_key, series_resolve
+
+    plant = Source.objects.get(slug=SOURCE)
+    series_resolve(keys=[series_key(source_id=plant.id, metric="temperature", labels={"device": f"s{n:03d}"})
+                         for n in range(200)])  # fmt: skip
+    series_resolve(keys=[series_key(source_id=plant.id, metric="temperature", labels={"device": "s9", "line": "l1"})])
+    names = driver.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        import('/static/js/dashboards/editor.js').then((editor) => editor.catalog.labelKeys('plant', 'temperature'))
+          .then((keys) => done([...keys]));
+        """
+    )
+    assert names == ["device", "line"]
+
     # The inspector shows what was sent and what the server used.
     driver.execute_script("document.querySelector('.panel[data-key=\"regex\"] .panel-menu-wrap').open = true;")
     driver.find_element(By.CSS_SELECTOR, '.panel[data-key="regex"] [data-action=inspect]').click()

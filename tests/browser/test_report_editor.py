@@ -258,3 +258,48 @@ def test_queries_shown_as_tables_are_edited_as_rows_of_fields_and_kept_whole(bro
     wait_for(lambda: Report.objects.get(pk=report.pk).queries == [], message="the queries were not removed")
     assert Report.objects.get(pk=report.pk).dashboard.title == "Floor"
     assert console_errors(browser) == []
+
+
+def test_a_query_rows_label_names_are_named_and_offered_in_group_by_and_filters(browser_server, browser):
+    """Which labels can a query group by or filter on? The row names the label names of its metric's series (those
+    the user may see: another organisation's names are not among them), offers them in the group-by and filters
+    fields after what is typed already, and says when the metric has no series at all (a typo, or no data yet)."""
+    from selenium.webdriver.common.by import By
+
+    from tests.storage.factories import series_create, source_create
+
+    user_create(username="erin", role="editor")
+    plant = source_create(slug="plant")
+    series_create(source=plant, metric="temperature", facility="f1", line="l1")
+    series_create(source=plant, metric="temperature", facility="f2", device="d9")
+    series_create(source=plant, metric="vibration", axis="x")
+    series_create(source=source_create(slug="rival", organization="other-org"), metric="temperature", zone="z1")
+    sign_in(browser, browser_server, "erin")
+    browser.get(f"{browser_server}/reports/new/")
+    browser.find_element(By.ID, "query-add").click()
+    row = browser.find_element(By.CSS_SELECTOR, "#query-rows .query-row")
+    field = {key: row.find_element(By.CSS_SELECTOR, f'[data-key="{key}"]') for key in ("title", "metric", "group_by",
+                                                                                         "filters")}  # fmt: skip
+    hint = row.find_element(By.CSS_SELECTOR, ".query-labels")
+    assert not hint.is_displayed()
+    field["metric"].send_keys("temperature")
+    field["title"].click()  # leaving the field is the change that asks for the names
+    wait_for(lambda: hint.text == "Labels of temperature: device, facility, line.", message=f"hint: {hint.text!r}")
+
+    def offered(key: str) -> list[str]:
+        suggestions = row.find_element(By.ID, field[key].get_attribute("list"))
+        return [option.get_attribute("value") for option in suggestions.find_elements(By.TAG_NAME, "option")]
+
+    field["group_by"].click()
+    assert offered("group_by") == ["device", "facility", "line"]
+    field["group_by"].send_keys("facility,")
+    assert offered("group_by") == ["facility, device", "facility, line"]
+    field["filters"].send_keys("line=l1,")
+    assert offered("filters") == ["line=l1, device=", "line=l1, facility="]
+    field["metric"].clear()
+    field["metric"].send_keys("temprature")
+    field["title"].click()
+    wait_for(lambda: hint.text.startswith("No series of temprature that you may see yet"), message="no warning")
+    field["group_by"].click()
+    assert offered("group_by") == []
+    assert console_errors(browser) == []

@@ -157,6 +157,33 @@ def test_metric_and_label_value_pickers(api_client, plant, user):
     assert missing.json()["field"] == "label"
 
 
+def test_the_label_names_picker_lists_every_visible_series_names_and_no_other_organisations(api_client, plant, user):
+    # A name only one series carries is listed (not a sample's names), as are the metric's and the source's filters;
+    # a series of another organisation, whose labels the user may not see, adds nothing.
+    series_create(source=plant, metric="pressure", device="p1", line="l2")
+    series_create(source=source_create(slug="elsewhere", organization="other-org"), metric="temperature", zone="z9")
+    api_client.force_login(user)
+    assert api_client.get("/api/v1/series/label-keys").json() == {
+        "labels": ["device", "facility", "line"],
+        "truncated": False,
+    }
+    assert api_client.get("/api/v1/series/label-keys", {"metric": "temperature"}).json()["labels"] == [
+        "device",
+        "facility",
+    ]
+    assert api_client.get("/api/v1/series/label-keys", {"source": "plant", "metric": "pressure"}).json() == {
+        "labels": ["device", "line"],
+        "truncated": False,
+    }
+    page = api_client.get("/api/v1/series/label-keys", {"limit": 2}).json()
+    assert page == {"labels": ["device", "facility"], "truncated": True}
+    rest = api_client.get("/api/v1/series/label-keys", {"limit": 2, "offset": 2}).json()
+    assert rest == {"labels": ["line"], "truncated": False}
+    assert api_client.get("/api/v1/series/label-keys", {"source": "elsewhere"}).json()["labels"] == []
+    api_client.logout()
+    assert api_client.get("/api/v1/series/label-keys").status_code in (401, 403)
+
+
 def test_schema_documents_the_query_contract(client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     operation = schema["paths"]["/api/v1/query"]["post"]

@@ -32,13 +32,9 @@ export const catalog = {
     cachedGet(`/api/v1/series/metrics${queryString({ source, limit: PICKER_LIMIT })}`).then((data) => pickerList(data, "metrics")),
   labelValues: (label, { source, metric } = {}) =>
     cachedGet(`/api/v1/series/label-values${queryString({ label, source, metric, limit: PICKER_LIMIT })}`).then((data) => pickerList(data, "values")),
-  // Label names are read from a page of the metric's series.
+  // Every label name of the metric's series (a page of series could miss a name only some carry).
   labelKeys: (source, metric) =>
-    cachedGet(`/api/v1/series${queryString({ source, metric, limit: 200 })}`).then((data) => {
-      const keys = new Set();
-      for (const series of listResults(data)) for (const key of Object.keys(series.labels ?? {})) keys.add(key);
-      return [...keys].sort();
-    }),
+    cachedGet(`/api/v1/series/label-keys${queryString({ source, metric, limit: PICKER_LIMIT })}`).then((data) => pickerList(data, "labels")),
 };
 
 // "50:#e0752d, 80:#c4162a" <-> [{value: 50, color: "#e0752d"}, ...]; a bare colour is the base colour.

@@ -149,6 +149,48 @@ async function metricsSuggest(source, list) {
   }
 }
 
+// The label names of the row's source and metric (the series the user may see), named under the row and offered
+// in the group-by and filters fields; a metric with no such series says so (a typo, or no data yet).
+async function labelsSuggest(row) {
+  const source = row.querySelector('[data-key="source"]').value.trim();
+  const metric = row.querySelector('[data-key="metric"]').value.trim();
+  const hint = row.querySelector(".query-labels");
+  row.labelNames = [];
+  if (!metric) {
+    hint.hidden = true;
+    return;
+  }
+  const params = new URLSearchParams({ metric, limit: 1000 });
+  if (source) params.set("source", source);
+  try {
+    const response = await fetch(`/api/v1/series/label-keys?${params}`, { credentials: "same-origin" });
+    if (!response.ok) {
+      hint.hidden = true; // an unknown source: saving names the problem
+      return;
+    }
+    row.labelNames = (await response.json()).labels;
+  } catch {
+    hint.hidden = true;
+    return;
+  }
+  const where = source ? ` in ${source}` : "";
+  hint.textContent = row.labelNames.length
+    ? `Labels of ${metric}${where}: ${row.labelNames.join(", ")}.`
+    : `No series of ${metric}${where} that you may see yet: check the name, or the report stays empty until data arrives.`;
+  hint.hidden = false;
+}
+
+// A comma-separated field's suggestions: what is typed before the last comma, then each label name not used yet.
+function namesComplete(input, list, names, suffix) {
+  const text = input.value;
+  const cut = text.lastIndexOf(",");
+  const head = cut >= 0 ? `${text.slice(0, cut + 1).trimEnd()} ` : "";
+  const used = new Set(text.slice(0, cut + 1).split(",").map((part) => part.split(/!=|=~|=/)[0].trim()));
+  list.replaceChildren(
+    ...(names ?? []).filter((name) => !used.has(name)).map((name) => Object.assign(document.createElement("option"), { value: `${head}${name}${suffix}` })),
+  );
+}
+
 function queryRowAdd(item) {
   const row = queryTemplate.content.firstElementChild.cloneNode(true);
   const query = item.query ?? {};
@@ -174,8 +216,20 @@ function queryRowAdd(item) {
   metrics.id = `query-metrics-${++queryRowCount}`;
   field("metric").setAttribute("list", metrics.id);
   row.append(metrics);
-  field("source").addEventListener("change", () => metricsSuggest(field("source").value.trim(), metrics));
+  field("source").addEventListener("change", () => {
+    metricsSuggest(field("source").value.trim(), metrics);
+    labelsSuggest(row);
+  });
   metricsSuggest(query.source ?? "", metrics);
+  field("metric").addEventListener("change", () => labelsSuggest(row));
+  labelsSuggest(row);
+  for (const [key, suffix] of [["group_by", ""], ["filters", "="]]) {
+    const list = document.createElement("datalist");
+    list.id = `query-${key}-${queryRowCount}`;
+    field(key).setAttribute("list", list.id);
+    row.append(list);
+    for (const event of ["focus", "input"]) field(key).addEventListener(event, () => namesComplete(field(key), list, row.labelNames, suffix));
+  }
   row.querySelector(".query-remove").addEventListener("click", () => {
     row.remove();
     queriesWrite();
