@@ -110,3 +110,28 @@ def test_every_page_names_its_icon_so_browsers_do_not_ask_for_favicon_ico(client
     assert icon
     with open(icon) as handle:
         assert handle.read().startswith("<svg")
+
+
+@pytest.mark.django_db
+def test_a_missing_page_is_a_404_page_with_the_sites_links_and_icon(client, settings):
+    """Pages that do not exist (or that the user may not see: the same answer) were Django's bare "Not Found",
+    without the site's navigation and icon (so browsers asked for /favicon.ico there too)."""
+    from tests.factories import user_create
+
+    settings.DEBUG = False
+    anonymous = client.get("/dashboards/no-such-dashboard/")
+    assert anonymous.status_code in (302, 404)  # pages for signed-in users send strangers to sign in first
+    client.force_login(user_create(username="vera", role="viewer"))
+    response = client.get("/no/such/page/")
+    assert response.status_code == 404
+    text = response.content.decode()
+    assert "<h1>Page not found</h1>" in text
+    assert "<code>/no/such/page/</code>" in text
+    assert 'href="/dashboards/"' in text
+    assert '<link rel="icon" type="image/svg+xml"' in text
+    client.logout()
+    text = client.get("/no/such/page/").content.decode()
+    assert 'href="/accounts/login/?next=/no/such/page/"' in text
+    api = client.get("/api/v1/no-such-endpoint")
+    assert api.status_code == 404
+    assert api.json()["code"] == "not_found"
