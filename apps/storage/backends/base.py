@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connections, transaction
@@ -221,6 +222,11 @@ _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
 _ROW_POINT = struct.Struct(">hiiiqid").pack  # field count, series_id, time, value; schema_id follows
 _ROW_STAGING = struct.Struct(">hiiiiiqid").pack  # ord, series_id, time, value
+# The same row as a numpy record: the field count, then each field's length and big-endian value.
+_STAGING_ROW = np.dtype([
+    ("fields", ">i2"), ("ord_length", ">i4"), ("ord", ">i4"), ("series_length", ">i4"), ("series", ">i4"),
+    ("time_length", ">i4"), ("time", ">i8"), ("value_length", ">i4"), ("value", ">f8"),
+])  # fmt: skip
 
 
 def _pg_micros(moments: Iterable[datetime]) -> dict[datetime, int]:
@@ -260,17 +266,29 @@ def _upsert_points(cursor, points: Points, schema_id: int | None, moments: Itera
         "CREATE TEMP TABLE IF NOT EXISTS points_staging "
         "(ord integer, series_id integer, time timestamptz, value double precision) ON COMMIT DELETE ROWS"
     )
-    micros = _pg_micros(moments)
-    pack = _ROW_STAGING
-    rows = [
-        pack(4, 4, ordinal, 4, series_id, 8, micros[moment], 8, value)
-        for ordinal, (series_id, moment, value) in enumerate(points)
-    ]
+    if isinstance(points, PointColumns):
+        # Filled column by column (no Python work per point, as for the fast path's COPY).
+        rows = np.empty(len(points), dtype=_STAGING_ROW)
+        lengths = {"fields": 4, "ord_length": 4, "series_length": 4, "time_length": 8, "value_length": 8}
+        for name, value in lengths.items():
+            rows[name] = value
+        rows["ord"] = np.arange(len(points))
+        rows["series"] = points.series_ids.to_numpy()
+        rows["time"] = points.micros.to_numpy() - PG_EPOCH_OFFSET_MICROS
+        rows["value"] = points.values.to_numpy(zero_copy_only=False)
+        payload = rows.tobytes()
+    else:
+        micros = _pg_micros(moments)
+        pack = _ROW_STAGING
+        payload = b"".join(
+            pack(4, 4, ordinal, 4, series_id, 8, micros[moment], 8, value)
+            for ordinal, (series_id, moment, value) in enumerate(points)
+        )
     with (
         cursor.db.wrap_database_errors,
         cursor.copy("COPY points_staging (ord, series_id, time, value) FROM STDIN (FORMAT BINARY)") as copy,
     ):
-        copy.write(b"".join((_COPY_SIGNATURE, *rows, _COPY_TRAILER)))
+        copy.write(b"".join((_COPY_SIGNATURE, payload, _COPY_TRAILER)))
     cursor.execute(
         "INSERT INTO points (series_id, time, value, schema_id) "
         "SELECT DISTINCT ON (series_id, time) series_id, time, value, %s::integer FROM points_staging "

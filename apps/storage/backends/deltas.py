@@ -202,7 +202,7 @@ class _Groups:
     last_time: np.ndarray  # int64 microseconds since 1970
 
 
-def _floor_micros(micros: np.ndarray, seconds: int) -> np.ndarray:
+def floor_micros(micros: np.ndarray, seconds: int) -> np.ndarray:
     """Bucket starts (date_bin from BUCKET_ORIGIN): numpy's // floors, for times before the origin too."""
     width = seconds * 1_000_000
     return (micros - _ORIGIN_MICROS) // width * width + _ORIGIN_MICROS
@@ -219,7 +219,7 @@ def _boundaries(*keys: np.ndarray) -> np.ndarray:
 
 def _minute_groups(series: np.ndarray, micros: np.ndarray, values: np.ndarray) -> _Groups:
     """Per (series, minute) aggregates of points ordered by (series, time) (PointColumns' order)."""
-    buckets = _floor_micros(micros, TIER_1M.seconds)
+    buckets = floor_micros(micros, TIER_1M.seconds)
     starts = _boundaries(series, buckets)
     ends = np.append(starts[1:], len(series)) - 1
     return _Groups(
@@ -266,7 +266,7 @@ def _label_deltas(minutes: _Groups, mapping: CellMapping, tier: Tier, limit: int
     row = np.repeat(rows, counts)
     pair = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(first, counts)
     cell = mapping.cell[pair]
-    bucket = minutes.bucket[row] if tier is TIER_1M else _floor_micros(minutes.bucket[row], tier.seconds)
+    bucket = minutes.bucket[row] if tier is TIER_1M else floor_micros(minutes.bucket[row], tier.seconds)
     last_time = minutes.last_time[row]
     # Ordered by (cell, bucket, last time), stably: a cell's "last" is the value at its latest time.
     order = np.lexsort((last_time, bucket, cell))
