@@ -263,7 +263,8 @@ def test_queries_shown_as_tables_are_edited_as_rows_of_fields_and_kept_whole(bro
 def test_a_query_rows_label_names_are_named_and_offered_in_group_by_and_filters(browser_server, browser):
     """Which labels can a query group by or filter on? The row names the label names of its metric's series (those
     the user may see: another organisation's names are not among them), offers them in the group-by and filters
-    fields after what is typed already, and says when the metric has no series at all (a typo, or no data yet)."""
+    fields after what is typed already, then a filtered label's values, and says when the metric has no series at
+    all (a typo, or no data yet)."""
     from selenium.webdriver.common.by import By
 
     from tests.storage.factories import series_create, source_create
@@ -296,6 +297,10 @@ def test_a_query_rows_label_names_are_named_and_offered_in_group_by_and_filters(
     assert offered("group_by") == ["facility, device", "facility, line"]
     field["filters"].send_keys("line=l1,")
     assert offered("filters") == ["line=l1, device=", "line=l1, facility="]
+    # Once a label and an operator are typed, that label's values among the metric's series are offered.
+    field["filters"].send_keys(" facility!=")
+    wait_for(lambda: offered("filters") == ["line=l1, facility!=f1", "line=l1, facility!=f2"],
+             message="the facility values were not offered")  # fmt: skip
     field["metric"].clear()
     field["metric"].send_keys("temprature")
     field["title"].click()

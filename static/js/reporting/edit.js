@@ -156,6 +156,7 @@ async function labelsSuggest(row) {
   const metric = row.querySelector('[data-key="metric"]').value.trim();
   const hint = row.querySelector(".query-labels");
   row.labelNames = [];
+  row.labelValues = new Map();
   if (!metric) {
     hint.hidden = true;
     return;
@@ -189,6 +190,37 @@ function namesComplete(input, list, names, suffix) {
   list.replaceChildren(
     ...(names ?? []).filter((name) => !used.has(name)).map((name) => Object.assign(document.createElement("option"), { value: `${head}${name}${suffix}` })),
   );
+}
+
+// Once a label and = or != are typed in the filters field, it offers that label's values among the row's series
+// (fetched once per label while the source and metric stay). True when it applies, false to offer names instead.
+function filterValuesOffer(row, input, list) {
+  const text = input.value;
+  const cut = text.lastIndexOf(",");
+  const match = /^\s*([^=!~\s]+)\s*(!=|=~|=)/.exec(text.slice(cut + 1));
+  if (!match || match[2] === "=~" || !(row.labelNames ?? []).includes(match[1])) return false;
+  const [, label, operator] = match;
+  const head = cut >= 0 ? `${text.slice(0, cut + 1).trimEnd()} ` : "";
+  row.labelValues ??= new Map();
+  if (!row.labelValues.has(label)) {
+    const params = new URLSearchParams({ label, metric: row.querySelector('[data-key="metric"]').value.trim(), limit: 1000 });
+    const source = row.querySelector('[data-key="source"]').value.trim();
+    if (source) params.set("source", source);
+    row.labelValues.set(
+      label,
+      fetch(`/api/v1/series/label-values?${params}`, { credentials: "same-origin" })
+        .then((response) => (response.ok ? response.json() : { values: [] }))
+        .then((data) => data.values)
+        .catch(() => []),
+    );
+  }
+  row.labelValues.get(label).then((values) => {
+    if (input.value !== text) return; // typed on meanwhile: that input offers again
+    // A value with a comma cannot be written in this comma-separated field (the JSON can hold it).
+    const offered = values.filter((value) => !value.includes(","));
+    list.replaceChildren(...offered.map((value) => Object.assign(document.createElement("option"), { value: `${head}${label}${operator}${value}` })));
+  });
+  return true;
 }
 
 function queryRowAdd(item) {
@@ -228,7 +260,11 @@ function queryRowAdd(item) {
     list.id = `query-${key}-${queryRowCount}`;
     field(key).setAttribute("list", list.id);
     row.append(list);
-    for (const event of ["focus", "input"]) field(key).addEventListener(event, () => namesComplete(field(key), list, row.labelNames, suffix));
+    for (const event of ["focus", "input"]) {
+      field(key).addEventListener(event, () => {
+        if (key !== "filters" || !filterValuesOffer(row, field(key), list)) namesComplete(field(key), list, row.labelNames, suffix);
+      });
+    }
   }
   row.querySelector(".query-remove").addEventListener("click", () => {
     row.remove();
