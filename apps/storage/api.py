@@ -7,7 +7,7 @@ import re
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,6 +21,7 @@ from apps.storage.query.engine import QueryTimeout, query_execute
 from apps.storage.query.shared import query_answer_encoded
 from apps.storage.query.spec import QuerySpecError, query_spec_parse
 from apps.storage.selectors import (
+    Page,
     series_label_keys_list,
     series_label_values_list,
     series_list,
@@ -139,6 +140,13 @@ class SeriesListView(ListAPIView):
         )
 
 
+def _picker_page(request: Request, serializer: type[serializers.Serializer], selector) -> tuple[dict, Page]:
+    """A picker's query parameters, checked (400 naming the field), and its page of names or values."""
+    params = serializer(data=request.query_params.dict())
+    params.is_valid(raise_exception=True)
+    return params.validated_data, selector(principal=request_principal(request), **params.validated_data)
+
+
 class SeriesMetricsView(APIView):
     """Metric names you may query, a page at a time."""
 
@@ -148,9 +156,7 @@ class SeriesMetricsView(APIView):
         parameters=[MetricsQuerySerializer], responses={200: MetricListSerializer}, summary="List metric names"
     )
     def get(self, request: Request) -> Response:
-        params = MetricsQuerySerializer(data=request.query_params.dict())
-        params.is_valid(raise_exception=True)
-        page = series_metrics_list(principal=request_principal(request), **params.validated_data)
+        _, page = _picker_page(request, MetricsQuerySerializer, series_metrics_list)
         return Response({"metrics": page.items, "truncated": page.truncated})
 
 
@@ -163,9 +169,7 @@ class SeriesLabelKeysView(APIView):
         parameters=[LabelKeysQuerySerializer], responses={200: LabelKeyListSerializer}, summary="List label names"
     )
     def get(self, request: Request) -> Response:
-        params = LabelKeysQuerySerializer(data=request.query_params.dict())
-        params.is_valid(raise_exception=True)
-        page = series_label_keys_list(principal=request_principal(request), **params.validated_data)
+        _, page = _picker_page(request, LabelKeysQuerySerializer, series_label_keys_list)
         return Response({"labels": page.items, "truncated": page.truncated})
 
 
@@ -180,7 +184,5 @@ class SeriesLabelValuesView(APIView):
         summary="List values of a label",
     )
     def get(self, request: Request) -> Response:
-        params = LabelValuesQuerySerializer(data=request.query_params.dict())
-        params.is_valid(raise_exception=True)
-        page = series_label_values_list(principal=request_principal(request), **params.validated_data)
-        return Response({"label": params.validated_data["label"], "values": page.items, "truncated": page.truncated})
+        params, page = _picker_page(request, LabelValuesQuerySerializer, series_label_values_list)
+        return Response({"label": params["label"], "values": page.items, "truncated": page.truncated})

@@ -25,6 +25,18 @@ def _scope(principal, scope: DataScope | None) -> DataScope:
     return scope if scope is not None else data_scope_for(principal)
 
 
+def _series_of(
+    principal, scope: DataScope | None, *, metric: str | None = None, source: str | None = None
+) -> QuerySet[Series]:
+    """The series the principal (or the given scope) may see, of `metric` and `source` when given."""
+    queryset = _scoped(_scope(principal, scope))
+    if metric:
+        queryset = queryset.filter(metric=metric)
+    if source:
+        queryset = queryset.filter(source_reference_q(source, path="source__"))
+    return queryset
+
+
 def series_list(
     *,
     principal=None,
@@ -36,11 +48,7 @@ def series_list(
     """Series the principal (or the given scope) may see, filtered by source slug, metric and exact label values.
 
     A bare slug lists the series of every source with that slug the scope reaches (lists are not ambiguous)."""
-    queryset = _scoped(_scope(principal, scope))
-    if source:
-        queryset = queryset.filter(source_reference_q(source, path="source__"))
-    if metric:
-        queryset = queryset.filter(metric=metric)
+    queryset = _series_of(principal, scope, metric=metric, source=source)
     if labels:
         queryset = queryset.filter(labels__contains=dict(labels))
     return queryset.order_by("source__slug", "metric", "id")
@@ -72,9 +80,7 @@ def series_metrics_list(
     *, principal=None, scope: DataScope | None = None, source: str | None = None, limit: int = 1_000, offset: int = 0
 ) -> Page:
     """Distinct metric names the principal may see, in order, `limit` from `offset`."""
-    queryset = _scoped(_scope(principal, scope))
-    if source:
-        queryset = queryset.filter(source_reference_q(source, path="source__"))
+    queryset = _series_of(principal, scope, source=source)
     return _page(queryset.order_by("metric").values_list("metric", flat=True).distinct(), limit=limit, offset=offset)
 
 
@@ -89,11 +95,7 @@ def series_label_keys_list(
 ) -> Page:
     """Distinct label names (e.g. device, facility) among the series the principal may see, in order: every series'
     names, not a sample's (a name only some series carry is listed too)."""
-    queryset = _scoped(_scope(principal, scope))
-    if metric:
-        queryset = queryset.filter(metric=metric)
-    if source:
-        queryset = queryset.filter(source_reference_q(source, path="source__"))
+    queryset = _series_of(principal, scope, metric=metric, source=source)
     keys = (
         queryset.annotate(key=Func(F("labels"), function="jsonb_object_keys", output_field=CharField()))
         .order_by("key")
@@ -114,11 +116,7 @@ def series_label_values_list(
     offset: int = 0,
 ) -> Page:
     """Distinct values of one label (e.g. every facility) among the series the principal may see, in order."""
-    queryset = _scoped(_scope(principal, scope)).filter(Q(**{"labels__has_key": label}))
-    if metric:
-        queryset = queryset.filter(metric=metric)
-    if source:
-        queryset = queryset.filter(source_reference_q(source, path="source__"))
+    queryset = _series_of(principal, scope, metric=metric, source=source).filter(Q(**{"labels__has_key": label}))
     values = (
         queryset.annotate(value=KeyTextTransform(label, "labels"))
         .order_by("value")

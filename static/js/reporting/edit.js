@@ -134,6 +134,25 @@ function filtersParse(text, kept) {
 
 let queryRowCount = 0;
 
+function options(values) {
+  return values.map((value) => Object.assign(document.createElement("option"), { value }));
+}
+
+// The row's metric, and its source when one is given, as query parameters (with `extra`).
+function seriesParams(row, extra) {
+  const params = new URLSearchParams({ ...extra, metric: row.querySelector('[data-key="metric"]').value.trim(), limit: 1000 });
+  const source = row.querySelector('[data-key="source"]').value.trim();
+  if (source) params.set("source", source);
+  return params;
+}
+
+// A comma-separated field's text split where a suggestion goes: what is typed up to the last comma (with a space
+// after it, as a suggestion would read), and the entry being typed after it.
+function typedParts(text) {
+  const cut = text.lastIndexOf(",");
+  return { head: cut >= 0 ? `${text.slice(0, cut + 1).trimEnd()} ` : "", done: text.slice(0, cut + 1), current: text.slice(cut + 1) };
+}
+
 async function metricsSuggest(source, list) {
   if (!source) {
     list.replaceChildren();
@@ -143,7 +162,7 @@ async function metricsSuggest(source, list) {
     const response = await fetch(`/api/v1/series/metrics?${new URLSearchParams({ source, limit: 1000 })}`, { credentials: "same-origin" });
     if (!response.ok) return; // an unknown source: nothing to suggest (saving names the problem)
     const data = await response.json();
-    list.replaceChildren(...data.metrics.map((metric) => Object.assign(document.createElement("option"), { value: metric })));
+    list.replaceChildren(...options(data.metrics));
   } catch {
     // offline or refused: the field still takes any metric
   }
@@ -161,10 +180,8 @@ async function labelsSuggest(row) {
     hint.hidden = true;
     return;
   }
-  const params = new URLSearchParams({ metric, limit: 1000 });
-  if (source) params.set("source", source);
   try {
-    const response = await fetch(`/api/v1/series/label-keys?${params}`, { credentials: "same-origin" });
+    const response = await fetch(`/api/v1/series/label-keys?${seriesParams(row, {})}`, { credentials: "same-origin" });
     if (!response.ok) {
       hint.hidden = true; // an unknown source: saving names the problem
       return;
@@ -183,32 +200,24 @@ async function labelsSuggest(row) {
 
 // A comma-separated field's suggestions: what is typed before the last comma, then each label name not used yet.
 function namesComplete(input, list, names, suffix) {
-  const text = input.value;
-  const cut = text.lastIndexOf(",");
-  const head = cut >= 0 ? `${text.slice(0, cut + 1).trimEnd()} ` : "";
-  const used = new Set(text.slice(0, cut + 1).split(",").map((part) => part.split(/!=|=~|=/)[0].trim()));
-  list.replaceChildren(
-    ...(names ?? []).filter((name) => !used.has(name)).map((name) => Object.assign(document.createElement("option"), { value: `${head}${name}${suffix}` })),
-  );
+  const { head, done } = typedParts(input.value);
+  const used = new Set(done.split(",").map((part) => part.split(/!=|=~|=/)[0].trim()));
+  list.replaceChildren(...options((names ?? []).filter((name) => !used.has(name)).map((name) => `${head}${name}${suffix}`)));
 }
 
 // Once a label and = or != are typed in the filters field, it offers that label's values among the row's series
 // (fetched once per label while the source and metric stay). True when it applies, false to offer names instead.
 function filterValuesOffer(row, input, list) {
   const text = input.value;
-  const cut = text.lastIndexOf(",");
-  const match = /^\s*([^=!~\s]+)\s*(!=|=~|=)/.exec(text.slice(cut + 1));
+  const { head, current } = typedParts(text);
+  const match = /^\s*([^=!~\s]+)\s*(!=|=~|=)/.exec(current);
   if (!match || match[2] === "=~" || !(row.labelNames ?? []).includes(match[1])) return false;
   const [, label, operator] = match;
-  const head = cut >= 0 ? `${text.slice(0, cut + 1).trimEnd()} ` : "";
-  row.labelValues ??= new Map();
+  // row.labelValues is emptied whenever the names are asked again (labelsSuggest), before any name is known.
   if (!row.labelValues.has(label)) {
-    const params = new URLSearchParams({ label, metric: row.querySelector('[data-key="metric"]').value.trim(), limit: 1000 });
-    const source = row.querySelector('[data-key="source"]').value.trim();
-    if (source) params.set("source", source);
     row.labelValues.set(
       label,
-      fetch(`/api/v1/series/label-values?${params}`, { credentials: "same-origin" })
+      fetch(`/api/v1/series/label-values?${seriesParams(row, { label })}`, { credentials: "same-origin" })
         .then((response) => (response.ok ? response.json() : { values: [] }))
         .then((data) => data.values)
         .catch(() => []),
@@ -218,7 +227,7 @@ function filterValuesOffer(row, input, list) {
     if (input.value !== text) return; // typed on meanwhile: that input offers again
     // A value with a comma cannot be written in this comma-separated field (the JSON can hold it).
     const offered = values.filter((value) => !value.includes(","));
-    list.replaceChildren(...offered.map((value) => Object.assign(document.createElement("option"), { value: `${head}${label}${operator}${value}` })));
+    list.replaceChildren(...options(offered.map((value) => `${head}${label}${operator}${value}`)));
   });
   return true;
 }
